@@ -1,0 +1,1 @@
+"""Configuration: the daemon config, SIP profiles and flows (pydantic models)."""

@@ -1,0 +1,1 @@
+"""The B2BUA: calls, legs, routing, transfers and the fallback machine."""

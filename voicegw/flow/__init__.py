@@ -1,0 +1,1 @@
+"""Call flows: named nodes run per call."""

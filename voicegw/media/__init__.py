@@ -1,0 +1,1 @@
+"""RTP media: packets, G.711, the relay between legs, prompt and tone players."""

@@ -1,0 +1,1 @@
+"""Durable call and transfer records."""
