@@ -1,0 +1,727 @@
+"""SDP session descriptions (RFC 4566, obsoleted by RFC 8866): model, parser, serializer.
+
+``SessionDescription.parse(data)`` and ``bytes(sd)`` are a pair. The model keeps
+every line in the order it arrived: the fields voicegw interprets (o=, c=, t=, m=,
+a=) become small frozen dataclasses, every other line (i=, u=, e=, p=, b=, r=, z=,
+k=) and every attribute, known or not, is kept as it came. So
+``bytes(SessionDescription.parse(x)) == x`` for any SDP that follows the grammar with
+CRLF line ends, and ``parse(bytes(sd)) == sd`` for any model.
+
+Policy: strict on what voicegw interprets, lenient on the rest.
+
+* Rejected (``ParseError``, status 488 Not Acceptable Here, RFC 3261 21.4.26): a first
+  line other than ``v=0``, o= or s= missing from lines 2 and 3, a type letter outside
+  RFC 8866 section 5's set ("an SDP parser MUST completely ignore or reject any session
+  description that contains a type letter that it does not understand"), a session-only
+  line inside a media section, a malformed o=, c=, t=, m=, rtpmap, fmtp or ptime, two
+  direction attributes at one level, an IPv6 address in brackets (RFC 5118 4.6: SDP
+  carries IPv6 addresses bare), NUL or a lone CR, and anything past the limits below.
+* Tolerated: the order of lines after s= (RFC 8866 prescribes it; real peers swap c=
+  and b=, or put a= before t=), a missing t= or c=, an empty s=, an m= line with no
+  fmt, LF-only line ends ("parsers SHOULD be tolerant and also accept records
+  terminated with a single newline character", RFC 8866 5) and trailing empty lines.
+  These are normalised on output: CRLF, no trailing empty lines.
+* Integers (session id and version, ports, times) are kept as ``int``, so leading zeros
+  are not preserved.
+* Text is decoded as UTF-8 with ``surrogateescape``: bytes that are not UTF-8 (an
+  ``a=charset`` other than UTF-8) survive the round trip as lone surrogates.
+
+Limits, a defence against hostile bodies (each breach is a 488):
+
+* ``MAX_SDP_SIZE`` = 64 KiB per body (a UDP SIP message cannot carry more);
+* ``MAX_LINES`` = 1024 lines;
+* ``MAX_MEDIA`` = 32 media sections.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import ClassVar, Iterable, Sequence, Union
+
+from voicegw.sip.errors import ParseError
+
+MAX_SDP_SIZE = 64 * 1024
+MAX_LINES = 1024
+MAX_MEDIA = 32
+
+#: What a UAS answers for an offer it cannot use (RFC 3261 21.4.26).
+NOT_ACCEPTABLE_HERE = 488
+
+# token-char = %x21 / %x23-27 / %x2A-2B / %x2D-2E / %x30-39 / %x41-5A / %x5E-7E
+# token      = 1*(token-char)
+_TOKEN = r"[\x21\x23-\x27\x2a\x2b\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7e]+"
+# non-ws-string = 1*(VCHAR / %x80-FF)   (decoded bytes >= 0x80 are any char >= U+0080)
+_NON_WS = r"[\x21-\x7e\x80-\U0010ffff]+"
+# byte-string = 1*(%x01-09/%x0B-0C/%x0E-FF)   ; any byte except NUL, CR, or LF
+_BYTE_STRING = r"[\x01-\x09\x0b\x0c\x0e-\U0010ffff]*"
+
+# type = %x61-7A (a-z; RFC 8866 5: "<type> MUST be exactly one case-significant character")
+# Each record is "<type>=<value>" with no whitespace around the "=".
+_LINE_RE = re.compile(r"([a-z])=(" + _BYTE_STRING + r")")
+# origin-field = %s"o" "=" username SP sess-id SP sess-version SP
+#                nettype SP addrtype SP unicast-address CRLF
+# sess-id = 1*DIGIT ; sess-version = 1*DIGIT
+_ORIGIN_RE = re.compile(
+    rf"({_NON_WS}) ([0-9]+) ([0-9]+) ({_TOKEN}) ({_TOKEN}) ({_NON_WS})"
+)
+# connection-field = %s"c" "=" nettype SP addrtype SP connection-address CRLF
+_CONNECTION_RE = re.compile(rf"({_TOKEN}) ({_TOKEN}) ({_NON_WS})")
+# time-field = %s"t" "=" start-time SP stop-time ; start-time = time / "0"
+_TIMING_RE = re.compile(r"([0-9]+) ([0-9]+)")
+# media-field = %s"m" "=" media SP port ["/" integer] SP proto 1*(SP fmt) CRLF
+# proto = token *("/" token) ; fmt = token
+# (voicegw also accepts an empty fmt list; see the module docstring)
+_MEDIA_RE = re.compile(
+    rf"({_TOKEN}) ([0-9]+)(?:/([0-9]+))? ({_TOKEN}(?:/{_TOKEN})*)((?: {_TOKEN})*)"
+)
+# attribute = (attribute-name ":" attribute-value) / attribute-name
+# attribute-name = token ; attribute-value = byte-string
+_ATTRIBUTE_RE = re.compile(rf"({_TOKEN})(?::({_BYTE_STRING}))?")
+# a=rtpmap:<payload type> <encoding name>/<clock rate> [/<encoding parameters>]
+_RTPMAP_RE = re.compile(rf"([0-9]{{1,3}}) ([^/ ]+)/([0-9]{{1,9}})(?:/([0-9]{{1,3}}))?")
+# a=fmtp:<format> <format specific parameters>
+_FMTP_RE = re.compile(rf"({_TOKEN}) ({_BYTE_STRING})")
+# a=ptime:<packet time>  (milliseconds; a fraction is tolerated and truncated)
+_PTIME_RE = re.compile(r"([0-9]{1,6})(?:\.[0-9]{1,6})?")
+# IP4-address = b1 3("." decimal-uchar) ; IP4-multicast adds "/" ttl [ "/" integer ]
+_IP4_RE = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3}){3})(?:/[0-9]{1,3}(?:/[0-9]{1,5})?)?")
+# IP6-multicast = IP6-address [ "/" integer ]
+_IP6_RE = re.compile(r"([0-9A-Fa-f:.]+)(?:/[0-9]{1,5})?")
+# FQDN = 4*(alpha-numeric / "-" / ".")
+_FQDN_RE = re.compile(r"[A-Za-z0-9.-]{4,}")
+
+_SESSION_ONLY = frozenset("vosuepztr")
+_MEDIA_LEVEL = frozenset("icbka")
+_KNOWN_TYPES = frozenset("vosiuepcbtrzkam")
+
+
+def _fail(reason: str) -> ParseError:
+    return ParseError(reason, status=NOT_ACCEPTABLE_HERE)
+
+
+class Direction(Enum):
+    """The RFC 3264 section 5.1 direction attributes."""
+
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+    @classmethod
+    def from_flags(cls, send: bool, recv: bool) -> Direction:
+        if send and recv:
+            return cls.SENDRECV
+        if send:
+            return cls.SENDONLY
+        return cls.RECVONLY if recv else cls.INACTIVE
+
+    @property
+    def sends(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.SENDONLY)
+
+    @property
+    def receives(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.RECVONLY)
+
+    def reversed(self) -> Direction:
+        """The same stream seen from the other end (RFC 3264 6.1: a sendonly offer
+        is answered recvonly, recvonly with sendonly, inactive with inactive)."""
+        return Direction.from_flags(send=self.receives, recv=self.sends)
+
+    def intersect(self, other: Direction) -> Direction:
+        return Direction.from_flags(self.sends and other.sends, self.receives and other.receives)
+
+
+_DIRECTIONS = frozenset(d.value for d in Direction)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """An RTP payload format: the rtpmap encoding name, clock rate and channels, and the
+    fmtp parameters (which do not take part in ``matches``)."""
+
+    name: str
+    clock_rate: int
+    channels: int = 1
+    fmtp: str | None = None
+
+    def matches(self, other: Codec) -> bool:
+        """Same format: encoding names compare case-insensitively (RFC 4855 3)."""
+        return (
+            self.name.lower() == other.name.lower()
+            and self.clock_rate == other.clock_rate
+            and self.channels == other.channels
+        )
+
+    @property
+    def is_telephone_event(self) -> bool:
+        return self.name.lower() == "telephone-event"
+
+
+PCMU = Codec("PCMU", 8000)
+PCMA = Codec("PCMA", 8000)
+#: RFC 4733 events 0-15 are DTMF digits 0-9, *, #, A-D; 16 is flash.
+TELEPHONE_EVENT = Codec("telephone-event", 8000, fmtp="0-16")
+#: voicegw's own payload types: G.711 mu-law and A-law on their static numbers, DTMF on 101.
+DEFAULT_PAYLOADS: tuple[tuple[int, Codec], ...] = ((0, PCMU), (8, PCMA), (101, TELEPHONE_EVENT))
+
+# RFC 3551 table 4: static audio payload types an offer may use without an rtpmap.
+STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
+    0: PCMU,
+    3: Codec("GSM", 8000),
+    4: Codec("G723", 8000),
+    5: Codec("DVI4", 8000),
+    6: Codec("DVI4", 16000),
+    7: Codec("LPC", 8000),
+    8: PCMA,
+    9: Codec("G722", 8000),
+    10: Codec("L16", 44100, 2),
+    11: Codec("L16", 44100),
+    12: Codec("QCELP", 8000),
+    13: Codec("CN", 8000),
+    14: Codec("MPA", 90000),
+    15: Codec("G728", 8000),
+    16: Codec("DVI4", 11025),
+    17: Codec("DVI4", 22050),
+    18: Codec("G729", 8000),
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """o=: who made the description; the version increments on every change (RFC 3264 8)."""
+
+    letter: ClassVar[str] = "o"
+    username: str
+    session_id: int
+    session_version: int
+    nettype: str
+    addrtype: str
+    address: str
+
+    @classmethod
+    def parse(cls, value: str) -> Origin:
+        m = _ORIGIN_RE.fullmatch(value)
+        if m is None:
+            raise _fail("bad SDP o= line")
+        user, sid, version, nettype, addrtype, address = m.groups()
+        return cls(user, int(sid), int(version), nettype, addrtype, address)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.username} {self.session_id} {self.session_version} "
+            f"{self.nettype} {self.addrtype} {self.address}"
+        )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """c=: where media goes. ``address`` is the connection-address as written, which for
+    multicast carries "/ttl[/count]"; ``host`` is the address alone."""
+
+    letter: ClassVar[str] = "c"
+    addrtype: str
+    address: str
+    nettype: str = "IN"
+
+    @classmethod
+    def parse(cls, value: str) -> Connection:
+        m = _CONNECTION_RE.fullmatch(value)
+        if m is None:
+            raise _fail("bad SDP c= line")
+        nettype, addrtype, address = m.groups()
+        if nettype == "IN":
+            _check_address(addrtype, address)
+        return cls(addrtype, address, nettype)
+
+    @classmethod
+    def for_host(cls, host: str) -> Connection:
+        """c=IN IP4 host or c=IN IP6 host, chosen by the address's form."""
+        return cls("IP6" if ":" in host else "IP4", host)
+
+    @property
+    def host(self) -> str:
+        return self.address.split("/", 1)[0]
+
+    @property
+    def is_null(self) -> bool:
+        """c=IN IP4 0.0.0.0: RFC 2543 hold, still sent by old peers (RFC 3264 8.4)."""
+        return self.host == "0.0.0.0"
+
+    def __str__(self) -> str:
+        return f"{self.nettype} {self.addrtype} {self.address}"
+
+
+def _check_address(addrtype: str, address: str) -> None:
+    # unicast-address = IP4-address / IP6-address / FQDN / extn-addr
+    if addrtype == "IP4":
+        m = _IP4_RE.fullmatch(address)
+        if m is not None:
+            if all(int(octet) <= 255 for octet in m.group(1).split(".")):
+                return
+            raise _fail("bad IP4 address in SDP")
+    elif addrtype == "IP6":
+        # RFC 5118 4.6: "the IPv6 address ... MUST NOT be enclosed in brackets"
+        m = _IP6_RE.fullmatch(address)
+        if m is not None and ":" in m.group(1):
+            try:
+                ipaddress.IPv6Address(m.group(1))
+            except ValueError:
+                raise _fail("bad IP6 address in SDP") from None
+            return
+    else:
+        return  # extn-addr: an address type we do not know is kept as written
+    if _FQDN_RE.fullmatch(address) is None or ":" in address:
+        raise _fail("bad address in SDP c= line")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """t=: start and stop as NTP seconds; "t=0 0" is an unbounded session."""
+
+    letter: ClassVar[str] = "t"
+    start: int = 0
+    stop: int = 0
+
+    @classmethod
+    def parse(cls, value: str) -> Timing:
+        m = _TIMING_RE.fullmatch(value)
+        if m is None:
+            raise _fail("bad SDP t= line")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.start} {self.stop}"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """a=name or a=name:value. ``value`` is None for a property attribute (a=sendrecv),
+    "" for "a=name:"; unknown attributes are kept as they came."""
+
+    letter: ClassVar[str] = "a"
+    name: str
+    value: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> Attribute:
+        m = _ATTRIBUTE_RE.fullmatch(value)
+        if m is None:
+            raise _fail("bad SDP a= line")
+        attr = cls(m.group(1), m.group(2))
+        _check_attribute(attr)
+        return attr
+
+    def __str__(self) -> str:
+        return self.name if self.value is None else f"{self.name}:{self.value}"
+
+
+def _check_attribute(attr: Attribute) -> None:
+    """Reject malformed values of the attributes voicegw interprets."""
+    checks = {"rtpmap": _RTPMAP_RE, "fmtp": _FMTP_RE, "ptime": _PTIME_RE}
+    regex = checks.get(attr.name)
+    if regex is not None and (attr.value is None or regex.fullmatch(attr.value) is None):
+        raise _fail(f"bad SDP a={attr.name}")
+    if attr.name in _DIRECTIONS and attr.value is not None:
+        raise _fail("bad SDP direction attribute")
+
+
+@dataclass(frozen=True)
+class Field:
+    """Any other line (i=, u=, e=, p=, b=, r=, z=, k=), kept verbatim."""
+
+    type: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if len(self.type) != 1 or self.type not in "iuepbrzk":
+            raise ValueError(f"Field cannot hold an {self.type}= line")
+
+    @property
+    def letter(self) -> str:
+        return self.type
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Line = Union[Connection, Timing, Attribute, Field]
+
+
+def _parse_line(letter: str, value: str) -> Line:
+    if letter == "c":
+        return Connection.parse(value)
+    if letter == "t":
+        return Timing.parse(value)
+    if letter == "a":
+        return Attribute.parse(value)
+    return Field(letter, value)
+
+
+def _single_direction(lines: Iterable[Line]) -> Direction | None:
+    found = [Direction(a.name) for a in lines if isinstance(a, Attribute) and a.name in _DIRECTIONS]
+    return found[0] if found else None
+
+
+def _check_one_direction(lines: Sequence[Line]) -> None:
+    count = sum(1 for a in lines if isinstance(a, Attribute) and a.name in _DIRECTIONS)
+    if count > 1:
+        raise _fail("conflicting SDP direction attributes")
+
+
+@dataclass(frozen=True)
+class MediaDescription:
+    """One m= section and the i=, c=, b=, k=, a= lines under it, in order.
+
+    ``session_connection`` and ``session_direction`` are the session-level defaults,
+    filled in by the enclosing ``SessionDescription``; they take no part in equality.
+    """
+
+    media: str
+    port: int
+    proto: str
+    fmts: tuple[str, ...]
+    lines: tuple[Line, ...] = ()
+    port_count: int | None = None
+    session_connection: Connection | None = field(default=None, compare=False, repr=False)
+    session_direction: Direction | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def parse_m_line(cls, value: str) -> MediaDescription:
+        m = _MEDIA_RE.fullmatch(value)
+        if m is None:
+            raise _fail("bad SDP m= line")
+        media, port, count, proto, fmts = m.groups()
+        if int(port) > 65535 or (count is not None and not 1 <= int(count) <= 65535):
+            raise _fail("bad port in SDP m= line")
+        return cls(
+            media, int(port), proto, tuple(fmts.split()), port_count=None if count is None else int(count)
+        )
+
+    def m_line(self) -> str:
+        port = str(self.port) if self.port_count is None else f"{self.port}/{self.port_count}"
+        return " ".join((self.media, port, self.proto, *self.fmts))
+
+    # -- attributes -----------------------------------------------------------------
+
+    @property
+    def attributes(self) -> tuple[Attribute, ...]:
+        return tuple(a for a in self.lines if isinstance(a, Attribute))
+
+    def attribute(self, name: str) -> str | None:
+        """The value of the first a=name (None if absent or a property attribute)."""
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr.value
+        return None
+
+    def has_attribute(self, name: str) -> bool:
+        return any(a.name == name for a in self.attributes)
+
+    def fmtp(self) -> dict[str, str]:
+        """fmt -> a=fmtp parameters (the first one given for each fmt)."""
+        result: dict[str, str] = {}
+        for attr in self.attributes:
+            if attr.name == "fmtp" and attr.value is not None:
+                m = _FMTP_RE.fullmatch(attr.value)
+                if m is not None:
+                    result.setdefault(m.group(1), m.group(2))
+        return result
+
+    def rtpmap(self, *, static: bool = True) -> dict[int, Codec]:
+        """Payload type -> Codec for the RTP payload types in the fmt list, in fmt order.
+
+        A payload type without a=rtpmap takes its RFC 3551 static meaning when
+        ``static`` (and is left out when it has none); fmtp parameters are filled in.
+        """
+        mapped: dict[int, Codec] = {}
+        for attr in self.attributes:
+            if attr.name == "rtpmap" and attr.value is not None:
+                m = _RTPMAP_RE.fullmatch(attr.value)
+                if m is not None and int(m.group(1)) not in mapped:
+                    channels = 1 if m.group(4) is None else int(m.group(4))
+                    mapped[int(m.group(1))] = Codec(m.group(2), int(m.group(3)), channels)
+        fmtps = self.fmtp()
+        result: dict[int, Codec] = {}
+        for fmt in self.fmts:
+            if not fmt.isdigit() or int(fmt) > 127:
+                continue
+            pt = int(fmt)
+            codec = mapped.get(pt) or (STATIC_PAYLOAD_TYPES.get(pt) if static else None)
+            if codec is not None and pt not in result:
+                result[pt] = replace(codec, fmtp=fmtps.get(fmt))
+        return result
+
+    @property
+    def ptime(self) -> int | None:
+        value = self.attribute("ptime")
+        m = _PTIME_RE.fullmatch(value) if value is not None else None
+        return int(m.group(1)) if m is not None else None
+
+    @property
+    def direction(self) -> Direction:
+        """Media-level direction, else session-level, else sendrecv (RFC 3264 5.1)."""
+        return _single_direction(self.lines) or self.session_direction or Direction.SENDRECV
+
+    # -- connection -----------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection | None:
+        """The first media-level c=, else the session-level one (RFC 8866 5.7)."""
+        for line in self.lines:
+            if isinstance(line, Connection):
+                return line
+        return self.session_connection
+
+    @property
+    def connection_address(self) -> str | None:
+        """Where to send this stream's RTP (without any multicast /ttl)."""
+        conn = self.connection
+        return None if conn is None else conn.host
+
+    @property
+    def is_rejected(self) -> bool:
+        """Port 0: the stream is rejected or removed (RFC 3264 6 and 8.2)."""
+        return self.port == 0
+
+    @property
+    def is_rtp(self) -> bool:
+        return self.proto.upper().startswith("RTP/")
+
+    @property
+    def is_hold(self) -> bool:
+        """Hold as an offer signals it: sendonly or inactive (RFC 3264 8.4), or the
+        RFC 2543 c=0.0.0.0."""
+        conn = self.connection
+        return self.direction in (Direction.SENDONLY, Direction.INACTIVE) or (
+            conn is not None and conn.is_null
+        )
+
+    def with_direction(self, direction: Direction) -> MediaDescription:
+        """A copy with its direction attribute replaced (or added at the end)."""
+        new = Attribute(direction.value)
+        lines = [new if isinstance(a, Attribute) and a.name in _DIRECTIONS else a for a in self.lines]
+        if new not in lines:
+            lines.append(new)
+        return replace(self, lines=tuple(lines))
+
+    def __str__(self) -> str:
+        out = [f"m={self.m_line()}"]
+        out.extend(f"{line.letter}={line}" for line in self.lines)
+        return "\r\n".join(out) + "\r\n"
+
+
+@dataclass(frozen=True)
+class SessionDescription:
+    """A whole SDP body: v=0, o=, s=, the other session-level lines in order, media."""
+
+    origin: Origin
+    session_name: str = "-"
+    lines: tuple[Line, ...] = (Timing(),)
+    media: tuple[MediaDescription, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Hand each media section the session-level defaults it falls back to.
+        conn = self.connection
+        direction = _single_direction(self.lines)
+        media = tuple(
+            replace(m, session_connection=conn, session_direction=direction)
+            if m.session_connection is not conn or m.session_direction is not direction
+            else m
+            for m in self.media
+        )
+        object.__setattr__(self, "media", media)
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> SessionDescription:
+        """Parse an SDP body; any defect raises ``ParseError`` with status 488."""
+        if isinstance(data, str):
+            try:
+                data = data.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise _fail("SDP is not encodable text") from None
+        if len(data) > MAX_SDP_SIZE:
+            raise _fail("SDP body too large")
+        if b"\x00" in data:
+            raise _fail("NUL in SDP")
+        if data.count(b"\n") > MAX_LINES:
+            raise _fail("too many SDP lines")
+        text = data.decode("utf-8", "surrogateescape")
+        records = [r[:-1] if r.endswith("\r") else r for r in text.split("\n")]
+        while records and records[-1] == "":
+            records.pop()
+        return _build(records)
+
+    @property
+    def connection(self) -> Connection | None:
+        """The session-level c= (the first, if several)."""
+        for line in self.lines:
+            if isinstance(line, Connection):
+                return line
+        return None
+
+    @property
+    def attributes(self) -> tuple[Attribute, ...]:
+        return tuple(a for a in self.lines if isinstance(a, Attribute))
+
+    def attribute(self, name: str) -> str | None:
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr.value
+        return None
+
+    @property
+    def timing(self) -> Timing | None:
+        for line in self.lines:
+            if isinstance(line, Timing):
+                return line
+        return None
+
+    @property
+    def direction(self) -> Direction | None:
+        """The session-level direction attribute, if any."""
+        return _single_direction(self.lines)
+
+    def __str__(self) -> str:
+        out = ["v=0", f"o={self.origin}", f"s={self.session_name}"]
+        out.extend(f"{line.letter}={line}" for line in self.lines)
+        return "\r\n".join(out) + "\r\n" + "".join(str(m) for m in self.media)
+
+    def __bytes__(self) -> bytes:
+        return str(self).encode("utf-8", "surrogateescape")
+
+
+def _build(records: list[str]) -> SessionDescription:
+    parsed: list[tuple[str, str]] = []
+    for record in records:
+        m = _LINE_RE.fullmatch(record)
+        if m is None:
+            raise _fail("malformed SDP line")
+        if m.group(1) not in _KNOWN_TYPES:
+            raise _fail("unknown SDP line type")
+        parsed.append((m.group(1), m.group(2)))
+    # session-description = version-field origin-field session-name-field ...
+    if len(parsed) < 3 or [t for t, _ in parsed[:3]] != ["v", "o", "s"]:
+        raise _fail("SDP must start with v=, o=, s=")
+    if parsed[0][1] != "0":
+        raise _fail("unsupported SDP version")
+    origin = Origin.parse(parsed[1][1])
+    session_name = parsed[2][1]
+
+    session_lines: list[Line] = []
+    media: list[MediaDescription] = []
+    current: MediaDescription | None = None
+    media_lines: list[Line] = []
+    for letter, value in parsed[3:]:
+        if letter == "m":
+            if current is not None:
+                media.append(_finish_media(current, media_lines))
+            if len(media) >= MAX_MEDIA:
+                raise _fail("too many SDP media sections")
+            current, media_lines = MediaDescription.parse_m_line(value), []
+        elif letter in "vos":
+            raise _fail(f"repeated SDP {letter}= line")
+        elif current is None:
+            session_lines.append(_parse_line(letter, value))
+        elif letter in _MEDIA_LEVEL:
+            media_lines.append(_parse_line(letter, value))
+        else:
+            raise _fail(f"SDP {letter}= line inside a media section")
+    if current is not None:
+        media.append(_finish_media(current, media_lines))
+    _check_one_direction(session_lines)
+    return SessionDescription(origin, session_name, tuple(session_lines), tuple(media))
+
+
+def _finish_media(media: MediaDescription, lines: list[Line]) -> MediaDescription:
+    _check_one_direction(lines)
+    return replace(media, lines=tuple(lines))
+
+
+# -- building voicegw's own descriptions ------------------------------------------------
+
+
+def audio_media(
+    port: int,
+    payloads: Sequence[tuple[int, Codec]] = DEFAULT_PAYLOADS,
+    *,
+    direction: Direction = Direction.SENDRECV,
+    ptime: int | None = 20,
+    address: str | None = None,
+    proto: str = "RTP/AVP",
+) -> MediaDescription:
+    """An m=audio section with an rtpmap for every payload type (static ones too, as
+    RFC 3264 5.1 recommends), their fmtp, ptime and an explicit direction.
+    ``address`` adds a media-level c= line."""
+    lines: list[Line] = []
+    if address is not None:
+        lines.append(Connection.for_host(address))
+    for pt, codec in payloads:
+        rtpmap = f"{pt} {codec.name}/{codec.clock_rate}"
+        lines.append(Attribute("rtpmap", rtpmap if codec.channels == 1 else f"{rtpmap}/{codec.channels}"))
+        if codec.fmtp is not None:
+            lines.append(Attribute("fmtp", f"{pt} {codec.fmtp}"))
+    if ptime is not None:
+        lines.append(Attribute("ptime", str(ptime)))
+    lines.append(Attribute(direction.value))
+    return MediaDescription("audio", port, proto, tuple(str(pt) for pt, _ in payloads), tuple(lines))
+
+
+class SdpBuilder:
+    """voicegw's side of one session's SDP: a fixed o= session id and a version that
+    increments by one each time the description changes, and only then (RFC 3264 8:
+    "the version in the origin field MUST increment by one from the previous SDP";
+    RFC 6337 5.3 for a repeated, unchanged one).
+
+    The caller chooses the session id (for instance from its own random source) and
+    the first version: nothing here reads a clock or a random generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: int,
+        address: str,
+        session_version: int = 0,
+        username: str = "voicegw",
+        session_name: str = "voicegw",
+    ) -> None:
+        conn = Connection.for_host(address)
+        self.origin = Origin(username, session_id, session_version, "IN", conn.addrtype, address)
+        self.address = address
+        self.session_name = session_name
+        self.last: SessionDescription | None = None
+
+    def offer(
+        self,
+        *,
+        port: int,
+        payloads: Sequence[tuple[int, Codec]] = DEFAULT_PAYLOADS,
+        direction: Direction = Direction.SENDRECV,
+        ptime: int | None = 20,
+    ) -> SessionDescription:
+        """Our offer: one audio stream on ``port`` at the builder's address."""
+        media = audio_media(port, payloads, direction=direction, ptime=ptime)
+        return self.stamp(
+            SessionDescription(
+                self.origin,
+                self.session_name,
+                (Connection.for_host(self.address), Timing()),
+                (media,),
+            )
+        )
+
+    def stamp(self, draft: SessionDescription) -> SessionDescription:
+        """``draft`` under our o= line: the previous version if nothing else changed,
+        otherwise the next one. Use it for answers made elsewhere too."""
+        if self.last is not None:
+            unchanged = replace(draft, origin=self.last.origin, session_name=self.session_name)
+            if unchanged == self.last:
+                return self.last
+            self.origin = replace(self.origin, session_version=self.origin.session_version + 1)
+        result = replace(draft, origin=self.origin, session_name=self.session_name)
+        self.last = result
+        return result
