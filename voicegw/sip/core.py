@@ -1,0 +1,441 @@
+"""The UA core: the sans-I/O heart of voicegw's SIP stack.
+
+Four entry points, as aioquic's ``QuicConnection`` has them:
+
+- ``receive_datagram(data, addr, now)``: one whole message in (a UDP datagram, or a
+  message a stream transport framed);
+- ``datagrams_to_send(now)``: the bytes to send and where;
+- ``get_timer()`` / ``handle_timer(now)``: the one timer the caller arms;
+
+plus ``next_event()`` for what the application must act on. The caller owns the
+clock; nothing here reads one.
+
+The core answers what needs no application (RFC 3261 8.2): malformed requests
+(400 naming the problem), unknown methods (501), methods we do not serve (405),
+unknown extensions (420), unacceptable bodies (415/406), Max-Forwards exhausted
+(483), CANCEL (200 + 487 left to the application, 9.2), requests for dialogs it
+does not know (481) and out-of-dialog OPTIONS (200). Responses nobody waits for
+are dropped, never answered.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+
+from .build import make_response, new_branch, new_tag, reason_phrase
+from .errors import ParseError, SipError
+from .events import (
+    Address,
+    CancelReceived,
+    Event,
+    MessageRejected,
+    RequestReceived,
+    TransactionTerminated,
+)
+from .grammar import split_quoted
+from .headers import MAGIC_COOKIE, Via
+from .message import Headers, Request, Response
+from .parser import is_keepalive, parse_message, salvage
+from .transaction import ClientTransaction, ServerTransaction, Transaction
+from .validate import check_request
+
+#: Methods the core hands to the application.
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
+#: Methods we know but do not serve: 405 with Allow (8.2.1); anything else is 501.
+KNOWN_METHODS = frozenset(ALLOWED_METHODS) | {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK"}
+#: Methods that only make sense inside a dialog: outside one they get 481.
+_IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "NOTIFY", "PRACK"})
+_SDP_TYPES = ("application/sdp",)
+_ACCEPT_SDP = ("application/sdp", "application/*", "*/*")
+
+
+@dataclass
+class CoreConfig:
+    host: str = "127.0.0.1"
+    """The address put in Via and Contact."""
+    udp_port: int = 5060
+    tcp_port: int = 5060
+    user_agent: str = "voicegw"
+    supported: tuple[str, ...] = ()
+    """Option tags we implement (Supported; anything else in Require gets 420)."""
+    max_transactions: int = 50_000
+    """Past this, new requests get 503 (Retry-After) instead of a transaction."""
+
+
+@dataclass
+class CoreStatistics:
+    requests_received: int = 0
+    responses_received: int = 0
+    messages_sent: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    stray_responses: int = 0
+    server_transactions: int = 0
+    client_transactions: int = 0
+    dialogs: int = 0
+
+
+DialogKey = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
+
+
+@dataclass
+class _Timers:
+    """Earliest-deadline heap over transactions, with lazy deletion."""
+
+    heap: list[tuple[float, int, str]] = field(default_factory=list)
+    seq: int = 0
+
+    def push(self, due: float | None, tx_id: str) -> None:
+        if due is not None:
+            self.seq += 1
+            heapq.heappush(self.heap, (due, self.seq, tx_id))
+
+
+class UserAgentCore:
+    def __init__(self, config: CoreConfig | None = None) -> None:
+        self.config = config or CoreConfig()
+        self._server: dict[str, ServerTransaction] = {}
+        self._client: dict[str, ClientTransaction] = {}
+        # ACKs for 2xx carry a new branch (17.1.1.3); find the INVITE by dialog instead.
+        self._accepted: dict[tuple[str, int, str], str] = {}
+        self._dialogs: set[DialogKey] = set()
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+        self._timers = _Timers()
+        self.stats = CoreStatistics()
+        self.allow_header = ", ".join(ALLOWED_METHODS)
+
+    # ------------------------------------------------------------------ entry points
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        if is_keepalive(data):
+            return
+        try:
+            message = parse_message(data)
+        except SipError as error:
+            self.receive_invalid(data, addr, error, now)
+            return
+        if isinstance(message, Response):
+            self._receive_response(message, addr, now)
+        else:
+            self._receive_request(message, addr, now)
+
+    def receive_invalid(self, data: bytes, addr: Address, error: SipError, now: float) -> None:
+        """Answer bytes that did not parse: a 400 (or the error's status) built from
+        whatever headers can be read, sent back to the source; responses are dropped."""
+        is_request, headers = salvage(data)
+        needed = ("via", "from", "to", "call-id", "cseq")
+        if not is_request or not all(key in headers for key in needed):
+            self.stats.dropped += 1
+            self._events.append(MessageRejected(addr, None, error.reason))
+            return
+        request = Request("UNKNOWN", "sip:invalid", headers)
+        try:
+            self._stamp_via(request, addr)
+        except SipError:
+            pass  # unusable Via: the answer goes back to the source address
+        response = make_response(request, error.status, _reason(error), to_tag=new_tag())
+        self._queue(bytes(response), self._response_address(request, addr))
+        self.stats.rejected += 1
+        self._events.append(MessageRejected(addr, error.status, error.reason))
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        heap = self._timers.heap
+        while heap:
+            due, _, tx_id = heap[0]
+            tx = self._server.get(tx_id) or self._client.get(tx_id)
+            if tx is not None and tx.get_timer() == due:
+                return due
+            heapq.heappop(heap)  # stale: the transaction moved on or is gone
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._timers.heap
+        while heap and heap[0][0] <= now:
+            due, _, tx_id = heapq.heappop(heap)
+            tx = self._server.get(tx_id) or self._client.get(tx_id)
+            if tx is None or tx.get_timer() != due:
+                continue
+            tx.handle_timer(now)
+            self._collect(tx)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------ application API
+    def send_response(self, transaction_id: str, response: Response, now: float) -> bool:
+        """Send ``response`` on a server transaction; False if it is gone or already final."""
+        tx = self._server.get(transaction_id)
+        if tx is None:
+            return False
+        if self.config.user_agent and "server" not in response.headers:
+            response.headers.add("Server", self.config.user_agent)
+        sent = tx.send_response(response, now)
+        if sent and tx.is_invite and 200 <= response.status < 300:
+            to_tag = response.to.tag or ""
+            self._accepted[(tx.request.call_id, tx.request.cseq.seq, to_tag)] = tx.id
+        self._collect(tx)
+        return sent
+
+    def send_request(self, request: Request, destination: Address, now: float) -> str:
+        """Send a request. ACK for a 2xx goes out once, with no transaction ("" returned);
+        anything else starts a client transaction whose id is returned."""
+        via = request.headers.get("via")
+        if via is None:
+            branch = new_branch()
+            request.headers.insert_first("Via", self.via_value(destination.transport, branch))
+        else:
+            branch = Via.parse(split_quoted(via, ",")[0]).branch or ""
+        if "max-forwards" not in request.headers:
+            request.headers.add("Max-Forwards", "70")
+        if "content-length" not in request.headers:
+            request.headers.add("Content-Length", str(len(request.body)))
+        if request.method == "ACK":
+            self._queue(bytes(request), destination)
+            return ""
+        tx_id = f"{branch}|{request.method}"
+        tx = ClientTransaction(tx_id, request, destination, now, reliable=destination.transport != "udp")
+        self._client[tx_id] = tx
+        self._collect(tx)
+        return tx_id
+
+    def via_value(self, transport: str, branch: str) -> str:
+        port = self.config.udp_port if transport == "udp" else self.config.tcp_port
+        return f"SIP/2.0/{transport.upper()} {self.config.host}:{port};branch={branch};rport"
+
+    def register_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> None:
+        """In-dialog requests for a registered dialog reach the application; others get 481."""
+        self._dialogs.add((call_id, local_tag, remote_tag))
+
+    def forget_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> None:
+        self._dialogs.discard((call_id, local_tag, remote_tag))
+
+    def statistics(self) -> CoreStatistics:
+        self.stats.server_transactions = len(self._server)
+        self.stats.client_transactions = len(self._client)
+        self.stats.dialogs = len(self._dialogs)
+        return CoreStatistics(**vars(self.stats))
+
+    # ------------------------------------------------------------------ internals
+    def _receive_response(self, response: Response, addr: Address, now: float) -> None:
+        self.stats.responses_received += 1
+        try:
+            branch = response.top_via.branch or ""
+            method = response.cseq.method
+        except SipError:
+            self.stats.dropped += 1
+            return
+        tx = self._client.get(f"{branch}|{method}")
+        if tx is None:
+            self.stats.stray_responses += 1  # 17.1.3: no match -> the core drops it
+            return
+        tx.receive_response(response, now)
+        self._collect(tx)
+
+    def _receive_request(self, request: Request, addr: Address, now: float) -> None:
+        self.stats.requests_received += 1
+        try:
+            self._stamp_via(request, addr)
+            check_request(request)
+            tx_id = self._server_key(request)
+        except SipError as error:
+            self._reject_stateless(request, addr, error)
+            return
+
+        tx = self._server.get(tx_id)
+        if tx is not None:  # retransmission, or ACK of a non-2xx final
+            tx.receive_request(request, now)
+            self._collect(tx)
+            return
+        if request.method == "ACK":
+            self._receive_ack(request, addr, now)
+            return
+        if request.method == "CANCEL":
+            self._receive_cancel(request, addr, tx_id, now)
+            return
+        if len(self._server) + len(self._client) >= self.config.max_transactions:
+            self._reject_stateless(request, addr, SipError("overloaded", status=503))
+            return
+
+        tx = ServerTransaction(tx_id, request, addr, now, reliable=addr.transport != "udp")
+        self._server[tx_id] = tx
+        if request.method == "INVITE":
+            tx.send_response(make_response(request, 100), now)  # 17.2.1: at once
+        status, detail, extra = self._policy(request)
+        if status:
+            response = make_response(request, status, _phrase(status, detail), to_tag=new_tag(), headers=extra)
+            self.send_response(tx_id, response, now)
+            if status >= 300:
+                self.stats.rejected += 1
+            return
+        self._collect(tx)
+        self._events.append(RequestReceived(request, tx_id, addr))
+
+    def _policy(self, request: Request) -> tuple[int, str | None, Headers | None]:
+        """What the core answers itself, or (0, None, None) to hand the request on."""
+        method = request.method
+        allow = Headers([("Allow", self.allow_header)])
+        if method not in KNOWN_METHODS:
+            return 501, None, allow
+        if method not in ALLOWED_METHODS:
+            return 405, None, allow
+        required = [
+            tag for value in request.headers.values("require") for tag in value.split(",") if tag.strip()
+        ]
+        unsupported = [tag.strip() for tag in required if tag.strip() not in self.config.supported]
+        if unsupported:  # 8.2.2.3
+            return 420, None, Headers([("Unsupported", ", ".join(unsupported))])
+        to_tag = request.to.tag
+        if to_tag is not None:
+            key = (request.call_id, to_tag, request.from_.tag or "")
+            if key not in self._dialogs:
+                return 481, None, None  # 12.2.2
+            return 0, None, None
+        if method == "OPTIONS":
+            return 200, None, self._capabilities()
+        if request.max_forwards == 0:
+            return 483, None, None  # 8.2.2.1... a UAS that would route on; we are the target
+        if method in _IN_DIALOG_ONLY:
+            return 481, None, None
+        if method == "INVITE":
+            accept = request.headers.values("accept")
+            if accept and not any(a.split(";")[0].strip().lower() in _ACCEPT_SDP for a in accept):
+                return 406, "we answer with application/sdp", Headers([("Accept", "application/sdp")])
+            if request.body and request.content_type not in _SDP_TYPES:
+                return 415, None, Headers([("Accept", "application/sdp")])
+        return 0, None, None
+
+    def _capabilities(self) -> Headers:
+        return Headers(
+            [
+                ("Allow", self.allow_header),
+                ("Accept", "application/sdp"),
+                ("Supported", ", ".join(self.config.supported)),
+                ("Accept-Language", "en"),
+            ]
+        )
+
+    def _receive_ack(self, ack: Request, addr: Address, now: float) -> None:
+        to_tag = ack.to.tag or ""
+        tx_id = self._accepted.pop((ack.call_id, ack.cseq.seq, to_tag), None)
+        tx = self._server.get(tx_id) if tx_id else None
+        if tx is not None:
+            tx.receive_request(ack, now)  # stops the 2xx retransmissions (13.3.1.4)
+            self._collect(tx)
+        if tx is not None or (ack.call_id, to_tag, ack.from_.tag or "") in self._dialogs:
+            self._events.append(RequestReceived(ack, "", addr))
+        else:
+            self.stats.dropped += 1  # an ACK matching nothing is absorbed (17.2.3)
+
+    def _receive_cancel(self, cancel: Request, addr: Address, tx_id: str, now: float) -> None:
+        # 9.2: the CANCEL matches the INVITE whose transaction has the same key
+        invite_id = tx_id.rsplit("|", 1)[0] + "|INVITE"
+        invite = self._server.get(invite_id)
+        tx = ServerTransaction(tx_id, cancel, addr, now, reliable=addr.transport != "udp")
+        self._server[tx_id] = tx
+        if invite is None:
+            response = make_response(cancel, 481, to_tag=new_tag())
+        else:
+            response = make_response(cancel, 200, to_tag=invite.request.to.tag or new_tag())
+        tx.send_response(response, now)
+        self._collect(tx)
+        if invite is not None and not invite.final_sent:
+            self._events.append(CancelReceived(invite_id, cancel))
+
+    def _reject_stateless(self, request: Request, addr: Address, error: SipError) -> None:
+        if request.method == "ACK":
+            self.stats.dropped += 1  # never answer an ACK (17.2.1)
+            self._events.append(MessageRejected(addr, None, error.reason))
+            return
+        response = make_response(request, error.status, _reason(error), to_tag=new_tag())
+        if error.status == 503:
+            response.headers.add("Retry-After", "5")
+        self._queue(bytes(response), self._response_address(request, addr))
+        self.stats.rejected += 1
+        self._events.append(MessageRejected(addr, error.status, error.reason))
+
+    def _server_key(self, request: Request) -> str:
+        """17.2.3 matching key; the RFC 2543 fallback when the branch lacks the cookie."""
+        via = request.top_via
+        method = "INVITE" if request.method == "ACK" else request.method
+        branch = via.branch or ""
+        if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
+            return f"{branch}|{via.host}:{via.port or ''}|{method}"
+        # RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it
+        # (the To tag is left out so that the ACK, which has it, matches the INVITE).
+        return "|".join(
+            ("2543", request.uri if method != "CANCEL" else request.uri, request.from_.tag or "",
+             request.call_id, str(request.cseq.seq), str(via), method)
+        )
+
+    def _stamp_via(self, request: Request, addr: Address) -> None:
+        """RFC 3261 18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via."""
+        for index, (key, name, value) in enumerate(request.headers._fields):
+            if key != "via":
+                continue
+            parts = split_quoted(value, ",")
+            via = Via.parse(parts[0])
+            if via.host.strip("[]") != addr.host:
+                via.params["received"] = addr.host
+            if "rport" in via.params:
+                via.params["rport"] = str(addr.port)
+                via.params.setdefault("received", addr.host)
+            parts[0] = str(via)
+            request.headers._fields[index] = (key, name, ",".join(parts))
+            return
+
+    def _response_address(self, request: Request, addr: Address) -> Address:
+        """18.2.2: streams answer on the connection; UDP to received/rport or sent-by."""
+        if addr.transport != "udp":
+            return addr
+        try:
+            via = request.top_via
+        except SipError:
+            return addr
+        rport = via.params.get("rport")
+        if rport:
+            return Address("udp", addr.host, int(rport))
+        host = via.params.get("received") or via.host
+        return Address("udp", host.strip("[]"), via.port or 5060)
+
+    def _queue(self, data: bytes, addr: Address) -> None:
+        self._out.append((data, addr))
+        self.stats.messages_sent += 1
+
+    def _collect(self, tx: Transaction) -> None:
+        """Move a transaction's output to the core's queues and re-index its timer."""
+        if tx.outbox:
+            peer = tx.peer
+            if isinstance(tx, ServerTransaction):
+                peer = self._response_address(tx.request, tx.peer)
+            for data in tx.outbox:
+                self._queue(data, peer)
+            tx.outbox.clear()
+        if tx.events:
+            for event in tx.events:
+                if not isinstance(event, TransactionTerminated):
+                    self._events.append(event)
+            tx.events.clear()
+        if tx.terminated:
+            if isinstance(tx, ServerTransaction):
+                self._server.pop(tx.id, None)
+            else:
+                self._client.pop(tx.id, None)
+        else:
+            self._timers.push(tx.get_timer(), tx.id)
+
+
+def _reason(error: SipError) -> str:
+    return _phrase(error.status, error.reason)
+
+
+def _phrase(status: int, detail: str | None) -> str:
+    return reason_phrase(status, detail)
+
+
+__all__ = ["Address", "CoreConfig", "CoreStatistics", "ParseError", "UserAgentCore"]
