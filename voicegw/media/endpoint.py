@@ -1,0 +1,278 @@
+"""A call leg's media endpoint: an RTP socket on an even port and RTCP on port + 1.
+
+The asyncio adapter for one leg. It knows its remote address (from SDP, then latched
+from the first packet received: symmetric RTP for callers behind NAT, RFC 4961 and
+the common SBC practice of "comedia"), its negotiated payload types, and the stream
+continuity state of what it sends. When nothing is bridged to it, packets received
+are counted, checked for DTMF and discarded; a ``Bridge`` takes the receive path over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from voicegw.media.continuity import StreamContinuity
+from voicegw.media.dtmf import DtmfDetector
+from voicegw.media.ports import PortPool, PortPoolExhausted
+from voicegw.media.rtp import RTP_HEADER_SIZE
+
+Addr = tuple[str, int]
+Receiver = Callable[[bytes, Addr], None]
+
+
+class Writer(Protocol):
+    """Something that sends RTP to a leg (a player, a bridge direction)."""
+
+    def yield_output(self) -> None:
+        """Another writer took the leg over: stop sending to it."""
+
+
+class RtpSocket(asyncio.DatagramProtocol):
+    """One bound UDP socket.
+
+    Whoever consumes its packets installs a receiver with ``set_receiver``, which
+    replaces ``datagram_received`` on the instance: the loop then calls the consumer's
+    method directly, one Python call per packet instead of two.
+    """
+
+    def __init__(self, default: Receiver) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.default = default
+        self.datagram_received = default  # type: ignore[method-assign]
+        self.errors = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: count, keep the socket.
+        self.errors += 1
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        self.datagram_received = receiver or self.default  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatistics:
+    """Traffic an endpoint handled itself (unbridged receive, players' sends)."""
+
+    local_port: int
+    remote_rtp: Addr | None
+    latched: bool
+    packets_in: int
+    octets_in: int
+    packets_out: int
+    octets_out: int
+    dropped: int
+    dtmf_digits: int
+
+
+class MediaEndpoint:
+    """One leg's RTP/RTCP socket pair. Create with ``await open_endpoint(...)``."""
+
+    def __init__(self, host: str, port: int, *, latch: bool = True,
+                 payload_type: int = 0, dtmf_payload_type: int | None = 101,
+                 pool: PortPool | None = None) -> None:
+        self.host, self.port = host, port
+        self.latch = latch
+        """Learn the remote address from the first packet received (symmetric RTP)."""
+        self.strict_source = latch
+        """Drop packets from any other address than the remote one (anti-hijack)."""
+        self.payload_type = payload_type
+        """The negotiated audio payload type towards this leg: 0 (PCMU) or 8 (PCMA)."""
+        self.dtmf_payload_type = dtmf_payload_type
+        """The negotiated telephone-event payload type, None if the leg has none."""
+        self.remote_rtp: Addr | None = None
+        self.remote_rtcp: Addr | None = None
+        self.latched = False
+        self._rtcp_latched = False
+        self.on_dtmf: Callable[[str], None] | None = None
+        """Called with each digit the leg sends as RFC 4733 events."""
+        self.dtmf = DtmfDetector()
+        self.continuity = StreamContinuity()
+        self.last_sent: bytes | None = None
+        """Last RTP packet sent while not rewriting; seeds continuity at a change."""
+        self.writer: Writer | None = None
+        """What currently feeds this leg: a bridge direction or a player. One at a
+        time, so a prompt never mixes with relayed audio."""
+        self.rtp = RtpSocket(self._receive_rtp)
+        self.rtcp = RtpSocket(self._receive_rtcp)
+        self._pool = pool
+        self._on_change: Callable[[], None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self.packets_in = self.octets_in = self.packets_out = self.octets_out = 0
+        self.dropped = self.dtmf_digits = 0
+        self.closed = False
+
+    # -- addresses ---------------------------------------------------------------
+    def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
+        """The address from the remote SDP (c= and m=, a=rtcp of RFC 3605)."""
+        if not self.latched:
+            self.remote_rtp = (host, port)
+        if not self._rtcp_latched:
+            self.remote_rtcp = (host, rtcp_port if rtcp_port is not None else port + 1)
+        if not self.latch:
+            self.latched = True  # no learning: the SDP address is final
+        self._changed()
+
+    def relatch(self) -> None:
+        """Learn the address again from the next packet (after a re-INVITE)."""
+        self.latched = self._rtcp_latched = False
+        self._changed()
+
+    def accept_rtp(self, addr: Addr) -> bool:
+        """Whether a packet from ``addr`` belongs to this leg; latches on the first."""
+        if addr == self.remote_rtp and self.latched:
+            return True
+        if self.latch and not self.latched:
+            self.remote_rtp = addr
+            self.latched = True
+            if not self._rtcp_latched:
+                self.remote_rtcp = (addr[0], addr[1] + 1)
+            self._changed()
+            return True
+        return not self.strict_source
+
+    def accept_rtcp(self, addr: Addr) -> bool:
+        if addr == self.remote_rtcp and (self._rtcp_latched or not self.latch):
+            return True
+        if self.latch and not self._rtcp_latched:
+            self.remote_rtcp = addr
+            self._rtcp_latched = True
+            return True
+        return not self.strict_source
+
+    # -- sending -----------------------------------------------------------------
+    def claim(self, writer: Writer, new_source: bool = False) -> None:
+        """Make ``writer`` the one source feeding this leg; the previous one yields
+        (a player stops, a bridge direction goes quiet until it can reclaim).
+        ``new_source`` tells that the same writer now relays someone else."""
+        if self.writer is writer:
+            if new_source:
+                writer.yield_output()
+                self.begin_source()
+            return
+        old, self.writer = self.writer, writer
+        if old is not None:
+            old.yield_output()
+        self.begin_source()
+        self._changed()
+
+    def release(self, writer: Writer) -> None:
+        """``writer`` stops feeding the leg; a bridge waiting for it takes over."""
+        if self.writer is writer:
+            writer.yield_output()
+            self.writer = None
+            self._changed()
+
+    def begin_source(self) -> None:
+        """Something new starts sending to this leg (a bridge, a player): keep the
+        leg's stream continuous if it has already received something from us."""
+        if self.continuity.active or self.last_sent is not None:
+            self.continuity.begin_source(self.last_sent, self._loop.time())
+            self.last_sent = None
+
+    def send_rtp(self, data: bytes | bytearray) -> None:
+        """Send one RTP packet to the leg (players' path; rewrites when needed)."""
+        to = self.remote_rtp
+        transport = self.rtp.transport
+        if to is None or transport is None:
+            self.dropped += 1
+            return
+        if self.continuity.active:
+            data = bytearray(data)
+            self.continuity.rewrite(data, self._loop.time())
+        else:
+            self.last_sent = bytes(data)
+        transport.sendto(data, to)
+        self.packets_out += 1
+        self.octets_out += len(data)
+
+    def send_rtcp(self, data: bytes) -> None:
+        if self.remote_rtcp is not None and self.rtcp.transport is not None:
+            self.rtcp.transport.sendto(data, self.remote_rtcp)
+
+    # -- receiving while unbridged -----------------------------------------------
+    def _receive_rtp(self, data: bytes, addr: Addr) -> None:
+        self.packets_in += 1
+        self.octets_in += len(data)
+        if not self.accept_rtp(addr):
+            self.dropped += 1
+            return
+        self.check_dtmf(data)
+
+    def _receive_rtcp(self, data: bytes, addr: Addr) -> None:
+        self.accept_rtcp(addr)
+
+    def check_dtmf(self, data: bytes | bytearray) -> None:
+        """Feed a received packet to the DTMF detector if it is a telephone-event."""
+        if (self.on_dtmf is None or len(data) < RTP_HEADER_SIZE + 4
+                or data[1] & 0x7F != self.dtmf_payload_type):
+            return
+        offset = RTP_HEADER_SIZE + 4 * (data[0] & 0x0F)
+        ts = int.from_bytes(data[4:8], "big")
+        for digit in self.dtmf.feed(ts, bytes(data[offset:offset + 4])):
+            self.dtmf_digits += 1
+            self.on_dtmf(digit)
+
+    # -- life cycle ----------------------------------------------------------------
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def statistics(self) -> EndpointStatistics:
+        return EndpointStatistics(self.port, self.remote_rtp, self.latched, self.packets_in,
+                                  self.octets_in, self.packets_out, self.octets_out,
+                                  self.dropped, self.dtmf_digits)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sock in (self.rtp, self.rtcp):
+            if sock.transport is not None:
+                sock.transport.close()
+        if self._pool is not None:
+            self._pool.release(self.port)
+
+
+async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEndpoint:
+    """Bind an RTP/RTCP pair on ``host`` at the pool's next free even port.
+
+    A port some other process holds is skipped (and kept out of the pool until the
+    next release cycle); after as many attempts as the pool has ports, the pool is
+    reported exhausted.
+    """
+    loop = asyncio.get_running_loop()
+    busy: list[int] = []
+    try:
+        for _ in range(pool.statistics().size):
+            port = pool.allocate()
+            ep = MediaEndpoint(host, port, pool=pool, **options)  # type: ignore[arg-type]
+            try:
+                await loop.create_datagram_endpoint(lambda: ep.rtp, local_addr=(host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    pool.release(port)
+                    raise
+                busy.append(port)
+                continue
+            try:
+                await loop.create_datagram_endpoint(lambda: ep.rtcp,
+                                                    local_addr=(host, port + 1))
+            except OSError as exc:
+                ep.rtp.transport.close()  # type: ignore[union-attr]
+                if exc.errno != errno.EADDRINUSE:
+                    pool.release(port)
+                    raise
+                busy.append(port)
+                continue
+            return ep
+        raise PortPoolExhausted(f"no bindable RTP port in {pool.low}-{pool.high}")
+    finally:
+        for port in busy:
+            pool.release(port)

@@ -1,0 +1,75 @@
+"""Text to speech for prompts, with the ``espeak-ng`` command, cached as WAV files.
+
+espeak-ng is small, offline and packaged by Debian; voicegw runs it as a subprocess
+(``espeak-ng -v VOICE -w OUT.wav TEXT``) so a crash or a slow render never touches the
+event loop. Renders are cached by a hash of (voice, speed, text): a prompt is rendered
+once per node, not once per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from voicegw.media.wav import load_wav
+
+ESPEAK = "espeak-ng"
+
+
+class TtsError(Exception):
+    """The text could not be rendered (espeak-ng missing, failing or too slow)."""
+
+
+class EspeakTts:
+    """Renders text to 8 kHz int16 samples; ``await tts.render("Hello")``."""
+
+    def __init__(self, cache_dir: str | Path, voice: str = "en-us", speed: int = 160,
+                 command: str = ESPEAK, timeout: float = 30.0) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.voice = voice
+        self.speed = speed
+        self.command = command
+        self.timeout = timeout
+
+    def cache_path(self, text: str, voice: str | None = None) -> Path:
+        key = f"{voice or self.voice}\0{self.speed}\0{text}".encode()
+        return self.cache_dir / f"{hashlib.sha256(key).hexdigest()[:32]}.wav"
+
+    async def render(self, text: str, voice: str | None = None) -> np.ndarray:
+        path = self.cache_path(text, voice)
+        if not path.exists():
+            await self._run(text, voice or self.voice, path)
+        # Decoding a prompt is a few ms of numpy; not worth a thread hop.
+        return load_wav(path)
+
+    async def _run(self, text: str, voice: str, path: Path) -> None:
+        exe = shutil.which(self.command)
+        if exe is None:
+            raise TtsError(f"{self.command} not found on PATH: install the Debian package "
+                           "espeak-ng (scripts/bootstrap does)")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Render to a temporary name and rename: a concurrent reader never sees a
+        # half-written WAV, and two calls rendering the same prompt both succeed.
+        tmp = path.with_suffix(f".{os.getpid()}.{id(text)}.tmp")
+        # "--" ends the options, so a prompt starting with "-" is still text.
+        proc = await asyncio.create_subprocess_exec(
+            exe, "-v", voice, "-s", str(self.speed), "-w", str(tmp), "--", text,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            tmp.unlink(missing_ok=True)
+            raise TtsError(f"{self.command} took more than {self.timeout}s") from None
+        if proc.returncode != 0 or not tmp.exists():
+            tmp.unlink(missing_ok=True)
+            raise TtsError(f"{self.command} failed ({proc.returncode}): "
+                           f"{err.decode(errors='replace').strip()[:200]}")
+        os.replace(tmp, path)
