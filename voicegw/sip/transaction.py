@@ -102,8 +102,7 @@ INVITE_CLIENT: Table = {
     (S.PROCEEDING, I.PROVISIONAL): ((A.PASS_TO_TU,), S.PROCEEDING),
     (S.PROCEEDING, I.SUCCESS): ((A.PASS_TO_TU, A.START_M), S.ACCEPTED),
     (S.PROCEEDING, I.FAILURE): ((A.PASS_TO_TU, A.SEND_ACK, A.START_D), S.COMPLETED),
-    # Timer B keeps running in Proceeding only as the TU's no-answer guard; the RFC
-    # lets the TU decide, and voicegw's engine cancels on its own timer instead.
+    # No Timer B in Proceeding: how long to let it ring is the TU's decision (it CANCELs).
     (S.ACCEPTED, I.SUCCESS): ((A.PASS_TO_TU,), S.ACCEPTED),  # 2xx retransmission: TU re-ACKs
     (S.ACCEPTED, I.TIMER_M): ((), S.TERMINATED),
     (S.COMPLETED, I.FAILURE): ((A.RESEND_ACK,), S.COMPLETED),
@@ -225,9 +224,15 @@ class Transaction:
         actions, next_state = entry
         for action in actions:
             self._perform(action, message, now, event)
+        if next_state is not self.state:
+            # A timer the new state has no arrow for can never matter again (Timer B
+            # after a 1xx, Timer A after any response): drop it, so get_timer() is honest.
+            self.timers = {
+                name: due for name, due in self.timers.items()
+                if (next_state, _TIMER_INPUT[name]) in self.table
+            }
         self.state = next_state
         if next_state is State.TERMINATED:
-            self.timers.clear()
             self.events.append(TransactionTerminated(self.id))
         return True
 

@@ -1,0 +1,52 @@
+"""The pure/adapter boundary of DESIGN.md: the protocol core does no I/O.
+
+sip/, the RTP packet and codec code, flow/ and the fallback machine may not import
+asyncio, socket, time, pydantic or structlog (trio enforces the same for its core).
+The check reads the source with ``ast``, so a forbidden import hidden in a function
+body is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "voicegw"
+FORBIDDEN = {"asyncio", "socket", "time", "pydantic", "structlog", "selectors", "threading", "uvloop"}
+
+PURE_PACKAGES = ["sip", "flow"]
+PURE_MODULES = [
+    "media/rtp.py", "media/g711.py", "media/dtmf.py", "media/tones.py", "media/wav.py",
+    "engine/fallback.py",
+]
+
+
+def pure_files() -> list[Path]:
+    files: list[Path] = []
+    for package in PURE_PACKAGES:
+        files.extend(sorted((ROOT / package).glob("**/*.py")))
+    files.extend(ROOT / module for module in PURE_MODULES if (ROOT / module).exists())
+    return files
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_sip_package_is_checked() -> None:
+    assert any(p.name == "core.py" for p in pure_files())
+
+
+@pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_module_does_no_io(path: Path) -> None:
+    bad = imported_modules(path) & FORBIDDEN
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: keep I/O in the adapters"
