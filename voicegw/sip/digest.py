@@ -5,7 +5,7 @@ Proxy-Authenticate value, ``Credentials`` an Authorization or Proxy-Authorizatio
 value; each pairs ``X.parse(value)`` with ``str(x)``. Only the Digest scheme exists in
 SIP (RFC 3261 22.1 forbids Basic); any other scheme is a ``ParseError``.
 
-Algorithms: MD5, MD5-sess, SHA-256 and SHA-256-sess (RFC 8760 2.1); qop auth and
+Algorithms: MD5, MD5-sess, SHA-256 and SHA-256-sess (RFC 8760); qop auth and
 auth-int, and the RFC 2069 form without qop that RFC 3261 22.4 still requires a UAC to
 answer. Hashes are hex strings throughout, including the inner H() of the -sess A1
 (RFC 7616 3.4.2; the RFC 2617 sample code that hashed the raw bytes was an erratum).
@@ -35,7 +35,7 @@ from voicegw.sip.grammar import TOKEN
 MAX_VALUE_LENGTH = 8192
 MAX_PARAMS = 32
 
-#: Algorithm name (upper case) -> (hash function, is a -sess variant). RFC 8760 2.1.
+#: Algorithm name (upper case) -> (hash function, is a -sess variant). RFC 8760.
 ALGORITHMS: dict[str, tuple[Callable[[bytes], Any], bool]] = {
     "MD5": (hashlib.md5, False),
     "MD5-SESS": (hashlib.md5, True),
@@ -320,8 +320,8 @@ def _body_hash(algorithm: str, body: bytes) -> str:
 
 def select_challenges(challenges: Sequence[Challenge]) -> list[Challenge]:
     """For each realm, the first challenge we can answer: a UAS lists its challenges
-    in order of preference and "the UAC MUST use the topmost ... that it supports"
-    (RFC 8760 2.4). Several realms happen when a request forked through proxies."""
+    in order of preference and the UAC uses the topmost one it supports (RFC 8760).
+    Several realms happen when a request forked through proxies."""
     chosen: dict[str, Challenge] = {}
     for challenge in challenges:
         if challenge.supported and challenge.realm not in chosen:
@@ -438,7 +438,7 @@ class DigestServer:
     def challenges(
         self, *, now: float | None = None, nonce: str | None = None, stale: bool = False
     ) -> list[Challenge]:
-        """One challenge per algorithm, most preferred first (RFC 8760 2.4): send each
+        """One challenge per algorithm, most preferred first (RFC 8760): send each
         as its own WWW-Authenticate / Proxy-Authenticate header field. Give ``now``
         for an HMAC nonce, or ``nonce`` for one of your own."""
         if nonce is None:
@@ -474,7 +474,7 @@ class DigestServer:
 
         The nonce must be one of ours by HMAC, checked against ``now``; or, when the
         caller issued its own, equal to ``nonce``. ``uri``, when given, must equal the
-        credentials' uri (RFC 7616 3.4.6 has the server check it names the request).
+        credentials' uri (the server checks that the digest names this request, RFC 7616).
         """
         if credentials.realm != self.realm:
             return Verdict.BAD

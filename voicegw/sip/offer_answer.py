@@ -29,7 +29,7 @@ remain unchanged"). Anything not in the table raises ``ProtocolViolation``: 491 
 an offer from the peer while ours is outstanding (glare, RFC 3261 14.2 / RFC 3311
 5.2), 500 for everything else (RFC 3261 14.2: a second offer while one is being
 answered gets "500 (Server Internal Error)" with Retry-After; an answer without an
-offer, or a local misuse, is an internal error too, RFC 6337 3.1).
+offer, or a local misuse, is treated as an internal error too).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _pick_codecs(
     offered: dict[int, Codec], supported: Sequence[Codec], single_codec: bool
 ) -> list[tuple[int, Codec]]:
     """Common codecs in the offerer's order, then telephone-event at the first codec's
-    clock rate (RFC 4733 7.1.1: events share the audio's clock)."""
+    clock rate (RFC 4733: events use the clock rate of the audio they go with)."""
     chosen: list[tuple[int, Codec]] = []
     for pt, codec in offered.items():
         if codec.is_telephone_event:

@@ -149,7 +149,7 @@ class Codec:
     fmtp: str | None = None
 
     def matches(self, other: Codec) -> bool:
-        """Same format: encoding names compare case-insensitively (RFC 4855 3)."""
+        """Same format: encoding names compare case-insensitively (RFC 4855)."""
         return (
             self.name.lower() == other.name.lower()
             and self.clock_rate == other.clock_rate
@@ -264,7 +264,7 @@ def _check_address(addrtype: str, address: str) -> None:
                 return
             raise _fail("bad IP4 address in SDP")
     elif addrtype == "IP6":
-        # RFC 5118 4.6: "the IPv6 address ... MUST NOT be enclosed in brackets"
+        # RFC 5118 4.6: SDP carries IPv6 addresses bare, never in [brackets]
         m = _IP6_RE.fullmatch(address)
         if m is not None and ":" in m.group(1):
             try:
@@ -653,8 +653,8 @@ def audio_media(
     address: str | None = None,
     proto: str = "RTP/AVP",
 ) -> MediaDescription:
-    """An m=audio section with an rtpmap for every payload type (static ones too, as
-    RFC 3264 5.1 recommends), their fmtp, ptime and an explicit direction.
+    """An m=audio section with an rtpmap for every payload type (static ones too, as is
+    common practice), their fmtp, ptime and an explicit direction.
     ``address`` adds a media-level c= line."""
     lines: list[Line] = []
     if address is not None:
@@ -674,7 +674,7 @@ class SdpBuilder:
     """voicegw's side of one session's SDP: a fixed o= session id and a version that
     increments by one each time the description changes, and only then (RFC 3264 8:
     "the version in the origin field MUST increment by one from the previous SDP";
-    RFC 6337 5.3 for a repeated, unchanged one).
+    an unchanged description keeps its version).
 
     The caller chooses the session id (for instance from its own random source) and
     the first version: nothing here reads a clock or a random generator.
