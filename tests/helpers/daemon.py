@@ -1,0 +1,100 @@
+"""``voicegw run`` as a subprocess on a free loopback port, stopped by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .net import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class DaemonProcess:
+    """Starts the daemon, waits for ``daemon.started``, collects its JSON log lines."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *args: str) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.args = args
+        self.lines: list[str] = []
+        self._started = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start(self, timeout: float = 15.0) -> DaemonProcess:
+        cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", self.host,
+               "--sip-port", str(self.port), *self.args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._started.wait(timeout) or self._proc.poll() is not None:
+            self.kill()
+            raise RuntimeError("daemon did not start:\n" + "\n".join(self.lines[-20:]))
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if '"daemon.started"' in line:
+                self._started.set()
+
+    def events(self) -> list[dict]:
+        """The log lines parsed as JSON (raises on a line that is not JSON)."""
+        return [json.loads(line) for line in list(self.lines) if line.strip()]
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then the exit code (killed and failing after ``timeout``)."""
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.running():
+            try:
+                self.terminate()
+            finally:
+                self.kill()
+
+
+def wait_until(predicate, timeout: float = 5.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -1,0 +1,69 @@
+"""The ``voicegw`` command (console-script entry point: ``main``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from .. import __version__
+from ..config.defaults import DEFAULT, ConfigError, DaemonConfig, from_mapping
+
+
+@click.group()
+@click.version_option(__version__, prog_name="voicegw")
+def cli() -> None:
+    """voicegw: a SIP B2BUA that hands calls from AI voice bots to human agents."""
+
+
+@cli.command()
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file; today only 'sip: {host, port, udp_port, tcp_port}', 'limits' and "
+    "'log_level' are read (the full config comes later).",
+)
+@click.option("--sip-host", help="Address to bind SIP to (default 127.0.0.1).")
+@click.option("--sip-port", type=click.IntRange(0, 65535), help="SIP port, UDP and TCP (default 5060).")
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Default info; debug adds one line per finished transaction.",
+)
+def run(
+    config_file: Path | None, sip_host: str | None, sip_port: int | None, log_level: str | None
+) -> None:
+    """Run the daemon in the foreground; logs are JSON lines on stderr."""
+    config = load_config(config_file)
+    sip = config.sip
+    if sip_host is not None:
+        sip = dataclasses.replace(sip, host=sip_host)
+    if sip_port is not None:
+        sip = dataclasses.replace(sip, udp_port=sip_port, tcp_port=sip_port)
+    config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
+
+    from .. import logging as vlogging
+    from ..daemon import run as run_daemon
+
+    vlogging.configure(config.log_level)
+    sys.exit(run_daemon(config))
+
+
+def load_config(path: Path | None) -> DaemonConfig:
+    if path is None:
+        return DEFAULT
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise click.UsageError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise click.UsageError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return from_mapping(data)
+    except ConfigError as error:
+        raise click.UsageError(f"{path}: {error}") from None
+
+
+def main() -> None:
+    cli()

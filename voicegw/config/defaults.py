@@ -1,0 +1,98 @@
+"""The embedded default config: what ``voicegw run`` uses with no config file.
+
+Plain frozen dataclasses for now (DESIGN.md: config reaches the core as plain
+dataclasses). A later issue adds the pydantic models and the full YAML config;
+``from_mapping`` reads the small subset the daemon understands today and names the
+field when a value is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..transport.limits import TransportLimits
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    host: str = "127.0.0.1"
+    """Address the SIP sockets bind to and put in Via/Contact."""
+    udp_port: int | None = 5060
+    """UDP port; None: no UDP listener."""
+    tcp_port: int | None = 5060
+    """TCP port; None: no TCP listener."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    sip: SipConfig = field(default_factory=SipConfig)
+    limits: TransportLimits = field(default_factory=TransportLimits)
+    log_level: str = "info"
+    user_agent: str = "voicegw/0.1.0"
+
+
+DEFAULT = DaemonConfig()
+
+_SIP_KEYS = {"host", "port", "udp_port", "tcp_port"}
+_LIMIT_KEYS = set(TransportLimits.__dataclass_fields__)
+
+
+def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
+    """Apply ``{sip: {host, port, udp_port, tcp_port}, limits: {...}, log_level}``.
+
+    ``sip.port`` sets both ports; ``udp_port``/``tcp_port`` (null: disabled) override it.
+    """
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping")
+    unknown = set(data) - {"sip", "limits", "log_level"}
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
+    config = base
+    sip = data.get("sip") or {}
+    if not isinstance(sip, dict):
+        raise ConfigError("sip: must be a mapping")
+    unknown = set(sip) - _SIP_KEYS
+    if unknown:
+        raise ConfigError(f"sip: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    changes: dict[str, Any] = {}
+    if "host" in sip:
+        if not isinstance(sip["host"], str) or not sip["host"]:
+            raise ConfigError("sip.host: must be an address")
+        changes["host"] = sip["host"]
+    if "port" in sip:
+        port = _port("sip.port", sip["port"], allow_none=False)
+        changes["udp_port"] = changes["tcp_port"] = port
+    for key in ("udp_port", "tcp_port"):
+        if key in sip:
+            changes[key] = _port(f"sip.{key}", sip[key], allow_none=True)
+    config = replace(config, sip=replace(config.sip, **changes))
+    limits = data.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ConfigError("limits: must be a mapping")
+    unknown = set(limits) - _LIMIT_KEYS
+    if unknown:
+        raise ConfigError(f"limits: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    for key, value in limits.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"limits.{key}: must be a positive number")
+    config = replace(config, limits=replace(config.limits, **limits))
+    if "log_level" in data:
+        if data["log_level"] not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level: must be debug, info, warning or error")
+        config = replace(config, log_level=data["log_level"])
+    return config
+
+
+def _port(name: str, value: Any, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(f"{name}: must be a port number 0-65535")
+    return value

@@ -1,0 +1,197 @@
+"""The daemon: the SIP endpoint, an application, structured logs, a clean stop.
+
+Lifecycle: bind SIP (UDP and TCP), log ``daemon.started``; on SIGINT or SIGTERM log
+``daemon.stopping``, close the sockets (TCP writes flushed, bounded), log
+``daemon.stopped`` with the statistics, exit 0. A port that cannot be bound logs
+``daemon.failed`` and exits 1.
+
+The application is whatever object has ``handle_event(event)``. Until the B2BUA
+engine lands, :class:`RejectingApplication` answers every new request 480; the
+engine replaces it through ``Daemon(application_factory=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from .config.defaults import DEFAULT, DaemonConfig
+from .logging import get_logger
+from .sip.build import make_response, new_tag
+from .sip.errors import SipError
+from .sip.events import (
+    CancelReceived,
+    Event,
+    MessageRejected,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+from .transport.endpoint import SipEndpoint
+
+log = get_logger("voicegw.daemon")
+
+
+class Application(Protocol):
+    """What the daemon hands SIP events to (the B2BUA engine, later)."""
+
+    def handle_event(self, event: Event) -> None: ...
+
+
+ApplicationFactory = Callable[[SipEndpoint], Application]
+
+
+class RejectingApplication:
+    """Answers every new request (INVITE included) 480 Temporarily Unavailable.
+
+    A placeholder with the engine's shape: it reacts to events and answers through
+    the endpoint. ACK has no transaction and gets no answer (17.2.1).
+    """
+
+    STATUS = 480
+
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def handle_event(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            if event.request.method == "ACK" or not event.transaction_id:
+                return
+            response = make_response(event.request, self.STATUS, to_tag=new_tag())
+            self._endpoint.send_response(event.transaction_id, response)
+        elif isinstance(event, CancelReceived):
+            # the INVITE may already be answered: then the core refuses, and that is fine
+            try:
+                response = make_response(event.request, 487, to_tag=new_tag())
+                self._endpoint.send_response(event.transaction_id, response)
+            except SipError:
+                pass
+
+
+def log_event(event: Event) -> None:
+    """One log line per core event, under a stable dotted name."""
+    if isinstance(event, RequestReceived):
+        headers = event.request.headers
+        log.info(
+            "sip.request",
+            method=event.request.method,
+            call_id=headers.get("call-id"),
+            cseq=headers.get("cseq"),
+            source=str(event.source),
+            transaction_id=event.transaction_id,
+        )
+    elif isinstance(event, ResponseReceived):
+        log.info(
+            "sip.response",
+            status=event.response.status,
+            call_id=event.response.headers.get("call-id"),
+            transaction_id=event.transaction_id,
+        )
+    elif isinstance(event, CancelReceived):
+        log.info("sip.cancel", transaction_id=event.transaction_id)
+    elif isinstance(event, TransactionTimedOut):
+        log.warning(
+            "sip.timeout",
+            transaction_id=event.transaction_id,
+            method=event.method,
+            timer=event.timer,
+        )
+    elif isinstance(event, TransactionTerminated):
+        log.debug("sip.transaction.terminated", transaction_id=event.transaction_id)
+    elif isinstance(event, MessageRejected):
+        log.info(
+            "sip.rejected", source=str(event.source), status=event.status, reason=event.reason
+        )
+    else:
+        log.info("sip.event", kind=type(event).__name__)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig = DEFAULT,
+        application_factory: ApplicationFactory = RejectingApplication,
+    ) -> None:
+        self.config = config
+        self.endpoint = SipEndpoint(limits=config.limits)
+        self.application = application_factory(self.endpoint)
+        self.endpoint.on_event = self._on_event
+        self._stop = asyncio.Event()
+
+    def _on_event(self, event: Event) -> None:
+        log_event(event)
+        self.application.handle_event(event)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> int:
+        """Run until stopped; the exit code."""
+        from .sip.core import CoreConfig, UserAgentCore
+
+        loop = asyncio.get_running_loop()
+        sip = self.config.sip
+        try:
+            await self.endpoint.start(sip.host, sip.udp_port, sip.tcp_port)
+        except OSError as error:
+            log.error("daemon.failed", error=str(error), host=sip.host,
+                      udp_port=sip.udp_port, tcp_port=sip.tcp_port)
+            return 1
+        udp, tcp = self.endpoint.udp_address, self.endpoint.tcp_address
+        self.endpoint.core = UserAgentCore(
+            CoreConfig(
+                host=sip.host,
+                udp_port=udp.port if udp else (tcp.port if tcp else 5060),
+                tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
+                user_agent=self.config.user_agent,
+            )
+        )
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        log.info(
+            "daemon.started",
+            pid=os.getpid(),
+            udp=str(udp) if udp else None,
+            tcp=str(tcp) if tcp else None,
+            loop=type(loop).__module__.split(".")[0],
+            application=type(self.application).__name__,
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await self.endpoint.close()
+            log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
+        return 0
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        self.stop()
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def run(config: DaemonConfig = DEFAULT) -> int:
+    """Run the daemon in the foreground on uvloop when installed; the exit code."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(Daemon(config).serve())

@@ -1,0 +1,263 @@
+"""The driver: the one place where the sans-I/O UA core meets asyncio.
+
+Modelled on aioquic's ``asyncio/protocol.py``. The core takes bytes and the time in
+and gives bytes, events and the time of its next timer out; this driver
+
+- feeds it every datagram and every framed TCP message, with ``loop.time()``;
+- after every input drains ``datagrams_to_send`` to the right socket (the output's
+  ``Address.transport`` picks UDP or TCP) and re-arms exactly one ``loop.call_at``
+  timer from ``get_timer()``;
+- hands every ``next_event()`` to the application callback, which answers through
+  ``send_response`` / ``send_request`` (the same drain-and-re-arm follows).
+
+It interprets nothing: no header is read here. An exception from the core or the
+application is logged and counted, never allowed to stop the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from ..sip.errors import SipError
+from ..sip.events import Address, Event
+from ..sip.message import Request, Response
+from .limits import TransportLimits
+from .tcp import TcpStatistics, TcpTransport
+from .udp import UdpEndpoint, UdpStatistics, open_udp
+
+log = structlog.get_logger("voicegw.transport")
+
+EventHandler = Callable[[Event], None]
+
+
+class SipCore(Protocol):
+    """What the driver needs of ``voicegw.sip.core.UserAgentCore``."""
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None: ...
+    def receive_invalid(
+        self, data: bytes, addr: Address, error: SipError, now: float
+    ) -> None: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def next_event(self) -> Event | None: ...
+    def send_response(self, transaction_id: str, response: Response, now: float) -> None: ...
+    def send_request(self, request: Request, destination: Address, now: float) -> str: ...
+    def statistics(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class EndpointStatistics:
+    """A snapshot for the control API and the logs."""
+
+    core: Any
+    udp: UdpStatistics
+    tcp: TcpStatistics
+    events: int = 0
+    timer_fires: int = 0
+    core_errors: int = 0
+    application_errors: int = 0
+    unroutable: int = 0
+    dropped_no_core: int = 0
+    addresses: list[str] = field(default_factory=list)
+
+
+class SipEndpoint:
+    """Owns the core, the UDP socket, the TCP listener and connections, and the timer."""
+
+    def __init__(
+        self,
+        core: SipCore | None = None,
+        on_event: EventHandler | None = None,
+        limits: TransportLimits | None = None,
+    ) -> None:
+        self.core: SipCore | None = core
+        """May be set after ``start`` (when the core's config needs the bound ports);
+        input that arrives before is dropped and counted."""
+        self.on_event: EventHandler | None = on_event
+        """The application: called with every event, in order. Replaceable at any time."""
+        self.limits = limits or TransportLimits()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: UdpEndpoint | None = None
+        self._tcp: TcpTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._servicing = False
+        self._again = False
+        self._closed = False
+        self._counts = {"events": 0, "timer_fires": 0, "core_errors": 0,
+                        "application_errors": 0, "unroutable": 0,
+                        "dropped_no_core": 0}
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self, host: str, udp_port: int | None, tcp_port: int | None) -> None:
+        """Bind UDP and/or TCP (port 0: any free port). OSError when a port is taken."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            if udp_port is not None:
+                self._udp = await open_udp(
+                    host, udp_port, self._on_datagram, self.limits.max_message_size
+                )
+            if tcp_port is not None:
+                self._tcp = TcpTransport(
+                    self._on_datagram, self._on_invalid, self.limits, self._loop
+                )
+                await self._tcp.listen(host, tcp_port)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop the timer, close the sockets (TCP writes are flushed, bounded)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            await self._tcp.close()
+
+    @property
+    def udp_address(self) -> Address | None:
+        return self._udp.local_address if self._udp else None
+
+    @property
+    def tcp_address(self) -> Address | None:
+        return self._tcp.local_address if self._tcp else None
+
+    # --- the application's side ------------------------------------------------------
+    def send_response(self, transaction_id: str, response: Response) -> None:
+        assert self.core is not None
+        self.core.send_response(transaction_id, response, self._now())
+        self._service()
+
+    def send_request(self, request: Request, destination: Address) -> str:
+        assert self.core is not None
+        transaction_id = self.core.send_request(request, destination, self._now())
+        self._service()
+        return transaction_id
+
+    def statistics(self) -> EndpointStatistics:
+        addresses = [str(a) for a in (self.udp_address, self.tcp_address) if a is not None]
+        return EndpointStatistics(
+            core=self.core.statistics() if self.core is not None else None,
+            udp=self._udp.stats if self._udp else UdpStatistics(),
+            tcp=self._tcp.stats if self._tcp else TcpStatistics(),
+            addresses=addresses,
+            **self._counts,
+        )
+
+    # --- inputs ------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        if self._closed:
+            return
+        if self.core is None:
+            self._counts["dropped_no_core"] += 1
+            return
+        try:
+            self.core.receive_datagram(data, source, self._now())
+        except Exception:
+            self._counts["core_errors"] += 1
+            log.exception("sip.core_error", source=str(source), size=len(data))
+        self._service()
+
+    def _on_invalid(self, data: bytes, source: Address, error: SipError) -> None:
+        if self._closed:
+            return
+        if self.core is None:
+            self._counts["dropped_no_core"] += 1
+            return
+        try:
+            self.core.receive_invalid(data, source, error, self._now())
+        except Exception:
+            self._counts["core_errors"] += 1
+            log.exception("sip.core_error", source=str(source), size=len(data))
+        self._service()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed or self.core is None:
+            return
+        self._counts["timer_fires"] += 1
+        # call_at may run a callback up to the clock resolution early; never hand the
+        # core a time before the deadline it asked for, or it would ask again at once
+        now = max(self._now(), self._timer_at or 0.0)
+        try:
+            self.core.handle_timer(now)
+        except Exception:
+            self._counts["core_errors"] += 1
+            log.exception("sip.core_error", input="timer")
+        self._service()
+
+    # --- outputs -----------------------------------------------------------------------
+    def _service(self) -> None:
+        """Deliver events, send what is pending, re-arm the timer.
+
+        Re-entrant calls (the application answering from inside its callback) only
+        mark that another round is needed, so events stay in order.
+        """
+        if self._servicing:
+            self._again = True
+            return
+        if self.core is None:
+            return
+        self._servicing = True
+        try:
+            while True:
+                self._again = False
+                self._transmit()
+                self._deliver_events()
+                self._transmit()
+                if not self._again:
+                    break
+        finally:
+            self._servicing = False
+        self._arm_timer()
+
+    def _deliver_events(self) -> None:
+        core = self.core
+        assert core is not None
+        while (event := core.next_event()) is not None:
+            self._counts["events"] += 1
+            handler = self.on_event
+            if handler is None:
+                continue
+            try:
+                handler(event)
+            except Exception:
+                self._counts["application_errors"] += 1
+                log.exception("app.error", event=type(event).__name__)
+
+    def _transmit(self) -> None:
+        assert self.core is not None
+        for data, destination in self.core.datagrams_to_send(self._now()):
+            transport = destination.transport
+            if transport == "udp" and self._udp is not None:
+                self._udp.send(data, destination)
+            elif transport == "tcp" and self._tcp is not None:
+                self._tcp.send(data, destination)
+            else:
+                self._counts["unroutable"] += 1
+
+    def _arm_timer(self) -> None:
+        if self._closed or self._loop is None or self.core is None:
+            return
+        when = self.core.get_timer()
+        if self._timer is not None:
+            if when == self._timer_at:
+                return
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
