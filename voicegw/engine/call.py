@@ -1,0 +1,93 @@
+"""A call and its legs, with the call's life as one transition table.
+
+::
+
+    SETUP --bot answered / local flow answered--> CONNECTED --BYE either side--> ENDED
+      |  \\--bot failed / timed out / caller CANCEL--> ENDED
+
+Every change is recorded on the call's timeline (time, event, detail), which the
+operations work will persist and the API will show.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..sip.events import Address
+from ..sip.message import Request
+
+if TYPE_CHECKING:
+    from ..media.endpoint import MediaEndpoint
+    from ..sip.dialog import Dialog
+
+
+class CallState(enum.Enum):
+    SETUP = "setup"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+class CallInput(enum.Enum):
+    ANSWERED = "answered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    HUNG_UP = "hung up"
+
+
+TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
+    (CallState.SETUP, CallInput.ANSWERED): CallState.CONNECTED,
+    (CallState.SETUP, CallInput.FAILED): CallState.ENDED,
+    (CallState.SETUP, CallInput.CANCELLED): CallState.ENDED,
+    (CallState.SETUP, CallInput.HUNG_UP): CallState.ENDED,
+    (CallState.CONNECTED, CallInput.HUNG_UP): CallState.ENDED,
+    (CallState.CONNECTED, CallInput.FAILED): CallState.ENDED,
+}
+
+
+@dataclass(eq=False)
+class Leg:
+    """One SIP dialog of the call plus its media endpoint."""
+
+    role: str  # "caller" | "bot" | "agent"
+    peer: Address
+    """Where its in-dialog requests go when the remote target is not an IP literal."""
+    endpoint: MediaEndpoint | None = None
+    dialog: Dialog | None = None
+    invite: Request | None = None
+    """The INVITE that created the leg (ours on B/C, the caller's on A)."""
+    transaction_id: str = ""
+    """Caller leg: the INVITE server transaction; bot leg: our INVITE client transaction."""
+    ended: bool = False
+
+
+@dataclass(eq=False)
+class Call:
+    id: str
+    caller: Leg
+    created: float
+    bot: Leg | None = None
+    state: CallState = CallState.SETUP
+    end_reason: str = ""
+    timeline: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    tasks: set[Any] = field(default_factory=set)
+    resources: list[Any] = field(default_factory=list)
+    """Bridges and players to close when the call ends."""
+
+    def record(self, now: float, event: str, **detail: Any) -> None:
+        self.timeline.append((now, event, detail))
+
+    def apply(self, event: CallInput, now: float, reason: str = "") -> bool:
+        """Move by the table; False (and nothing changes) when there is no such arrow."""
+        target = TRANSITIONS.get((self.state, event))
+        if target is None:
+            return False
+        self.record(now, f"call.{target.value}", cause=event.value, reason=reason)
+        self.state = target
+        if target is CallState.ENDED:
+            self.end_reason = reason or event.value
+        return True
+
+    def legs(self) -> list[Leg]:
+        return [leg for leg in (self.caller, self.bot) if leg is not None]

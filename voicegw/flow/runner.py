@@ -1,0 +1,146 @@
+"""A flow: named nodes run one at a time for a call; the runner is a pure machine.
+
+The runner never plays audio or waits: it answers each input (started, prompt
+finished, digit, timeout) with the next :class:`Action` for the engine to carry out.
+Only the node kinds the built-in demo needs exist so far (message, collect, hangup);
+agent_transfer, bot and goto grow here with the transfer work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MessageNode:
+    """Play a prompt, then go to ``next``."""
+
+    name: str
+    text: str
+    next: str | None = None  # None: end the call after the prompt
+
+
+@dataclass(frozen=True)
+class CollectNode:
+    """Wait for one DTMF digit; ``routes`` maps digits to nodes."""
+
+    name: str
+    routes: dict[str, str]
+    timeout: float = 10.0
+    on_timeout: str | None = None  # None: end the call
+    on_invalid: str | None = None  # None: stay and wait again
+
+
+@dataclass(frozen=True)
+class HangupNode:
+    name: str
+
+
+Node = MessageNode | CollectNode | HangupNode
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    start: str
+    nodes: dict[str, Node]
+
+    def __post_init__(self) -> None:
+        missing = [t for t in self._targets() if t not in self.nodes]
+        if self.start not in self.nodes or missing:
+            raise ValueError(f"flow {self.name!r}: unknown node(s) {sorted({self.start, *missing} - set(self.nodes))}")
+
+    def _targets(self) -> list[str]:
+        targets: list[str] = []
+        for node in self.nodes.values():
+            if isinstance(node, MessageNode) and node.next:
+                targets.append(node.next)
+            elif isinstance(node, CollectNode):
+                targets.extend(node.routes.values())
+                targets.extend(t for t in (node.on_timeout, node.on_invalid) if t)
+        return targets
+
+
+@dataclass(frozen=True)
+class PlayPrompt:
+    text: str
+
+
+@dataclass(frozen=True)
+class WaitForDigit:
+    timeout: float
+
+
+@dataclass(frozen=True)
+class EndCall:
+    reason: str
+
+
+Action = PlayPrompt | WaitForDigit | EndCall
+
+
+@dataclass
+class FlowRunner:
+    flow: Flow
+    current: str = ""
+    visited: list[str] = field(default_factory=list)
+    max_steps: int = 200  # a flow that loops without the caller doing anything ends
+
+    def start(self) -> Action:
+        return self._enter(self.flow.start)
+
+    def prompt_finished(self) -> Action:
+        node = self.flow.nodes[self.current]
+        if isinstance(node, MessageNode):
+            return self._enter(node.next) if node.next else EndCall("flow ended")
+        return self._resume()
+
+    def digit(self, digit: str) -> Action | None:
+        """A DTMF digit; None when the current node does not listen for digits."""
+        node = self.flow.nodes[self.current]
+        if not isinstance(node, CollectNode):
+            return None
+        target = node.routes.get(digit)
+        if target is None:
+            return self._enter(node.on_invalid) if node.on_invalid else WaitForDigit(node.timeout)
+        return self._enter(target)
+
+    def timed_out(self) -> Action:
+        node = self.flow.nodes[self.current]
+        if isinstance(node, CollectNode) and node.on_timeout:
+            return self._enter(node.on_timeout)
+        return EndCall("no input")
+
+    def _resume(self) -> Action:
+        node = self.flow.nodes[self.current]
+        if isinstance(node, CollectNode):
+            return WaitForDigit(node.timeout)
+        return EndCall("flow ended")
+
+    def _enter(self, name: str) -> Action:
+        if len(self.visited) >= self.max_steps:
+            return EndCall("flow step limit")
+        self.current = name
+        self.visited.append(name)
+        node = self.flow.nodes[name]
+        if isinstance(node, MessageNode):
+            return PlayPrompt(node.text)
+        if isinstance(node, CollectNode):
+            return WaitForDigit(node.timeout)
+        return EndCall("hangup node")
+
+
+#: The embedded default flow: greet, offer a menu, say goodbye.
+DEMO_FLOW = Flow(
+    name="demo",
+    start="greeting",
+    nodes={
+        "greeting": MessageNode("greeting", "Welcome to voice gateway. Press zero to speak with an agent.", "menu"),
+        "menu": CollectNode("menu", {"0": "agent"}, timeout=15.0, on_timeout="goodbye"),
+        "agent": MessageNode(
+            "agent", "Agent transfer is not configured on this demo. Goodbye.", "hangup"
+        ),
+        "goodbye": MessageNode("goodbye", "Goodbye.", "hangup"),
+        "hangup": HangupNode("hangup"),
+    },
+)
