@@ -124,6 +124,11 @@ class SipEndpoint:
             await self._tcp.close()
 
     @property
+    def next_timer(self) -> float | None:
+        """When the one armed timer fires (loop time), or None when none is armed."""
+        return self._timer_at if self._timer is not None else None
+
+    @property
     def udp_address(self) -> Address | None:
         return self._udp.local_address if self._udp else None
 
