@@ -194,4 +194,22 @@ def run(config: DaemonConfig = DEFAULT) -> int:
     else:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(Daemon(config).serve())
+        return runner.run(Daemon(config, application_factory=engine_factory(config)).serve())
+
+
+def engine_factory(config: DaemonConfig) -> ApplicationFactory:
+    """The B2BUA engine on the daemon's SIP endpoint, configured from ``config.calls``."""
+    from .engine.b2bua import Engine, EngineConfig
+
+    calls = config.calls
+    engine_config = EngineConfig(
+        host=config.sip.host,
+        sip_port=config.sip.udp_port or config.sip.tcp_port or 5060,
+        rtp_port_min=calls.rtp_port_min,
+        rtp_port_max=calls.rtp_port_max,
+        trusted_sources=calls.trusted_sources,
+        bot_uri=calls.bot_uri,
+        bot_answer_timeout=calls.bot_answer_timeout,
+        tts_cache_dir=calls.tts_cache_dir,
+    )
+    return lambda endpoint: Engine(endpoint, engine_config)

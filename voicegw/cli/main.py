@@ -31,8 +31,11 @@ def cli() -> None:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
     help="Default info; debug adds one line per finished transaction.",
 )
+@click.option("--bot-uri", help="Bridge calls to this SIP bot (default: the built-in demo flow).")
+@click.option("--rtp-ports", help="RTP port range MIN-MAX (default 20000-21998).")
 def run(
-    config_file: Path | None, sip_host: str | None, sip_port: int | None, log_level: str | None
+    config_file: Path | None, sip_host: str | None, sip_port: int | None, log_level: str | None,
+    bot_uri: str | None, rtp_ports: str | None,
 ) -> None:
     """Run the daemon in the foreground; logs are JSON lines on stderr."""
     config = load_config(config_file)
@@ -42,6 +45,19 @@ def run(
     if sip_port is not None:
         sip = dataclasses.replace(sip, udp_port=sip_port, tcp_port=sip_port)
     config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
+    calls: dict[str, object] = {}
+    if bot_uri is not None:
+        calls["bot_uri"] = bot_uri
+    if rtp_ports is not None:
+        low, _, high = rtp_ports.partition("-")
+        if not (low.isdigit() and high.isdigit()):
+            raise click.UsageError("--rtp-ports: expected MIN-MAX, e.g. 20000-20999")
+        calls.update(rtp_port_min=int(low), rtp_port_max=int(high))
+    if calls:
+        try:
+            config = dataclasses.replace(config, calls=from_mapping({"calls": calls}, config).calls)
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
 
     from .. import logging as vlogging
     from ..daemon import run as run_daemon

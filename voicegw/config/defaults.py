@@ -29,8 +29,23 @@ class SipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallConfig:
+    """How calls are handled: where the bot is, media ports, who may call."""
+
+    bot_uri: str | None = None
+    """The bot's SIP URI (host an IP literal); None runs the built-in demo flow."""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 21998
+    trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
+    """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
+    bot_answer_timeout: float = 30.0
+    tts_cache_dir: str = "var/tts"
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     sip: SipConfig = field(default_factory=SipConfig)
+    calls: CallConfig = field(default_factory=CallConfig)
     limits: TransportLimits = field(default_factory=TransportLimits)
     log_level: str = "info"
     user_agent: str = "voicegw/0.1.0"
@@ -51,7 +66,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         return base
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping")
-    unknown = set(data) - {"sip", "limits", "log_level"}
+    unknown = set(data) - {"sip", "limits", "log_level", "calls"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
     config = base
@@ -83,11 +98,29 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"limits.{key}: must be a positive number")
     config = replace(config, limits=replace(config.limits, **limits))
+    config = replace(config, calls=_calls(data.get("calls") or {}, config.calls))
     if "log_level" in data:
         if data["log_level"] not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level: must be debug, info, warning or error")
         config = replace(config, log_level=data["log_level"])
     return config
+
+
+def _calls(data: Any, base: CallConfig) -> CallConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("calls: must be a mapping")
+    unknown = set(data) - set(CallConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"calls: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    changes = dict(data)
+    for key in ("rtp_port_min", "rtp_port_max"):
+        if key in changes:
+            _port(f"calls.{key}", changes[key], allow_none=False)
+    if "bot_uri" in changes and changes["bot_uri"] is not None and not str(changes["bot_uri"]).startswith("sip:"):
+        raise ConfigError("calls.bot_uri: must be a sip: URI")
+    if "trusted_sources" in changes:
+        changes["trusted_sources"] = tuple(str(c) for c in changes["trusted_sources"])
+    return replace(base, **changes)
 
 
 def _port(name: str, value: Any, allow_none: bool) -> int | None:
