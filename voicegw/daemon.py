@@ -149,6 +149,7 @@ class Daemon:
                 udp_port=udp.port if udp else (tcp.port if tcp else 5060),
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
+                supported=("timer",),  # RFC 4028 session timers: the engine honours them
             )
         )
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -124,7 +124,13 @@ class Engine:
                 if final and not (isinstance(event, ResponseReceived) and event.response.status < 300
                                   and event.response.cseq.method == "INVITE"):
                     self._by_transaction.pop(event.transaction_id, None)
-        elif isinstance(event, CancelReceived):
+        if isinstance(event, TransactionTimedOut) and event.method == "INVITE":
+            for call in list(self.calls.values()):
+                if call.caller.transaction_id == event.transaction_id:
+                    # our 2xx was never ACKed (13.3.1.4): the caller is gone
+                    self._end(call, CallInput.HUNG_UP, "caller never acknowledged the answer")
+                    break
+        if isinstance(event, CancelReceived):
             for call in self.calls.values():
                 if call.caller.transaction_id == event.transaction_id:
                     self._caller_cancelled(call)
@@ -154,10 +160,18 @@ class Engine:
             # An offerless INVITE wants our offer in the 200; not supported yet.
             self._respond(event.transaction_id, make_response(invite, 488, "Not Acceptable Here (INVITE without SDP offer)", to_tag=new_tag()))
             return
+        session_expires = _session_interval(invite)
+        if session_expires is not None and session_expires < MIN_SE:
+            # RFC 4028 6: too brief an interval is refused, naming our minimum
+            self._respond(event.transaction_id, make_response(
+                invite, 422, to_tag=new_tag(), headers=Headers([("Min-SE", str(MIN_SE))])))
+            return
         now = self._loop.time()
-        call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id), created=now)
-        call.local_tag = new_tag()  # type: ignore[attr-defined]
-        self.calls[call.id + call.local_tag] = call  # type: ignore[attr-defined]
+        call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id),
+                    created=now, local_tag=new_tag())
+        if session_expires is not None and _supports_timer(invite):
+            call.session_expires = session_expires
+        self.calls[call.key] = call
         self.totals["calls"] += 1
         call.record(now, "call.incoming", source=str(source), uri=invite.uri)
         try:
@@ -168,7 +182,7 @@ class Engine:
             return self._fail_setup(call, 488, f"Not Acceptable Here ({error.reason})")
         except PortPoolExhausted:
             return self._fail_setup(call, 503, "Service Unavailable (no media ports)")
-        call.caller_sdp = builder.stamp(answer.sdp)  # type: ignore[attr-defined]
+        call.caller_sdp = builder.stamp(answer.sdp)
         self._apply_media(call.caller.endpoint, answer.negotiated)
         if self.config.bot_uri:
             await self._dial_bot(call, invite)
@@ -191,8 +205,9 @@ class Engine:
         invite = call.caller.invite
         assert invite is not None
         response = make_dialog_response(
-            invite, status, local_tag=call.local_tag, contact=self._contact(),  # type: ignore[attr-defined]
-            body=bytes(call.caller_sdp), content_type="application/sdp",  # type: ignore[attr-defined]
+            invite, status, local_tag=call.local_tag, contact=self._contact(),
+            body=bytes(call.caller_sdp), content_type="application/sdp",
+            extra_headers=self._session_timer_headers(call) if status >= 200 else (),
         )
         self._caller_dialog(call, response)
         self._respond(call.caller.transaction_id, response)
@@ -200,6 +215,7 @@ class Engine:
             now = self._loop.time()
             call.apply(CallInput.ANSWERED, now)
             self.totals["answered"] += 1
+            self._arm_session_timer(call)
 
     def _caller_dialog(self, call: Call, response: Response) -> None:
         leg = call.caller
@@ -219,7 +235,7 @@ class Engine:
     def _fail_setup(self, call: Call, status: int, reason: str) -> None:
         invite = call.caller.invite
         assert invite is not None
-        self._respond(call.caller.transaction_id, make_response(invite, status, reason, to_tag=call.local_tag))  # type: ignore[attr-defined]
+        self._respond(call.caller.transaction_id, make_response(invite, status, reason, to_tag=call.local_tag))
         self.totals["failed"] += 1
         self._end(call, CallInput.FAILED, reason)
 
@@ -237,7 +253,7 @@ class Engine:
         call.bot = leg
         builder = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
         offer = builder.offer(port=endpoint.port)
-        call.bot_offer = offer  # type: ignore[attr-defined]
+        call.bot_offer = offer
         max_forwards = (caller_invite.max_forwards or 70) - 1
         from_user = caller_invite.from_
         headers = Headers([
@@ -254,8 +270,7 @@ class Engine:
         leg.transaction_id = self.sip.send_request(invite, peer)
         self._by_transaction[leg.transaction_id] = (call, lambda e: self._bot_invite_event(call, e))
         call.record(self._loop.time(), "leg.bot.dialing", uri=str(uri))
-        call.answer_timer = self._loop.call_later(  # type: ignore[attr-defined]
-            self.config.bot_answer_timeout, self._bot_no_answer, call)
+        call.timers["answer"] = self._loop.call_later(self.config.bot_answer_timeout, self._bot_no_answer, call)
 
     def _bot_invite_event(self, call: Call, event: Event) -> None:
         leg = call.bot
@@ -269,8 +284,10 @@ class Engine:
         if status < 200:
             if status > 100 and call.state is CallState.SETUP:
                 call.record(now, "leg.bot.progress", status=status)
-                if call.caller.dialog is None or status == 180:
-                    ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag, contact=self._contact())  # type: ignore[arg-type, attr-defined]
+                if response.body and response.content_type == "application/sdp" and self._bridge(call) is None:
+                    self._early_media(call, response)
+                elif call.caller.dialog is None or status == 180:
+                    ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag, contact=self._contact())  # type: ignore[arg-type]
                     self._caller_dialog(call, ringing)
                     self._respond(call.caller.transaction_id, ringing)
             return
@@ -286,20 +303,24 @@ class Engine:
             if call.state is CallState.ENDED:
                 self._send_bye(call, leg)  # the caller left while the bot answered
             return
-        _cancel_timer(call)
+        call.cancel_timer("answer")
         try:
-            media = negotiate(call.bot_offer, SessionDescription.parse(response.body), local_is_offerer=True)  # type: ignore[attr-defined]
+            media = negotiate(call.bot_offer, SessionDescription.parse(response.body), local_is_offerer=True)
         except SipError as error:
             self._send_bye(call, leg)
             return self._bot_failed(call, 488, f"bot SDP: {error.reason}")
         assert leg.endpoint is not None and call.caller.endpoint is not None
         self._apply_media(leg.endpoint, media)
-        call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+        bridge = self._bridge(call)
+        if bridge is None:
+            call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+        else:
+            bridge.refresh()  # early media already flows; the 2xx's SDP is the final answer
         call.record(now, "leg.bot.answered")
         self._answer_caller(call)
 
     def _bot_failed(self, call: Call, status: int, reason: str) -> None:
-        _cancel_timer(call)
+        call.cancel_timer("answer")
         if call.state is not CallState.SETUP:
             return
         mapped = caller_status(status)
@@ -347,7 +368,13 @@ class Engine:
             self._end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
         elif method == "INVITE":
             self._reinvite(call, leg, event)
-        elif method in ("OPTIONS", "INFO", "UPDATE") and not request.body:
+        elif method == "UPDATE" and not request.body:
+            # a session refresh without an offer (RFC 4028 9, RFC 3311)
+            headers = self._refresh_session(call, leg)
+            self._respond(event.transaction_id, leg.dialog.respond(request, 200, extra_headers=headers))
+        elif method in ("OPTIONS", "INFO"):
+            # INFO bodies (dtmf-relay, bot metadata) are accepted and recorded, not relayed yet
+            call.record(self._loop.time(), f"leg.{leg.role}.{method.lower()}", content_type=request.content_type)
             self._respond(event.transaction_id, leg.dialog.respond(request, 200))
         else:
             self._respond(event.transaction_id, leg.dialog.respond(request, 501 if method in ("REFER", "NOTIFY") else 488))
@@ -370,7 +397,59 @@ class Engine:
                 resource.refresh()
         call.record(self._loop.time(), f"leg.{leg.role}.reinvite", hold=answer.negotiated.remote_hold)
         body = bytes(builder.stamp(answer.sdp))
-        self._respond(event.transaction_id, leg.dialog.respond(request, 200, body=body, content_type="application/sdp"))
+        headers = self._refresh_session(call, leg)
+        self._respond(event.transaction_id, leg.dialog.respond(
+            request, 200, body=body, content_type="application/sdp", extra_headers=headers))
+
+    def _early_media(self, call: Call, response: Response) -> None:
+        """A 18x with SDP from the bot: bridge now and give the caller a 183 with our
+        SDP, so announcements the bot plays before answering are heard."""
+        leg = call.bot
+        assert leg is not None and leg.endpoint is not None and call.caller.endpoint is not None
+        try:
+            media = negotiate(call.bot_offer, SessionDescription.parse(response.body), local_is_offerer=True)
+        except SipError:
+            return  # unusable early SDP: wait for the 2xx
+        self._apply_media(leg.endpoint, media)
+        call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+        progress = make_dialog_response(
+            call.caller.invite, 183, local_tag=call.local_tag, contact=self._contact(),  # type: ignore[arg-type]
+            body=bytes(call.caller_sdp), content_type="application/sdp")
+        self._caller_dialog(call, progress)
+        self._respond(call.caller.transaction_id, progress)
+        call.record(self._loop.time(), "leg.bot.early_media")
+
+    @staticmethod
+    def _bridge(call: Call) -> Bridge | None:
+        return next((r for r in call.resources if isinstance(r, Bridge)), None)
+
+    # ------------------------------------------------------------------ session timers
+    def _session_timer_headers(self, call: Call) -> list[tuple[str, str]]:
+        if call.session_expires is None:
+            return []
+        # RFC 4028 9: we let the caller refresh (it said it supports timers)
+        return [("Session-Expires", f"{call.session_expires};refresher=uac"), ("Require", "timer")]
+
+    def _arm_session_timer(self, call: Call) -> None:
+        if call.session_expires is None:
+            return
+        call.cancel_timer("session")
+        interval = call.session_expires
+        # RFC 4028 10: the side that is not the refresher sends BYE shortly before expiry
+        delay = interval - min(32, interval / 3)
+        call.timers["session"] = self._loop.call_later(delay, self._session_expired, call)
+
+    def _refresh_session(self, call: Call, leg: Leg) -> list[tuple[str, str]]:
+        if leg is not call.caller or call.session_expires is None:
+            return []
+        self._arm_session_timer(call)
+        call.record(self._loop.time(), "call.session_refreshed")
+        return self._session_timer_headers(call)
+
+    def _session_expired(self, call: Call) -> None:
+        call.record(self._loop.time(), "call.session_expired")
+        log.info("call.session_expired", call_id=call.id)
+        self._end(call, CallInput.HUNG_UP, "session timer expired")
 
     # ------------------------------------------------------------------ ending
     def _caller_cancelled(self, call: Call) -> None:
@@ -378,13 +457,14 @@ class Engine:
         assert invite is not None
         if call.bot is not None and call.state is CallState.SETUP:
             self._send_cancel(call.bot)
-        self._respond(call.caller.transaction_id, make_response(invite, 487, to_tag=call.local_tag))  # type: ignore[attr-defined]
+        self._respond(call.caller.transaction_id, make_response(invite, 487, to_tag=call.local_tag))
         self._end(call, CallInput.CANCELLED, "caller cancelled")
 
     def _end(self, call: Call, cause: CallInput, reason: str) -> None:
         if not call.apply(cause, self._loop.time(), reason):
             return
-        _cancel_timer(call)
+        for name in list(call.timers):
+            call.cancel_timer(name)
         for leg in call.legs():
             if not leg.ended and leg.dialog is not None and cause is not CallInput.CANCELLED:
                 self._send_bye(call, leg)
@@ -409,11 +489,12 @@ class Engine:
 
     def _forget(self, call: Call) -> None:
         for leg in call.legs():
+            self._by_transaction.pop(leg.transaction_id, None)
             if leg.dialog is not None:
                 dialog_id = leg.dialog.id
                 self._by_dialog.pop(dialog_id, None)
                 self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
-        self.calls.pop(call.id + call.local_tag, None)  # type: ignore[attr-defined]
+        self.calls.pop(call.key, None)
 
     # ------------------------------------------------------------------ built-in flow
     async def _run_flow(self, call: Call) -> None:
@@ -475,6 +556,21 @@ class Engine:
         return {"active_calls": sum(1 for c in self.calls.values() if c.state is not CallState.ENDED), **self.totals}
 
 
+MIN_SE = 90  # RFC 4028 4: the minimum session interval, and our Min-SE
+
+
+def _session_interval(invite: Request) -> int | None:
+    value = invite.headers.get("session-expires")
+    if value is None:
+        return None
+    number = value.split(";", 1)[0].strip()
+    return int(number) if number.isdigit() and len(number) < 10 else None
+
+
+def _supports_timer(invite: Request) -> bool:
+    return any(tag.strip() == "timer" for value in invite.headers.values("supported") for tag in value.split(","))
+
+
 def _user(uri: Any) -> str:
     return getattr(uri, "user", None) or "anonymous"
 
@@ -483,12 +579,6 @@ def _phrase(status: int) -> str:
     from ..sip.build import reason_phrase
 
     return reason_phrase(status)
-
-
-def _cancel_timer(call: Call) -> None:
-    timer = getattr(call, "answer_timer", None)
-    if timer is not None:
-        timer.cancel()
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:

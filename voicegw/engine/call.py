@@ -70,6 +70,16 @@ class Call:
     bot: Leg | None = None
     state: CallState = CallState.SETUP
     end_reason: str = ""
+    local_tag: str = ""
+    """Our tag on the caller's dialog (To tag of our responses)."""
+    caller_sdp: Any = None
+    """The SDP we answer the caller with (a SessionDescription)."""
+    bot_offer: Any = None
+    """The SDP we offered the bot."""
+    session_expires: int | None = None
+    """RFC 4028 session interval agreed with the caller, if any."""
+    timers: dict[str, Any] = field(default_factory=dict)
+    """Named loop timer handles (answer timeout, session refresh), cancelled at the end."""
     timeline: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
     tasks: set[Any] = field(default_factory=set)
     resources: list[Any] = field(default_factory=list)
@@ -88,6 +98,16 @@ class Call:
         if target is CallState.ENDED:
             self.end_reason = reason or event.value
         return True
+
+    @property
+    def key(self) -> str:
+        """Unique per call even when a caller reuses a Call-ID (our tag differs)."""
+        return f"{self.id};{self.local_tag}"
+
+    def cancel_timer(self, name: str) -> None:
+        handle = self.timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
 
     def legs(self) -> list[Leg]:
         return [leg for leg in (self.caller, self.bot) if leg is not None]
