@@ -30,7 +30,7 @@ HOSTNAME_RE = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?\Z"
 )
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
-IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
+IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -108,9 +108,15 @@ def check_host(host: str) -> str:
     return host
 
 
+def is_digits(text: str) -> bool:
+    """``1*DIGIT``: ASCII digits only. ``str.isdigit`` alone also accepts '²' or '١',
+    which ``int()`` then rejects (or reads) -- never what the grammar means."""
+    return text.isdigit() and text.isascii()
+
+
 def parse_port(text: str) -> int:
     """``port = 1*DIGIT``, in 1..65535."""
-    if not text.isdigit() or len(text) > 5:
+    if not is_digits(text) or len(text) > 5:
         raise ParseError("bad port")
     port = int(text)
     if not 0 < port < 65536:

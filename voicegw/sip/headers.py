@@ -12,6 +12,7 @@ from .errors import ParseError
 from .grammar import (
     TOKEN_FULL_RE,
     check_host,
+    is_digits,
     format_params,
     parse_params,
     parse_port,
@@ -30,6 +31,7 @@ CSEQ_MAX = 2**31 - 1
 
 # quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 _QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
+_LWS_RE = re.compile(r"[ \t]+")
 # display-name = *(token LWS) / quoted-string
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
 
@@ -120,7 +122,7 @@ def parse_name_addr_list(text: str) -> list[NameAddr]:
 _VIA_RE = re.compile(
     r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)"
     r"\s+(\[[^\]]*\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*(?:;(.*))?\Z",
-    re.S,
+    re.S | re.A,
 )
 
 
@@ -194,11 +196,11 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        parts = text.split()
+        parts = _LWS_RE.split(text.strip(" \t"))
         if len(parts) != 2:
             raise ParseError("bad CSeq")
         number, method = parts
-        if not number.isdigit() or len(number) > 10:
+        if not is_digits(number) or len(number) > 10:
             raise ParseError("bad CSeq number")
         seq = int(number)
         if seq > CSEQ_MAX:
@@ -214,7 +216,7 @@ class CSeq:
 def parse_int(text: str, what: str, maximum: int) -> int:
     """A ``1*DIGIT`` header value (Max-Forwards, Expires...) bounded by ``maximum``."""
     text = text.strip()
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise ParseError(f"bad {what}")
     value = int(text)
     if value > maximum:

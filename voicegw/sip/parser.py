@@ -19,16 +19,16 @@ from __future__ import annotations
 import re
 
 from .errors import ParseError
-from .grammar import COMPACT_FORMS, TOKEN_FULL_RE
+from .grammar import COMPACT_FORMS, TOKEN_FULL_RE, is_digits
 from .message import Headers, Message, Request, Response
 
 MAX_MESSAGE_SIZE = 65_535
 MAX_HEADERS = 256
 
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT   (case-insensitive, 7.1)
-_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
+_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I | re.A)
 # Status-Code = 3DIGIT ; Reason-Phrase = *(reserved / unreserved / escaped / UTF8 / SP / HTAB)
-_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) ([1-6]\d\d) ([^\r\n]*)\Z", re.I)
+_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) ([1-6]\d\d) ([^\r\n]*)\Z", re.I | re.A)
 
 _name_keys: dict[str, str] = {}
 
@@ -121,7 +121,7 @@ def _content_length(fields: list[tuple[str, str, str]]) -> int | None:
     if len(values) > 1:
         raise ParseError("more than one Content-Length")
     value = values[0]
-    if not value.isdigit() or len(value) > 9:
+    if not is_digits(value) or len(value) > 9:
         raise ParseError("bad Content-Length")
     length = int(value)
     if length > MAX_MESSAGE_SIZE:
