@@ -87,6 +87,12 @@ def unescape(text: str) -> str:
         return raw
 
 
+def check_escapes(text: str) -> None:
+    """Raise ParseError when a '%' is not followed by two hex digits (25.1 ``escaped``)."""
+    if "%" in text and _BAD_ESCAPE_RE.search(text):
+        raise ParseError("bad %-escape")
+
+
 def check_host(host: str) -> str:
     """Validate ``host = hostname / IPv4address / IPv6reference``; return it unchanged."""
     if not host:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .errors import ParseError
 from .grammar import (
+    check_escapes,
     format_params,
     parse_params,
     split_hostport,
@@ -198,15 +199,23 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
         if colon:
             if not _PASSWORD_RE.match(pw):
                 raise ParseError("bad password")
+            check_escapes(pw)
             password = pw
-        unescape(user)  # validates the escapes
+        check_escapes(user)
     headers = None
     rest, qmark, hdrs = rest.partition("?")
     if qmark:
         if not _HEADERS_RE.match(hdrs):
             raise ParseError("bad URI headers")
+        check_escapes(hdrs)
         headers = hdrs
-    hostport, _, paramtext = rest.partition(";")
+    hostport, semi, paramtext = rest.partition(";")
+    # uri-parameters = *( ";" uri-parameter ): a ';' needs a parameter after it
+    if semi and not paramtext:
+        raise ParseError("empty URI parameter")
+    # pname / pvalue = 1*paramchar, paramchar includes ``escaped``: validated here so
+    # that comparing URIs (19.1.4 unescapes them) never fails later
+    check_escapes(paramtext)
     if hostport.startswith("[") and "]" not in hostport:
         raise ParseError("bad IPv6 reference")
     host, port = split_hostport(hostport)
