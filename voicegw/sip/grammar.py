@@ -100,10 +100,7 @@ def check_host(host: str) -> str:
     if host[0] == "[":
         if host[-1] != "]":
             raise ParseError("unterminated IPv6 reference")
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ParseError("bad IPv6 reference") from None
+        _check_ipv6(host[1:-1])
         return host
     if IPV4_RE.match(host):
         if any(int(part) > 255 for part in host.split(".")):
@@ -118,6 +115,28 @@ def is_digits(text: str) -> bool:
     """``1*DIGIT``: ASCII digits only. ``str.isdigit`` alone also accepts '²' or '١',
     which ``int()`` then rejects (or reads) -- never what the grammar means."""
     return text.isdigit() and text.isascii()
+
+
+def _check_ipv6(address: str) -> None:
+    # IPv6address as in RFC 5954 (which fixes RFC 3261's ABNF). No zone index: '%'
+    # is not in the grammar (ipaddress would accept "fe80::1%anything").
+    if "%" in address:
+        raise ParseError("bad IPv6 reference")
+    try:
+        ipaddress.IPv6Address(address)
+        return
+    except ValueError:
+        pass
+    # RFC 5118 4.10: RFC 3261's ABNF produced "::" plus ":" before an IPv4 tail
+    # ("2001:db8:::192.0.2.1"); be robust and accept that form too.
+    head, sep, tail = address.partition(":::")
+    if sep and IPV4_RE.match(tail) and ":::" not in tail:
+        try:
+            ipaddress.IPv6Address(f"{head}::{tail}")
+            return
+        except ValueError:
+            pass
+    raise ParseError("bad IPv6 reference")
 
 
 def parse_port(text: str) -> int:
