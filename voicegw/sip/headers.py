@@ -96,7 +96,10 @@ class NameAddr:
         if rest:
             if rest[0] != ";":
                 raise ParseError("junk after address")
+            # *( SEMI param ): a ';' needs a parameter after it
             params = parse_params(rest[1:])
+            if not params:
+                raise ParseError("empty header parameter")
         return cls(uri=uri, display_name=display, params=params, angle=angle)
 
     def __str__(self) -> str:
