@@ -202,6 +202,7 @@ class StreamFramer:
         self._buffer = bytearray()
         self._max = max_message_size
         self.pings = 0
+        self._crlf_run = 0  # CR/LF octets seen since the last message, across reads
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
@@ -213,10 +214,14 @@ class StreamFramer:
             while skip < len(buf) and buf[skip] in (13, 10):
                 skip += 1
             if skip:
-                if buf[:skip].count(b"\r\n\r\n") or skip >= 4:
-                    self.pings += 1
+                # a ping is a double CRLF (RFC 5626 4.4.1), which may arrive split
+                # over several reads: count whole runs of four octets
+                run = self._crlf_run + skip
+                self.pings += run // 4 - self._crlf_run // 4
+                self._crlf_run = run
                 del buf[:skip]
                 continue
+            self._crlf_run = 0
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._max:
