@@ -149,7 +149,17 @@ def parse_message(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE_SIZE:
         raise ParseError("message too large", status=513)
     head, body = _split_head(data)
-    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
+    crlf = head.count("\r\n")
+    if crlf:
+        # A bare CR or LF is not allowed anywhere in the header section; passing
+        # one on would let a peer that splits lines on it see injected fields.
+        if head.count("\r") != crlf or head.count("\n") != crlf:
+            raise ParseError("bare CR or LF in the header section")
+        lines = head.split("\r\n")
+    else:
+        if "\r" in head:
+            raise ParseError("bare CR in the header section")
+        lines = head.split("\n")
     fields = _parse_fields(lines[1:])
     length = _content_length(fields)
     if length is not None:
