@@ -94,9 +94,11 @@ def make_response(
 
 
 _TAG_RE = re.compile(r";\s*tag\s*=", re.I)
+_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def _has_tag(value: str) -> bool:
-    # A ';tag=' inside <...> belongs to the URI, not the header; strip that first.
-    outside = re.sub(r"<[^>]*>", "", value)
+    # A ';tag=' inside the display name or <...> is not the header's tag; strip both
+    # (quoted strings first: a display name may contain '<').
+    outside = re.sub(r"<[^>]*>", "", _QUOTED_RE.sub("", value))
     return bool(_TAG_RE.search(outside))
