@@ -18,6 +18,7 @@ from helpers.daemon import DaemonProcess, wait_until
 from helpers.net import (
     TcpReader,
     drain,
+    free_port,
     header,
     options,
     recv_any,
@@ -168,7 +169,10 @@ def test_stray_response_gets_no_answer(daemon):
     assert ping(daemon) == 200
 
 
-def test_invite_gets_100_then_480(daemon):
+def test_invite_gets_100_at_once_and_cancel_is_answered(daemon):
+    # What follows the 100 is the application's (480 from the placeholder, the
+    # engine's call flow later; see test_rejecting_application_answers_480); the
+    # CANCEL ends whatever it started.
     with udp_socket("127.0.0.1") as sock:
         local = sock.getsockname()
         sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
@@ -177,16 +181,52 @@ def test_invite_gets_100_then_480(daemon):
             b"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(sdp),
         ) + sdp
         sock.sendto(invite, daemon.address)
-        statuses = []
-        for _ in range(3):
-            got = recv_any([sock], 2.0)
-            if got is None:
+        got = recv_any([sock], 1.0)
+        assert got is not None and status_line(got[0])[0] == 100
+        cancel = re.sub(rb"CSeq: 1 INVITE", b"CSeq: 1 CANCEL", invite.split(b"Content-Type")[0])
+        cancel = cancel.replace(b"INVITE sip:", b"CANCEL sip:", 1) + b"Content-Length: 0\r\n\r\n"
+        sock.sendto(cancel, daemon.address)
+        answers = []
+        deadline = time.monotonic() + 2.0
+        while (got := recv_any([sock], max(0.0, deadline - time.monotonic()))) is not None:
+            answers.append((status_line(got[0])[0], header(got[0], "cseq")))
+            if any(cseq == "1 CANCEL" for _, cseq in answers):
                 break
-            statuses.append(status_line(got[0])[0])
-            if statuses[-1] >= 200:
-                break
-    assert statuses[-1:] == [480], statuses
-    assert set(statuses[:-1]) <= {100}
+    assert any(cseq == "1 CANCEL" and status in (200, 481) for status, cseq in answers), answers
+    assert ping(daemon) == 200
+
+
+def test_rejecting_application_answers_480():
+    """The placeholder application, in-process on a free port: INVITE -> 100, 480."""
+    import asyncio
+
+    from voicegw.config.defaults import DaemonConfig, SipConfig
+    from voicegw.daemon import Daemon, RejectingApplication
+
+    port = free_port()
+    config = DaemonConfig(sip=SipConfig(udp_port=port, tcp_port=None))
+
+    async def main() -> list[int]:
+        daemon = Daemon(config, application_factory=RejectingApplication)
+        task = asyncio.create_task(daemon.serve())
+        try:
+            async with asyncio.timeout(10):
+                while daemon.endpoint.core is None:
+                    await asyncio.sleep(0.01)
+                loop = asyncio.get_running_loop()
+                with udp_socket("127.0.0.1") as sock:
+                    sock.setblocking(False)
+                    target = ("127.0.0.1", port)
+                    await loop.sock_sendto(sock, options(target, sock.getsockname(), method="INVITE"), target)
+                    statuses = []
+                    while not statuses or statuses[-1] < 200:
+                        statuses.append(status_line(await loop.sock_recv(sock, 65536))[0])
+                    return statuses
+        finally:
+            daemon.stop()
+            assert await asyncio.wait_for(task, 5) == 0
+
+    assert asyncio.run(main()) == [100, 480]
 
 
 # --- (e) TCP -------------------------------------------------------------------------
