@@ -261,3 +261,9 @@ def test_headers_equality_ignores_name_spelling_not_values() -> None:
     assert Headers([("v", "x")]) == Headers([("Via", "x")])
     assert Headers([("v", "x")]) != Headers([("Via", "y")])
     assert Headers([("A", "1"), ("B", "2")]) != Headers([("B", "2"), ("A", "1")])
+
+
+def test_headers_keys_and_count() -> None:
+    h = Headers([("v", "a"), ("Via", "b"), ("To", "t")])
+    assert h.keys() == ["via", "via", "to"]
+    assert h.count("V") == 2 and h.count("to") == 1 and h.count("x") == 0

@@ -253,3 +253,14 @@ def test_ipv6_three_colons_before_ipv4_tolerated() -> None:
 def test_ipv6_zone_index_rejected() -> None:
     with pytest.raises(ParseError):
         parse_sip_uri("sip:[fe80::1%eth0]")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "255.255.255.255", "010.001.000.099", "192.0.2.1"])
+def test_ipv4_octets_in_range(host: str) -> None:
+    assert parse_sip_uri(f"sip:{host}").host == host
+
+
+@pytest.mark.parametrize("host", ["256.0.0.1", "1.300.0.1", "1.2.3.999", "1.2.3.260"])
+def test_ipv4_octets_out_of_range(host: str) -> None:
+    with pytest.raises(ParseError):
+        parse_sip_uri(f"sip:{host}")

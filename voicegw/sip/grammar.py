@@ -31,6 +31,9 @@ HOSTNAME_RE = re.compile(
 )
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
 IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
+# the same, each part 0..255 (one regex instead of four int() calls on the hot path)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]|0[0-9]{1,2})"
+_IPV4_VALID_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
 
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -103,7 +106,7 @@ def check_host(host: str) -> str:
         _check_ipv6(host[1:-1])
         return host
     if IPV4_RE.match(host):
-        if any(int(part) > 255 for part in host.split(".")):
+        if not _IPV4_VALID_RE.match(host):
             raise ParseError("bad IPv4 address")
         return host
     if not HOSTNAME_RE.match(host):

@@ -69,7 +69,10 @@ class Headers:
 
     def __contains__(self, key: str) -> bool:
         key = header_key(key)
-        return any(k == key for k, _, _ in self._fields)
+        for k, _, _ in self._fields:
+            if k == key:
+                return True
+        return False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -105,8 +108,11 @@ class Headers:
         return result
 
     def count(self, key: str) -> int:
-        key = header_key(key)
-        return sum(1 for k, _, _ in self._fields if k == key)
+        return self.keys().count(header_key(key))
+
+    def keys(self) -> list[str]:
+        """The lookup key of every field, in order (``Headers.keys().count(k)`` is cheap)."""
+        return [k for k, _, _ in self._fields]
 
     def add(self, name: str, value: str) -> None:
         """Append a field after the others."""

@@ -66,6 +66,7 @@ def _parse_fields(lines: list[str]) -> list[tuple[str, str, str]]:
     if len(lines) > MAX_HEADERS:
         raise ParseError("too many header fields")
     fields: list[tuple[str, str, str]] = []
+    cached_key = _name_keys.get  # hot loop: skip a call per known header name
     for line in lines:
         if not line:
             raise ParseError("empty header line")
@@ -80,7 +81,7 @@ def _parse_fields(lines: list[str]) -> list[tuple[str, str, str]]:
         if not colon:
             raise ParseError("header line without colon")
         name = name.rstrip(" \t")
-        key = _name_key(name)
+        key = cached_key(name) or _name_key(name)
         if key is None:
             raise ParseError("bad header name")
         fields.append((key, name, value.strip(" \t")))

@@ -220,7 +220,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
         raise ParseError("bad IPv6 reference")
     host, port = split_hostport(hostport)
     params = parse_params(paramtext) if paramtext else {}
-    if any(c in " \t" for c in paramtext):
+    if " " in paramtext or "\t" in paramtext:
         raise ParseError("whitespace in URI")
     return SipUri(host=host, user=user, password=password, port=port, params=params,
                   headers=headers, scheme=scheme)

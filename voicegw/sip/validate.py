@@ -20,15 +20,16 @@ _SINGLE = ("call-id", "cseq", "from", "to")
 
 def check_request(request: Request) -> None:
     headers = request.headers
+    keys = headers.keys()
     for key in _SINGLE:
-        n = headers.count(key)
+        n = keys.count(key)
         if n == 0:
             raise ParseError(f"missing {_pretty(key)}")
         if n > 1:
             raise ParseError(f"more than one {_pretty(key)}")
-    if headers.count("max-forwards") > 1:
+    if keys.count("max-forwards") > 1:
         raise ParseError("more than one Max-Forwards")
-    if "via" not in headers:
+    if "via" not in keys:
         raise ParseError("missing Via")
 
     request.vias  # noqa: B018 - parses every Via element, raising on a bad one
