@@ -201,8 +201,11 @@ def run(config: DaemonConfig = DEFAULT) -> int:
 def engine_factory(config: DaemonConfig) -> ApplicationFactory:
     """The B2BUA engine on the daemon's SIP endpoint, configured from ``config.calls``."""
     from .engine.b2bua import Engine, EngineConfig
+    from .engine.transfer import TransferConfig
+    from .flow.runner import demo_flow
 
     calls = config.calls
+    allow = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
     engine_config = EngineConfig(
         host=config.sip.host,
         sip_port=config.sip.udp_port or config.sip.tcp_port or 5060,
@@ -212,5 +215,8 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
         bot_uri=calls.bot_uri,
         bot_answer_timeout=calls.bot_answer_timeout,
         tts_cache_dir=calls.tts_cache_dir,
+        flow=demo_flow(calls.agent_uri),
+        transfer=TransferConfig(allow=allow, trunk=calls.trunk, country_code=calls.country_code,
+                                ring_timeout=calls.ring_timeout),
     )
     return lambda endpoint: Engine(endpoint, engine_config)

@@ -33,9 +33,10 @@ def cli() -> None:
 )
 @click.option("--bot-uri", help="Bridge calls to this SIP bot (default: the built-in demo flow).")
 @click.option("--rtp-ports", help="RTP port range MIN-MAX (default 20000-21998).")
+@click.option("--agent-uri", help="The demo flow's agent: DTMF 0 transfers the caller there.")
 def run(
     config_file: Path | None, sip_host: str | None, sip_port: int | None, log_level: str | None,
-    bot_uri: str | None, rtp_ports: str | None,
+    bot_uri: str | None, rtp_ports: str | None, agent_uri: str | None,
 ) -> None:
     """Run the daemon in the foreground; logs are JSON lines on stderr."""
     config = load_config(config_file)
@@ -48,6 +49,8 @@ def run(
     calls: dict[str, object] = {}
     if bot_uri is not None:
         calls["bot_uri"] = bot_uri
+    if agent_uri is not None:
+        calls["agent_uri"] = agent_uri
     if rtp_ports is not None:
         low, _, high = rtp_ports.partition("-")
         if not (low.isdigit() and high.isdigit()):

@@ -40,6 +40,14 @@ class CallConfig:
     """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
     bot_answer_timeout: float = 30.0
     tts_cache_dir: str = "var/tts"
+    agent_uri: str | None = None
+    """The demo flow's agent: DTMF 0 transfers the caller there by INVITE."""
+    transfer_allow: tuple[str, ...] = ()
+    """Allow-list of transfer targets (patterns over E.164 numbers and SIP URIs)."""
+    trunk: str | None = None
+    """Carrier trunk URI template for phone-number targets, e.g. sip:{number}@192.0.2.1."""
+    country_code: str = ""
+    ring_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +126,11 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
             _port(f"calls.{key}", changes[key], allow_none=False)
     if "bot_uri" in changes and changes["bot_uri"] is not None and not str(changes["bot_uri"]).startswith("sip:"):
         raise ConfigError("calls.bot_uri: must be a sip: URI")
-    if "trusted_sources" in changes:
-        changes["trusted_sources"] = tuple(str(c) for c in changes["trusted_sources"])
+    for key in ("trusted_sources", "transfer_allow"):
+        if key in changes:
+            changes[key] = tuple(str(c) for c in changes[key])
+    if "agent_uri" in changes and changes["agent_uri"] is not None and not str(changes["agent_uri"]).startswith("sip:"):
+        raise ConfigError("calls.agent_uri: must be a sip: URI")
     return replace(base, **changes)
 
 

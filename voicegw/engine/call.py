@@ -59,6 +59,10 @@ class Leg:
     """The INVITE that created the leg (ours on B/C, the caller's on A)."""
     transaction_id: str = ""
     """Caller leg: the INVITE server transaction; bot leg: our INVITE client transaction."""
+    sdp: Any = None
+    """Our SdpBuilder for this leg: one o= session id, version +1 per change (RFC 3264 8)."""
+    dialing: Any = None
+    """Outgoing legs: the ``Dialing`` of their INVITE while it is pending."""
     ended: bool = False
 
 
@@ -68,14 +72,17 @@ class Call:
     caller: Leg
     created: float
     bot: Leg | None = None
+    agent: Leg | None = None
     state: CallState = CallState.SETUP
     end_reason: str = ""
     local_tag: str = ""
     """Our tag on the caller's dialog (To tag of our responses)."""
     caller_sdp: Any = None
     """The SDP we answer the caller with (a SessionDescription)."""
-    bot_offer: Any = None
-    """The SDP we offered the bot."""
+    flow_task: Any = None
+    """The task running the call's flow, when voicegw itself is the bot."""
+    transfer: Any = None
+    """The transfer in progress or last done (engine.transfer.Transfer)."""
     session_expires: int | None = None
     """RFC 4028 session interval agreed with the caller, if any."""
     timers: dict[str, Any] = field(default_factory=dict)
@@ -110,4 +117,4 @@ class Call:
             handle.cancel()
 
     def legs(self) -> list[Leg]:
-        return [leg for leg in (self.caller, self.bot) if leg is not None]
+        return [leg for leg in (self.caller, self.bot, self.agent) if leg is not None]

@@ -36,7 +36,17 @@ class HangupNode:
     name: str
 
 
-Node = MessageNode | CollectNode | HangupNode
+@dataclass(frozen=True)
+class AgentTransferNode:
+    """Hand the caller to an agent; on failure go to ``on_failure`` (None: end)."""
+
+    name: str
+    target: str
+    method: str = "invite"
+    on_failure: str | None = None
+
+
+Node = MessageNode | CollectNode | HangupNode | AgentTransferNode
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Flow:
             elif isinstance(node, CollectNode):
                 targets.extend(node.routes.values())
                 targets.extend(t for t in (node.on_timeout, node.on_invalid) if t)
+            elif isinstance(node, AgentTransferNode) and node.on_failure:
+                targets.append(node.on_failure)
         return targets
 
 
@@ -76,7 +88,13 @@ class EndCall:
     reason: str
 
 
-Action = PlayPrompt | WaitForDigit | EndCall
+@dataclass(frozen=True)
+class StartTransfer:
+    target: str
+    method: str
+
+
+Action = PlayPrompt | WaitForDigit | EndCall | StartTransfer
 
 
 @dataclass
@@ -111,6 +129,12 @@ class FlowRunner:
             return self._enter(node.on_timeout)
         return EndCall("no input")
 
+    def transfer_failed(self, status: object) -> Action:
+        node = self.flow.nodes[self.current]
+        if isinstance(node, AgentTransferNode) and node.on_failure:
+            return self._enter(node.on_failure)
+        return EndCall(f"transfer failed ({status})")
+
     def _resume(self) -> Action:
         node = self.flow.nodes[self.current]
         if isinstance(node, CollectNode):
@@ -127,20 +151,28 @@ class FlowRunner:
             return PlayPrompt(node.text)
         if isinstance(node, CollectNode):
             return WaitForDigit(node.timeout)
+        if isinstance(node, AgentTransferNode):
+            return StartTransfer(node.target, node.method)
         return EndCall("hangup node")
 
 
-#: The embedded default flow: greet, offer a menu, say goodbye.
-DEMO_FLOW = Flow(
-    name="demo",
-    start="greeting",
-    nodes={
+def demo_flow(agent_target: str | None = None) -> Flow:
+    """The embedded default flow: greet, offer a menu; 0 asks for an agent (transferred
+    by INVITE when ``agent_target`` is set), then goodbye."""
+    nodes: dict[str, Node] = {
         "greeting": MessageNode("greeting", "Welcome to voice gateway. Press zero to speak with an agent.", "menu"),
         "menu": CollectNode("menu", {"0": "agent"}, timeout=15.0, on_timeout="goodbye"),
-        "agent": MessageNode(
-            "agent", "Agent transfer is not configured on this demo. Goodbye.", "hangup"
-        ),
         "goodbye": MessageNode("goodbye", "Goodbye.", "hangup"),
         "hangup": HangupNode("hangup"),
-    },
-)
+    }
+    if agent_target:
+        nodes["agent"] = AgentTransferNode("agent", agent_target, on_failure="agent_failed")
+        nodes["agent_failed"] = MessageNode(
+            "agent_failed", "Sorry, no agent is available right now.", "menu")
+    else:
+        nodes["agent"] = MessageNode(
+            "agent", "Agent transfer is not configured on this demo. Goodbye.", "hangup")
+    return Flow(name="demo", start="greeting", nodes=nodes)
+
+
+DEMO_FLOW = demo_flow()

@@ -1,0 +1,207 @@
+"""Placing an outgoing leg (bot or agent): INVITE, 1xx, 2xx + ACK, failure, CANCEL.
+
+One ``Dialing`` per INVITE voicegw sends. It owns the leg's SDP offer, the no-answer
+timer and the rules that are the same for every outgoing leg:
+
+- every 2xx is ACKed, retransmissions included (13.2.2.4), from the dialog the first
+  2xx created;
+- a 2xx that arrives after we gave up (CANCEL crossed it, the call ended) is ACKed
+  and then BYEd, so the far end never keeps a dead call;
+- no final answer within ``answer_timeout`` sends CANCEL (9.1) and reports ``timeout``.
+
+What a leg means (answer the caller, swap the bridge to an agent) is the caller's
+business, through three callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..sip.build import new_call_id, new_tag
+from ..sip.dialog import Dialog
+from ..sip.errors import SipError
+from ..sip.events import Address, Event, ResponseReceived, TransactionTimedOut
+from ..sip.message import Headers, Request, Response
+from ..sip.offer_answer import NegotiatedMedia, negotiate
+from ..sip.sdp import SdpBuilder, SessionDescription
+from ..sip.uri import SipUri
+from .call import Leg
+
+#: A failure: the final status, or ``"timeout"`` when nothing final came in time.
+FailureStatus = int | str
+
+
+@dataclass(eq=False)
+class Dialing:
+    leg: Leg
+    offer: SessionDescription
+    on_progress: Callable[[Response], None]
+    on_answer: Callable[[Response, NegotiatedMedia], None]
+    on_failure: Callable[[FailureStatus, str], None]
+    answered: bool = False
+    given_up: bool = False
+    timer: asyncio.TimerHandle | None = None
+    sent_requests: list[str] = field(default_factory=list)
+
+
+class OutboundLegs:
+    """Builds and tracks outgoing INVITEs for the engine. ``send`` is the endpoint's
+    ``send_request``; ``register`` registers a new dialog with the engine."""
+
+    def __init__(self, *, host: str, sip_port: int, send: Callable[[Request, Address], str],
+                 register: Callable[[Leg], None], track: Callable[[str, Callable[[Event], None]], None]) -> None:
+        self.host = host
+        self.sip_port = sip_port
+        self._send = send
+        self._register = register
+        self._track = track
+
+    @property
+    def contact(self) -> str:
+        return f"<sip:voicegw@{self.host}:{self.sip_port}>"
+
+    def local_via(self, transport: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.host}:{self.sip_port};rport"
+
+    def dial(
+        self,
+        leg: Leg,
+        uri: SipUri,
+        *,
+        caller_user: str,
+        max_forwards: int,
+        answer_timeout: float,
+        extra_headers: list[tuple[str, str]],
+        on_progress: Callable[[Response], None],
+        on_answer: Callable[[Response, NegotiatedMedia], None],
+        on_failure: Callable[[FailureStatus, str], None],
+    ) -> Dialing:
+        assert leg.endpoint is not None
+        builder = SdpBuilder(session_id=random.getrandbits(48), address=self.host)
+        offer = builder.offer(port=leg.endpoint.port)
+        headers = Headers([
+            ("From", f"<sip:{caller_user}@{self.host}>;tag={new_tag()}"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", new_call_id(self.host)),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self.contact),
+            ("Max-Forwards", str(max(max_forwards, 0))),
+            *extra_headers,
+        ])
+        invite = Request("INVITE", str(uri), headers)
+        invite.set_body(bytes(offer), "application/sdp")
+        leg.invite = invite
+        dialing = Dialing(leg, offer, on_progress, on_answer, on_failure)
+        leg.transaction_id = self._send(invite, leg.peer)
+        self._track(leg.transaction_id, lambda event: self._event(dialing, event))
+        loop = asyncio.get_running_loop()
+        dialing.timer = loop.call_later(answer_timeout, self._no_answer, dialing)
+        return dialing
+
+    def give_up(self, dialing: Dialing) -> None:
+        """Stop the attempt: CANCEL while it rings, BYE if it already answered."""
+        if dialing.given_up:
+            return
+        dialing.given_up = True
+        if dialing.timer is not None:
+            dialing.timer.cancel()
+        if dialing.answered:
+            self.hang_up(dialing.leg)
+        else:
+            self.cancel(dialing.leg)
+
+    def cancel(self, leg: Leg) -> None:
+        """9.1: CANCEL copies the INVITE's Request-URI, Call-ID, To, From, CSeq number,
+        top Via (same branch) and Route headers."""
+        invite = leg.invite
+        assert invite is not None
+        headers = Headers()
+        headers.add("Via", invite.headers.values("via")[0])
+        for value in invite.headers.get_all("route"):
+            headers.add("Route", value)
+        for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("max-forwards", "Max-Forwards")):
+            headers.add(name, invite.headers.get(key) or "")
+        headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
+        self._send(Request("CANCEL", invite.uri, headers), leg.peer)
+
+    def hang_up(self, leg: Leg, extra_headers: list[tuple[str, str]] | None = None) -> None:
+        if leg.ended or leg.dialog is None:
+            leg.ended = True
+            return
+        bye, hop = leg.dialog.create_request("BYE", extra_headers=extra_headers or ())
+        self._send(bye, destination(hop, leg.peer))
+        leg.ended = True
+
+    # ------------------------------------------------------------------ responses
+    def _event(self, dialing: Dialing, event: Event) -> None:
+        if isinstance(event, TransactionTimedOut):
+            self._fail(dialing, "timeout", "no response (Timer B)")
+            return
+        assert isinstance(event, ResponseReceived)
+        response = event.response
+        if response.status < 200:
+            if response.status > 100 and not dialing.given_up:
+                dialing.on_progress(response)
+            return
+        if response.status >= 300:
+            self._fail(dialing, response.status, response.reason)
+            return
+        self._acknowledge(dialing, response)
+
+    def _acknowledge(self, dialing: Dialing, response: Response) -> None:
+        leg = dialing.leg
+        assert leg.invite is not None
+        if leg.dialog is None:
+            leg.dialog = Dialog.from_uac_response(
+                leg.invite, response, local_via=self.local_via(leg.peer.transport),
+                contact=self.contact, over_tls=False)
+            self._register(leg)
+        ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
+        self._send(ack, destination(hop, leg.peer))
+        if dialing.answered:
+            return  # a retransmitted 2xx: ACKed again, nothing else
+        dialing.answered = True
+        if dialing.timer is not None:
+            dialing.timer.cancel()
+        if dialing.given_up:
+            self.hang_up(leg)  # it answered as we cancelled: 15, end it
+            return
+        try:
+            media = negotiate(dialing.offer, SessionDescription.parse(response.body), local_is_offerer=True)
+        except SipError as error:
+            self.hang_up(leg)
+            self._fail(dialing, 488, f"unusable SDP in 2xx: {error.reason}")
+            return
+        dialing.on_answer(response, media)
+
+    def _fail(self, dialing: Dialing, status: FailureStatus, reason: str) -> None:
+        if dialing.timer is not None:
+            dialing.timer.cancel()
+        if dialing.given_up:
+            return  # already reported, or we stopped it (the 487 to our CANCEL is not news)
+        dialing.given_up = True
+        dialing.on_failure(status, reason)
+
+    def _no_answer(self, dialing: Dialing) -> None:
+        if dialing.answered or dialing.given_up:
+            return
+        self.cancel(dialing.leg)
+        dialing.given_up = True
+        dialing.on_failure("timeout", "no answer")
+
+
+def destination(uri: object, fallback: Address) -> Address:
+    """Where an in-dialog request goes: the next hop if it is an IP literal (no DNS
+    yet), else the address the leg's peer used."""
+    if isinstance(uri, SipUri):
+        host = uri.host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return fallback
+        return Address(uri.transport or fallback.transport, host, uri.port or 5060)
+    return fallback
