@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import traceback
 from collections.abc import Callable
 from typing import Protocol
 
@@ -154,6 +155,7 @@ class Daemon:
         )
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.set_exception_handler(_log_loop_exception)
         log.info(
             "daemon.started",
             pid=os.getpid(),
@@ -174,6 +176,17 @@ class Daemon:
     def _on_signal(self, signum: int) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
         self.stop()
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """Errors in callbacks become JSON log lines with their traceback, like the rest."""
+    error = context.get("exception")
+    log.error(
+        "loop.exception",
+        message=str(context.get("message", "")),
+        error=repr(error) if error is not None else None,
+        traceback="".join(traceback.format_exception(error)) if isinstance(error, BaseException) else None,
+    )
 
 
 def _plain(value: object) -> object:

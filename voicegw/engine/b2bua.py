@@ -268,6 +268,9 @@ class Engine:
         invite = call.caller.invite
         assert invite is not None
         self.respond(call.caller.transaction_id, make_response(invite, status, reason, to_tag=call.local_tag))
+        call.caller.ended = True  # the final response ends the caller's (early) dialog: no BYE
+        if call.caller.dialog is not None:
+            call.caller.dialog.terminate()
         self.totals["failed"] += 1
         self.end(call, CallInput.FAILED, reason)
 

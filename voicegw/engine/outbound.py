@@ -132,9 +132,12 @@ class OutboundLegs:
         if leg.ended or leg.dialog is None:
             leg.ended = True
             return
-        bye, hop = leg.dialog.create_request("BYE", extra_headers=extra_headers or ())
-        self._send(bye, destination(hop, leg.peer))
         leg.ended = True
+        try:
+            bye, hop = leg.dialog.create_request("BYE", extra_headers=extra_headers or ())
+        except SipError:
+            return  # the dialog is already over (a crossing BYE): nothing to end
+        self._send(bye, destination(hop, leg.peer))
 
     # ------------------------------------------------------------------ responses
     def _event(self, dialing: Dialing, event: Event) -> None:
