@@ -21,6 +21,16 @@ time over the measured window, as a percentage of one core.
 
     .venv/bin/python scripts/bench/rtp_relay.py                 # search, ~1 minute
     .venv/bin/python scripts/bench/rtp_relay.py --calls 500     # one N only
+
+The anchor (``--rtpengine``): the same N calls through Debian's rtpengine in userspace
+(``--table=-1``, one worker thread by default, as /work/shared/anchors/README.md runs
+it), each call set up with an ng ``offer`` (leg a's SDP) and ``answer`` (leg b's SDP),
+then the same load, next to voicegw's relay and the direct path at each N. rtpengine's
+CPU is its user+system time from /proc (all its threads). When ``rtpengine`` is not
+on PATH the bench installs Debian's ``rtpengine-daemon`` first (and says so).
+
+    .venv/bin/python scripts/bench/rtp_relay.py --rtpengine                  # N = 500,1000,1500
+    .venv/bin/python scripts/bench/rtp_relay.py --rtpengine --calls 200,800
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import struct
 import subprocess
 import sys
@@ -137,7 +148,37 @@ def send_paced(socks: list, targets: list, duration: float, out_fd: int) -> None
         "generator_lag_p99_ms": round(float(np.percentile(lags, 99)) * 1000, 2)}).encode())
 
 
-async def load_main(calls: int, ports_file: str | None, duration: float) -> None:
+def _leg_sdp(port: int, session: int) -> str:
+    return (f"v=0\r\no=- {session} 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+
+
+def _sdp_port(sdp: str) -> int:
+    return int(next(ln for ln in sdp.splitlines() if ln.startswith("m=audio ")).split()[1])
+
+
+def rtpengine_setup(ng_address: tuple[str, int], socks: list) -> list[tuple[int, int]]:
+    """Offer/answer every call through rtpengine; per call the (a, b) send-to ports.
+
+    Leg a is the caller: the offer carries its address, and the answer's reply (what
+    the caller would be told) has the port leg a sends to; the offer's reply (what the
+    callee is offered) has the port leg b sends to.
+    """
+    from voicegw.media.rtpengine_ng import NgClient
+
+    pairs = []
+    with NgClient(ng_address, timeout=5.0) as ng:
+        for i in range(len(socks) // 2):
+            a, b = socks[2 * i].getsockname()[1], socks[2 * i + 1].getsockname()[1]
+            call_id = f"bench-{i}"
+            offered = ng.offer(call_id, f"a{i}", _leg_sdp(a, 2 * i + 1))
+            answered = ng.answer(call_id, f"a{i}", f"b{i}", _leg_sdp(b, 2 * i + 2))
+            pairs.append((_sdp_port(answered["sdp"]), _sdp_port(offered["sdp"])))
+    return pairs
+
+
+async def load_main(calls: int, ports_file: str | None, duration: float,
+                    ng: str | None = None) -> None:
     import socket
     socks = []
     for _ in range(2 * calls):
@@ -145,8 +186,15 @@ async def load_main(calls: int, ports_file: str | None, duration: float) -> None
         s.bind((HOST, 0))
         s.setblocking(False)
         socks.append(s)
-    if ports_file:  # through the relay: leg a -> relay port a, leg b -> relay port b
+    setup_s = None
+    if ng:  # set the calls up in rtpengine now that the legs' ports are known
+        t0 = time.monotonic()
+        host, _, port = ng.rpartition(":")
+        ports = rtpengine_setup((host, int(port)), socks)
+        setup_s = round(time.monotonic() - t0, 3)
+    elif ports_file:
         ports = json.loads(Path(ports_file).read_text())["ports"]
+    if ng or ports_file:  # through the relay: leg a -> relay port a, leg b -> relay port b
         targets = [(HOST, p) for pair in ports for p in pair]
         # Latch every relay endpoint before measuring (the first packet teaches the
         # relay where each leg is), then throw away what the warm-up brought back.
@@ -184,6 +232,8 @@ async def load_main(calls: int, ports_file: str | None, duration: float) -> None
     await asyncio.sleep(0.5)  # drain what is still in flight
     arr = np.asarray(lat, dtype=np.int64) / 1e6
     out = {**report, "received": len(lat), "lost": report["sent"] - len(lat)}
+    if setup_s is not None:
+        out["ng_setup_s"] = setup_s
     if len(arr):
         out.update(p50_ms=round(float(np.percentile(arr, 50)), 3),
                    p99_ms=round(float(np.percentile(arr, 99)), 3),
@@ -201,6 +251,126 @@ def _ask(relay: subprocess.Popen, command: str) -> dict:
     relay.stdin.write(command + "\n")
     relay.stdin.flush()
     return json.loads(relay.stdout.readline())
+
+
+# -- rtpengine (the anchor) -----------------------------------------------------------
+RTPENGINE_PACKAGE = "rtpengine-daemon"
+
+
+def ensure_rtpengine() -> str:
+    """The rtpengine binary; installs Debian's rtpengine-daemon first when missing."""
+    found = shutil.which("rtpengine")
+    if found:
+        return found
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", RTPENGINE_PACKAGE]
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print(f"rtp_relay: rtpengine is not installed; installing Debian's {RTPENGINE_PACKAGE}: "
+          f"{' '.join(sudo + cmd)}", file=sys.stderr, flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for step in (["apt-get", "update", "-qq"], cmd):
+        proc = subprocess.run(sudo + step, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"rtp_relay: {' '.join(step)} failed:\n{proc.stdout}{proc.stderr}")
+    found = shutil.which("rtpengine")
+    if not found:
+        sys.exit(f"rtp_relay: {RTPENGINE_PACKAGE} installed but no rtpengine on PATH")
+    print(f"rtp_relay: installed {found}", file=sys.stderr, flush=True)
+    return found
+
+
+def rtpengine_version(binary: str) -> str:
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    text = (proc.stdout or proc.stderr).strip()
+    version = text.splitlines()[-1].removeprefix("Version:").strip() if text else "?"
+    return f"rtpengine {version}"
+
+
+class Rtpengine:
+    """rtpengine in userspace on loopback, one per trial, stopped by its PID."""
+
+    def __init__(self, binary: str, ng_port: int, port_low: int, port_high: int,
+                 threads: int) -> None:
+        self.log = tempfile.TemporaryFile()
+        self.ng = (HOST, ng_port)
+        self.proc = subprocess.Popen(
+            [binary, "--table=-1", f"--interface={HOST}", f"--listen-ng={HOST}:{ng_port}",
+             f"--port-min={port_low}", f"--port-max={port_high}", "--foreground",
+             "--log-stderr", "-L", "3", f"--num-threads={threads}"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        from voicegw.media.rtpengine_ng import NgClient, NgError
+
+        deadline = time.monotonic() + 10
+        with NgClient(self.ng, timeout=0.3, retransmit=0.1) as ng:
+            while True:
+                try:
+                    ng.ping()
+                    return
+                except (NgError, TimeoutError):
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        self.log.seek(0)
+                        sys.exit("rtp_relay: rtpengine did not start:\n"
+                                 + self.log.read().decode(errors="replace")[-2000:])
+
+    def cpu(self) -> dict:
+        """User+system seconds of every thread (/proc/PID/stat fields 14 and 15)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return {"cpu": (int(fields[11]) + int(fields[12])) / ticks, "t": time.monotonic()}
+
+    def stats(self, calls: int) -> dict:
+        """Packets rtpengine received for the calls (its own counters, via ng query)."""
+        from voicegw.media.rtpengine_ng import NgClient
+
+        packets = errors = 0
+        with NgClient(self.ng, timeout=5.0) as ng:
+            for i in range(calls):
+                rtp = ng.query(f"bench-{i}")["totals"]["RTP"]
+                packets += rtp["packets"]
+                errors += rtp["errors"]
+        return {"rtpengine_rtp_in": packets, "rtpengine_errors": errors}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def rtpengine_trial(binary: str, calls: int, duration: float, port_low: int,
+                    port_high: int, threads: int) -> dict:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, 0))
+        ng_port = probe.getsockname()[1]
+    # rtpengine picks its ports at random in the range and gives up after a few
+    # collisions, so it gets a range much wider than the 4 ports a call needs.
+    engine = Rtpengine(binary, ng_port, port_low, port_high, threads)
+    try:
+        load = _spawn("--role", "load", "--calls", str(calls), "--duration", str(duration),
+                      "--ng", f"{HOST}:{ng_port}")
+        if load.stdout.readline().strip() != "start":
+            load.wait(timeout=30)
+            sys.exit(f"rtp_relay: the load generator failed to set up {calls} calls in "
+                     "rtpengine (its error is above)")
+        cpu0 = engine.cpu()
+        assert load.stdout.readline().strip() == "stop"
+        cpu1 = engine.cpu()
+        result = json.loads(load.stdout.readline())
+        load.wait(timeout=30)
+        result.update(calls=calls, mode="rtpeng", pps_in=round(100 * calls),
+                      duration_s=duration, rtpengine_threads=threads)
+        result["relay_cpu_pct"] = round(
+            100 * (cpu1["cpu"] - cpu0["cpu"]) / (cpu1["t"] - cpu0["t"]), 1)
+        result.update(engine.stats(calls))
+        return result
+    finally:
+        engine.stop()
 
 
 def trial(calls: int, duration: float, direct: bool, port_low: int) -> dict:
@@ -253,7 +423,7 @@ def good(r: dict, max_lag_ms: float) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--role", choices=["orchestrate", "relay", "load"], default="orchestrate")
-    ap.add_argument("--calls", type=int, help="measure this N only (no search)")
+    ap.add_argument("--calls", help="measure these N only, comma-separated (no search)")
     ap.add_argument("--start", type=int, default=100, help="first N of the search")
     ap.add_argument("--max-calls", type=int, default=3200)
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per trial")
@@ -262,17 +432,25 @@ def main() -> None:
                     help="a trial whose sender was this late on 1%% of its ticks is not valid")
     ap.add_argument("--port-low", type=int, default=20000)
     ap.add_argument("--ports-file")
+    ap.add_argument("--ng", help=argparse.SUPPRESS)  # load role: set the calls up in rtpengine
+    ap.add_argument("--rtpengine", action="store_true",
+                    help="also run each N through Debian's rtpengine (userspace) as the anchor")
+    ap.add_argument("--rtpengine-threads", type=int, default=1)
+    ap.add_argument("--rtpengine-ports", default="40000-60000", help="rtpengine's MIN-MAX")
     args = ap.parse_args()
 
     if args.role == "relay":
         with asyncio.Runner(loop_factory=loop_factory()) as r:
-            r.run(relay_main(args.calls, args.port_low, args.port_low + 4 * args.calls + 200))
+            calls = int(args.calls)
+            r.run(relay_main(calls, args.port_low, args.port_low + 4 * calls + 200))
         return
     if args.role == "load":
         with asyncio.Runner(loop_factory=loop_factory()) as r:
-            r.run(load_main(args.calls, args.ports_file, args.duration))
+            r.run(load_main(int(args.calls), args.ports_file, args.duration, args.ng))
         return
 
+    if args.rtpengine:
+        return compare_with_rtpengine(args)
     print(f"{'mode':>6} {'calls':>6} {'pkt/s in':>8} {'lost':>7} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'cpu %':>6} {'gen p99 lag':>11}", flush=True)
     results = []
@@ -284,8 +462,8 @@ def main() -> None:
         return r
 
     if args.calls:
-        best = args.calls
-        run(best)
+        for best in (int(n) for n in args.calls.split(",")):
+            run(best)
     else:
         lo, hi, n = 0, None, args.start
         while n <= args.max_calls:
@@ -316,6 +494,41 @@ def main() -> None:
             nproc=os.cpu_count())
     summary["trials"] = results
     print(json.dumps(summary), flush=True)
+
+
+def compare_with_rtpengine(args: argparse.Namespace) -> None:
+    """At each N: voicegw's relay, rtpengine, and the direct path (for added latency)."""
+    binary = ensure_rtpengine()
+    version = rtpengine_version(binary)
+    ns = [int(n) for n in (args.calls or "500,1000,1500").split(",")]
+    port_low, port_high = (int(p) for p in args.rtpengine_ports.split("-"))
+    print(f"rtp_relay: voicegw relay vs {version} (userspace, --num-threads="
+          f"{args.rtpengine_threads}), {args.duration:g} s per trial", flush=True)
+    print(f"{'mode':>6} {'calls':>6} {'pkt/s in':>8} {'lost':>7} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'cpu %':>6} {'gen p99 lag':>11}", flush=True)
+    rows = []
+    for n in ns:
+        runs = {
+            "relay": trial(n, args.duration, False, args.port_low),
+            "rtpengine": rtpengine_trial(binary, n, args.duration, port_low, port_high,
+                                         args.rtpengine_threads),
+            "direct": trial(n, args.duration, True, args.port_low),
+        }
+        for r in runs.values():
+            print(fmt(r), flush=True)
+        row = {"calls": n, "pps_in": 100 * n}
+        for name in ("relay", "rtpengine"):
+            r = runs[name]
+            row[name] = {
+                "lost": r["lost"], "cpu_pct": r["relay_cpu_pct"],
+                "added_p50_ms": round(r["p50_ms"] - runs["direct"]["p50_ms"], 3),
+                "added_p99_ms": round(r["p99_ms"] - runs["direct"]["p99_ms"], 3),
+                "valid": good(r, args.max_lag_ms)}
+        row["rtpengine"]["ng_setup_s"] = runs["rtpengine"].get("ng_setup_s")
+        rows.append({**row, "trials": list(runs.values())})
+    print(json.dumps({"bench": "rtp_relay", "anchor": version,
+                      "loop": loop_factory().__module__.split(".")[0],
+                      "nproc": os.cpu_count(), "rows": rows}), flush=True)
 
 
 if __name__ == "__main__":
