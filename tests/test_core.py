@@ -243,3 +243,28 @@ def test_client_retransmits_over_lossy_network_then_times_out() -> None:
     assert sends == 11  # 1 + 10 retransmissions within 64*T1 (Timer E capped at T2)
     (timeout,) = [e for e in events(net.a) if isinstance(e, TransactionTimedOut)]
     assert timeout.timer == "F" and net.now == 32.0
+
+
+def test_response_routing_symmetric_by_default_and_strict_when_asked() -> None:
+    plain_via = req("OPTIONS", via_host="192.0.2.9:5999").replace(b";rport", b"")
+    core = UserAgentCore()
+    core.receive_datagram(plain_via, SRC, 0.0)
+    ((_, addr),) = core.datagrams_to_send(0.0)
+    assert addr == SRC  # RFC 3581 symmetric: back to the source port
+    strict = UserAgentCore(CoreConfig(force_rport=False))
+    strict.receive_datagram(plain_via, SRC, 0.0)
+    ((data, addr),) = strict.datagrams_to_send(0.0)
+    assert addr == Address("udp", "127.0.0.2", 5999)  # 18.2.2: received address, sent-by port
+    assert parse_message(data).top_via.params["received"] == "127.0.0.2"
+
+
+def test_completed_transactions_do_not_count_against_the_limit() -> None:
+    core = UserAgentCore(CoreConfig(max_transactions=2))
+    for n in range(5):  # each OPTIONS completes at once and lingers for Timer J
+        (resp,) = feed(core, req("OPTIONS", branch=f"z9hG4bKlim{n}"), 0.1 * n)
+        assert resp.status == 200
+    feed(core, req("INVITE", branch="z9hG4bKi1"))
+    feed(core, req("INVITE", branch="z9hG4bKi2"))
+    (busy,) = feed(core, req("INVITE", branch="z9hG4bKi3"))
+    assert busy.status == 503 and busy.headers.get("retry-after")
+    assert core.statistics().pending_transactions == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import signal
 import traceback
@@ -207,8 +208,19 @@ def run(config: DaemonConfig = DEFAULT) -> int:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
+    tune_gc()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(Daemon(config, application_factory=engine_factory(config)).serve())
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper collections: signalling allocates many short-lived objects, and
+    full collections over everything loaded at start-up showed as 40-50 ms latency
+    spikes at 3,000 requests/s. Start-up objects move out of the collector's sight
+    (``gc.freeze``); the young generation is collected less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def engine_factory(config: DaemonConfig) -> ApplicationFactory:

@@ -38,7 +38,7 @@ from .grammar import split_quoted
 from .headers import MAGIC_COOKIE, Via
 from .message import Headers, Request, Response
 from .parser import is_keepalive, parse_message, salvage
-from .transaction import ClientTransaction, ServerTransaction, Transaction
+from .transaction import ClientTransaction, ServerTransaction, State, Transaction
 from .validate import check_request
 
 #: Methods the core hands to the application.
@@ -58,10 +58,16 @@ class CoreConfig:
     udp_port: int = 5060
     tcp_port: int = 5060
     user_agent: str = "voicegw"
+    force_rport: bool = True
+    """Answer UDP requests at their source address and port, as if every Via had
+    ``rport`` (RFC 3581 symmetric response routing): what carriers behind NAT and
+    SBCs need. False: strict RFC 3261 18.2.2 (received address, sent-by port)."""
     supported: tuple[str, ...] = ()
     """Option tags we implement (Supported; anything else in Require gets 420)."""
-    max_transactions: int = 50_000
-    """Past this, new requests get 503 (Retry-After) instead of a transaction."""
+    max_transactions: int = 20_000
+    """Transactions still waiting for a final response (ours or the peer's); past this,
+    new requests get 503 (Retry-After). Completed ones that only absorb retransmissions
+    (Timer J/K/D/I) do not count: at 1,000 requests/s they alone would be 32,000."""
 
 
 @dataclass
@@ -74,10 +80,14 @@ class CoreStatistics:
     stray_responses: int = 0
     server_transactions: int = 0
     client_transactions: int = 0
+    pending_transactions: int = 0
+    """Transactions with no final response yet (what ``max_transactions`` bounds)."""
     dialogs: int = 0
 
 
 DialogKey = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
+
+_PENDING_STATES = frozenset({State.TRYING, State.CALLING, State.PROCEEDING})
 
 
 @dataclass
@@ -98,6 +108,7 @@ class UserAgentCore:
         self.config = config or CoreConfig()
         self._server: dict[str, ServerTransaction] = {}
         self._client: dict[str, ClientTransaction] = {}
+        self._pending: set[str] = set()  # transactions with no final response yet
         # ACKs for 2xx carry a new branch (17.1.1.3); find the INVITE by dialog instead.
         self._accepted: dict[tuple[str, int, str], str] = {}
         self._dialogs: set[DialogKey] = set()
@@ -201,6 +212,7 @@ class UserAgentCore:
         tx_id = f"{branch}|{request.method}"
         tx = ClientTransaction(tx_id, request, destination, now, reliable=destination.transport != "udp")
         self._client[tx_id] = tx
+        self._pending.add(tx_id)
         self._collect(tx)
         return tx_id
 
@@ -218,6 +230,7 @@ class UserAgentCore:
     def statistics(self) -> CoreStatistics:
         self.stats.server_transactions = len(self._server)
         self.stats.client_transactions = len(self._client)
+        self.stats.pending_transactions = len(self._pending)
         self.stats.dialogs = len(self._dialogs)
         return CoreStatistics(**vars(self.stats))
 
@@ -240,9 +253,9 @@ class UserAgentCore:
     def _receive_request(self, request: Request, addr: Address, now: float) -> None:
         self.stats.requests_received += 1
         try:
-            self._stamp_via(request, addr)
+            via = self._stamp_via(request, addr)
             check_request(request)
-            tx_id = self._server_key(request)
+            tx_id = self._server_key(request, via)
         except SipError as error:
             self._reject_stateless(request, addr, error)
             return
@@ -258,12 +271,14 @@ class UserAgentCore:
         if request.method == "CANCEL":
             self._receive_cancel(request, addr, tx_id, now)
             return
-        if len(self._server) + len(self._client) >= self.config.max_transactions:
+        if len(self._pending) >= self.config.max_transactions:
             self._reject_stateless(request, addr, SipError("overloaded", status=503))
             return
 
-        tx = ServerTransaction(tx_id, request, addr, now, reliable=addr.transport != "udp")
+        tx = ServerTransaction(tx_id, request, self._response_address(request, addr, via), now,
+                               reliable=addr.transport != "udp")
         self._server[tx_id] = tx
+        self._pending.add(tx_id)
         if request.method == "INVITE":
             tx.send_response(make_response(request, 100), now)  # 17.2.1: at once
         status, detail, extra = self._policy(request)
@@ -336,7 +351,8 @@ class UserAgentCore:
         # 9.2: the CANCEL matches the INVITE whose transaction has the same key
         invite_id = tx_id.rsplit("|", 1)[0] + "|INVITE"
         invite = self._server.get(invite_id)
-        tx = ServerTransaction(tx_id, cancel, addr, now, reliable=addr.transport != "udp")
+        tx = ServerTransaction(tx_id, cancel, self._response_address(cancel, addr), now,
+                               reliable=addr.transport != "udp")
         self._server[tx_id] = tx
         if invite is None:
             response = make_response(cancel, 481, to_tag=new_tag())
@@ -359,9 +375,8 @@ class UserAgentCore:
         self.stats.rejected += 1
         self._events.append(MessageRejected(addr, error.status, error.reason))
 
-    def _server_key(self, request: Request) -> str:
+    def _server_key(self, request: Request, via: Via) -> str:
         """17.2.3 matching key; the RFC 2543 fallback when the branch lacks the cookie."""
-        via = request.top_via
         method = "INVITE" if request.method == "ACK" else request.method
         branch = via.branch or ""
         if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
@@ -373,8 +388,8 @@ class UserAgentCore:
              request.call_id, str(request.cseq.seq), str(via), method)
         )
 
-    def _stamp_via(self, request: Request, addr: Address) -> None:
-        """RFC 3261 18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via."""
+    def _stamp_via(self, request: Request, addr: Address) -> Via:
+        """RFC 3261 18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via; returns it."""
         for index, (key, name, value) in enumerate(request.headers._fields):
             if key != "via":
                 continue
@@ -387,16 +402,18 @@ class UserAgentCore:
                 via.params.setdefault("received", addr.host)
             parts[0] = str(via)
             request.headers._fields[index] = (key, name, ",".join(parts))
-            return
+            return via
+        raise ParseError("missing Via")
 
-    def _response_address(self, request: Request, addr: Address) -> Address:
+    def _response_address(self, request: Request, addr: Address, via: Via | None = None) -> Address:
         """18.2.2: streams answer on the connection; UDP to received/rport or sent-by."""
-        if addr.transport != "udp":
+        if addr.transport != "udp" or self.config.force_rport:
             return addr
-        try:
-            via = request.top_via
-        except SipError:
-            return addr
+        if via is None:
+            try:
+                via = request.top_via
+            except SipError:
+                return addr
         rport = via.params.get("rport")
         if rport:
             return Address("udp", addr.host, int(rport))
@@ -410,9 +427,7 @@ class UserAgentCore:
     def _collect(self, tx: Transaction) -> None:
         """Move a transaction's output to the core's queues and re-index its timer."""
         if tx.outbox:
-            peer = tx.peer
-            if isinstance(tx, ServerTransaction):
-                peer = self._response_address(tx.request, tx.peer)
+            peer = tx.peer  # for a server transaction, its response address (18.2.2)
             for data in tx.outbox:
                 self._queue(data, peer)
             tx.outbox.clear()
@@ -421,6 +436,8 @@ class UserAgentCore:
                 if not isinstance(event, TransactionTerminated):
                     self._events.append(event)
             tx.events.clear()
+        if tx.state not in _PENDING_STATES:
+            self._pending.discard(tx.id)
         if tx.terminated:
             if isinstance(tx, ServerTransaction):
                 self._server.pop(tx.id, None)
