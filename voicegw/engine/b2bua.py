@@ -107,6 +107,9 @@ class Engine:
             register=self._register_outbound, track=self._track,
         )
         self.transfers = Transfers(self)
+        self.listeners: list[Callable[[Call, float, str, dict[str, Any]], None]] = []
+        """Watchers of every call's timeline (records, API, metrics). A listener must
+        not block: it runs on the signalling path."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -157,6 +160,26 @@ class Engine:
             return
         self._in_dialog(found[0], found[1], event)
 
+    def _emit(self, call: Call, now: float, event: str, detail: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(call, now, event, detail)
+            except Exception as error:  # a broken watcher never breaks a call
+                log.error("engine.listener_failed", error=repr(error), event_name=event)
+
+    def find_call(self, call_id: str) -> Call | None:
+        """A call by its key or by the caller's Call-ID (the API's call id)."""
+        return self.calls.get(call_id) or next((c for c in self.calls.values() if c.id == call_id), None)
+
+    def hang_up(self, call: Call, reason: str = "operator") -> bool:
+        """End a call from outside (API, drain): BYE every leg."""
+        if call.state is CallState.SETUP:
+            self._fail_setup(call, 480, f"Temporarily Unavailable ({reason})")
+            return True
+        before = call.state
+        self.end(call, CallInput.HUNG_UP, reason)
+        return before is not call.state
+
     def spawn(self, coro: Any, call: Call | None = None) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
         holder = call.tasks if call is not None else self._tasks
@@ -181,7 +204,7 @@ class Engine:
         offer = SessionDescription.parse(invite.body)
         now = self.now()
         call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id),
-                    created=now, local_tag=new_tag())
+                    created=now, local_tag=new_tag(), listener=self._emit)
         interval = _session_interval(invite)
         if interval is not None and _supports_timer(invite):
             call.session_expires = interval

@@ -92,8 +92,14 @@ class Call:
     resources: list[Any] = field(default_factory=list)
     """Bridges and players to close when the call ends."""
 
+    listener: Any = None
+    """Called with (call, time, event, detail) for every timeline entry: the store
+    records them, the API and metrics watch them."""
+
     def record(self, now: float, event: str, **detail: Any) -> None:
         self.timeline.append((now, event, detail))
+        if self.listener is not None:
+            self.listener(self, now, event, detail)
 
     def apply(self, event: CallInput, now: float, reason: str = "") -> bool:
         """Move by the table; False (and nothing changes) when there is no such arrow."""
