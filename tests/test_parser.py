@@ -426,3 +426,16 @@ def test_bare_cr_in_lf_only_message_rejected() -> None:
 def test_bare_cr_in_request_line_rejected() -> None:
     with pytest.raises(ParseError):
         parse_message(INVITE.replace(b"sip:bob@biloxi.com SIP", b"sip:bob@bil\roxi.com SIP"))
+
+
+def test_framing_error_keeps_the_good_messages_framed_before_it() -> None:
+    from voicegw.sip.parser import FramingError
+
+    good = (b"OPTIONS sip:a@h SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:b@h>;tag=1\r\n"
+            b"To: <sip:a@h>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    bad = b"OPTIONS sip:a@h SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK2\r\nCall-ID: y\r\n\r\n"
+    framer = StreamFramer()
+    with pytest.raises(FramingError) as caught:
+        framer.feed(good + bad)
+    assert caught.value.messages == [good]
+    assert caught.value.data == bad and caught.value.status == 400

@@ -199,6 +199,21 @@ def salvage(data: bytes) -> tuple[bool, Headers]:
     return is_request, Headers(fields)
 
 
+class FramingError(ParseError):
+    """A stream that cannot be cut into messages any more.
+
+    ``messages`` are the whole messages framed before the bad one in the same
+    ``feed`` call (deliver them first: a good request pipelined ahead of a bad one
+    is not lost); ``data`` is the bad message's bytes as far as they arrived, for
+    the answer (:func:`salvage` reads its headers).
+    """
+
+    def __init__(self, error: ParseError, messages: list[bytes], data: bytes) -> None:
+        super().__init__(error.reason, error.status)
+        self.messages = messages
+        self.data = data
+
+
 class StreamFramer:
     """Cuts a byte stream (TCP, TLS) into messages, by Content-Length (18.3).
 
@@ -216,8 +231,18 @@ class StreamFramer:
         self._crlf_run = 0  # CR/LF octets seen since the last message, across reads
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Whole messages completed by ``data``; raises :class:`FramingError`."""
         self._buffer += data
         messages: list[bytes] = []
+        try:
+            self._cut(messages)
+        except ParseError as error:
+            bad = bytes(self._buffer[: self._max])
+            self._buffer.clear()
+            raise FramingError(error, messages, bad) from None
+        return messages
+
+    def _cut(self, messages: list[bytes]) -> None:
         buf = self._buffer
         while buf:
             # skip CRLF keep-alives between messages
@@ -250,7 +275,6 @@ class StreamFramer:
                 break
             messages.append(bytes(buf[:total]))
             del buf[:total]
-        return messages
 
     @property
     def buffered(self) -> int:

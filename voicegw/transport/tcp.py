@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..sip.errors import ParseError, SipError
+from ..sip.errors import SipError
 from ..sip.events import Address
-from ..sip.parser import StreamFramer
+from ..sip.parser import FramingError, StreamFramer
 from .limits import TransportLimits
 from .udp import is_ip_literal
 
@@ -61,7 +61,6 @@ class TcpConnection(asyncio.Protocol):
         self.outbound = key is not None
         self._transport: asyncio.Transport | None = None
         self._framer = StreamFramer(manager.limits.max_message_size)
-        self._tail = b""  # a copy of what the framer buffers (see _recover)
         self._pings = 0
         self._pending: list[bytes] = []  # queued while connecting
         self._pending_size = 0
@@ -101,10 +100,9 @@ class TcpConnection(asyncio.Protocol):
         self._touch()
         try:
             messages = self._framer.feed(data)
-        except ParseError as error:
-            self._framing_error(data, error)
+        except FramingError as error:
+            self._framing_error(error)
             return
-        self._tail = self._copy_tail(self._tail, data) if self._framer.buffered else b""
         self._answer_pings()
         address = self.address
         for message in messages:
@@ -162,41 +160,18 @@ class TcpConnection(asyncio.Protocol):
             self._manager._unregister(self)
 
     # --- internals ---------------------------------------------------------------------
-    def _copy_tail(self, tail: bytes, data: bytes) -> bytes:
-        # Mirror the framer's partial-message buffer: it is the last `buffered` bytes of
-        # everything fed so far. Only partial messages are copied, never whole ones.
-        buffered = self._framer.buffered
-        if buffered <= len(data):
-            return data[len(data) - buffered :]
-        return (tail + data)[-buffered:]
-
-    def _framing_error(self, data: bytes, error: ParseError) -> None:
-        """Deliver what framed before the error, then the bad bytes, then close.
-
-        ``StreamFramer.feed`` raises without returning the messages it had already
-        cut in the same call; they are re-framed here from the bytes before the
-        bad one, so a good message pipelined ahead of a bad one is not lost.
-        """
+    def _framing_error(self, error: FramingError) -> None:
+        """Deliver what framed before the error, then answer the bad bytes, then close."""
         self._manager.stats.framing_errors += 1
-        whole = self._tail + data
-        bad_start = len(whole) - self._framer.buffered
         address = self.address
-        if bad_start > 0:
-            try:
-                recovered = StreamFramer(self._manager.limits.max_message_size).feed(
-                    whole[:bad_start]
-                )
-            except ParseError:
-                recovered = []
-            for message in recovered:
-                self._manager.stats.messages_in += 1
-                self._manager._on_message(message, address)
-                if self._closing:
-                    return
-            self._answer_pings()
-        bad = whole[bad_start : bad_start + self._manager.limits.max_message_size]
+        for message in error.messages:
+            self._manager.stats.messages_in += 1
+            self._manager._on_message(message, address)
+            if self._closing:
+                return
+        self._answer_pings()
         self._failed = True  # read nothing more; writes still go out (the answer)
-        self._manager._on_invalid(bad, address, error)
+        self._manager._on_invalid(error.data, address, error)
         self.close()  # after the answer written above
 
     def _answer_pings(self) -> None:
