@@ -107,6 +107,8 @@ class Engine:
             register=self._register_outbound, track=self._track,
         )
         self.transfers = Transfers(self)
+        self.draining = False
+        """Set when the daemon shuts down: new calls get 503 + Retry-After."""
         self.listeners: list[Callable[[Call, float, str, dict[str, Any]], None]] = []
         """Watchers of every call's timeline (records, API, metrics). A listener must
         not block: it runs on the signalling path."""
@@ -166,6 +168,20 @@ class Engine:
                 listener(call, now, event, detail)
             except Exception as error:  # a broken watcher never breaks a call
                 log.error("engine.listener_failed", error=repr(error), event_name=event)
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Use ``config`` for calls that start from now on (SIGHUP reload); calls in
+        progress keep what they started with, except the transfer allow-list, which
+        always applies as it is now. Media ports and the SIP address do not change."""
+        if (config.host, config.sip_port, config.rtp_port_min, config.rtp_port_max) != (
+            self.config.host, self.config.sip_port, self.config.rtp_port_min, self.config.rtp_port_max,
+        ):
+            raise ValueError("the SIP address and the RTP port range need a restart")
+        self.config = config
+        self._trusted = [ipaddress.ip_network(c) for c in config.trusted_sources]
+
+    def active_calls(self) -> list[Call]:
+        return [c for c in self.calls.values() if c.state is not CallState.ENDED]
 
     def find_call(self, call_id: str) -> Call | None:
         """A call by its key or by the caller's Call-ID (the API's call id)."""
@@ -233,6 +249,9 @@ class Engine:
 
     def _admission(self, invite: Request, source: Address) -> Response | None:
         """Who may call and with what: a response refusing the INVITE, or None."""
+        if self.draining:
+            return make_response(invite, 503, "Service Unavailable (shutting down)", to_tag=new_tag(),
+                                 headers=Headers([("Retry-After", "30")]))
         if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
             return make_response(invite, 403, "Forbidden (untrusted source)", to_tag=new_tag())
         interval = _session_interval(invite)
@@ -570,7 +589,7 @@ class Engine:
             self.sip.send_response(transaction_id, response)
 
     def statistics(self) -> dict[str, int]:
-        return {"active_calls": sum(1 for c in self.calls.values() if c.state is not CallState.ENDED), **self.totals}
+        return {"active_calls": len(self.active_calls()), **self.totals}
 
 
 def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
