@@ -7,7 +7,7 @@ Unknown headers round-trip byte for byte; names keep the case they arrived in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import ParseError
@@ -47,17 +47,21 @@ class Headers:
     their long names, so ``headers.get("via")`` finds a ``v:`` line too.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_parsed")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: list[tuple[str, str, str]] = [
             (header_key(name), name, value) for name, value in fields
         ]
+        #: Structured values already parsed, keyed by (kind, raw text): a changed
+        #: header has new text, so the cache never needs invalidating.
+        self._parsed: dict[tuple[str, str], object] = {}
 
     @classmethod
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
         headers = cls.__new__(cls)
         headers._fields = fields
+        headers._parsed = {}
         return headers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -179,23 +183,25 @@ class _Message:
     def call_id(self) -> str:
         return self._required("call-id").strip()
 
+    # Structured views are parsed once per distinct header text and shared: treat
+    # them as read-only (copy before changing one).
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self._required("cseq"))
+        return self._cached("cseq", self._required("cseq"), CSeq.parse)  # type: ignore[return-value]
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self._required("from"))
+        return self._cached("from", self._required("from"), NameAddr.parse)  # type: ignore[return-value]
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self._required("to"))
+        return self._cached("to", self._required("to"), NameAddr.parse)  # type: ignore[return-value]
 
     @property
     def vias(self) -> list[Via]:
         result: list[Via] = []
         for value in self.headers.get_all("via"):
-            result.extend(parse_via_list(value))
+            result.extend(self._cached("vias", value, parse_via_list))  # type: ignore[arg-type]
         if not result:
             raise ParseError("missing Via")
         return result
@@ -203,7 +209,15 @@ class _Message:
     @property
     def top_via(self) -> Via:
         value = self._required("via")
-        return Via.parse(split_quoted(value, ",")[0])
+        return self._cached("top_via", value, lambda v: Via.parse(split_quoted(v, ",")[0]))  # type: ignore[return-value]
+
+    def _cached(self, kind: str, raw: str, parse: Callable[[str], object]) -> object:
+        cache = self.headers._parsed
+        value = cache.get((kind, raw))
+        if value is None:
+            value = parse(raw)
+            cache[(kind, raw)] = value
+        return value
 
     @property
     def contacts(self) -> list[NameAddr]:
