@@ -151,7 +151,8 @@ class Daemon:
                 udp_port=udp.port if udp else (tcp.port if tcp else 5060),
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
-                supported=("timer",),  # RFC 4028 session timers: the engine honours them
+                # RFC 4028 session timers and RFC 4488 Refer-Sub: the engine honours both
+                supported=("timer", "norefersub"),
             )
         )
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -240,8 +241,10 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
         bot_uri=calls.bot_uri,
         bot_answer_timeout=calls.bot_answer_timeout,
         tts_cache_dir=calls.tts_cache_dir,
-        flow=demo_flow(calls.agent_uri),
+        flow=demo_flow(calls.agent_uri, calls.transfer_method),
         transfer=TransferConfig(allow=allow, trunk=calls.trunk, country_code=calls.country_code,
-                                ring_timeout=calls.ring_timeout),
+                                ring_timeout=calls.ring_timeout, refer_sub=calls.refer_sub,
+                                refer_timeout=calls.refer_timeout, notify_timeout=calls.notify_timeout,
+                                bot_refer_method=calls.transfer_method),
     )
     return lambda endpoint: Engine(endpoint, engine_config)

@@ -48,8 +48,43 @@ class CallConfig:
     """Carrier trunk URI template for phone-number targets, e.g. sip:{number}@192.0.2.1."""
     country_code: str = ""
     ring_timeout: float = 30.0
+    transfer_method: str = "invite"
+    """How the demo flow's agent node and a bot's REFER are carried out: invite | refer | bye."""
+    refer_sub: bool = True
+    refer_timeout: float = 32.0
+    notify_timeout: float = 60.0
 
 
+# --- operations: control API and lifecycle (owned by the API/CLI work) -----------------
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The control API (``voicegw status`` and friends talk to it)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Loopback by default: the API can hang up and transfer calls."""
+    port: int = 5080
+    token: str | None = None
+    """The bearer token; None: read ``token_file`` (created with a random token at
+    first start, mode 0600)."""
+    token_file: str = "var/api.token"
+    public_url: str | None = None
+    """Base URL agents reach the transcript links at; default http://host:port."""
+    transcript_max_uses: int = 10
+    transcript_ttl: float = 24 * 3600.0
+    """Seconds a transcript link works."""
+    trace_per_call: int = 100
+    """SIP messages kept per Call-ID for ``voicegw call show`` (the ladder)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    drain_deadline: float = 30.0
+    """SIGTERM: seconds active calls may go on before the rest are hung up (new
+    INVITEs meanwhile get 503 with Retry-After)."""
+
+
+# -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     sip: SipConfig = field(default_factory=SipConfig)
@@ -57,6 +92,8 @@ class DaemonConfig:
     limits: TransportLimits = field(default_factory=TransportLimits)
     log_level: str = "info"
     user_agent: str = "voicegw/0.1.0"
+    api: ApiConfig = field(default_factory=ApiConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 DEFAULT = DaemonConfig()
@@ -74,7 +111,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         return base
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping")
-    unknown = set(data) - {"sip", "limits", "log_level", "calls"}
+    unknown = set(data) - {"sip", "limits", "log_level", "calls", "api", "lifecycle"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
     config = base
@@ -111,7 +148,40 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         if data["log_level"] not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level: must be debug, info, warning or error")
         config = replace(config, log_level=data["log_level"])
+    config = replace(config, api=_section("api", data.get("api"), config.api))
+    config = replace(config, lifecycle=_section("lifecycle", data.get("lifecycle"), config.lifecycle))
     return config
+
+
+# --- operations sections (api, lifecycle) ------------------------------------------------
+_SECTION_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "api": {"enabled": (bool,), "host": (str,), "port": (int,), "token": (str, type(None)),
+            "token_file": (str,), "public_url": (str, type(None)), "transcript_max_uses": (int,),
+            "transcript_ttl": (int, float), "trace_per_call": (int,)},
+    "lifecycle": {"drain_deadline": (int, float)},
+}
+
+
+def _section(name: str, data: Any, base: Any) -> Any:
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a mapping")
+    types = _SECTION_TYPES[name]
+    unknown = set(data) - set(types)
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    for key, value in data.items():
+        allowed = types[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"{name}.{key}: must be {' or '.join(t.__name__ for t in allowed)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{name}.{key}: must not be negative")
+    if name == "api" and "port" in data:
+        _port("api.port", data["port"], allow_none=False)
+    if name == "api" and data.get("token") == "":
+        raise ConfigError("api.token: must not be empty")
+    return replace(base, **data)
 
 
 def _calls(data: Any, base: CallConfig) -> CallConfig:
@@ -129,6 +199,8 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
     for key in ("trusted_sources", "transfer_allow"):
         if key in changes:
             changes[key] = tuple(str(c) for c in changes[key])
+    if "transfer_method" in changes and changes["transfer_method"] not in ("invite", "refer", "bye"):
+        raise ConfigError("calls.transfer_method: must be invite, refer or bye")
     if "agent_uri" in changes and changes["agent_uri"] is not None and not str(changes["agent_uri"]).startswith("sip:"):
         raise ConfigError("calls.agent_uri: must be a sip: URI")
     return replace(base, **changes)

@@ -81,6 +81,10 @@ class Call:
     """The SDP we answer the caller with (a SessionDescription)."""
     flow_task: Any = None
     """The task running the call's flow, when voicegw itself is the bot."""
+    refers: Any = None
+    """ReferSubscriptions on the caller's dialog, once voicegw has sent a REFER."""
+    bot_refer: Any = None
+    """The bot's REFER being carried out (an IncomingRefer), if any."""
     transfer: Any = None
     """The transfer in progress or last done (engine.transfer.Transfer)."""
     session_expires: int | None = None

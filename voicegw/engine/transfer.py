@@ -25,12 +25,22 @@ from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player, ringback_player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
+from ..sip.build import reason_phrase
 from ..sip.errors import SipError
-from ..sip.events import RequestReceived
+from ..sip.events import RequestReceived, TransactionTimedOut
 from ..sip.message import Request
+from ..sip.refer import (
+    ReferAccepted,
+    ReferFailed,
+    ReferProgressed,
+    ReferSubscriptions,
+    ReferSucceeded,
+    ReferUnconfirmed,
+)
+from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
-from .outbound import FailureStatus
+from .outbound import FailureStatus, destination
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -68,6 +78,14 @@ class TransferConfig:
     """Header name -> context key (caller, call_id, bot_session, summary, transcript_url...)."""
     bye_destination_header: str = "X-Transfer-Destination"
     """On a BYE hand-back, the header that names where the upstream should route."""
+    refer_sub: bool = True
+    """False: REFER with ``Refer-Sub: false`` (RFC 4488), the 2xx is all we learn."""
+    refer_timeout: float = 32.0
+    """A REFER with no final response in this time has failed (``timeout``)."""
+    notify_timeout: float = 60.0
+    """From the 202 to the final NOTIFY: covers the target ringing."""
+    bot_refer_method: str = "invite"
+    """How a REFER from the bot is carried out: invite (voicegw bridges) or refer."""
 
 
 @dataclass(eq=False)
@@ -87,6 +105,8 @@ class Transfer:
     listeners: list[Callable[[Transfer], None]] = field(default_factory=list)
     progress: list[int] = field(default_factory=list)
     """Provisional statuses seen (for the bot's NOTIFYs and the records)."""
+    refer_id: int | None = None
+    """REFER transfers: the REFER's CSeq, which its NOTIFYs name (RFC 3515 2.4.6)."""
 
     @property
     def done(self) -> bool:
@@ -145,7 +165,7 @@ class Transfers:
         elif transfer.method is TransferMethod.BYE:
             self._by_bye(call, transfer, uri, headers)
         else:
-            self._finish(call, transfer, 501, "REFER transfers are not available yet")
+            self._by_refer(call, transfer, uri, headers)
         return transfer
 
     def resolve(self, target: str) -> tuple[SipUri | None, str]:
@@ -238,7 +258,8 @@ class Transfers:
         bridge = engine.bridge(call)
         if bridge is not None:
             old = bridge.replace_b(leg.endpoint)  # the caller hears one continuous stream
-            if call.bot is not None and not call.bot.ended:
+            # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
+            if call.bot is not None and not call.bot.ended and transfer.trigger != "bot":
                 engine.outbound.hang_up(call.bot)
                 call.record(engine.now(), "leg.bot.bye_sent")
             old.close()
@@ -264,13 +285,145 @@ class Transfers:
         self._finish(call, transfer, 200, "handed back by BYE")
         self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=caller_headers)
 
-    # ------------------------------------------------------------------ REFER / NOTIFY
+    # ------------------------------------------------------------------ REFER (referrer)
+    def _by_refer(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
+        """REFER on the caller's leg (RFC 3515): the carrier connects the caller to the
+        target; NOTIFYs with sipfrag bodies report progress; on a 2xx sipfrag voicegw
+        leaves (BYE A and B), on a failure both legs stay for the fallback."""
+        leg = call.caller
+        assert leg.dialog is not None
+        engine = self.engine
+        if call.refers is None:
+            call.refers = ReferSubscriptions(leg.dialog, response_timeout=self.config.refer_timeout,
+                                             notify_timeout=self.config.notify_timeout)
+        request, hop, refer = call.refers.refer(uri, engine.now(), extra_headers=headers,
+                                                refer_sub=self.config.refer_sub)
+        transfer.refer_id = refer.refer_id
+        tx = engine.sip.send_request(request, destination(hop, leg.peer))
+        engine._track(tx, lambda event: self._refer_response(call, event))
+        self._pump_refers(call)
+
+    def _refer_response(self, call: Call, event: Any) -> None:
+        if call.refers is None:
+            return
+        now = self.engine.now()
+        if isinstance(event, TransactionTimedOut):
+            for refer in call.refers:
+                if refer.live and not refer.finished:
+                    refer.transaction_timed_out(now)
+        else:
+            call.refers.receive_response(event.response, now)
+        self._pump_refers(call)
+
+    def _pump_refers(self, call: Call) -> None:
+        refers = call.refers
+        if refers is None:
+            return
+        while (event := refers.next_event()) is not None:
+            transfer = call.transfer
+            if transfer is None or getattr(transfer, "refer_id", None) != event.refer_id:
+                continue
+            if isinstance(event, ReferAccepted):
+                call.record(self.engine.now(), "transfer.accepted", transfer_id=transfer.id,
+                            status=event.status, subscription=event.subscription)
+            elif isinstance(event, ReferProgressed):
+                self._progress(call, transfer, event.status)
+            elif isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
+                status = event.status or 202
+                self._finish(call, transfer, status, "the carrier connected the caller"
+                             if isinstance(event, ReferSucceeded) else "accepted without progress reports")
+                # the final NOTIFY was answered before we got here: now leave the call
+                self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
+            elif isinstance(event, ReferFailed):
+                self._finish(call, transfer, event.status, event.reason)
+        call.cancel_timer("refer")
+        due = refers.get_timer()
+        if due is not None and call.state is not CallState.ENDED:
+            loop = self.engine.loop
+            call.timers["refer"] = loop.call_at(due, self._refer_timer, call)
+
+    def _refer_timer(self, call: Call) -> None:
+        if call.refers is not None:
+            call.refers.handle_timer(self.engine.now())
+            self._pump_refers(call)
+
+    # ------------------------------------------------------------------ REFER from the bot
     def handles(self, call: Call, leg: Leg, request: Request) -> bool:
-        """Whether an in-dialog REFER/NOTIFY is ours to take (none yet: answered 501)."""
-        return False
+        """In-dialog REFER/NOTIFY this module takes: NOTIFYs for our REFERs on the
+        caller's leg, and REFERs from the bot (RFC 3515: the bot asks to be replaced)."""
+        if request.method == "NOTIFY":
+            return leg is call.caller and call.refers is not None
+        return request.method == "REFER" and leg is call.bot
 
     def receive(self, call: Call, leg: Leg, event: RequestReceived) -> None:
-        raise AssertionError("handles() said no")
+        engine = self.engine
+        request = event.request
+        assert leg.dialog is not None
+        if request.method == "NOTIFY":
+            engine.respond(event.transaction_id, call.refers.receive_notify(request, engine.now()))
+            self._pump_refers(call)
+            return
+        try:
+            incoming = IncomingRefer.receive(request, leg.dialog)
+        except SipError as error:
+            engine.respond(event.transaction_id, leg.dialog.respond(request, error.status, reason_phrase(error.status, error.reason)))
+            return
+        if call.bot_refer is not None and not call.bot_refer.subscription_over or (
+            call.transfer is not None and not call.transfer.done
+        ):
+            engine.respond(event.transaction_id, incoming.reject(491, "Request Pending (a transfer is under way)"))
+            return
+        target = str(incoming.refer.target)
+        if self.resolve(target)[0] is None:
+            # toll fraud guard: a REFER off the allow-list never leaves the box
+            engine.respond(event.transaction_id, incoming.reject(403, "Forbidden (transfer target not allowed)"))
+            call.record(engine.now(), "transfer.refused", target=target, status="policy")
+            log.info("transfer.refused", call_id=call.id, target=target, trigger="bot")
+            return
+        response, notify = incoming.accept(engine.now())
+        engine.respond(event.transaction_id, response)
+        call.bot_refer = incoming
+        self._send_notify(call, leg, incoming, notify)
+        context = {key: value for key, value in incoming.refer.embedded_headers}
+        transfer = self.start(call, target, self.config.bot_refer_method, trigger="bot", context=context)
+        transfer.listeners.append(lambda t: self._report_to_bot(call, leg, incoming, t))
+        if transfer.done:
+            self._report_to_bot(call, leg, incoming, transfer)
+
+    def _report_to_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, transfer: Transfer) -> None:
+        """NOTIFY the bot with the real progress of the new leg (100, 180, final)."""
+        now = self.engine.now()
+        if transfer.done:
+            status = transfer.status if isinstance(transfer.status, int) else 408
+            if transfer.state is TransferState.SUCCEEDED:
+                status = 200
+            self._send_notify(call, leg, incoming, incoming.notify(status, now, transfer.reason or None))
+        elif transfer.progress:
+            self._send_notify(call, leg, incoming, incoming.notify(transfer.progress[-1], now))
+
+    def _send_notify(self, call: Call, leg: Leg, incoming: IncomingRefer, notify: Any) -> None:
+        if notify is None:
+            self._bot_refer_settled(call, leg, incoming)
+            return
+        request, hop = notify
+        tx = self.engine.sip.send_request(request, destination(hop, leg.peer))
+
+        def answered(event: Any) -> None:
+            if isinstance(event, TransactionTimedOut):
+                incoming.notify_timed_out()
+            else:
+                incoming.receive_notify_response(event.response)
+            self._bot_refer_settled(call, leg, incoming)
+
+        self.engine._track(tx, answered)
+
+    def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
+        """After the final NOTIFY is answered, a successful transfer lets the bot go."""
+        transfer = call.transfer
+        if (incoming.subscription_over and transfer is not None
+                and transfer.state is TransferState.SUCCEEDED and not leg.ended):
+            self.engine.outbound.hang_up(leg)
+            call.record(self.engine.now(), "leg.bot.bye_sent")
 
     # ------------------------------------------------------------------ outcome
     @staticmethod

@@ -156,7 +156,7 @@ class FlowRunner:
         return EndCall("hangup node")
 
 
-def demo_flow(agent_target: str | None = None) -> Flow:
+def demo_flow(agent_target: str | None = None, method: str = "invite") -> Flow:
     """The embedded default flow: greet, offer a menu; 0 asks for an agent (transferred
     by INVITE when ``agent_target`` is set), then goodbye."""
     nodes: dict[str, Node] = {
@@ -166,7 +166,7 @@ def demo_flow(agent_target: str | None = None) -> Flow:
         "hangup": HangupNode("hangup"),
     }
     if agent_target:
-        nodes["agent"] = AgentTransferNode("agent", agent_target, on_failure="agent_failed")
+        nodes["agent"] = AgentTransferNode("agent", agent_target, method, on_failure="agent_failed")
         nodes["agent_failed"] = MessageNode(
             "agent_failed", "Sorry, no agent is available right now.", "menu")
     else:
