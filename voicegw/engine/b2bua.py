@@ -22,7 +22,16 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from ..flow.runner import DEMO_FLOW, EndCall, Flow, FlowRunner, PlayPrompt, StartTransfer, WaitForDigit
+from ..flow.runner import (
+    DEMO_FLOW,
+    AgentTransferNode,
+    EndCall,
+    Flow,
+    FlowRunner,
+    PlayPrompt,
+    StartTransfer,
+    WaitForDigit,
+)
 from ..media import tones
 from ..media.endpoint import MediaEndpoint, open_endpoint
 from ..media.player import play_samples
@@ -46,7 +55,9 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, OutboundLegs
-from .transfer import TransferConfig, Transfers, TransferState
+from .fallback import Attempt
+from .fallback_runner import default_policy, transfer_with_fallback
+from .transfer import TransferConfig, Transfers
 
 log = structlog.get_logger("voicegw.engine")
 
@@ -408,6 +419,8 @@ class Engine:
             leg.ended = True
             if leg is call.bot and call.agent is not None:
                 return  # the bot leaving after a transfer ends nothing else
+            if leg is call.agent and self._resume_after_agent(call):
+                return
             self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
         elif method == "INVITE":
             self._reinvite(call, leg, event)
@@ -423,6 +436,21 @@ class Engine:
             self.transfers.receive(call, leg, event)
         else:
             self.respond(event.transaction_id, leg.dialog.respond(request, 488 if method == "UPDATE" else 501))
+
+    def _resume_after_agent(self, call: Call) -> bool:
+        """The agent hung up first: the flow's post_agent node takes the caller back
+        (a survey, a goodbye), when the call runs a flow and the flow names one."""
+        post_agent = self.config.flow.post_agent
+        if post_agent is None or call.bot is not None or call.state is not CallState.CONNECTED:
+            return False
+        bridge = self.bridge(call)
+        if bridge is not None:
+            bridge.close()
+        if call.agent is not None and call.agent.endpoint is not None:
+            call.agent.endpoint.close()
+        call.record(self.now(), "flow.post_agent", node=post_agent)
+        call.flow_task = self.spawn(self.run_flow(call, at=post_agent), call)
+        return True
 
     def _reinvite(self, call: Call, leg: Leg, event: RequestReceived) -> None:
         """Hold/unhold or a new codec from either side: answered locally per RFC 3264
@@ -531,7 +559,7 @@ class Engine:
         self.calls.pop(call.key, None)
 
     # ------------------------------------------------------------------ built-in flow
-    async def run_flow(self, call: Call) -> None:
+    async def run_flow(self, call: Call, at: str | None = None) -> None:
         endpoint = call.caller.endpoint
         assert endpoint is not None
         digits: asyncio.Queue[str] = asyncio.Queue()
@@ -544,7 +572,7 @@ class Engine:
         endpoint.on_dtmf = on_digit
         endpoint._changed()
         runner = FlowRunner(self.config.flow)
-        action = runner.start()
+        action = runner.start(at)
         for _ in range(runner.max_steps):
             if call.state is not CallState.CONNECTED:
                 return
@@ -562,14 +590,17 @@ class Engine:
                 else:
                     action = runner.digit(digit) or action
             elif isinstance(action, StartTransfer):
-                transfer = self.transfers.start(call, action.target, action.method, trigger="flow")
-                done: asyncio.Future[None] = self.loop.create_future()
-                transfer.listeners.append(lambda t: t.done and not done.done() and done.set_result(None))
-                if not transfer.done:
-                    await done
-                if transfer.state is TransferState.SUCCEEDED:
-                    return  # the agent has the caller now
-                action = runner.transfer_failed(transfer.status)
+                node = runner.flow.nodes[runner.current]
+                assert isinstance(node, AgentTransferNode)
+                attempts = [Attempt(node.method, node.target)] + [Attempt(m, t) for m, t in node.more_attempts]
+                policy = node.fallback or default_policy(node.on_failure)
+                outcome = await transfer_with_fallback(self, call, attempts, policy, trigger="flow")
+                if outcome.kind in ("connected", "gone"):
+                    return  # the agent has the caller now, or the caller left
+                if outcome.kind == "goto" and outcome.node:
+                    action = runner.goto(outcome.node)
+                else:
+                    action = EndCall(outcome.reason or "transfer failed")
             else:
                 assert isinstance(action, EndCall)
                 call.record(self.now(), "flow.end", reason=action.reason)

@@ -9,6 +9,7 @@ agent_transfer, bot and goto grow here with the transfer work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class AgentTransferNode:
     target: str
     method: str = "invite"
     on_failure: str | None = None
+    more_attempts: tuple[tuple[str, str], ...] = ()
+    """(method, target) pairs the fallback's ``next`` rule tries after the first."""
+    fallback: Any = None
+    """The fallback policy (engine.fallback.FallbackPolicy); None: the engine's default
+    (an apology, then ``on_failure`` or the end)."""
 
 
 Node = MessageNode | CollectNode | HangupNode | AgentTransferNode
@@ -54,9 +60,13 @@ class Flow:
     name: str
     start: str
     nodes: dict[str, Node]
+    post_agent: str | None = None
+    """Where the caller goes when the agent hangs up first; None ends the call."""
 
     def __post_init__(self) -> None:
         missing = [t for t in self._targets() if t not in self.nodes]
+        if self.post_agent is not None and self.post_agent not in self.nodes:
+            missing.append(self.post_agent)
         if self.start not in self.nodes or missing:
             raise ValueError(f"flow {self.name!r}: unknown node(s) {sorted({self.start, *missing} - set(self.nodes))}")
 
@@ -104,8 +114,14 @@ class FlowRunner:
     visited: list[str] = field(default_factory=list)
     max_steps: int = 200  # a flow that loops without the caller doing anything ends
 
-    def start(self) -> Action:
-        return self._enter(self.flow.start)
+    def start(self, at: str | None = None) -> Action:
+        return self._enter(at or self.flow.start)
+
+    def goto(self, node: str) -> Action:
+        """Continue at ``node`` (the fallback machine's goto)."""
+        if node not in self.flow.nodes:
+            return EndCall(f"unknown node {node}")
+        return self._enter(node)
 
     def prompt_finished(self) -> Action:
         node = self.flow.nodes[self.current]
@@ -166,9 +182,8 @@ def demo_flow(agent_target: str | None = None, method: str = "invite") -> Flow:
         "hangup": HangupNode("hangup"),
     }
     if agent_target:
-        nodes["agent"] = AgentTransferNode("agent", agent_target, method, on_failure="agent_failed")
-        nodes["agent_failed"] = MessageNode(
-            "agent_failed", "Sorry, no agent is available right now.", "menu")
+        # a failed transfer apologises (the engine's default fallback), then the menu again
+        nodes["agent"] = AgentTransferNode("agent", agent_target, method, on_failure="menu")
     else:
         nodes["agent"] = MessageNode(
             "agent", "Agent transfer is not configured on this demo. Goodbye.", "hangup")

@@ -1,0 +1,129 @@
+"""Carrying out a transfer with its fallback: the pure machine decides, this runs it.
+
+:class:`~voicegw.engine.fallback.FallbackMachine` says what to do after each
+outcome (start an attempt, play a prompt, go to a node, end the call); this module
+does it on a live call and reports where the call's flow continues. The caller's
+leg stays up throughout: only an explicit ``end`` rule ends the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from ..media.player import play_samples
+from ..media.wav import WavError, load_wav
+from .call import Call, CallState
+from .fallback import (
+    Attempt,
+    EndCall,
+    FallbackMachine,
+    FallbackPolicy,
+    FallbackRule,
+    GoToNode,
+    NAMED_STATUSES,
+    PlayPrompt,
+    Prompt,
+    StartAttempt,
+)
+from .transfer import Transfer, TransferState
+
+if TYPE_CHECKING:
+    from .b2bua import Engine
+
+log = structlog.get_logger("voicegw.fallback")
+
+APOLOGY = Prompt(text="Sorry, we could not connect you to an agent.")
+
+
+def default_policy(on_failure: str | None) -> FallbackPolicy:
+    """Without configured rules: apologise, then the node's on_failure (or the end)."""
+    if on_failure:
+        rule = FallbackRule("default", "goto", prompt=APOLOGY, node=on_failure)
+    else:
+        rule = FallbackRule("default", "end", prompt=APOLOGY)
+    return FallbackPolicy(rules=(), default=rule)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where the flow goes after the transfer: ``connected`` (the agent has the call),
+    ``goto`` a node, ``end`` (the machine ended the call), or ``gone`` (the caller left)."""
+
+    kind: str
+    node: str | None = None
+    reason: str = ""
+
+
+async def transfer_with_fallback(
+    engine: Engine, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
+    context: dict[str, str] | None = None,
+) -> Outcome:
+    machine = FallbackMachine(policy, attempts)
+    actions = list(machine.start())
+    for _ in range(64):  # the machine is bounded by its attempt limits; this is a backstop
+        if call.state is CallState.ENDED:
+            return Outcome("gone", reason="the caller hung up")
+        if not actions:
+            break
+        action = actions.pop(0)
+        if isinstance(action, StartAttempt):
+            transfer = engine.transfers.start(call, action.target, action.method, trigger=trigger, context=context)
+            await _finished(engine, transfer)
+            if transfer.state is TransferState.SUCCEEDED:
+                actions = list(machine.succeeded())
+                return Outcome("connected")
+            if call.state is CallState.ENDED or transfer.status in ("call_state", "call_ended"):
+                return Outcome("gone", reason=str(transfer.reason))
+            actions = list(machine.failed(_fallback_status(transfer.status)))
+            decision = machine.record[-1]
+            call.record(engine.now(), "transfer.fallback", transfer_id=transfer.id, status=decision.status,
+                        rule=decision.rule, action=decision.action, why=decision.why)
+        elif isinstance(action, PlayPrompt):
+            await _play(engine, call, action.prompt)
+            actions = list(machine.prompt_finished())
+        elif isinstance(action, GoToNode):
+            return Outcome("goto", node=action.node)
+        elif isinstance(action, EndCall):
+            return Outcome("end", reason=action.reason)
+    return Outcome("end", reason="fallback gave no further action")
+
+
+def _fallback_status(status: Any) -> int | str:
+    """A transfer's failure status as the machine takes it (300-699 or a named key)."""
+    if isinstance(status, int) and 300 <= status <= 699:
+        return status
+    if status in NAMED_STATUSES:
+        return status
+    return 500  # anything else is our own failure: a server error to the rules
+
+
+async def _finished(engine: Engine, transfer: Transfer) -> None:
+    if transfer.done:
+        return
+    done: asyncio.Future[None] = engine.loop.create_future()
+    transfer.listeners.append(lambda t: t.done and not done.done() and done.set_result(None))
+    await done
+
+
+async def _play(engine: Engine, call: Call, prompt: Prompt) -> None:
+    endpoint = call.caller.endpoint
+    if endpoint is None or call.state is not CallState.CONNECTED:
+        return
+    samples: np.ndarray
+    if prompt.file:
+        try:
+            samples = load_wav(prompt.file)
+        except (OSError, WavError) as error:
+            log.warning("fallback.prompt_unreadable", file=prompt.file, error=str(error))
+            samples = await engine.render("Sorry.")
+    else:
+        samples = await engine.render(prompt.text or "")
+    call.record(engine.now(), "fallback.prompt", text=prompt.text, file=prompt.file)
+    player = play_samples(endpoint, samples)
+    call.resources.append(player)
+    await player.wait()
