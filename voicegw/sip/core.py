@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .build import make_response, new_branch, new_tag, reason_phrase
@@ -117,6 +118,10 @@ class UserAgentCore:
         self._timers = _Timers()
         self.stats = CoreStatistics()
         self.allow_header = ", ".join(ALLOWED_METHODS)
+        self.admission: Callable[[Request, Address, float], SipError | None] | None = None
+        """Asked for each new INVITE outside a dialog (the transport guard's overload and
+        per-source call limits); an error it returns is answered statelessly (503 with
+        Retry-After), before any transaction exists."""
 
     # ------------------------------------------------------------------ entry points
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
@@ -274,6 +279,11 @@ class UserAgentCore:
         if len(self._pending) >= self.config.max_transactions:
             self._reject_stateless(request, addr, SipError("overloaded", status=503))
             return
+        if self.admission is not None and request.method == "INVITE" and request.to.tag is None:
+            refused = self.admission(request, addr, now)
+            if refused is not None:
+                self._reject_stateless(request, addr, refused)
+                return
 
         tx = ServerTransaction(tx_id, request, self._response_address(request, addr, via), now,
                                reliable=addr.transport != "udp")
