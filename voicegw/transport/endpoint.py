@@ -26,6 +26,7 @@ import structlog
 from ..sip.errors import SipError
 from ..sip.events import Address, Event
 from ..sip.message import Request, Response
+from .guard import Guard, GuardStatistics, LoopLagProbe
 from .limits import TransportLimits
 from .tcp import TcpStatistics, TcpTransport
 from .udp import UdpEndpoint, UdpStatistics, open_udp
@@ -65,6 +66,8 @@ class EndpointStatistics:
     unroutable: int = 0
     dropped_no_core: int = 0
     addresses: list[str] = field(default_factory=list)
+    guard: GuardStatistics | None = None
+    """The guard's counters (None when the endpoint has no guard)."""
 
 
 class SipEndpoint:
@@ -75,6 +78,7 @@ class SipEndpoint:
         core: SipCore | None = None,
         on_event: EventHandler | None = None,
         limits: TransportLimits | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.core: SipCore | None = core
         """May be set after ``start`` (when the core's config needs the bound ports);
@@ -82,6 +86,10 @@ class SipEndpoint:
         self.on_event: EventHandler | None = on_event
         """The application: called with every event, in order. Replaceable at any time."""
         self.limits = limits or TransportLimits()
+        self.guard = guard
+        """Consulted for every message before the core (guard.py): rate limits, bans,
+        scanners. None: everything goes to the core."""
+        self._lag_probe: LoopLagProbe | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: UdpEndpoint | None = None
         self._tcp: TcpTransport | None = None
@@ -111,10 +119,16 @@ class SipEndpoint:
         except BaseException:
             await self.close()
             raise
+        if self.guard is not None and self.guard.config.max_loop_lag:
+            self._lag_probe = LoopLagProbe(self._loop, self.guard)
+            self._lag_probe.start()
 
     async def close(self) -> None:
         """Stop the timer, close the sockets (TCP writes are flushed, bounded)."""
         self._closed = True
+        if self._lag_probe is not None:
+            self._lag_probe.stop()
+            self._lag_probe = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -155,6 +169,8 @@ class SipEndpoint:
             udp=self._udp.stats if self._udp else UdpStatistics(),
             tcp=self._tcp.stats if self._tcp else TcpStatistics(),
             addresses=addresses,
+            guard=self.guard.statistics(self._loop.time() if self._loop else None)
+            if self.guard is not None else None,
             **self._counts,
         )
 
@@ -162,6 +178,8 @@ class SipEndpoint:
     def _on_datagram(self, data: bytes, source: Address) -> None:
         if self._closed:
             return
+        if self.guard is not None and not self.guard.check(data, source.host, self._now()):
+            return  # dropped unread: banned, over its rate, or a scanner (guard.py)
         if self.core is None:
             self._counts["dropped_no_core"] += 1
             return
@@ -174,6 +192,8 @@ class SipEndpoint:
 
     def _on_invalid(self, data: bytes, source: Address, error: SipError) -> None:
         if self._closed:
+            return
+        if self.guard is not None and not self.guard.check(data, source.host, self._now()):
             return
         if self.core is None:
             self._counts["dropped_no_core"] += 1
