@@ -368,3 +368,20 @@ def test_the_lag_probe_reports_a_stalled_loop():
         assert g.overloaded(asyncio.get_running_loop().time())
 
     run(main())
+
+
+# --- config ---------------------------------------------------------------------------------
+def test_the_guard_section_of_the_config_file():
+    from voicegw.config.defaults import ConfigError, from_mapping
+
+    config = from_mapping({"guard": {"rate_requests": 50, "ban_seconds": 5, "whitelist": ["10.0.0.0/8"],
+                                     "scanner_user_agents": ["EvilBot"], "ban_scanners": False}})
+    assert config.guard.rate_requests == 50 and config.guard.ban_seconds == 5
+    assert config.guard.whitelist == ("10.0.0.0/8",)
+    assert config.guard.scanner_user_agents == ("evilbot",)
+    assert from_mapping({}).guard == GuardConfig()
+    for bad, field in [({"rate_requests": 0}, "guard.rate_requests"), ({"whitelist": ["nope"]}, "guard.whitelist"),
+                       ({"ban_scanners": 1}, "guard.ban_scanners"), ({"bogus": 1}, "guard: unknown"),
+                       ({"max_calls": -1}, "guard.max_calls")]:
+        with pytest.raises(ConfigError, match=field):
+            from_mapping({"guard": bad})

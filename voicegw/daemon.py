@@ -35,6 +35,7 @@ from .sip.events import (
     TransactionTimedOut,
 )
 from .transport.endpoint import SipEndpoint
+from .transport.guard import Guard, uri_hosts
 
 log = get_logger("voicegw.daemon")
 
@@ -120,8 +121,14 @@ class Daemon:
         application_factory: ApplicationFactory = RejectingApplication,
     ) -> None:
         self.config = config
-        self.endpoint = SipEndpoint(limits=config.limits)
+        calls = config.calls
+        self.guard = Guard(config.guard, whitelist=(  # default: whom we trust or dial
+            *calls.trusted_sources, *uri_hosts((calls.bot_uri, calls.agent_uri, calls.trunk))))
+        self.endpoint = SipEndpoint(limits=config.limits, guard=self.guard)
         self.application = application_factory(self.endpoint)
+        listeners = getattr(self.application, "listeners", None)
+        if listeners is not None:  # the guard counts calls up, per source
+            listeners.append(self.guard.on_call_event)
         self.endpoint.on_event = self._on_event
         self._stop = asyncio.Event()
 
@@ -155,6 +162,7 @@ class Daemon:
                 supported=("timer", "norefersub"),
             )
         )
+        self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.set_exception_handler(_log_loop_exception)

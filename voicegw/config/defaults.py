@@ -8,9 +8,11 @@ field when a value is wrong.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
 
 
@@ -90,6 +92,8 @@ class DaemonConfig:
     sip: SipConfig = field(default_factory=SipConfig)
     calls: CallConfig = field(default_factory=CallConfig)
     limits: TransportLimits = field(default_factory=TransportLimits)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Rate limits, bans, scanner filter, overload control (docs/security.md)."""
     log_level: str = "info"
     user_agent: str = "voicegw/0.1.0"
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -111,7 +115,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         return base
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping")
-    unknown = set(data) - {"sip", "limits", "log_level", "calls", "api", "lifecycle"}
+    unknown = set(data) - {"sip", "limits", "log_level", "calls", "api", "lifecycle", "guard"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
     config = base
@@ -144,6 +148,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
             raise ConfigError(f"limits.{key}: must be a positive number")
     config = replace(config, limits=replace(config.limits, **limits))
     config = replace(config, calls=_calls(data.get("calls") or {}, config.calls))
+    config = replace(config, guard=_guard(data.get("guard") or {}, config.guard))
     if "log_level" in data:
         if data["log_level"] not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level: must be debug, info, warning or error")
@@ -203,6 +208,37 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
         raise ConfigError("calls.transfer_method: must be invite, refer or bye")
     if "agent_uri" in changes and changes["agent_uri"] is not None and not str(changes["agent_uri"]).startswith("sip:"):
         raise ConfigError("calls.agent_uri: must be a sip: URI")
+    return replace(base, **changes)
+
+
+def _guard(data: Any, base: GuardConfig) -> GuardConfig:
+    """``guard:``: GuardConfig's fields; lists of CIDRs/User-Agent fragments, numbers >= 0."""
+    if not isinstance(data, dict):
+        raise ConfigError("guard: must be a mapping")
+    unknown = set(data) - set(GuardConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"guard: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    changes = dict(data)
+    for key, value in data.items():
+        default = getattr(base, key)
+        if key == "whitelist" and value is None:
+            continue
+        if key in ("whitelist", "scanner_user_agents"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"guard.{key}: must be a list of strings")
+            changes[key] = tuple(v.lower() if key == "scanner_user_agents" else v for v in value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"guard.{key}: must be true or false")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"guard.{key}: must be a number >= 0")
+        elif key in ("rate_requests", "rate_window", "max_sources") and value <= 0:
+            raise ConfigError(f"guard.{key}: must be positive")
+    for cidr in changes.get("whitelist") or ():
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"guard.whitelist: not an address or CIDR: {cidr!r}") from None
     return replace(base, **changes)
 
 
