@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from .. import __version__
 from ..config.defaults import DEFAULT, ConfigError, DaemonConfig, from_mapping
@@ -22,8 +21,8 @@ def cli() -> None:
 @cli.command()
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML file; today only 'sip: {host, port, udp_port, tcp_port}', 'limits' and "
-    "'log_level' are read (the full config comes later).",
+    help="voicegw.yaml (docs/configuration.md); its profiles and flows are loaded too. "
+    "Flags win over the file.",
 )
 @click.option("--sip-host", help="Address to bind SIP to (default 127.0.0.1).")
 @click.option("--sip-port", type=click.IntRange(0, 65535), help="SIP port, UDP and TCP (default 5060).")
@@ -70,18 +69,23 @@ def run(
 
 
 def load_config(path: Path | None) -> DaemonConfig:
+    """voicegw.yaml with its profiles and flows (config/loader.py), as the daemon's
+    plain config; every problem as ``file:line: field: message``."""
     if path is None:
         return DEFAULT
+    from ..config.convert import load_runtime
+    from ..config.errors import ConfigError as FileConfigError
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise click.UsageError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise click.UsageError(f"{path}: not valid YAML: {error}") from None
-    try:
-        return from_mapping(data)
-    except ConfigError as error:
-        raise click.UsageError(f"{path}: {error}") from None
+        return load_runtime(path)
+    except FileConfigError as error:
+        raise click.UsageError("the config has problems:\n" + "\n".join(map(str, error.problems))) from None
+
+
+# --- config check (voicegw/cli/check.py) ---------------------------------------------------
+from .check import check as _check_command  # noqa: E402
+
+cli.add_command(_check_command)
 
 
 def main() -> None:

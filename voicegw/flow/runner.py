@@ -2,8 +2,10 @@
 
 The runner never plays audio or waits: it answers each input (started, prompt
 finished, digit, timeout) with the next :class:`Action` for the engine to carry out.
-Only the node kinds the built-in demo needs exist so far (message, collect, hangup);
-agent_transfer, bot and goto grow here with the transfer work.
+Node kinds: message, collect (a DTMF menu, with an optional prompt), agent_transfer,
+bot, goto (followed inside the runner: it never reaches the engine) and hangup.
+Flows come from YAML through voicegw.config (validated there: every node named
+exists, no goto cycle without a prompt or a wait), or from :func:`demo_flow`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class MessageNode:
     name: str
     text: str
     next: str | None = None  # None: end the call after the prompt
+    file: str | None = None
+    """A WAV file to play instead of speaking ``text``."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class CollectNode:
     timeout: float = 10.0
     on_timeout: str | None = None  # None: end the call
     on_invalid: str | None = None  # None: stay and wait again
+    prompt: str | None = None
+    """Spoken on entering the node (digits pressed meanwhile count); None: silence."""
+    prompt_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,38 @@ class AgentTransferNode:
     fallback: Any = None
     """The fallback policy (engine.fallback.FallbackPolicy); None: the engine's default
     (an apology, then ``on_failure`` or the end)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed headers for the transfer request (besides the context headers)."""
+    destination: str | None = None
+    """For ``bye``: the destination header's value (None: the target's URI)."""
+    ring_timeout: float | None = None
+    """The target profile's ring timeout; None: the engine's."""
+    context_headers: tuple[tuple[str, str], ...] | None = None
+    """The target profile's header -> context key map; None: the engine's."""
 
 
-Node = MessageNode | CollectNode | HangupNode | AgentTransferNode
+@dataclass(frozen=True)
+class BotNode:
+    """Connect the caller to a SIP bot; ``next`` when the bot hangs up (None: end),
+    ``on_failure`` when it does not answer (None: end)."""
+
+    name: str
+    uri: str
+    next: str | None = None
+    on_failure: str | None = None
+    answer_timeout: float = 30.0
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class GotoNode:
+    """Continue at ``node`` at once."""
+
+    name: str
+    node: str
+
+
+Node = MessageNode | CollectNode | HangupNode | AgentTransferNode | BotNode | GotoNode
 
 
 @dataclass(frozen=True)
@@ -78,14 +114,22 @@ class Flow:
             elif isinstance(node, CollectNode):
                 targets.extend(node.routes.values())
                 targets.extend(t for t in (node.on_timeout, node.on_invalid) if t)
-            elif isinstance(node, AgentTransferNode) and node.on_failure:
-                targets.append(node.on_failure)
+            elif isinstance(node, AgentTransferNode):
+                targets.extend(t for t in (node.on_failure,) if t)
+                rules = (*node.fallback.rules, node.fallback.default, node.fallback.on_exhausted) if node.fallback else ()
+                targets.extend(r.node for r in rules if r is not None and r.node)
+            elif isinstance(node, BotNode):
+                targets.extend(t for t in (node.next, node.on_failure) if t)
+            elif isinstance(node, GotoNode):
+                targets.append(node.node)
         return targets
 
 
 @dataclass(frozen=True)
 class PlayPrompt:
     text: str
+    file: str | None = None
+    """Play this WAV file instead of speaking ``text``."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +148,16 @@ class StartTransfer:
     method: str
 
 
-Action = PlayPrompt | WaitForDigit | EndCall | StartTransfer
+@dataclass(frozen=True)
+class ConnectBot:
+    """Dial the bot and bridge the caller to it; report ``bot_finished()`` when the
+    bot hangs up, ``bot_failed(status)`` when it does not answer."""
+
+    uri: str
+    answer_timeout: float
+
+
+Action = PlayPrompt | WaitForDigit | EndCall | StartTransfer | ConnectBot
 
 
 @dataclass
@@ -151,6 +204,20 @@ class FlowRunner:
             return self._enter(node.on_failure)
         return EndCall(f"transfer failed ({status})")
 
+    def bot_finished(self) -> Action:
+        """The bot hung up (the caller is still there)."""
+        node = self.flow.nodes[self.current]
+        if isinstance(node, BotNode) and node.next:
+            return self._enter(node.next)
+        return EndCall("bot hung up")
+
+    def bot_failed(self, status: object) -> Action:
+        """The bot did not answer (``status``: its final status or ``timeout``)."""
+        node = self.flow.nodes[self.current]
+        if isinstance(node, BotNode) and node.on_failure:
+            return self._enter(node.on_failure)
+        return EndCall(f"bot failed ({status})")
+
     def _resume(self) -> Action:
         node = self.flow.nodes[self.current]
         if isinstance(node, CollectNode):
@@ -164,11 +231,17 @@ class FlowRunner:
         self.visited.append(name)
         node = self.flow.nodes[name]
         if isinstance(node, MessageNode):
-            return PlayPrompt(node.text)
+            return PlayPrompt(node.text, node.file)
         if isinstance(node, CollectNode):
+            if node.prompt or node.prompt_file:
+                return PlayPrompt(node.prompt or "", node.prompt_file)
             return WaitForDigit(node.timeout)
         if isinstance(node, AgentTransferNode):
             return StartTransfer(node.target, node.method)
+        if isinstance(node, BotNode):
+            return ConnectBot(node.uri, node.answer_timeout)
+        if isinstance(node, GotoNode):
+            return self._enter(node.node)  # a goto cycle ends at the step limit
         return EndCall("hangup node")
 
 

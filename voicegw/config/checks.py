@@ -1,0 +1,170 @@
+"""Checks that need more than one field or file: every node named exists, profiles
+named exist and have the right kind, no goto cycle without a prompt or a wait, the
+chosen carrier and flow exist, prompt files exist, ports do not collide. Then each
+flow is converted for real (:func:`convert.build_flow`), which checks transfer
+targets against the allow-list and the fallback rules. Each problem is located."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import Problem
+from .loader import LoadedConfig, Source
+from .models import (
+    AgentTransferNode,
+    BotNode,
+    BotProfile,
+    CarrierProfile,
+    CollectNode,
+    FlowFile,
+    GotoNode,
+    MessageNode,
+)
+
+
+def check_all(config: LoadedConfig) -> list[Problem]:
+    from .convert import build_flow, resolve
+
+    problems = _daemon(config)
+    for source in config.profiles.values():
+        problems += _profile(source)
+    for source in config.flows.values():
+        found = _flow(config, source)
+        problems += found
+        if not found:
+            build_flow(config, source.model.name, problems)
+    for source, path, file in _prompt_files(config):
+        if not resolve(config, file).is_file():
+            problems.append(source.document.problem(path, f"prompt file {file!r} not found "
+                                                    f"(relative to {config.base_dir})"))
+    return problems
+
+
+def _daemon(config: LoadedConfig) -> list[Problem]:
+    d = config.daemon
+    doc = config.settings.document
+    problems: list[Problem] = []
+    if d.media.host is not None and d.media.host != d.sip.host:
+        problems.append(doc.problem(("media", "host"), f"must be sip.host ({d.sip.host}) for now: "
+                                    "the engine uses one address for SIP and RTP"))
+    if d.api.enabled and d.api.host == d.sip.host and "tcp" in d.sip.transports:
+        tcp = d.sip.tcp_port if d.sip.tcp_port is not None else d.sip.port
+        if d.api.port == tcp and tcp != 0:
+            problems.append(doc.problem(("api", "port"), f"{d.api.port} is also the SIP TCP port"))
+    carriers = [n for n, s in config.profiles.items() if isinstance(s.model, CarrierProfile)]
+    if d.calls.carrier is not None:
+        if d.calls.carrier not in carriers:
+            problems.append(doc.problem(("calls", "carrier"), _unknown("carrier profile", d.calls.carrier, carriers)))
+    elif len(carriers) > 1:
+        problems.append(doc.problem(("calls",), f"several carrier profiles ({', '.join(sorted(carriers))}): "
+                                    "set calls.carrier to the one for phone numbers and REFER"))
+    if d.default_flow is not None and d.default_flow not in config.flows:
+        problems.append(doc.problem(("default_flow",), _unknown("flow", d.default_flow, list(config.flows))))
+    if d.default_integration is not None and d.default_integration not in d.integrations:
+        problems.append(doc.problem(("default_integration",),
+                                    _unknown("integration", d.default_integration, list(d.integrations))))
+    return problems
+
+
+def _profile(source: Source) -> list[Problem]:
+    model = source.model
+    problems: list[Problem] = []
+    if isinstance(model, CarrierProfile):
+        # engine/transfer.normalise_number knows these two prefixes only (for now)
+        for key, default in (("national_prefix", "0"), ("international_prefix", "00")):
+            if getattr(model.numbers, key) != default:
+                problems.append(source.document.problem(
+                    ("numbers", key), f"only {default!r} is supported by the engine for now"))
+    return problems
+
+
+def _flow(config: LoadedConfig, source: Source) -> list[Problem]:
+    flow: FlowFile = source.model
+    doc = source.document
+    names = list(flow.nodes)
+    problems: list[Problem] = []
+
+    def ref(path: tuple[Any, ...], target: str | None) -> None:
+        if target is not None and target not in flow.nodes:
+            problems.append(doc.problem(path, _unknown("node", target, names)))
+
+    ref(("start",), flow.start)
+    ref(("post_agent", "goto"), flow.post_agent.goto)
+    if flow.integration is not None and flow.integration not in config.daemon.integrations:
+        problems.append(doc.problem(("integration",),
+                                    _unknown("integration", flow.integration, list(config.daemon.integrations))))
+    for name, node in flow.nodes.items():
+        at = ("nodes", name)
+        if isinstance(node, MessageNode):
+            ref((*at, "next"), node.next)
+        elif isinstance(node, CollectNode):
+            for key, target in node.routes.items():
+                ref((*at, "routes", key), target)
+            ref((*at, "on_timeout"), node.on_timeout)
+            ref((*at, "on_invalid"), node.on_invalid)
+        elif isinstance(node, BotNode):
+            ref((*at, "next"), node.next)
+            ref((*at, "on_failure"), node.on_failure)
+            profile = config.profiles.get(node.profile)
+            bots = [n for n, s in config.profiles.items() if isinstance(s.model, BotProfile)]
+            if profile is None:
+                problems.append(doc.problem((*at, "profile"), _unknown("bot profile", node.profile, bots)))
+            elif not isinstance(profile.model, BotProfile):
+                problems.append(doc.problem((*at, "profile"),
+                                            f"profile {node.profile!r} is a {profile.model.kind}, not a bot"))
+        elif isinstance(node, GotoNode):
+            ref((*at, "node"), node.node)
+        elif isinstance(node, AgentTransferNode):
+            for key, target in (node.on_failure or {}).items():
+                ref((*at, "on_failure", key), target)
+            if node.integration is not None and node.integration not in config.daemon.integrations:
+                problems.append(doc.problem((*at, "integration"), _unknown(
+                    "integration", node.integration, list(config.daemon.integrations))))
+    if not problems:
+        problems += _goto_cycles(source)
+    return problems
+
+
+def _goto_cycles(source: Source) -> list[Problem]:
+    """A goto chain that comes back to itself never plays or waits: the call would
+    spin until the runner's step limit, so the flow is refused."""
+    flow: FlowFile = source.model
+    problems: list[Problem] = []
+    reported: set[str] = set()
+    for start, node in flow.nodes.items():
+        if not isinstance(node, GotoNode) or start in reported:
+            continue
+        chain = [start]
+        current = node.node
+        while isinstance(flow.nodes.get(current), GotoNode) and current not in chain:
+            chain.append(current)
+            current = flow.nodes[current].node  # type: ignore[union-attr]
+        if current in chain:
+            cycle = chain[chain.index(current):]
+            reported.update(cycle)
+            problems.append(source.document.problem(
+                ("nodes", cycle[0], "node"),
+                f"goto cycle {' -> '.join([*cycle, cycle[0]])} never plays a prompt or waits for input"))
+    return problems
+
+
+def _prompt_files(config: LoadedConfig) -> list[tuple[Source, tuple[Any, ...], str]]:
+    files: list[tuple[Source, tuple[Any, ...], str]] = []
+    for source in config.flows.values():
+        for name, node in source.model.nodes.items():
+            if isinstance(node, MessageNode) and node.file:
+                files.append((source, ("nodes", name, "file"), node.file))
+            elif isinstance(node, CollectNode) and node.prompt and node.prompt.file:
+                files.append((source, ("nodes", name, "prompt", "file"), node.prompt.file))
+            elif isinstance(node, AgentTransferNode) and node.error_prompt and node.error_prompt.file:
+                files.append((source, ("nodes", name, "error_prompt", "file"), node.error_prompt.file))
+    for name, integration in config.daemon.integrations.items():
+        if integration.error_prompt and integration.error_prompt.file:
+            files.append((config.settings, ("integrations", name, "error_prompt", "file"),
+                          integration.error_prompt.file))
+    return files
+
+
+def _unknown(what: str, name: str, known: list[str]) -> str:
+    listed = ", ".join(sorted(known)) if known else "none defined"
+    return f"unknown {what} {name!r} (known: {listed})"

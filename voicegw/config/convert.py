@@ -1,0 +1,528 @@
+"""From the validated config models to the plain dataclasses the daemon and the
+engine read (DESIGN.md: no pydantic past config/).
+
+- :func:`daemon_config`: ``DaemonConfig`` (config/defaults.py) for the daemon and
+  today's ``daemon.engine_config``; ``calls.*`` carries the default carrier's trunk,
+  numbers, REFER settings and the allow-list, so a file without flows works as before.
+- :func:`engine_config`: the full ``EngineConfig``: the default flow from YAML,
+  the trust list with every carrier's addresses, the transfer settings.
+- :func:`build_flow`: a ``flow.runner.Flow``; agent_transfer nodes carry their
+  ``FallbackPolicy`` and ordered attempts (engine/fallback.py).
+- :func:`load_runtime`: load + convert in one call, for ``voicegw run`` and reloads.
+
+Agent-transfer settings are layered: the node's fields, then its integration's
+(the node's ``integration``, else the flow's, else ``default_integration``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..engine.fallback import (
+    DEFAULT_MATCH,
+    FallbackConfigError,
+    FallbackPolicy,
+    FallbackRule,
+)
+from ..engine.fallback import Prompt as PlainPrompt
+from ..flow import runner
+from .defaults import CallConfig, DaemonConfig, SipConfig
+from .errors import ConfigError, Problem
+from .loader import Document, LoadedConfig, Source, load_config
+from .models import (
+    AgentProfile,
+    AgentTransferNode,
+    BotNode,
+    BotProfile,
+    CarrierProfile,
+    CollectNode,
+    FlowFile,
+    GotoNode,
+    HangupNode,
+    MessageNode,
+    Prompt,
+    RuleBody,
+)
+from .types import is_number
+
+DEFAULT_ERROR_PROMPT = "Sorry, we could not connect you to an agent."
+
+
+@dataclass
+class Overrides:
+    """Command-line flags of ``voicegw run``; they win over the file."""
+
+    sip_host: str | None = None
+    sip_port: int | None = None
+    log_level: str | None = None
+    bot_uri: str | None = None
+    agent_uri: str | None = None
+    rtp_ports: tuple[int, int] | None = None
+
+
+# ------------------------------------------------------------------------------ profiles
+
+
+def profiles_of(config: LoadedConfig, kind: type) -> dict[str, Any]:
+    return {n: s.model for n, s in config.profiles.items() if isinstance(s.model, kind)}
+
+
+def default_carrier(config: LoadedConfig) -> CarrierProfile | None:
+    """``calls.carrier``, else the only carrier profile, else None."""
+    name = config.daemon.calls.carrier
+    carriers = profiles_of(config, CarrierProfile)
+    if name is not None:
+        return carriers.get(name)
+    return next(iter(carriers.values())) if len(carriers) == 1 else None
+
+
+def trusted_sources(config: LoadedConfig) -> tuple[str, ...]:
+    found = list(config.daemon.calls.trusted_sources)
+    for carrier in profiles_of(config, CarrierProfile).values():
+        found += [c for c in carrier.addresses if c not in found]
+    return tuple(found)
+
+
+def allow_list(config: LoadedConfig, agent_uri: str | None = None) -> tuple[str, ...]:
+    """Every pattern of ``calls.transfer_allow`` and the profiles, plus the agent
+    profiles' URIs (an agent profile is an allowed target by being configured)."""
+    found = list(config.daemon.calls.transfer_allow)
+    for source in config.profiles.values():
+        found += [p for p in source.model.transfer_allow if p not in found]
+        if isinstance(source.model, AgentProfile) and source.model.uri not in found:
+            found.append(source.model.uri)
+    if agent_uri and agent_uri not in found:
+        found.append(agent_uri)
+    return tuple(found)
+
+
+# ------------------------------------------------------------------------------ daemon
+
+
+def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> DaemonConfig:
+    """The daemon's plain config; ``overrides`` (flags) win over the file."""
+    o = overrides or Overrides()
+    d = config.daemon
+    port = o.sip_port if o.sip_port is not None else d.sip.port
+    udp = (d.sip.udp_port if d.sip.udp_port is not None and o.sip_port is None else port)
+    tcp = (d.sip.tcp_port if d.sip.tcp_port is not None and o.sip_port is None else port)
+    sip = SipConfig(
+        host=o.sip_host or d.sip.host,
+        udp_port=udp if "udp" in d.sip.transports else None,
+        tcp_port=tcp if "tcp" in d.sip.transports else None,
+    )
+    carrier = default_carrier(config)
+    calls = d.calls
+    rtp = o.rtp_ports or (d.media.rtp_port_min, d.media.rtp_port_max)
+    bot_uri = o.bot_uri or calls.bot_uri or _flow_bot_uri(config)
+    agent_uri = o.agent_uri or calls.agent_uri
+    values: dict[str, Any] = {
+        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in calls.model_dump().items()},
+        "bot_uri": bot_uri,
+        "agent_uri": agent_uri,
+        "rtp_port_min": rtp[0],
+        "rtp_port_max": rtp[1],
+        "tts_cache_dir": str(resolve(config, d.paths.tts_cache)),
+        "trusted_sources": trusted_sources(config),
+        "transfer_allow": allow_list(config, agent_uri) if agent_uri else allow_list(config),
+    }
+    if carrier is not None:
+        values.update(
+            trunk=carrier.trunk or calls.trunk,
+            country_code=carrier.numbers.country_code or calls.country_code,
+            refer_sub=carrier.refer_sub,
+            refer_timeout=carrier.timeouts.refer_response,
+            notify_timeout=carrier.timeouts.notify_final,
+            ring_timeout=carrier.timeouts.ring,
+        )
+    bot = _bot_profile(config, bot_uri)
+    if bot is not None:
+        values["bot_answer_timeout"] = bot.timeouts.answer
+    call_config = CallConfig(**{k: v for k, v in values.items() if k in CallConfig.__dataclass_fields__})
+    built = replace(
+        DaemonConfig(), sip=sip, calls=call_config, log_level=o.log_level or d.log_level,
+        user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
+    )
+    fields = DaemonConfig.__dataclass_fields__
+    for name in ("api", "lifecycle", "guard"):
+        if name in fields and hasattr(d, name):
+            built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
+    if "api" in fields and built.api.token_file:
+        built = replace(built, api=replace(built.api, token_file=str(resolve(config, built.api.token_file))))
+    # hand-over for the daemon (see the module docstring of daemon.engine_config)
+    if "source" in fields:
+        built = replace(built, source=config)  # type: ignore[call-arg]
+    return built
+
+
+def _plain(base: Any, model: Any) -> Any:
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in model.model_dump().items()}
+    return replace(base, **{k: v for k, v in values.items() if k in base.__dataclass_fields__})
+
+
+def resolve(config: LoadedConfig, path: str) -> Path:
+    """A path from the config: relative ones are relative to the config file's folder."""
+    p = Path(path)
+    return p if p.is_absolute() else config.base_dir / p
+
+
+def _flow_bot_uri(config: LoadedConfig) -> str | None:
+    """Today's engine bridges every call to one bot (``bot_uri``) or runs the flow: a
+    default flow whose first node is a bot node means the former."""
+    name = config.daemon.default_flow
+    if name is None or name not in config.flows:
+        return None
+    flow: FlowFile = config.flows[name].model
+    node = flow.nodes[flow.start or next(iter(flow.nodes))]
+    if isinstance(node, BotNode):
+        profile = config.profiles.get(node.profile)
+        return profile.model.uri if profile is not None else None
+    return None
+
+
+def _bot_profile(config: LoadedConfig, uri: str | None) -> BotProfile | None:
+    return next((b for b in profiles_of(config, BotProfile).values() if b.uri == uri), None)
+
+
+def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> Any:
+    """The engine's ``EngineConfig``: ``daemon`` (flags applied) gives addresses,
+    ports and the quick settings; the file gives the flow and profiles."""
+    from ..engine.b2bua import EngineConfig
+    from ..engine.transfer import TransferConfig
+
+    daemon = daemon or daemon_config(config)
+    calls = daemon.calls
+    carrier = default_carrier(config)
+    name = config.daemon.default_flow
+    flow = build_flow(config, name) if name else runner.demo_flow(calls.agent_uri, calls.transfer_method)
+    transfer: dict[str, Any] = {
+        "allow": calls.transfer_allow, "trunk": calls.trunk, "country_code": calls.country_code,
+        "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
+        "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
+        "bot_refer_method": calls.transfer_method, "ringback": config.daemon.calls.ringback,
+    }
+    bot = _bot_profile(config, calls.bot_uri)
+    if bot is not None:
+        transfer["bot_refer_method"] = bot.refer_method
+    if carrier is not None:
+        transfer["bye_destination_header"] = carrier.bye_destination_header
+        if carrier.context_headers:
+            transfer["context_headers"] = dict(carrier.context_headers)
+    known = {f.name for f in dataclasses.fields(TransferConfig)}
+    return EngineConfig(
+        host=daemon.sip.host,
+        sip_port=daemon.sip.udp_port or daemon.sip.tcp_port or 5060,
+        rtp_port_min=calls.rtp_port_min,
+        rtp_port_max=calls.rtp_port_max,
+        trusted_sources=calls.trusted_sources,
+        bot_uri=calls.bot_uri,
+        bot_answer_timeout=calls.bot_answer_timeout,
+        tts_cache_dir=calls.tts_cache_dir,
+        flow=flow,
+        transfer=TransferConfig(**{k: v for k, v in transfer.items() if k in known}),
+    )
+
+
+def load_runtime(path: Path | None, overrides: Overrides | None = None) -> DaemonConfig:
+    """Load, check and convert: the one call for ``voicegw run`` and reloads.
+    Raises :class:`ConfigError` naming file, line and field."""
+    return daemon_config(load_config(path), overrides)
+
+
+# ------------------------------------------------------------------------------ flows
+
+
+@dataclass
+class _Layer:
+    document: Document
+    path: tuple[Any, ...]
+    model: Any
+
+
+@dataclass
+class _Settings:
+    """An agent_transfer node's settings, layered over its integration's."""
+
+    layers: list[_Layer]
+
+    def get(self, name: str) -> tuple[Any, _Layer | None]:
+        for layer in self.layers:
+            value = getattr(layer.model, name)
+            if value is not None:
+                return value, layer
+        return None, None
+
+    def merged(self, name: str) -> list[tuple[Any, Any, _Layer]]:
+        """A dict field across layers, the node's entries winning: (key, value, layer)."""
+        seen: dict[Any, tuple[Any, Any, _Layer]] = {}
+        for layer in reversed(self.layers):
+            for key, value in (getattr(layer.model, name) or {}).items():
+                seen[key] = (key, value, layer)
+        return list(seen.values())
+
+
+def build_flow(config: LoadedConfig, name: str, problems: list[Problem] | None = None) -> runner.Flow:
+    """The flow ``name`` as the runner's dataclasses. With ``problems`` every problem
+    found is appended there (``voicegw check``); without, they raise ConfigError."""
+    found: list[Problem] = [] if problems is None else problems
+    before = len(found)
+    source = config.flows[name]
+    model: FlowFile = source.model
+    nodes: dict[str, runner.Node] = {}
+    for node_name, node in model.nodes.items():
+        if isinstance(node, MessageNode):
+            nodes[node_name] = runner.MessageNode(node_name, node.text or "", node.next,
+                                                  _file(config, node.file))
+        elif isinstance(node, CollectNode):
+            prompt = node.prompt
+            nodes[node_name] = runner.CollectNode(
+                node_name, dict(node.routes), node.timeout, node.on_timeout, node.on_invalid,
+                prompt.text if prompt else None, _file(config, prompt.file) if prompt else None)
+        elif isinstance(node, BotNode):
+            profile = config.profiles.get(node.profile)
+            bot = profile.model if profile is not None else None
+            nodes[node_name] = runner.BotNode(
+                node_name, bot.uri if isinstance(bot, BotProfile) else "", node.next, node.on_failure,
+                bot.timeouts.answer if isinstance(bot, BotProfile) else 30.0, node.profile)
+        elif isinstance(node, AgentTransferNode):
+            built = _agent_transfer(config, source, node_name, node, found)
+            if built is not None:
+                nodes[node_name] = built
+        elif isinstance(node, GotoNode):
+            nodes[node_name] = runner.GotoNode(node_name, node.node)
+        elif isinstance(node, HangupNode):
+            nodes[node_name] = runner.HangupNode(node_name)
+    if len(found) > before:
+        if problems is None:
+            raise ConfigError(found)
+        return None  # type: ignore[return-value]
+    start = model.start or next(iter(model.nodes))
+    try:
+        return runner.Flow(model.name, start, nodes, post_agent=model.post_agent.goto)
+    except ValueError as error:  # checks.py reports unknown nodes first, located
+        found.append(source.document.problem(("nodes",), str(error)))
+        if problems is None:
+            raise ConfigError(found) from None
+        return None  # type: ignore[return-value]
+
+
+def _file(config: LoadedConfig, name: str | None) -> str | None:
+    return None if name is None else str(resolve(config, name))
+
+
+def integration_of(config: LoadedConfig, flow: FlowFile, node: AgentTransferNode) -> str | None:
+    return node.integration or flow.integration or config.daemon.default_integration
+
+
+def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: AgentTransferNode,
+                    problems: list[Problem]) -> runner.AgentTransferNode | None:
+    document = source.document
+    layers = [_Layer(document, ("nodes", node_name), node)]
+    integration = integration_of(config, source.model, node)
+    if integration is not None and integration in config.daemon.integrations:
+        layers.append(_Layer(config.settings.document, ("integrations", integration),
+                             config.daemon.integrations[integration]))
+    settings = _Settings(layers)
+    count = len(problems)
+    target, target_layer = settings.get("target")
+    if target is None:
+        problems.append(document.problem(("nodes", node_name, "target"),
+                                         "required (here or in the node's integration)"))
+        return None
+    method = settings.get("method")[0] or "invite"
+    destination, dest_layer = settings.get("destination")
+    if destination is not None and method != "bye":
+        assert dest_layer is not None
+        problems.append(dest_layer.document.problem((*dest_layer.path, "destination"),
+                                                    f"destination is only for method bye, not {method}"))
+    attempts_model, attempts_layer = settings.get("attempts")
+    attempts: list[tuple[str, str, _Layer, tuple[Any, ...]]] = []
+    if attempts_model:
+        assert attempts_layer is not None
+        for index, attempt in enumerate(attempts_model):
+            path = (*attempts_layer.path, "attempts", index)
+            if attempt.target is None:
+                attempts.append((attempt.method, target, target_layer, (*target_layer.path, "target")))  # type: ignore[union-attr]
+            else:
+                attempts.append((attempt.method, attempt.target, attempts_layer, (*path, "target")))
+    else:
+        assert target_layer is not None
+        attempts.append((method, target, target_layer, (*target_layer.path, "target")))
+    resolved: list[tuple[str, str]] = []
+    target_profile: AgentProfile | None = None
+    for how, text, layer, path in attempts:
+        uri, profile = _resolve_target(config, text, how, layer.document, path, problems)
+        if uri is not None:
+            resolved.append((how, uri))
+            target_profile = target_profile or profile
+    policy = _policy(config, source.model, settings, target_profile, problems)
+    if len(problems) > count or not resolved:
+        return None
+    headers = [(k, v) for k, v, _ in settings.merged("headers")]
+    first_method, first_target = resolved[0]
+    return runner.AgentTransferNode(
+        node_name, first_target, first_method, on_failure=None,
+        more_attempts=tuple(resolved[1:]), fallback=policy, headers=tuple(headers),
+        destination=destination,
+        ring_timeout=target_profile.timeouts.ring if target_profile else None,
+        context_headers=tuple(target_profile.context_headers.items())
+        if target_profile and target_profile.context_headers else None,
+    )
+
+
+def _resolve_target(config: LoadedConfig, text: str, method: str, document: Document,
+                    path: tuple[Any, ...], problems: list[Problem]) -> tuple[str | None, AgentProfile | None]:
+    """What the engine dials for ``text`` (an agent profile's URI, a number, a URI),
+    and the profile; a target the allow-list refuses is a problem here, not a
+    ``policy`` failure on every call."""
+    if is_number(text):
+        carrier = default_carrier(config)
+        trunk = carrier.trunk if carrier is not None and carrier.trunk else config.daemon.calls.trunk
+        if not trunk:
+            problems.append(document.problem(path, f"{text!r} is a phone number, and no carrier "
+                                             "profile (or calls.trunk) gives a trunk to dial it"))
+            return None, None
+        number = _e164(text, carrier.numbers.country_code if carrier else config.daemon.calls.country_code)
+        if not _allowed(config, number):
+            problems.append(document.problem(path, f"{number} matches no transfer_allow pattern"))
+            return None, None
+        return text, None
+    if text.startswith(("sip:", "sips:")):
+        if not _allowed(config, text):
+            problems.append(document.problem(path, f"{text} matches no transfer_allow pattern"))
+            return None, None
+        return text, None
+    source = config.profiles.get(text)
+    if source is None:
+        problems.append(document.problem(path, f"unknown profile {text!r} (not a number or SIP URI either)"))
+        return None, None
+    if not isinstance(source.model, AgentProfile):
+        problems.append(document.problem(path, f"profile {text!r} is a {source.model.kind}, not an agent"))
+        return None, None
+    return source.model.uri, source.model
+
+
+def _e164(text: str, country_code: str) -> str:
+    digits = "".join(c for c in text if c.isdigit() or c == "+")
+    if digits.startswith("+"):
+        return digits
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    if digits.startswith("0") and country_code:
+        return f"+{country_code}{digits[1:]}"
+    return digits
+
+
+def _allowed(config: LoadedConfig, target: str) -> bool:
+    return any(fnmatch.fnmatchcase(target, p) for p in allow_list(config))
+
+
+@dataclass
+class _RuleOrigin:
+    layer: _Layer
+    path: tuple[Any, ...]
+
+
+@dataclass
+class _Rules:
+    rules: list[FallbackRule] = field(default_factory=list)
+    origins: list[_RuleOrigin] = field(default_factory=list)
+
+
+def _policy(config: LoadedConfig, flow: FlowFile, settings: _Settings, profile: AgentProfile | None,
+            problems: list[Problem]) -> FallbackPolicy | None:
+    """The node's fallback: its ``fallback`` (or its integration's, or the target
+    profile's), plus ``on_failure`` shortcuts (goto rules), with ``error_prompt`` as
+    the prompt of every goto/end rule that has none."""
+    fallback, layer = settings.get("fallback")
+    if fallback is None and profile is not None and profile.fallback is not None:
+        source = config.profiles[profile.name]
+        fallback, layer = profile.fallback, _Layer(source.document, (), profile)
+    error_prompt_model, _ = settings.get("error_prompt")
+    error_prompt = _prompt(config, error_prompt_model)
+    collected = _Rules()
+    if fallback is not None:
+        assert layer is not None
+        for index, rule in enumerate(fallback.rules):
+            for key in rule.match:
+                collected.rules.append(_rule(config, rule, key, error_prompt))
+                collected.origins.append(_RuleOrigin(layer, (*layer.path, "fallback", "rules", index)))
+    default: FallbackRule | None = None
+    default_origin: _RuleOrigin | None = None
+    for key, node, on_layer in settings.merged("on_failure"):
+        path = (*on_layer.path, "on_failure", key)
+        rule = FallbackRule(key, "goto", prompt=error_prompt, node=node)
+        if key == DEFAULT_MATCH:
+            default, default_origin = rule, _RuleOrigin(on_layer, path)
+            continue
+        clash = next((i for i, r in enumerate(collected.rules) if r.match == key), None)
+        if clash is not None:
+            where = collected.origins[clash]
+            problems.append(on_layer.document.problem(
+                path, f"{key!r} is also matched by {'.'.join(map(str, where.path))}"))
+            continue
+        collected.rules.append(rule)
+        collected.origins.append(_RuleOrigin(on_layer, path))
+    if fallback is not None and fallback.default is not None:
+        assert layer is not None
+        default = _rule(config, fallback.default, DEFAULT_MATCH, error_prompt)
+        default_origin = _RuleOrigin(layer, (*layer.path, "fallback", "default"))
+    if default is None:
+        default = FallbackRule(DEFAULT_MATCH, "end", prompt=error_prompt or PlainPrompt(text=DEFAULT_ERROR_PROMPT))
+    for rule, origin in [*zip(collected.rules, collected.origins), (default, default_origin)]:
+        if rule.node is not None and rule.node not in flow.nodes and origin is not None:
+            problems.append(origin.layer.document.problem(
+                (*origin.path, "node") if "on_failure" not in origin.path else origin.path,
+                f"unknown node {rule.node!r} in flow {flow.name!r}"))
+    exhausted = None
+    if fallback is not None and fallback.on_exhausted is not None:
+        exhausted = _rule(config, fallback.on_exhausted, "exhausted", error_prompt)
+    try:
+        return FallbackPolicy(
+            rules=tuple(collected.rules), default=default,
+            max_total_attempts=fallback.max_total_attempts if fallback else 3,
+            on_exhausted=exhausted,
+        )
+    except FallbackConfigError as error:
+        problems.append(_fallback_problem(error, collected, layer, default_origin))
+        return None
+
+
+def _rule(config: LoadedConfig, body: RuleBody, match: str, error_prompt: PlainPrompt | None) -> FallbackRule:
+    prompt = _prompt(config, body.prompt)
+    if prompt is None and body.action in ("goto", "end"):
+        prompt = error_prompt
+    return FallbackRule(match, body.action, prompt=prompt, node=body.node,
+                        max_attempts=body.max_attempts, end_message=_prompt(config, body.end_message))
+
+
+def _prompt(config: LoadedConfig, prompt: Prompt | None) -> PlainPrompt | None:
+    if prompt is None:
+        return None
+    return PlainPrompt(file=_file(config, prompt.file), text=prompt.text)
+
+
+def _fallback_problem(error: FallbackConfigError, rules: _Rules, layer: _Layer | None,
+                      default_origin: _RuleOrigin | None) -> Problem:
+    """FallbackConfigError's ``rules[2].match`` as a located problem."""
+    head, _, rest = error.path.partition(".")
+    if head.startswith("rules[") and rules.origins:
+        origin = rules.origins[int(head[6:-1])]
+        path: Iterable[Any] = (*origin.path, *([rest] if rest else []))
+        return origin.layer.document.problem(path, error.message)
+    if layer is not None:
+        return layer.document.problem((*layer.path, "fallback", *error.path.split(".")), error.message)
+    if default_origin is not None:
+        return default_origin.layer.document.problem(default_origin.path, error.message)
+    return Problem("", None, error.path, error.message)
+
+
+__all__ = [
+    "Overrides", "allow_list", "build_flow", "daemon_config", "default_carrier",
+    "engine_config", "load_runtime", "trusted_sources",
+]

@@ -1,0 +1,472 @@
+"""The config files as pydantic models: ``voicegw.yaml``, ``sip_profiles/*.yaml`` and
+``flows/*.yaml`` (docs/configuration.md describes every field).
+
+Strict: an unknown key is an error, and a value is never coerced from another type
+(``port: "5060"`` is refused). These models check each file on its own; what needs
+several files at once (a flow naming a profile, an integration naming a target, a
+goto cycle) is checked by :mod:`voicegw.config.checks`. Nothing outside config/
+sees these classes: :mod:`voicegw.config.convert` turns them into the engine's plain
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ..transport.limits import TransportLimits
+from .defaults import ApiConfig, CallConfig, DaemonConfig, LifecycleConfig
+from .types import (
+    Cidr,
+    ContextKey,
+    Digits,
+    DtmfKey,
+    FailureKey,
+    HeaderName,
+    IpAddress,
+    MatchKey,
+    Name,
+    Pattern,
+    Port,
+    Seconds,
+    SipUriText,
+    Target,
+    TrunkTemplate,
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Method = Literal["invite", "refer", "bye"]
+
+# =====================================================================================
+# Prompts and fallback rules (shared by flows, integrations and profiles)
+# =====================================================================================
+
+
+class Prompt(Strict):
+    """Audio for the caller: ``text`` for the TTS engine or a WAV ``file``; a plain
+    string is text."""
+
+    text: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Prompt:
+        if (self.text is None) == (self.file is None):
+            raise ValueError("a prompt has exactly one of text or file")
+        if not (self.text or self.file or "").strip():
+            raise ValueError("a prompt cannot be empty")
+        if self.file is not None and not self.file.lower().endswith(".wav"):
+            raise ValueError(f"{self.file!r}: prompt files are WAV (.wav)")
+        return self
+
+
+class RuleBody(Strict):
+    """What to do about a failure: optionally a prompt, then the action."""
+
+    action: Literal["goto", "end", "retry", "next"]
+    node: Name | None = None
+    """The flow node for ``goto``."""
+    prompt: Prompt | None = None
+    end_message: Prompt | None = None
+    """For ``end``: played after ``prompt``, just before the BYE."""
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 1
+    """For ``retry``/``next``: new attempts this rule may start."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleBody:
+        if self.action == "goto" and self.node is None:
+            raise ValueError("goto needs a node")
+        if self.action != "goto" and self.node is not None:
+            raise ValueError(f"node is only for goto, not {self.action}")
+        if self.end_message is not None and self.action != "end":
+            raise ValueError("end_message is only for end")
+        return self
+
+
+class Rule(RuleBody):
+    match: Annotated[list[MatchKey], Field(min_length=1)]
+    """One status or a list: ``486``, ``4xx``, ``timeout``, ``[405, 501]``."""
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
+
+class Fallback(Strict):
+    """A fallback policy (TRANSFERS.md): rules by the most specific match."""
+
+    rules: list[Rule] = []
+    default: RuleBody | None = None
+    """When no rule matches; omitted: the error prompt, then end the call."""
+    max_total_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    on_exhausted: RuleBody | None = None
+    """When a retry/next is over a limit: goto or end (default: the default rule)."""
+
+
+class Attempt(Strict):
+    method: Method
+    target: Target | None = None
+    """Default: the transfer's target."""
+
+
+class TransferSettings(Strict):
+    """Agent-transfer settings: an integration's, overridden field by field by a node."""
+
+    method: Method | None = None
+    """invite (bridge, default), refer (hand-off on the caller's leg) or bye (hand-back)."""
+    target: Target | None = None
+    """An agent profile name, a phone number or a SIP URI."""
+    destination: str | None = None
+    """For bye: the value of the destination header (default: the target's URI)."""
+    headers: dict[HeaderName, str] | None = None
+    """Fixed headers added to the transfer request."""
+    error_prompt: Prompt | None = None
+    """Played when the transfer fails, before the on_failure node."""
+    on_failure: dict[FailureKey, Name] | None = None
+    """Shorthand fallback: status (code, 4xx, timeout...) or default -> node."""
+    fallback: Fallback | None = None
+    attempts: Annotated[list[Attempt], Field(min_length=1, max_length=10)] | None = None
+    """Methods/targets in order, for ``next`` rules (REFER first, then INVITE)."""
+
+
+class Integration(TransferSettings):
+    """A named agent-transfer channel in voicegw.yaml."""
+
+    description: str | None = None
+
+
+# =====================================================================================
+# voicegw.yaml
+# =====================================================================================
+
+
+class SipSection(Strict):
+    host: IpAddress = "127.0.0.1"
+    port: Port = 5060
+    transports: Annotated[list[Literal["udp", "tcp"]], Field(min_length=1)] = ["udp", "tcp"]
+    udp_port: Port | None = None
+    """Overrides ``port`` for UDP."""
+    tcp_port: Port | None = None
+
+    @field_validator("transports")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a transport is listed twice")
+        return value
+
+
+class MediaSection(Strict):
+    host: IpAddress | None = None
+    """RTP address; default: sip.host (the engine uses one address for both)."""
+    rtp_port_min: Annotated[int, Field(ge=1024, le=65535)] = 20000
+    rtp_port_max: Annotated[int, Field(ge=1024, le=65535)] = 21998
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaSection:
+        if self.rtp_port_max - self.rtp_port_min < 2:
+            raise ValueError(
+                f"rtp_port_min {self.rtp_port_min} must be below rtp_port_max {self.rtp_port_max} "
+                "by 2 at least (one RTP + RTCP pair)"
+            )
+        return self
+
+
+class PathsSection(Strict):
+    records_dir: str = "var"
+    tts_cache: str = "var/tts"
+
+
+def _section(cls: type, name: str, special: dict[str, Any], exclude: tuple[str, ...] = (),
+             extra: dict[str, Any] | None = None) -> type[BaseModel]:
+    """A strict section model with the fields of the dataclass ``cls`` (the plain
+    config the daemon reads, config/defaults.py): same names and defaults, so a field
+    added there is configurable here at once. ``special`` gives a field a checked
+    type; others get one from their annotation (numbers >= 0, tuples as lists)."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = ...
+        if isinstance(default, tuple):
+            default = list(default)
+        fields[f.name] = (special.get(f.name, _annotation(hints[f.name])), default)
+    fields.update(extra or {})
+    return create_model(name, __base__=Strict, **fields)
+
+
+def _annotation(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return _annotation(rest[0]) | None
+    if hint is bool:
+        return bool
+    if hint is int:
+        return Annotated[int, Field(ge=0)]
+    if hint is float:
+        return Annotated[float, Field(ge=0)]
+    if typing.get_origin(hint) is tuple:
+        return list[_annotation(args[0])]  # type: ignore[misc]
+    return hint
+
+
+def _address_or_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or CIDR network") from None
+    return value
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+#: calls: settings that have moved to another section.
+MOVED = {"rtp_port_min": "media.rtp_port_min", "rtp_port_max": "media.rtp_port_max",
+         "tts_cache_dir": "paths.tts_cache"}
+
+CallsSection = _section(CallConfig, "CallsSection", {
+    "bot_uri": SipUriText | None,
+    "agent_uri": SipUriText | None,
+    "trusted_sources": list[Cidr],
+    "bot_answer_timeout": Seconds,
+    "transfer_allow": list[Pattern],
+    "trunk": TrunkTemplate | None,
+    "country_code": Digits,
+    "ring_timeout": Seconds,
+    "transfer_method": Method,
+    "refer_timeout": Seconds,
+    "notify_timeout": Seconds,
+}, exclude=tuple(MOVED), extra={
+    "carrier": (Name | None, None),
+    "ringback": (Literal["ringback", "hold", "silence"], "ringback"),
+})
+"""calls: who may call, the bot, and the quick transfer settings (without profiles)."""
+
+ApiSection = _section(ApiConfig, "ApiSection", {
+    "host": IpAddress, "port": Port, "token": NonEmpty | None,
+    "public_url": Annotated[str, Field(pattern=r"^https?://")] | None,
+})
+LifecycleSection = _section(LifecycleConfig, "LifecycleSection", {})
+LimitsSection = _section(TransportLimits, "LimitsSection", {
+    f.name: Annotated[int if f.type in (int, "int") else float, Field(gt=0)]
+    for f in dataclasses.fields(TransportLimits)
+})
+_DAEMON_FIELDS = {f.name: f for f in dataclasses.fields(DaemonConfig)}
+GuardSection: type[BaseModel] | None = None
+if "guard" in _DAEMON_FIELDS:
+    GuardSection = _section(typing.get_type_hints(DaemonConfig)["guard"], "GuardSection", {
+        "whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None,
+    })
+
+
+class _DaemonSettings(Strict):
+    sip: SipSection = SipSection()
+    media: MediaSection = MediaSection()
+    calls: CallsSection = CallsSection()  # type: ignore[valid-type]
+    paths: PathsSection = PathsSection()
+    api: ApiSection = ApiSection()  # type: ignore[valid-type]
+    lifecycle: LifecycleSection = LifecycleSection()  # type: ignore[valid-type]
+    limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    user_agent: NonEmpty = "voicegw/0.1.0"
+    profiles_dir: str | None = "sip_profiles"
+    """Relative to this file; null: no profiles."""
+    flows_dir: str | None = "flows"
+    default_flow: Name | None = None
+    """The flow calls run; null: the built-in demo flow."""
+    integrations: dict[Name, Integration] = {}
+    default_integration: Name | None = None
+    """For agent_transfer nodes whose flow names none."""
+
+
+if GuardSection is not None:
+    DaemonSettings = create_model(
+        "DaemonSettings", __base__=_DaemonSettings,
+        guard=(GuardSection, GuardSection()),
+    )
+else:  # pragma: no cover - before the transport guard lands
+    DaemonSettings = create_model("DaemonSettings", __base__=_DaemonSettings)
+DaemonSettings.__doc__ = "voicegw.yaml."
+
+
+# =====================================================================================
+# sip_profiles/*.yaml
+# =====================================================================================
+
+
+class Numbers(Strict):
+    country_code: Digits = ""
+    """Makes national numbers E.164: 030 1234 -> +49301234 with 49."""
+    national_prefix: Digits = "0"
+    international_prefix: Digits = "00"
+
+
+class Timeouts(Strict):
+    ring: Seconds = 30.0
+    """An agent's INVITE with no final answer."""
+    refer_response: Seconds = 32.0
+    """A REFER with no final response (no 202)."""
+    notify_final: Seconds = 60.0
+    """From the 202 to the final NOTIFY."""
+    answer: Seconds = 30.0
+    """A bot's INVITE with no answer."""
+
+
+class ProfileBase(Strict):
+    name: Name
+    """Default: the file name without .yaml."""
+    description: str | None = None
+    transport: Literal["udp", "tcp"] = "udp"
+    context_headers: dict[HeaderName, ContextKey] = {}
+    """Header -> context key sent to the agent (X-headers, User-to-User)."""
+    transfer_allow: list[Pattern] = []
+    timeouts: Timeouts = Timeouts()
+    fallback: Fallback | None = None
+    """Default fallback for transfers to this profile."""
+
+
+class CarrierProfile(ProfileBase):
+    kind: Literal["carrier"]
+    addresses: Annotated[list[Cidr], Field(min_length=1)]
+    """Where its calls come from: trusted to place calls."""
+    trunk: TrunkTemplate | None = None
+    numbers: Numbers = Numbers()
+    refer: bool = True
+    """Accepts REFER on the caller's leg."""
+    refer_sub: bool = True
+    """False: REFER with Refer-Sub: false (RFC 4488), no NOTIFYs."""
+    bye_destination_header: HeaderName = "X-Transfer-Destination"
+
+
+class AgentProfile(ProfileBase):
+    kind: Literal["agent"]
+    uri: SipUriText
+
+
+class BotProfile(ProfileBase):
+    kind: Literal["bot"]
+    uri: SipUriText
+    refer: bool = True
+    """voicegw accepts the bot's REFER as a transfer request."""
+    refer_method: Literal["invite", "refer"] = "invite"
+    """How a bot's REFER is carried out."""
+
+
+Profile = Annotated[CarrierProfile | AgentProfile | BotProfile, Field(discriminator="kind")]
+
+
+# =====================================================================================
+# flows/*.yaml
+# =====================================================================================
+
+
+class MessageNode(Strict):
+    type: Literal["message"]
+    text: str | None = None
+    file: str | None = None
+    next: Name | None = None
+    """Null: end the call after the prompt."""
+
+    @model_validator(mode="after")
+    def _prompt(self) -> MessageNode:
+        if (self.text is None) == (self.file is None):
+            raise ValueError("a message has exactly one of text or file")
+        if not (self.text or self.file or "").strip():
+            raise ValueError("a message cannot be empty")
+        if self.file is not None and not self.file.lower().endswith(".wav"):
+            raise ValueError(f"{self.file!r}: prompt files are WAV (.wav)")
+        return self
+
+
+class CollectNode(Strict):
+    type: Literal["collect"]
+    prompt: Prompt | None = None
+    routes: Annotated[dict[DtmfKey, Name], Field(min_length=1)]
+    timeout: Seconds = 10.0
+    on_timeout: Name | None = None
+    """Null: end the call."""
+    on_invalid: Name | None = None
+    """Null: keep waiting."""
+
+
+class BotNode(Strict):
+    type: Literal["bot"]
+    profile: Name
+    next: Name | None = None
+    """When the bot hangs up; null: end the call."""
+    on_failure: Name | None = None
+    """When the bot does not answer; null: end the call."""
+
+
+class AgentTransferNode(TransferSettings):
+    type: Literal["agent_transfer"]
+    integration: Name | None = None
+
+
+class GotoNode(Strict):
+    type: Literal["goto"]
+    node: Name
+
+
+class HangupNode(Strict):
+    type: Literal["hangup"]
+
+
+FlowNode = Annotated[
+    MessageNode | CollectNode | BotNode | AgentTransferNode | GotoNode | HangupNode,
+    Field(discriminator="type"),
+]
+
+
+class PostAgent(Strict):
+    goto: Name | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _end(cls, value: Any) -> Any:
+        return {"goto": None} if value == "end" else value
+
+
+class FlowFile(Strict):
+    name: Name
+    """Default: the file name without .yaml."""
+    description: str | None = None
+    start: Name | None = None
+    """Default: the first node."""
+    integration: Name | None = None
+    """Agent-transfer settings for this flow's agent_transfer nodes."""
+    post_agent: PostAgent = PostAgent()
+    """When the agent hangs up first: ``end`` or ``{goto: node}``."""
+    nodes: Annotated[dict[Name, FlowNode], Field(min_length=1)]
+
+
+NODE_TYPES = ("message", "collect", "bot", "agent_transfer", "goto", "hangup")
+PROFILE_KINDS = ("carrier", "agent", "bot")
