@@ -460,6 +460,8 @@ class Transfers:
 
     def call_ended(self, call: Call) -> None:
         transfer = call.transfer
+        if transfer is not None and transfer.player is not None:
+            transfer.player.stop()  # ringback/hold for a caller who is gone: its endpoint closes next
         if transfer is not None and not transfer.done:
             self._finish(call, transfer, "call_ended", "the caller hung up")
 
