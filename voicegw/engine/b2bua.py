@@ -419,6 +419,8 @@ class Engine:
             leg.ended = True
             if leg is call.bot and call.agent is not None:
                 return  # the bot leaving after a transfer ends nothing else
+            if leg is call.agent and self.transfers.warm.agent_hung_up(call):
+                return  # a consult call ended: the warm transfer decides what follows
             if leg is call.agent and self._resume_after_agent(call):
                 return
             self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")

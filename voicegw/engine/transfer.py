@@ -41,6 +41,7 @@ from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, destination
+from .warm import WarmSettings, WarmTransfers
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -52,6 +53,8 @@ class TransferMethod(str, enum.Enum):
     INVITE = "invite"
     REFER = "refer"
     BYE = "bye"
+    WARM = "warm"
+    """Attended: consult and brief the agent first (engine/warm.py)."""
 
 
 class TransferState(str, enum.Enum):
@@ -86,6 +89,8 @@ class TransferConfig:
     """From the 202 to the final NOTIFY: covers the target ringing."""
     bot_refer_method: str = "invite"
     """How a REFER from the bot is carried out: invite (voicegw bridges) or refer."""
+    warm: WarmSettings = field(default_factory=WarmSettings)
+    """Hold audio, briefing, confirmation and completion of warm transfers."""
 
 
 @dataclass(eq=False)
@@ -136,6 +141,7 @@ class Transfers:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.warm = WarmTransfers(engine)
 
     @property
     def config(self) -> TransferConfig:
@@ -152,11 +158,11 @@ class Transfers:
                     method=transfer.method.value, target=target, trigger=trigger)
         log.info("transfer.started", call_id=call.id, transfer_id=transfer.id, method=transfer.method.value, target=target)
         if call.state is not CallState.CONNECTED:
-            self._finish(call, transfer, "call_state", "the call is not connected")
+            self.finish(call, transfer, "call_state", "the call is not connected")
             return transfer
         uri, why = self.resolve(target)
         if uri is None:
-            self._finish(call, transfer, "policy", why)
+            self.finish(call, transfer, "policy", why)
             return transfer
         transfer.uri = str(uri)
         headers = self.context_headers(call, context or {})
@@ -164,6 +170,9 @@ class Transfers:
             self.engine.spawn(self._by_invite(call, transfer, uri, headers), call)
         elif transfer.method is TransferMethod.BYE:
             self._by_bye(call, transfer, uri, headers)
+        elif transfer.method is TransferMethod.WARM:
+            self.engine.spawn(self.warm.run(call, transfer, uri, headers, self.config.warm,
+                                            {**self._context_values(call), **(context or {})}), call)
         else:
             self._by_refer(call, transfer, uri, headers)
         return transfer
@@ -188,13 +197,14 @@ class Transfers:
             return None, "target must be a sip: URI without headers"
         return uri, ""
 
-    def context_headers(self, call: Call, extra: dict[str, str]) -> list[tuple[str, str]]:
+    @staticmethod
+    def _context_values(call: Call) -> dict[str, str]:
         invite = call.caller.invite
-        values = {
-            "caller": invite.from_.uri.user if invite is not None and isinstance(invite.from_.uri, SipUri) else "",
-            "call_id": call.id,
-            **extra,
-        }
+        caller = invite.from_.uri.user if invite is not None and isinstance(invite.from_.uri, SipUri) else ""
+        return {"caller": caller or "", "call_id": call.id}
+
+    def context_headers(self, call: Call, extra: dict[str, str]) -> list[tuple[str, str]]:
+        values = {**self._context_values(call), **extra}
         headers = []
         for name, key in self.config.context_headers.items():
             value = values.get(key)
@@ -212,7 +222,7 @@ class Transfers:
         try:
             endpoint = await open_endpoint(engine.config.host, engine.pool)
         except PortPoolExhausted:
-            self._finish(call, transfer, 503, "no media ports")
+            self.finish(call, transfer, 503, "no media ports")
             return
         if call.state is not CallState.CONNECTED:
             endpoint.close()
@@ -228,7 +238,7 @@ class Transfers:
         leg.dialing = engine.outbound.dial(
             leg, uri, caller_user=user or "voicegw", max_forwards=70,
             answer_timeout=self.config.ring_timeout, extra_headers=headers,
-            on_progress=lambda response: self._progress(call, transfer, response.status),
+            on_progress=lambda response: self.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),
             on_failure=lambda status, reason: self._agent_failed(call, transfer, leg, status, reason),
         )
@@ -242,9 +252,10 @@ class Transfers:
             return hold_player(caller.endpoint)
         return None
 
-    def _progress(self, call: Call, transfer: Transfer, status: int) -> None:
+    def progress(self, call: Call, transfer: Transfer, status: int) -> None:
         transfer.progress.append(status)
         call.record(self.engine.now(), "transfer.progress", transfer_id=transfer.id, status=status)
+        log.info("transfer.progress", call_id=call.id, transfer_id=transfer.id, status=status)
         self._notify(transfer)
 
     def _agent_answered(self, call: Call, transfer: Transfer, leg: Leg, media: Any) -> None:
@@ -265,7 +276,7 @@ class Transfers:
             old.close()
         else:
             call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
-        self._finish(call, transfer, 200, "agent answered")
+        self.finish(call, transfer, 200, "agent answered")
 
     def _agent_failed(self, call: Call, transfer: Transfer, leg: Leg, status: FailureStatus, reason: str) -> None:
         if transfer.player is not None:
@@ -275,14 +286,14 @@ class Transfers:
         leg.ended = True
         if call.agent is leg:
             call.agent = None
-        self._finish(call, transfer, status, reason)
+        self.finish(call, transfer, status, reason)
 
     # ------------------------------------------------------------------ BYE (hand back)
     def _by_bye(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
         """BYE on leg A naming the destination: the upstream SBC routes on it. voicegw
         is out of the call at once and no feedback is possible (TRANSFERS.md)."""
         caller_headers = [(self.config.bye_destination_header, f"<{uri}>"), *headers]
-        self._finish(call, transfer, 200, "handed back by BYE")
+        self.finish(call, transfer, 200, "handed back by BYE")
         self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=caller_headers)
 
     # ------------------------------------------------------------------ REFER (referrer)
@@ -301,7 +312,7 @@ class Transfers:
         transfer.refer_id = refer.refer_id
         tx = engine.sip.send_request(request, destination(hop, leg.peer))
         engine._track(tx, lambda event: self._refer_response(call, event))
-        self._pump_refers(call)
+        self.pump_refers(call)
 
     def _refer_response(self, call: Call, event: Any) -> None:
         if call.refers is None:
@@ -313,13 +324,15 @@ class Transfers:
                     refer.transaction_timed_out(now)
         else:
             call.refers.receive_response(event.response, now)
-        self._pump_refers(call)
+        self.pump_refers(call)
 
-    def _pump_refers(self, call: Call) -> None:
+    def pump_refers(self, call: Call) -> None:
         refers = call.refers
         if refers is None:
             return
         while (event := refers.next_event()) is not None:
+            if self.warm.on_refer_event(call, event):
+                continue
             transfer = call.transfer
             if transfer is None or getattr(transfer, "refer_id", None) != event.refer_id:
                 continue
@@ -327,15 +340,15 @@ class Transfers:
                 call.record(self.engine.now(), "transfer.accepted", transfer_id=transfer.id,
                             status=event.status, subscription=event.subscription)
             elif isinstance(event, ReferProgressed):
-                self._progress(call, transfer, event.status)
+                self.progress(call, transfer, event.status)
             elif isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
                 status = event.status or 202
-                self._finish(call, transfer, status, "the carrier connected the caller"
+                self.finish(call, transfer, status, "the carrier connected the caller"
                              if isinstance(event, ReferSucceeded) else "accepted without progress reports")
                 # the final NOTIFY was answered before we got here: now leave the call
                 self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
             elif isinstance(event, ReferFailed):
-                self._finish(call, transfer, event.status, event.reason)
+                self.finish(call, transfer, event.status, event.reason)
         call.cancel_timer("refer")
         due = refers.get_timer()
         if due is not None and call.state is not CallState.ENDED:
@@ -345,7 +358,7 @@ class Transfers:
     def _refer_timer(self, call: Call) -> None:
         if call.refers is not None:
             call.refers.handle_timer(self.engine.now())
-            self._pump_refers(call)
+            self.pump_refers(call)
 
     # ------------------------------------------------------------------ REFER from the bot
     def handles(self, call: Call, leg: Leg, request: Request) -> bool:
@@ -361,7 +374,7 @@ class Transfers:
         assert leg.dialog is not None
         if request.method == "NOTIFY":
             engine.respond(event.transaction_id, call.refers.receive_notify(request, engine.now()))
-            self._pump_refers(call)
+            self.pump_refers(call)
             return
         try:
             incoming = IncomingRefer.receive(request, leg.dialog)
@@ -439,7 +452,7 @@ class Transfers:
         if call.flow_task is not None and call.flow_task is not asyncio.current_task():
             call.flow_task.cancel()
 
-    def _finish(self, call: Call, transfer: Transfer, status: FailureStatus, reason: str) -> None:
+    def finish(self, call: Call, transfer: Transfer, status: FailureStatus, reason: str) -> None:
         if transfer.done:
             return
         transfer.status = status
@@ -459,11 +472,12 @@ class Transfers:
             listener(transfer)
 
     def call_ended(self, call: Call) -> None:
+        self.warm.call_ended(call)
         transfer = call.transfer
         if transfer is not None and transfer.player is not None:
             transfer.player.stop()  # ringback/hold for a caller who is gone: its endpoint closes next
         if transfer is not None and not transfer.done:
-            self._finish(call, transfer, "call_ended", "the caller hung up")
+            self.finish(call, transfer, "call_ended", "the caller hung up")
 
 
 def _header_safe(value: str) -> str:

@@ -1,0 +1,325 @@
+"""Warm (attended) transfers: brief the agent, then connect (issue: warm transfer).
+
+The consult machine (:mod:`voicegw.engine.consult`) decides; this module carries it
+out on a live call:
+
+- a consult leg C to the agent while the caller stays with the bot, or hears the
+  configured hold audio (music file, TTS notice, silence);
+- when C answers, a briefing for the agent only (TTS of the summary, and/or an
+  audio file), then optionally a DTMF confirmation (accept / decline keys);
+- completion by bridge (the caller's media switches to C, the bot gets BYE) or by
+  REFER with Replaces on the caller's leg (RFC 3891, RFC 5589 7): the carrier joins
+  caller and agent and voicegw leaves the path.
+
+Its outcome is a :class:`~voicegw.engine.transfer.Transfer` like any other, so the
+fallback rules see ``declined``, ``no_answer`` and SIP codes the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from ..media.endpoint import open_endpoint
+from ..media.player import Player, hold_player, play_samples
+from ..media.ports import PortPoolExhausted
+from ..media.wav import WavError, load_wav
+from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
+from ..sip.uri import SipUri
+from .call import Call, CallInput, CallState, Leg
+from .consult import Action, ConsultError, ConsultMachine, Input, State
+from .outbound import destination
+
+if TYPE_CHECKING:
+    from .b2bua import Engine
+    from .transfer import Transfer
+
+log = structlog.get_logger("voicegw.warm")
+
+
+@dataclass
+class WarmSettings:
+    hold: str = "bot"
+    """What the caller hears meanwhile: bot (stays with the bot), music, tts, silence."""
+    hold_text: str = "Please hold while I connect you to an agent."
+    hold_file: str | None = None
+    briefing_text: str = "Incoming transfer. {summary}"
+    """Spoken to the agent; ``{summary}`` and ``{caller}`` come from the call's context."""
+    briefing_file: str | None = None
+    confirm: bool = False
+    """Wait for the agent's DTMF accept key before connecting."""
+    accept_digit: str = "1"
+    decline_digit: str = "2"
+    confirm_timeout: float = 15.0
+    auto_complete: bool = True
+    """Connect as soon as the agent is briefed (and accepted, with ``confirm``);
+    otherwise wait for an explicit complete (flow, API, CLI)."""
+    complete_by: str = "bridge"
+    """bridge: voicegw bridges caller and agent; refer: REFER with Replaces on the caller's leg."""
+
+
+@dataclass(eq=False)
+class WarmTransfer:
+    transfer: Transfer
+    settings: WarmSettings
+    machine: ConsultMachine
+    leg: Leg
+    hold: Player | None = None
+    briefing: Player | None = None
+    context: dict[str, str] | None = None
+    refer_id: int | None = None
+
+
+class WarmTransfers:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.by_call: dict[str, WarmTransfer] = {}
+
+    # ------------------------------------------------------------------ entry points
+    async def run(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]],
+                  settings: WarmSettings, context: dict[str, str]) -> None:
+        from .b2bua import peer_of
+
+        engine = self.engine
+        try:
+            endpoint = await open_endpoint(engine.config.host, engine.pool)
+        except PortPoolExhausted:
+            engine.transfers.finish(call, transfer, 503, "no media ports")
+            return
+        if call.state is not CallState.CONNECTED:
+            endpoint.close()
+            return
+        leg = Leg("agent", peer_of(uri), endpoint=endpoint)
+        warm = WarmTransfer(transfer, settings, ConsultMachine(), leg, context=context)
+        self.by_call[call.key] = warm
+        call.agent = leg
+        endpoint.on_dtmf = lambda digit: self._digit(call, warm, digit)
+        warm.hold = await self._hold(call, settings)
+        caller_invite = call.caller.invite
+        user = caller_invite.from_.uri.user if caller_invite and isinstance(caller_invite.from_.uri, SipUri) else None
+        leg.dialing = engine.outbound.dial(
+            leg, uri, caller_user=user or "voicegw", max_forwards=70,
+            answer_timeout=engine.transfers.config.ring_timeout, extra_headers=headers,
+            on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),
+            on_answer=lambda response, media: self._answered(call, warm, media),
+            on_failure=lambda status, reason: self._feed(
+                call, warm, Input.DIAL_FAILED, "no_answer" if status == "timeout" else status, reason),
+        )
+        call.record(engine.now(), "leg.agent.consulting", uri=str(uri), transfer_id=transfer.id)
+
+    def complete(self, call: Call) -> None:
+        """Connect now (flow, API, CLI); raises ConsultError before the agent answered."""
+        self._feed(call, self._get(call), Input.COMPLETE)
+
+    def cancel(self, call: Call) -> None:
+        """Abandon the consult: the agent gets BYE/CANCEL, the caller goes back."""
+        self._feed(call, self._get(call), Input.CANCEL, reason="cancelled")
+
+    def agent_hung_up(self, call: Call) -> bool:
+        """The consult leg got a BYE from the agent; True if a warm transfer took it."""
+        warm = self.by_call.get(call.key)
+        if warm is None or warm.machine.finished:
+            return False
+        self._feed(call, warm, Input.AGENT_HUNG_UP, reason="the agent hung up")
+        return True
+
+    def call_ended(self, call: Call) -> None:
+        warm = self.by_call.pop(call.key, None)
+        if warm is not None and not warm.machine.finished:
+            self._feed(call, warm, Input.CALLER_GONE, reason="the caller hung up")
+
+    def _get(self, call: Call) -> WarmTransfer:
+        warm = self.by_call.get(call.key)
+        if warm is None or warm.machine.finished:
+            raise ConsultError("no warm transfer in progress")
+        return warm
+
+    # ------------------------------------------------------------------ machine I/O
+    def _feed(self, call: Call, warm: WarmTransfer, event: Input, status: Any = None, reason: str = "") -> None:
+        before = warm.machine.state
+        actions = warm.machine.feed(event, status)
+        if warm.machine.state is not before:
+            call.record(self.engine.now(), "transfer.warm", transfer_id=warm.transfer.id,
+                        state=warm.machine.state.value, input=event.value)
+        for action in actions:
+            self._do(call, warm, action, reason)
+
+    def _do(self, call: Call, warm: WarmTransfer, action: Action, reason: str) -> None:
+        engine = self.engine
+        transfers = engine.transfers
+        if action is Action.PLAY_BRIEFING:
+            engine.spawn(self._brief(call, warm), call)
+        elif action is Action.START_CONFIRM_TIMER:
+            call.timers["confirm"] = engine.loop.call_later(
+                warm.settings.confirm_timeout, lambda: self._feed(call, warm, Input.CONFIRM_TIMEOUT,
+                                                                  reason="no confirmation"))
+        elif action is Action.CONNECT:
+            call.cancel_timer("confirm")
+            if warm.briefing is not None:
+                warm.briefing.stop()
+            if warm.settings.complete_by == "refer":
+                self._refer_replaces(call, warm)
+            else:
+                self._bridge(call, warm)
+        elif action is Action.HANG_UP_AGENT:
+            call.cancel_timer("confirm")
+            leg = warm.leg
+            if leg.dialing is not None and not leg.dialing.answered:
+                engine.outbound.give_up(leg.dialing)
+            else:
+                engine.outbound.hang_up(leg)
+            self._drop_agent(call, warm)
+        elif action is Action.STOP_HOLD:
+            if warm.hold is not None:
+                warm.hold.stop()  # the bridge gives the caller the bot's audio again
+        elif action is Action.SUCCEEDED:
+            transfers.finish(call, warm.transfer, 200, "agent connected after briefing")
+        elif action is Action.FAILED:
+            self._drop_agent(call, warm)
+            transfers.finish(call, warm.transfer, warm.machine.status or 500, reason or "warm transfer failed")
+        elif action is Action.CANCELLED:
+            transfers.finish(call, warm.transfer, "cancelled", reason or "cancelled")
+
+    # ------------------------------------------------------------------ steps
+    async def _hold(self, call: Call, settings: WarmSettings) -> Player | None:
+        endpoint = call.caller.endpoint
+        assert endpoint is not None
+        if settings.hold == "music" and settings.hold_file:
+            try:
+                return hold_player(endpoint, load_wav(settings.hold_file))
+            except (OSError, WavError) as error:
+                log.warning("warm.hold_unreadable", file=settings.hold_file, error=str(error))
+                return hold_player(endpoint)
+        if settings.hold == "music":
+            return hold_player(endpoint)
+        if settings.hold == "tts":
+            notice = await self.engine.render(settings.hold_text)
+            return hold_player(endpoint, np.concatenate([notice, np.zeros(8000 * 20, dtype=np.int16)]))
+        if settings.hold == "silence":
+            return hold_player(endpoint, np.zeros(8000, dtype=np.int16))
+        return None  # "bot": the caller keeps talking to the bot
+
+    def _answered(self, call: Call, warm: WarmTransfer, media: Any) -> None:
+        from .b2bua import apply_media
+
+        assert warm.leg.endpoint is not None
+        apply_media(warm.leg.endpoint, media)
+        self._feed(call, warm, Input.ANSWERED)
+
+    async def _brief(self, call: Call, warm: WarmTransfer) -> None:
+        """The briefing plays on the agent's leg only; the caller cannot hear it."""
+        endpoint = warm.leg.endpoint
+        assert endpoint is not None
+        settings = warm.settings
+        context = {"summary": "", "caller": "", **(warm.context or {})}
+        parts: list[np.ndarray] = []
+        if settings.briefing_text:
+            text = settings.briefing_text.format_map(_Missing(context))
+            parts.append(await self.engine.render(text))
+        if settings.briefing_file:
+            try:
+                parts.append(load_wav(settings.briefing_file))
+            except (OSError, WavError) as error:
+                log.warning("warm.briefing_unreadable", file=settings.briefing_file, error=str(error))
+        if parts and warm.machine.state is State.BRIEFING:
+            call.record(self.engine.now(), "transfer.briefing", transfer_id=warm.transfer.id)
+            warm.briefing = play_samples(endpoint, np.concatenate(parts))
+            call.resources.append(warm.briefing)
+            await warm.briefing.wait()
+        if warm.machine.state is State.BRIEFING:
+            self._feed(call, warm, Input.BRIEFED_CONFIRM if settings.confirm else Input.BRIEFED)
+            if warm.machine.state is State.READY and settings.auto_complete:
+                self._feed(call, warm, Input.COMPLETE)
+
+    def _digit(self, call: Call, warm: WarmTransfer, digit: str) -> None:
+        call.record(self.engine.now(), "transfer.agent_dtmf", transfer_id=warm.transfer.id, digit=digit)
+        if digit == warm.settings.accept_digit:
+            self._feed(call, warm, Input.ACCEPTED)
+        elif digit == warm.settings.decline_digit:
+            self._feed(call, warm, Input.DECLINED, reason="the agent declined")
+
+    def _bridge(self, call: Call, warm: WarmTransfer) -> None:
+        engine = self.engine
+        if warm.hold is not None:
+            warm.hold.stop()
+        caller = call.caller
+        assert caller.endpoint is not None and warm.leg.endpoint is not None
+        warm.leg.endpoint.on_dtmf = None
+        bridge = engine.bridge(call)
+        if bridge is not None:
+            old = bridge.replace_b(warm.leg.endpoint)
+            if call.bot is not None and not call.bot.ended:
+                engine.outbound.hang_up(call.bot)
+                call.record(engine.now(), "leg.bot.bye_sent")
+            old.close()
+        else:
+            from ..media.relay import Bridge
+
+            call.resources.append(Bridge(caller.endpoint, warm.leg.endpoint))
+        self._feed(call, warm, Input.COMPLETED_OK)
+
+    def _refer_replaces(self, call: Call, warm: WarmTransfer) -> None:
+        """RFC 5589 7: REFER the caller's leg to the agent, with Replaces naming our
+        consult dialog as the agent sees it (to-tag = the agent's tag, RFC 3891 3)."""
+        engine = self.engine
+        leg, consult = call.caller, warm.leg.dialog
+        assert leg.dialog is not None and consult is not None
+        replaces = f"{consult.id.call_id};to-tag={consult.id.remote_tag};from-tag={consult.id.local_tag}"
+        if call.refers is None:
+            config = engine.transfers.config
+            call.refers = ReferSubscriptions(leg.dialog, response_timeout=config.refer_timeout,
+                                             notify_timeout=config.notify_timeout)
+        target = consult.remote_target
+        request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
+        warm.refer_id = refer.refer_id
+        tx = engine.sip.send_request(request, destination(hop, leg.peer))
+        engine._track(tx, lambda event: self._refer_event(call, warm, event))
+        engine.transfers.pump_refers(call)
+        call.record(engine.now(), "transfer.refer_replaces", transfer_id=warm.transfer.id, refer_id=refer.refer_id)
+
+    def _refer_event(self, call: Call, warm: WarmTransfer, event: Any) -> None:
+        from ..sip.events import TransactionTimedOut
+
+        refers = call.refers
+        if refers is None:
+            return
+        if isinstance(event, TransactionTimedOut):
+            refer = refers.get(warm.refer_id or -1)
+            if refer is not None:
+                refer.transaction_timed_out(self.engine.now())
+        else:
+            refers.receive_response(event.response, self.engine.now())
+        self.engine.transfers.pump_refers(call)
+
+    def on_refer_event(self, call: Call, event: Any) -> bool:
+        """A REFER event; True when it belongs to this call's warm transfer."""
+        warm = self.by_call.get(call.key)
+        if warm is None or warm.refer_id is None or event.refer_id != warm.refer_id:
+            return False
+        if isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
+            self._feed(call, warm, Input.COMPLETED_OK)
+            # the carrier joined caller and agent: voicegw leaves the path
+            self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER with Replaces")
+        elif isinstance(event, ReferFailed):
+            self._feed(call, warm, Input.COMPLETION_FAILED, event.status, event.reason)
+        return True
+
+    def _drop_agent(self, call: Call, warm: WarmTransfer) -> None:
+        leg = warm.leg
+        leg.ended = True
+        if leg.endpoint is not None:
+            leg.endpoint.on_dtmf = None
+            leg.endpoint.close()
+        if call.agent is leg:
+            call.agent = None
+
+
+class _Missing(dict):  # type: ignore[type-arg]
+    """format_map that leaves unknown {names} empty instead of failing."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
