@@ -34,6 +34,8 @@ from .udp import UdpEndpoint, UdpStatistics, open_udp
 log = structlog.get_logger("voicegw.transport")
 
 EventHandler = Callable[[Event], None]
+TraceHook = Callable[[str, bytes, Address, float], None]
+"""Called with ("in" | "out", the message's bytes, the peer's address, loop time)."""
 
 
 class SipCore(Protocol):
@@ -65,6 +67,7 @@ class EndpointStatistics:
     application_errors: int = 0
     unroutable: int = 0
     dropped_no_core: int = 0
+    trace_errors: int = 0
     addresses: list[str] = field(default_factory=list)
     guard: GuardStatistics | None = None
     """The guard's counters (None when the endpoint has no guard)."""
@@ -85,6 +88,9 @@ class SipEndpoint:
         input that arrives before is dropped and counted."""
         self.on_event: EventHandler | None = on_event
         """The application: called with every event, in order. Replaceable at any time."""
+        self.trace: TraceHook | None = None
+        """The SIP trace tap (control API ladders, response counts): every message in
+        (before the core sees it, invalid ones too) and out. None costs one check."""
         self.limits = limits or TransportLimits()
         self.guard = guard
         """Consulted for every message before the core (guard.py): rate limits, bans,
@@ -100,7 +106,7 @@ class SipEndpoint:
         self._closed = False
         self._counts = {"events": 0, "timer_fires": 0, "core_errors": 0,
                         "application_errors": 0, "unroutable": 0,
-                        "dropped_no_core": 0}
+                        "dropped_no_core": 0, "trace_errors": 0}
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self, host: str, udp_port: int | None, tcp_port: int | None) -> None:
@@ -183,6 +189,8 @@ class SipEndpoint:
         if self.core is None:
             self._counts["dropped_no_core"] += 1
             return
+        if self.trace is not None:
+            self._tap("in", data, source)
         try:
             self.core.receive_datagram(data, source, self._now())
         except Exception:
@@ -198,6 +206,8 @@ class SipEndpoint:
         if self.core is None:
             self._counts["dropped_no_core"] += 1
             return
+        if self.trace is not None:
+            self._tap("in", data, source)
         try:
             self.core.receive_invalid(data, source, error, self._now())
         except Exception:
@@ -262,6 +272,8 @@ class SipEndpoint:
     def _transmit(self) -> None:
         assert self.core is not None
         for data, destination in self.core.datagrams_to_send(self._now()):
+            if self.trace is not None:
+                self._tap("out", data, destination)
             transport = destination.transport
             if transport == "udp" and self._udp is not None:
                 self._udp.send(data, destination)
@@ -269,6 +281,13 @@ class SipEndpoint:
                 self._tcp.send(data, destination)
             else:
                 self._counts["unroutable"] += 1
+
+    def _tap(self, direction: str, data: bytes, peer: Address) -> None:
+        try:
+            self.trace(direction, data, peer, self._now())  # type: ignore[misc]
+        except Exception:  # a broken tap never costs a message
+            self._counts["trace_errors"] += 1
+            log.exception("sip.trace_error", direction=direction)
 
     def _arm_timer(self) -> None:
         if self._closed or self._loop is None or self.core is None:
