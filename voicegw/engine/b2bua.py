@@ -161,7 +161,9 @@ class Engine:
         request = event.request
         dialog_id = DialogId.from_request(request)
         if dialog_id is None:
-            if request.method == "INVITE":
+            if request.method == "INVITE" and "replaces" in request.headers:
+                self.spawn(self._replacing_invite(event))
+            elif request.method == "INVITE":
                 self.spawn(self._new_call(event))
             elif request.method != "ACK":
                 self.respond(event.transaction_id, make_response(request, 405, to_tag=new_tag()))
@@ -257,6 +259,67 @@ class Engine:
         else:
             self._answer_caller(call)
             call.flow_task = self.spawn(self.run_flow(call), call)
+
+    async def _replacing_invite(self, event: RequestReceived) -> None:
+        """RFC 3891: an INVITE with Replaces takes the place of a dialog we own (the
+        carrier or a phone completing an attended transfer on its side). It is
+        answered with our SDP, the media moves to it, and the replaced dialog gets BYE.
+        Replaces naming no confirmed dialog of ours is refused with 481 (RFC 3891 3)."""
+        invite, source = event.request, event.source
+        replaced = _parse_replaces(invite.headers.get("replaces") or "")
+        found = self._by_dialog.get(replaced) if replaced is not None else None
+        if self._admission(invite, source) is not None or found is None:
+            reason = "Call/Transaction Does Not Exist (Replaces)" if found is None else None
+            refusal = self._admission(invite, source) or make_response(invite, 481, reason, to_tag=new_tag())
+            self.respond(event.transaction_id, refusal)
+            return
+        call, old = found
+        if call.state is not CallState.CONNECTED or old.ended or old.dialog is None:
+            self.respond(event.transaction_id, make_response(
+                invite, 481, "Call/Transaction Does Not Exist (Replaces: dialog not confirmed)", to_tag=new_tag()))
+            return
+        leg = Leg(old.role, source, invite=invite, transaction_id=event.transaction_id)
+        try:
+            leg.endpoint = await open_endpoint(self.config.host, self.pool)
+            leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
+            answer = make_answer(SessionDescription.parse(invite.body), origin=leg.sdp.origin,
+                                 address=self.config.host, port=leg.endpoint.port)
+        except (SipError, PortPoolExhausted) as error:
+            if leg.endpoint is not None:
+                leg.endpoint.close()
+            status = getattr(error, "status", 503)
+            self.respond(event.transaction_id, make_response(invite, status, to_tag=new_tag()))
+            return
+        apply_media(leg.endpoint, answer.negotiated)
+        response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=self.contact(),
+                                        body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
+        leg.dialog = Dialog.from_uas_response(invite, response, local_via=self.outbound.local_via(source.transport),
+                                              contact=self.contact(), over_tls=False)
+        self._register(call, leg)
+        self.respond(event.transaction_id, response)
+        self._swap_leg(call, old, leg)
+        self.outbound.hang_up(old)
+        call.record(self.now(), f"leg.{leg.role}.replaced", source=str(source))
+
+    def _swap_leg(self, call: Call, old: Leg, new: Leg) -> None:
+        """Put ``new`` where ``old`` was: in the call and in the media path."""
+        assert new.endpoint is not None
+        bridge = self.bridge(call)
+        if old is call.caller:
+            call.caller = new
+            if bridge is not None:
+                far = bridge.b
+                bridge.close()
+                call.resources.append(Bridge(new.endpoint, far))
+            elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
+                call.flow_task.cancel()
+                call.flow_task = self.spawn(self.run_flow(call), call)
+        else:
+            setattr(call, old.role, new)
+            if bridge is not None and bridge.b is old.endpoint:
+                bridge.replace_b(new.endpoint)
+        if old.endpoint is not None:
+            old.endpoint.close()
 
     def _admission(self, invite: Request, source: Address) -> Response | None:
         """Who may call and with what: a response refusing the INVITE, or None."""
@@ -633,6 +696,19 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
 
 def peer_of(uri: SipUri) -> Address:
     return Address(uri.transport or "udp", uri.host.strip("[]"), uri.port or 5060)
+
+
+def _parse_replaces(value: str) -> DialogId | None:
+    """``Replaces: callid;to-tag=T;from-tag=F`` (RFC 3891 6.1). The to-tag is the tag of
+    the UA that receives the INVITE (ours), the from-tag the other side's."""
+    call_id, _, params = value.partition(";")
+    tags = {}
+    for param in params.split(";"):
+        name, _, tag = param.strip().partition("=")
+        tags[name.strip().lower()] = tag.strip()
+    if not call_id.strip() or "to-tag" not in tags or "from-tag" not in tags:
+        return None
+    return DialogId(call_id.strip(), tags["to-tag"], tags["from-tag"])
 
 
 def _session_interval(invite: Request) -> int | None:
