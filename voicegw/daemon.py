@@ -151,6 +151,9 @@ class Daemon:
             log.error("daemon.failed", error=str(error), host=sip.host,
                       udp_port=sip.udp_port, tcp_port=sip.tcp_port)
             return 1
+        if not await self._start_tls():
+            await self.endpoint.close()
+            return 1
         udp, tcp = self.endpoint.udp_address, self.endpoint.tcp_address
         self.endpoint.core = UserAgentCore(
             CoreConfig(
@@ -163,6 +166,8 @@ class Daemon:
             )
         )
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
+        if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
+            self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.set_exception_handler(_log_loop_exception)
@@ -182,6 +187,25 @@ class Daemon:
             await self.endpoint.close()
             log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
         return 0
+
+    # ------------------------------------------------------------------ TLS (sips)
+    async def _start_tls(self) -> bool:
+        """The TLS listener when ``tls.enabled``; False (logged) when it cannot start:
+        a port taken, or a certificate/key/CA file missing or unusable."""
+        tls = self.config.tls
+        if not tls.enabled:
+            return True
+        from .transport.tls import TlsConfigError
+
+        try:
+            await self.endpoint.start_tls(self.config.sip.host, tls)
+        except (OSError, TlsConfigError) as error:
+            log.error("daemon.failed", error=str(error), host=self.config.sip.host,
+                      tls_port=tls.port)
+            return False
+        log.info("tls.listening", address=str(self.endpoint.tls_address),
+                 min_version=tls.min_version, verify_client=tls.verify_client)
+        return True
 
     def _on_signal(self, signum: int) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)

@@ -152,6 +152,11 @@ def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> D
     for name in ("api", "lifecycle", "guard"):
         if name in fields and hasattr(d, name):
             built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
+    if "tls" in fields and hasattr(d, "tls"):  # certificate files relative to the config file
+        tls = _plain(built.tls, d.tls)
+        files = {k: str(resolve(config, v)) for k in ("cert_file", "key_file", "ca_file")
+                 if (v := getattr(tls, k))}
+        built = replace(built, tls=replace(tls, **files))
     if "api" in fields and built.api.token_file:
         built = replace(built, api=replace(built.api, token_file=str(resolve(config, built.api.token_file))))
     # hand-over for the daemon (see the module docstring of daemon.engine_config)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
+from ..transport.tls import TlsConfig, TlsConfigError
 
 
 class ConfigError(ValueError):
@@ -98,6 +99,8 @@ class DaemonConfig:
     user_agent: str = "voicegw/0.1.0"
     api: ApiConfig = field(default_factory=ApiConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    """SIP over TLS (sips): listener, certificates, peer checks (transport/tls.py)."""
 
 
 DEFAULT = DaemonConfig()
@@ -115,7 +118,8 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         return base
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping")
-    unknown = set(data) - {"sip", "limits", "log_level", "calls", "api", "lifecycle", "guard"}
+    unknown = set(data) - {"sip", "limits", "log_level", "calls", "api", "lifecycle", "guard",
+                           "tls"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
     config = base
@@ -155,6 +159,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         config = replace(config, log_level=data["log_level"])
     config = replace(config, api=_section("api", data.get("api"), config.api))
     config = replace(config, lifecycle=_section("lifecycle", data.get("lifecycle"), config.lifecycle))
+    config = replace(config, tls=_tls(data.get("tls"), config.tls))
     return config
 
 
@@ -248,3 +253,41 @@ def _port(name: str, value: Any, allow_none: bool) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
         raise ConfigError(f"{name}: must be a port number 0-65535")
     return value
+
+# --- tls: SIP over TLS (owned by the TLS/SRTP work; voicegw.yaml: models.TlsSection) ----
+_TLS_TYPES: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,), "port": (int,), "cert_file": (str, type(None)),
+    "key_file": (str, type(None)), "ca_file": (str, type(None)), "verify_client": (str,),
+    "verify_server": (bool,), "min_version": (str,), "ciphers": (str, type(None)),
+    "server_names": (dict,), "handshake_timeout": (int, float),
+}
+
+
+def _tls(data: Any, base: TlsConfig) -> TlsConfig:
+    """``tls:``: TlsConfig's fields. Files are read when the daemon starts (a missing
+    or mismatched certificate stops it there, naming the file), not here."""
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise ConfigError("tls: must be a mapping")
+    unknown = set(data) - set(_TLS_TYPES)
+    if unknown:
+        raise ConfigError(f"tls: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    for key, value in data.items():
+        allowed = _TLS_TYPES[key]
+        if key == "min_version" and not isinstance(value, str):
+            raise ConfigError('tls.min_version: must be "1.2" or "1.3" (quoted: 1.2 is a number)')
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"tls.{key}: must be {' or '.join(t.__name__ for t in allowed)}")
+    if "port" in data:
+        _port("tls.port", data["port"], allow_none=False)
+    names = data.get("server_names")
+    if names is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                     for k, v in names.items()):
+        raise ConfigError("tls.server_names: a mapping of peer IP address to host name")
+    config = replace(base, **data)
+    try:
+        config.check()
+    except TlsConfigError as error:
+        raise ConfigError(str(error)) from None
+    return config

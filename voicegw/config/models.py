@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from ..transport.limits import TransportLimits
+from ..transport.tls import TlsConfig, TlsConfigError
 from .defaults import ApiConfig, CallConfig, DaemonConfig, LifecycleConfig
 from .types import (
     Cidr,
@@ -287,6 +288,32 @@ if "guard" in _DAEMON_FIELDS:
     })
 
 
+# --- tls: SIP over TLS (transport/tls.py; owned by the TLS/SRTP work) --------------------
+_TlsFields = _section(TlsConfig, "_TlsFields", {
+    "port": Port,
+    "cert_file": NonEmpty | None, "key_file": NonEmpty | None, "ca_file": NonEmpty | None,
+    "verify_client": Literal["none", "optional", "required"],
+    "min_version": Literal["1.2", "1.3"],
+    "ciphers": NonEmpty | None,
+    "server_names": dict[IpAddress, NonEmpty],
+    "handshake_timeout": Annotated[float, Field(gt=0)],
+})
+
+
+class TlsSection(_TlsFields):  # type: ignore[valid-type,misc]
+    """tls: the sips listener, its certificate files (relative to this file) and the
+    checks on peers' certificates."""
+
+    @model_validator(mode="after")
+    def _usable(self) -> TlsSection:
+        try:
+            TlsConfig(**self.model_dump()).check()
+        except TlsConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
+# ------------------------------------------------------------------------------------------
+
+
 class _DaemonSettings(Strict):
     sip: SipSection = SipSection()
     media: MediaSection = MediaSection()
@@ -295,6 +322,7 @@ class _DaemonSettings(Strict):
     api: ApiSection = ApiSection()  # type: ignore[valid-type]
     lifecycle: LifecycleSection = LifecycleSection()  # type: ignore[valid-type]
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
+    tls: TlsSection = TlsSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     user_agent: NonEmpty = "voicegw/0.1.0"
     profiles_dir: str | None = "sip_profiles"

@@ -58,6 +58,8 @@ class CoreConfig:
     """The address put in Via and Contact."""
     udp_port: int = 5060
     tcp_port: int = 5060
+    tls_port: int = 5061
+    """The port put in Via for requests sent over TLS (RFC 3261 26.2: 5061 for sips)."""
     user_agent: str = "voicegw"
     force_rport: bool = True
     """Answer UDP requests at their source address and port, as if every Via had
@@ -222,7 +224,9 @@ class UserAgentCore:
         return tx_id
 
     def via_value(self, transport: str, branch: str) -> str:
-        port = self.config.udp_port if transport == "udp" else self.config.tcp_port
+        config = self.config
+        port = (config.udp_port if transport == "udp"
+                else config.tls_port if transport == "tls" else config.tcp_port)
         return f"SIP/2.0/{transport.upper()} {self.config.host}:{port};branch={branch};rport"
 
     def register_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> None:

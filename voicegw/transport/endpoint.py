@@ -29,6 +29,7 @@ from ..sip.message import Request, Response
 from .guard import Guard, GuardStatistics, LoopLagProbe
 from .limits import TransportLimits
 from .tcp import TcpStatistics, TcpTransport
+from .tls import TlsConfig, TlsTransport
 from .udp import UdpEndpoint, UdpStatistics, open_udp
 
 log = structlog.get_logger("voicegw.transport")
@@ -71,6 +72,8 @@ class EndpointStatistics:
     addresses: list[str] = field(default_factory=list)
     guard: GuardStatistics | None = None
     """The guard's counters (None when the endpoint has no guard)."""
+    tls: TcpStatistics | None = None
+    """The TLS connections' counters (None when TLS is off)."""
 
 
 class SipEndpoint:
@@ -99,6 +102,7 @@ class SipEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: UdpEndpoint | None = None
         self._tcp: TcpTransport | None = None
+        self._tls: TlsTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._servicing = False
@@ -129,6 +133,15 @@ class SipEndpoint:
             self._lag_probe = LoopLagProbe(self._loop, self.guard)
             self._lag_probe.start()
 
+    async def start_tls(self, host: str, config: TlsConfig) -> None:
+        """Listen for SIP over TLS on ``config.port`` (after ``start``); outbound
+        ``tls`` addresses use the same transport. OSError when the port is taken,
+        ``TlsConfigError`` when a certificate or key cannot be loaded."""
+        self._loop = self._loop or asyncio.get_running_loop()
+        tls = TlsTransport(self._on_datagram, self._on_invalid, self.limits, self._loop, config)
+        await tls.listen(host, config.port)
+        self._tls = tls
+
     async def close(self) -> None:
         """Stop the timer, close the sockets (TCP writes are flushed, bounded)."""
         self._closed = True
@@ -142,6 +155,8 @@ class SipEndpoint:
             self._udp.close()
         if self._tcp is not None:
             await self._tcp.close()
+        if self._tls is not None:
+            await self._tls.close()
 
     @property
     def next_timer(self) -> float | None:
@@ -156,6 +171,10 @@ class SipEndpoint:
     def tcp_address(self) -> Address | None:
         return self._tcp.local_address if self._tcp else None
 
+    @property
+    def tls_address(self) -> Address | None:
+        return self._tls.local_address if self._tls else None
+
     # --- the application's side ------------------------------------------------------
     def send_response(self, transaction_id: str, response: Response) -> None:
         assert self.core is not None
@@ -169,7 +188,8 @@ class SipEndpoint:
         return transaction_id
 
     def statistics(self) -> EndpointStatistics:
-        addresses = [str(a) for a in (self.udp_address, self.tcp_address) if a is not None]
+        addresses = [str(a) for a in (self.udp_address, self.tcp_address, self.tls_address)
+                     if a is not None]
         return EndpointStatistics(
             core=self.core.statistics() if self.core is not None else None,
             udp=self._udp.stats if self._udp else UdpStatistics(),
@@ -177,6 +197,7 @@ class SipEndpoint:
             addresses=addresses,
             guard=self.guard.statistics(self._loop.time() if self._loop else None)
             if self.guard is not None else None,
+            tls=self._tls.stats if self._tls else None,
             **self._counts,
         )
 
@@ -279,6 +300,8 @@ class SipEndpoint:
                 self._udp.send(data, destination)
             elif transport == "tcp" and self._tcp is not None:
                 self._tcp.send(data, destination)
+            elif transport == "tls" and self._tls is not None:
+                self._tls.send(data, destination)
             else:
                 self._counts["unroutable"] += 1
 

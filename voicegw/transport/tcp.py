@@ -21,6 +21,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..sip.errors import SipError
 from ..sip.events import Address
@@ -73,7 +74,7 @@ class TcpConnection(asyncio.Protocol):
     @property
     def address(self) -> Address:
         assert self.key is not None
-        return Address("tcp", self.key[0], self.key[1])
+        return Address(self._manager.name, self.key[0], self.key[1])
 
     # --- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,7 +206,13 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    """The TCP side of an endpoint: one listener and a table of connections."""
+    """The TCP side of an endpoint: one listener and a table of connections.
+
+    TLS (tls.py) is this class with an SSL context: ``name`` and the two option
+    hooks below are all a subclass changes."""
+
+    name = "tcp"
+    """``Address.transport`` of what arrives on (and is sent through) these connections."""
 
     def __init__(
         self,
@@ -226,7 +233,8 @@ class TcpTransport:
 
     async def listen(self, host: str, port: int) -> None:
         self._server = await self.loop.create_server(
-            lambda: TcpConnection(self), host, port, reuse_address=True
+            lambda: TcpConnection(self), host, port, reuse_address=True,
+            **self._server_options(),
         )
 
     @property
@@ -234,7 +242,7 @@ class TcpTransport:
         if self._server is None or not self._server.sockets:
             return None
         host, port = self._server.sockets[0].getsockname()[:2]
-        return Address("tcp", host, port)
+        return Address(self.name, host, port)
 
     def send(self, data: bytes, destination: Address) -> None:
         """Write on the connection to ``destination``, opening one when there is none."""
@@ -283,7 +291,9 @@ class TcpTransport:
         host, port = connection.key
         try:
             async with asyncio.timeout(self.limits.tcp_connect_timeout):
-                await self.loop.create_connection(lambda: connection, host, port)
+                await self.loop.create_connection(
+                    lambda: connection, host, port, **self._connect_options(host)
+                )
         except (OSError, TimeoutError):
             # The core learns nothing here: its client transaction times out (Timer B/F).
             self.stats.connect_failures += 1
@@ -291,6 +301,14 @@ class TcpTransport:
         except asyncio.CancelledError:
             connection.abort()
             raise
+
+    def _server_options(self) -> dict[str, Any]:
+        """Extra ``create_server`` arguments (TLS: the server SSL context)."""
+        return {}
+
+    def _connect_options(self, host: str) -> dict[str, Any]:
+        """Extra ``create_connection`` arguments for ``host`` (TLS: context, SNI)."""
+        return {}
 
     def _register(self, connection: TcpConnection) -> bool:
         assert connection.key is not None
