@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench bootstrap venv check clean
+.PHONY: run test bench bootstrap venv check clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(STAMP) bootstrap
 bench: $(STAMP) bootstrap
 	$(PY) scripts/bench/parser.py
 	$(PY) scripts/bench/options_rate.py
+
+# Long fuzzing runs (CI runs the same targets briefly under hypothesis: tests/test_fuzz.py).
+# atheris is installed on demand; crashes land in var/fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet 'atheris>=2.3'
+	VOICEGW_FUZZ_SCALE=20 $(PY) -m pytest -q tests/test_fuzz.py tests/test_parser_props.py
+	$(PY) scripts/fuzz/run.py all --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
