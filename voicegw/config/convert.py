@@ -35,6 +35,7 @@ from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
 from .loader import Document, LoadedConfig, Source, load_config
 from .models import (
+    PASS_THROUGH,
     AgentProfile,
     AgentTransferNode,
     BotNode,
@@ -149,9 +150,8 @@ def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> D
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
     )
     fields = DaemonConfig.__dataclass_fields__
-    for name in ("api", "lifecycle", "guard"):
-        if name in fields and hasattr(d, name):
-            built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
+    for name in PASS_THROUGH:
+        built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
     if "tls" in fields and hasattr(d, "tls"):  # certificate files relative to the config file
         tls = _plain(built.tls, d.tls)
         files = {k: str(resolve(config, v)) for k in ("cert_file", "key_file", "ca_file")
