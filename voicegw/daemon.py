@@ -162,7 +162,7 @@ class Daemon:
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
                 # RFC 4028 session timers and RFC 4488 Refer-Sub: the engine honours both
-                supported=("timer", "norefersub"),
+                supported=("timer", "norefersub", "replaces"),
             )
         )
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
@@ -280,3 +280,7 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
                                 bot_refer_method=calls.transfer_method),
     )
     return lambda endpoint: Engine(endpoint, engine_config)
+    if config.source is not None:  # files: flows and profiles reach the engine
+        from .config.convert import engine_config as from_files
+
+        return from_files(config.source, config)

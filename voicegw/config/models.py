@@ -52,7 +52,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Method = Literal["invite", "refer", "bye"]
+Method = Literal["invite", "refer", "bye", "warm"]
 
 # =====================================================================================
 # Prompts and fallback rules (shared by flows, integrations and profiles)
