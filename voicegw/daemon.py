@@ -1,9 +1,14 @@
 """The daemon: the SIP endpoint, an application, structured logs, a clean stop.
 
-Lifecycle: bind SIP (UDP and TCP), log ``daemon.started``; on SIGINT or SIGTERM log
-``daemon.stopping``, close the sockets (TCP writes flushed, bounded), log
-``daemon.stopped`` with the statistics, exit 0. A port that cannot be bound logs
-``daemon.failed`` and exits 1.
+Lifecycle: bind SIP (UDP and TCP), start the control API, log ``daemon.started``.
+On SIGTERM log ``daemon.stopping`` and drain: new INVITEs get 503 with Retry-After,
+calls in progress may finish until ``lifecycle.drain_deadline``, the rest are hung
+up (BYE); a second SIGTERM or a SIGINT hangs up at once. Then the API and the
+sockets close (TCP writes flushed, bounded), records are flushed, ``daemon.stopped``
+is logged with the statistics, exit 0. SIGHUP (or ``POST /reload``) reloads the
+config; a bad one is refused and the running config stays. A SIP port that cannot be
+bound logs ``daemon.failed`` and exits 1; an API port that cannot be bound logs
+``api.failed`` and the daemon runs on without its API (calls matter more).
 
 The application is whatever object has ``handle_event(event)``. Until the B2BUA
 engine lands, :class:`RejectingApplication` answers every new request 480; the
@@ -19,7 +24,7 @@ import os
 import signal
 import traceback
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config.defaults import DEFAULT, DaemonConfig
 from .logging import get_logger
@@ -119,8 +124,17 @@ class Daemon:
         self,
         config: DaemonConfig = DEFAULT,
         application_factory: ApplicationFactory = RejectingApplication,
+        loader: Callable[[], DaemonConfig] | None = None,
     ) -> None:
         self.config = config
+        # --- operations (control API, drain, reload) ---
+        self.loader = loader
+        """Rebuilds the config from its sources (file + command line) for a reload."""
+        self.control: Any = None
+        self.api: Any = None
+        self._hurry = False
+        """Set by a second stop signal (or SIGINT): hang up now instead of draining."""
+        # ---
         calls = config.calls
         self.guard = Guard(config.guard, whitelist=(  # default: whom we trust or dial
             *calls.trusted_sources, *uri_hosts((calls.bot_uri, calls.agent_uri, calls.trunk))))
@@ -162,28 +176,36 @@ class Daemon:
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
                 # RFC 4028 session timers and RFC 4488 Refer-Sub: the engine honours both
-                supported=("timer", "norefersub", "replaces"),
+                supported=("timer", "norefersub"),
             )
         )
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
         if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
             self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
+        api_url, api_error = await self._start_api()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         loop.set_exception_handler(_log_loop_exception)
         log.info(
             "daemon.started",
             pid=os.getpid(),
             udp=str(udp) if udp else None,
             tcp=str(tcp) if tcp else None,
+            api=api_url,
             loop=type(loop).__module__.split(".")[0],
             application=type(self.application).__name__,
         )
+        if api_error is not None:  # logged after daemon.started: SIP is up, the API is not
+            log.error("api.failed", error=api_error, host=self.config.api.host, port=self.config.api.port)
         try:
             await self._stop.wait()
+            await self._drain()
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            if self.api is not None:
+                await self.api.close()
             await self.endpoint.close()
             log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
         return 0
@@ -207,9 +229,108 @@ class Daemon:
                  min_version=tls.min_version, verify_client=tls.verify_client)
         return True
 
+    # ------------------------------------------------------------------ operations:
+    # signals, drain, reload, the control API
     def _on_signal(self, signum: int) -> None:
-        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self._stop.is_set() or signum == signal.SIGINT:
+            self._hurry = True  # a second signal, or Ctrl-C: no waiting for calls
+        if self._stop.is_set():
+            log.info("daemon.hurry", signal=name)
+            return
+        log.info("daemon.stopping", signal=name)
+        engine = self._engine()
+        if engine is not None:
+            engine.draining = True  # from now on new INVITEs get 503 + Retry-After
         self.stop()
+
+    def _on_sighup(self) -> None:
+        self.reload(trigger="sighup")
+
+    def _engine(self) -> Any:
+        from .engine.b2bua import Engine
+
+        return self.application if isinstance(self.application, Engine) else None
+
+    async def _drain(self) -> None:
+        """Let calls in progress finish until the deadline, then hang up the rest."""
+        engine = self._engine()
+        if engine is None:
+            return
+        engine.draining = True
+        loop = asyncio.get_running_loop()
+        active = engine.active_calls()
+        if not active:
+            return
+        deadline = 0.0 if self._hurry else self.config.lifecycle.drain_deadline
+        log.info("daemon.draining", active_calls=len(active), deadline=deadline)
+        until = loop.time() + deadline
+        while engine.active_calls() and loop.time() < until and not self._hurry:
+            await asyncio.sleep(0.05)
+        left = engine.active_calls()
+        for call in left:
+            engine.hang_up(call, "shutdown")
+        log.info("daemon.drained", finished=len(active) - len(left), hung_up=len(left))
+        if left:  # give the BYEs a moment to be answered (bounded)
+            until = loop.time() + 2.0
+            core = self.endpoint.core
+            while core is not None and core.statistics().pending_transactions and loop.time() < until:
+                await asyncio.sleep(0.05)
+
+    async def _start_api(self) -> tuple[str | None, str | None]:
+        """The control API: (its URL or None, why it could not start or None)."""
+        engine = self._engine()
+        api = self.config.api
+        if engine is None or not api.enabled:
+            return None, None
+        from .api.control import Control
+        from .api.server import ApiServer
+        from .api.token import TokenError
+        from .api.trace import SipTrace
+
+        self.control = Control(engine, daemon=self, trace=SipTrace(per_call=api.trace_per_call))
+        self.control.transcripts.max_uses = api.transcript_max_uses
+        self.control.transcripts.ttl = api.transcript_ttl
+        self.endpoint.trace = self.control.trace
+        server = ApiServer(self.control, api)
+        try:
+            await server.start()
+        except (OSError, TokenError) as error:
+            return None, str(error)
+        self.api = server
+        return server.url, None
+
+    def reload(self, trigger: str = "api") -> tuple[bool, str]:
+        """Reload the config from its sources; (done, what happened). A config that does
+        not load, or that changes what needs a restart, is refused whole."""
+        engine = self._engine()
+        counts = self.control.reloads if self.control is not None else None
+
+        def refuse(reason: str) -> tuple[bool, str]:
+            log.error("daemon.reload_refused", trigger=trigger, error=reason)
+            if counts is not None:
+                counts["refused"] += 1
+            return False, f"reload refused, the running config stays: {reason}"
+
+        if self.loader is None or engine is None:
+            return refuse("this daemon was started without a config to reload")
+        try:
+            config = self.loader()
+        except Exception as error:  # the loader names the file and the field
+            return refuse(str(getattr(error, "message", None) or error))
+        try:
+            engine.reconfigure(engine_config(config))
+        except Exception as error:
+            return refuse(str(error))
+        fixed = ("sip", "api", "limits", "tls")
+        notes = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]
+        self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
+        detail = "reloaded" + (f"; {', '.join(notes)} changes need a restart" if notes else "")
+        log.info("daemon.reloaded", trigger=trigger, restart_needed=notes)
+        if counts is not None:
+            counts["ok"] += 1
+        return True, detail
+
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
@@ -233,17 +354,22 @@ def _plain(value: object) -> object:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def run(config: DaemonConfig = DEFAULT) -> int:
-    """Run the daemon in the foreground on uvloop when installed; the exit code."""
+def run(config: DaemonConfig = DEFAULT, loader: Callable[[], DaemonConfig] | None = None) -> int:
+    """Run the daemon in the foreground on uvloop when installed; the exit code.
+    ``loader`` rebuilds the config for a reload (SIGHUP, ``voicegw reload``)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
+    if config.api.enabled:
+        # imported here, not on the loop: FastAPI/pydantic/uvicorn take about a second to
+        # import, which on the loop would read as lag (the guard would shed calls)
+        from .api import server as _api_server  # noqa: F401
     tune_gc()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(Daemon(config, application_factory=engine_factory(config)).serve())
+        return runner.run(Daemon(config, application_factory=engine_factory(config), loader=loader).serve())
 
 
 def tune_gc() -> None:
@@ -258,13 +384,21 @@ def tune_gc() -> None:
 
 def engine_factory(config: DaemonConfig) -> ApplicationFactory:
     """The B2BUA engine on the daemon's SIP endpoint, configured from ``config.calls``."""
-    from .engine.b2bua import Engine, EngineConfig
+    from .engine.b2bua import Engine
+
+    built = engine_config(config)
+    return lambda endpoint: Engine(endpoint, built)
+
+
+def engine_config(config: DaemonConfig) -> Any:
+    """The engine's config from the daemon's: at start, and again for a reload."""
+    from .engine.b2bua import EngineConfig
     from .engine.transfer import TransferConfig
     from .flow.runner import demo_flow
 
     calls = config.calls
     allow = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
-    engine_config = EngineConfig(
+    return EngineConfig(
         host=config.sip.host,
         sip_port=config.sip.udp_port or config.sip.tcp_port or 5060,
         rtp_port_min=calls.rtp_port_min,
@@ -279,8 +413,3 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
                                 refer_timeout=calls.refer_timeout, notify_timeout=calls.notify_timeout,
                                 bot_refer_method=calls.transfer_method),
     )
-    return lambda endpoint: Engine(endpoint, engine_config)
-    if config.source is not None:  # files: flows and profiles reach the engine
-        from .config.convert import engine_config as from_files
-
-        return from_files(config.source, config)

@@ -38,34 +38,40 @@ def run(
     bot_uri: str | None, rtp_ports: str | None, agent_uri: str | None,
 ) -> None:
     """Run the daemon in the foreground; logs are JSON lines on stderr."""
-    config = load_config(config_file)
-    sip = config.sip
-    if sip_host is not None:
-        sip = dataclasses.replace(sip, host=sip_host)
-    if sip_port is not None:
-        sip = dataclasses.replace(sip, udp_port=sip_port, tcp_port=sip_port)
-    config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
-    calls: dict[str, object] = {}
-    if bot_uri is not None:
-        calls["bot_uri"] = bot_uri
-    if agent_uri is not None:
-        calls["agent_uri"] = agent_uri
-    if rtp_ports is not None:
-        low, _, high = rtp_ports.partition("-")
-        if not (low.isdigit() and high.isdigit()):
-            raise click.UsageError("--rtp-ports: expected MIN-MAX, e.g. 20000-20999")
-        calls.update(rtp_port_min=int(low), rtp_port_max=int(high))
-    if calls:
-        try:
-            config = dataclasses.replace(config, calls=from_mapping({"calls": calls}, config).calls)
-        except ConfigError as error:
-            raise click.UsageError(str(error)) from None
+
+    def build() -> DaemonConfig:
+        """The file plus the command line: at start, and again for each reload."""
+        config = load_config(config_file)
+        sip = config.sip
+        if sip_host is not None:
+            sip = dataclasses.replace(sip, host=sip_host)
+        if sip_port is not None:
+            sip = dataclasses.replace(sip, udp_port=sip_port, tcp_port=sip_port)
+        config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
+        calls: dict[str, object] = {}
+        if bot_uri is not None:
+            calls["bot_uri"] = bot_uri
+        if agent_uri is not None:
+            calls["agent_uri"] = agent_uri
+        if rtp_ports is not None:
+            low, _, high = rtp_ports.partition("-")
+            if not (low.isdigit() and high.isdigit()):
+                raise click.UsageError("--rtp-ports: expected MIN-MAX, e.g. 20000-20999")
+            calls.update(rtp_port_min=int(low), rtp_port_max=int(high))
+        if calls:
+            try:
+                config = dataclasses.replace(config, calls=from_mapping({"calls": calls}, config).calls)
+            except ConfigError as error:
+                raise click.UsageError(str(error)) from None
+        return config
+
+    config = build()
 
     from .. import logging as vlogging
     from ..daemon import run as run_daemon
 
     vlogging.configure(config.log_level)
-    sys.exit(run_daemon(config))
+    sys.exit(run_daemon(config, loader=build))
 
 
 def load_config(path: Path | None) -> DaemonConfig:
@@ -86,6 +92,12 @@ def load_config(path: Path | None) -> DaemonConfig:
 from .check import check as _check_command  # noqa: E402
 
 cli.add_command(_check_command)
+
+# --- operator commands: status, calls, call show, transfer, hangup, cdr, reload -----------
+from .commands import register as _register_operator_commands  # noqa: E402
+
+_register_operator_commands(cli)
+# ------------------------------------------------------------------------------------------
 
 
 def main() -> None:

@@ -105,9 +105,6 @@ class DaemonConfig:
 
 DEFAULT = DaemonConfig()
 
-    source: Any = field(default=None, compare=False)
-    """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
-    for the engine. None for the embedded default."""
 _SIP_KEYS = {"host", "port", "udp_port", "tcp_port"}
 _LIMIT_KEYS = set(TransportLimits.__dataclass_fields__)
 

@@ -1,0 +1,276 @@
+"""The control API's routes (FastAPI): thin translations of :class:`Control` to HTTP.
+
+Every route and dependency is ``async def``: FastAPI runs plain ``def`` ones in a
+thread pool, and the engine's objects may only be touched from the daemon's loop.
+
+Every route but ``/health``, ``/openapi.json`` and the transcript links needs
+``Authorization: Bearer <token>``; a missing or wrong token is 401. The schema is
+generated from :mod:`voicegw.api.models` and served at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..engine.call import Call, CallState
+from ..engine.transfer import Transfer, TransferState
+from . import models as m
+from .control import Control
+from .transcripts import LinkGone
+
+_bearer = HTTPBearer(auto_error=False, description="The token from the config or var/api.token.")
+
+
+def create_app(control: Control, token: str, public_url: str) -> FastAPI:
+    app = FastAPI(
+        title="voicegw control API", version=control.version, docs_url=None, redoc_url=None,
+        description="Steer a running voicegw: calls, transfers, records, reload. "
+                    "Loopback only by default; every route but /health needs the bearer token.",
+    )
+    app.state.control = control
+    control.public_url = public_url
+    expected = token.encode()
+
+    async def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if credentials is None or credentials.scheme.lower() != "bearer" or not secrets.compare_digest(given, expected):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(authorised)]
+    unauthorised = {401: {"model": m.Problem, "description": "Missing or wrong bearer token."}}
+    not_found = {404: {"model": m.Problem, "description": "No such call."}, **unauthorised}
+
+    def call_or_404(call_id: str) -> Call:
+        call = control.find_call(call_id)
+        if call is None:
+            raise HTTPException(404, f"no call {call_id!r}")
+        return call
+
+    @app.get("/health", response_model=m.Health, tags=["daemon"],
+             responses={503: {"model": m.Health, "description": "Draining: stopping, no new calls."}})
+    async def health() -> Any:
+        draining = control.engine.draining
+        body = m.Health(status="draining" if draining else "ok", version=control.version)
+        return JSONResponse(body.model_dump(), status_code=503 if draining else 200)
+
+    @app.get("/status", response_model=m.Status, dependencies=auth, responses=unauthorised, tags=["daemon"])
+    async def status() -> m.Status:
+        engine = control.engine
+        trace = control.trace
+        methods = sorted({method for method, _ in control.transfer_outcomes})
+        records = None
+        store = control.store
+        if store is not None and hasattr(store, "totals"):
+            records = _plain(await _maybe_await(store.totals()))
+            records = records if isinstance(records, dict) else {"totals": records}
+        return m.Status(
+            version=control.version, pid=os.getpid(), started_at=_dt(control.started_wall),
+            uptime_seconds=round(control.uptime(), 3), draining=engine.draining,
+            active_calls=len(engine.active_calls()), transfers_in_flight=control.transfers_in_flight(),
+            totals=m.Totals(
+                calls=engine.totals.get("calls", 0), answered=engine.totals.get("answered", 0),
+                failed=engine.totals.get("failed", 0), by_outcome=dict(control.outcomes),
+                by_sip_code={str(k): v for k, v in sorted(trace.invite_finals_sent.items())},
+            ),
+            transfers=[m.TransferTotals(method=method, **{
+                outcome: control.transfer_outcomes[(method, outcome)] for outcome in ("started", "succeeded", "failed")
+            }) for method in methods],
+            sip_responses={f"{d} {code}": n for (d, code), n in sorted(trace.responses.items())},
+            records=records,
+        )
+
+    @app.get("/calls", response_model=list[m.CallSummary], dependencies=auth, responses=unauthorised, tags=["calls"])
+    async def calls(state: Literal["active", "ended", "all"] = "all",
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[m.CallSummary]:
+        found = control.calls(state)[-limit:]
+        return [summary(control, c) for c in found]
+
+    @app.get("/calls/{call_id}", response_model=m.CallDetail, dependencies=auth, responses=not_found, tags=["calls"])
+    async def call(call_id: str, messages: bool = False) -> m.CallDetail:
+        return detail(control, call_or_404(call_id), messages)
+
+    @app.post("/calls/{call_id}/transfer", response_model=m.TransferInfo, status_code=202, dependencies=auth,
+              tags=["calls"], responses={
+                  **not_found,
+                  403: {"model": m.Problem, "description": "The target is not on the allow-list."},
+                  409: {"model": m.Problem, "description": "The call is not connected, or a transfer is under way."},
+              })
+    async def transfer(call_id: str, body: m.TransferRequest) -> m.TransferInfo:
+        call = call_or_404(call_id)
+        if call.state is not CallState.CONNECTED:
+            raise HTTPException(409, f"the call is {call.state.value}, not connected")
+        if call.transfer is not None and not call.transfer.done:
+            raise HTTPException(409, f"transfer {call.transfer.id} is under way")
+        context: dict[str, str] = {}
+        link = control.transcripts.for_call(call.key)
+        if link is not None:
+            context = {"transcript_url": f"{public_url}/t/{link.token}", "summary": link.summary}
+        started = control.engine.transfers.start(call, body.target, body.method, trigger="api", context=context)
+        control.transfer_context[started.id] = context
+        if started.status == "policy":
+            raise HTTPException(403, f"transfer {started.id} refused: {started.reason}")
+        return transfer_info(control, started)
+
+    @app.get("/transfers/{transfer_id}", response_model=m.TransferInfo, dependencies=auth, tags=["calls"],
+             responses={404: {"model": m.Problem, "description": "No such transfer."}, **unauthorised})
+    async def get_transfer(transfer_id: str) -> m.TransferInfo:
+        found = control.transfers.get(transfer_id)
+        if found is None:
+            raise HTTPException(404, f"no transfer {transfer_id!r}")
+        return transfer_info(control, found)
+
+    @app.post("/calls/{call_id}/hangup", response_model=m.HangupResult, dependencies=auth, tags=["calls"],
+              responses={**not_found, 409: {"model": m.Problem, "description": "The call has ended already."}})
+    async def hangup(call_id: str, body: m.HangupRequest | None = None) -> m.HangupResult:
+        call = call_or_404(call_id)
+        if call.state is CallState.ENDED:
+            raise HTTPException(409, f"the call ended already ({call.end_reason})")
+        done = control.engine.hang_up(call, (body.reason if body else "operator") or "operator")
+        return m.HangupResult(call_id=call.id, hung_up=done, state=call.state.value)
+
+    @app.post("/calls/{call_id}/transcript", response_model=m.TranscriptLink, status_code=201, dependencies=auth,
+              responses=not_found, tags=["transcripts"])
+    async def attach_transcript(call_id: str, body: m.TranscriptRequest) -> m.TranscriptLink:
+        call = call_or_404(call_id)
+        link = control.transcripts.attach(call.key, call.id, body.transcript, body.summary,
+                                          max_uses=body.max_uses, ttl=body.ttl_seconds)
+        url = f"{public_url}/t/{link.token}"
+        call.record(control.engine_now(), "transcript.attached", max_uses=link.max_uses,
+                    expires_in=round(link.expires - link.created))
+        return m.TranscriptLink(call_id=call.id, url=url, expires_at=_dt(link.expires), max_uses=link.max_uses)
+
+    @app.get("/t/{token}", response_class=PlainTextResponse, tags=["transcripts"], responses={
+        200: {"content": {"text/plain": {}}, "description": "The summary and the transcript."},
+        404: {"model": m.Problem, "description": "No such link."},
+        410: {"model": m.Problem, "description": "The link has expired or been used up."},
+    })
+    async def open_transcript(token: str) -> Response:
+        try:
+            link = control.transcripts.open(token)
+        except KeyError:
+            raise HTTPException(404, "no such link") from None
+        except LinkGone as gone:
+            raise HTTPException(410, str(gone)) from None
+        text = f"Call {link.call_id}\n\nSummary:\n{link.summary}\n\nTranscript:\n{link.transcript}\n"
+        return PlainTextResponse(text, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                                                "X-Uses-Left": str(link.uses_left)})
+
+    @app.get("/records", response_model=m.Records, dependencies=auth, responses=unauthorised, tags=["records"])
+    async def records(since: datetime | None = None, until: datetime | None = None,
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> m.Records:
+        store = control.store
+        if store is not None and hasattr(store, "calls"):
+            rows = await _maybe_await(store.calls(since=_epoch(since), until=_epoch(until), limit=limit))
+            return m.Records(source="store", records=[_plain(r) for r in rows])
+        low, high = _epoch(since), _epoch(until)
+        found = []
+        for call in control.calls("all"):
+            created = control.wall(call.created)
+            if (low is None or created >= low) and (high is None or created < high):
+                found.append(summary(control, call).model_dump(mode="json"))
+        return m.Records(source="memory", records=found[-limit:])
+
+    @app.post("/reload", response_model=m.ReloadResult, dependencies=auth, tags=["daemon"], responses={
+        **unauthorised, 422: {"model": m.ReloadResult, "description": "Refused: the running config stays."},
+    })
+    async def reload() -> Any:
+        reload_fn = getattr(control.daemon, "reload", None)
+        if reload_fn is None:
+            return JSONResponse({"reloaded": False, "detail": "reload is not available"}, status_code=422)
+        ok, text = reload_fn(trigger="api")
+        return JSONResponse({"reloaded": ok, "detail": text}, status_code=200 if ok else 422)
+
+    @app.get("/metrics", dependencies=auth, tags=["daemon"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+                        **unauthorised})
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        registry = getattr(request.app.state, "registry", None)
+        body = generate_latest(registry) if registry is not None else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# ---------------------------------------------------------------------- serialisation
+def _dt(wall: float) -> datetime:
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "_asdict"):
+        return _plain(value._asdict())
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def _caller(call: Call) -> str:
+    invite = call.caller.invite
+    uri = invite.from_.uri if invite is not None else None
+    return getattr(uri, "user", None) or (str(uri) if uri is not None else "")
+
+
+def transfer_info(control: Control, transfer: Transfer) -> m.TransferInfo:
+    return m.TransferInfo(
+        id=transfer.id, call_id=transfer.call_key.split(";", 1)[0], method=transfer.method.value,
+        target=transfer.target, uri=transfer.uri, trigger=transfer.trigger,
+        state=TransferState(transfer.state).value, status=transfer.status, reason=transfer.reason,
+        started_at=_dt(control.wall(transfer.started)),
+        ended_at=_dt(control.wall(transfer.ended)) if transfer.ended is not None else None,
+        progress=list(transfer.progress), context=control.transfer_context.get(transfer.id, {}),
+    )
+
+
+def summary(control: Control, call: Call) -> m.CallSummary:
+    end = next((t for t, event, _ in reversed(call.timeline) if event == "call.ended"), None)
+    duration = (end if end is not None else control.engine_now()) - call.created
+    return m.CallSummary(
+        id=call.id, key=call.key, state=call.state.value, caller=_caller(call),
+        created_at=_dt(control.wall(call.created)), duration_seconds=round(max(0.0, duration), 3),
+        legs=[leg.role for leg in call.legs()], end_reason=call.end_reason,
+        transfer=transfer_info(control, call.transfer) if call.transfer is not None else None,
+    )
+
+
+def detail(control: Control, call: Call, messages: bool) -> m.CallDetail:
+    base = summary(control, call)
+    legs = [m.LegInfo(role=leg.role, peer=f"{leg.peer.transport}:{leg.peer.host}:{leg.peer.port}",
+                      sip_call_id=(leg.dialog.id.call_id if leg.dialog is not None
+                                   else leg.invite.call_id if leg.invite is not None else None),
+                      ended=leg.ended) for leg in call.legs()]
+    timeline = [m.TimelineEntry(at=_dt(control.wall(t)), offset_seconds=round(t - call.created, 3),
+                                event=event, detail=_plain(info)) for t, event, info in call.timeline]
+    trace = [m.TraceMessage(at=_dt(control.wall(e.time)), offset_seconds=round(e.time - call.created, 3),
+                            direction=e.direction, peer=e.peer, sip_call_id=cid, first_line=e.first_line,  # type: ignore[arg-type]
+                            message=e.data.decode("utf-8", "replace") if messages else None)
+             for cid, e in control.trace.messages_for(control.sip_call_ids(call))]
+    link = control.transcripts.for_call(call.key)
+    return m.CallDetail(**base.model_dump(), legs_detail=legs, timeline=timeline, trace=trace,
+                        transcript_url=None if link is None else f"{control.public_url}/t/{link.token}")

@@ -1,0 +1,184 @@
+"""What the control API serves, without HTTP: calls, transfers, totals, transcripts.
+
+One :class:`Control` per daemon. It watches every call's timeline (the engine's
+``listeners``) to keep
+
+- the calls of the last while (``keep_ended`` ended calls after the engine forgets
+  them, so ``voicegw call show`` works after a hang-up);
+- the transfers by id (for ``GET /transfers/{id}`` and the in-flight count);
+- totals by outcome and by method, fallback actions, RTP counters of ended calls.
+
+The HTTP layer (:mod:`voicegw.api.app`) and the metrics collector
+(:mod:`voicegw.metrics`) only read from here. Everything runs on the daemon's loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..engine.call import Call, CallState
+from ..media.relay import Bridge
+from .trace import SipTrace
+from .transcripts import TranscriptLinks
+
+if TYPE_CHECKING:
+    from ..engine.b2bua import Engine
+    from ..engine.transfer import Transfer
+
+
+@dataclass
+class RtpTotals:
+    relayed: int = 0
+    """RTP packets the bridges forwarded, both directions."""
+    dropped: int = 0
+    """RTP packets dropped by bridges and endpoints (wrong source, malformed, no peer)."""
+
+
+class Control:
+    def __init__(self, engine: Engine, *, daemon: Any = None, trace: SipTrace | None = None,
+                 transcripts: TranscriptLinks | None = None, keep_ended: int = 500) -> None:
+        self.engine = engine
+        self.daemon = daemon
+        self.trace = trace or SipTrace()
+        self.transcripts = transcripts or TranscriptLinks()
+        self.keep_ended = keep_ended
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+        self.version = __version__
+        self.recent: OrderedDict[str, Call] = OrderedDict()
+        """Every call seen, by key; ended ones beyond ``keep_ended`` dropped oldest first."""
+        self.transfers: OrderedDict[str, Transfer] = OrderedDict()
+        self.outcomes: Counter[str] = Counter()
+        """Ended calls by cause (hung up, failed, cancelled)."""
+        self.transfer_outcomes: Counter[tuple[str, str]] = Counter()
+        """(method, started|succeeded|failed) -> transfers."""
+        self.fallback_actions: Counter[str] = Counter()
+        self.rtp_ended = RtpTotals()
+        self.reloads: Counter[str] = Counter()
+        self.transfer_context: dict[str, dict[str, str]] = {}
+        """Transfer id -> the context the API gave it (transcript link, summary)."""
+        self.public_url = ""
+        """Base URL of the transcript links (set by the API server)."""
+        self.leg_call_ids: dict[str, set[str]] = {}
+        """Call key -> SIP Call-IDs of every leg it had (failed agent legs are dropped
+        from the call, but their messages belong in its ladder)."""
+        engine.listeners.append(self._on_timeline)
+
+    # ------------------------------------------------------------------ watching
+    def _on_timeline(self, call: Call, now: float, event: str, detail: dict[str, Any]) -> None:
+        if event.startswith("leg."):
+            ids = self.leg_call_ids.setdefault(call.key, set())
+            for leg in call.legs():
+                if leg.invite is not None:
+                    ids.add(leg.invite.call_id)
+        if event == "call.incoming":
+            self.recent[call.key] = call
+            self._trim()
+        elif event == "call.ended":
+            self.outcomes[str(detail.get("cause") or "ended")] += 1
+            self._count_rtp(call)
+        elif event == "transfer.started":
+            transfer = call.transfer
+            if transfer is not None:
+                self.transfers[transfer.id] = transfer
+                while len(self.transfers) > self.keep_ended * 4:
+                    old, _ = self.transfers.popitem(last=False)
+                    self.transfer_context.pop(old, None)
+                self.transfer_outcomes[(transfer.method.value, "started")] += 1
+        elif event in ("transfer.succeeded", "transfer.failed"):
+            transfer = self.transfers.get(str(detail.get("transfer_id")))
+            method = transfer.method.value if transfer is not None else "unknown"
+            self.transfer_outcomes[(method, event.split(".", 1)[1])] += 1
+        elif event.startswith("fallback."):
+            self.fallback_actions[str(detail.get("action") or event.split(".", 1)[1])] += 1
+
+    def _trim(self) -> None:
+        ended = [k for k, c in self.recent.items() if c.state is CallState.ENDED]
+        for key in ended[: max(0, len(ended) - self.keep_ended)]:
+            del self.recent[key]
+            self.leg_call_ids.pop(key, None)
+
+    def _count_rtp(self, call: Call) -> None:
+        relayed, dropped = rtp_counts(call)
+        self.rtp_ended.relayed += relayed
+        self.rtp_ended.dropped += dropped
+
+    # ------------------------------------------------------------------ queries
+    def find_call(self, call_id: str) -> Call | None:
+        """By key ("Call-ID;tag") or by the caller's Call-ID, the latest such call."""
+        call = self.engine.find_call(call_id)
+        if call is not None:
+            return call
+        if call_id in self.recent:
+            return self.recent[call_id]
+        return next((c for c in reversed(self.recent.values()) if c.id == call_id), None)
+
+    def calls(self, state: str = "all") -> list[Call]:
+        seen: dict[str, Call] = dict(self.recent)
+        for call in self.engine.calls.values():
+            seen.setdefault(call.key, call)
+        found = sorted(seen.values(), key=lambda c: c.created)
+        if state == "active":
+            return [c for c in found if c.state is not CallState.ENDED]
+        if state == "ended":
+            return [c for c in found if c.state is CallState.ENDED]
+        return found
+
+    def transfers_in_flight(self) -> int:
+        return sum(1 for t in self.transfers.values() if not t.done)
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    def wall(self, loop_time: float) -> float:
+        """A loop time as wall-clock seconds."""
+        return time.time() - (self.engine_now() - loop_time)
+
+    def engine_now(self) -> float:
+        try:
+            return self.engine.now()
+        except RuntimeError:  # no running loop (tests that build the app alone)
+            return time.monotonic()
+
+    def rtp_totals(self) -> RtpTotals:
+        totals = RtpTotals(self.rtp_ended.relayed, self.rtp_ended.dropped)
+        for call in self.engine.active_calls():
+            relayed, dropped = rtp_counts(call)
+            totals.relayed += relayed
+            totals.dropped += dropped
+        return totals
+
+    def sip_call_ids(self, call: Call) -> list[str]:
+        """The SIP Call-IDs of the call's legs (a B2BUA: one per leg)."""
+        ids = [call.id]
+        for leg in call.legs():
+            if leg.dialog is not None:
+                ids.append(leg.dialog.id.call_id)
+            elif leg.invite is not None:
+                ids.append(leg.invite.call_id)
+        ids.extend(self.leg_call_ids.get(call.key, ()))
+        return list(dict.fromkeys(ids))
+
+    @property
+    def store(self) -> Any:
+        return getattr(self.daemon, "store", None) if self.daemon is not None else None
+
+
+def rtp_counts(call: Call) -> tuple[int, int]:
+    """(relayed, dropped) RTP packets of one call's bridges and endpoints so far."""
+    relayed = dropped = 0
+    for resource in call.resources:
+        if not isinstance(resource, Bridge):
+            continue
+        stats = resource.statistics()
+        for flow in (stats.a_to_b, stats.b_to_a):
+            relayed += flow.packets_out
+            dropped += flow.dropped
+    for leg in call.legs():
+        if leg.endpoint is not None:
+            dropped += leg.endpoint.statistics().dropped
+    return relayed, dropped

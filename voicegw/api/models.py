@@ -1,0 +1,144 @@
+"""Request and response bodies of the control API (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "draining"]
+    version: str
+
+
+class Totals(BaseModel):
+    calls: int = Field(description="Calls admitted since start.")
+    answered: int
+    failed: int
+    by_outcome: dict[str, int] = Field(description="Ended calls by cause: hung up, failed, cancelled.")
+    by_sip_code: dict[str, int] = Field(description="Final responses voicegw sent to INVITEs, by status code.")
+
+
+class TransferTotals(BaseModel):
+    method: str
+    started: int
+    succeeded: int
+    failed: int
+
+
+class Status(BaseModel):
+    version: str
+    pid: int
+    started_at: datetime
+    uptime_seconds: float
+    draining: bool
+    active_calls: int
+    transfers_in_flight: int
+    totals: Totals
+    transfers: list[TransferTotals]
+    sip_responses: dict[str, int] = Field(description="Responses by direction and code, e.g. 'out 200'.")
+    records: dict[str, Any] | None = Field(None, description="The durable store's totals, when it runs.")
+
+
+class TransferInfo(BaseModel):
+    id: str
+    call_id: str
+    method: str
+    target: str
+    uri: str
+    trigger: str
+    state: Literal["pending", "succeeded", "failed"]
+    status: int | str | None
+    reason: str
+    started_at: datetime
+    ended_at: datetime | None
+    progress: list[int]
+    context: dict[str, str] = Field(default_factory=dict)
+
+
+class LegInfo(BaseModel):
+    role: str
+    peer: str
+    sip_call_id: str | None
+    ended: bool
+
+
+class CallSummary(BaseModel):
+    id: str = Field(description="The caller's Call-ID: what the CLI and the other endpoints take.")
+    key: str = Field(description="Call-ID;our-tag: unique even when a caller reuses a Call-ID.")
+    state: Literal["setup", "connected", "ended"]
+    caller: str
+    created_at: datetime
+    duration_seconds: float
+    legs: list[str]
+    end_reason: str
+    transfer: TransferInfo | None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    offset_seconds: float = Field(description="Seconds since the call arrived.")
+    event: str
+    detail: dict[str, Any]
+
+
+class TraceMessage(BaseModel):
+    at: datetime
+    offset_seconds: float
+    direction: Literal["in", "out"]
+    peer: str
+    sip_call_id: str
+    first_line: str
+    message: str | None = Field(None, description="The message as it crossed the wire (with ?messages=true).")
+
+
+class CallDetail(CallSummary):
+    legs_detail: list[LegInfo]
+    timeline: list[TimelineEntry]
+    trace: list[TraceMessage] = Field(description="The SIP messages of the call's legs, oldest first (bounded).")
+    transcript_url: str | None
+
+
+class TransferRequest(BaseModel):
+    target: str = Field(min_length=1, max_length=512, description="A sip: URI or a phone number on the allow-list.")
+    method: Literal["invite", "refer", "bye"] = "invite"
+
+
+class HangupRequest(BaseModel):
+    reason: str = Field("operator", max_length=200)
+
+
+class HangupResult(BaseModel):
+    call_id: str
+    hung_up: bool
+    state: str
+
+
+class TranscriptRequest(BaseModel):
+    transcript: str = Field(max_length=1_000_000)
+    summary: str = Field("", max_length=10_000)
+    max_uses: int | None = Field(None, ge=1, le=1000)
+    ttl_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+
+
+class TranscriptLink(BaseModel):
+    call_id: str
+    url: str
+    expires_at: datetime
+    max_uses: int
+
+
+class ReloadResult(BaseModel):
+    reloaded: bool
+    detail: str
+
+
+class Records(BaseModel):
+    source: Literal["store", "memory"]
+    records: list[dict[str, Any]]

@@ -1,0 +1,110 @@
+"""Prometheus metrics, read at scrape time: nothing is counted twice on the hot path.
+
+The collector turns what the engine, the control state (:class:`voicegw.api.control.Control`)
+and the SIP trace tap already count into metric families when ``/metrics`` is
+scraped. The one thing measured for metrics alone is event-loop lag: a timer every
+``interval`` seconds notes how late it fired (a busy or blocked loop delays it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .api.control import Control
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class VoicegwCollector(Collector):
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def collect(self) -> Any:
+        control, engine = self.control, self.control.engine
+        yield InfoMetricFamily("voicegw", "voicegw build", value={"version": control.version})
+        yield GaugeMetricFamily("voicegw_uptime_seconds", "Seconds since the daemon started",
+                                value=control.uptime())
+        yield GaugeMetricFamily("voicegw_draining", "1 while stopping (new calls refused)",
+                                value=1 if engine.draining else 0)
+        yield GaugeMetricFamily("voicegw_calls_active", "Calls not ended", value=len(engine.active_calls()))
+        yield CounterMetricFamily("voicegw_calls", "Calls admitted", value=engine.totals.get("calls", 0))
+        yield CounterMetricFamily("voicegw_calls_answered", "Calls answered",
+                                  value=engine.totals.get("answered", 0))
+        ended = CounterMetricFamily("voicegw_calls_ended", "Ended calls by cause", labels=["outcome"])
+        for outcome, count in sorted(control.outcomes.items()):
+            ended.add_metric([outcome], count)
+        yield ended
+        transfers = CounterMetricFamily("voicegw_transfers", "Transfer attempts by method and outcome "
+                                        "(started, succeeded, failed)", labels=["method", "outcome"])
+        for (method, outcome), count in sorted(control.transfer_outcomes.items()):
+            transfers.add_metric([method, outcome], count)
+        yield transfers
+        yield GaugeMetricFamily("voicegw_transfers_in_flight", "Transfers not finished",
+                                value=control.transfers_in_flight())
+        fallback = CounterMetricFamily("voicegw_fallback_actions", "Fallback actions taken after failed "
+                                       "transfers", labels=["action"])
+        for action, count in sorted(control.fallback_actions.items()):
+            fallback.add_metric([action], count)
+        yield fallback
+        responses = CounterMetricFamily("voicegw_sip_responses", "SIP responses by direction and status code",
+                                        labels=["direction", "code"])
+        for (direction, code), count in sorted(control.trace.responses.items()):
+            responses.add_metric([direction, str(code)], count)
+        yield responses
+        messages = CounterMetricFamily("voicegw_sip_messages", "SIP messages by direction", labels=["direction"])
+        for direction, count in sorted(control.trace.messages.items()):
+            messages.add_metric([direction], count)
+        yield messages
+        rtp = control.rtp_totals()
+        yield CounterMetricFamily("voicegw_rtp_packets_relayed", "RTP packets forwarded by the bridges",
+                                  value=rtp.relayed)
+        yield CounterMetricFamily("voicegw_rtp_packets_dropped", "RTP packets dropped (wrong source, "
+                                  "malformed, nowhere to send)", value=rtp.dropped)
+        reloads = CounterMetricFamily("voicegw_reloads", "Config reloads by result", labels=["result"])
+        for result, count in sorted(control.reloads.items()):
+            reloads.add_metric([result], count)
+        yield reloads
+
+
+class LoopLagMonitor:
+    """Every ``interval`` s, how late a loop timer fires: the loop's responsiveness."""
+
+    def __init__(self, registry: CollectorRegistry, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.histogram = Histogram("voicegw_event_loop_lag_seconds", "How late a periodic loop timer fired",
+                                   registry=registry, buckets=LAG_BUCKETS)
+        self.last = 0.0
+        self.worst = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.interval
+        self._handle = loop.call_at(self._due, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        self.last = max(0.0, now - self._due)
+        self.worst = max(self.worst, self.last)
+        self.histogram.observe(self.last)
+        self._due = now + self.interval
+        self._handle = loop.call_at(self._due, self._tick, loop)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def registry_for(control: Control, lag_interval: float = 0.5) -> tuple[CollectorRegistry, LoopLagMonitor]:
+    """A registry of its own (not the process-global one) with voicegw's metrics."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(VoicegwCollector(control))
+    return registry, LoopLagMonitor(registry, lag_interval)
