@@ -411,5 +411,7 @@ def engine_config(config: DaemonConfig) -> Any:
         transfer=TransferConfig(allow=allow, trunk=calls.trunk, country_code=calls.country_code,
                                 ring_timeout=calls.ring_timeout, refer_sub=calls.refer_sub,
                                 refer_timeout=calls.refer_timeout, notify_timeout=calls.notify_timeout,
-                                bot_refer_method=calls.transfer_method),
+                                bot_refer_method=calls.transfer_method,
+                                warm=WarmSettings(**calls.warm)),
     )
+    from .engine.warm import WarmSettings

@@ -56,6 +56,10 @@ class CallConfig:
     refer_sub: bool = True
     refer_timeout: float = 32.0
     notify_timeout: float = 60.0
+    warm: dict[str, Any] = field(default_factory=dict)
+    """Warm transfer settings (engine.warm.WarmSettings fields): hold, hold_text,
+    hold_file, briefing_text, briefing_file, confirm, accept_digit, decline_digit,
+    confirm_timeout, auto_complete, complete_by (bridge | refer)."""
 
 
 # --- operations: control API and lifecycle (owned by the API/CLI work) -----------------
@@ -209,8 +213,14 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
     for key in ("trusted_sources", "transfer_allow"):
         if key in changes:
             changes[key] = tuple(str(c) for c in changes[key])
-    if "transfer_method" in changes and changes["transfer_method"] not in ("invite", "refer", "bye"):
-        raise ConfigError("calls.transfer_method: must be invite, refer or bye")
+    if "transfer_method" in changes and changes["transfer_method"] not in ("invite", "refer", "bye", "warm"):
+        raise ConfigError("calls.transfer_method: must be invite, refer, bye or warm")
+    if "warm" in changes:
+        from ..engine.warm import WarmSettings
+
+        known = set(WarmSettings.__dataclass_fields__)
+        if not isinstance(changes["warm"], dict) or set(changes["warm"]) - known:
+            raise ConfigError(f"calls.warm: a mapping of {', '.join(sorted(known))}")
     if "agent_uri" in changes and changes["agent_uri"] is not None and not str(changes["agent_uri"]).startswith("sip:"):
         raise ConfigError("calls.agent_uri: must be a sip: URI")
     return replace(base, **changes)
