@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from .net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+TTS_CACHE = ROOT / "var" / "tts"
 
 
 class DaemonProcess:
@@ -26,6 +30,8 @@ class DaemonProcess:
         self.lines: list[str] = []
         self._started = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
+        self.workdir = ROOT
+        self.api_port: int | None = None
         self._reader: threading.Thread | None = None
 
     @property
@@ -33,11 +39,12 @@ class DaemonProcess:
         return self.host, self.port
 
     def start(self, timeout: float = 15.0) -> DaemonProcess:
+        args = self._isolated_args(list(self.args))
         cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", self.host,
-               "--sip-port", str(self.port), *self.args]
+               "--sip-port", str(self.port), *args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -46,6 +53,27 @@ class DaemonProcess:
             self.kill()
             raise RuntimeError("daemon did not start:\n" + "\n".join(self.lines[-20:]))
         return self
+
+    def _isolated_args(self, args: list[str]) -> list[str]:
+        """Each test daemon gets its own working directory (records, API token) and a
+        free API port, so daemons of parallel or successive tests never share state;
+        the TTS cache is shared (rendering is slow, the files are immutable)."""
+        self.workdir = Path(tempfile.mkdtemp(prefix="voicegw-test-"))
+        self.api_port = free_port(self.host)
+        data: dict = {}
+        if "--config" in args:
+            index = args.index("--config")
+            source = Path(args[index + 1])
+            data = yaml.safe_load(source.read_text()) or {}
+            del args[index : index + 2]
+        data.setdefault("api", {}).setdefault("port", self.api_port)
+        self.api_port = data["api"]["port"]
+        data.setdefault("paths", {}).setdefault("tts_cache", str(TTS_CACHE))
+        data.setdefault("profiles_dir", None)
+        data.setdefault("flows_dir", None)
+        config = self.workdir / "voicegw-test.yaml"
+        config.write_text(yaml.safe_dump(data))
+        return ["--config", str(config), *args]
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
