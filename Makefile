@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench bootstrap venv check clean fuzz
+.PHONY: run test bench bootstrap venv check clean fuzz demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP) bootstrap
 bench: $(STAMP) bootstrap
 	$(PY) scripts/bench/parser.py
 	$(PY) scripts/bench/options_rate.py
+
+# A scripted call with sipp peers: bot REFER -> busy agent (486) -> REFER to a second
+# agent -> answered; prints the SIP ladder (scripts/demo.py).
+demo: $(STAMP) bootstrap
+	$(PY) scripts/demo.py
 
 # Long fuzzing runs (CI runs the same targets briefly under hypothesis: tests/test_fuzz.py).
 # atheris is installed on demand; crashes land in var/fuzz/crashes/.

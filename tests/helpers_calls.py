@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from helpers.daemon import DaemonProcess, wait_until
 from helpers.net import free_port, recv_any, udp_socket
 
@@ -255,12 +257,13 @@ class CallLab:
         if bot:
             self.bot_port = free_port(HOST)
             args += ["--bot-uri", f"sip:bot@{HOST}:{self.bot_port}"]
+        # no control API: it listens on a fixed port that another daemon may hold
+        config: dict[str, object] = {"api": {"enabled": False}}
         if calls:
-            import yaml
-
-            config = self.workdir / "voicegw.yaml"
-            config.write_text(yaml.safe_dump({"calls": calls}), encoding="utf-8")
-            args += ["--config", str(config)]
+            config["calls"] = calls
+        path = self.workdir / "voicegw.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        args += ["--config", str(path)]
         self.daemon = DaemonProcess(HOST, None, *args).start()
         return self.daemon
 

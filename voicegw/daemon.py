@@ -176,7 +176,7 @@ class Daemon:
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
                 # RFC 4028 session timers and RFC 4488 Refer-Sub: the engine honours both
-                supported=("timer", "norefersub"),
+                supported=("timer", "norefersub", "replaces"),
             )
         )
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
@@ -394,8 +394,13 @@ def engine_config(config: DaemonConfig) -> Any:
     """The engine's config from the daemon's: at start, and again for a reload."""
     from .engine.b2bua import EngineConfig
     from .engine.transfer import TransferConfig
+    from .engine.warm import WarmSettings
     from .flow.runner import demo_flow
 
+    if config.source is not None:  # files: flows and profiles reach the engine
+        from .config.convert import engine_config as from_files
+
+        return from_files(config.source, config)
     calls = config.calls
     allow = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
     return EngineConfig(
@@ -414,4 +419,3 @@ def engine_config(config: DaemonConfig) -> Any:
                                 bot_refer_method=calls.transfer_method,
                                 warm=WarmSettings(**calls.warm)),
     )
-    from .engine.warm import WarmSettings

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .defaults import DaemonConfig
 from .errors import Problem
 from .loader import LoadedConfig, Source
 from .models import (
+    PASS_THROUGH,
     AgentTransferNode,
     BotNode,
     BotProfile,
@@ -41,6 +43,8 @@ def check_all(config: LoadedConfig) -> list[Problem]:
 
 
 def _daemon(config: LoadedConfig) -> list[Problem]:
+    from .convert import _plain
+
     d = config.daemon
     doc = config.settings.document
     problems: list[Problem] = []
@@ -51,6 +55,14 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
         tcp = d.sip.tcp_port if d.sip.tcp_port is not None else d.sip.port
         if d.api.port == tcp and tcp != 0:
             problems.append(doc.problem(("api", "port"), f"{d.api.port} is also the SIP TCP port"))
+    for name in PASS_THROUGH:  # a section's own check (tls: cert_file with key_file...)
+        plain = _plain(getattr(DaemonConfig(), name), getattr(d, name))
+        checker = getattr(plain, "check", None)
+        if callable(checker):
+            try:
+                checker()
+            except Exception as error:  # noqa: BLE001 - the section's message, located
+                problems.append(doc.problem((name,), str(error)))
     carriers = [n for n, s in config.profiles.items() if isinstance(s.model, CarrierProfile)]
     if d.calls.carrier is not None:
         if d.calls.carrier not in carriers:

@@ -35,6 +35,7 @@ from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
 from .loader import Document, LoadedConfig, Source, load_config
 from .models import (
+    PASS_THROUGH,
     AgentProfile,
     AgentTransferNode,
     BotNode,
@@ -149,9 +150,8 @@ def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> D
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
     )
     fields = DaemonConfig.__dataclass_fields__
-    for name in ("api", "lifecycle", "guard"):
-        if name in fields and hasattr(d, name):
-            built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
+    for name in PASS_THROUGH:
+        built = replace(built, **{name: _plain(getattr(built, name), getattr(d, name))})
     if "tls" in fields and hasattr(d, "tls"):  # certificate files relative to the config file
         tls = _plain(built.tls, d.tls)
         files = {k: str(resolve(config, v)) for k in ("cert_file", "key_file", "ca_file")
@@ -199,6 +199,7 @@ def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> A
     ports and the quick settings; the file gives the flow and profiles."""
     from ..engine.b2bua import EngineConfig
     from ..engine.transfer import TransferConfig
+    from ..engine.warm import WarmSettings
 
     daemon = daemon or daemon_config(config)
     calls = daemon.calls
@@ -210,7 +211,10 @@ def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> A
         "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
         "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
         "bot_refer_method": calls.transfer_method, "ringback": config.daemon.calls.ringback,
+        "warm": WarmSettings(**calls.warm),
     }
+    if calls.agent_uri and calls.agent_uri not in transfer["allow"]:
+        transfer["allow"] = (*transfer["allow"], calls.agent_uri)  # the operator named it
     bot = _bot_profile(config, calls.bot_uri)
     if bot is not None:
         transfer["bot_refer_method"] = bot.refer_method

@@ -105,6 +105,9 @@ class DaemonConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     """SIP over TLS (sips): listener, certificates, peer checks (transport/tls.py)."""
+    source: Any = field(default=None, compare=False)
+    """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
+    for the engine. None for the embedded default."""
 
 
 DEFAULT = DaemonConfig()
@@ -263,6 +266,7 @@ def _port(name: str, value: Any, allow_none: bool) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
         raise ConfigError(f"{name}: must be a port number 0-65535")
     return value
+
 
 # --- tls: SIP over TLS (owned by the TLS/SRTP work; voicegw.yaml: models.TlsSection) ----
 _TLS_TYPES: dict[str, tuple[type, ...]] = {

@@ -46,9 +46,12 @@ class Document:
     def line_of(self, path: Iterable[Any]) -> int | None:
         """The line of the longest prefix of ``path`` that the file has."""
         key = tuple(path)
+        text = {tuple(map(str, k)): line for k, line in self.lines.items()}  # YAML 1: vs "1"
         while key:
             if key in self.lines:
                 return self.lines[key]
+            if tuple(map(str, key)) in text:
+                return text[tuple(map(str, key))]
             key = key[:-1]
         return self.lines.get(())
 

@@ -28,7 +28,7 @@ from pydantic import (
 
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
-from .defaults import ApiConfig, CallConfig, DaemonConfig, LifecycleConfig
+from .defaults import CallConfig, DaemonConfig
 from .types import (
     Cidr,
     ContextKey,
@@ -52,7 +52,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Method = Literal["invite", "refer", "bye"]
+Method = Literal["invite", "refer", "bye", "warm"]
 
 # =====================================================================================
 # Prompts and fallback rules (shared by flows, integrations and profiles)
@@ -271,22 +271,10 @@ CallsSection = _section(CallConfig, "CallsSection", {
 })
 """calls: who may call, the bot, and the quick transfer settings (without profiles)."""
 
-ApiSection = _section(ApiConfig, "ApiSection", {
-    "host": IpAddress, "port": Port, "token": NonEmpty | None,
-    "public_url": Annotated[str, Field(pattern=r"^https?://")] | None,
-})
-LifecycleSection = _section(LifecycleConfig, "LifecycleSection", {})
 LimitsSection = _section(TransportLimits, "LimitsSection", {
     f.name: Annotated[int if f.type in (int, "int") else float, Field(gt=0)]
     for f in dataclasses.fields(TransportLimits)
 })
-_DAEMON_FIELDS = {f.name: f for f in dataclasses.fields(DaemonConfig)}
-GuardSection: type[BaseModel] | None = None
-if "guard" in _DAEMON_FIELDS:
-    GuardSection = _section(typing.get_type_hints(DaemonConfig)["guard"], "GuardSection", {
-        "whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None,
-    })
-
 
 # --- tls: SIP over TLS (transport/tls.py; owned by the TLS/SRTP work) --------------------
 _TlsFields = _section(TlsConfig, "_TlsFields", {
@@ -314,13 +302,28 @@ class TlsSection(_TlsFields):  # type: ignore[valid-type,misc]
 # ------------------------------------------------------------------------------------------
 
 
+#: Checked types for fields of the pass-through sections, by section.
+SECTION_TYPES: dict[str, dict[str, Any]] = {
+    "api": {"host": IpAddress, "port": Port, "token": NonEmpty | None,
+            "public_url": Annotated[str, Field(pattern=r"^https?://")] | None},
+    "guard": {"whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None},
+}
+_OWN_SECTIONS = ("sip", "calls", "limits", "tls")  # tls: TlsSection above
+_DAEMON_HINTS = typing.get_type_hints(DaemonConfig)
+PASS_THROUGH: dict[str, type[BaseModel]] = {
+    f.name: _section(_DAEMON_HINTS[f.name], f"{f.name.title()}Section", SECTION_TYPES.get(f.name, {}))
+    for f in dataclasses.fields(DaemonConfig)
+    if f.name not in _OWN_SECTIONS and dataclasses.is_dataclass(_DAEMON_HINTS[f.name])
+}
+"""Sections that are a dataclass of config/defaults.py field for field (api, lifecycle,
+guard, tls...): a section added there is accepted here with no change."""
+
+
 class _DaemonSettings(Strict):
     sip: SipSection = SipSection()
     media: MediaSection = MediaSection()
     calls: CallsSection = CallsSection()  # type: ignore[valid-type]
     paths: PathsSection = PathsSection()
-    api: ApiSection = ApiSection()  # type: ignore[valid-type]
-    lifecycle: LifecycleSection = LifecycleSection()  # type: ignore[valid-type]
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
     tls: TlsSection = TlsSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -335,13 +338,10 @@ class _DaemonSettings(Strict):
     """For agent_transfer nodes whose flow names none."""
 
 
-if GuardSection is not None:
-    DaemonSettings = create_model(
-        "DaemonSettings", __base__=_DaemonSettings,
-        guard=(GuardSection, GuardSection()),
-    )
-else:  # pragma: no cover - before the transport guard lands
-    DaemonSettings = create_model("DaemonSettings", __base__=_DaemonSettings)
+DaemonSettings = create_model(
+    "DaemonSettings", __base__=_DaemonSettings,
+    **{name: (model, model()) for name, model in PASS_THROUGH.items()},  # type: ignore[misc]
+)
 DaemonSettings.__doc__ = "voicegw.yaml."
 
 

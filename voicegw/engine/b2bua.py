@@ -22,22 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from ..flow.runner import (
-    DEMO_FLOW,
-    AgentTransferNode,
-    EndCall,
-    Flow,
-    FlowRunner,
-    PlayPrompt,
-    StartTransfer,
-    WaitForDigit,
-)
-from ..media import tones
+from ..flow.runner import DEMO_FLOW, Flow
 from ..media.endpoint import MediaEndpoint, open_endpoint
-from ..media.player import play_samples
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
-from ..media.tts import EspeakTts, TtsError
+from ..media.tts import EspeakTts
 from ..sip.build import make_response, new_tag, reason_phrase
 from ..sip.dialog import Dialog, DialogId, make_dialog_response
 from ..sip.errors import SipError
@@ -55,13 +44,13 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, OutboundLegs
-from .fallback import Attempt
-from .fallback_runner import default_policy, transfer_with_fallback
+from .flow_exec import FlowExecutor
+from .replaces import replacing_invite
+from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
 from .transfer import TransferConfig, Transfers
 
 log = structlog.get_logger("voicegw.engine")
 
-MIN_SE = 90  # RFC 4028 4: the minimum session interval, and our Min-SE
 
 
 class SipSender(Protocol):
@@ -118,6 +107,8 @@ class Engine:
             register=self._register_outbound, track=self._track,
         )
         self.transfers = Transfers(self)
+        self.flows = FlowExecutor(self)
+        self.session_timers = SessionTimers(self)
         self.draining = False
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
         self.listeners: list[Callable[[Call, float, str, dict[str, Any]], None]] = []
@@ -162,7 +153,7 @@ class Engine:
         dialog_id = DialogId.from_request(request)
         if dialog_id is None:
             if request.method == "INVITE" and "replaces" in request.headers:
-                self.spawn(self._replacing_invite(event))
+                self.spawn(replacing_invite(self, event))
             elif request.method == "INVITE":
                 self.spawn(self._new_call(event))
             elif request.method != "ACK":
@@ -226,7 +217,7 @@ class Engine:
     # ------------------------------------------------------------------ new calls
     async def _new_call(self, event: RequestReceived) -> None:
         invite, source = event.request, event.source
-        reject = self._admission(invite, source)
+        reject = self.admission(invite, source)
         if reject is not None:
             self.respond(event.transaction_id, reject)
             return
@@ -234,8 +225,8 @@ class Engine:
         now = self.now()
         call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id),
                     created=now, local_tag=new_tag(), listener=self._emit)
-        interval = _session_interval(invite)
-        if interval is not None and _supports_timer(invite):
+        interval = session_interval(invite)
+        if interval is not None and supports_timer(invite):
             call.session_expires = interval
         self.calls[call.key] = call
         self.totals["calls"] += 1
@@ -260,75 +251,14 @@ class Engine:
             self._answer_caller(call)
             call.flow_task = self.spawn(self.run_flow(call), call)
 
-    async def _replacing_invite(self, event: RequestReceived) -> None:
-        """RFC 3891: an INVITE with Replaces takes the place of a dialog we own (the
-        carrier or a phone completing an attended transfer on its side). It is
-        answered with our SDP, the media moves to it, and the replaced dialog gets BYE.
-        Replaces naming no confirmed dialog of ours is refused with 481 (RFC 3891 3)."""
-        invite, source = event.request, event.source
-        replaced = _parse_replaces(invite.headers.get("replaces") or "")
-        found = self._by_dialog.get(replaced) if replaced is not None else None
-        if self._admission(invite, source) is not None or found is None:
-            reason = "Call/Transaction Does Not Exist (Replaces)" if found is None else None
-            refusal = self._admission(invite, source) or make_response(invite, 481, reason, to_tag=new_tag())
-            self.respond(event.transaction_id, refusal)
-            return
-        call, old = found
-        if call.state is not CallState.CONNECTED or old.ended or old.dialog is None:
-            self.respond(event.transaction_id, make_response(
-                invite, 481, "Call/Transaction Does Not Exist (Replaces: dialog not confirmed)", to_tag=new_tag()))
-            return
-        leg = Leg(old.role, source, invite=invite, transaction_id=event.transaction_id)
-        try:
-            leg.endpoint = await open_endpoint(self.config.host, self.pool)
-            leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
-            answer = make_answer(SessionDescription.parse(invite.body), origin=leg.sdp.origin,
-                                 address=self.config.host, port=leg.endpoint.port)
-        except (SipError, PortPoolExhausted) as error:
-            if leg.endpoint is not None:
-                leg.endpoint.close()
-            status = getattr(error, "status", 503)
-            self.respond(event.transaction_id, make_response(invite, status, to_tag=new_tag()))
-            return
-        apply_media(leg.endpoint, answer.negotiated)
-        response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=self.contact(),
-                                        body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
-        leg.dialog = Dialog.from_uas_response(invite, response, local_via=self.outbound.local_via(source.transport),
-                                              contact=self.contact(), over_tls=False)
-        self._register(call, leg)
-        self.respond(event.transaction_id, response)
-        self._swap_leg(call, old, leg)
-        self.outbound.hang_up(old)
-        call.record(self.now(), f"leg.{leg.role}.replaced", source=str(source))
-
-    def _swap_leg(self, call: Call, old: Leg, new: Leg) -> None:
-        """Put ``new`` where ``old`` was: in the call and in the media path."""
-        assert new.endpoint is not None
-        bridge = self.bridge(call)
-        if old is call.caller:
-            call.caller = new
-            if bridge is not None:
-                far = bridge.b
-                bridge.close()
-                call.resources.append(Bridge(new.endpoint, far))
-            elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
-                call.flow_task.cancel()
-                call.flow_task = self.spawn(self.run_flow(call), call)
-        else:
-            setattr(call, old.role, new)
-            if bridge is not None and bridge.b is old.endpoint:
-                bridge.replace_b(new.endpoint)
-        if old.endpoint is not None:
-            old.endpoint.close()
-
-    def _admission(self, invite: Request, source: Address) -> Response | None:
+    def admission(self, invite: Request, source: Address) -> Response | None:
         """Who may call and with what: a response refusing the INVITE, or None."""
         if self.draining:
             return make_response(invite, 503, "Service Unavailable (shutting down)", to_tag=new_tag(),
                                  headers=Headers([("Retry-After", "30")]))
         if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
             return make_response(invite, 403, "Forbidden (untrusted source)", to_tag=new_tag())
-        interval = _session_interval(invite)
+        interval = session_interval(invite)
         if interval is not None and interval < MIN_SE:
             # RFC 4028 6: too brief an interval is refused, naming our minimum
             return make_response(invite, 422, to_tag=new_tag(), headers=Headers([("Min-SE", str(MIN_SE))]))
@@ -350,14 +280,14 @@ class Engine:
         response = make_dialog_response(
             invite, status, local_tag=call.local_tag, contact=self.contact(),
             body=bytes(call.caller_sdp), content_type="application/sdp",
-            extra_headers=self._session_timer_headers(call) if status >= 200 else (),
+            extra_headers=self.session_timers.headers(call) if status >= 200 else (),
         )
         self._caller_dialog(call, response)
         self.respond(call.caller.transaction_id, response)
         if status >= 200:
             call.apply(CallInput.ANSWERED, self.now())
             self.totals["answered"] += 1
-            self._arm_session_timer(call)
+            self.session_timers.arm(call)
 
     def _caller_dialog(self, call: Call, response: Response) -> None:
         leg = call.caller
@@ -366,11 +296,11 @@ class Engine:
             leg.dialog = Dialog.from_uas_response(
                 leg.invite, response, local_via=self.outbound.local_via(leg.peer.transport),
                 contact=self.contact(), over_tls=False)
-            self._register(call, leg)
+            self.register(call, leg)
         elif response.status >= 200:
             leg.dialog.respond(leg.invite, response.status)
 
-    def _register(self, call: Call, leg: Leg) -> None:
+    def register(self, call: Call, leg: Leg) -> None:
         assert leg.dialog is not None
         dialog_id = leg.dialog.id
         self._by_dialog[dialog_id] = (call, leg)
@@ -378,7 +308,7 @@ class Engine:
 
     def _register_outbound(self, leg: Leg) -> None:
         call = next(c for c in self.calls.values() if any(l is leg for l in c.legs()))
-        self._register(call, leg)
+        self.register(call, leg)
 
     def _fail_setup(self, call: Call, status: int, reason: str) -> None:
         invite = call.caller.invite
@@ -484,14 +414,14 @@ class Engine:
                 return  # the bot leaving after a transfer ends nothing else
             if leg is call.agent and self.transfers.warm.agent_hung_up(call):
                 return  # a consult call ended: the warm transfer decides what follows
-            if leg is call.agent and self._resume_after_agent(call):
+            if leg is call.agent and self.flows.resume_after_agent(call):
                 return
             self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
         elif method == "INVITE":
             self._reinvite(call, leg, event)
         elif method == "UPDATE" and not request.body:
             # a session refresh without an offer (RFC 4028 9, RFC 3311)
-            headers = self._refresh_session(call, leg)
+            headers = self.session_timers.refresh(call, leg)
             self.respond(event.transaction_id, leg.dialog.respond(request, 200, extra_headers=headers))
         elif method in ("OPTIONS", "INFO"):
             # INFO bodies (dtmf-relay, bot metadata) are accepted and recorded, not relayed yet
@@ -501,21 +431,6 @@ class Engine:
             self.transfers.receive(call, leg, event)
         else:
             self.respond(event.transaction_id, leg.dialog.respond(request, 488 if method == "UPDATE" else 501))
-
-    def _resume_after_agent(self, call: Call) -> bool:
-        """The agent hung up first: the flow's post_agent node takes the caller back
-        (a survey, a goodbye), when the call runs a flow and the flow names one."""
-        post_agent = self.config.flow.post_agent
-        if post_agent is None or call.bot is not None or call.state is not CallState.CONNECTED:
-            return False
-        bridge = self.bridge(call)
-        if bridge is not None:
-            bridge.close()
-        if call.agent is not None and call.agent.endpoint is not None:
-            call.agent.endpoint.close()
-        call.record(self.now(), "flow.post_agent", node=post_agent)
-        call.flow_task = self.spawn(self.run_flow(call, at=post_agent), call)
-        return True
 
     def _reinvite(self, call: Call, leg: Leg, event: RequestReceived) -> None:
         """Hold/unhold or a new codec from either side: answered locally per RFC 3264
@@ -537,41 +452,13 @@ class Engine:
             bridge.refresh()
         call.record(self.now(), f"leg.{leg.role}.reinvite", hold=answer.negotiated.remote_hold)
         body = bytes(leg.sdp.stamp(answer.sdp))
-        headers = self._refresh_session(call, leg)
+        headers = self.session_timers.refresh(call, leg)
         self.respond(event.transaction_id, leg.dialog.respond(
             request, 200, body=body, content_type="application/sdp", extra_headers=headers))
 
     @staticmethod
     def bridge(call: Call) -> Bridge | None:
         return next((r for r in call.resources if isinstance(r, Bridge) and not r.closed), None)
-
-    # ------------------------------------------------------------------ session timers
-    def _session_timer_headers(self, call: Call) -> list[tuple[str, str]]:
-        if call.session_expires is None:
-            return []
-        # RFC 4028 9: we let the caller refresh (it said it supports timers)
-        return [("Session-Expires", f"{call.session_expires};refresher=uac"), ("Require", "timer")]
-
-    def _arm_session_timer(self, call: Call) -> None:
-        if call.session_expires is None:
-            return
-        call.cancel_timer("session")
-        interval = call.session_expires
-        # RFC 4028 10: the side that is not the refresher sends BYE shortly before expiry
-        delay = interval - min(32, interval / 3)
-        call.timers["session"] = self.loop.call_later(delay, self._session_expired, call)
-
-    def _refresh_session(self, call: Call, leg: Leg) -> list[tuple[str, str]]:
-        if leg is not call.caller or call.session_expires is None:
-            return []
-        self._arm_session_timer(call)
-        call.record(self.now(), "call.session_refreshed")
-        return self._session_timer_headers(call)
-
-    def _session_expired(self, call: Call) -> None:
-        call.record(self.now(), "call.session_expired")
-        log.info("call.session_expired", call_id=call.id)
-        self.end(call, CallInput.HUNG_UP, "session timer expired")
 
     # ------------------------------------------------------------------ ending
     def _caller_cancelled(self, call: Call) -> None:
@@ -623,63 +510,16 @@ class Engine:
                 self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
         self.calls.pop(call.key, None)
 
-    # ------------------------------------------------------------------ built-in flow
+    # ------------------------------------------------------------------ helpers
     async def run_flow(self, call: Call, at: str | None = None) -> None:
-        endpoint = call.caller.endpoint
-        assert endpoint is not None
-        digits: asyncio.Queue[str] = asyncio.Queue()
-
-        def on_digit(digit: str) -> None:
-            digits.put_nowait(digit)
-            call.record(self.now(), "flow.dtmf", digit=digit)
-            log.info("flow.dtmf", call_id=call.id, digit=digit)
-
-        endpoint.on_dtmf = on_digit
-        endpoint._changed()
-        runner = FlowRunner(self.config.flow)
-        action = runner.start(at)
-        for _ in range(runner.max_steps):
-            if call.state is not CallState.CONNECTED:
-                return
-            if isinstance(action, PlayPrompt):
-                call.record(self.now(), "flow.prompt", node=runner.current)
-                player = play_samples(endpoint, await self.render(action.text))
-                call.resources.append(player)
-                await player.wait()
-                action = runner.prompt_finished()
-            elif isinstance(action, WaitForDigit):
-                try:
-                    digit = await asyncio.wait_for(digits.get(), action.timeout)
-                except asyncio.TimeoutError:
-                    action = runner.timed_out()
-                else:
-                    action = runner.digit(digit) or action
-            elif isinstance(action, StartTransfer):
-                node = runner.flow.nodes[runner.current]
-                assert isinstance(node, AgentTransferNode)
-                attempts = [Attempt(node.method, node.target)] + [Attempt(m, t) for m, t in node.more_attempts]
-                policy = node.fallback or default_policy(node.on_failure)
-                outcome = await transfer_with_fallback(self, call, attempts, policy, trigger="flow")
-                if outcome.kind in ("connected", "gone"):
-                    return  # the agent has the caller now, or the caller left
-                if outcome.kind == "goto" and outcome.node:
-                    action = runner.goto(outcome.node)
-                else:
-                    action = EndCall(outcome.reason or "transfer failed")
-            else:
-                assert isinstance(action, EndCall)
-                call.record(self.now(), "flow.end", reason=action.reason)
-                self.end(call, CallInput.HUNG_UP, f"flow: {action.reason}")
-                return
+        await self.flows.run(call, at)
 
     async def render(self, text: str) -> np.ndarray:
-        try:
-            return await self.tts.render(text)
-        except TtsError as error:
-            log.warning("tts.failed", error=str(error))
-            return tones.ToneGenerator(tones.HOLD_BEEP).read(8000)
+        return await self.flows.render(text)
 
-    # ------------------------------------------------------------------ helpers
+    def dialog_owner(self, dialog_id: DialogId) -> tuple[Call, Leg] | None:
+        return self._by_dialog.get(dialog_id)
+
     def respond(self, transaction_id: str, response: Response) -> None:
         if transaction_id:
             self.sip.send_response(transaction_id, response)
@@ -696,31 +536,6 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
 
 def peer_of(uri: SipUri) -> Address:
     return Address(uri.transport or "udp", uri.host.strip("[]"), uri.port or 5060)
-
-
-def _parse_replaces(value: str) -> DialogId | None:
-    """``Replaces: callid;to-tag=T;from-tag=F`` (RFC 3891 6.1). The to-tag is the tag of
-    the UA that receives the INVITE (ours), the from-tag the other side's."""
-    call_id, _, params = value.partition(";")
-    tags = {}
-    for param in params.split(";"):
-        name, _, tag = param.strip().partition("=")
-        tags[name.strip().lower()] = tag.strip()
-    if not call_id.strip() or "to-tag" not in tags or "from-tag" not in tags:
-        return None
-    return DialogId(call_id.strip(), tags["to-tag"], tags["from-tag"])
-
-
-def _session_interval(invite: Request) -> int | None:
-    value = invite.headers.get("session-expires")
-    if value is None:
-        return None
-    number = value.split(";", 1)[0].strip()
-    return int(number) if number.isdigit() and len(number) < 10 else None
-
-
-def _supports_timer(invite: Request) -> bool:
-    return any(tag.strip() == "timer" for value in invite.headers.values("supported") for tag in value.split(","))
 
 
 def _user(uri: Any) -> str:

@@ -17,7 +17,6 @@ fallback rules see ``declined``, ``no_answer`` and SIP codes the same way.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

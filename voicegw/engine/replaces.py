@@ -1,0 +1,102 @@
+"""RFC 3891 Replaces: an INVITE that takes the place of a dialog voicegw owns.
+
+A carrier or a phone completing an attended transfer on its side sends an INVITE
+with ``Replaces: call-id;to-tag=OURS;from-tag=THEIRS``. voicegw answers it with its
+own SDP, moves the media to it and sends BYE on the replaced dialog. Replaces that
+names no confirmed dialog of ours is refused with 481 (RFC 3891 3).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from ..media.endpoint import open_endpoint
+from ..media.ports import PortPoolExhausted
+from ..media.relay import Bridge
+from ..sip.build import make_response, new_tag
+from ..sip.dialog import Dialog, DialogId, make_dialog_response
+from ..sip.errors import SipError
+from ..sip.events import RequestReceived
+from ..sip.offer_answer import make_answer
+from ..sip.sdp import SdpBuilder, SessionDescription
+from .call import Call, CallState, Leg
+
+if TYPE_CHECKING:
+    from .b2bua import Engine
+
+
+def parse_replaces(value: str) -> DialogId | None:
+    """``Replaces: callid;to-tag=T;from-tag=F`` (RFC 3891 6.1). The to-tag is the tag of
+    the UA that receives the INVITE (ours), the from-tag the other side's."""
+    call_id, _, params = value.partition(";")
+    tags = {}
+    for param in params.split(";"):
+        name, _, tag = param.strip().partition("=")
+        tags[name.strip().lower()] = tag.strip()
+    if not call_id.strip() or "to-tag" not in tags or "from-tag" not in tags:
+        return None
+    return DialogId(call_id.strip(), tags["to-tag"], tags["from-tag"])
+
+
+async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
+    from .b2bua import apply_media
+
+    invite, source = event.request, event.source
+    refusal = engine.admission(invite, source)
+    replaced = parse_replaces(invite.headers.get("replaces") or "")
+    found = engine.dialog_owner(replaced) if replaced is not None else None
+    if refusal is None and found is None:
+        refusal = make_response(invite, 481, "Call/Transaction Does Not Exist (Replaces)", to_tag=new_tag())
+    if refusal is None and found is not None:
+        call, old = found
+        if call.state is not CallState.CONNECTED or old.ended or old.dialog is None:
+            refusal = make_response(invite, 481, "Call/Transaction Does Not Exist (Replaces: dialog not confirmed)",
+                                    to_tag=new_tag())
+    if refusal is not None or found is None:
+        engine.respond(event.transaction_id, refusal)  # type: ignore[arg-type]
+        return
+    call, old = found
+    config = engine.config
+    leg = Leg(old.role, source, invite=invite, transaction_id=event.transaction_id)
+    try:
+        leg.endpoint = await open_endpoint(config.host, engine.pool)
+        leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=config.host)
+        answer = make_answer(SessionDescription.parse(invite.body), origin=leg.sdp.origin,
+                             address=config.host, port=leg.endpoint.port)
+    except (SipError, PortPoolExhausted) as error:
+        if leg.endpoint is not None:
+            leg.endpoint.close()
+        engine.respond(event.transaction_id, make_response(invite, getattr(error, "status", 503), to_tag=new_tag()))
+        return
+    apply_media(leg.endpoint, answer.negotiated)
+    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(),
+                                    body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
+    leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source.transport),
+                                          contact=engine.contact(), over_tls=False)
+    engine.register(call, leg)
+    engine.respond(event.transaction_id, response)
+    swap_leg(engine, call, old, leg)
+    engine.outbound.hang_up(old)
+    call.record(engine.now(), f"leg.{leg.role}.replaced", source=str(source))
+
+
+def swap_leg(engine: Engine, call: Call, old: Leg, new: Leg) -> None:
+    """Put ``new`` where ``old`` was: in the call and in the media path."""
+    assert new.endpoint is not None
+    bridge = engine.bridge(call)
+    if old is call.caller:
+        call.caller = new
+        if bridge is not None:
+            far = bridge.b
+            bridge.close()
+            call.resources.append(Bridge(new.endpoint, far))
+        elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
+            call.flow_task.cancel()
+            call.flow_task = engine.spawn(engine.run_flow(call), call)
+    else:
+        setattr(call, old.role, new)
+        if bridge is not None and bridge.b is old.endpoint:
+            bridge.replace_b(new.endpoint)
+    if old.endpoint is not None:
+        old.endpoint.close()
