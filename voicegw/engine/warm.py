@@ -310,6 +310,8 @@ class WarmTransfers:
     def _drop_agent(self, call: Call, warm: WarmTransfer) -> None:
         leg = warm.leg
         leg.ended = True
+        if warm.briefing is not None:
+            warm.briefing.stop()  # a decline or hang-up mid-briefing: it must not outlive the leg
         if leg.endpoint is not None:
             leg.endpoint.on_dtmf = None
             leg.endpoint.close()
