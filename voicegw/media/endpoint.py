@@ -13,12 +13,15 @@ import asyncio
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voicegw.media.continuity import StreamContinuity
 from voicegw.media.dtmf import DtmfDetector
 from voicegw.media.ports import PortPool, PortPoolExhausted
 from voicegw.media.rtp import RTP_HEADER_SIZE
+
+if TYPE_CHECKING:
+    from voicegw.media.srtp import SrtpContext, SrtpStatistics
 
 Addr = tuple[str, int]
 Receiver = Callable[[bytes, Addr], None]
@@ -69,6 +72,8 @@ class EndpointStatistics:
     octets_out: int
     dropped: int
     dtmf_digits: int
+    srtp: SrtpStatistics | None = None
+    """SRTP counters when the leg uses SRTP (auth_failures: packets dropped unread)."""
 
 
 class MediaEndpoint:
@@ -99,6 +104,9 @@ class MediaEndpoint:
         self.writer: Writer | None = None
         """What currently feeds this leg: a bridge direction or a player. One at a
         time, so a prompt never mixes with relayed audio."""
+        self.srtp: SrtpContext | None = None
+        """SRTP with this leg (RFC 3711, keys by SDES): what it sends is unprotected,
+        what we send it protected. None: plain RTP (and the relay's fast path)."""
         self.rtp = RtpSocket(self._receive_rtp)
         self.rtcp = RtpSocket(self._receive_rtcp)
         self._pool = pool
@@ -146,6 +154,25 @@ class MediaEndpoint:
             return True
         return not self.strict_source
 
+    def set_srtp(self, inbound_key: bytes | None, outbound_key: bytes | None = None,
+                 suite: str = "AES_CM_128_HMAC_SHA1_80") -> None:
+        """Use SRTP with this leg: ``inbound_key`` is the peer's master key || salt
+        (from its ``a=crypto``), ``outbound_key`` ours (from our ``a=crypto``), RFC
+        4568 6.1. ``set_srtp(None)`` goes back to plain RTP. A bridge re-chooses its
+        paths at once (SRTP directions leave the fast path). Calling it again with the
+        same keys (a re-INVITE that kept them) keeps the running context."""
+        if inbound_key is None:
+            self.srtp = None
+        else:
+            from voicegw.media.srtp import SrtpContext
+
+            if outbound_key is None:
+                raise ValueError("set_srtp: both keys are needed")
+            if self.srtp is not None and self.srtp.keyed_with(inbound_key, outbound_key, suite):
+                return
+            self.srtp = SrtpContext(inbound_key, outbound_key, suite)
+        self._changed()
+
     # -- sending -----------------------------------------------------------------
     def claim(self, writer: Writer, new_source: bool = False) -> None:
         """Make ``writer`` the one source feeding this leg; the previous one yields
@@ -188,25 +215,39 @@ class MediaEndpoint:
             self.continuity.rewrite(data, self._loop.time())
         else:
             self.last_sent = bytes(data)
+        if self.srtp is not None:
+            data = self.srtp.protect_rtp(data)  # type: ignore[assignment]
+            if data is None:
+                self.dropped += 1
+                return
         transport.sendto(data, to)
         self.packets_out += 1
         self.octets_out += len(data)
 
     def send_rtcp(self, data: bytes) -> None:
         if self.remote_rtcp is not None and self.rtcp.transport is not None:
+            if self.srtp is not None and (data := self.srtp.protect_rtcp(data)) is None:
+                return
             self.rtcp.transport.sendto(data, self.remote_rtcp)
 
     # -- receiving while unbridged -----------------------------------------------
     def _receive_rtp(self, data: bytes, addr: Addr) -> None:
         self.packets_in += 1
         self.octets_in += len(data)
+        if self.srtp is not None:  # authenticated before it may latch the address
+            plain = self.srtp.unprotect_rtp(data)
+            if plain is None:
+                self.dropped += 1
+                return
+            data = plain
         if not self.accept_rtp(addr):
             self.dropped += 1
             return
         self.check_dtmf(data)
 
     def _receive_rtcp(self, data: bytes, addr: Addr) -> None:
-        self.accept_rtcp(addr)
+        if self.srtp is None or self.srtp.unprotect_rtcp(data) is not None:
+            self.accept_rtcp(addr)
 
     def check_dtmf(self, data: bytes | bytearray) -> None:
         """Feed a received packet to the DTMF detector if it is a telephone-event."""
@@ -227,7 +268,8 @@ class MediaEndpoint:
     def statistics(self) -> EndpointStatistics:
         return EndpointStatistics(self.port, self.remote_rtp, self.latched, self.packets_in,
                                   self.octets_in, self.packets_out, self.octets_out,
-                                  self.dropped, self.dtmf_digits)
+                                  self.dropped, self.dtmf_digits,
+                                  self.srtp.statistics() if self.srtp is not None else None)
 
     def close(self) -> None:
         if self.closed:

@@ -7,6 +7,14 @@ behind it): the receive callback compares the source address, counts, and calls
 PCMA, payload type mapping, SSRC/sequence/timestamp rewriting after a far-side swap,
 DTMF detection, drops) is the slow path, chosen per direction whenever the state
 changes, never tested per packet beyond the one address comparison.
+
+SRTP (srtp.py): a direction from or to a leg with an ``SrtpContext`` is always the
+slow path. It unprotects what the source leg sent (a packet that fails authentication
+or the replay check is dropped before it can latch an address, and counted in
+``srtp_failures``), does what the plain slow path does on the clear packet, and
+protects it for the destination leg. SRTP caller <-> RTP bot is the usual carrier
+case; SRTP on both legs works too (decrypted and re-encrypted, keys differ per leg).
+A bridge with no SRTP leg keeps its fast path untouched.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ class FlowStatistics:
     packets_out: int
     octets_out: int
     dropped: int
+    srtp_failures: int = 0
+    """Of ``dropped``: packets that failed SRTP/SRTCP authentication or replay checks
+    (or could not be protected). With SRTP, octets out count the octets in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +62,7 @@ class _Direction:
     transcoding and rewriting keep the size), so only three counters move."""
 
     __slots__ = ("src", "dst", "expect", "sendto", "to", "last", "pt_map", "packets",
-                 "octets", "dropped", "dropped_octets", "clock")
+                 "octets", "dropped", "dropped_octets", "clock", "srtp_failures")
 
     def __init__(self, src: MediaEndpoint, dst: MediaEndpoint, clock) -> None:
         self.src, self.dst, self.clock = src, dst, clock
@@ -61,6 +72,7 @@ class _Direction:
         self.last: bytes | None = None
         self.pt_map: dict[int, tuple[int, bytes | None]] = {}
         self.packets = self.octets = self.dropped = self.dropped_octets = 0
+        self.srtp_failures = 0
 
     def refresh(self) -> None:
         src, dst = self.src, self.dst
@@ -71,7 +83,8 @@ class _Direction:
         self.sendto = dst.rtp.transport.sendto if dst.rtp.transport else None
         fast = (src.latched and self.to is not None and self.sendto is not None
                 and dst.writer is self and not self.pt_map and not dst.continuity.active
-                and (src.on_dtmf is None or src.dtmf_payload_type is None))
+                and (src.on_dtmf is None or src.dtmf_payload_type is None)
+                and src.srtp is None and dst.srtp is None)
         self.expect = src.remote_rtp if fast else None
 
     def forward(self, data: bytes, addr: Addr) -> None:
@@ -84,22 +97,29 @@ class _Direction:
         else:
             self._slow(data, addr)
 
-    def _slow(self, data: bytes, addr: Addr) -> None:
+    def _slow(self, raw: bytes, addr: Addr) -> None:
         src, dst = self.src, self.dst
+        data = raw
+        if src.srtp is not None:  # RFC 3711 3.3: authenticate (and replay-check) first
+            data = src.srtp.unprotect_rtp(raw)  # type: ignore[assignment]
+            if data is None:
+                self.srtp_failures += 1
+                self._drop(raw)
+                return
         if not src.accept_rtp(addr) or len(data) < RTP_HEADER_SIZE or data[0] >> 6 != 2:
-            self._drop(data)
+            self._drop(raw)
             return
         src.check_dtmf(data)
         if self.to is None or self.sendto is None or dst.writer is not self:
-            self._drop(data)  # nowhere to send yet, or a player holds the leg
+            self._drop(raw)  # nowhere to send yet, or a player holds the leg
             return
         out_pt, table = self.pt_map.get(data[1] & 0x7F, (None, None))
         if out_pt == -1:  # e.g. telephone-event towards a leg that did not offer it
-            self._drop(data)
+            self._drop(raw)
             return
         if out_pt is None and not dst.continuity.active:
             self.last = data
-            self.sendto(data, self.to)
+            self._send(data, raw)
             return
         buf = bytearray(data)
         if out_pt is not None:
@@ -107,7 +127,7 @@ class _Direction:
                 try:
                     start, end = payload_bounds(buf)
                 except RtpError:
-                    self._drop(data)
+                    self._drop(raw)
                     return
                 buf[start:end] = buf[start:end].translate(table)
             buf[1] = (buf[1] & 0x80) | out_pt
@@ -115,7 +135,17 @@ class _Direction:
             dst.continuity.rewrite(buf, self.clock())
         else:
             self.last = bytes(buf)
-        self.sendto(buf, self.to)
+        self._send(buf, raw)
+
+    def _send(self, data: bytes | bytearray, raw: bytes) -> None:
+        srtp = self.dst.srtp
+        if srtp is not None:
+            data = srtp.protect_rtp(data)  # type: ignore[assignment]
+            if data is None:
+                self.srtp_failures += 1
+                self._drop(raw)
+                return
+        self.sendto(data, self.to)  # type: ignore[misc]
 
     def _drop(self, data: bytes) -> None:
         self.dropped += 1
@@ -131,7 +161,8 @@ class _Direction:
 
     def statistics(self) -> FlowStatistics:
         return FlowStatistics(self.packets, self.octets, self.packets - self.dropped,
-                              self.octets - self.dropped_octets, self.dropped)
+                              self.octets - self.dropped_octets, self.dropped,
+                              self.srtp_failures)
 
 
 def _payload_map(src: MediaEndpoint, dst: MediaEndpoint) -> dict[int, tuple[int, bytes | None]]:
@@ -153,24 +184,39 @@ class _RtcpDirection:
     RFC 3550 6.2). After a swap, report senders' SSRC and SR timestamps are mapped
     onto the stable stream the receiver knows."""
 
-    __slots__ = ("src", "dst", "packets", "octets", "dropped", "dropped_octets")
+    __slots__ = ("src", "dst", "packets", "octets", "dropped", "dropped_octets",
+                 "srtp_failures")
 
     def __init__(self, src: MediaEndpoint, dst: MediaEndpoint) -> None:
         self.src, self.dst = src, dst
         self.packets = self.octets = self.dropped = self.dropped_octets = 0
+        self.srtp_failures = 0
 
-    def forward(self, data: bytes, addr: Addr) -> None:
+    def forward(self, raw: bytes, addr: Addr) -> None:
         self.packets += 1
-        self.octets += len(data)
+        self.octets += len(raw)
         dst = self.dst
+        data: bytes | bytearray | None = raw
+        if self.src.srtp is not None:
+            data = self.src.srtp.unprotect_rtcp(raw)
+            if data is None:
+                self._drop(raw, srtp=True)
+                return
         to, transport = dst.remote_rtcp, dst.rtcp.transport
         if not self.src.accept_rtcp(addr) or to is None or transport is None or len(data) < 8:
-            self.dropped += 1
-            self.dropped_octets += len(data)
+            self._drop(raw)
             return
         if dst.continuity.active:
             data = _rewrite_rtcp(data, dst.continuity.ssrc, dst.continuity.ts_offset)
+        if dst.srtp is not None and (data := dst.srtp.protect_rtcp(data)) is None:
+            self._drop(raw, srtp=True)
+            return
         transport.sendto(data, to)
+
+    def _drop(self, raw: bytes, srtp: bool = False) -> None:
+        self.dropped += 1
+        self.dropped_octets += len(raw)
+        self.srtp_failures += srtp
 
     statistics = _Direction.statistics
 

@@ -34,7 +34,7 @@ offer, or a local misuse, is treated as an internal error too).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Sequence
 
@@ -53,9 +53,22 @@ from voicegw.sip.sdp import (
     Timing,
     audio_media,
 )
+from voicegw.sip.sdes import CryptoAttribute, check_key, pick
 
 DEFAULT_SUPPORTED: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 DEFAULT_PROTOS: tuple[str, ...] = ("RTP/AVP",)
+
+
+@dataclass(frozen=True)
+class SrtpKeys:
+    """What an RTP/SAVP exchange settled (RFC 4568): one suite, a key per direction."""
+
+    suite: str
+    remote_key: bytes = field(repr=False)
+    """The peer's master key || salt: unprotects what it sends us."""
+    local_key: bytes = field(repr=False)
+    """Ours: protects what we send it."""
+    tag: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,8 @@ class NegotiatedMedia:
     remote_hold: bool
     #: The packet time the peer wants to receive, if it said (a=ptime).
     ptime: int | None
+    #: SRTP keys when the stream is RTP/SAVP (``MediaEndpoint.set_srtp``), else None.
+    srtp: SrtpKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +117,14 @@ def _offered_direction(media: MediaDescription) -> Direction:
     return direction
 
 
-def _usable(media: MediaDescription, protos: Sequence[str]) -> bool:
+def _usable(media: MediaDescription, protos: Sequence[str], srtp_key: bytes | None) -> bool:
     return (
         media.media == "audio"
         and not media.is_rejected
         and media.proto in protos
         and media.connection is not None
+        # RTP/SAVP only with our key and an offered a=crypto we can use (RFC 4568 7.1.1)
+        and (not media.is_srtp or (srtp_key is not None and pick(media.crypto()) is not None))
     )
 
 
@@ -145,6 +162,7 @@ def make_answer(
     direction: Direction = Direction.SENDRECV,
     protos: Sequence[str] = DEFAULT_PROTOS,
     single_codec: bool = True,
+    srtp_key: bytes | None = None,
 ) -> Answer:
     """Answer ``offer`` from ``address``:``port`` with the codecs in ``supported``.
 
@@ -153,15 +171,29 @@ def make_answer(
     sendonly is answered recvonly or inactive, recvonly sendonly or inactive,
     inactive inactive). Raises ``ParseError`` (488) when no audio stream has a codec
     in common. Pass the result through ``SdpBuilder.stamp`` to get our o= line right.
+
+    SRTP: with ``"RTP/SAVP"`` in ``protos`` and our ``srtp_key`` (master key || salt,
+    ``media.srtp.new_key()``), an RTP/SAVP stream is usable when it offers an
+    ``a=crypto`` we support; the answer carries that line's tag and suite with our key,
+    and ``negotiated.srtp`` has both keys for ``MediaEndpoint.set_srtp``.
     """
+    if srtp_key is not None:
+        check_key("AES_CM_128_HMAC_SHA1_80", srtp_key)  # every suite we offer: 30 bytes
     answered: list[MediaDescription] = []
     accepted = False
     for media in offer.media:
-        codecs = _pick_codecs(media.rtpmap(), supported, single_codec) if _usable(media, protos) else []
+        usable = _usable(media, protos, srtp_key)
+        codecs = _pick_codecs(media.rtpmap(), supported, single_codec) if usable else []
         if codecs and not accepted:
             accepted = True
             mine = _offered_direction(media).reversed().intersect(direction)
-            answered.append(audio_media(port, codecs, direction=mine, ptime=ptime, proto=media.proto))
+            crypto: tuple[CryptoAttribute, ...] = ()
+            if media.is_srtp:
+                chosen = pick(media.crypto())
+                assert chosen is not None and srtp_key is not None  # _usable checked
+                crypto = (chosen.answer(srtp_key),)
+            answered.append(audio_media(port, codecs, direction=mine, ptime=ptime,
+                                        proto=media.proto, crypto=crypto))
         else:
             # RFC 3264 6: "To reject an offered stream, the port number in the
             # corresponding stream in the answer MUST be set to zero. Any media
@@ -203,6 +235,7 @@ def negotiate(
         pt, codec = audio[0]
         events = [p for p, c in answered.items() if c.is_telephone_event]
         mine = local.direction.intersect(_offered_direction(remote).reversed())
+        srtp = _srtp_keys(off, ans, local_is_offerer) if off.is_srtp or ans.is_srtp else None
         return NegotiatedMedia(
             index=index,
             payload_type=pt,
@@ -213,8 +246,25 @@ def negotiate(
             direction=mine,
             remote_hold=remote.is_hold,
             ptime=remote.ptime,
+            srtp=srtp,
         )
     raise _fail("no audio stream accepted")
+
+
+def _srtp_keys(off: MediaDescription, ans: MediaDescription, local_is_offerer: bool) -> SrtpKeys:
+    """RFC 4568 7.1.2/7.1.3: the answer has one a=crypto, with the tag and suite of an
+    offered one; each side's line carries the key it sends with."""
+    if not (off.is_srtp and ans.is_srtp):
+        raise _fail("RTP/SAVP answered with another transport")
+    answered = [c for c in ans.crypto() if c.usable]
+    if len(answered) != 1:
+        raise _fail("an RTP/SAVP answer needs exactly one usable a=crypto")
+    chosen = answered[0]
+    offered = next((c for c in off.crypto() if c.tag == chosen.tag), None)
+    if offered is None or offered.suite != chosen.suite or not offered.usable:
+        raise _fail("the answer's a=crypto does not match an offered one")
+    local, remote = (offered, chosen) if local_is_offerer else (chosen, offered)
+    return SrtpKeys(offered.suite, remote.key_salt, local.key_salt, offered.tag)
 
 
 # -- negotiation state ------------------------------------------------------------------

@@ -42,6 +42,7 @@ from enum import Enum
 from typing import ClassVar, Iterable, Sequence, Union
 
 from voicegw.sip.errors import ParseError
+from voicegw.sip.sdes import CryptoAttribute, crypto_lines
 
 MAX_SDP_SIZE = 64 * 1024
 MAX_LINES = 1024
@@ -421,6 +422,15 @@ class MediaDescription:
     def has_attribute(self, name: str) -> bool:
         return any(a.name == name for a in self.attributes)
 
+    def crypto(self) -> list[CryptoAttribute]:
+        """The SDES keys (RFC 4568 ``a=crypto``) that parse, in the offerer's order."""
+        return crypto_lines(a.value for a in self.attributes if a.name == "crypto")
+
+    @property
+    def is_srtp(self) -> bool:
+        """RTP/SAVP (RFC 3711 12): SRTP, keyed here by SDES."""
+        return self.proto.upper() == "RTP/SAVP"
+
     def fmtp(self) -> dict[str, str]:
         """fmt -> a=fmtp parameters (the first one given for each fmt)."""
         result: dict[str, str] = {}
@@ -652,10 +662,12 @@ def audio_media(
     ptime: int | None = 20,
     address: str | None = None,
     proto: str = "RTP/AVP",
+    crypto: Sequence[CryptoAttribute] = (),
 ) -> MediaDescription:
     """An m=audio section with an rtpmap for every payload type (static ones too, as is
     common practice), their fmtp, ptime and an explicit direction.
-    ``address`` adds a media-level c= line."""
+    ``address`` adds a media-level c= line; ``crypto`` adds ``a=crypto`` lines (for
+    ``proto="RTP/SAVP"``, RFC 4568)."""
     lines: list[Line] = []
     if address is not None:
         lines.append(Connection.for_host(address))
@@ -666,6 +678,7 @@ def audio_media(
             lines.append(Attribute("fmtp", f"{pt} {codec.fmtp}"))
     if ptime is not None:
         lines.append(Attribute("ptime", str(ptime)))
+    lines.extend(Attribute("crypto", str(c)) for c in crypto)
     lines.append(Attribute(direction.value))
     return MediaDescription("audio", port, proto, tuple(str(pt) for pt, _ in payloads), tuple(lines))
 
@@ -702,9 +715,13 @@ class SdpBuilder:
         payloads: Sequence[tuple[int, Codec]] = DEFAULT_PAYLOADS,
         direction: Direction = Direction.SENDRECV,
         ptime: int | None = 20,
+        proto: str = "RTP/AVP",
+        crypto: Sequence[CryptoAttribute] = (),
     ) -> SessionDescription:
-        """Our offer: one audio stream on ``port`` at the builder's address."""
-        media = audio_media(port, payloads, direction=direction, ptime=ptime)
+        """Our offer: one audio stream on ``port`` at the builder's address. SRTP:
+        ``proto="RTP/SAVP"`` with our key(s) in ``crypto`` (``media.srtp.new_crypto``)."""
+        media = audio_media(port, payloads, direction=direction, ptime=ptime, proto=proto,
+                            crypto=crypto)
         return self.stamp(
             SessionDescription(
                 self.origin,
