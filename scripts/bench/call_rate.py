@@ -396,6 +396,7 @@ def main() -> int:
     parser.add_argument("--modes", default="sig,rtp", help="sig (signalling only), rtp (with RTP)")
     parser.add_argument("--no-kamailio", action="store_true", help="voicegw only")
     parser.add_argument("--log-level", default="info", help="voicegw's --log-level (default info)")
+    parser.add_argument("--keep", type=Path, help="keep the logs (sipp, daemon) in this directory")
     parser.add_argument("--stop-above", type=float, default=0.2,
                         help="skip higher rates once this fraction of a step's calls failed")
     args = parser.parse_args()
@@ -419,6 +420,9 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="voicegw-call-rate-") as tmp:
         work = Path(tmp)
+        if args.keep:
+            work = args.keep
+            work.mkdir(parents=True, exist_ok=False)
         for mode in modes:
             scenario = scenario_for(mode, work)
             for target in targets:
