@@ -119,7 +119,10 @@ class _Direction:
             return
         if out_pt is None and not dst.continuity.active:
             self.last = data
-            self._send(data, raw)
+            if dst.srtp is None:
+                self.sendto(data, self.to)
+            else:
+                self._send_srtp(data, raw)
             return
         buf = bytearray(data)
         if out_pt is not None:
@@ -135,17 +138,18 @@ class _Direction:
             dst.continuity.rewrite(buf, self.clock())
         else:
             self.last = bytes(buf)
-        self._send(buf, raw)
+        if dst.srtp is None:
+            self.sendto(buf, self.to)
+        else:
+            self._send_srtp(buf, raw)
 
-    def _send(self, data: bytes | bytearray, raw: bytes) -> None:
-        srtp = self.dst.srtp
-        if srtp is not None:
-            data = srtp.protect_rtp(data)  # type: ignore[assignment]
-            if data is None:
-                self.srtp_failures += 1
-                self._drop(raw)
-                return
-        self.sendto(data, self.to)  # type: ignore[misc]
+    def _send_srtp(self, data: bytes | bytearray, raw: bytes) -> None:
+        protected = self.dst.srtp.protect_rtp(data)  # type: ignore[union-attr]
+        if protected is None:
+            self.srtp_failures += 1
+            self._drop(raw)
+            return
+        self.sendto(protected, self.to)  # type: ignore[misc]
 
     def _drop(self, data: bytes) -> None:
         self.dropped += 1
