@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING
 
 from ..media.endpoint import open_endpoint
+from ..media.player import Player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..sip.build import make_response, new_tag
@@ -99,4 +100,7 @@ def swap_leg(engine: Engine, call: Call, old: Leg, new: Leg) -> None:
         if bridge is not None and bridge.b is old.endpoint:
             bridge.replace_b(new.endpoint)
     if old.endpoint is not None:
+        for resource in call.resources:  # a prompt still playing to the replaced leg
+            if isinstance(resource, Player) and resource.endpoint is old.endpoint:
+                resource.stop()
         old.endpoint.close()
