@@ -22,12 +22,15 @@ import dataclasses
 import gc
 import os
 import signal
+import sqlite3
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .config.defaults import DEFAULT, DaemonConfig
 from .logging import get_logger
+from .store import Store, store_path
+from .store.schema import SchemaError
 from .sip.build import make_response, new_tag
 from .sip.errors import SipError
 from .sip.events import (
@@ -145,6 +148,9 @@ class Daemon:
             listeners.append(self.guard.on_call_event)
         self.endpoint.on_event = self._on_event
         self._stop = asyncio.Event()
+        self.store: Store | None = None
+        """The call/transfer records (store/), open while serving when the application
+        is an engine (has ``listeners``); the control API reads it."""
 
     def _on_event(self, event: Event) -> None:
         log_event(event)
@@ -159,14 +165,18 @@ class Daemon:
 
         loop = asyncio.get_running_loop()
         sip = self.config.sip
+        if not self._open_store():
+            return 1
         try:
             await self.endpoint.start(sip.host, sip.udp_port, sip.tcp_port)
         except OSError as error:
             log.error("daemon.failed", error=str(error), host=sip.host,
                       udp_port=sip.udp_port, tcp_port=sip.tcp_port)
+            await self._close_store()
             return 1
         if not await self._start_tls():
             await self.endpoint.close()
+            await self._close_store()
             return 1
         udp, tcp = self.endpoint.udp_address, self.endpoint.tcp_address
         self.endpoint.core = UserAgentCore(
@@ -207,6 +217,7 @@ class Daemon:
             if self.api is not None:
                 await self.api.close()
             await self.endpoint.close()
+            await self._close_store()
             log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
         return 0
 
@@ -228,6 +239,28 @@ class Daemon:
         log.info("tls.listening", address=str(self.endpoint.tls_address),
                  min_version=tls.min_version, verify_client=tls.verify_client)
         return True
+
+    # ------------------------------------------------------------------ records (store/)
+    def _open_store(self) -> bool:
+        """Open the records before any SIP arrives (migrations and crash recovery run
+        here, blocking, once) and record every call of the engine; False on failure."""
+        listeners = getattr(self.application, "listeners", None)
+        if listeners is None:
+            return True  # not an engine: nothing to record
+        path = store_path(self.config)
+        try:
+            self.store = Store.open(path)
+        except (OSError, sqlite3.Error, SchemaError) as error:
+            log.error("daemon.failed", error=f"records store {path}: {error}")
+            return False
+        listeners.append(self.store.listener)
+        return True
+
+    async def _close_store(self) -> None:
+        """Flush and close the records (off the loop: the writer commits what is queued)."""
+        if self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.close)
 
     # ------------------------------------------------------------------ operations:
     # signals, drain, reload, the control API
@@ -330,7 +363,6 @@ class Daemon:
         if counts is not None:
             counts["ok"] += 1
         return True, detail
-
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
