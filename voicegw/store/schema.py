@@ -1,0 +1,127 @@
+"""The records' SQLite schema as numbered migrations, applied at open.
+
+``schema_version`` holds one row per migration applied (number, wall time). A migration
+is a list of statements run in one transaction with its version row, so a database is
+always at exactly one version; a database newer than this code is refused (an older
+voicegw must not write records it does not understand).
+
+Times are wall-clock UTC as Unix seconds (REAL). ``calls.key`` is the engine's call key
+(``Call-ID;our-tag``): unique even when a caller reuses a Call-ID. Transfer ids
+(``t1``, ``t2``...) restart with the process, so a transfer is named by
+``(call_key, transfer_id)``; the row id is only for ordering.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[list[str]] = [
+    # 1: runs, calls, transfers, events
+    [
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            stopped_at REAL,            -- set by a clean close; NULL after a crash
+            recovered_by INTEGER,       -- the run that closed this run's records
+            dropped INTEGER NOT NULL DEFAULT 0  -- events lost to a full queue (clean close)
+        )""",
+        """CREATE TABLE calls (
+            key TEXT PRIMARY KEY,       -- Call-ID;our-tag (engine Call.key)
+            call_id TEXT NOT NULL,      -- the caller's Call-ID (what the API shows)
+            run_id INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('setup', 'connected', 'ended')),
+            outcome TEXT,               -- NULL while up; completed|failed|cancelled|hung up|restart
+            status INTEGER,             -- final SIP status given to the caller, when known
+            source TEXT,
+            uri TEXT,
+            caller TEXT,
+            created_at REAL NOT NULL,
+            answered_at REAL,
+            ended_at REAL,
+            end_cause TEXT,
+            end_reason TEXT,
+            legs TEXT NOT NULL DEFAULT '{}',   -- JSON: role -> {uri, dialing_at, answered_at, status...}
+            last_event_at REAL NOT NULL,
+            event_count INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX calls_created ON calls (created_at)",
+        "CREATE INDEX calls_call_id ON calls (call_id)",
+        "CREATE INDEX calls_open ON calls (run_id) WHERE state != 'ended'",
+        """CREATE TABLE transfers (
+            id INTEGER PRIMARY KEY,
+            call_key TEXT NOT NULL,
+            transfer_id TEXT NOT NULL,
+            method TEXT NOT NULL,
+            target TEXT NOT NULL,
+            uri TEXT,
+            trigger TEXT,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),
+            status TEXT,                -- '486', '200', 'timeout', 'policy', 'restart'...
+            sip_status INTEGER,         -- status when it is a SIP code
+            reason TEXT,
+            progress TEXT NOT NULL DEFAULT '[]',  -- JSON list of provisional codes
+            fallback TEXT NOT NULL DEFAULT '[]',  -- JSON list of fallback actions taken
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            UNIQUE (call_key, transfer_id)
+        )""",
+        "CREATE INDEX transfers_started ON transfers (started_at)",
+        "CREATE INDEX transfers_pending ON transfers (call_key) WHERE state = 'pending'",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            call_key TEXT NOT NULL,
+            at REAL NOT NULL,
+            event TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_call ON events (call_key, id)",
+    ],
+]
+
+LATEST = len(MIGRATIONS)
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be used by this version of voicegw."""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[list[str]] = MIGRATIONS) -> int:
+    """Bring the database to the newest version; the version it is at.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): each migration is
+    its own ``BEGIN IMMEDIATE`` ... ``COMMIT``, so a crash mid-migration leaves the
+    previous version intact, and two processes opening one file do not both migrate.
+    """
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                 "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(conn)
+            if version > len(migrations):
+                raise SchemaError(
+                    f"the records database is at schema version {version}, newer than this "
+                    f"voicegw understands ({len(migrations)}): upgrade voicegw")
+            if version == len(migrations):
+                conn.execute("COMMIT")
+                return version
+            for statement in migrations[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                         (version + 1, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

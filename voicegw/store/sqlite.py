@@ -1,0 +1,367 @@
+"""The SQLite records store: open (migrate, register the run, recover), record, query.
+
+Durability. The database is in WAL mode with ``synchronous=FULL``: every commit
+fsyncs the WAL, so a record the writer has committed survives ``kill -9`` *and* a
+power cut or kernel crash. ``NORMAL`` would survive ``kill -9`` (the WAL pages are in
+the OS cache) but may lose the last commits on power loss, which breaks "a crash loses
+nothing acknowledged". The cost of FULL is one fsync per *batch*, paid by the writer
+thread, never by the event loop; under load batches grow, so fsyncs per call fall.
+What a crash can lose is what was still queued: entries of the last milliseconds
+before the kill (the writer wakes at once; see writer.py). A caller that must have a
+record on disk before it acts awaits :meth:`Store.durable`.
+
+Reads. Queries run on their own connection (``query_only``): in WAL mode a reader
+sees the last committed state and neither blocks the writer nor waits for it. Every
+query is bounded (``limit`` at most 1000, one call's timeline at most
+``MAX_EVENTS``) and served by an index, so it is short (well under a millisecond to
+a few ms on a large file) and may be called from the event loop; a busy database
+(a checkpoint, another process) makes a read wait at most ``READ_BUSY_MS``.
+Times in and out are wall-clock UTC Unix seconds; ``since``/``until`` also take a
+``datetime`` or an ISO-8601 string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .records import Entry
+from .recovery import Recovery, RunLock, lock_directory, recover
+from .schema import migrate
+from .writer import Writer
+
+log = structlog.get_logger("voicegw.store")
+
+DB_NAME = "voicegw.db"
+DEFAULT_PATH = "var/" + DB_NAME
+ENV_PATH = "VOICEGW_DB"
+MAX_LIMIT = 1000
+MAX_EVENTS = 5000
+READ_BUSY_MS = 200
+WRITE_BUSY_MS = 5000
+
+TimeArg = float | int | datetime | str | None
+
+
+def store_path(config: Any = None) -> Path:
+    """Where the records live: ``$VOICEGW_DB``; else the config's ``store.path``; else
+    ``voicegw.db`` in its records directory (``records_dir``, or ``paths.records_dir``
+    as the YAML names it); else ``var/voicegw.db`` (relative to the working directory)."""
+    env = os.environ.get(ENV_PATH)
+    if env:
+        return Path(env)
+    path = getattr(getattr(config, "store", None), "path", None)
+    if path:
+        return Path(path)
+    directory = getattr(config, "records_dir", None) or getattr(getattr(config, "paths", None), "records_dir", None)
+    if directory:
+        return Path(directory) / DB_NAME
+    return Path(DEFAULT_PATH)
+
+
+class Store:
+    """Durable call and transfer records. Build with :meth:`open`."""
+
+    def __init__(self, path: Path, writer: Writer, reader: sqlite3.Connection, lock: RunLock,
+                 recovery: Recovery, schema_version: int, clock: Callable[[], float]) -> None:
+        self.path = path
+        self.writer = writer
+        self.run_id = writer.run_id
+        self.recovery = recovery
+        self.schema_version = schema_version
+        self._reader = reader
+        self._read_lock = threading.Lock()
+        self._lock = lock
+        self._clock = clock
+        self.closed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = DEFAULT_PATH, *, synchronous: str = "FULL",
+             max_queue: int = 10_000, batch_max: int = 500,
+             clock: Callable[[], float] = time.time) -> Store:
+        """Create or open the database, migrate it, register this run, close what dead
+        runs left open, start the writer. Blocking: call it before serving."""
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        db = Path(path)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(db, WRITE_BUSY_MS)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"{db}: WAL mode refused (journal_mode={mode})")
+            conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            version = migrate(conn)
+            run_id, lock = _register_run(conn, db, clock())
+            try:
+                recovery = recover(conn, run_id, lock_directory(db))
+                reader = _connect(db, READ_BUSY_MS)
+            except BaseException:
+                lock.release()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        reader.row_factory = sqlite3.Row
+        reader.execute("PRAGMA query_only = ON")
+        writer = Writer(conn, run_id, max_queue=max_queue, batch_max=batch_max)
+        writer.start()
+        store = cls(db, writer, reader, lock, recovery, version, clock)
+        # quiet unless a crash left records to close: then the operator wants to know
+        if recovery.calls or recovery.transfers:
+            log.warning("store.recovered", path=str(db), run_id=run_id, runs=list(recovery.runs),
+                        calls=recovery.calls, transfers=recovery.transfers)
+        log.debug("store.opened", path=str(db), run_id=run_id, schema_version=version,
+                  synchronous=synchronous.upper())
+        return store
+
+    # ------------------------------------------------------------------ recording
+    def listener(self, call: Any, now: float, event: str, detail: dict[str, Any]) -> None:
+        """An engine listener (``engine.listeners``): enqueue, nothing else. The entry's
+        time is the wall clock now: the engine calls listeners as the event happens."""
+        self.writer.put(Entry(self._clock(), call.key, call.id, event, detail))
+
+    def attach(self, engine: Any) -> None:
+        """Record every call of ``engine`` (anything with a ``listeners`` list)."""
+        engine.listeners.append(self.listener)
+
+    def record(self, call_key: str, call_id: str, event: str, at: float | None = None,
+               **detail: Any) -> bool:
+        """Queue one timeline entry directly (tests, or events that have no Call)."""
+        return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event, detail))
+
+    async def durable(self) -> None:
+        """Return once everything recorded so far is committed: await it before acting
+        when the record must exist first."""
+        await self.writer.durable()
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Block until everything recorded so far is committed (tests, shutdown)."""
+        return self.writer.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is queued, close anything still open as ``shutdown``, mark the run
+        stopped. Blocking (``await asyncio.to_thread(store.close)`` from the loop).
+        False when the writer did not finish in ``timeout`` (the next start recovers)."""
+        if self.closed:
+            return True
+        self.closed = True
+        finished = self.writer.close(timeout)
+        if finished:
+            try:
+                _mark_stopped(self.writer.conn, self.run_id, self._clock(), self.writer.dropped)
+            except sqlite3.Error as error:
+                log.error("store.close_failed", error=repr(error))
+                finished = False
+            self.writer.conn.close()
+            self._lock.release()
+        else:
+            log.error("store.flush_timeout", queued=self.writer.statistics().queued)
+        with self._read_lock:
+            self._reader.close()
+        stats = asdict(self.writer.statistics())
+        if finished and not stats["dropped"] and not stats["failed"]:
+            log.debug("store.closed", run_id=self.run_id, **stats)
+        else:
+            log.warning("store.closed", run_id=self.run_id, clean=finished, **stats)
+        return finished
+
+    def statistics(self) -> dict[str, Any]:
+        return {"path": str(self.path), "run_id": self.run_id, "schema_version": self.schema_version,
+                **asdict(self.writer.statistics())}
+
+    # ------------------------------------------------------------------ queries
+    def calls(self, since: TimeArg = None, until: TimeArg = None, limit: int = 100,
+              state: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
+        """Calls created in [since, until), newest first; ``state`` is setup, connected
+        or ended; ``outcome`` completed, failed, cancelled, restart..."""
+        where, args = _window("created_at", since, until)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if outcome is not None:
+            where.append("outcome = ?")
+            args.append(outcome)
+        rows = self._read(f"SELECT * FROM calls {_where(where)} ORDER BY created_at DESC, rowid DESC"
+                          f" LIMIT ?", (*args, _limit(limit)))
+        return [_call_row(row) for row in rows]
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        """One call by its key (``Call-ID;tag``) or the caller's Call-ID (the latest
+        such call), with its transfers and its timeline."""
+        rows = self._read("SELECT * FROM calls WHERE key = ?", (call_id,)) or self._read(
+            "SELECT * FROM calls WHERE call_id = ? ORDER BY created_at DESC LIMIT 1", (call_id,))
+        if not rows:
+            return None
+        record = _call_row(rows[0])
+        key = record["key"]
+        record["transfers"] = [_transfer_row(r) for r in self._read(
+            "SELECT * FROM transfers WHERE call_key = ? ORDER BY id", (key,))]
+        record["events"] = [
+            {"at": r["at"], "event": r["event"], "detail": json.loads(r["detail"])}
+            for r in self._read("SELECT at, event, detail FROM events WHERE call_key = ? ORDER BY id LIMIT ?",
+                                (key, MAX_EVENTS))]
+        return record
+
+    def transfers(self, since: TimeArg = None, until: TimeArg = None, limit: int = 100,
+                  state: str | None = None, method: str | None = None,
+                  call_id: str | None = None) -> list[dict[str, Any]]:
+        """Transfer attempts started in [since, until), newest first; ``state`` is
+        pending, succeeded or failed; ``call_id`` a call key or a caller's Call-ID."""
+        where, args = _window("t.started_at", since, until)
+        for column, value in (("t.state", state), ("t.method", method)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if call_id is not None:
+            where.append("(t.call_key = ? OR c.call_id = ?)")
+            args += [call_id, call_id]
+        rows = self._read(
+            "SELECT t.*, c.call_id AS call_id FROM transfers t LEFT JOIN calls c ON c.key = t.call_key"
+            f" {_where(where)} ORDER BY t.started_at DESC, t.id DESC LIMIT ?", (*args, _limit(limit)))
+        return [_transfer_row(row) for row in rows]
+
+    def totals(self, since: TimeArg = None, until: TimeArg = None) -> dict[str, Any]:
+        """Counts of calls and transfer attempts by outcome, SIP status and method."""
+        where, args = _window("created_at", since, until)
+        calls = self._read(f"SELECT state, outcome, status, count(*) AS n FROM calls {_where(where)}"
+                           " GROUP BY state, outcome, status", args)
+        where, args = _window("started_at", since, until)
+        transfers = self._read(f"SELECT method, state, status, count(*) AS n FROM transfers {_where(where)}"
+                               " GROUP BY method, state, status", args)
+        call_totals: dict[str, Any] = {"total": 0, "active": 0, "by_outcome": {}, "by_status": {}}
+        for row in calls:
+            n = row["n"]
+            call_totals["total"] += n
+            if row["state"] != "ended":
+                call_totals["active"] += n
+            outcome = row["outcome"] or "active"
+            call_totals["by_outcome"][outcome] = call_totals["by_outcome"].get(outcome, 0) + n
+            if row["status"] is not None:
+                status = str(row["status"])
+                call_totals["by_status"][status] = call_totals["by_status"].get(status, 0) + n
+        transfer_totals: dict[str, Any] = {"total": 0, "pending": 0, "by_state": {}, "by_status": {},
+                                           "by_method": {}}
+        for row in transfers:
+            n = row["n"]
+            transfer_totals["total"] += n
+            if row["state"] == "pending":
+                transfer_totals["pending"] += n
+            _bump(transfer_totals["by_state"], row["state"], n)
+            if row["status"] is not None:
+                _bump(transfer_totals["by_status"], row["status"], n)
+            _bump(transfer_totals["by_method"].setdefault(row["method"], {}), row["state"], n)
+        return {"calls": call_totals, "transfers": transfer_totals}
+
+    def _read(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
+        with self._read_lock:
+            if self.closed:
+                raise RuntimeError("the records store is closed")
+            return self._reader.execute(sql, tuple(args)).fetchall()
+
+
+# ---------------------------------------------------------------------- helpers
+def _connect(path: Path, busy_ms: int) -> sqlite3.Connection:
+    # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+    return conn
+
+
+def _register_run(conn: sqlite3.Connection, db: Path, now: float) -> tuple[int, RunLock]:
+    """A runs row and its lock, taken before the row is committed: another process
+    recovering at the same moment never sees this run without its lock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = conn.execute("INSERT INTO runs (pid, host, started_at) VALUES (?, ?, ?)",
+                              (os.getpid(), socket.gethostname(), now))
+        run_id = int(cursor.lastrowid or 0)
+        lock = RunLock(lock_directory(db), run_id)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return run_id, lock
+
+
+def _mark_stopped(conn: sqlite3.Connection, run_id: int, now: float, dropped: int) -> None:
+    """A clean stop: what is still open (calls the daemon did not end, transfers with no
+    outcome) is closed as ``shutdown`` now, in one transaction with the run's stop."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "UPDATE transfers SET state = 'failed', status = 'shutdown', reason = 'voicegw stopped',"
+            " ended_at = ? WHERE state = 'pending' AND call_key IN (SELECT key FROM calls WHERE run_id = ?)",
+            (now, run_id))
+        conn.execute(
+            "UPDATE calls SET state = 'ended', outcome = 'shutdown', end_cause = 'shutdown',"
+            " end_reason = 'voicegw stopped', ended_at = ? WHERE run_id = ? AND state != 'ended'",
+            (now, run_id))
+        conn.execute("UPDATE runs SET stopped_at = ?, dropped = ? WHERE id = ?", (now, dropped, run_id))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _seconds(value: TimeArg) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+def _window(column: str, since: TimeArg, until: TimeArg) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    low, high = _seconds(since), _seconds(until)
+    if low is not None:
+        where.append(f"{column} >= ?")
+        args.append(low)
+    if high is not None:
+        where.append(f"{column} < ?")
+        args.append(high)
+    return where, args
+
+
+def _where(clauses: list[str]) -> str:
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(int(limit), MAX_LIMIT))
+
+
+def _bump(counter: dict[str, int], key: Any, n: int) -> None:
+    counter[str(key)] = counter.get(str(key), 0) + n
+
+
+def _call_row(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    record["legs"] = json.loads(record["legs"] or "{}")
+    record["duration"] = (record["ended_at"] - record["answered_at"]
+                          if record["ended_at"] is not None and record["answered_at"] is not None else None)
+    return record
+
+
+def _transfer_row(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    record["progress"] = json.loads(record["progress"] or "[]")
+    record["fallback"] = json.loads(record["fallback"] or "[]")
+    return record

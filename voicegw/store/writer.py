@@ -1,0 +1,224 @@
+"""The off-loop writer: the event loop enqueues, one thread writes.
+
+The engine's listeners run on the signalling path, so :meth:`Writer.put` does no I/O
+and never blocks: it appends to a ``queue.SimpleQueue`` (a C deque under the GIL).
+The thread takes what is queued, up to ``batch_max`` entries, applies them in one
+transaction and commits; while it commits, new entries pile up and form the next
+batch, so the number of commits (fsyncs) falls as the load rises.
+
+Full queue. The queue is bounded at ``max_queue`` entries for plain timeline entries
+(leg.*, flow.*...); the entries that make the records (call.incoming/connected/ended,
+transfer.*, fallback.*) may use a further ``reserve``. Past that an entry is dropped,
+never waited for: disk trouble must not stop calls. Drops are counted
+(``statistics()``, ``runs.dropped``) and logged on the first and every
+``log_every``-th. A dropped entry can leave a record incomplete, never inconsistent
+(see records.py: later entries still find or create their rows).
+
+Failed batch. The batch is rolled back and replayed one entry per transaction, so
+one bad entry costs only itself (counted in ``failed``).
+
+Durability barrier. Entries are numbered as they are enqueued; :meth:`flush` (blocking)
+and :meth:`durable` (awaitable) return once everything enqueued before the call has
+been committed (or given up on), which lets a caller write before it acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .records import Entry, apply_entry, is_essential
+
+log = structlog.get_logger("voicegw.store")
+
+_STOP = object()
+
+
+@dataclass
+class WriterStatistics:
+    queued: int
+    enqueued: int
+    written: int
+    dropped: int
+    failed: int
+    batches: int
+    largest_batch: int
+    last_commit_ms: float
+
+
+class Writer:
+    def __init__(self, conn: sqlite3.Connection, run_id: int, *, max_queue: int = 10_000,
+                 reserve: int | None = None, batch_max: int = 500, log_every: int = 1000,
+                 apply: Callable[[sqlite3.Connection, int, Entry], None] = apply_entry) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.max_queue = max_queue
+        self.reserve = max_queue // 10 if reserve is None else reserve
+        self.batch_max = batch_max
+        self.log_every = log_every
+        self._apply = apply
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="voicegw-store-writer", daemon=True)
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closing = False
+        # counters written by the loop thread (enqueued, dropped) or the writer (the rest)
+        self.enqueued = 0
+        self.dropped = 0
+        self.done = 0
+        self.written = 0
+        self.failed = 0
+        self.batches = 0
+        self.largest_batch = 0
+        self.last_commit_ms = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # ------------------------------------------------------------------ loop side
+    def put(self, entry: Entry) -> bool:
+        """Queue ``entry``; False when it was dropped. Never blocks, never touches disk."""
+        if self._closing:
+            return self._drop(entry, "closed")
+        depth = self._queue.qsize()
+        if depth >= self.max_queue and (depth >= self.max_queue + self.reserve or not is_essential(entry.event)):
+            return self._drop(entry, "queue full")
+        self._queue.put(entry)
+        self.enqueued += 1
+        return True
+
+    def _drop(self, entry: Entry, why: str) -> bool:
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % self.log_every == 0:
+            log.warning("store.dropped", why=why, dropped=self.dropped, event_name=entry.event,
+                        call_key=entry.call_key, queued=self._queue.qsize())
+        return False
+
+    async def durable(self) -> None:
+        """Return once every entry enqueued so far is committed (or given up on)."""
+        target = self.enqueued
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self.done >= target or not self._thread.is_alive():
+                return
+            self._waiters.append((target, loop, future))
+        await future
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every entry enqueued so far is committed; False on timeout."""
+        target = self.enqueued
+        with self._cond:
+            return self._cond.wait_for(lambda: self.done >= target or not self._thread.is_alive(), timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is queued, stop the thread; False when it did not finish in time."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def statistics(self) -> WriterStatistics:
+        return WriterStatistics(self._queue.qsize(), self.enqueued, self.written, self.dropped,
+                                self.failed, self.batches, self.largest_batch, round(self.last_commit_ms, 3))
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch: list[Entry] = []
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+                if len(batch) >= self.batch_max:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            self._advance(len(batch))
+        late = []  # put() raced close(): entries queued behind the stop mark
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                late.append(item)
+        if late:
+            self._write(late)
+            self._advance(len(late))
+        self._release_waiters()
+
+    def _write(self, batch: list[Entry]) -> None:
+        started = time.perf_counter()
+        try:
+            self._transaction(batch)
+            self.written += len(batch)
+        except Exception as error:
+            log.error("store.batch_failed", error=repr(error), entries=len(batch))
+            for entry in batch:  # one transaction per entry: a bad one costs only itself
+                try:
+                    self._transaction([entry])
+                    self.written += 1
+                except Exception as entry_error:
+                    self.failed += 1
+                    if self.failed == 1 or self.failed % self.log_every == 0:
+                        log.error("store.entry_failed", error=repr(entry_error), event_name=entry.event,
+                                  call_key=entry.call_key, failed=self.failed)
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        self.last_commit_ms = (time.perf_counter() - started) * 1000
+
+    def _transaction(self, entries: list[Entry]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in entries:
+                self._apply(conn, self.run_id, entry)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _advance(self, count: int) -> None:
+        with self._cond:
+            self.done += count
+            self._cond.notify_all()
+            ready = [w for w in self._waiters if w[0] <= self.done]
+            self._waiters = [w for w in self._waiters if w[0] > self.done]
+        for _, loop, future in ready:
+            _resolve(loop, future)
+
+    def _release_waiters(self) -> None:
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+            self._cond.notify_all()
+        for _, loop, future in waiters:
+            _resolve(loop, future)
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    def set_result() -> None:
+        if not future.done():
+            future.set_result(None)
+    try:
+        loop.call_soon_threadsafe(set_result)
+    except RuntimeError:  # the loop is closed: nobody waits any more
+        pass
