@@ -268,3 +268,13 @@ def test_completed_transactions_do_not_count_against_the_limit() -> None:
     (busy,) = feed(core, req("INVITE", branch="z9hG4bKi3"))
     assert busy.status == 503 and busy.headers.get("retry-after")
     assert core.statistics().pending_transactions == 2
+
+
+def test_cancel_200_carries_the_to_tag_of_the_ringing_response() -> None:
+    core = UserAgentCore()
+    feed(core, req("INVITE", branch="z9hG4bKct"))
+    (invite,) = events(core)
+    core.send_response(invite.transaction_id, make_response(invite.request, 180, to_tag="ring1"), 0.1)
+    sent_responses(core, 0.1)
+    (ok,) = feed(core, req("CANCEL", branch="z9hG4bKct"), 0.2)
+    assert ok.status == 200 and ok.to.tag == "ring1"  # RFC 3261 9.2

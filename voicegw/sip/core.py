@@ -194,9 +194,10 @@ class UserAgentCore:
         if self.config.user_agent and "server" not in response.headers:
             response.headers.add("Server", self.config.user_agent)
         sent = tx.send_response(response, now)
-        if sent and tx.is_invite and 200 <= response.status < 300:
-            to_tag = response.to.tag or ""
-            self._accepted[(tx.request.call_id, tx.request.cseq.seq, to_tag)] = tx.id
+        if sent and tx.is_invite and response.status > 100:
+            tx.to_tag = response.to.tag  # the CANCEL's 200 reuses it (9.2)
+            if response.status < 300:
+                self._accepted[(tx.request.call_id, tx.request.cseq.seq, tx.to_tag or "")] = tx.id
         self._collect(tx)
         return sent
 
@@ -371,7 +372,9 @@ class UserAgentCore:
         if invite is None:
             response = make_response(cancel, 481, to_tag=new_tag())
         else:
-            response = make_response(cancel, 200, to_tag=invite.request.to.tag or new_tag())
+            # 9.2: "the To tag of the response to the CANCEL and the response to the
+            # original request SHOULD be the same"
+            response = make_response(cancel, 200, to_tag=invite.to_tag or new_tag())
         tx.send_response(response, now)
         self._collect(tx)
         if invite is not None and not invite.final_sent:

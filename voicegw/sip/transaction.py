@@ -192,6 +192,8 @@ class Transaction:
     timers: dict[str, float] = field(default_factory=dict)
     _interval: float = T1
     _last_response: bytes | None = None
+    to_tag: str | None = None
+    """Server INVITE: the To tag of the responses sent (a CANCEL's 200 reuses it)."""
 
     @property
     def is_invite(self) -> bool:

@@ -288,7 +288,7 @@ class SipEndpoint:
                 handler(event)
             except Exception:
                 self._counts["application_errors"] += 1
-                log.exception("app.error", event=type(event).__name__)
+                log.exception("app.error", event_type=type(event).__name__)
 
     def _transmit(self) -> None:
         assert self.core is not None
