@@ -10,6 +10,7 @@ generated from :mod:`voicegw.api.models` and served at ``/openapi.json``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import os
@@ -70,7 +71,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         records = None
         store = control.store
         if store is not None and hasattr(store, "totals"):
-            records = _plain(await _maybe_await(store.totals()))
+            records = _plain(await _maybe_await(await asyncio.to_thread(store.totals)))
             records = records if isinstance(records, dict) else {"totals": records}
         return m.Status(
             version=control.version, pid=os.getpid(), started_at=_dt(control.started_wall),
@@ -169,7 +170,9 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> m.Records:
         store = control.store
         if store is not None and hasattr(store, "calls"):
-            rows = await _maybe_await(store.calls(since=_epoch(since), until=_epoch(until), limit=limit))
+            # a read of the records database: off the loop, so signalling never waits on disk
+            rows = await _maybe_await(await asyncio.to_thread(
+                store.calls, since=_epoch(since), until=_epoch(until), limit=limit))
             return m.Records(source="store", records=[_plain(r) for r in rows])
         low, high = _epoch(since), _epoch(until)
         found = []
