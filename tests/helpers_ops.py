@@ -62,11 +62,28 @@ class OpsDaemon:
         self.url = f"http://{HOST}:{self.api_port}"
 
     def write_config(self, config: dict[str, Any] | str) -> None:
+        """Write the config the daemon reads on a reload. The daemon helper may run the
+        daemon on a copy of ours (its own work dir, TTS cache...): then the copy is
+        rewritten, keeping what the helper added."""
+        target = self.config_file
+        running = getattr(self.daemon, "workdir", None) if hasattr(self, "daemon") else None
+        copy = Path(running) / "voicegw-test.yaml" if running is not None else None
+        if copy is not None and copy.exists():
+            if not isinstance(config, str):
+                if not hasattr(self, "_added"):
+                    self._added = yaml.safe_load(copy.read_text()) or {}
+                added = self._added
+                config = {**{k: v for k, v in added.items() if k not in config}, **config}
+                config["api"] = {**added.get("api", {}), **config.get("api", {})}
+            target = copy
         text = config if isinstance(config, str) else yaml.safe_dump(config)
-        self.config_file.write_text(text, encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
 
     def start(self) -> OpsDaemon:
         self.daemon.start()
+        copy = Path(getattr(self.daemon, "workdir", self.workdir)) / "voicegw-test.yaml"
+        if copy.exists():  # what the daemon helper added to our config (kept on rewrites)
+            self._added = yaml.safe_load(copy.read_text()) or {}
         assert wait_until(lambda: self.token_file.exists(), 5)
         return self
 
