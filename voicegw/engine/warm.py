@@ -128,6 +128,8 @@ class WarmTransfers:
 
     def call_ended(self, call: Call) -> None:
         warm = self.by_call.pop(call.key, None)
+        if warm is not None and warm.hold is not None:
+            warm.hold.stop()  # looped hold audio: it would play on the closed endpoint forever
         if warm is not None and not warm.machine.finished:
             self._feed(call, warm, Input.CALLER_GONE, reason="the caller hung up")
 
