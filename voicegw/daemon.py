@@ -292,6 +292,11 @@ class Daemon:
             return
         engine.draining = True
         loop = asyncio.get_running_loop()
+        # calls still being set up are not conversations yet: refused now (480), as a
+        # new call would be, instead of holding the stop for them
+        for call in engine.active_calls():
+            if call.state.value == "setup":
+                engine.hang_up(call, "shutdown")
         active = engine.active_calls()
         if not active:
             return
