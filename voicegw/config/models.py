@@ -296,8 +296,9 @@ class TlsSection(_TlsFields):  # type: ignore[valid-type,misc]
     def _usable(self) -> TlsSection:
         try:
             TlsConfig(**self.model_dump()).check()
-        except TlsConfigError as error:
-            raise ValueError(str(error)) from None
+        except TlsConfigError as error:  # the loader names the section already
+            message = str(error)
+            raise ValueError(message.removeprefix("tls: ").removeprefix("tls.")) from None
         return self
 # ------------------------------------------------------------------------------------------
 
