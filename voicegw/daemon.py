@@ -443,6 +443,7 @@ def engine_config(config: DaemonConfig) -> Any:
     return EngineConfig(
         host=config.sip.host,
         sip_port=config.sip.udp_port or config.sip.tcp_port or 5060,
+        tls_port=config.tls.port,
         rtp_port_min=calls.rtp_port_min,
         rtp_port_max=calls.rtp_port_max,
         trusted_sources=calls.trusted_sources,

@@ -226,6 +226,7 @@ def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> A
     return EngineConfig(
         host=daemon.sip.host,
         sip_port=daemon.sip.udp_port or daemon.sip.tcp_port or 5060,
+        tls_port=daemon.tls.port,
         rtp_port_min=calls.rtp_port_min,
         rtp_port_max=calls.rtp_port_max,
         trusted_sources=calls.trusted_sources,

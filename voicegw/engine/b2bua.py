@@ -26,6 +26,7 @@ from ..flow.runner import DEMO_FLOW, Flow
 from ..media.endpoint import MediaEndpoint, open_endpoint
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
+from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
 from ..sip.build import make_response, new_tag, reason_phrase
 from ..sip.dialog import Dialog, DialogId, make_dialog_response
@@ -65,6 +66,8 @@ class EngineConfig:
     host: str = "127.0.0.1"
     """Address for SIP Contact/Via and for RTP."""
     sip_port: int = 5060
+    tls_port: int = 5061
+    """Our SIP-over-TLS port, for Via on TLS legs."""
     rtp_port_min: int = 20000
     rtp_port_max: int = 21998
     trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
@@ -102,7 +105,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.totals = {"calls": 0, "answered": 0, "failed": 0}
         self.outbound = OutboundLegs(
-            host=self.config.host, sip_port=self.config.sip_port,
+            host=self.config.host, sip_port=self.config.sip_port, tls_port=self.config.tls_port,
             send=lambda request, dest: self.sip.send_request(request, dest),
             register=self._register_outbound, track=self._track,
         )
@@ -235,7 +238,8 @@ class Engine:
         try:
             leg.endpoint = await open_endpoint(self.config.host, self.pool)
             leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
-            answer = make_answer(offer, origin=leg.sdp.origin, address=self.config.host, port=leg.endpoint.port)
+            leg.srtp_key = new_srtp_key()
+            answer = self.answer(leg, offer)
         except SipError as error:
             return self._fail_setup(call, 488, f"Not Acceptable Here ({error.reason})")
         except PortPoolExhausted:
@@ -271,6 +275,14 @@ class Engine:
             return make_response(invite, 488, f"Not Acceptable Here ({error.reason})", to_tag=new_tag())
         return None
 
+    def answer(self, leg: Leg, offer: SessionDescription) -> Any:
+        """Our answer to ``offer`` on ``leg``: RTP/AVP, or RTP/SAVP with SDES keys when
+        the peer offers SRTP and the leg has a key (carriers that require it)."""
+        assert leg.endpoint is not None and leg.sdp is not None
+        protos = ("RTP/AVP", "RTP/SAVP") if leg.srtp_key is not None else ("RTP/AVP",)
+        return make_answer(offer, origin=leg.sdp.origin, address=self.config.host, port=leg.endpoint.port,
+                           protos=protos, srtp_key=leg.srtp_key)
+
     def contact(self) -> str:
         return self.outbound.contact
 
@@ -295,7 +307,7 @@ class Engine:
         if leg.dialog is None:
             leg.dialog = Dialog.from_uas_response(
                 leg.invite, response, local_via=self.outbound.local_via(leg.peer.transport),
-                contact=self.contact(), over_tls=False)
+                contact=self.contact(), over_tls=leg.peer.transport == "tls")
             self.register(call, leg)
         elif response.status >= 200:
             leg.dialog.respond(leg.invite, response.status)
@@ -442,7 +454,7 @@ class Engine:
             leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
         try:
             offer = SessionDescription.parse(request.body)
-            answer = make_answer(offer, origin=leg.sdp.origin, address=self.config.host, port=leg.endpoint.port)
+            answer = self.answer(leg, offer)
         except SipError as error:
             self.respond(event.transaction_id, leg.dialog.respond(request, 488, f"Not Acceptable Here ({error.reason})"))
             return
@@ -531,11 +543,19 @@ class Engine:
 def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
     endpoint.payload_type = media.payload_type
     endpoint.dtmf_payload_type = media.telephone_event
+    keys = media.srtp
+    if keys is not None:
+        endpoint.set_srtp(keys.remote_key, keys.local_key, keys.suite)
+    else:
+        endpoint.set_srtp(None)
     endpoint.set_remote(media.remote_address, media.remote_port)
 
 
 def peer_of(uri: SipUri) -> Address:
-    return Address(uri.transport or "udp", uri.host.strip("[]"), uri.port or 5060)
+    """Where a SIP URI is reached: sips: and ;transport=tls go over TLS (default port
+    5061, RFC 3261 19.1.2), others over the URI's transport, UDP by default."""
+    transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
+    return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
 
 
 def _user(uri: Any) -> str:

@@ -63,6 +63,9 @@ class Leg:
     """Our SdpBuilder for this leg: one o= session id, version +1 per change (RFC 3264 8)."""
     dialing: Any = None
     """Outgoing legs: the ``Dialing`` of their INVITE while it is pending."""
+    srtp_key: bytes | None = None
+    """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
+    a re-INVITE keeps the running context; None: the leg cannot do SRTP."""
     ended: bool = False
 
 

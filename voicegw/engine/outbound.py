@@ -53,9 +53,11 @@ class OutboundLegs:
     ``send_request``; ``register`` registers a new dialog with the engine."""
 
     def __init__(self, *, host: str, sip_port: int, send: Callable[[Request, Address], str],
-                 register: Callable[[Leg], None], track: Callable[[str, Callable[[Event], None]], None]) -> None:
+                 register: Callable[[Leg], None], track: Callable[[str, Callable[[Event], None]], None],
+                 tls_port: int = 5061) -> None:
         self.host = host
         self.sip_port = sip_port
+        self.tls_port = tls_port
         self._send = send
         self._register = register
         self._track = track
@@ -65,7 +67,8 @@ class OutboundLegs:
         return f"<sip:voicegw@{self.host}:{self.sip_port}>"
 
     def local_via(self, transport: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {self.host}:{self.sip_port};rport"
+        port = self.tls_port if transport == "tls" else self.sip_port
+        return f"SIP/2.0/{transport.upper()} {self.host}:{port};rport"
 
     def dial(
         self,
@@ -161,7 +164,7 @@ class OutboundLegs:
         if leg.dialog is None:
             leg.dialog = Dialog.from_uac_response(
                 leg.invite, response, local_via=self.local_via(leg.peer.transport),
-                contact=self.contact, over_tls=False)
+                contact=self.contact, over_tls=leg.peer.transport == "tls")
             self._register(leg)
         ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
         self._send(ack, destination(hop, leg.peer))

@@ -19,7 +19,6 @@ from ..sip.build import make_response, new_tag
 from ..sip.dialog import Dialog, DialogId, make_dialog_response
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived
-from ..sip.offer_answer import make_answer
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallState, Leg
 
@@ -63,8 +62,8 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
     try:
         leg.endpoint = await open_endpoint(config.host, engine.pool)
         leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=config.host)
-        answer = make_answer(SessionDescription.parse(invite.body), origin=leg.sdp.origin,
-                             address=config.host, port=leg.endpoint.port)
+        leg.srtp_key = old.srtp_key
+        answer = engine.answer(leg, SessionDescription.parse(invite.body))
     except (SipError, PortPoolExhausted) as error:
         if leg.endpoint is not None:
             leg.endpoint.close()
@@ -74,7 +73,7 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
     response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(),
                                     body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
     leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source.transport),
-                                          contact=engine.contact(), over_tls=False)
+                                          contact=engine.contact(), over_tls=source.transport == "tls")
     engine.register(call, leg)
     engine.respond(event.transaction_id, response)
     swap_leg(engine, call, old, leg)
