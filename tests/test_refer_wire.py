@@ -105,7 +105,8 @@ def test_carrier_rejects_the_refer_fails_at_once(lab, reject):
     b, carrier = refer_lab(lab, "carrier_refer_reject.xml", "bot_refer_stay.xml", template={"status": reject})
     started = wait_event(lab, "transfer.started")
     failed = wait_event(lab, "transfer.failed", timeout=5, status=status)
-    assert log_time(failed) - log_time(started) < 1.0, "a rejected REFER resolves at once, no NOTIFY wait"
+    # at once: not after a NOTIFY wait (notify_timeout is 60 s here); the margin is for a loaded CI box
+    assert log_time(failed) - log_time(started) < 2.0, "a rejected REFER resolves at once, no NOTIFY wait"
     finish(lab, carrier, b)
     assert not requests(carrier.messages(), "BYE")
     assert sipfrags(b.messages())[-1] == (status, True)
@@ -115,7 +116,7 @@ def test_carrier_accepts_and_never_notifies_times_out_after_notify_timeout(lab):
     b, carrier = refer_lab(lab, "carrier_refer_silent.xml", "bot_refer_stay.xml", notify_timeout=2)
     started = wait_event(lab, "transfer.started")
     failed = wait_event(lab, "transfer.failed", timeout=8, status="timeout")
-    assert 1.8 <= log_time(failed) - log_time(started) <= 3.5
+    assert 1.8 <= log_time(failed) - log_time(started) <= 4.0
     finish(lab, carrier, b)
     assert not requests(carrier.messages(), "BYE")
     frags = sipfrags(b.messages())
@@ -140,8 +141,13 @@ class CarrierCaller(Caller):
     reports ``outcome`` in NOTIFYs (100, then the final, terminated)."""
 
     outcome = "200 OK"
+    event_header = True
+    """False: NOTIFYs without an Event header (an SBC stripped it, issue 4)."""
+    line_end = "\r\n"
+    """The sipfrag status line's end: "\n" alone is a pitfall other stacks fail on."""
 
     def serve_refer(self, timeout: float = 15.0) -> Request:
+        self.notify_answers: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sip.settimeout(0.1)
@@ -157,7 +163,7 @@ class CarrierCaller(Caller):
                 for frag, state in (("100 Trying", "active;expires=60"),
                                     (self.outcome, "terminated;reason=noresource")):
                     self._notify(cseq, frag, state)
-                    self.wait_response("NOTIFY", 5.0)
+                    self.notify_answers.append(self.wait_response("NOTIFY", 5.0).status)
                 return message
             if isinstance(message, Request) and message.method != "ACK":
                 self._reply(message, "200 OK", addr)
@@ -170,21 +176,24 @@ class CarrierCaller(Caller):
 
     def _notify(self, refer_cseq: int, frag: str, state: str) -> None:
         self.cseq += 1
-        body = f"SIP/2.0 {frag}\r\n".encode()
+        body = f"SIP/2.0 {frag}{self.line_end}".encode()
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         data = (
             f"NOTIFY sip:voicegw@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
             + self._headers("NOTIFY", self.cseq, branch, self.to_tag)
-            + f"Event: refer;id={refer_cseq}\r\nSubscription-State: {state}\r\n"
+            + (f"Event: refer;id={refer_cseq}\r\n" if self.event_header else "")
+            + f"Subscription-State: {state}\r\n"
             + f"Content-Type: message/sipfrag\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         self.sip.sendto(data, self.daemon)
 
 
-def demo_refer(lab, outcome: str) -> CarrierCaller:
+def demo_refer(lab, outcome: str, **carrier: object) -> CarrierCaller:
     start_voicegw(lab, bot=False, agent_uri=TARGET, transfer_method="refer")
     c = CarrierCaller(lab.daemon.address)
     c.outcome = outcome
+    for key, value in carrier.items():
+        setattr(c, key, value)
     lab.callers.append(c)
     assert c.invite().status == 200
     c.receive_rtp(1.0)  # the greeting plays
@@ -194,8 +203,11 @@ def demo_refer(lab, outcome: str) -> CarrierCaller:
     return c
 
 
-def test_demo_flow_dtmf_zero_refers_the_scripted_carrier_success(lab):
-    c = demo_refer(lab, "200 OK")
+@pytest.mark.parametrize("carrier", [{}, {"event_header": False, "line_end": "\n"}],
+                         ids=["plain", "no-Event-header-and-LF-only-sipfrag"])
+def test_demo_flow_dtmf_zero_refers_the_scripted_carrier_success(lab, carrier):
+    c = demo_refer(lab, "200 OK", **carrier)
+    assert c.notify_answers == [200, 200], "voicegw answers each NOTIFY 200"
     # after its final NOTIFY was answered, voicegw leaves: BYE (Caller.poll answers it 200)
     assert wait_until(lambda: (c.poll(0.1), c.got_request("BYE"))[1], 5.0)
     wait_event(lab, "transfer.succeeded", status=200)
@@ -204,6 +216,7 @@ def test_demo_flow_dtmf_zero_refers_the_scripted_carrier_success(lab):
 
 def test_demo_flow_dtmf_zero_refer_busy_caller_hears_apology_and_stays(lab):
     c = demo_refer(lab, "486 Busy Here")
+    assert c.notify_answers == [200, 200]
     wait_event(lab, "transfer.failed", status=486)
     apology = c.receive_rtp(2.0)
     assert speech_energy(apology) > 200, "the caller hears the flow's apology prompt"
