@@ -345,8 +345,14 @@ class Transfers:
                 status = event.status or 202
                 self.finish(call, transfer, status, "the carrier connected the caller"
                              if isinstance(event, ReferSucceeded) else "accepted without progress reports")
-                # the final NOTIFY was answered before we got here: now leave the call
-                self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
+                # the carrier's final NOTIFY was answered before we got here: leave the
+                # call; a bot that asked for it hears the outcome (its final NOTIFY
+                # answered) before its BYE, so it never sees a 481 (RFC 5589)
+                bot_refer = call.bot_refer
+                if transfer.trigger == "bot" and bot_refer is not None and not bot_refer.subscription_over:
+                    self.engine.outbound.hang_up(call.caller)
+                else:
+                    self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
             elif isinstance(event, ReferFailed):
                 self.finish(call, transfer, event.status, event.reason)
         call.cancel_timer("refer")
@@ -408,9 +414,10 @@ class Transfers:
         now = self.engine.now()
         if transfer.done:
             status = transfer.status if isinstance(transfer.status, int) else 408
+            reason = transfer.reason or None
             if transfer.state is TransferState.SUCCEEDED:
-                status = 200
-            self._send_notify(call, leg, incoming, incoming.notify(status, now, transfer.reason or None))
+                status, reason = 200, None  # the sipfrag says "SIP/2.0 200 OK"
+            self._send_notify(call, leg, incoming, incoming.notify(status, now, reason))
         elif transfer.progress:
             self._send_notify(call, leg, incoming, incoming.notify(transfer.progress[-1], now))
 
@@ -437,6 +444,8 @@ class Transfers:
                 and transfer.state is TransferState.SUCCEEDED and not leg.ended):
             self.engine.outbound.hang_up(leg)
             call.record(self.engine.now(), "leg.bot.bye_sent")
+            if transfer.method is TransferMethod.REFER:  # the carrier has the caller: done
+                self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
 
     # ------------------------------------------------------------------ outcome
     @staticmethod

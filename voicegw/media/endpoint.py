@@ -298,7 +298,7 @@ async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEn
             try:
                 await loop.create_datagram_endpoint(lambda: ep.rtp, local_addr=(host, port))
             except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
+                if not _in_use(exc):
                     pool.release(port)
                     raise
                 busy.append(port)
@@ -308,7 +308,7 @@ async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEn
                                                     local_addr=(host, port + 1))
             except OSError as exc:
                 ep.rtp.transport.close()  # type: ignore[union-attr]
-                if exc.errno != errno.EADDRINUSE:
+                if not _in_use(exc):
                     pool.release(port)
                     raise
                 busy.append(port)
@@ -318,3 +318,10 @@ async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEn
     finally:
         for port in busy:
             pool.release(port)
+
+
+def _in_use(error: OSError) -> bool:
+    """EADDRINUSE, also as uvloop reports it (no errno; the cause carries it)."""
+    cause = error.__cause__
+    return error.errno == errno.EADDRINUSE or (
+        isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE)
