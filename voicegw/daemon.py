@@ -455,5 +455,6 @@ def engine_config(config: DaemonConfig) -> Any:
                                 ring_timeout=calls.ring_timeout, refer_sub=calls.refer_sub,
                                 refer_timeout=calls.refer_timeout, notify_timeout=calls.notify_timeout,
                                 bot_refer_method=calls.transfer_method,
+                                bot_refer_methods=calls.transfer_methods,
                                 warm=WarmSettings(**calls.warm)),
     )

@@ -211,6 +211,7 @@ def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> A
         "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
         "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
         "bot_refer_method": calls.transfer_method, "ringback": config.daemon.calls.ringback,
+        "bot_refer_methods": calls.transfer_methods,
         "warm": WarmSettings(**calls.warm),
     }
     if calls.agent_uri and calls.agent_uri not in transfer["allow"]:

@@ -51,6 +51,9 @@ class CallConfig:
     """Carrier trunk URI template for phone-number targets, e.g. sip:{number}@192.0.2.1."""
     country_code: str = ""
     ring_timeout: float = 30.0
+    transfer_methods: tuple[str, ...] = ()
+    """Methods to try in order for a bot's REFER (e.g. [refer, invite]: REFER the
+    carrier, and if that fails bridge by INVITE); empty: transfer_method alone."""
     transfer_method: str = "invite"
     """How the demo flow's agent node and a bot's REFER are carried out: invite | refer | bye."""
     refer_sub: bool = True
@@ -213,11 +216,14 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
             _port(f"calls.{key}", changes[key], allow_none=False)
     if "bot_uri" in changes and changes["bot_uri"] is not None and not str(changes["bot_uri"]).startswith("sip:"):
         raise ConfigError("calls.bot_uri: must be a sip: URI")
-    for key in ("trusted_sources", "transfer_allow"):
+    for key in ("trusted_sources", "transfer_allow", "transfer_methods"):
         if key in changes:
             changes[key] = tuple(str(c) for c in changes[key])
     if "transfer_method" in changes and changes["transfer_method"] not in ("invite", "refer", "bye", "warm"):
         raise ConfigError("calls.transfer_method: must be invite, refer, bye or warm")
+    bad = [m for m in changes.get("transfer_methods", ()) if m not in ("invite", "refer", "bye", "warm")]
+    if bad:
+        raise ConfigError(f"calls.transfer_methods: unknown method(s) {', '.join(map(str, bad))}")
     if "warm" in changes:
         from ..engine.warm import WarmSettings
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,13 +58,34 @@ class Outcome:
     kind: str
     node: str | None = None
     reason: str = ""
+    transfer: Transfer | None = None
+    """The last attempt."""
+
+
+#: Where a transfer the bot asked for goes when the fallback gives up: back to the bot.
+BACK_TO_BOT = "bot"
+
+
+def bot_policy(methods: int, retry_prompt: str | None) -> FallbackPolicy:
+    """For a bot's REFER: the next method on any failure (with an optional "please
+    hold" prompt), and back to the bot when none is left (its NOTIFY says why)."""
+    back = FallbackRule("exhausted", "goto", node=BACK_TO_BOT)
+    if methods < 2:
+        return FallbackPolicy(rules=(), default=back)
+    prompt = Prompt(text=retry_prompt) if retry_prompt else None
+    return FallbackPolicy(rules=(), default=FallbackRule("default", "next", prompt=prompt, max_attempts=methods),
+                          max_total_attempts=methods, on_exhausted=back)
 
 
 async def transfer_with_fallback(
     engine: Engine, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
-    context: dict[str, str] | None = None,
+    context: dict[str, str] | None = None, on_attempt: Callable[[Transfer], None] | None = None,
 ) -> Outcome:
+    """Run the attempts under ``policy``; ``on_attempt`` sees each Transfer as it starts
+    (a bot's REFER reports their progress in NOTIFYs). The last attempt's Transfer is
+    ``outcome.transfer``."""
     machine = FallbackMachine(policy, attempts)
+    last: Transfer | None = None
     actions = list(machine.start())
     for _ in range(64):  # the machine is bounded by its attempt limits; this is a backstop
         if call.state is CallState.ENDED:
@@ -73,12 +95,15 @@ async def transfer_with_fallback(
         action = actions.pop(0)
         if isinstance(action, StartAttempt):
             transfer = engine.transfers.start(call, action.target, action.method, trigger=trigger, context=context)
+            last = transfer
+            if on_attempt is not None:
+                on_attempt(transfer)
             await _finished(engine, transfer)
             if transfer.state is TransferState.SUCCEEDED:
                 actions = list(machine.succeeded())
-                return Outcome("connected")
+                return Outcome("connected", transfer=transfer)
             if call.state is CallState.ENDED or transfer.status in ("call_state", "call_ended"):
-                return Outcome("gone", reason=str(transfer.reason))
+                return Outcome("gone", reason=str(transfer.reason), transfer=transfer)
             actions = list(machine.failed(_fallback_status(transfer.status)))
             decision = machine.record[-1]
             call.record(engine.now(), "transfer.fallback", transfer_id=transfer.id, status=decision.status,
@@ -87,10 +112,10 @@ async def transfer_with_fallback(
             await _play(engine, call, action.prompt)
             actions = list(machine.prompt_finished())
         elif isinstance(action, GoToNode):
-            return Outcome("goto", node=action.node)
+            return Outcome("goto", node=action.node, transfer=last)
         elif isinstance(action, EndCall):
-            return Outcome("end", reason=action.reason)
-    return Outcome("end", reason="fallback gave no further action")
+            return Outcome("end", reason=action.reason, transfer=last)
+    return Outcome("end", reason="fallback gave no further action", transfer=last)
 
 
 def _fallback_status(status: Any) -> int | str:

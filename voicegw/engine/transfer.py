@@ -89,6 +89,13 @@ class TransferConfig:
     """From the 202 to the final NOTIFY: covers the target ringing."""
     bot_refer_method: str = "invite"
     """How a REFER from the bot is carried out: invite (voicegw bridges) or refer."""
+    bot_refer_methods: tuple[str, ...] = ()
+    """Several methods to try in order for a bot's REFER (e.g. refer, invite); empty:
+    ``bot_refer_method`` alone."""
+    bot_fallback: Any = None
+    """A FallbackPolicy for the bot's REFERs; None: the next method on any failure."""
+    retry_prompt: str | None = "Please hold while we connect you."
+    """Played to the caller before the next method is tried."""
     warm: WarmSettings = field(default_factory=WarmSettings)
     """Hold audio, briefing, confirmation and completion of warm transfers."""
 
@@ -404,10 +411,34 @@ class Transfers:
         call.bot_refer = incoming
         self._send_notify(call, leg, incoming, notify)
         context = {key: value for key, value in incoming.refer.embedded_headers}
-        transfer = self.start(call, target, self.config.bot_refer_method, trigger="bot", context=context)
-        transfer.listeners.append(lambda t: self._report_to_bot(call, leg, incoming, t))
-        if transfer.done:
-            self._report_to_bot(call, leg, incoming, transfer)
+        engine.spawn(self._for_the_bot(call, leg, incoming, target, context), call)
+
+    async def _for_the_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, target: str,
+                           context: dict[str, str]) -> None:
+        """Carry out the bot's REFER with the configured methods in order (e.g. REFER to
+        the carrier, then INVITE if that fails), each failure through the fallback
+        machine; the bot hears the progress of each attempt and the final outcome."""
+        from .fallback import Attempt
+        from .fallback_runner import bot_policy, transfer_with_fallback
+
+        methods = self.config.bot_refer_methods or (self.config.bot_refer_method,)
+        policy = self.config.bot_fallback or bot_policy(len(methods), self.config.retry_prompt)
+
+        def follow(transfer: Transfer) -> None:
+            def report(t: Transfer) -> None:
+                # progress as it comes; a final at once only when the call is ending (the
+                # bot must hear it before its BYE), otherwise once the fallback is done
+                if not t.done or call.state is CallState.ENDED or t.status in ("call_ended", "call_state"):
+                    self._report_to_bot(call, leg, incoming, t)
+
+            transfer.listeners.append(report)
+
+        outcome = await transfer_with_fallback(
+            self.engine, call, [Attempt(m, target) for m in methods], policy, trigger="bot",
+            context=context, on_attempt=follow)
+        last = outcome.transfer
+        if last is not None and not incoming.subscription_over:
+            self._report_to_bot(call, leg, incoming, last)
 
     def _report_to_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, transfer: Transfer) -> None:
         """NOTIFY the bot with the real progress of the new leg (100, 180, final)."""
