@@ -424,6 +424,8 @@ class Engine:
             leg.ended = True
             if leg is call.bot and call.agent is not None:
                 return  # the bot leaving after a transfer ends nothing else
+            if leg is call.bot and self.flows.bot_hung_up(call):
+                return  # the flow that connected the bot goes on with the caller
             if leg is call.agent and self.transfers.warm.agent_hung_up(call):
                 return  # a consult call ended: the warm transfer decides what follows
             if leg is call.agent and self.flows.resume_after_agent(call):

@@ -82,6 +82,8 @@ class Call:
     """Our tag on the caller's dialog (To tag of our responses)."""
     caller_sdp: Any = None
     """The SDP we answer the caller with (a SessionDescription)."""
+    bot_done: Any = None
+    """While a flow's bot node has the caller: resolved when that bot hangs up."""
     flow_task: Any = None
     """The task running the call's flow, when voicegw itself is the bot."""
     refers: Any = None

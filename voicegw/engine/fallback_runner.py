@@ -31,7 +31,7 @@ from .fallback import (
     Prompt,
     StartAttempt,
 )
-from .transfer import Transfer, TransferState
+from .transfer import Transfer, TransferOptions, TransferState
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -80,6 +80,7 @@ def bot_policy(methods: int, retry_prompt: str | None) -> FallbackPolicy:
 async def transfer_with_fallback(
     engine: Engine, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
     context: dict[str, str] | None = None, on_attempt: Callable[[Transfer], None] | None = None,
+    options: TransferOptions | None = None,
 ) -> Outcome:
     """Run the attempts under ``policy``; ``on_attempt`` sees each Transfer as it starts
     (a bot's REFER reports their progress in NOTIFYs). The last attempt's Transfer is
@@ -94,7 +95,8 @@ async def transfer_with_fallback(
             break
         action = actions.pop(0)
         if isinstance(action, StartAttempt):
-            transfer = engine.transfers.start(call, action.target, action.method, trigger=trigger, context=context)
+            transfer = engine.transfers.start(call, action.target, action.method, trigger=trigger,
+                                              context=context, options=options)
             last = transfer
             if on_attempt is not None:
                 on_attempt(transfer)

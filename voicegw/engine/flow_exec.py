@@ -13,13 +13,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from ..flow.runner import AgentTransferNode, EndCall, FlowRunner, PlayPrompt, StartTransfer, WaitForDigit
+from ..flow.runner import (
+    AgentTransferNode,
+    ConnectBot,
+    EndCall,
+    FlowRunner,
+    PlayPrompt,
+    StartTransfer,
+    WaitForDigit,
+)
 from ..media import tones
+from ..media.endpoint import open_endpoint
 from ..media.player import play_samples
+from ..media.ports import PortPoolExhausted
+from ..media.relay import Bridge
 from ..media.tts import TtsError
-from .call import Call, CallInput, CallState
+from ..media.wav import WavError, load_wav
+from .call import Call, CallInput, CallState, Leg
 from .fallback import Attempt
 from .fallback_runner import default_policy, transfer_with_fallback
+from .transfer import TransferOptions
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -51,10 +64,19 @@ class FlowExecutor:
                 return
             if isinstance(action, PlayPrompt):
                 call.record(engine.now(), "flow.prompt", node=runner.current)
-                player = play_samples(endpoint, await self.render(action.text))
+                samples = self._wav(action.file) if action.file else None
+                if samples is None:
+                    samples = await self.render(action.text)
+                player = play_samples(endpoint, samples)
                 call.resources.append(player)
                 await player.wait()
                 action = runner.prompt_finished()
+            elif isinstance(action, ConnectBot):
+                status = await self._connect_bot(call, action)
+                if call.state is not CallState.CONNECTED:
+                    return
+                endpoint.on_dtmf = on_digit  # the flow listens again
+                action = runner.bot_finished() if status is None else runner.bot_failed(status)
             elif isinstance(action, WaitForDigit):
                 try:
                     digit = await asyncio.wait_for(digits.get(), action.timeout)
@@ -67,7 +89,10 @@ class FlowExecutor:
                 assert isinstance(node, AgentTransferNode)
                 attempts = [Attempt(node.method, node.target)] + [Attempt(m, t) for m, t in node.more_attempts]
                 policy = node.fallback or default_policy(node.on_failure)
-                outcome = await transfer_with_fallback(engine, call, attempts, policy, trigger="flow")
+                options = TransferOptions(headers=node.headers, destination=node.destination,
+                                          ring_timeout=node.ring_timeout, context_headers=node.context_headers)
+                outcome = await transfer_with_fallback(engine, call, attempts, policy, trigger="flow",
+                                                       options=options)
                 if outcome.kind in ("connected", "gone"):
                     return  # the agent has the caller now, or the caller left
                 if outcome.kind == "goto" and outcome.node:
@@ -79,6 +104,71 @@ class FlowExecutor:
                 call.record(engine.now(), "flow.end", reason=action.reason)
                 engine.end(call, CallInput.HUNG_UP, f"flow: {action.reason}")
                 return
+
+    async def _connect_bot(self, call: Call, action: ConnectBot) -> object | None:
+        """A flow's bot node: dial the bot, bridge the caller to it and wait until the
+        bot hangs up (None) or fails to answer (its status). The caller leg stays."""
+        from ..sip.uri import SipUri, parse_uri
+        from .b2bua import apply_media, peer_of
+
+        engine = self.engine
+        uri = parse_uri(action.uri)
+        caller = call.caller
+        if not isinstance(uri, SipUri) or caller.endpoint is None:
+            return "policy"
+        try:
+            endpoint = await open_endpoint(engine.config.host, engine.pool)
+        except PortPoolExhausted:
+            return 503
+        leg = Leg("bot", peer_of(uri), endpoint=endpoint)
+        call.bot = leg
+        outcome: asyncio.Future[object | None] = engine.loop.create_future()
+        call.bot_done = outcome
+
+        def answered(media: object) -> None:
+            apply_media(endpoint, media)  # type: ignore[arg-type]
+            call.resources.append(Bridge(caller.endpoint, endpoint))  # type: ignore[arg-type]
+            call.record(engine.now(), "leg.bot.answered")
+
+        def failed(status: object, reason: str) -> None:
+            call.record(engine.now(), "leg.bot.failed", status=status, reason=reason)
+            endpoint.close()
+            call.bot = None
+            if not outcome.done():
+                outcome.set_result(status)
+
+        user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
+        call.record(engine.now(), "leg.bot.dialing", uri=str(uri))
+        leg.dialing = engine.outbound.dial(
+            leg, uri, caller_user=user or "voicegw", max_forwards=70, answer_timeout=action.answer_timeout,
+            extra_headers=[], on_progress=lambda response: None,
+            on_answer=lambda response, media: answered(media), on_failure=failed)
+        try:
+            return await outcome
+        finally:
+            call.bot_done = None
+
+    def bot_hung_up(self, call: Call) -> bool:
+        """The bot a flow connected hung up: the flow goes on with the caller."""
+        done = call.bot_done
+        if done is None or done.done():
+            return False
+        bridge = self.engine.bridge(call)
+        if bridge is not None:
+            bridge.close()
+        if call.bot is not None and call.bot.endpoint is not None:
+            call.bot.endpoint.close()
+        call.bot = None
+        done.set_result(None)
+        return True
+
+    @staticmethod
+    def _wav(path: str) -> np.ndarray | None:
+        try:
+            return load_wav(path)
+        except (OSError, WavError) as error:
+            log.warning("flow.prompt_unreadable", file=path, error=str(error))
+            return None
 
     async def render(self, text: str) -> np.ndarray:
         try:
@@ -92,7 +182,7 @@ class FlowExecutor:
         (a survey, a goodbye), when the call runs a flow and the flow names one."""
         engine = self.engine
         post_agent = engine.config.flow.post_agent
-        if post_agent is None or call.bot is not None or call.state is not CallState.CONNECTED:
+        if post_agent is None or call.flow_task is None or call.state is not CallState.CONNECTED:
             return False
         bridge = engine.bridge(call)
         if bridge is not None:
@@ -100,5 +190,7 @@ class FlowExecutor:
         if call.agent is not None and call.agent.endpoint is not None:
             call.agent.endpoint.close()
         call.record(engine.now(), "flow.post_agent", node=post_agent)
+        if call.flow_task is not None:
+            call.flow_task.cancel()  # a flow still waiting on a bot that was replaced
         call.flow_task = engine.spawn(self.run(call, at=post_agent), call)
         return True

@@ -100,6 +100,19 @@ class TransferConfig:
     """Hold audio, briefing, confirmation and completion of warm transfers."""
 
 
+@dataclass(frozen=True)
+class TransferOptions:
+    """A flow node's own transfer settings, over the engine's TransferConfig."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed headers for the transfer request, besides the context headers."""
+    destination: str | None = None
+    """BYE hand-back: the destination header's value (default: <target URI>)."""
+    ring_timeout: float | None = None
+    context_headers: tuple[tuple[str, str], ...] | None = None
+    """Header name -> context key; None: TransferConfig.context_headers."""
+
+
 @dataclass(eq=False)
 class Transfer:
     id: str
@@ -119,6 +132,7 @@ class Transfer:
     """Provisional statuses seen (for the bot's NOTIFYs and the records)."""
     refer_id: int | None = None
     """REFER transfers: the REFER's CSeq, which its NOTIFYs name (RFC 3515 2.4.6)."""
+    options: TransferOptions = field(default_factory=TransferOptions)
 
     @property
     def done(self) -> bool:
@@ -156,10 +170,12 @@ class Transfers:
 
     # ------------------------------------------------------------------ entry point
     def start(self, call: Call, target: str, method: TransferMethod | str = TransferMethod.INVITE, *,
-              trigger: str = "api", context: dict[str, str] | None = None) -> Transfer:
-        """Start a transfer; its outcome arrives through ``transfer.listeners``."""
+              trigger: str = "api", context: dict[str, str] | None = None,
+              options: TransferOptions | None = None) -> Transfer:
+        """Start a transfer; its outcome arrives through ``transfer.listeners``.
+        ``options`` are a flow node's own settings (headers, ring timeout...)."""
         transfer = Transfer(f"t{next(_ids)}", call.key, TransferMethod(method), target,
-                            trigger=trigger, started=self.engine.now())
+                            trigger=trigger, started=self.engine.now(), options=options or TransferOptions())
         call.transfer = transfer
         call.record(transfer.started, "transfer.started", transfer_id=transfer.id,
                     method=transfer.method.value, target=target, trigger=trigger)
@@ -172,7 +188,8 @@ class Transfers:
             self.finish(call, transfer, "policy", why)
             return transfer
         transfer.uri = str(uri)
-        headers = self.context_headers(call, context or {})
+        headers = self.context_headers(call, context or {}, transfer.options.context_headers)
+        headers += [(name, _header_safe(value)) for name, value in transfer.options.headers]
         if transfer.method is TransferMethod.INVITE:
             self.engine.spawn(self._by_invite(call, transfer, uri, headers), call)
         elif transfer.method is TransferMethod.BYE:
@@ -210,10 +227,11 @@ class Transfers:
         caller = invite.from_.uri.user if invite is not None and isinstance(invite.from_.uri, SipUri) else ""
         return {"caller": caller or "", "call_id": call.id}
 
-    def context_headers(self, call: Call, extra: dict[str, str]) -> list[tuple[str, str]]:
+    def context_headers(self, call: Call, extra: dict[str, str],
+                        mapping: tuple[tuple[str, str], ...] | None = None) -> list[tuple[str, str]]:
         values = {**self._context_values(call), **extra}
         headers = []
-        for name, key in self.config.context_headers.items():
+        for name, key in (mapping if mapping is not None else tuple(self.config.context_headers.items())):
             value = values.get(key)
             if value:
                 headers.append((name, _header_safe(str(value))))
@@ -244,7 +262,7 @@ class Transfers:
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
         leg.dialing = engine.outbound.dial(
             leg, uri, caller_user=user or "voicegw", max_forwards=70,
-            answer_timeout=self.config.ring_timeout, extra_headers=headers,
+            answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout, extra_headers=headers,
             on_progress=lambda response: self.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),
             on_failure=lambda status, reason: self._agent_failed(call, transfer, leg, status, reason),
@@ -299,7 +317,8 @@ class Transfers:
     def _by_bye(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
         """BYE on leg A naming the destination: the upstream SBC routes on it. voicegw
         is out of the call at once and no feedback is possible (TRANSFERS.md)."""
-        caller_headers = [(self.config.bye_destination_header, f"<{uri}>"), *headers]
+        destination = transfer.options.destination or f"<{uri}>"
+        caller_headers = [(self.config.bye_destination_header, destination), *headers]
         self.finish(call, transfer, 200, "handed back by BYE")
         self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=caller_headers)
 

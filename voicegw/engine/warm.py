@@ -102,7 +102,8 @@ class WarmTransfers:
         user = caller_invite.from_.uri.user if caller_invite and isinstance(caller_invite.from_.uri, SipUri) else None
         leg.dialing = engine.outbound.dial(
             leg, uri, caller_user=user or "voicegw", max_forwards=70,
-            answer_timeout=engine.transfers.config.ring_timeout, extra_headers=headers,
+            answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
+            extra_headers=headers,
             on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._answered(call, warm, media),
             on_failure=lambda status, reason: self._feed(

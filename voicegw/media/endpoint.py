@@ -278,8 +278,12 @@ class MediaEndpoint:
         for sock in (self.rtp, self.rtcp):
             if sock.transport is not None:
                 sock.transport.close()
+                sock.transport = None  # anything still writing (a player) now drops
         if self._pool is not None:
             self._pool.release(self.port)
+        writer = self.writer
+        if writer is not None:
+            writer.yield_output()  # a player stops instead of ticking on a closed port
 
 
 async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEndpoint:
