@@ -97,7 +97,8 @@ def log_event(event: Event) -> None:
             transaction_id=event.transaction_id,
         )
     elif isinstance(event, ResponseReceived):
-        log.info(
+        # responses are the bulk of signalling; at info the call-level events suffice
+        log.debug(
             "sip.response",
             status=event.response.status,
             call_id=event.response.headers.get("call-id"),

@@ -15,7 +15,7 @@ The HTTP layer (:mod:`voicegw.api.app`) and the metrics collector
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,8 @@ class Control:
         """Transfer id -> the context the API gave it (transcript link, summary)."""
         self.public_url = ""
         """Base URL of the transcript links (set by the API server)."""
+        self._ended: deque[str] = deque()
+        """Keys of ended calls, oldest first (what ``_trim`` forgets)."""
         self.leg_call_ids: dict[str, set[str]] = {}
         """Call key -> SIP Call-IDs of every leg it had (failed agent legs are dropped
         from the call, but their messages belong in its ladder)."""
@@ -77,10 +79,11 @@ class Control:
                     ids.add(leg.invite.call_id)
         if event == "call.incoming":
             self.recent[call.key] = call
-            self._trim()
         elif event == "call.ended":
             self.outcomes[str(detail.get("cause") or "ended")] += 1
             self._count_rtp(call)
+            self._ended.append(call.key)
+            self._trim()
         elif event == "transfer.started":
             transfer = call.transfer
             if transfer is not None:
@@ -97,9 +100,11 @@ class Control:
             self.fallback_actions[str(detail.get("action") or event.split(".", 1)[1])] += 1
 
     def _trim(self) -> None:
-        ended = [k for k, c in self.recent.items() if c.state is CallState.ENDED]
-        for key in ended[: max(0, len(ended) - self.keep_ended)]:
-            del self.recent[key]
+        """Forget the oldest ended calls beyond ``keep_ended`` (O(1) per call: this runs
+        on the signalling path for every call)."""
+        while len(self._ended) > self.keep_ended:
+            key = self._ended.popleft()
+            self.recent.pop(key, None)
             self.leg_call_ids.pop(key, None)
 
     def _count_rtp(self, call: Call) -> None:

@@ -107,7 +107,7 @@ class Engine:
         self.outbound = OutboundLegs(
             host=self.config.host, sip_port=self.config.sip_port, tls_port=self.config.tls_port,
             send=lambda request, dest: self.sip.send_request(request, dest),
-            register=self._register_outbound, track=self._track,
+            register=self.register, track=self._track,
         )
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self)
@@ -318,10 +318,6 @@ class Engine:
         self._by_dialog[dialog_id] = (call, leg)
         self.sip.core.register_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
 
-    def _register_outbound(self, leg: Leg) -> None:
-        call = next(c for c in self.calls.values() if any(l is leg for l in c.legs()))
-        self.register(call, leg)
-
     def _fail_setup(self, call: Call, status: int, reason: str) -> None:
         invite = call.caller.invite
         assert invite is not None
@@ -345,7 +341,7 @@ class Engine:
         call.bot = leg
         call.record(self.now(), "leg.bot.dialing", uri=str(uri))
         leg.dialing = self.outbound.dial(
-            leg, uri, caller_user=_user(caller_invite.from_.uri),
+            call, leg, uri, caller_user=_user(caller_invite.from_.uri),
             max_forwards=(caller_invite.max_forwards or 70) - 1,
             answer_timeout=self.config.bot_answer_timeout, extra_headers=[],
             on_progress=lambda response: self._bot_progress(call, response),

@@ -140,7 +140,7 @@ class FlowExecutor:
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
         call.record(engine.now(), "leg.bot.dialing", uri=str(uri))
         leg.dialing = engine.outbound.dial(
-            leg, uri, caller_user=user or "voicegw", max_forwards=70, answer_timeout=action.answer_timeout,
+            call, leg, uri, caller_user=user or "voicegw", max_forwards=70, answer_timeout=action.answer_timeout,
             extra_headers=[], on_progress=lambda response: None,
             on_answer=lambda response, media: answered(media), on_failure=failed)
         try:

@@ -29,7 +29,7 @@ from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, negotiate
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.uri import SipUri
-from .call import Leg
+from .call import Call, Leg
 
 #: A failure: the final status, or ``"timeout"`` when nothing final came in time.
 FailureStatus = int | str
@@ -37,6 +37,7 @@ FailureStatus = int | str
 
 @dataclass(eq=False)
 class Dialing:
+    call: Call
     leg: Leg
     offer: SessionDescription
     on_progress: Callable[[Response], None]
@@ -53,7 +54,7 @@ class OutboundLegs:
     ``send_request``; ``register`` registers a new dialog with the engine."""
 
     def __init__(self, *, host: str, sip_port: int, send: Callable[[Request, Address], str],
-                 register: Callable[[Leg], None], track: Callable[[str, Callable[[Event], None]], None],
+                 register: Callable[[Call, Leg], None], track: Callable[[str, Callable[[Event], None]], None],
                  tls_port: int = 5061) -> None:
         self.host = host
         self.sip_port = sip_port
@@ -72,6 +73,7 @@ class OutboundLegs:
 
     def dial(
         self,
+        call: Call,
         leg: Leg,
         uri: SipUri,
         *,
@@ -98,7 +100,7 @@ class OutboundLegs:
         invite = Request("INVITE", str(uri), headers)
         invite.set_body(bytes(offer), "application/sdp")
         leg.invite = invite
-        dialing = Dialing(leg, offer, on_progress, on_answer, on_failure)
+        dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         leg.transaction_id = self._send(invite, leg.peer)
         self._track(leg.transaction_id, lambda event: self._event(dialing, event))
         loop = asyncio.get_running_loop()
@@ -165,7 +167,7 @@ class OutboundLegs:
             leg.dialog = Dialog.from_uac_response(
                 leg.invite, response, local_via=self.local_via(leg.peer.transport),
                 contact=self.contact, over_tls=leg.peer.transport == "tls")
-            self._register(leg)
+            self._register(dialing.call, leg)
         ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
         self._send(ack, destination(hop, leg.peer))
         if dialing.answered:

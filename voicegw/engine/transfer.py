@@ -261,7 +261,7 @@ class Transfers:
         call.agent = leg
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
         leg.dialing = engine.outbound.dial(
-            leg, uri, caller_user=user or "voicegw", max_forwards=70,
+            call, leg, uri, caller_user=user or "voicegw", max_forwards=70,
             answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout, extra_headers=headers,
             on_progress=lambda response: self.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),

@@ -101,7 +101,7 @@ class WarmTransfers:
         caller_invite = call.caller.invite
         user = caller_invite.from_.uri.user if caller_invite and isinstance(caller_invite.from_.uri, SipUri) else None
         leg.dialing = engine.outbound.dial(
-            leg, uri, caller_user=user or "voicegw", max_forwards=70,
+            call, leg, uri, caller_user=user or "voicegw", max_forwards=70,
             answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
             extra_headers=headers,
             on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),
