@@ -23,9 +23,16 @@ run: $(STAMP)
 test: $(STAMP) bootstrap
 	$(PY) -m pytest
 
+# Every benchmark, in turn (about 15 minutes; figures in docs/performance.md). The
+# call-rate and RTP benches install their anchors (kamailio, rtpengine) when missing.
 bench: $(STAMP) bootstrap
 	$(PY) scripts/bench/parser.py
 	$(PY) scripts/bench/options_rate.py
+	$(PY) scripts/bench/call_rate.py
+	$(PY) scripts/bench/rtp_relay.py --rtpengine
+	$(PY) scripts/bench/call_memory.py
+	$(PY) scripts/bench/transfer_rate.py
+	$(PY) scripts/bench/warm_complete.py
 
 # A scripted call with sipp peers: bot REFER -> busy agent (486) -> REFER to a second
 # agent -> answered; prints the SIP ladder (scripts/demo.py).
