@@ -448,6 +448,8 @@ def engine_config(config: DaemonConfig) -> Any:
         rtp_port_min=calls.rtp_port_min,
         rtp_port_max=calls.rtp_port_max,
         trusted_sources=calls.trusted_sources,
+        auth_users=dict(calls.auth_users),
+        auth_realm=calls.auth_realm,
         bot_uri=calls.bot_uri,
         bot_answer_timeout=calls.bot_answer_timeout,
         tts_cache_dir=calls.tts_cache_dir,

@@ -40,7 +40,11 @@ class CallConfig:
     rtp_port_min: int = 20000
     rtp_port_max: int = 21998
     trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
-    """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
+    """Carriers/SBCs allowed to place calls (CIDRs); others get 403, or a digest
+    challenge when ``auth_users`` is set."""
+    auth_users: dict[str, str] = field(default_factory=dict)
+    """Digest credentials (user: password) for sources outside trusted_sources."""
+    auth_realm: str = "voicegw"
     bot_answer_timeout: float = 30.0
     tts_cache_dir: str = "var/tts"
     agent_uri: str | None = None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
 from ..sip.build import make_response, new_tag, reason_phrase
 from ..sip.dialog import Dialog, DialogId, make_dialog_response
+from ..sip.digest import Credentials, DigestServer, Verdict
 from ..sip.errors import SipError
 from ..sip.events import (
     Address,
@@ -72,6 +75,11 @@ class EngineConfig:
     rtp_port_max: int = 21998
     trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
     """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
+    auth_realm: str = "voicegw"
+    auth_users: dict[str, str] = field(default_factory=dict)
+    """Digest credentials (user -> password) that let a source outside
+    ``trusted_sources`` place calls (RFC 3261 22, RFC 8760 SHA-256 then MD5). Empty:
+    untrusted sources get 403."""
     bot_uri: str | None = None
     """The bot's SIP URI (host an IP literal); None runs ``flow`` locally."""
     bot_answer_timeout: float = 30.0
@@ -102,6 +110,7 @@ class Engine:
         self._by_dialog: dict[DialogId, tuple[Call, Leg]] = {}
         self._by_transaction: dict[str, Callable[[Event], None]] = {}
         self._trusted = [ipaddress.ip_network(c) for c in self.config.trusted_sources]
+        self._digest = DigestServer(self.config.auth_realm, secrets.token_bytes(32))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.totals = {"calls": 0, "answered": 0, "failed": 0}
         self.outbound = OutboundLegs(
@@ -186,6 +195,7 @@ class Engine:
             raise ValueError("the SIP address and the RTP port range need a restart")
         self.config = config
         self._trusted = [ipaddress.ip_network(c) for c in config.trusted_sources]
+        self._digest = DigestServer(config.auth_realm, self._digest.secret)
 
     def active_calls(self) -> list[Call]:
         return [c for c in self.calls.values() if c.state is not CallState.ENDED]
@@ -261,7 +271,9 @@ class Engine:
             return make_response(invite, 503, "Service Unavailable (shutting down)", to_tag=new_tag(),
                                  headers=Headers([("Retry-After", "30")]))
         if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
-            return make_response(invite, 403, "Forbidden (untrusted source)", to_tag=new_tag())
+            refusal = self._authenticate(invite)
+            if refusal is not None:
+                return refusal
         interval = session_interval(invite)
         if interval is not None and interval < MIN_SE:
             # RFC 4028 6: too brief an interval is refused, naming our minimum
@@ -282,6 +294,29 @@ class Engine:
         protos = ("RTP/AVP", "RTP/SAVP") if leg.srtp_key is not None else ("RTP/AVP",)
         return make_answer(offer, origin=leg.sdp.origin, address=self.config.host, port=leg.endpoint.port,
                            protos=protos, srtp_key=leg.srtp_key)
+
+    def _authenticate(self, invite: Request) -> Response | None:
+        """Digest authentication for a source we do not trust by address. Every failure
+        gets the same fresh challenge, whether the user exists or the password is wrong
+        (no enumeration; Asterisk's identical-challenge rule); a stale nonce says so."""
+        if not self.config.auth_users:
+            return make_response(invite, 403, "Forbidden (untrusted source)", to_tag=new_tag())
+        now = time.time()  # nonces must outlive a restart: wall clock, not loop time
+        stale = False
+        value = invite.headers.get("authorization")
+        if value is not None:
+            try:
+                credentials = Credentials.parse(value)
+            except SipError:
+                credentials = None
+            password = self.config.auth_users.get(credentials.username) if credentials else None
+            if credentials is not None and password is not None:
+                verdict = self._digest.verify(credentials, method=invite.method, password=password, now=now)
+                if verdict is Verdict.OK:
+                    return None
+                stale = verdict is Verdict.STALE
+        challenge = Headers([("WWW-Authenticate", str(c)) for c in self._digest.challenges(now=now, stale=stale)])
+        return make_response(invite, 401, to_tag=new_tag(), headers=challenge)
 
     def contact(self) -> str:
         return self.outbound.contact
