@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import structlog
+from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from ..flow.runner import DEMO_FLOW, Flow
 from ..media.endpoint import MediaEndpoint, open_endpoint
@@ -176,7 +177,9 @@ class Engine:
             if request.method != "ACK":
                 self.respond(event.transaction_id, make_response(request, 481, to_tag=dialog_id.local_tag))
             return
-        self._in_dialog(found[0], found[1], event)
+        call, leg = found
+        with bound_contextvars(call_id=call.id, leg=leg.role):  # on every log line of it
+            self._in_dialog(call, leg, event)
 
     def _emit(self, call: Call, now: float, event: str, detail: dict[str, Any]) -> None:
         for listener in self.listeners:
@@ -230,6 +233,9 @@ class Engine:
     # ------------------------------------------------------------------ new calls
     async def _new_call(self, event: RequestReceived) -> None:
         invite, source = event.request, event.source
+        # this task's context, copied into every task the call spawns: each log line
+        # of the call carries its Call-ID
+        bind_contextvars(call_id=invite.call_id)
         reject = self.admission(invite, source)
         if reject is not None:
             self.respond(event.transaction_id, reject)

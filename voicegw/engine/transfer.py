@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player, ringback_player
@@ -176,6 +177,11 @@ class Transfers:
         ``options`` are a flow node's own settings (headers, ring timeout...)."""
         transfer = Transfer(f"t{next(_ids)}", call.key, TransferMethod(method), target,
                             trigger=trigger, started=self.engine.now(), options=options or TransferOptions())
+        with bound_contextvars(call_id=call.id, transfer_id=transfer.id):  # tasks it spawns inherit
+            return self._start(call, transfer, context)
+
+    def _start(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
+        target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
         call.record(transfer.started, "transfer.started", transfer_id=transfer.id,
                     method=transfer.method.value, target=target, trigger=trigger)
