@@ -69,3 +69,14 @@ def test_call_table_and_status_mapping() -> None:
     assert call2.apply(CallInput.HUNG_UP, 3.0, "caller hung up") and call2.end_reason == "caller hung up"
     assert [e for _, e, _ in call2.timeline] == ["call.connected", "call.ended"]
     assert [caller_status(s) for s in (486, 503, 404, 408, 500, 603, 606)] == [486, 503, 404, 480, 503, 603, 488]
+
+
+def test_context_headers_user_to_user_is_hex_encoded_per_rfc_7433() -> None:
+    from voicegw.engine.transfer import TransferConfig, Transfers
+
+    class FakeEngine:
+        config = type("C", (), {"transfer": TransferConfig(context_headers={"User-to-User": "summary", "X-VG-Caller": "caller"})})()
+
+    call = Call("c3", Leg("caller", Address("udp", "127.0.0.1", 5060)), created=0.0, local_tag="t")
+    headers = Transfers(FakeEngine()).context_headers(call, {"summary": "refund\r\nX-Evil: 1"})  # type: ignore[arg-type]
+    assert headers == [("User-to-User", "726566756e640d0a582d4576696c3a2031;encoding=hex")]

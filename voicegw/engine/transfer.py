@@ -95,6 +95,9 @@ class TransferConfig:
     ``bot_refer_method`` alone."""
     bot_fallback: Any = None
     """A FallbackPolicy for the bot's REFERs; None: the next method on any failure."""
+    refer_embedded_headers: tuple[str, ...] = ("User-to-User",)
+    """Context headers sent inside the Refer-To URI of a REFER (so the carrier copies
+    them into the INVITE it sends) rather than on the REFER itself."""
     retry_prompt: str | None = "Please hold while we connect you."
     """Played to the caller before the next method is tried."""
     warm: WarmSettings = field(default_factory=WarmSettings)
@@ -239,7 +242,12 @@ class Transfers:
         headers = []
         for name, key in (mapping if mapping is not None else tuple(self.config.context_headers.items())):
             value = values.get(key)
-            if value:
+            if not value:
+                continue
+            if name.lower() == "user-to-user":
+                # RFC 7433 4.1: the UUI data hex-encoded, its encoding named
+                headers.append((name, f"{str(value).encode('utf-8').hex()};encoding=hex"))
+            else:
                 headers.append((name, _header_safe(str(value))))
         return headers
 
@@ -339,7 +347,13 @@ class Transfers:
         if call.refers is None:
             call.refers = ReferSubscriptions(leg.dialog, response_timeout=self.config.refer_timeout,
                                              notify_timeout=self.config.notify_timeout)
-        request, hop, refer = call.refers.refer(uri, engine.now(), extra_headers=headers,
+        # headers the carrier should put in its INVITE go into the Refer-To URI
+        # (RFC 3261 19.1.5); User-to-User travels there by default (RFC 7434 4.2)
+        embed = {name.lower() for name in self.config.refer_embedded_headers}
+        embedded = [(n, v) for n, v in headers if n.lower() in embed]
+        plain = [(n, v) for n, v in headers if n.lower() not in embed]
+        request, hop, refer = call.refers.refer(uri, engine.now(), extra_headers=plain,
+                                                embedded_headers=embedded,
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
         tx = engine.sip.send_request(request, destination(hop, leg.peer))
