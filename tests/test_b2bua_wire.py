@@ -166,9 +166,9 @@ def test_caller_cancels_while_bot_rings(lab):
     assert lab.events("call.ended")[0]["reason"] == "caller cancelled"
 
 
-def test_hold_and_unhold_answered_locally(lab):
+def test_hold_and_unhold_answered_and_relayed_to_the_bot(lab):
     lab.start_voicegw()
-    bot = lab.bot("b2bua_bot_answer.xml")
+    bot = lab.bot("b2bua_bot_hold.xml")  # checks a=sendonly, then a=sendrecv, from voicegw's o=
     caller = lab.caller("b2bua_uac_hold.xml")
     finish(lab, caller, bot)
 
@@ -176,10 +176,14 @@ def test_hold_and_unhold_answered_locally(lab):
     assert [sdp_media(m.body)[3] for m in got] == ["sendrecv", "recvonly", "sendrecv"], lab.report()
     # the media address towards the caller does not move on hold
     assert len({sdp_media(m.body)[1] for m in got}) == 1
-    # re-INVITEs stay on leg A: the bot saw one INVITE only
+    # the hold and the unhold were relayed to the bot as re-INVITEs on its own dialog
     assert bot.flow() == [
-        "in INVITE", "out 180 INVITE", "out 200 INVITE", "in ACK", "in BYE", "out 200 BYE",
+        "in INVITE", "out 180 INVITE", "out 200 INVITE", "in ACK",
+        "in INVITE", "out 200 INVITE", "in ACK", "in INVITE", "out 200 INVITE", "in ACK",
+        "in BYE", "out 200 BYE",
     ], lab.report()
+    offers = [m for m in bot.messages() if m.describe() == "in INVITE"]
+    assert len({sdp_media(m.body)[1] for m in offers}) == 1, "the bot-facing port stays put"
 
 
 # --- media -----------------------------------------------------------------------------

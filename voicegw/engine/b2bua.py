@@ -45,7 +45,7 @@ from ..sip.events import (
 )
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
-from ..sip.sdp import SdpBuilder, SessionDescription
+from ..sip.sdp import Direction, SdpBuilder, SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, OutboundLegs
@@ -497,15 +497,46 @@ class Engine:
         except SipError as error:
             self.respond(event.transaction_id, leg.dialog.respond(request, 488, f"Not Acceptable Here ({error.reason})"))
             return
+        held_before = leg.held
+        leg.held = answer.negotiated.remote_hold
         apply_media(leg.endpoint, answer.negotiated)
         bridge = self.bridge(call)
         if bridge is not None:
             bridge.refresh()
         call.record(self.now(), f"leg.{leg.role}.reinvite", hold=answer.negotiated.remote_hold)
+        if leg.held != held_before:
+            self._relay_hold(call, leg, offer)
         body = bytes(leg.sdp.stamp(answer.sdp))
         headers = self.session_timers.refresh(call, leg)
         self.respond(event.transaction_id, leg.dialog.respond(
             request, 200, body=body, content_type="application/sdp", extra_headers=headers))
+
+    def _relay_hold(self, call: Call, leg: Leg, offer: SessionDescription) -> None:
+        """Hold and unhold reach the other side of the bridge: voicegw re-offers it the
+        direction the holding side asked for (sendonly/inactive, then sendrecv), from
+        its own address, so a bot or agent knows the caller is on hold."""
+        bridge = self.bridge(call)
+        if bridge is None:
+            return
+        far_endpoint = bridge.b if leg.endpoint is bridge.a else bridge.a
+        far = next((other for other in call.legs()
+                    if other is not leg and other.endpoint is far_endpoint and not other.ended), None)
+        if far is None or far.endpoint is None or far.sdp is None or far.dialog is None:
+            return
+        audio = next((m for m in offer.media if m.media == "audio" and not m.is_rejected), None)
+        direction = audio.direction if audio is not None and leg.held else Direction.SENDRECV
+        if leg.held and direction is Direction.SENDRECV:
+            direction = Direction.SENDONLY  # c=0.0.0.0 style hold: say it explicitly
+        reoffer = far.sdp.offer(port=far.endpoint.port, direction=direction)
+        self.outbound.reoffer(far, reoffer, lambda media: self._far_answered(call, far, media))
+        call.record(self.now(), f"leg.{far.role}.reinvite_sent", direction=direction.value)
+
+    def _far_answered(self, call: Call, leg: Leg, media: NegotiatedMedia) -> None:
+        if leg.endpoint is not None and not leg.ended:
+            apply_media(leg.endpoint, media)
+            bridge = self.bridge(call)
+            if bridge is not None:
+                bridge.refresh()
 
     @staticmethod
     def bridge(call: Call) -> Bridge | None:

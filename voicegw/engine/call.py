@@ -63,6 +63,8 @@ class Leg:
     """Our SdpBuilder for this leg: one o= session id, version +1 per change (RFC 3264 8)."""
     dialing: Any = None
     """Outgoing legs: the ``Dialing`` of their INVITE while it is pending."""
+    held: bool = False
+    """The peer put us on hold (its last offer: sendonly, inactive or c=0.0.0.0)."""
     srtp_key: bytes | None = None
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""

@@ -100,12 +100,42 @@ class OutboundLegs:
         invite = Request("INVITE", str(uri), headers)
         invite.set_body(bytes(offer), "application/sdp")
         leg.invite = invite
+        leg.sdp = builder  # re-offers on this leg keep the o= session id (RFC 3264 8)
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         leg.transaction_id = self._send(invite, leg.peer)
         self._track(leg.transaction_id, lambda event: self._event(dialing, event))
         loop = asyncio.get_running_loop()
         dialing.timer = loop.call_later(answer_timeout, self._no_answer, dialing)
         return dialing
+
+    def reoffer(self, leg: Leg, offer: SessionDescription,
+                answered: Callable[[NegotiatedMedia], None] | None = None) -> None:
+        """A re-INVITE on a confirmed leg with our new ``offer`` (hold, unhold): its 2xx
+        is ACKed and the answer applied; a failure leaves the session as it was
+        (RFC 3261 14.1)."""
+        if leg.dialog is None or leg.ended:
+            return
+        request, hop = leg.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
+        seq = request.cseq.seq
+        acked = False
+
+        def on_event(event: Event) -> None:
+            nonlocal acked
+            if not isinstance(event, ResponseReceived) or not 200 <= event.response.status < 300:
+                return
+            ack, ack_hop = leg.dialog.create_ack(seq)  # type: ignore[union-attr]
+            self._send(ack, destination(ack_hop, leg.peer))  # every 2xx, retransmissions too
+            if acked:
+                return
+            acked = True
+            try:
+                media = negotiate(offer, SessionDescription.parse(event.response.body), local_is_offerer=True)
+            except SipError:
+                return
+            if answered is not None:
+                answered(media)
+
+        self._track(self._send(request, destination(hop, leg.peer)), on_event)
 
     def give_up(self, dialing: Dialing) -> None:
         """Stop the attempt: CANCEL while it rings, BYE if it already answered."""
