@@ -34,8 +34,9 @@ bench: $(STAMP) bootstrap
 	$(PY) scripts/bench/transfer_rate.py
 	$(PY) scripts/bench/warm_complete.py
 
-# A scripted call with sipp peers: bot REFER -> busy agent (486) -> REFER to a second
-# agent -> answered; prints the SIP ladder (scripts/demo.py).
+# A scripted call with sipp peers: the bot REFERs -> voicegw REFERs the carrier, which
+# NOTIFYs 486 -> hold prompt -> INVITE to the agent -> answered; prints the call's SIP
+# ladder and timeline (scripts/demo.py).
 demo: $(STAMP) bootstrap
 	$(PY) scripts/demo.py
 

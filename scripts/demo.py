@@ -1,25 +1,24 @@
 #!/usr/bin/env python3
 """``make demo``: one scripted call through ``voicegw run`` with sipp peers, and its SIP ladder.
 
-The story (all on 127.0.0.1, free ports, every process stopped at the end):
+The story (all on 127.0.0.1, free ports, every process stopped at the end), with
+``calls.transfer_methods: [refer, invite]``:
 
 1. A carrier (sipp UAC) calls in; voicegw bridges the call to the bot (sipp UAS).
-2. The bot asks for a human by REFER to agent 1; voicegw answers 202 and dials agent 1
-   by INVITE, reporting progress to the bot in NOTIFYs (100 Trying...).
-3. Agent 1 is busy (486): the bot gets a NOTIFY with a ``SIP/2.0 486`` sipfrag; the
-   caller stays connected to the bot (a failed transfer never drops the caller).
-4. The bot tries again: REFER to agent 2, who answers: NOTIFY 200 to the bot, then
-   voicegw BYEs the bot and the caller talks to agent 2 (media through voicegw).
-5. Agent 2 hangs up after a moment; voicegw BYEs the caller.
+2. The bot asks for a human: REFER to the agent. voicegw answers 202 and carries it out
+   with its first method: a REFER on the caller's leg, to the carrier.
+3. The carrier accepts (202) but the agent is busy for it: NOTIFY 100, then NOTIFY 486.
+   The call stays up (a failed transfer never drops the caller); the fallback machine
+   plays the "please hold" prompt to the caller.
+4. voicegw retries with the next method: INVITE to the agent, who answers; the bot gets
+   its final NOTIFY (200, never the 486 of the first method), then BYE; the caller now
+   talks to the agent (media through voicegw).
+5. The agent hangs up after a moment; voicegw BYEs the caller.
 
-Not shown yet: the fallback prompt played to the caller and the automatic retry by
-INVITE after a failed REFER to the carrier - the engine's fallback machine
-(engine/fallback.py) is not wired into the engine yet; here the bot does the retry.
-
-Prints the ladder built from the sipp peers' message logs (``-trace_msg``, microsecond
-times from the same clock) interleaved with the daemon's transfer log lines, then the
-outcome. Exit status 0 when every peer ran its scenario to the end and the transfers
-went as told.
+Prints the call's SIP ladder and timeline as ``voicegw call show`` renders them from the
+daemon's control API (every leg's messages, the fallback decision and the prompt), then
+the outcome. Exit status 0 when every peer ran its scenario to the end and the call went
+as told (about 10 s).
 
     .venv/bin/python scripts/demo.py [--keep DIR]
 """
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -39,7 +37,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +92,16 @@ def wait_for(predicate, timeout: float) -> bool:
 class Daemon:
     def __init__(self, workdir: Path, bot_port: int, allow: list[str]) -> None:
         self.port = free_port()
+        self.api = f"http://{HOST}:{free_port()}"
+        self.token = f"demo-{os.getpid()}-{int(time.time())}"
         rtp = even_block(40)
         config = workdir / "voicegw.yaml"
         config.write_text(
-            "calls:\n  transfer_method: invite\n  ring_timeout: 10\n  transfer_allow:\n"
-            + "".join(f"    - '{a}'\n" for a in allow)
-            + "api:\n  enabled: false\n", encoding="utf-8")
+            "calls:\n  transfer_methods: [refer, invite]\n  ring_timeout: 10\n  ringback: silence\n"
+            "  transfer_allow:\n" + "".join(f"    - '{a}'\n" for a in allow)
+            + f"api:\n  host: {HOST}\n  port: {self.api.rsplit(':', 1)[1]}\n  token: {self.token}\n"
+            f"paths:\n  records_dir: {workdir}\n  tts_cache: {ROOT / 'var' / 'tts'}\n"
+            "profiles_dir: null\nflows_dir: null\n", encoding="utf-8")
         self.cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", HOST, "--sip-port", str(self.port),
                     "--bot-uri", f"sip:bot@{HOST}:{bot_port}", "--rtp-ports", f"{rtp}-{rtp + 39}",
                     "--config", str(config)]
@@ -188,83 +189,54 @@ class Peer:
                 self.proc.wait(5)
 
 
-# --------------------------------------------------------------------------- the ladder
-@dataclass
-class Line:
-    when: float
-    peer: str
-    outgoing: bool
-    """True: the peer sent it to voicegw; False: voicegw sent it to the peer."""
-    label: str
+# --------------------------------------------------------------------------- the call
+def call_detail(daemon: Daemon) -> dict | None:
+    """The demo's call as the control API has it (timeline and SIP trace)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    try:
+        calls = httpx.get(f"{daemon.api}/calls", params={"state": "all"}, headers=headers, timeout=5).json()
+        if not calls:
+            return None
+        return httpx.get(f"{daemon.api}/calls/{calls[-1]['key']}", headers=headers, timeout=5).json()
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
 
 
-def read_messages(peer: Peer) -> list[Line]:
-    if not peer.log.exists():
-        return []
-    text = peer.log.read_text(encoding="utf-8", errors="replace")
-    out = []
-    for block in re.split(r"^-{20,} ", text, flags=re.M)[1:]:
-        stamp, _, rest = block.partition("\n")
-        info, _, raw = rest.partition("\n")
-        if " message received " not in info and " message sent " not in info:
-            continue
-        first = raw.strip("\n").split("\n", 1)[0].strip()
-        if not first:
-            continue
-        when = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        head = raw.split("\n\n", 1)
-        body = head[1].strip() if len(head) > 1 else ""
-        if first.startswith("SIP/2.0"):
-            cseq = re.search(r"^CSeq:\s*\d+\s+(\S+)", raw, re.M | re.I)
-            label = f"{first[8:].strip()} ({cseq.group(1) if cseq else '?'})"
-        else:
-            label = first.split()[0]
-            if label == "REFER":
-                target = re.search(r"^Refer-To:\s*(.+)$", raw, re.M | re.I)
-                label += f" -> {target.group(1).strip()}" if target else ""
-            elif label == "NOTIFY" and body.startswith("SIP/2.0"):
-                label += f" [{body.splitlines()[0].strip()}]"
-        out.append(Line(when, peer.name, " message sent " in info, label))
-    return out
+def show_call(daemon: Daemon, call_id: str) -> str:
+    """``voicegw call show CALL_ID``: the SIP ladder of every leg, then the timeline."""
+    env = dict(os.environ, COLUMNS="150", NO_COLOR="1", TERM="dumb")
+    result = subprocess.run([sys.executable, "-m", "voicegw", "call", "show", call_id, "--api", daemon.api,
+                             "--token", daemon.token], check=False, cwd=ROOT, env=env, capture_output=True,
+                            text=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    return result.stdout + result.stderr
 
 
-def log_lines(daemon: Daemon) -> list[tuple[float, str]]:
-    out = []
-    for e in daemon.events():
-        name = e.get("event", "")
-        if name.startswith("transfer.") or name == "call.ended":
-            when = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
-            detail = " ".join(f"{k}={e[k]}" for k in ("method", "target", "status", "reason") if k in e)
-            out.append((when, f"{name} {detail}".strip()))
-    return out
+def story(detail: dict | None, daemon: Daemon) -> list[str]:
+    """What went wrong, if anything: the transfers and the timeline's order."""
+    problems = []
+    transfers = [(e["event"], e.get("method"), e.get("status")) for e in daemon.events()
+                 if e.get("event") in ("transfer.failed", "transfer.succeeded")]
+    if transfers != [("transfer.failed", "refer", 486), ("transfer.succeeded", "invite", 200)]:
+        problems.append(f"transfers were {transfers}, expected REFER 486 then INVITE 200")
+    if detail is None:
+        return problems + ["the control API did not give the call"]
+    events = [(entry["event"], entry["detail"]) for entry in detail["timeline"]]
+    names = [name for name, _ in events]
 
+    def first(name: str, **fields: object) -> int:
+        return next((i for i, (n, d) in enumerate(events)
+                     if n == name and all(d.get(k) == v for k, v in fields.items())), -1)
 
-def ladder(peers: list[Peer], daemon: Daemon) -> str:
-    left = [p for p in peers if p.name == "caller"]
-    right = [p for p in peers if p.name != "caller"]
-    lines = sorted((m for p in peers for m in read_messages(p)), key=lambda m: m.when)
-    events = log_lines(daemon)
-    width = 30
-    t0 = lines[0].when if lines else 0.0
-    header = f"{'time (s)':>8}  {'caller (carrier)':>{width}}  voicegw   bot, agents"
-    rows = [header, "-" * len(header)]
-    items: list[tuple[float, str]] = []
-    for m in lines:
-        arrow = m.label
-        if m.peer in (p.name for p in left):
-            text = (f"{arrow} --->".rjust(width) + "   |       |") if m.outgoing else \
-                   (f"<--- {arrow}".ljust(width) + "   |       |")
-            items.append((m.when, f"{text}"))
-        else:
-            who = m.peer
-            text = (" " * width + "   |       |   " + f"<--- {arrow}  [{who}]") if m.outgoing else \
-                   (" " * width + "   |       |   " + f"{arrow} --->  [{who}]")
-            items.append((m.when, text))
-    for when, text in events:
-        items.append((when, " " * width + f"   |  * {text}"))
-    for when, text in sorted(items, key=lambda i: i[0]):
-        rows.append(f"{when - t0:8.3f}  {text}")
-    return "\n".join(rows)
+    order = [first("transfer.failed", status=486), first("transfer.fallback", action="next"),
+             first("fallback.prompt"), first("transfer.started", method="invite"),
+             first("transfer.succeeded", status=200), first("leg.bot.bye_sent")]
+    if -1 in order or order != sorted(order):
+        problems.append("expected in the timeline, in this order: REFER failed 486, fallback next, "
+                        f"prompt, INVITE started, succeeded, bot BYE; got {names}")
+    return problems
 
 
 # --------------------------------------------------------------------------- main
@@ -277,42 +249,44 @@ def main() -> int:
         return 2
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="voicegw-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    bot_port, agent1_port, agent2_port = free_port(), free_port(), free_port()
-    agent1 = f"sip:agent1@{HOST}:{agent1_port}"
-    agent2 = f"sip:agent2@{HOST}:{agent2_port}"
-    daemon = Daemon(workdir, bot_port, [agent1, agent2])
+    bot_port, agent_port = free_port(), free_port()
+    agent = f"sip:agent@{HOST}:{agent_port}"
+    daemon = Daemon(workdir, bot_port, [agent])
     peers = [
-        Peer("agent1", "agent_busy.xml", workdir, agent1_port),
-        Peer("agent2", "agent_hangup.xml", workdir, agent2_port, rtp_echo=True),
-        Peer("bot", "bot_refer_retry.xml", workdir, bot_port, keys={"refer_to": agent1, "refer_to2": agent2}),
+        Peer("agent", "agent_hangup.xml", workdir, agent_port, rtp_echo=True),
+        Peer("bot", "bot_refer.xml", workdir, bot_port, keys={"refer_to": agent}),
     ]
     codes: dict[str, int] = {}
+    detail = None
     try:
         print(f"voicegw demo: logs in {workdir}", flush=True)
         daemon.start()
         for p in peers:
             p.start()
-        caller = Peer("caller", "carrier_call_wait_bye.xml", workdir, free_port(), remote=(HOST, daemon.port))
+        caller = Peer("caller", "carrier_refer_fail_wait_bye.xml", workdir, free_port(),
+                      remote=(HOST, daemon.port), keys={"final": "486 Busy Here"})
         peers.insert(0, caller)
         caller.start()
         for p in peers:
             codes[p.name] = p.wait(40)
+        wait_for(lambda: any(e.get("event") == "call.ended" for e in daemon.events()), 5)
+        detail = call_detail(daemon)
+        if detail is not None:
+            print()
+            print(show_call(daemon, detail["id"]))
     finally:
         for p in peers:
             p.stop()
         daemon.stop()
-    print()
-    print(ladder(peers, daemon))
-    print()
-    events = [e for e in daemon.events() if e.get("event", "").startswith("transfer.")]
-    failed = [e for e in events if e["event"] == "transfer.failed"]
-    succeeded = [e for e in events if e["event"] == "transfer.succeeded"]
-    ok = (all(c == 0 for c in codes.values()) and [e.get("status") for e in failed] == [486]
-          and len(succeeded) == 1)
+    problems = story(detail, daemon)
+    ok = all(c == 0 for c in codes.values()) and not problems
     for name, code in codes.items():
         print(f"  sipp {name:<7} exit {code}" + ("" if code == 0 else f"  (see {workdir}/{name}_errors.log)"))
-    print(f"  transfers: {len(failed)} failed ({', '.join(str(e.get('status')) for e in failed)}), "
-          f"{len(succeeded)} succeeded")
+    for problem in problems:
+        print(f"  {problem}")
+    if ok:
+        print("  REFER to the carrier failed (486), the caller heard the hold prompt, the INVITE to the "
+              "agent succeeded")
     print("demo: OK" if ok else "demo: FAILED")
     if not args.keep and ok:
         shutil.rmtree(workdir, ignore_errors=True)

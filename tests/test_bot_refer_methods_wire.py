@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from helpers.daemon import wait_until
 from helpers_agent import Carrier
 from helpers_caller import speech_energy

@@ -41,12 +41,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-
-from helpers.daemon import wait_until
 from helpers.net import free_port
 from helpers_agent import Carrier, _ok
 from helpers_calls import SIPP, SippPeer
 from helpers_ops import OpsDaemon
+
 from voicegw.media import g711
 from voicegw.media.tones import goertzel_power
 from voicegw.media.wav import write_wav
