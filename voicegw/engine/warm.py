@@ -17,6 +17,7 @@ fallback rules see ``declined``, ``no_answer`` and SIP codes the same way.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ import structlog
 from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player, play_samples
 from ..media.ports import PortPoolExhausted
+from ..media.relay import Bridge
 from ..media.wav import WavError, load_wav
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
@@ -49,6 +51,9 @@ class WarmSettings:
     briefing_text: str = "Incoming transfer. {summary}"
     """Spoken to the agent; ``{summary}`` and ``{caller}`` come from the call's context."""
     briefing_file: str | None = None
+    bot_briefing_seconds: float = 0.0
+    """> 0: after the prompts, bridge the bot and the agent for this long so the bot
+    speaks the handover; the caller hears the hold audio (or silence) meanwhile."""
     confirm: bool = False
     """Wait for the agent's DTMF accept key before connecting."""
     accept_digit: str = "1"
@@ -71,6 +76,8 @@ class WarmTransfer:
     briefing: Player | None = None
     context: dict[str, str] | None = None
     refer_id: int | None = None
+    live: Any = None
+    """The bot <-> agent bridge of a live briefing, while it lasts."""
 
 
 class WarmTransfers:
@@ -232,10 +239,38 @@ class WarmTransfers:
             warm.briefing = play_samples(endpoint, np.concatenate(parts))
             call.resources.append(warm.briefing)
             await warm.briefing.wait()
+        if settings.bot_briefing_seconds > 0 and warm.machine.state is State.BRIEFING:
+            await self._live_briefing(call, warm, settings.bot_briefing_seconds)
         if warm.machine.state is State.BRIEFING:
             self._feed(call, warm, Input.BRIEFED_CONFIRM if settings.confirm else Input.BRIEFED)
             if warm.machine.state is State.READY and settings.auto_complete:
                 self._feed(call, warm, Input.COMPLETE)
+
+    async def _live_briefing(self, call: Call, warm: WarmTransfer, seconds: float) -> None:
+        """The bot speaks the handover to the agent itself: bot <-> agent for
+        ``seconds``, the caller off the bot meanwhile (never on the agent's leg)."""
+        bot, agent = call.bot, warm.leg
+        caller_bridge = self.engine.bridge(call)
+        if bot is None or bot.ended or bot.endpoint is None or agent.endpoint is None or caller_bridge is None:
+            return
+        caller_bridge.close()
+        warm.live = Bridge(bot.endpoint, agent.endpoint)
+        call.record(self.engine.now(), "transfer.live_briefing", transfer_id=warm.transfer.id, seconds=seconds)
+        deadline = self.engine.now() + seconds
+        while warm.machine.state is State.BRIEFING and self.engine.now() < deadline:
+            await asyncio.sleep(min(0.1, max(0.0, deadline - self.engine.now())))
+        self._end_live(call, warm)
+
+    def _end_live(self, call: Call, warm: WarmTransfer) -> None:
+        """Close the live briefing and give the caller back to the bot."""
+        live, warm.live = warm.live, None
+        if live is None:
+            return
+        live.close()
+        bot, caller = call.bot, call.caller
+        if (bot is not None and not bot.ended and bot.endpoint is not None and caller.endpoint is not None
+                and not caller.endpoint.closed):
+            call.resources.append(Bridge(caller.endpoint, bot.endpoint))
 
     def _digit(self, call: Call, warm: WarmTransfer, digit: str) -> None:
         call.record(self.engine.now(), "transfer.agent_dtmf", transfer_id=warm.transfer.id, digit=digit)
@@ -246,6 +281,7 @@ class WarmTransfers:
 
     def _bridge(self, call: Call, warm: WarmTransfer) -> None:
         engine = self.engine
+        self._end_live(call, warm)
         if warm.hold is not None:
             warm.hold.stop()
         caller = call.caller
@@ -254,13 +290,12 @@ class WarmTransfers:
         bridge = engine.bridge(call)
         if bridge is not None:
             old = bridge.replace_b(warm.leg.endpoint)
-            if call.bot is not None and not call.bot.ended:
+            # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
+            if call.bot is not None and not call.bot.ended and warm.transfer.trigger != "bot":
                 engine.outbound.hang_up(call.bot)
                 call.record(engine.now(), "leg.bot.bye_sent")
             old.close()
         else:
-            from ..media.relay import Bridge
-
             call.resources.append(Bridge(caller.endpoint, warm.leg.endpoint))
         self._feed(call, warm, Input.COMPLETED_OK)
 
@@ -311,6 +346,7 @@ class WarmTransfers:
         return True
 
     def _drop_agent(self, call: Call, warm: WarmTransfer) -> None:
+        self._end_live(call, warm)
         leg = warm.leg
         leg.ended = True
         if warm.briefing is not None:
