@@ -24,7 +24,12 @@ from .dialog import Dialog
 from .errors import ParseError, ProtocolViolation, SipError
 from .headers import NameAddr, parse_token_list
 from .message import Request, Response
-from .refer import NOREFERSUB, SIPFRAG_CONTENT_TYPE, SubscriptionState, parse_embedded_headers
+from .refer_headers import (
+    NOREFERSUB,
+    SIPFRAG_CONTENT_TYPE,
+    SubscriptionState,
+    parse_embedded_headers,
+)
 from .sipfrag import SipFrag
 from .uri import AbsoluteUri, SipUri, Uri
 
