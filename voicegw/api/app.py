@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..engine.call import Call, CallState
+from ..engine.consult import ConsultError
 from ..engine.transfer import Transfer, TransferState
 from . import models as m
 from .control import Control
@@ -120,6 +121,37 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         if started.status == "policy":
             raise HTTPException(403, f"transfer {started.id} refused: {started.reason}")
         return transfer_info(control, started)
+
+    warm_conflict = {**not_found, 409: {"model": m.Problem, "description":
+                                        "No warm transfer of this call is in a state that allows it."}}
+
+    @app.post("/calls/{call_id}/transfer/complete", response_model=m.TransferInfo, dependencies=auth,
+              tags=["calls"], responses=warm_conflict)
+    async def complete_transfer(call_id: str) -> m.TransferInfo:
+        """Connect the caller to the consulted agent now (a warm transfer that is briefing,
+        waiting for the agent's key or waiting for this explicit complete)."""
+        call = call_or_404(call_id)
+        try:
+            control.engine.transfers.warm.complete(call)
+        except ConsultError as error:
+            raise HTTPException(409, f"cannot complete: {error}") from None
+        assert call.transfer is not None
+        return transfer_info(control, call.transfer)
+
+    @app.post("/calls/{call_id}/transfer/cancel", response_model=m.TransferInfo, dependencies=auth,
+              tags=["calls"], responses=warm_conflict)
+    async def cancel_transfer(call_id: str) -> m.TransferInfo:
+        """Abandon a warm transfer: the agent's leg gets BYE (or CANCEL while it rings), the
+        caller goes back to the bot or the flow node its fallback names."""
+        call = call_or_404(call_id)
+        warm = control.engine.transfers.warm.by_call.get(call.key)
+        try:
+            control.engine.transfers.warm.cancel(call)
+        except ConsultError as error:
+            raise HTTPException(409, f"cannot cancel: {error}") from None
+        transfer = warm.transfer if warm is not None else call.transfer
+        assert transfer is not None
+        return transfer_info(control, transfer)
 
     @app.get("/transfers/{transfer_id}", response_model=m.TransferInfo, dependencies=auth, tags=["calls"],
              responses={404: {"model": m.Problem, "description": "No such transfer."}, **unauthorised})

@@ -107,7 +107,9 @@ class CallDetail(CallSummary):
 
 class TransferRequest(BaseModel):
     target: str = Field(min_length=1, max_length=512, description="A sip: URI or a phone number on the allow-list.")
-    method: Literal["invite", "refer", "bye"] = "invite"
+    method: Literal["invite", "refer", "bye", "warm"] = "invite"
+    """warm: consult and brief the agent first (calls.warm); complete or cancel it with
+    POST /calls/{id}/transfer/complete or /cancel."""
 
 
 class HangupRequest(BaseModel):

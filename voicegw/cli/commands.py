@@ -29,9 +29,11 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def api_command(group: click.Group, name: str, *, data: bool = True, **kwargs: Any) -> Callable[..., Any]:
+def api_command(group: click.Group, name: str, *, data: bool = True, prog: str | None = None,
+                **kwargs: Any) -> Callable[..., Any]:
     """A command with the API options (and ``--json`` when it prints data); the
-    function gets an :class:`ApiClient` first. CliError becomes its exit code."""
+    function gets an :class:`ApiClient` first. CliError becomes its exit code, its
+    message prefixed with ``voicegw PROG:`` (default: the command's name)."""
 
     def decorate(fn: Callable[..., Any]) -> click.Command:
         @functools.wraps(fn)
@@ -40,7 +42,7 @@ def api_command(group: click.Group, name: str, *, data: bool = True, **kwargs: A
             try:
                 fn(client, as_json, **params) if data else fn(client, **params)
             except CliError as error:
-                err.print(f"voicegw {name}: {error.message}", markup=False)
+                err.print(f"voicegw {prog or name}: {error.message}", markup=False)
                 sys.exit(error.code)
             finally:
                 client.close()
@@ -82,6 +84,25 @@ def transfer_text(transfer: dict[str, Any] | None) -> str:
         return ""
     status = f" {transfer['status']}" if transfer.get("status") is not None else ""
     return f"{transfer['id']} {transfer['method']} {transfer['state']}{status}"
+
+
+def transfer_line(data: dict[str, Any]) -> str:
+    reason = f" ({data['reason']})" if data["reason"] else ""
+    status = f" {data['status']}" if data["status"] is not None else ""
+    return f"transfer {data['id']}: {data['method']} to {data['target']}: {data['state']}{status}{reason}"
+
+
+class TransferGroup(click.Group):
+    """``voicegw transfer CALL_ID TARGET`` starts a transfer (the hidden ``start``
+    command); ``voicegw transfer complete|cancel CALL_ID`` steers a warm one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] CALL_ID TARGET | complete CALL_ID | cancel CALL_ID")
 
 
 # ---------------------------------------------------------------------- commands
@@ -171,14 +192,23 @@ def register(cli: click.Group) -> None:
                 out.print(f"\n--- {message['offset_seconds']:.3f} {arrow} {message['peer']}", markup=False)
                 out.print(message.get("message") or message["first_line"], markup=False)
 
-    @api_command(cli, "transfer", help="Transfer a call to TARGET (a sip: URI or a number on the allow-list).")
+    @cli.group("transfer", cls=TransferGroup, invoke_without_command=False, help=(
+        "Transfer a call: 'voicegw transfer CALL_ID TARGET [--method invite|refer|bye|warm]'; "
+        "a warm transfer waiting for its completion: 'voicegw transfer complete CALL_ID' or "
+        "'voicegw transfer cancel CALL_ID'."))
+    def transfer() -> None:
+        pass
+
+    @api_command(transfer, "start", prog="transfer", hidden=True,
+                 help="Transfer a call to TARGET (a sip: URI or a number on the allow-list).")
     @click.argument("call_id")
     @click.argument("target")
-    @click.option("--method", type=click.Choice(["invite", "refer", "bye"]), default="invite", show_default=True)
+    @click.option("--method", type=click.Choice(["invite", "refer", "bye", "warm"]), default="invite",
+                  show_default=True, help="warm: consult and brief the agent first (calls.warm).")
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome.")
     @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
-    def transfer(client: ApiClient, as_json: bool, call_id: str, target: str, method: str, wait: bool,
-                 timeout: float) -> None:
+    def start(client: ApiClient, as_json: bool, call_id: str, target: str, method: str, wait: bool,
+              timeout: float) -> None:
         data = client.request("POST", call_path(call_id, "transfer"), json={"target": target, "method": method})
         deadline = time.monotonic() + timeout
         while wait and data["state"] == "pending" and time.monotonic() < deadline:
@@ -187,11 +217,25 @@ def register(cli: click.Group) -> None:
         if as_json:
             dump(data)
         else:
-            reason = f" ({data['reason']})" if data["reason"] else ""
-            out.print(f"transfer {data['id']}: {data['method']} to {data['target']}: {data['state']}"
-                      f"{' ' + str(data['status']) if data['status'] is not None else ''}{reason}", markup=False)
+            out.print(transfer_line(data), markup=False)
         if data["state"] == "failed":
             sys.exit(1)
+
+    @api_command(transfer, "complete", prog="transfer complete",
+                 help="Connect the caller to the consulted agent now (a warm transfer).")
+    @click.argument("call_id")
+    def complete(client: ApiClient, as_json: bool, call_id: str) -> None:
+        data = client.request("POST", call_path(call_id, "transfer", "complete"))
+        dump(data) if as_json else out.print(transfer_line(data), markup=False)
+        if data["state"] == "failed":
+            sys.exit(1)
+
+    @api_command(transfer, "cancel", prog="transfer cancel",
+                 help="Abandon a warm transfer: BYE (or CANCEL) to the agent, the caller goes back.")
+    @click.argument("call_id")
+    def cancel(client: ApiClient, as_json: bool, call_id: str) -> None:
+        data = client.request("POST", call_path(call_id, "transfer", "cancel"))
+        dump(data) if as_json else out.print(transfer_line(data), markup=False)
 
     @api_command(cli, "hangup", help="Hang up a call (BYE to every leg).")
     @click.argument("call_id")
