@@ -117,6 +117,8 @@ def test_compact_header_forms_are_understood() -> None:
         b"",
         b"\r\n\r\n",
         b"   ",
+        b"  \n      z\n",  # whitespace-only first line (fuzzer finding)
+        b" \t\r\nSIP/2.0 200 OK\r\n",
         b"SIP/2.0 OK\r\n",  # no status code
         b"SIP/2.0 20 OK\r\n",
         b"SIP/2.0 700 Weird\r\n",

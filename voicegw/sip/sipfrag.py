@@ -10,6 +10,11 @@ by headers. Peers are sloppy here, so parsing tolerates what shows up in traces:
 bare-LF line ends, no final CRLF at all, trailing whitespace, a lower-case
 ``sip/2.0``, several spaces after the version, and a status line with no reason
 phrase. ``bytes(frag)`` writes the canonical form, which parses back to an equal frag.
+
+Rejected: a first line of only whitespace (it is neither a start line nor a header
+field nor the empty line before a body). A fragment that is only a body has no
+unambiguous form here, since CRLFs before the first line are skipped as before a
+message (7.5); ``parse()`` never returns one.
 """
 
 from __future__ import annotations
@@ -92,7 +97,13 @@ class SipFrag:
             # a peer mixing bare LF into a CRLF fragment
             lines = [part for line in lines for part in line.split("\n")]
         lines = [line.rstrip(" \t\r") for line in lines]
-        # A whitespace-only line ends the header section, like an empty one.
+        # RFC 3420 2: a fragment opens with a start line, a header field, or the CRLF
+        # before a body. A first line of only whitespace is none of these. Read as that
+        # CRLF it would make a body-only fragment, whose canonical form (CRLF, body)
+        # reads back as a leading CRLF (skipped, 7.5) before a bad start line.
+        if not lines[0]:
+            raise ParseError("sipfrag starts with a whitespace-only line")
+        # After that, a whitespace-only line ends the header section, like an empty one.
         for index, line in enumerate(lines):
             if not line:
                 rest = newline.join(lines[index + 1 :])
