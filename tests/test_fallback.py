@@ -362,3 +362,13 @@ def test_any_failures_end_connected_goto_or_explicit_end_within_the_limit(
         assert isinstance(actions[-1], GoToNode)
     # every failure has a decision in the record
     assert len(m.record) == failures
+
+
+def test_an_operators_cancel_is_its_own_match_key_not_a_server_error() -> None:
+    from voicegw.engine.fallback_runner import _fallback_status
+
+    policy = FallbackPolicy(rules=(FallbackRule("5xx", "end"),), default=FallbackRule("default", "goto", node="menu"))
+    rule, how = policy.match(_fallback_status("cancelled"))
+    assert (rule.match, rule.action) == ("default", "goto")
+    cancelled = FallbackPolicy(rules=(FallbackRule("cancelled", "goto", node="bot"),), default=FallbackRule("default", "end"))
+    assert cancelled.match("cancelled")[0].node == "bot"

@@ -72,6 +72,7 @@ NAMED_MATCHES: dict[str, frozenset[int]] = {
     "no_final": frozenset(),  # REFER subscription ended without a final sipfrag
     "declined": frozenset({603, 607, 608}),  # Decline, Unwanted (RFC 8197), Rejected (RFC 8688)
     "no_answer": frozenset({408, 480}),  # Request Timeout, Temporarily Unavailable
+    "cancelled": frozenset(),  # an operator (API, CLI) or the flow cancelled a warm transfer
 }
 #: Statuses that are not SIP codes.
 NAMED_STATUSES = frozenset(NAMED_MATCHES)
