@@ -55,6 +55,9 @@ class CallConfig:
     """Carrier trunk URI template for phone-number targets, e.g. sip:{number}@192.0.2.1."""
     country_code: str = ""
     ring_timeout: float = 30.0
+    bot_listens: bool = False
+    """After an INVITE transfer the bot stays, muted, hearing caller and agent (for
+    transcription); otherwise it gets BYE."""
     transfer_methods: tuple[str, ...] = ()
     """Methods to try in order for a bot's REFER (e.g. [refer, invite]: REFER the
     carrier, and if that fails bridge by INVITE); empty: transfer_method alone."""

@@ -460,6 +460,7 @@ class Engine:
             call.record(self.now(), f"leg.{leg.role}.bye")
             leg.ended = True
             if leg is call.bot and call.agent is not None:
+                self.transfers.bot_left(call)
                 return  # the bot leaving after a transfer ends nothing else
             if leg is call.bot and self.flows.bot_hung_up(call):
                 return  # the flow that connected the bot goes on with the caller

@@ -23,6 +23,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from ..media.endpoint import open_endpoint
+from ..media.mixer import TapMixer
 from ..media.player import Player, hold_player, ringback_player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
@@ -95,6 +96,9 @@ class TransferConfig:
     ``bot_refer_method`` alone."""
     bot_fallback: Any = None
     """A FallbackPolicy for the bot's REFERs; None: the next method on any failure."""
+    bot_listens: bool = False
+    """After an INVITE transfer the bot stays on the call, muted, hearing caller and
+    agent mixed (for transcription); otherwise it gets BYE."""
     refer_embedded_headers: tuple[str, ...] = ("User-to-User",)
     """Context headers sent inside the Refer-To URI of a REFER (so the carrier copies
     them into the INVITE it sends) rather than on the REFER itself."""
@@ -308,14 +312,37 @@ class Transfers:
         bridge = engine.bridge(call)
         if bridge is not None:
             old = bridge.replace_b(leg.endpoint)  # the caller hears one continuous stream
-            # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
-            if call.bot is not None and not call.bot.ended and transfer.trigger != "bot":
-                engine.outbound.hang_up(call.bot)
-                call.record(engine.now(), "leg.bot.bye_sent")
-            old.close()
+            bot = call.bot
+            if self.config.bot_listens and bot is not None and not bot.ended and bot.endpoint is old:
+                self._bot_listens(call, bridge, old)
+            else:
+                # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
+                if bot is not None and not bot.ended and transfer.trigger != "bot":
+                    engine.outbound.hang_up(bot)
+                    call.record(engine.now(), "leg.bot.bye_sent")
+                old.close()
         else:
             call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
         self.finish(call, transfer, 200, "agent answered")
+
+    def _bot_listens(self, call: Call, bridge: Bridge, bot_endpoint: Any) -> None:
+        """The bot stays, muted: it hears caller and agent mixed into one stream (a
+        player pulls the tap), and what it sends goes nowhere (the unbridged endpoint
+        drops it)."""
+        mixer = TapMixer()
+        bridge.set_tap(mixer)
+        call.resources.append(Player(bot_endpoint, mixer).start())
+        call.record(self.engine.now(), "leg.bot.listening")
+
+    def bot_left(self, call: Call) -> None:
+        """A listening bot hung up: stop feeding it."""
+        bridge = self.engine.bridge(call)
+        if bridge is not None:
+            bridge.set_tap(None)
+        bot = call.bot
+        for resource in call.resources:
+            if isinstance(resource, Player) and bot is not None and resource.endpoint is bot.endpoint:
+                resource.stop()
 
     def _agent_failed(self, call: Call, transfer: Transfer, leg: Leg, status: FailureStatus, reason: str) -> None:
         if transfer.player is not None:
@@ -510,7 +537,8 @@ class Transfers:
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""
         transfer = call.transfer
-        if (incoming.subscription_over and transfer is not None
+        listening = self.config.bot_listens and transfer is not None and transfer.method is TransferMethod.INVITE
+        if (incoming.subscription_over and transfer is not None and not listening
                 and transfer.state is TransferState.SUCCEEDED and not leg.ended):
             self.engine.outbound.hang_up(leg)
             call.record(self.engine.now(), "leg.bot.bye_sent")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from voicegw.media import g711
 from voicegw.media.endpoint import Addr, MediaEndpoint, RtpSocket, open_endpoint
+from voicegw.media.mixer import TapMixer
 from voicegw.media.rtp import RTCP_RR, RTCP_SR, RTP_HEADER_SIZE, RtpError, payload_bounds
 
 __all__ = ["Bridge", "BridgeStatistics", "FlowStatistics", "MediaEndpoint", "RtpSocket",
@@ -62,7 +63,7 @@ class _Direction:
     transcoding and rewriting keep the size), so only three counters move."""
 
     __slots__ = ("src", "dst", "expect", "sendto", "to", "last", "pt_map", "packets",
-                 "octets", "dropped", "dropped_octets", "clock", "srtp_failures")
+                 "octets", "dropped", "dropped_octets", "clock", "srtp_failures", "tap")
 
     def __init__(self, src: MediaEndpoint, dst: MediaEndpoint, clock) -> None:
         self.src, self.dst, self.clock = src, dst, clock
@@ -73,6 +74,7 @@ class _Direction:
         self.pt_map: dict[int, tuple[int, bytes | None]] = {}
         self.packets = self.octets = self.dropped = self.dropped_octets = 0
         self.srtp_failures = 0
+        self.tap: TapMixer | None = None  # a listener (a transcribing bot) hears us too
 
     def refresh(self) -> None:
         src, dst = self.src, self.dst
@@ -84,7 +86,7 @@ class _Direction:
         fast = (src.latched and self.to is not None and self.sendto is not None
                 and dst.writer is self and not self.pt_map and not dst.continuity.active
                 and (src.on_dtmf is None or src.dtmf_payload_type is None)
-                and src.srtp is None and dst.srtp is None)
+                and src.srtp is None and dst.srtp is None and self.tap is None)
         self.expect = src.remote_rtp if fast else None
 
     def forward(self, data: bytes, addr: Addr) -> None:
@@ -110,6 +112,8 @@ class _Direction:
             self._drop(raw)
             return
         src.check_dtmf(data)
+        if self.tap is not None:
+            self.tap.feed(src, data)
         if self.to is None or self.sendto is None or dst.writer is not self:
             self._drop(raw)  # nowhere to send yet, or a player holds the leg
             return
@@ -276,6 +280,11 @@ class Bridge:
         if not self.closed:
             self._ab.refresh()
             self._ba.refresh()
+
+    def set_tap(self, mixer: TapMixer | None) -> None:
+        """Let ``mixer`` hear both directions (off the fast path while it listens)."""
+        self._ab.tap = self._ba.tap = mixer
+        self.refresh()
 
     def replace_b(self, new: MediaEndpoint) -> MediaEndpoint:
         """Swap the far side (bot -> agent); returns the old endpoint, unbridged and
