@@ -469,8 +469,8 @@ class Engine:
             if leg is call.agent and self.flows.resume_after_agent(call):
                 return
             self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
-        elif method == "INVITE":
-            self._reinvite(call, leg, event)
+        elif method == "INVITE" or (method == "UPDATE" and request.body):
+            self._reinvite(call, leg, event)  # an UPDATE offer is answered the same way (RFC 3311)
         elif method == "UPDATE" and not request.body:
             # a session refresh without an offer (RFC 4028 9, RFC 3311)
             headers = self.session_timers.refresh(call, leg)
@@ -482,12 +482,13 @@ class Engine:
         elif method in ("REFER", "NOTIFY") and self.transfers.handles(call, leg, request):
             self.transfers.receive(call, leg, event)
         else:
-            self.respond(event.transaction_id, leg.dialog.respond(request, 488 if method == "UPDATE" else 501))
+            self.respond(event.transaction_id, leg.dialog.respond(request, 501))
 
     def _reinvite(self, call: Call, leg: Leg, event: RequestReceived) -> None:
-        """Hold/unhold or a new codec from either side: answered locally per RFC 3264
-        (voicegw anchors the media, so the other leg need not know); the endpoint
-        follows the new address and payload type."""
+        """A re-INVITE or UPDATE offer from either side (hold/unhold, a new codec, a new
+        address): answered here per RFC 3264, since voicegw anchors the media; the
+        endpoint follows the new address and payload type (the relay transcodes
+        PCMU/PCMA when the legs differ). Hold and unhold are relayed to the other side."""
         request = event.request
         assert leg.dialog is not None and leg.endpoint is not None
         if leg.sdp is None:
