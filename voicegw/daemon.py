@@ -430,9 +430,7 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
 
 def engine_config(config: DaemonConfig) -> Any:
     """The engine's config from the daemon's: at start, and again for a reload."""
-    from .engine.b2bua import EngineConfig
-    from .engine.transfer import TransferConfig
-    from .engine.warm import WarmSettings
+    from .config.convert import engine_config_for, transfer_settings
     from .flow.runner import demo_flow
 
     if config.source is not None:  # files: flows and profiles reach the engine
@@ -440,24 +438,6 @@ def engine_config(config: DaemonConfig) -> Any:
 
         return from_files(config.source, config)
     calls = config.calls
-    allow = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
-    return EngineConfig(
-        host=config.sip.host,
-        sip_port=config.sip.udp_port or config.sip.tcp_port or 5060,
-        tls_port=config.tls.port,
-        rtp_port_min=calls.rtp_port_min,
-        rtp_port_max=calls.rtp_port_max,
-        trusted_sources=calls.trusted_sources,
-        auth_users=dict(calls.auth_users),
-        auth_realm=calls.auth_realm,
-        bot_uri=calls.bot_uri,
-        bot_answer_timeout=calls.bot_answer_timeout,
-        tts_cache_dir=calls.tts_cache_dir,
-        flow=demo_flow(calls.agent_uri, calls.transfer_method),
-        transfer=TransferConfig(allow=allow, trunk=calls.trunk, country_code=calls.country_code,
-                                ring_timeout=calls.ring_timeout, refer_sub=calls.refer_sub,
-                                refer_timeout=calls.refer_timeout, notify_timeout=calls.notify_timeout,
-                                bot_refer_method=calls.transfer_method,
-                                bot_refer_methods=calls.transfer_methods,
-                                warm=WarmSettings(**calls.warm)),
-    )
+    transfer = transfer_settings(calls)
+    transfer["allow"] = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
+    return engine_config_for(config, demo_flow(calls.agent_uri, calls.transfer_method), transfer)

@@ -197,23 +197,13 @@ def _bot_profile(config: LoadedConfig, uri: str | None) -> BotProfile | None:
 def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> Any:
     """The engine's ``EngineConfig``: ``daemon`` (flags applied) gives addresses,
     ports and the quick settings; the file gives the flow and profiles."""
-    from ..engine.b2bua import EngineConfig
-    from ..engine.transfer import TransferConfig
-    from ..engine.warm import WarmSettings
-
     daemon = daemon or daemon_config(config)
     calls = daemon.calls
     carrier = default_carrier(config)
     name = config.daemon.default_flow
     flow = build_flow(config, name) if name else runner.demo_flow(calls.agent_uri, calls.transfer_method)
-    transfer: dict[str, Any] = {
-        "allow": calls.transfer_allow, "trunk": calls.trunk, "country_code": calls.country_code,
-        "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
-        "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
-        "bot_refer_method": calls.transfer_method, "ringback": config.daemon.calls.ringback,
-        "bot_refer_methods": calls.transfer_methods,
-        "warm": WarmSettings(**calls.warm),
-    }
+    transfer = transfer_settings(calls)
+    transfer["ringback"] = config.daemon.calls.ringback
     if calls.agent_uri and calls.agent_uri not in transfer["allow"]:
         transfer["allow"] = (*transfer["allow"], calls.agent_uri)  # the operator named it
     bot = _bot_profile(config, calls.bot_uri)
@@ -223,6 +213,32 @@ def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> A
         transfer["bye_destination_header"] = carrier.bye_destination_header
         if carrier.context_headers:
             transfer["context_headers"] = dict(carrier.context_headers)
+    return engine_config_for(daemon, flow, transfer)
+
+
+def transfer_settings(calls: CallConfig) -> dict[str, Any]:
+    """``TransferConfig``'s fields from ``calls.*``, as both :func:`engine_config` and
+    the daemon without files (``daemon.engine_config``) start them."""
+    from ..engine.warm import WarmSettings
+
+    return {
+        "allow": calls.transfer_allow, "trunk": calls.trunk, "country_code": calls.country_code,
+        "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
+        "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
+        "bot_refer_method": calls.transfer_method,
+        "bot_refer_methods": calls.transfer_methods,
+        "bot_listens": calls.bot_listens,
+        "warm": WarmSettings(**calls.warm),
+    }
+
+
+def engine_config_for(daemon: DaemonConfig, flow: Any, transfer: dict[str, Any]) -> Any:
+    """The ``EngineConfig`` for ``daemon``'s addresses and ``calls.*``, running ``flow``,
+    with ``transfer`` (keys that are not ``TransferConfig`` fields are left out)."""
+    from ..engine.b2bua import EngineConfig
+    from ..engine.transfer import TransferConfig
+
+    calls = daemon.calls
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
@@ -537,5 +553,6 @@ def _fallback_problem(error: FallbackConfigError, rules: _Rules, layer: _Layer |
 
 __all__ = [
     "Overrides", "allow_list", "build_flow", "daemon_config", "default_carrier",
-    "engine_config", "load_runtime", "trusted_sources",
+    "engine_config", "engine_config_for", "load_runtime", "transfer_settings",
+    "trusted_sources",
 ]
