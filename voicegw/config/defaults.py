@@ -9,6 +9,7 @@ field when a value is wrong.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -141,11 +142,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(map(str, unknown)))}")
     config = base
     sip = data.get("sip") or {}
-    if not isinstance(sip, dict):
-        raise ConfigError("sip: must be a mapping")
-    unknown = set(sip) - _SIP_KEYS
-    if unknown:
-        raise ConfigError(f"sip: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys("sip", sip, _SIP_KEYS)
     changes: dict[str, Any] = {}
     if "host" in sip:
         if not isinstance(sip["host"], str) or not sip["host"]:
@@ -159,11 +156,7 @@ def from_mapping(data: Any, base: DaemonConfig = DEFAULT) -> DaemonConfig:
             changes[key] = _port(f"sip.{key}", sip[key], allow_none=True)
     config = replace(config, sip=replace(config.sip, **changes))
     limits = data.get("limits") or {}
-    if not isinstance(limits, dict):
-        raise ConfigError("limits: must be a mapping")
-    unknown = set(limits) - _LIMIT_KEYS
-    if unknown:
-        raise ConfigError(f"limits: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys("limits", limits, _LIMIT_KEYS)
     for key, value in limits.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"limits.{key}: must be a positive number")
@@ -192,12 +185,8 @@ _SECTION_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
 def _section(name: str, data: Any, base: Any) -> Any:
     if data is None:
         return base
-    if not isinstance(data, dict):
-        raise ConfigError(f"{name}: must be a mapping")
     types = _SECTION_TYPES[name]
-    unknown = set(data) - set(types)
-    if unknown:
-        raise ConfigError(f"{name}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys(name, data, types)
     for key, value in data.items():
         allowed = types[key]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -212,11 +201,7 @@ def _section(name: str, data: Any, base: Any) -> Any:
 
 
 def _calls(data: Any, base: CallConfig) -> CallConfig:
-    if not isinstance(data, dict):
-        raise ConfigError("calls: must be a mapping")
-    unknown = set(data) - set(CallConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"calls: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys("calls", data, CallConfig.__dataclass_fields__)
     changes = dict(data)
     for key in ("rtp_port_min", "rtp_port_max"):
         if key in changes:
@@ -244,11 +229,7 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
 
 def _guard(data: Any, base: GuardConfig) -> GuardConfig:
     """``guard:``: GuardConfig's fields; lists of CIDRs/User-Agent fragments, numbers >= 0."""
-    if not isinstance(data, dict):
-        raise ConfigError("guard: must be a mapping")
-    unknown = set(data) - set(GuardConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"guard: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys("guard", data, GuardConfig.__dataclass_fields__)
     changes = dict(data)
     for key, value in data.items():
         default = getattr(base, key)
@@ -273,6 +254,15 @@ def _guard(data: Any, base: GuardConfig) -> GuardConfig:
     return replace(base, **changes)
 
 
+def _check_keys(name: str, data: Any, known: Iterable[str]) -> None:
+    """Section ``name`` must be a mapping whose keys are all in ``known``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a mapping")
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+
+
 def _port(name: str, value: Any, allow_none: bool) -> int | None:
     if value is None and allow_none:
         return None
@@ -295,11 +285,7 @@ def _tls(data: Any, base: TlsConfig) -> TlsConfig:
     or mismatched certificate stops it there, naming the file), not here."""
     if data is None:
         return base
-    if not isinstance(data, dict):
-        raise ConfigError("tls: must be a mapping")
-    unknown = set(data) - set(_TLS_TYPES)
-    if unknown:
-        raise ConfigError(f"tls: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    _check_keys("tls", data, _TLS_TYPES)
     for key, value in data.items():
         allowed = _TLS_TYPES[key]
         if key == "min_version" and not isinstance(value, str):
