@@ -108,8 +108,25 @@ def _check_one_direction(lines: Sequence[Line]) -> None:
         raise _fail("conflicting SDP direction attributes")
 
 
+class _Attributes:
+    """The a= lines of a level, for both levels: session and media (RFC 8866 5.13)."""
+
+    lines: tuple[Line, ...]  # a field of each dataclass below; not one of this class
+
+    @property
+    def attributes(self) -> tuple[Attribute, ...]:
+        return tuple(a for a in self.lines if isinstance(a, Attribute))
+
+    def attribute(self, name: str) -> str | None:
+        """The value of the first a=name (None if absent or a property attribute)."""
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr.value
+        return None
+
+
 @dataclass(frozen=True)
-class MediaDescription:
+class MediaDescription(_Attributes):
     """One m= section and the i=, c=, b=, k=, a= lines under it, in order.
 
     ``session_connection`` and ``session_direction`` are the session-level defaults,
@@ -142,17 +159,6 @@ class MediaDescription:
         return " ".join((self.media, port, self.proto, *self.fmts))
 
     # -- attributes -----------------------------------------------------------------
-
-    @property
-    def attributes(self) -> tuple[Attribute, ...]:
-        return tuple(a for a in self.lines if isinstance(a, Attribute))
-
-    def attribute(self, name: str) -> str | None:
-        """The value of the first a=name (None if absent or a property attribute)."""
-        for attr in self.attributes:
-            if attr.name == name:
-                return attr.value
-        return None
 
     def has_attribute(self, name: str) -> bool:
         return any(a.name == name for a in self.attributes)
@@ -260,7 +266,7 @@ class MediaDescription:
 
 
 @dataclass(frozen=True)
-class SessionDescription:
+class SessionDescription(_Attributes):
     """A whole SDP body: v=0, o=, s=, the other session-level lines in order, media."""
 
     origin: Origin
@@ -306,16 +312,6 @@ class SessionDescription:
         for line in self.lines:
             if isinstance(line, Connection):
                 return line
-        return None
-
-    @property
-    def attributes(self) -> tuple[Attribute, ...]:
-        return tuple(a for a in self.lines if isinstance(a, Attribute))
-
-    def attribute(self, name: str) -> str | None:
-        for attr in self.attributes:
-            if attr.name == name:
-                return attr.value
         return None
 
     @property
