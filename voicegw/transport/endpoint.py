@@ -202,35 +202,38 @@ class SipEndpoint:
         )
 
     # --- inputs ------------------------------------------------------------------------
-    def _on_datagram(self, data: bytes, source: Address) -> None:
+    def _admit(self, data: bytes, source: Address) -> SipCore | None:
+        """The core to hand an incoming message to (traced first, when tracing), or
+        None when it is dropped: the endpoint is closed, the guard refuses it, or there
+        is no core yet (counted). Valid and invalid messages pass the same gate."""
         if self._closed:
-            return
+            return None
         if self.guard is not None and not self.guard.check(data, source.host, self._now()):
-            return  # dropped unread: banned, over its rate, or a scanner (guard.py)
+            return None  # dropped unread: banned, over its rate, or a scanner (guard.py)
         if self.core is None:
             self._counts["dropped_no_core"] += 1
-            return
+            return None
         if self.trace is not None:
             self._tap("in", data, source)
+        return self.core
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        core = self._admit(data, source)
+        if core is None:
+            return
         try:
-            self.core.receive_datagram(data, source, self._now())
+            core.receive_datagram(data, source, self._now())
         except Exception:
             self._counts["core_errors"] += 1
             log.exception("sip.core_error", source=str(source), size=len(data))
         self._service()
 
     def _on_invalid(self, data: bytes, source: Address, error: SipError) -> None:
-        if self._closed:
+        core = self._admit(data, source)
+        if core is None:
             return
-        if self.guard is not None and not self.guard.check(data, source.host, self._now()):
-            return
-        if self.core is None:
-            self._counts["dropped_no_core"] += 1
-            return
-        if self.trace is not None:
-            self._tap("in", data, source)
         try:
-            self.core.receive_invalid(data, source, error, self._now())
+            core.receive_invalid(data, source, error, self._now())
         except Exception:
             self._counts["core_errors"] += 1
             log.exception("sip.core_error", source=str(source), size=len(data))
