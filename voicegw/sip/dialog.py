@@ -42,7 +42,7 @@ from .dialog_table import (
 from .errors import DialogError, ProtocolViolation
 from .headers import CSEQ_MAX, NameAddr
 from .message import Headers, Request, Response
-from .uri import SipUri, Uri, parse_uri
+from .uri import SipUri, Uri
 
 #: 8.1.1.6: "A UAC MUST insert a Max-Forwards header field ... SHOULD be 70".
 MAX_FORWARDS = 70

@@ -47,7 +47,7 @@ _TIMING_RE = re.compile(r"([0-9]+) ([0-9]+)")
 # attribute-name = token ; attribute-value = byte-string
 _ATTRIBUTE_RE = re.compile(rf"({_TOKEN})(?::({_BYTE_STRING}))?")
 # a=rtpmap:<payload type> <encoding name>/<clock rate> [/<encoding parameters>]
-_RTPMAP_RE = re.compile(rf"([0-9]{{1,3}}) ([^/ ]+)/([0-9]{{1,9}})(?:/([0-9]{{1,3}}))?")
+_RTPMAP_RE = re.compile(r"([0-9]{1,3}) ([^/ ]+)/([0-9]{1,9})(?:/([0-9]{1,3}))?")
 # a=fmtp:<format> <format specific parameters>
 _FMTP_RE = re.compile(rf"({_TOKEN}) ({_BYTE_STRING})")
 # a=ptime:<packet time>  (milliseconds; a fraction is tolerated and truncated)
