@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from netutil import free_port, udp_taken, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "sipp"
@@ -53,36 +54,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- processes
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("no free port")
 
 
-def udp_port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
-def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
@@ -221,7 +196,7 @@ def start_kamailio(binary: str, work: Path, uas_port: int) -> Server:
                                  "-m", "256", "-M", "16"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     server = Server("kamailio", proc, port, log)
-    if not wait_for(lambda: udp_port_taken(port) or not server.alive(), 20) or not server.alive():
+    if not wait_for(lambda: udp_taken(port) or not server.alive(), 20) or not server.alive():
         server.stop()
         raise SystemExit("kamailio did not start:\n" + log.read_text(errors="replace")[-2000:])
     time.sleep(0.5)  # its workers fork after the bind
@@ -237,7 +212,7 @@ def start_uas(sipp: str, work: Path, rtp_echo: bool, scenario: list[str] | None 
            *(["-rtp_echo"] if rtp_echo else [])]
     proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    if not wait_for(lambda: udp_port_taken(port) or proc.poll() is not None, 5) or proc.poll() is not None:
+    if not wait_for(lambda: udp_taken(port) or proc.poll() is not None, 5) or proc.poll() is not None:
         raise SystemExit(f"sipp UAS did not start: {' '.join(cmd)}")
     return proc, port
 
@@ -245,7 +220,7 @@ def start_uas(sipp: str, work: Path, rtp_echo: bool, scenario: list[str] | None 
 def free_media_port() -> int:
     for _ in range(200):
         port = random.randrange(40000, 60000, 4)
-        if not any(udp_port_taken(p) for p in range(port, port + 4)):
+        if not any(udp_taken(p) for p in range(port, port + 4)):
             return port
     raise SystemExit("no free media ports")
 

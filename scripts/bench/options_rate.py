@@ -21,31 +21,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from netutil import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "sipp" / "options_uac.xml"
 DEFAULT_RATES = (500, 1000, 2000, 3000, 4000, 5000, 6000, 8000)
 
 
-def free_port(host: str) -> int:
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("no free port")
 
 
 class Daemon:
