@@ -255,6 +255,8 @@ class Daemon:
             log.error("daemon.failed", error=f"records store {path}: {error}")
             return False
         listeners.append(self.store.listener)
+        if hasattr(self.application, "durable"):
+            self.application.durable = self.store.durable  # transfers wait for their record
         return True
 
     async def _close_store(self) -> None:

@@ -122,6 +122,9 @@ class Engine:
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self)
         self.session_timers = SessionTimers(self)
+        self.durable: Callable[[], Any] | None = None
+        """Awaitable that returns once every record so far is committed (the store's
+        ``durable``); the engine awaits it before a transfer leaves."""
         self.draining = False
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
         self.listeners: list[Callable[[Call, float, str, dict[str, Any]], None]] = []
@@ -202,6 +205,16 @@ class Engine:
 
     def active_calls(self) -> list[Call]:
         return [c for c in self.calls.values() if c.state is not CallState.ENDED]
+
+    async def recorded(self, timeout: float = 1.0) -> None:
+        """Wait until the records so far are on disk (no store: at once). Bounded: a
+        slow disk delays a transfer by at most ``timeout``, never blocks it."""
+        if self.durable is None:
+            return
+        try:
+            await asyncio.wait_for(self.durable(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("store.slow", waited=timeout)
 
     def find_call(self, call_id: str) -> Call | None:
         """A call by its key or by the caller's Call-ID (the API's call id)."""

@@ -203,16 +203,26 @@ class Transfers:
         transfer.uri = str(uri)
         headers = self.context_headers(call, context or {}, transfer.options.context_headers)
         headers += [(name, _header_safe(value)) for name, value in transfer.options.headers]
+        self.engine.spawn(self._carry_out(call, transfer, uri, headers, context), call)
+        return transfer
+
+    async def _carry_out(self, call: Call, transfer: Transfer, uri: SipUri,
+                         headers: list[tuple[str, str]], context: dict[str, str] | None) -> None:
+        """The attempt's record is on disk before anything leaves (DESIGN: written
+        before acting, so a crash never hides a transfer that was tried)."""
+        await self.engine.recorded()
+        if transfer.done or call.state is not CallState.CONNECTED:
+            self.finish(call, transfer, "call_ended", "the call ended before the transfer left")
+            return
         if transfer.method is TransferMethod.INVITE:
-            self.engine.spawn(self._by_invite(call, transfer, uri, headers), call)
+            await self._by_invite(call, transfer, uri, headers)
         elif transfer.method is TransferMethod.BYE:
             self._by_bye(call, transfer, uri, headers)
         elif transfer.method is TransferMethod.WARM:
-            self.engine.spawn(self.warm.run(call, transfer, uri, headers, self.config.warm,
-                                            {**self._context_values(call), **(context or {})}), call)
+            await self.warm.run(call, transfer, uri, headers, self.config.warm,
+                                {**self._context_values(call), **(context or {})})
         else:
             self._by_refer(call, transfer, uri, headers)
-        return transfer
 
     def resolve(self, target: str) -> tuple[SipUri | None, str]:
         """The URI to dial and, when refused, why. Policy first: nothing unlisted leaves."""
