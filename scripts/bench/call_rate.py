@@ -29,7 +29,6 @@ process started here is stopped here, by its PID.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -43,7 +42,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from netutil import free_port, udp_taken, wait_for
+from netutil import free_port, sipp_results, udp_taken, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "sipp"
@@ -326,17 +325,7 @@ def run_step(sipp: str, server: Server, scenario: Path, mode: str, rate: int, se
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
     udp = udp_datagrams_in() - udp0
-    stats: dict[str, str] = {}
-    if (step_dir / "stat.csv").exists():
-        rows = list(csv.DictReader((step_dir / "stat.csv").open(), delimiter=";"))
-        stats = rows[-1] if rows else {}
-    rtts: list[float] = []
-    for path in step_dir.glob("*_rtt.csv"):
-        for row in csv.DictReader(path.open(), delimiter=";"):
-            try:
-                rtts.append(float(row["response_time_ms"]))
-            except (KeyError, TypeError, ValueError):
-                pass
+    stats, rtts = sipp_results(step_dir)
 
     def count(name: str) -> int:
         try:

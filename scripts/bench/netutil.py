@@ -1,10 +1,13 @@
-"""What the benchmarks and the demo share: loopback ports and bounded waiting."""
+"""What the benchmarks and the demo share: loopback ports, bounded waiting, and
+reading what sipp measured."""
 
 from __future__ import annotations
 
+import csv
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 HOST = "127.0.0.1"
 
@@ -42,3 +45,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.02) 
             return True
         time.sleep(step)
     return predicate()
+
+
+def sipp_results(directory: Path) -> tuple[dict[str, str], list[float]]:
+    """sipp's last statistics row (``-trace_stat``, ``stat.csv``) and every response
+    time it traced (``-trace_rtt``, ``*_rtt.csv``), in milliseconds."""
+    stats: dict[str, str] = {}
+    if (directory / "stat.csv").exists():
+        rows = list(csv.DictReader((directory / "stat.csv").open(), delimiter=";"))
+        stats = rows[-1] if rows else {}
+    rtts: list[float] = []
+    for path in directory.glob("*_rtt.csv"):
+        for row in csv.DictReader(path.open(), delimiter=";"):
+            try:
+                rtts.append(float(row["response_time_ms"]))
+            except (KeyError, TypeError, ValueError):
+                pass
+    return stats, rtts

@@ -16,7 +16,6 @@ Loopback only; every process started here is stopped here.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from netutil import free_port
+from netutil import free_port, sipp_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "sipp" / "options_uac.xml"
@@ -98,17 +97,7 @@ def run_step(sipp: str, target: str, rate: int, seconds: float, transport: str, 
     proc = subprocess.run(cmd, cwd=step, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=seconds * 3 + 30)
     elapsed = time.monotonic() - started
-    stats: dict[str, str] = {}
-    if (step / "stat.csv").exists():
-        rows = list(csv.DictReader((step / "stat.csv").open(), delimiter=";"))
-        stats = rows[-1] if rows else {}
-    rtts = []
-    for path in step.glob("*_rtt.csv"):
-        for row in csv.DictReader(path.open(), delimiter=";"):
-            try:
-                rtts.append(float(row["response_time_ms"]))
-            except (KeyError, TypeError, ValueError):
-                pass
+    stats, rtts = sipp_results(step)
 
     def count(name: str) -> int:
         try:
