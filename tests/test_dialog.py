@@ -11,15 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicegw.sip.dialog import (
-    TRANSITIONS,
-    Dialog,
-    DialogId,
-    DialogInput,
-    DialogRole,
-    DialogState,
-    make_dialog_response,
-)
+from voicegw.sip.dialog import Dialog, make_dialog_response
+from voicegw.sip.dialog_table import TRANSITIONS, DialogId, DialogInput, DialogRole, DialogState
 from voicegw.sip.errors import DialogError, ProtocolViolation, SipError
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from voicegw.media import dtmf, g711, tones
+from voicegw.media.endpoint import MediaEndpoint, open_endpoint
 from voicegw.media.player import ArraySource, Player, play_samples, ringback_player
 from voicegw.media.ports import PortPool
-from voicegw.media.relay import Bridge, MediaEndpoint, open_endpoint
+from voicegw.media.relay import Bridge
 from voicegw.media.rtp import RTCP_RR, RtcpPacket, RtpPacket, build_rtp
 from voicegw.media.tts import EspeakTts, TtsError
 

@@ -19,14 +19,8 @@ from voicegw.sip.offer_answer import (
     make_answer,
     negotiate,
 )
-from voicegw.sip.sdp import (
-    PCMA,
-    PCMU,
-    Direction,
-    Origin,
-    SdpBuilder,
-    SessionDescription,
-)
+from voicegw.sip.sdp import SdpBuilder, SessionDescription
+from voicegw.sip.sdp_fields import PCMA, PCMU, Direction, Origin
 
 ORIGIN = Origin("voicegw", 77, 1, "IN", "IP4", "192.0.2.10")
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from voicegw.sip.dialog import Dialog, DialogState, make_dialog_response
+from voicegw.sip.dialog import Dialog, make_dialog_response
+from voicegw.sip.dialog_table import DialogState
 from voicegw.sip.errors import DialogError, ParseError, ProtocolViolation, SipError
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message
 from voicegw.sip.referee import NOTIFIER_TABLE, IncomingRefer, NotifierInput, NotifierState, ReferRequest
 from voicegw.sip.refer import (
     REFER_TABLE,
-    EventHeader,
     OutgoingRefer,
     ReferAccepted,
     ReferEvent,
@@ -28,9 +28,8 @@ from voicegw.sip.refer import (
     ReferSubscriptions,
     ReferSucceeded,
     ReferUnconfirmed,
-    SubscriptionState,
-    escape_header_part,
 )
+from voicegw.sip.refer_headers import EventHeader, SubscriptionState, escape_header_part
 from voicegw.sip.uri import parse_uri
 from voicegw.sip.validate import check_request
 

@@ -12,6 +12,12 @@ from voicegw.sip.errors import ParseError
 from voicegw.sip.sdp import (
     MAX_MEDIA,
     MAX_SDP_SIZE,
+    MediaDescription,
+    SdpBuilder,
+    SessionDescription,
+    audio_media,
+)
+from voicegw.sip.sdp_fields import (
     PCMA,
     PCMU,
     Attribute,
@@ -19,12 +25,8 @@ from voicegw.sip.sdp import (
     Connection,
     Direction,
     Field,
-    MediaDescription,
     Origin,
-    SdpBuilder,
-    SessionDescription,
     Timing,
-    audio_media,
 )
 
 

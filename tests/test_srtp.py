@@ -8,14 +8,16 @@ import base64
 
 import pytest
 
+from voicegw.media.endpoint import open_endpoint
 from voicegw.media.ports import PortPool
-from voicegw.media.relay import Bridge, open_endpoint
+from voicegw.media.relay import Bridge
 from voicegw.media.rtp import RtpPacket, build_rtp
 from voicegw.media.srtp import SrtpContext, new_crypto, new_key
 from voicegw.sip.errors import ParseError
 from voicegw.sip.offer_answer import OfferAnswer, make_answer
 from voicegw.sip.sdes import CryptoAttribute, SdesError, crypto_lines, pick
-from voicegw.sip.sdp import Origin, SdpBuilder, SessionDescription
+from voicegw.sip.sdp import SdpBuilder, SessionDescription
+from voicegw.sip.sdp_fields import Origin
 
 HOST = "127.0.0.1"
 

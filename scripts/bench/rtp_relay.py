@@ -70,8 +70,9 @@ def loop_factory():
 
 # -- relay process ---------------------------------------------------------------------
 async def relay_main(calls: int, low: int, high: int) -> None:
+    from voicegw.media.endpoint import open_endpoint
     from voicegw.media.ports import PortPool
-    from voicegw.media.relay import Bridge, open_endpoint
+    from voicegw.media.relay import Bridge
 
     pool = PortPool(low, high)
     bridges, ports = [], []

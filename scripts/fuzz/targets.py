@@ -24,7 +24,8 @@ from voicegw.sip.headers import NameAddr, Via
 from voicegw.sip.message import Request
 from voicegw.sip.offer_answer import make_answer
 from voicegw.sip.parser import StreamFramer, parse_message, salvage
-from voicegw.sip.sdp import Origin, SessionDescription
+from voicegw.sip.sdp import SessionDescription
+from voicegw.sip.sdp_fields import Origin
 from voicegw.sip.sipfrag import SipFrag
 from voicegw.sip.uri import parse_uri
 from voicegw.sip.validate import check_request

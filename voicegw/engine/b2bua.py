@@ -32,7 +32,8 @@ from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
 from ..sip.build import make_response, new_tag, reason_phrase
-from ..sip.dialog import Dialog, DialogId, make_dialog_response
+from ..sip.dialog import Dialog, make_dialog_response
+from ..sip.dialog_table import DialogId
 from ..sip.digest import Credentials, DigestServer, Verdict
 from ..sip.errors import SipError
 from ..sip.events import (
@@ -45,7 +46,8 @@ from ..sip.events import (
 )
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
-from ..sip.sdp import Direction, SdpBuilder, SessionDescription
+from ..sip.sdp import SdpBuilder, SessionDescription
+from ..sip.sdp_fields import Direction
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, OutboundLegs

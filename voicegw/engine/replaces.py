@@ -16,7 +16,8 @@ from ..media.player import Player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..sip.build import make_response, new_tag
-from ..sip.dialog import Dialog, DialogId, make_dialog_response
+from ..sip.dialog import Dialog, make_dialog_response
+from ..sip.dialog_table import DialogId
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived
 from ..sip.sdp import SdpBuilder, SessionDescription

@@ -198,12 +198,6 @@ class FlowRunner:
             return self._enter(node.on_timeout)
         return EndCall("no input")
 
-    def transfer_failed(self, status: object) -> Action:
-        node = self.flow.nodes[self.current]
-        if isinstance(node, AgentTransferNode) and node.on_failure:
-            return self._enter(node.on_failure)
-        return EndCall(f"transfer failed ({status})")
-
     def bot_finished(self) -> Action:
         """The bot hung up (the caller is still there)."""
         node = self.flow.nodes[self.current]

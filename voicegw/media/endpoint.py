@@ -224,12 +224,6 @@ class MediaEndpoint:
         self.packets_out += 1
         self.octets_out += len(data)
 
-    def send_rtcp(self, data: bytes) -> None:
-        if self.remote_rtcp is not None and self.rtcp.transport is not None:
-            if self.srtp is not None and (data := self.srtp.protect_rtcp(data)) is None:
-                return
-            self.rtcp.transport.sendto(data, self.remote_rtcp)
-
     # -- receiving while unbridged -----------------------------------------------
     def _receive_rtp(self, data: bytes, addr: Addr) -> None:
         self.packets_in += 1

@@ -23,12 +23,11 @@ import struct
 from dataclasses import dataclass
 
 from voicegw.media import g711
-from voicegw.media.endpoint import Addr, MediaEndpoint, RtpSocket, open_endpoint
+from voicegw.media.endpoint import Addr, MediaEndpoint
 from voicegw.media.mixer import TapMixer
 from voicegw.media.rtp import RTCP_RR, RTCP_SR, RTP_HEADER_SIZE, RtpError, payload_bounds
 
-__all__ = ["Bridge", "BridgeStatistics", "FlowStatistics", "MediaEndpoint", "RtpSocket",
-           "open_endpoint"]
+__all__ = ["Bridge", "BridgeStatistics", "FlowStatistics"]
 
 _DROP = (-1, None)
 

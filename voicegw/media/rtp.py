@@ -214,7 +214,3 @@ class RtcpPacket:
             raise RtpError("RTCP packet length must be a multiple of 4")
         b0 = 0x80 | (0x20 if self.padding else 0) | (self.count & 0x1F)
         return _RTCP_HEADER.pack(b0, self.packet_type, size // 4 - 1, self.ssrc) + self.body
-
-
-def build_rtcp(packets: list[RtcpPacket]) -> bytes:
-    return b"".join(bytes(p) for p in packets)

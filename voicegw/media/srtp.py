@@ -1,7 +1,7 @@
 """SRTP and SRTCP (RFC 3711) for a call leg, through libsrtp (``pylibsrtp``).
 
 Carriers that require encrypted media send RTP/SAVP with SDES keys (RFC 4568,
-``a=crypto``; the grammar is ``voicegw.sip.sdes``, re-exported here). One leg's
+``a=crypto``; the grammar is ``voicegw.sip.sdes``). One leg's
 :class:`SrtpContext` holds two libsrtp sessions:
 
 - *inbound*, keyed with the peer's key (the one in the peer's SDP), unprotects what
@@ -29,14 +29,10 @@ from voicegw.sip.sdes import (
     DEFAULT_SUITE,
     SUITES,
     CryptoAttribute,
-    SdesError,
     check_key,
-    crypto_lines,
-    pick,
 )
 
-__all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "SdesError", "SrtpContext",
-           "SrtpStatistics", "crypto_lines", "new_crypto", "new_key", "pick"]
+__all__ = ["SrtpContext", "SrtpStatistics", "new_crypto", "new_key"]
 
 _PROFILES = {
     "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
@@ -100,13 +96,6 @@ class SrtpContext:
         must keep the context: a new one would lose the rollover counter and the
         replay window, RFC 3711 3.3.1)."""
         return self.suite == suite and self._keys == (inbound_key, outbound_key)
-
-    @classmethod
-    def from_sdes(cls, remote: CryptoAttribute, local: CryptoAttribute) -> SrtpContext:
-        """From the two ``a=crypto`` lines one offer/answer settled on (same suite)."""
-        if remote.suite != local.suite:
-            raise SdesError("the two a=crypto lines name different suites")
-        return cls(remote.key_salt, local.key_salt, remote.suite)
 
     # the per-packet calls: bytes in, bytes or None out
     def protect_rtp(self, packet: bytes | bytearray) -> bytes | None:

@@ -472,4 +472,4 @@ def _phrase(status: int, detail: str | None) -> str:
     return reason_phrase(status, detail)
 
 
-__all__ = ["Address", "CoreConfig", "CoreStatistics", "ParseError", "UserAgentCore"]
+__all__ = ["CoreConfig", "CoreStatistics", "UserAgentCore"]

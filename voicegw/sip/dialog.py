@@ -11,7 +11,7 @@ INVITE it received and the 1xx/2xx it answers (12.1.1); on the bot and agent leg
 it is the UAC and builds it from a 1xx-with-tag or 2xx to its INVITE (12.1.2).
 
 The state machine (``TRANSITIONS``, ``(state, input) -> next state``) and its states
-and inputs are in :mod:`voicegw.sip.dialog_table`, re-exported here; the few rules
+and inputs are in :mod:`voicegw.sip.dialog_table` (import them from there); the few rules
 that depend on the role (a callee never sends BYE on an early dialog, section 15) are
 checked by :class:`Dialog` next to where it applies the table.
 
@@ -31,7 +31,6 @@ from collections.abc import Iterable
 
 from .build import make_response, new_branch
 from .dialog_table import (
-    TRANSITIONS,
     DialogId,
     DialogInput,
     DialogRole,
@@ -560,15 +559,4 @@ class Dialog:
         )
 
 
-__all__ = [
-    "MAX_FORWARDS",
-    "TARGET_REFRESH_METHODS",
-    "TRANSITIONS",
-    "Dialog",
-    "DialogId",
-    "DialogInput",
-    "DialogRole",
-    "DialogState",
-    "DialogStatistics",
-    "make_dialog_response",
-]
+__all__ = ["MAX_FORWARDS", "TARGET_REFRESH_METHODS", "Dialog", "make_dialog_response"]

@@ -14,7 +14,7 @@ never sends BYE on an early dialog, section 15) are checked by the
 :class:`ProtocolViolation` otherwise, so the UA core can answer a request with it.
 
 Also here: the dialog's identity (:class:`DialogId`) and its statistics snapshot.
-:mod:`voicegw.sip.dialog` re-exports every name of this module.
+Importers take these names from here; :mod:`voicegw.sip.dialog` applies the table.
 """
 
 from __future__ import annotations

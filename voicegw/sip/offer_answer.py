@@ -39,7 +39,8 @@ from enum import Enum
 from typing import Sequence
 
 from voicegw.sip.errors import ParseError, ProtocolViolation
-from voicegw.sip.sdp import (
+from voicegw.sip.sdp import MediaDescription, SessionDescription, audio_media
+from voicegw.sip.sdp_fields import (
     NOT_ACCEPTABLE_HERE,
     PCMA,
     PCMU,
@@ -47,11 +48,8 @@ from voicegw.sip.sdp import (
     Codec,
     Connection,
     Direction,
-    MediaDescription,
     Origin,
-    SessionDescription,
     Timing,
-    audio_media,
 )
 from voicegw.sip.sdes import CryptoAttribute, check_key, pick
 

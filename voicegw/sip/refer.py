@@ -45,7 +45,7 @@ or :class:`ReferUnconfirmed`. Decisions, with the pitfalls of issue 4 in mind:
 
 **Referee side** (the bot sends REFER on its leg): :mod:`voicegw.sip.referee`.
 Both sides use the header helpers of :mod:`voicegw.sip.refer_headers` (building the
-REFER, Event, Subscription-State), re-exported here.
+REFER, Event, Subscription-State).
 
 Order rule on success (issue 4): as referrer, answer the final NOTIFY (the Response
 :meth:`ReferSubscriptions.receive_notify` returns) before sending the BYE of that
@@ -69,14 +69,9 @@ from .dialog import Dialog
 from .errors import ParseError, SipError
 from .message import Request, Response
 from .refer_headers import (
-    NOREFERSUB,
-    SIPFRAG_CONTENT_TYPE,
     EventHeader,
     SubscriptionState,
     build_refer,
-    embed_headers,
-    escape_header_part,
-    parse_embedded_headers,
 )
 from .sipfrag import SipFrag
 from .uri import Uri
@@ -524,10 +519,7 @@ class ReferSubscriptions:
 __all__ = [
     "DEFAULT_NOTIFY_TIMEOUT",
     "DEFAULT_RESPONSE_TIMEOUT",
-    "NOREFERSUB",
     "REFER_TABLE",
-    "SIPFRAG_CONTENT_TYPE",
-    "EventHeader",
     "FailureStatus",
     "OutgoingRefer",
     "ReferAccepted",
@@ -539,9 +531,4 @@ __all__ = [
     "ReferSubscriptions",
     "ReferSucceeded",
     "ReferUnconfirmed",
-    "SubscriptionState",
-    "build_refer",
-    "embed_headers",
-    "escape_header_part",
-    "parse_embedded_headers",
 ]

@@ -6,8 +6,7 @@ embedded headers for the new INVITE (RFC 3261 19.1.1, 19.1.5; :func:`embed_heade
 ``norefersub`` option tag (RFC 4488). Reading a NOTIFY: :class:`EventHeader` and
 :class:`SubscriptionState` (RFC 6665).
 
-Used by the referrer (:mod:`voicegw.sip.refer`, which re-exports every name here)
-and the referee (:mod:`voicegw.sip.referee`).
+Used by the referrer (:mod:`voicegw.sip.refer`) and the referee (:mod:`voicegw.sip.referee`).
 """
 
 from __future__ import annotations

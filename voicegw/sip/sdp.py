@@ -8,7 +8,7 @@ k=) and every attribute, known or not, is kept as it came. So
 CRLF line ends, and ``parse(bytes(sd)) == sd`` for any model.
 
 The field types, their grammar and the codec tables are in
-:mod:`voicegw.sip.sdp_fields` (re-exported here); this module holds the media and
+:mod:`voicegw.sip.sdp_fields` (import them from there); this module holds the media and
 session descriptions, the parser, and the builder of voicegw's own descriptions.
 
 Policy: strict on what voicegw interprets, lenient on the rest.
@@ -52,11 +52,7 @@ from voicegw.sip.sdp_fields import (
     _RTPMAP_RE,
     _TOKEN,
     DEFAULT_PAYLOADS,
-    NOT_ACCEPTABLE_HERE,
-    PCMA,
-    PCMU,
     STATIC_PAYLOAD_TYPES,
-    TELEPHONE_EVENT,
     Attribute,
     Codec,
     Connection,
@@ -476,25 +472,11 @@ class SdpBuilder:
 
 
 __all__ = [
-    "DEFAULT_PAYLOADS",
     "MAX_LINES",
     "MAX_MEDIA",
     "MAX_SDP_SIZE",
-    "NOT_ACCEPTABLE_HERE",
-    "PCMA",
-    "PCMU",
-    "STATIC_PAYLOAD_TYPES",
-    "TELEPHONE_EVENT",
-    "Attribute",
-    "Codec",
-    "Connection",
-    "Direction",
-    "Field",
-    "Line",
     "MediaDescription",
-    "Origin",
     "SdpBuilder",
     "SessionDescription",
-    "Timing",
     "audio_media",
 ]

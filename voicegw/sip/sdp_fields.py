@@ -7,7 +7,7 @@ values are checked); every other line is a :class:`Field`, kept verbatim. Also h
 the RFC 3264 :class:`Direction` attributes and :class:`Codec` with the RFC 3551
 static payload types. The ABNF of each field stands above its regex.
 
-Part of :mod:`voicegw.sip.sdp`, which re-exports every public name and whose
+Used by :mod:`voicegw.sip.sdp` (the model, parser and builder), whose
 docstring states the parsing policy and limits; a defect is a ``ParseError`` with
 status 488.
 """

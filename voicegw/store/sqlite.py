@@ -132,10 +132,6 @@ class Store:
         time is the wall clock now: the engine calls listeners as the event happens."""
         self.writer.put(Entry(self._clock(), call.key, call.id, event, detail))
 
-    def attach(self, engine: Any) -> None:
-        """Record every call of ``engine`` (anything with a ``listeners`` list)."""
-        engine.listeners.append(self.listener)
-
     def record(self, call_key: str, call_id: str, event: str, at: float | None = None,
                **detail: Any) -> bool:
         """Queue one timeline entry directly (tests, or events that have no Call)."""
