@@ -278,3 +278,30 @@ def test_cancel_200_carries_the_to_tag_of_the_ringing_response() -> None:
     sent_responses(core, 0.1)
     (ok,) = feed(core, req("CANCEL", branch="z9hG4bKct"), 0.2)
     assert ok.status == 200 and ok.to.tag == "ring1"  # RFC 3261 9.2
+
+
+def test_transport_failure_ends_the_client_transactions_to_that_peer_only() -> None:
+    """RFC 3261 17.1.4: a transport failure ends the client transaction at once and
+    tells the TU (timer ``"transport"``, a 503 for the TU by 8.1.3.1); a transaction
+    to another address keeps waiting for its response."""
+    core = UserAgentCore()
+    unreachable, other = Address("tcp", "127.0.0.2", 5090), Address("tcp", "127.0.0.3", 5090)
+
+    def invite(call_id: str) -> Request:
+        return Request("INVITE", "sip:agent@127.0.0.2;transport=tcp", Headers([
+            ("From", "<sip:gw@127.0.0.1>;tag=gw1"), ("To", "<sip:agent@127.0.0.2>"),
+            ("Call-ID", call_id), ("CSeq", "1 INVITE"),
+        ]))
+
+    failed = core.send_request(invite("tf-1"), unreachable, 0.0)
+    waiting = core.send_request(invite("tf-2"), other, 0.0)
+    core.datagrams_to_send(0.0)
+    core.transport_failed(unreachable, 0.5)
+    (timeout,) = events(core)
+    assert timeout == TransactionTimedOut(failed, "INVITE", "transport")
+    assert core.statistics().client_transactions == 1
+    core.transport_failed(unreachable, 0.6)  # nothing left there: no news
+    assert events(core) == [] and core.datagrams_to_send(0.6) == []
+    assert core.get_timer() == 32.0  # Timer B of the other one only
+    core.handle_timer(32.0)
+    assert events(core) == [TransactionTimedOut(waiting, "INVITE", "B")]

@@ -97,3 +97,28 @@ def test_busy_agent_fails_the_transfer_and_the_caller_stays_in_the_flow(tmp_path
             caller.close()
         agent.kill()
         daemon.terminate()
+
+
+def test_unreachable_tcp_agent_fails_the_transfer_as_503_at_once(tmp_path: Path) -> None:
+    """A TCP agent that refuses the connection: the transport error reaches the
+    transaction (RFC 3261 17.1.4) and the transfer fails as a 503 (8.1.3.1) long before
+    Timer B's 32 s; the caller stays in the flow."""
+    closed = free_port()  # nothing listens there over TCP: the connect is refused
+    daemon = DaemonProcess("127.0.0.1", None, "--agent-uri",
+                           f"sip:agent@127.0.0.1:{closed};transport=tcp", "--rtp-ports", rtp_range())
+    caller = None
+    try:
+        daemon.start()
+        caller = Caller(daemon.address)
+        assert caller.invite().status == 200
+        caller.receive_rtp(1.0)
+        caller.send_dtmf("0")
+        assert wait_until(lambda: logged(daemon, "transfer.failed", status=503), timeout=10)
+        apology = caller.receive_rtp(2.0)
+        assert speech_energy(apology) > 200, "the caller hears the apology prompt"
+        assert not caller.got_request("BYE"), "a failed transfer never drops the caller"
+        assert caller.bye().status == 200
+    finally:
+        if caller is not None:
+            caller.close()
+        daemon.terminate()

@@ -18,6 +18,7 @@ from voicegw.sip.events import (
     Event,
     RequestReceived,
     ResponseReceived,
+    TransactionTimedOut,
 )
 from voicegw.sip.message import Headers, Request
 from voicegw.transport.endpoint import SipEndpoint
@@ -384,6 +385,31 @@ async def _input_before_core_is_dropped_and_close_is_idempotent():
         await ep.close()
 
 
+async def _tcp_connect_failure_ends_the_client_transaction():
+    """RFC 3261 17.1.4: a connection that cannot be opened is a transport error the
+    core hears of at once (TransactionTimedOut, timer "transport"), not Timer F 32 s
+    later; the endpoint's 20 s bound would fail the test if it were not reported."""
+    import socket
+
+    ep, app = await start_endpoint()
+    closed = socket.socket()  # a free port with no listener: the connect is refused
+    closed.bind((HOST, 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    request = Request("OPTIONS", f"sip:peer@{HOST}:{port};transport=tcp", Headers([
+        ("From", f"<sip:voicegw@{HOST}>;tag={new_tag()}"), ("To", f"<sip:peer@{HOST}>"),
+        ("Call-ID", f"{new_tag()}@{HOST}"), ("CSeq", "1 OPTIONS"),
+    ]))
+    tx_id = ep.send_request(request, Address("tcp", HOST, port))
+    async with asyncio.timeout(5):
+        while not any(isinstance(e, TransactionTimedOut) for e in app.events):
+            await asyncio.sleep(0.01)
+    assert [e for e in app.events if isinstance(e, TransactionTimedOut)] == [
+        TransactionTimedOut(tx_id, "OPTIONS", "transport")]
+    stats = ep.statistics()
+    assert stats.tcp.connect_failures == 1 and stats.core.client_transactions == 0
+
+
 # --- each test on both loops ---------------------------------------------------------
 def test_udp_options_round_trip(run):
     run(_udp_options_round_trip)
@@ -431,3 +457,7 @@ def test_application_error_does_not_stop_the_endpoint(run):
 
 def test_input_before_core_is_dropped_and_close_is_idempotent(run):
     run(_input_before_core_is_dropped_and_close_is_idempotent)
+
+
+def test_tcp_connect_failure_ends_the_client_transaction(run):
+    run(_tcp_connect_failure_ends_the_client_transaction)

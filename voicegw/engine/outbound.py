@@ -177,7 +177,10 @@ class OutboundLegs:
     # ------------------------------------------------------------------ responses
     def _event(self, dialing: Dialing, event: Event) -> None:
         if isinstance(event, TransactionTimedOut):
-            self._fail(dialing, "timeout", "no response (Timer B)")
+            if event.timer == "transport":  # a fatal transport error is a 503 (RFC 3261 8.1.3.1)
+                self._fail(dialing, 503, "transport failure: could not connect")
+            else:
+                self._fail(dialing, "timeout", "no response (Timer B)")
             return
         assert isinstance(event, ResponseReceived)
         response = event.response

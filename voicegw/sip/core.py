@@ -182,6 +182,16 @@ class UserAgentCore:
             tx.handle_timer(now)
             self._collect(tx)
 
+    def transport_failed(self, destination: Address, now: float) -> None:
+        """The transport could not reach ``destination`` (a TCP or TLS connection
+        could not be opened). Each client transaction waiting on it ends now: "the
+        client transaction SHOULD inform the TU that a transport failure has occurred"
+        (17.1.4), as ``TransactionTimedOut(timer="transport")``, which the TU treats as
+        a 503 (8.1.3.1) rather than waiting out Timer B/F."""
+        for tx in [tx for tx in self._client.values() if tx.peer == destination]:
+            tx.transport_error(now)
+            self._collect(tx)
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 

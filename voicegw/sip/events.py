@@ -59,13 +59,14 @@ class CancelReceived:
 
 @dataclass(frozen=True, slots=True)
 class TransactionTimedOut:
-    """Timer B/F (client) or H (server, no ACK) fired."""
+    """Timer B/F (client) or H (server, no ACK) fired, or the transport failed."""
 
     transaction_id: str
     method: str
     """The method of the transaction's request."""
     timer: str
-    """Which timer: ``"B"``, ``"F"`` or ``"H"``."""
+    """Which timer: ``"B"``, ``"F"`` or ``"H"``; ``"transport"`` when the transport
+    could not reach the peer (RFC 3261 17.1.4; the TU treats it as a 503, 8.1.3.1)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ class SipCore(Protocol):
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
     def get_timer(self) -> float | None: ...
     def handle_timer(self, now: float) -> None: ...
+    def transport_failed(self, destination: Address, now: float) -> None: ...
     def next_event(self) -> Event | None: ...
     def send_response(self, transaction_id: str, response: Response, now: float) -> None: ...
     def send_request(self, request: Request, destination: Address, now: float) -> str: ...
@@ -125,6 +126,7 @@ class SipEndpoint:
                 self._tcp = TcpTransport(
                     self._on_datagram, self._on_invalid, self.limits, self._loop
                 )
+                self._tcp.on_unreachable = self._on_unreachable
                 await self._tcp.listen(host, tcp_port)
         except BaseException:
             await self.close()
@@ -139,6 +141,7 @@ class SipEndpoint:
         ``TlsConfigError`` when a certificate or key cannot be loaded."""
         self._loop = self._loop or asyncio.get_running_loop()
         tls = TlsTransport(self._on_datagram, self._on_invalid, self.limits, self._loop, config)
+        tls.on_unreachable = self._on_unreachable
         await tls.listen(host, config.port)
         self._tls = tls
 
@@ -237,6 +240,18 @@ class SipEndpoint:
         except Exception:
             self._counts["core_errors"] += 1
             log.exception("sip.core_error", source=str(source), size=len(data))
+        self._service()
+
+    def _on_unreachable(self, destination: Address) -> None:
+        """A connection to ``destination`` could not be opened: the core ends the
+        client transactions waiting on it (RFC 3261 17.1.4) instead of Timer B/F."""
+        if self._closed or self.core is None:
+            return
+        try:
+            self.core.transport_failed(destination, self._now())
+        except Exception:
+            self._counts["core_errors"] += 1
+            log.exception("sip.core_error", input="transport_failed", peer=str(destination))
         self._service()
 
     def _on_timer(self) -> None:

@@ -230,6 +230,9 @@ class TcpTransport:
         self._per_ip: Counter[str] = Counter()
         self._connecting: set[asyncio.Task[None]] = set()
         self.stats = TcpStatistics()
+        self.on_unreachable: Callable[[Address], None] | None = None
+        """Told the address an outbound connection could not be opened to (the driver
+        passes it to the core: a transport error, RFC 3261 17.1.4)."""
 
     async def listen(self, host: str, port: int) -> None:
         self._server = await self.loop.create_server(
@@ -295,9 +298,10 @@ class TcpTransport:
                     lambda: connection, host, port, **self._connect_options(host)
                 )
         except (OSError, TimeoutError):
-            # The core learns nothing here: its client transaction times out (Timer B/F).
             self.stats.connect_failures += 1
             connection.abort()
+            if self.on_unreachable is not None:
+                self.on_unreachable(Address(self.name, host, port))
         except asyncio.CancelledError:
             connection.abort()
             raise
