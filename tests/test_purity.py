@@ -43,7 +43,17 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_sip_package_is_checked() -> None:
-    assert any(p.name == "core.py" for p in pure_files())
+    names = {p.name for p in pure_files()}
+    assert {"core.py", "invite_session.py", "invite_session_actions.py",
+            "invite_session_table.py", "invite_session_io.py", "session_expires.py"} <= names
+
+
+@pytest.mark.parametrize("name", ["invite_session.py", "invite_session_actions.py",
+                                  "invite_session_table.py", "session_expires.py"])
+def test_invite_session_draws_no_random_number(name: str) -> None:
+    """RFC 3261 14.1's back-off and 14.2's Retry-After come from the randint the
+    session is given, so tests and the executor control them."""
+    assert not imported_modules(ROOT / "sip" / name) & {"random", "secrets"}
 
 
 @pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
