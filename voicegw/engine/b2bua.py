@@ -339,14 +339,15 @@ class Engine:
         challenge = Headers([("WWW-Authenticate", str(c)) for c in self._digest.challenges(now=now, stale=stale)])
         return make_response(invite, 401, to_tag=new_tag(), headers=challenge)
 
-    def contact(self) -> str:
-        return self.outbound.contact
+    def contact(self, transport: str = "udp") -> str:
+        """Our Contact for a leg over ``transport`` (over TLS: the TLS port)."""
+        return self.outbound.contact_for(transport)
 
     def _answer_caller(self, call: Call, status: int = 200) -> None:
         invite = call.caller.invite
         assert invite is not None
         response = make_dialog_response(
-            invite, status, local_tag=call.local_tag, contact=self.contact(),
+            invite, status, local_tag=call.local_tag, contact=self.contact(call.caller.peer.transport),
             body=bytes(call.caller_sdp), content_type="application/sdp",
             extra_headers=self.session_timers.headers(call) if status >= 200 else (),
         )
@@ -363,7 +364,7 @@ class Engine:
         if leg.dialog is None:
             leg.dialog = Dialog.from_uas_response(
                 leg.invite, response, local_via=self.outbound.local_via(leg.peer.transport),
-                contact=self.contact(), over_tls=leg.peer.transport == "tls")
+                contact=self.contact(leg.peer.transport), over_tls=leg.peer.transport == "tls")
             self.register(call, leg)
         elif response.status >= 200:
             leg.dialog.respond(leg.invite, response.status)
@@ -412,7 +413,8 @@ class Engine:
         if response.body and response.content_type == "application/sdp" and self.bridge(call) is None:
             self._early_media(call, response)
         elif call.caller.dialog is None or response.status == 180:
-            ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag, contact=self.contact())  # type: ignore[arg-type]
+            ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag,  # type: ignore[arg-type]
+                                           contact=self.contact(call.caller.peer.transport))
             self._caller_dialog(call, ringing)
             self.respond(call.caller.transaction_id, ringing)
 
@@ -428,7 +430,8 @@ class Engine:
         apply_media(leg.endpoint, media)
         call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
         progress = make_dialog_response(
-            call.caller.invite, 183, local_tag=call.local_tag, contact=self.contact(),  # type: ignore[arg-type]
+            call.caller.invite, 183, local_tag=call.local_tag,  # type: ignore[arg-type]
+            contact=self.contact(call.caller.peer.transport),
             body=bytes(call.caller_sdp), content_type="application/sdp")
         self._caller_dialog(call, progress)
         self.respond(call.caller.transaction_id, progress)

@@ -65,6 +65,15 @@ class OutboundLegs:
 
     @property
     def contact(self) -> str:
+        return self.contact_for("udp")
+
+    def contact_for(self, transport: str) -> str:
+        """Our Contact on a leg over ``transport``. The peer sends its in-dialog requests
+        (BYE, NOTIFY, re-INVITE) to it (RFC 3261 12.1: the remote target), so over TLS it
+        names the TLS port and transport: a bare sip: URI with the UDP port would have a
+        TLS peer open a TLS connection to our plain TCP port, and lose the request."""
+        if transport == "tls":
+            return f"<sip:voicegw@{self.host}:{self.tls_port};transport=tls>"
         return f"<sip:voicegw@{self.host}:{self.sip_port}>"
 
     def local_via(self, transport: str) -> str:
@@ -93,7 +102,7 @@ class OutboundLegs:
             ("To", f"<{uri}>"),
             ("Call-ID", new_call_id(self.host)),
             ("CSeq", "1 INVITE"),
-            ("Contact", self.contact),
+            ("Contact", self.contact_for(leg.peer.transport)),
             ("Max-Forwards", str(max(max_forwards, 0))),
             *extra_headers,
         ])
@@ -199,7 +208,7 @@ class OutboundLegs:
         if leg.dialog is None:
             leg.dialog = Dialog.from_uac_response(
                 leg.invite, response, local_via=self.local_via(leg.peer.transport),
-                contact=self.contact, over_tls=leg.peer.transport == "tls")
+                contact=self.contact_for(leg.peer.transport), over_tls=leg.peer.transport == "tls")
             self._register(dialing.call, leg)
         ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
         self._send(ack, destination(hop, leg.peer))

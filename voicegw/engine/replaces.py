@@ -71,10 +71,10 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
         engine.respond(event.transaction_id, make_response(invite, getattr(error, "status", 503), to_tag=new_tag()))
         return
     apply_media(leg.endpoint, answer.negotiated)
-    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(),
+    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(source.transport),
                                     body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
     leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source.transport),
-                                          contact=engine.contact(), over_tls=source.transport == "tls")
+                                          contact=engine.contact(source.transport), over_tls=source.transport == "tls")
     engine.register(call, leg)
     engine.respond(event.transaction_id, response)
     swap_leg(engine, call, old, leg)
