@@ -40,12 +40,12 @@ bench: $(STAMP) bootstrap
 demo: $(STAMP) bootstrap
 	$(PY) scripts/demo.py
 
-# Long fuzzing runs (CI runs the same targets briefly under hypothesis: tests/test_fuzz.py).
+# Long fuzzing runs (CI runs the same targets briefly under hypothesis: tests/sip/test_fuzz.py).
 # atheris is installed on demand; crashes land in var/fuzz/crashes/.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet 'atheris>=2.3'
-	VOICEGW_FUZZ_SCALE=20 $(PY) -m pytest -q tests/test_fuzz.py tests/test_parser_props.py
+	VOICEGW_FUZZ_SCALE=20 $(PY) -m pytest -q tests/sip/test_fuzz.py tests/sip/test_parser_props.py
 	$(PY) scripts/fuzz/run.py all --seconds $(FUZZ_SECONDS)
 
 clean:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))  # the shared
 from netutil import free_port, udp_taken, wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "tests" / "sipp"
+SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
 HOST = "127.0.0.1"
 SIPP = shutil.which("sipp")
 

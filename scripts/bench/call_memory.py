@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory per call: the daemon's RSS before and with N concurrent calls.
 
-sipp UAC (tests/sipp/b2bua_uac_bench.xml, long calls) -> ``voicegw run --bot-uri`` ->
+sipp UAC (tests/peers/scenarios/b2bua_uac_bench.xml, long calls) -> ``voicegw run --bot-uri`` ->
 sipp UAS (built-in ``uas``). After a warm-up of a few short calls, RSS (VmRSS) and open
 file descriptors of the daemon are read; then N calls are set up at a steady rate and
 held; once sipp has ACKed all N (its ``-trace_counts``), RSS and descriptors are read

@@ -4,7 +4,7 @@
 sipp UAC -> voicegw (--bot-uri) -> sipp UAS, at rising rates, each rate for a few
 seconds of short calls (INVITE, 200, ACK, hold, BYE). Two modes:
 
-- ``sig``: signalling only (tests/sipp/b2bua_uac_bench.xml).
+- ``sig``: signalling only (tests/peers/scenarios/b2bua_uac_bench.xml).
 - ``rtp``: the caller plays a pcap of PCMU (20 ms packets, made by this script) after
   the ACK, the UAS echoes RTP (sipp ``-rtp_echo``); through voicegw every packet is
   relayed twice (caller -> bot, echo -> caller). Through Kamailio media flows directly
@@ -45,7 +45,7 @@ from pathlib import Path
 from netutil import free_port, sipp_results, udp_taken, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT / "tests" / "sipp"
+SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio-proxy.cfg"
 HOST = "127.0.0.1"
 DEFAULT_RATES = (50, 100, 200, 300, 400)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """OPTIONS at rising rates against ``voicegw run`` (on uvloop), driven by sipp.
 
-Starts the daemon on a free loopback port, runs tests/sipp/options_uac.xml at each
+Starts the daemon on a free loopback port, runs tests/peers/scenarios/options_uac.xml at each
 rate for a few seconds, and stops at the first rate with a failed call or that sipp
 could not sustain. Reports the highest rate with 0 failures and the response-time
 p50/p99 there, from sipp's per-call RTT trace (``-trace_rtt``; sipp's clock ticks in
@@ -29,7 +29,7 @@ from pathlib import Path
 from netutil import free_port, sipp_results
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = ROOT / "tests" / "sipp" / "options_uac.xml"
+SCENARIO = ROOT / "tests" / "peers" / "scenarios" / "options_uac.xml"
 DEFAULT_RATES = (500, 1000, 2000, 3000, 4000, 5000, 6000, 8000)
 
 

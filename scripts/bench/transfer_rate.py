@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Transfers per second: bot REFER -> INVITE bridge to a sipp agent, through ``voicegw run``.
 
-Per call: a sipp caller (tests/sipp/b2bua_uac_bench.xml) calls voicegw, which bridges it
-to the bot (sipp UAS, tests/sipp/bot_refer.xml); 300 ms after answering, the bot REFERs
-to the agent; voicegw answers 202, dials the agent (sipp UAS, tests/sipp/agent_answer.xml)
+Per call: a sipp caller (tests/peers/scenarios/b2bua_uac_bench.xml) calls voicegw, which bridges it
+to the bot (sipp UAS, tests/peers/scenarios/bot_refer.xml); 300 ms after answering, the bot REFERs
+to the agent; voicegw answers 202, dials the agent (sipp UAS, tests/peers/scenarios/agent_answer.xml)
 by INVITE, NOTIFYs the bot 100/180/200, swaps the caller's media to the agent leg and
 BYEs the bot. The caller hangs up after its hold time (-d); voicegw BYEs the agent.
 
@@ -46,7 +46,7 @@ from pathlib import Path
 from netutil import free_port, udp_taken, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT / "tests" / "sipp"
+SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
 HOST = "127.0.0.1"
 SIPP = shutil.which("sipp")
 TICKS = os.sysconf("SC_CLK_TCK")

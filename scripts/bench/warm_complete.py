@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Warm transfer: time from "complete" (the agent's accept key) to two-way media.
 
-A real ``voicegw run`` (tests/helpers_agent.WarmDaemon: ``calls: {transfer_method:
+A real ``voicegw run`` (tests/peers/agent.WarmDaemon: ``calls: {transfer_method:
 warm, warm: {confirm: true, hold: silence}}``), the scripted caller of the wire tests
-pressing 0 in the demo flow, and the scripted agent (tests/helpers_agent.Agent) on
+pressing 0 in the demo flow, and the scripted agent (tests/peers/agent.Agent) on
 loopback. Per run: the agent answers, hears the briefing to its end, then both sides
 send marked PCMU every ``--interval`` ms (the caller 0x5A, the agent 0xA5) and the agent
 presses 1 (RFC 4733). "Complete" is the moment the key's first end packet leaves the
@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers.net import free_port  # noqa: E402
-from helpers_agent import Agent, Carrier, WarmDaemon  # noqa: E402
+from peers.net import free_port  # noqa: E402
+from peers.agent import Agent, Carrier, WarmDaemon  # noqa: E402
 
 CALLER_TONE = bytes([0x5A]) * 160
 AGENT_TONE = bytes([0xA5]) * 160

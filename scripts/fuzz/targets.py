@@ -9,7 +9,7 @@ Each target takes bytes and raises only when it found a bug:
   equal ``X.parse(data)`` where the module promises it).
 
 The same functions run under atheris (``scripts/fuzz/run.py``, ``make fuzz``) and
-under hypothesis in CI (``tests/test_fuzz.py``, a fixed number of examples).
+under hypothesis in CI (``tests/sip/test_fuzz.py``, a fixed number of examples).
 """
 
 from __future__ import annotations

@@ -1,0 +1,442 @@
+"""The records store: migrations, the off-loop writer, crash recovery rules, queries.
+
+The crash itself (kill -9 of a real daemon with sipp calls) is tests/wire/test_store_crash.py;
+here a "crash" is a child process that records and then SIGKILLs itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from voicegw.store import SCHEMA_VERSION, Entry, Store, store_path
+from voicegw.store.records import apply_entry
+from voicegw.store.schema import MIGRATIONS, SchemaError, current_version, migrate
+from voicegw.store.writer import Writer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class FakeCall:
+    id: str
+    key: str
+
+
+class Clock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = 1.0) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock):
+    s = Store.open(tmp_path / "var" / "voicegw.db", clock=clock)
+    yield s
+    s.close()
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def answered_call(store: Store, clock: Clock, call_id: str = "c1", tag: str = "x") -> FakeCall:
+    call = FakeCall(call_id, f"{call_id};{tag}")
+    listen = store.listener
+    listen(call, 0.0, "call.incoming", {"source": "udp:127.0.0.1:5062", "uri": "sip:demo@127.0.0.1",
+                                        "caller": "alice"})
+    clock.tick()
+    listen(call, 0.0, "leg.bot.dialing", {"uri": "sip:bot@127.0.0.1:5070"})
+    listen(call, 0.0, "leg.bot.progress", {"status": 180})
+    clock.tick()
+    listen(call, 0.0, "leg.bot.answered", {})
+    listen(call, 0.0, "call.connected", {"cause": "answered", "reason": ""})
+    return call
+
+
+# ---------------------------------------------------------------------- schema
+def test_open_creates_directory_wal_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "var" / "voicegw.db"
+    s = Store.open(path)
+    try:
+        db = raw(path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [r[0] for r in db.execute("SELECT version FROM schema_version ORDER BY version")]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        s.close()
+    # reopening applies nothing twice
+    Store.open(path).close()
+    assert [r[0] for r in raw(path).execute("SELECT version FROM schema_version")] == list(
+        range(1, SCHEMA_VERSION + 1))
+
+
+def test_migrations_apply_in_order_and_a_failing_one_leaves_the_previous_version(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    assert migrate(conn) == len(MIGRATIONS)
+    extra = [*MIGRATIONS, ["ALTER TABLE calls ADD COLUMN tenant TEXT"], ["CREATE TABLE broken (", "nope"]]
+    with pytest.raises(sqlite3.Error):
+        migrate(conn, extra)
+    # migration N+1 committed alone; N+2 rolled back entirely
+    assert current_version(conn) == len(MIGRATIONS) + 1
+    assert "tenant" in [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'broken'").fetchone()[0] == 0
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    Store.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 5,))
+    db.commit()
+    with pytest.raises(SchemaError, match="upgrade voicegw"):
+        Store.open(path)
+
+
+def test_store_path_env_then_config_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclass
+    class Section:
+        path: str
+
+    @dataclass
+    class Config:
+        store: Section
+
+    @dataclass
+    class WithRecordsDir:
+        records_dir: str
+
+    monkeypatch.delenv("VOICEGW_DB", raising=False)
+    assert store_path(None) == Path("var/voicegw.db")
+    assert store_path(Config(Section("/srv/records.db"))) == Path("/srv/records.db")
+    assert store_path(WithRecordsDir("/var/lib/voicegw")) == Path("/var/lib/voicegw/voicegw.db")
+    monkeypatch.setenv("VOICEGW_DB", "/tmp/x.db")
+    assert store_path(Config(Section("/srv/records.db"))) == Path("/tmp/x.db")
+
+
+# ---------------------------------------------------------------------- records
+def test_answered_call_record_with_legs_timings_and_timeline(store: Store, clock: Clock) -> None:
+    call = answered_call(store, clock)
+    clock.tick(30)
+    store.listener(call, 0.0, "leg.caller.bye", {})
+    store.listener(call, 0.0, "call.ended", {"cause": "hung up", "reason": "caller hung up"})
+    store.listener(call, 0.0, "leg.bot.bye_sent", {})
+    assert store.flush(5)
+    record = store.call("c1")
+    assert record is not None and record["key"] == "c1;x"
+    assert (record["state"], record["outcome"], record["status"]) == ("ended", "completed", 200)
+    assert record["caller"] == "alice" and record["source"] == "udp:127.0.0.1:5062"
+    assert record["answered_at"] - record["created_at"] == 2
+    assert record["duration"] == 30
+    assert record["end_reason"] == "caller hung up"
+    bot = record["legs"]["bot"]
+    assert bot["uri"] == "sip:bot@127.0.0.1:5070" and bot["status"] == 200
+    assert bot["answered_at"] == record["answered_at"] and "bye_sent_at" in bot
+    assert [e["event"] for e in record["events"]] == [
+        "call.incoming", "leg.bot.dialing", "leg.bot.progress", "leg.bot.answered", "call.connected",
+        "leg.caller.bye", "call.ended", "leg.bot.bye_sent"]
+    assert record["events"][2]["detail"] == {"status": 180}
+    assert store.call("c1;x")["key"] == "c1;x" and store.call("nope") is None
+
+
+@pytest.mark.parametrize(("cause", "reason", "status", "outcome"), [
+    ("failed", "Busy Here (bot: 486)", 486, "failed"),
+    ("failed", "Temporarily Unavailable (bot: timeout)", 480, "failed"),
+    ("failed", "Service Unavailable (no media ports)", 503, "failed"),
+    ("cancelled", "caller cancelled", 487, "cancelled"),
+])
+def test_failed_setup_keeps_the_status_the_caller_got(store: Store, cause: str, reason: str,
+                                                      status: int, outcome: str) -> None:
+    call = FakeCall("f", "f;1")
+    store.listener(call, 0.0, "call.incoming", {"source": "udp:1.2.3.4:5060", "uri": "sip:x@y", "caller": "b"})
+    store.listener(call, 0.0, "call.ended", {"cause": cause, "reason": reason})
+    assert store.flush(5)
+    record = store.call("f")
+    assert (record["state"], record["status"], record["outcome"], record["answered_at"]) == (
+        "ended", status, outcome, None)
+
+
+def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clock: Clock) -> None:
+    call = answered_call(store, clock)
+    listen = store.listener
+    listen(call, 0.0, "transfer.started", {"transfer_id": "t1", "method": "invite",
+                                           "target": "sip:agent@pbx", "trigger": "flow"})
+    listen(call, 0.0, "leg.agent.dialing", {"uri": "sip:agent@10.0.0.1", "transfer_id": "t1"})
+    listen(call, 0.0, "transfer.progress", {"transfer_id": "t1", "status": 180})
+    clock.tick(3)
+    listen(call, 0.0, "transfer.failed", {"transfer_id": "t1", "status": 486, "reason": "Busy Here"})
+    listen(call, 0.0, "transfer.fallback", {"transfer_id": "t1", "status": 486, "rule": "486",
+                                            "action": "next", "why": "busy: try REFER"})
+    listen(call, 0.0, "fallback.prompt", {"text": "Please hold", "file": None})
+    listen(call, 0.0, "transfer.started", {"transfer_id": "t2", "method": "refer",
+                                           "target": "+4930123", "trigger": "flow"})
+    listen(call, 0.0, "transfer.accepted", {"transfer_id": "t2", "status": 202, "subscription": True})
+    clock.tick(2)
+    listen(call, 0.0, "transfer.succeeded", {"transfer_id": "t2", "status": 200, "reason": "connected"})
+    listen(call, 0.0, "transfer.started", {"transfer_id": "t3", "method": "invite",
+                                           "target": "sip:x@evil", "trigger": "api"})
+    listen(call, 0.0, "transfer.failed", {"transfer_id": "t3", "status": "policy", "reason": "not allowed"})
+    listen(call, 0.0, "transfer.refused", {"target": "sip:y@evil", "status": "policy"})
+    assert store.flush(5)
+    t1, t2, t3, refused = store.call("c1")["transfers"]
+    assert (t1["state"], t1["status"], t1["sip_status"], t1["method"]) == ("failed", "486", 486, "invite")
+    assert t1["uri"] == "sip:agent@10.0.0.1" and t1["progress"] == [180] and t1["trigger"] == "flow"
+    assert t1["ended_at"] - t1["started_at"] == 3
+    assert [f.get("action") for f in t1["fallback"]] == ["next", "prompt"]
+    assert t1["fallback"][0]["why"] == "busy: try REFER" and t1["fallback"][1]["text"] == "Please hold"
+    assert (t2["state"], t2["sip_status"], t2["progress"]) == ("succeeded", 200, [202])
+    assert (t3["state"], t3["status"], t3["sip_status"]) == ("failed", "policy", None)
+    assert (refused["method"], refused["state"], refused["status"], refused["target"]) == (
+        "refer", "failed", "policy", "sip:y@evil")
+    assert refused["transfer_id"].startswith("refused-")
+    assert [t["transfer_id"] for t in store.transfers(state="failed")] == [refused["transfer_id"], "t3", "t1"]
+    assert [t["transfer_id"] for t in store.transfers(method="refer", call_id="c1")] == [
+        refused["transfer_id"], "t2"]
+
+
+def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: Store) -> None:
+    store.record("lost;1", "lost", "transfer.failed", transfer_id="t9", status=408, reason="timeout")
+    assert store.flush(5)
+    record = store.call("lost")
+    assert record["state"] == "setup" and record["transfers"][0]["state"] == "failed"
+
+
+def test_transfer_ids_that_restart_with_the_process_do_not_collide(store: Store, clock: Clock) -> None:
+    for key in ("a;1", "b;2"):
+        store.record(key, key[0], "transfer.started", transfer_id="t1", method="invite", target="sip:a@b")
+    assert store.flush(5)
+    assert len(store.transfers()) == 2
+
+
+# ---------------------------------------------------------------------- writer
+def test_listener_only_enqueues_and_the_writer_batches_what_piles_up(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    migrate(conn)
+    gate = threading.Event()
+    applied: list[str] = []
+
+    def slow_apply(c: sqlite3.Connection, run_id: int, entry: Entry) -> None:
+        gate.wait(5)  # the disk is slow: the loop must not notice
+        applied.append(entry.event)
+        apply_entry(c, run_id, entry)
+
+    writer = Writer(conn, 1, apply=slow_apply, batch_max=100)
+    writer.start()
+    started = time.perf_counter()
+    for i in range(250):
+        assert writer.put(Entry(float(i), f"k{i % 5};x", f"k{i % 5}", "leg.caller.ack", {}))
+    assert time.perf_counter() - started < 0.5  # put() never waited for the disk
+    gate.set()
+    assert writer.flush(10)
+    stats = writer.statistics()
+    assert (stats.written, stats.dropped, stats.failed, stats.queued) == (250, 0, 0, 0)
+    assert stats.largest_batch == 100 and stats.batches <= 4  # 1 + 100 + 100 + 49
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 250
+    assert writer.close(5)
+
+
+def test_full_queue_drops_timeline_entries_first_counts_and_logs_once_per_n(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    migrate(conn)
+    writer = Writer(conn, 1, max_queue=10, reserve=5, log_every=4)  # not started: nothing drains
+    leg = Entry(0.0, "k;1", "k", "leg.caller.ack", {})
+    essential = Entry(0.0, "k;1", "k", "transfer.started", {"transfer_id": "t1"})
+    with capture_logs() as logs:
+        assert all(writer.put(leg) for _ in range(10))
+        assert not writer.put(leg)  # full for timeline entries
+        assert all(writer.put(essential) for _ in range(5))  # the reserve keeps records
+        results = [writer.put(essential) for _ in range(8)]
+    assert not any(results)
+    assert writer.dropped == 9 and writer.enqueued == 15
+    drops = [e for e in logs if e["event"] == "store.dropped"]
+    assert [d["dropped"] for d in drops] == [1, 4, 8]
+    writer.start()
+    assert writer.close(5) and writer.written == 15
+
+
+def test_a_bad_entry_costs_only_itself(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "b.db", isolation_level=None, check_same_thread=False)
+    migrate(conn)
+
+    def picky(c: sqlite3.Connection, run_id: int, entry: Entry) -> None:
+        if entry.event == "bad":
+            raise ValueError("poison")
+        apply_entry(c, run_id, entry)
+
+    writer = Writer(conn, 1, apply=picky)
+    for event in ("call.incoming", "bad", "call.connected"):
+        writer.put(Entry(1.0, "k;1", "k", event, {}))
+    with capture_logs() as logs:
+        writer.start()
+        assert writer.flush(5)
+    assert (writer.written, writer.failed) == (2, 1)
+    assert conn.execute("SELECT state FROM calls").fetchone()[0] == "connected"
+    assert {e["event"] for e in logs} >= {"store.batch_failed", "store.entry_failed"}
+    writer.close(5)
+
+
+async def test_durable_returns_once_the_entry_is_committed(store: Store, tmp_path: Path) -> None:
+    store.record("d;1", "d", "call.incoming", source="udp:1.1.1.1:5060")
+    await asyncio.wait_for(store.durable(), 5)
+    other = raw(store.path)  # another connection sees it: committed, not only queued
+    assert other.execute("SELECT count(*) FROM calls WHERE key = 'd;1'").fetchone()[0] == 1
+
+
+def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path, clock: Clock) -> None:
+    s = Store.open(tmp_path / "c.db", clock=clock)
+    call = answered_call(s, clock)
+    s.listener(call, 0.0, "transfer.started", {"transfer_id": "t1", "method": "invite", "target": "sip:a@b"})
+    assert s.close()
+    db = raw(tmp_path / "c.db")
+    row = db.execute("SELECT * FROM calls").fetchone()
+    assert (row["state"], row["outcome"], row["answered_at"] is not None) == ("ended", "shutdown", True)
+    assert db.execute("SELECT state, status FROM transfers").fetchone()[:] == ("failed", "shutdown")
+    run = db.execute("SELECT * FROM runs").fetchone()
+    assert run["stopped_at"] == clock.now and run["dropped"] == 0
+    assert not (tmp_path / "c.db-runs" / "1.lock").exists()
+    assert not s.listener(call, 0.0, "leg.caller.ack", {})  # after close: dropped, not raised
+    with pytest.raises(RuntimeError):
+        s.calls()
+
+
+# ---------------------------------------------------------------------- recovery
+CRASHER = """
+import os, signal, sys
+from voicegw.store import Store
+s = Store.open(sys.argv[1])
+rec = s.record
+rec("up;1", "up", "call.incoming", at=1000.0, source="udp:1.1.1.1:5060", uri="sip:x@y", caller="a")
+rec("up;1", "up", "call.connected", at=1001.0, cause="answered", reason="")
+rec("up;1", "up", "transfer.started", at=1002.0, transfer_id="t1", method="invite", target="sip:agent@pbx")
+rec("up;1", "up", "transfer.progress", at=1003.0, transfer_id="t1", status=180)
+rec("ringing;2", "ringing", "call.incoming", at=1001.0, source="udp:1.1.1.1:5060", caller="b")
+rec("done;3", "done", "call.incoming", at=1001.0, source="udp:1.1.1.1:5060", caller="c")
+rec("done;3", "done", "call.connected", at=1002.0, cause="answered", reason="")
+rec("done;3", "done", "call.ended", at=1005.0, cause="hung up", reason="caller hung up")
+assert s.flush(10)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def crash_child(path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", CRASHER, str(path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == -9, proc.stderr
+
+
+def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    crash_child(path)
+    s = Store.open(path, clock=lambda: 5000.0)
+    try:
+        assert (s.recovery.runs, s.recovery.calls, s.recovery.transfers) == ((1,), 2, 1)
+        up = s.call("up")
+        assert (up["state"], up["outcome"], up["end_reason"], up["end_cause"]) == (
+            "ended", "restart", "restart", "restart")
+        assert up["answered_at"] == 1001.0
+        assert up["ended_at"] == 1003.0  # its last event, not "now" (5000)
+        assert up["events"][-1]["event"] == "call.ended" and up["events"][-1]["detail"]["recovered"] is True
+        transfer = up["transfers"][0]
+        assert (transfer["state"], transfer["status"], transfer["ended_at"]) == ("failed", "restart", 1003.0)
+        assert any(e["event"] == "transfer.failed" and e["detail"]["recovered"] for e in up["events"])
+        ringing = s.call("ringing")
+        assert (ringing["outcome"], ringing["answered_at"], ringing["ended_at"]) == ("restart", None, 1001.0)
+        done = s.call("done")  # closed before the crash: untouched
+        assert (done["outcome"], done["end_reason"], done["ended_at"]) == ("completed", "caller hung up", 1005.0)
+        assert s.totals()["calls"]["by_outcome"] == {"restart": 2, "completed": 1}
+        assert s.totals()["transfers"]["by_status"] == {"restart": 1}
+    finally:
+        s.close()
+    db = raw(path)
+    assert db.execute("SELECT recovered_by FROM runs WHERE id = 1").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM calls").fetchone()[0] == 3
+    # a second restart finds nothing more to do and changes nothing
+    again = Store.open(path)
+    assert again.recovery.runs == ()
+    again.close()
+    assert db.execute("SELECT count(*) FROM events WHERE event = 'call.ended'").fetchone()[0] == 3
+
+
+def test_a_live_run_sharing_the_file_is_not_recovered(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "shared.db"
+    first = Store.open(path, clock=clock)
+    try:
+        answered_call(first, clock)
+        assert first.flush(5)
+        second = Store.open(path, clock=clock)  # another worker on the same file
+        try:
+            assert second.recovery.runs == ()
+            assert second.call("c1")["state"] == "connected"
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+# ---------------------------------------------------------------------- queries
+def test_queries_filter_by_time_state_and_outcome_and_totals_count(store: Store, clock: Clock) -> None:
+    base = clock.now
+    for n in range(5):
+        call = FakeCall(f"q{n}", f"q{n};t")
+        store.listener(call, 0.0, "call.incoming", {"source": "s", "uri": "u", "caller": "c"})
+        if n % 2 == 0:
+            store.listener(call, 0.0, "call.connected", {"cause": "answered", "reason": ""})
+        if n < 4:
+            store.listener(call, 0.0, "call.ended", {"cause": "hung up" if n % 2 == 0 else "failed",
+                                                     "reason": "Busy Here (bot: 486)"})
+        clock.tick(10)
+    assert store.flush(5)
+    assert [c["call_id"] for c in store.calls()] == ["q4", "q3", "q2", "q1", "q0"]
+    assert [c["call_id"] for c in store.calls(limit=2)] == ["q4", "q3"]
+    assert [c["call_id"] for c in store.calls(since=base + 10, until=base + 30)] == ["q2", "q1"]
+    assert [c["call_id"] for c in store.calls(state="connected")] == ["q4"]
+    assert [c["call_id"] for c in store.calls(outcome="failed")] == ["q3", "q1"]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(base + 35))
+    assert [c["call_id"] for c in store.calls(since=iso)] == ["q4"]
+    totals = store.totals()
+    assert totals["calls"] == {"total": 5, "active": 1,
+                               "by_outcome": {"completed": 2, "failed": 2, "active": 1},
+                               "by_status": {"200": 3, "486": 2}}
+    assert store.totals(since=base + 35)["calls"]["total"] == 1
+
+
+def test_reads_do_not_wait_for_a_slow_writer(tmp_path: Path) -> None:
+    """WAL: a reader sees the last commit while the writer holds its transaction open."""
+    path = tmp_path / "wal.db"
+    s = Store.open(path)
+    try:
+        s.record("a;1", "a", "call.incoming")
+        assert s.flush(5)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+        blocker.execute("INSERT INTO runs (pid, host, started_at) VALUES (0, 'x', 0)")
+        started = time.perf_counter()
+        assert [c["call_id"] for c in s.calls()] == ["a"]
+        assert time.perf_counter() - started < 0.1
+        blocker.execute("ROLLBACK")
+    finally:
+        s.close()
