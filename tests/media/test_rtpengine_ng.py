@@ -299,7 +299,7 @@ def _media_port(sdp: str) -> int:
 
 
 @pytest.mark.wire
-@pytest.mark.skipif(RTPENGINE is None, reason="rtpengine not installed (Debian rtpengine-daemon; "
+@pytest.mark.skipif(RTPENGINE is None, reason="rtpengine not installed (Debian rtpengine-daemon: scripts/bootstrap; "
                     "scripts/bench/rtp_relay.py --rtpengine installs it)")
 def test_real_rtpengine_offer_answer_relay_delete(tmp_path):
     ng_port = free_port()
