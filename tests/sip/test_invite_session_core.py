@@ -10,6 +10,10 @@ request it was for. Everything crosses the fake network as bytes.
 from __future__ import annotations
 
 import ipaddress
+import zlib
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.dialog_table import DialogRole
@@ -32,13 +36,14 @@ from voicegw.sip.invite_session_io import (
     Modify,
     Output,
     Progress,
+    Reject,
     RequestTimedOut,
     RetransmitResponse,
     SendRequest,
     SendResponse,
     Terminated,
 )
-from voicegw.sip.invite_session_table import Cause, State
+from voicegw.sip.invite_session_table import Cause, InviteSessionError, State
 from voicegw.sip.message import Headers, Request
 from voicegw.sip.offer_answer import make_answer
 from voicegw.sip.sdp import Direction, SdpBuilder
@@ -246,3 +251,53 @@ def test_lost_acks_end_the_call_with_a_bye_after_64_t1() -> None:
     assert [e.cause for e in net.b.events(Terminated)] == [Cause.NO_ACK]
     assert a.state is State.DISCONNECTED  # B's BYE reached A
     assert net.lost > 5  # each 2xx retransmission got an ACK that was lost
+
+
+def command(net: Network, side: str, choice: int):
+    leg = net.a if side == "a" else net.b
+    session = leg.session
+    port = 40000 if side == "a" else 50000
+    pending = session is not None and session.oa.pending_offer is not None
+    answer = net.answer(leg) if pending and session.oa.state.name == "REMOTE_OFFER_RECEIVED" else None
+    return [
+        lambda: Progress(180), lambda: Accept(answer or leg.sdp.offer(port=port)),
+        lambda: Reject(486), lambda: Bye(), lambda: Cancel(),
+        lambda: Modify(leg.sdp.offer(port=port, direction=Direction.SENDONLY)),
+        lambda: Modify(None, "UPDATE"), lambda: Modify(leg.sdp.offer(port=port), "UPDATE"),
+    ][choice % 8]()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from(["a", "b", "run", "wait"]), st.integers(0, 100),
+                                st.floats(0, 1)), max_size=25),
+       steps_a=st.integers(0, 190), steps_b=st.integers(0, 200))
+def test_lossy_network_never_leaves_a_session_transaction_or_timer(steps, steps_a, steps_b) -> None:
+    """Commands in any order over a network losing some datagrams: when both sides
+    hang up and the network heals, every session ends and the cores keep nothing."""
+    net = Network(steps_a=steps_a, steps_b=steps_b)
+    net.call()
+    for what, choice, loss in steps:
+        drop = (lambda data, loss=loss: zlib.crc32(data) % 100 < loss * 50)  # up to half
+        if what in ("a", "b"):
+            leg = net.a if what == "a" else net.b
+            if leg.session is None:
+                continue
+            try:
+                leg.do(command(net, what, choice), net.now)
+            except InviteSessionError:
+                pass
+        elif what == "run":
+            net.run(drop=drop)
+        else:
+            net.wait(choice / 10, drop=drop)
+    for _ in range(10):
+        for leg in (net.a, net.b):
+            if leg.session is not None:
+                leg.carry_out(leg.session.end(net.now), net.now)
+        net.run()
+        net.wait(40.0)
+    for leg in (net.a, net.b):
+        if leg.session is not None:
+            assert leg.session.terminated and len(leg.events(Terminated)) == 1
+        assert leg.next_timer() is None
+        assert leg.core.statistics().pending_transactions == 0
