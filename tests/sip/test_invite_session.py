@@ -588,6 +588,9 @@ def test_uas_lets_the_caller_refresh_and_byes_before_expiry(interval: int, bye_a
     assert pair.events("a", SessionRefreshed) == [SessionRefreshed(interval, True)]
     assert pair.events("b", SessionRefreshed) == [SessionRefreshed(interval, False)]
     assert pair.b.get_timer() == bye_at
+    stats = pair.b.statistics()
+    assert (stats.state, stats.session_interval, stats.we_refresh, stats.timers) == (
+        State.CONFIRMED, interval, False, ("TIMER_EXPIRE",))
     pair.flight.clear()
     pair.a.timers.clear()  # A never refreshes
     pair.advance(bye_at)

@@ -26,6 +26,8 @@ with the status the table gives; an invalid command raises ``InviteSessionError`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .dialog_table import DialogRole
 from .errors import DialogError, SipError
 from .invite_session_actions import SDP, SessionActions, SessionConfig, _Context, _sdp
@@ -55,6 +57,24 @@ from .session_expires import min_se, uas_negotiate
 A, I, S = Action, Input, State
 #: Challenge retries per INVITE (22.2: do not loop on credentials that were refused).
 MAX_AUTH_RETRIES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class InviteSessionStatistics:
+    """A snapshot for the control API (trio-style ``statistics()``)."""
+
+    state: State
+    role: DialogRole
+    offer_answer: OAState
+    """Where the offer/answer exchange stands (RFC 3264)."""
+    session_interval: int | None
+    """The RFC 4028 session interval in force, None without a session timer."""
+    we_refresh: bool
+    """Whether we are the refresher."""
+    timers: tuple[str, ...]
+    """The session timers running (their ``Input`` names)."""
+    last_backoff: float | None
+    """The last 491 back-off drawn (14.1), in seconds."""
 
 
 class InviteSession(SessionActions):
@@ -94,6 +114,16 @@ class InviteSession(SessionActions):
     @property
     def terminated(self) -> bool:
         return self.state is S.DISCONNECTED
+
+    def statistics(self) -> InviteSessionStatistics:
+        timer = self.session_timer
+        return InviteSessionStatistics(
+            state=self.state, role=self.role, offer_answer=self.oa.state,
+            session_interval=None if timer is None else timer.interval,
+            we_refresh=timer is not None and timer.we_refresh,
+            timers=tuple(sorted(kind.name for kind in self.timers)),
+            last_backoff=self.last_backoff,
+        )
 
     # ------------------------------------------------------- input -> table input
     def _classify(self, item: SessionInput, now: float) -> tuple[Input | None, _Context]:
@@ -328,4 +358,4 @@ class InviteSession(SessionActions):
                 f"timers={sorted(k.name for k in self.timers)}>")
 
 
-__all__ = ["MAX_AUTH_RETRIES", "InviteSession", "SessionConfig"]
+__all__ = ["MAX_AUTH_RETRIES", "InviteSession", "InviteSessionStatistics", "SessionConfig"]
