@@ -3,9 +3,19 @@ one another; shared code lives in the ``peers`` package beside this file)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from peers.calls import CallLab
+
+# Every process a test starts (the daemon, the CLI) runs this checkout's voicegw, even
+# from a temporary working directory and with a virtualenv that has another checkout
+# installed in editable mode (git worktrees share one).
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
 @pytest.fixture
