@@ -178,6 +178,15 @@ def test_udp_short_body_rejected() -> None:
     assert info.value.status == 400
 
 
+@pytest.mark.parametrize("length", [b"5", b"99999", b"999999999"])
+def test_udp_body_shorter_than_content_length_is_400_whatever_the_length(length: bytes) -> None:
+    """RFC 3261 18.3: a datagram that ends before its body is a 400, not 513, even when the
+    length it announces is larger than any datagram."""
+    with pytest.raises(ParseError) as info:
+        parse_message(INVITE.replace(b"Content-Length: 4", b"Content-Length: " + length))
+    assert info.value.status == 400
+
+
 def test_udp_without_content_length_body_runs_to_end() -> None:
     m = _req(INVITE.replace(b"Content-Length: 4\r\n", b"") + b"more")
     assert m.body == b"v=0\nmore"

@@ -148,6 +148,19 @@ def test_malformed_request_gets_400_naming_the_problem(daemon):
     assert "Call-ID" in reason
 
 
+def test_body_shorter_than_content_length_gets_400(daemon):
+    """RFC 3261 18.3: a UDP request whose datagram ends before its body gets 400."""
+    for length in (b"500", b"100000"):
+        reply = udp_request(
+            daemon.address,
+            lambda local: options(daemon.address, local).replace(
+                b"Content-Length: 0", b"Content-Length: " + length),
+        )
+        assert reply is not None
+        status, reason = status_line(reply)
+        assert status == 400 and "Content-Length" in reason, (length, status, reason)
+
+
 def test_bad_cseq_gets_400_naming_the_problem(daemon):
     reply = udp_request(
         daemon.address,
