@@ -515,6 +515,23 @@ def test_481_to_a_reinvite_ends_the_session() -> None:
     assert pair.events("a", Terminated)[0].cause is Cause.DIALOG_GONE and not pair.requests("a", "BYE")
 
 
+def test_a_transport_failure_counts_as_a_503() -> None:
+    """RFC 3261 8.1.3.1: the INVITE fails with 503; a re-INVITE fails, the call goes on."""
+    pair = Pair()
+    pair.start()
+    pair.flight.clear()
+    pair.do("a", RequestTimedOut("INVITE", 1, status=503))
+    (end,) = pair.events("a", Terminated)
+    assert (end.cause, end.status) == (Cause.FAILED, 503)
+    pair = Pair()
+    pair.connect()
+    pair.do("a", Modify(offer("a", Direction.SENDONLY)))
+    pair.flight.clear()
+    pair.do("a", RequestTimedOut("INVITE", pair.requests("a", "INVITE")[-1].cseq.seq, status=503))
+    assert pair.events("a", ModifyFailed) == [ModifyFailed(503, "transport failure")]
+    assert pair.a.state is State.CONFIRMED and pair.a.oa.state is OAState.NEGOTIATED
+
+
 def test_update_with_an_offer_is_answered_like_a_reinvite() -> None:
     pair = Pair()
     pair.connect()

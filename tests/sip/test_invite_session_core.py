@@ -115,7 +115,8 @@ class Leg:
             elif isinstance(event, CancelReceived):
                 item = IncomingCancel(event.transaction_id)
             elif isinstance(event, TransactionTimedOut) and event.transaction_id in self.requests:
-                item = RequestTimedOut(*self.requests[event.transaction_id])
+                method, seq = self.requests[event.transaction_id]
+                item = RequestTimedOut(method, seq, 503 if event.timer == "transport" else 408)
             # a server transaction's Timer H/L: the session has its own no-ACK timer
             if item is not None and self.session is not None:
                 self.do(item, now)

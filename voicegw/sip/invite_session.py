@@ -179,11 +179,13 @@ class InviteSession(SessionActions):
             ctx.response, ctx.status, ctx.reason = item.response, item.response.status, item.response.reason
             return self._classify_response(item.response, ctx)
         assert isinstance(item, RequestTimedOut)
-        ctx.status, ctx.reason = 408, "no response"
+        timeout = item.status == 408
+        ctx.status, ctx.reason = item.status, "no response" if timeout else "transport failure"
         if self._invite is not None and uac and (item.method, item.seq) == ("INVITE", self._invite.cseq.seq):
-            return I.NO_RESPONSE, ctx
+            return (I.NO_RESPONSE if timeout else I.RECV_FAILURE), ctx
         if self._modify is not None and (item.method, item.seq) == (self._modify.method, self._modify.cseq.seq):
-            return I.MODIFY_GONE, ctx
+            # 12.2.1.2: no response at all ends the dialog; a transport failure is a 503
+            return (I.MODIFY_GONE if timeout else I.MODIFY_FAILED), ctx
         return I.RECV_OTHER, ctx
 
     def _classify_request(self, request: Request, ctx: _Context) -> tuple[Input | None, _Context]:

@@ -472,11 +472,10 @@ class SessionActions:
             self._out.append(io.ModifyCompleted(media))
 
     def _do_modify_rollback(self, ctx: _Context) -> None:
-        response = ctx.response
-        assert response is not None
+        assert ctx.status is not None
         self._modify = None
         self._rollback_offer()
-        self._out.append(io.ModifyFailed(response.status, response.reason))
+        self._out.append(io.ModifyFailed(ctx.status, ctx.reason))
 
     def _do_start_glare(self, ctx: _Context) -> None:
         """14.1: "If the UAC is the owner of the Call-ID of the dialog ID (meaning it

@@ -117,11 +117,15 @@ class IncomingCancel:
 
 @dataclass(frozen=True)
 class RequestTimedOut:
-    """A request of ours got no final response (Timer B or F, a transport error)."""
+    """A request of ours got no final response: Timer B or F fired (the core's
+    ``TransactionTimedOut``), or the transport failed (its ``timer="transport"``)."""
 
     method: str
     seq: int
     """Its CSeq number."""
+    status: int = 408
+    """408 for a timeout; 503 for a transport failure, which the TU treats as a 503
+    response (RFC 3261 8.1.3.1)."""
 
 
 Command = Invite | Progress | Accept | Reject | Cancel | Bye | Modify
