@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Calls per second through ``voicegw run`` (B2BUA to a bot), and through Kamailio.
+"""Calls per second through ``voicegw run`` (B2BUA to a bot), through Kamailio, and
+through Asterisk (a real B2BUA).
 
 sipp UAC -> voicegw (--bot-uri) -> sipp UAS, at rising rates, each rate for a few
 seconds of short calls (INVITE, 200, ACK, hold, BYE). Two modes:
@@ -11,6 +12,12 @@ seconds of short calls (INVITE, 200, ACK, hold, BYE). Two modes:
   between the sipp peers (a proxy is not in the media path): that run measures
   Kamailio's signalling under the same sipp load, not a media relay.
 
+``--target asterisk`` runs the same sipp peers through Asterisk 22 as a B2BUA
+(chan_pjsip, Dial, media anchored in Asterisk like voicegw: scripts/bench/
+asterisk-b2bua/), an optimised (-O2) build that ``scripts/peers/build-asterisk
+--optimised`` finds or builds (minutes, once). Asterisk relays RTP like voicegw, so its
+rtp figures compare like with like.
+
 The same scenario (1xx optional and unordered, shared/anchors/README.md) and rates are
 run with Kamailio as a transaction-stateful proxy (``t_relay``, one UDP worker;
 scripts/bench/kamailio-proxy.cfg) between the same sipp peers, for the ratio. Per
@@ -21,6 +28,7 @@ one core, averaged over the sipp run. Prints a table, then one JSON line.
     .venv/bin/python scripts/bench/call_rate.py                 # default, about 4 minutes
     .venv/bin/python scripts/bench/call_rate.py --rates 100,200 --seconds 5 --modes sig
     .venv/bin/python scripts/bench/call_rate.py --no-kamailio
+    .venv/bin/python scripts/bench/call_rate.py --target voicegw,asterisk
 
 Installs Kamailio with apt-get when it is missing (says so first). Loopback only; every
 process started here is stopped here, by its PID.
@@ -47,6 +55,7 @@ from netutil import free_port, sipp_results, udp_taken, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio-proxy.cfg"
+ASTERISK_CONF = Path(__file__).resolve().parent / "asterisk-b2bua"
 HOST = "127.0.0.1"
 DEFAULT_RATES = (50, 100, 200, 300, 400)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -136,7 +145,18 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self) -> int | None:
-        return stop_process(self.proc)
+        command = getattr(self, "stop_command", None)
+        if command and self.alive():  # Asterisk: its own clean shutdown
+            subprocess.run(command, capture_output=True, timeout=20, check=False)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        code = stop_process(self.proc)
+        cleanup = getattr(self, "cleanup", None)
+        if cleanup is not None:
+            cleanup()
+        return code
 
 
 def start_voicegw(work: Path, uas_port: int, rtp_ports: str = "20000-31999",
@@ -199,6 +219,53 @@ def start_kamailio(binary: str, work: Path, uas_port: int) -> Server:
         server.stop()
         raise SystemExit("kamailio did not start:\n" + log.read_text(errors="replace")[-2000:])
     time.sleep(0.5)  # its workers fork after the bind
+    return server
+
+
+def ensure_asterisk() -> Path | None:
+    """The prefix of an optimised Asterisk (found, or built from ../shared/peers)."""
+    script = ROOT / "scripts" / "peers" / "build-asterisk"
+    print("call_rate: looking for an optimised Asterisk (building one takes minutes)", file=sys.stderr)
+    done = subprocess.run([str(script), "--optimised"], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, check=False)
+    prefix = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not prefix or not (Path(prefix) / "sbin" / "asterisk").exists():
+        print("call_rate: no Asterisk: " + (done.stderr.strip()[-300:] or "none found"), file=sys.stderr)
+        return None
+    return Path(prefix)
+
+
+def start_asterisk(prefix: Path, work: Path, uas_port: int) -> Server:
+    """Asterisk in the foreground with the bench config, its own run directory."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="vg-bench-ast-", dir="/tmp"))  # socket path < 108 bytes
+    values = {"RUN": str(run), "MODULES": str(prefix / "lib" / "asterisk" / "modules"),
+              "SBIN": str(prefix / "sbin"), "SIP_PORT": str(port), "UAS_PORT": str(uas_port),
+              "RTP_START": "20000", "RTP_END": "31999"}
+    for sub in ("etc", "log", "run", "lib", "spool", "cache"):
+        (run / sub).mkdir()
+    for conf in ASTERISK_CONF.glob("*.conf"):
+        text = conf.read_text()
+        for key, value in values.items():
+            text = text.replace(f"@{key}@", value)
+        (run / "etc" / conf.name).write_text(text)
+    binary = prefix / "sbin" / "asterisk"
+    conf = run / "etc" / "asterisk.conf"
+    log = work / "asterisk.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(binary), "-C", str(conf), "-f", "-n"], cwd=run,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    server = Server("asterisk", proc, port, log)
+
+    def booted() -> bool:
+        return subprocess.run([str(binary), "-C", str(conf), "-rx", "core waitfullybooted"],
+                              capture_output=True, timeout=20, check=False).returncode == 0
+
+    if not wait_for(lambda: not server.alive() or booted(), 60) or not server.alive():
+        server.stop()
+        raise SystemExit("asterisk did not start:\n" + log.read_text(errors="replace")[-2000:])
+    server.cleanup = lambda: shutil.rmtree(run, ignore_errors=True)  # type: ignore[attr-defined]
+    server.stop_command = [str(binary), "-C", str(conf), "-rx", "core stop now"]  # type: ignore[attr-defined]
     return server
 
 
@@ -359,6 +426,8 @@ def main() -> int:
     parser.add_argument("--hold-ms", type=int, default=1000, help="call length after the ACK")
     parser.add_argument("--modes", default="sig,rtp", help="sig (signalling only), rtp (with RTP)")
     parser.add_argument("--no-kamailio", action="store_true", help="voicegw only")
+    parser.add_argument("--target", default=None,
+                        help="comma-separated: voicegw, kamailio, asterisk (default voicegw,kamailio)")
     parser.add_argument("--log-level", default="info", help="voicegw's --log-level (default info)")
     parser.add_argument("--keep", type=Path, help="keep the logs (sipp, daemon) in this directory")
     parser.add_argument("--stop-above", type=float, default=0.2,
@@ -370,10 +439,17 @@ def main() -> int:
         return 2
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     modes = [m for m in args.modes.split(",") if m in ("sig", "rtp")]
-    kamailio = None if args.no_kamailio else ensure_kamailio()
-    if not args.no_kamailio and kamailio is None:
-        print("call_rate: kamailio could not be installed: voicegw only", file=sys.stderr)
-    targets = ["voicegw"] + (["kamailio"] if kamailio else [])
+    wanted = (args.target.split(",") if args.target
+              else ["voicegw"] + ([] if args.no_kamailio else ["kamailio"]))
+    unknown = set(wanted) - {"voicegw", "kamailio", "asterisk"}
+    if unknown:
+        parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
+    kamailio = ensure_kamailio() if "kamailio" in wanted else None
+    if "kamailio" in wanted and kamailio is None:
+        print("call_rate: kamailio could not be installed: running without it", file=sys.stderr)
+    asterisk = ensure_asterisk() if "asterisk" in wanted else None
+    targets = [t for t in ("voicegw", "kamailio", "asterisk") if t in wanted
+               and (t == "voicegw" or (t == "kamailio" and kamailio) or (t == "asterisk" and asterisk))]
 
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     if load_before[0] > 0.5:
@@ -395,8 +471,12 @@ def main() -> int:
                 uas, uas_port = start_uas(sipp, run_dir, rtp_echo=mode == "rtp")
                 server = None
                 try:
-                    server = (start_voicegw(run_dir, uas_port, log_level=args.log_level) if target == "voicegw"
-                              else start_kamailio(kamailio, run_dir, uas_port))  # type: ignore[arg-type]
+                    if target == "voicegw":
+                        server = start_voicegw(run_dir, uas_port, log_level=args.log_level)
+                    elif target == "kamailio":
+                        server = start_kamailio(kamailio, run_dir, uas_port)  # type: ignore[arg-type]
+                    else:
+                        server = start_asterisk(asterisk, run_dir, uas_port)  # type: ignore[arg-type]
                     for rate in rates:
                         step = run_step(sipp, server, scenario, mode, rate, args.seconds, args.hold_ms, run_dir)
                         steps.append(step)
@@ -420,7 +500,7 @@ def main() -> int:
             best[f"{target}-{mode}"] = max(clean) if clean else None
 
     print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {load_before}")
-    print(f"voicegw vs Kamailio (t_relay), sipp UAC -> proxy/B2BUA -> sipp UAS, "
+    print(f"{' vs '.join(targets)} (Kamailio: t_relay; Asterisk: Dial), sipp UAC -> proxy/B2BUA -> sipp UAS, "
           f"{args.seconds:g} s of calls per rate, calls held {args.hold_ms} ms; "
           f"rtp: {40} PCMU packets (20 ms) per call from the caller, echoed by the UAS")
     header = (f"{'target':9} {'mode':4} {'rate':>5} {'attempted':>9} {'ok':>6} {'failed':>6} "
@@ -441,6 +521,10 @@ def main() -> int:
         if v and k:
             ratios[mode] = round(v / k, 2)
             print(f"voicegw/Kamailio ({mode}): {ratios[mode]} (at most {max(rates)} calls/s tried)")
+        a = best.get(f"asterisk-{mode}")
+        if v and a:
+            ratios[f"asterisk-{mode}"] = round(v / a, 2)
+            print(f"voicegw/Asterisk ({mode}): {ratios[f'asterisk-{mode}']} (at most {max(rates)} calls/s tried)")
     result = {
         "bench": "call_rate",
         "seconds_per_rate": args.seconds,

@@ -1,0 +1,181 @@
+"""Asterisk 22 upstream of voicegw, over the wire (issue 11).
+
+A phone (peers.pbx.Phone: raw SIP and RTP) calls extension ``vg`` of a real Asterisk
+(peers.asterisk, one instance for the module), which Dials voicegw (its ``voicegw``
+endpoint); voicegw answers with a flow whose prompts are tones. The flow's
+agent_transfer node REFERs Asterisk's leg (method refer): res_pjsip_refer runs a blind
+transfer in the endpoint's context, where ``2001`` Dials the agent, which registered
+with digest auth (peers.pbx.RegisteredAgent). Checked on the wire: Asterisk's own SIP
+trace (the REFER it got, its 202 and NOTIFY sipfrags, the BYE from voicegw), the
+channels left in Asterisk, the tones each party hears (Goertzel on the PCMU the phone
+and the agent receive), and voicegw's log. Also: a REFER to an extension missing from
+Asterisk's dialplan fails (NOTIFY 404) and voicegw's fallback keeps the caller, and
+DTMF (RFC 4733) that Asterisk's SendDTMF sends to voicegw reaches the flow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peers.asterisk import Asterisk, ladder, sipfrag_status
+from peers.daemon import wait_until
+from peers.pbx import logged, tone_wav, wait_logged
+
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
+
+GREETING, SORRY = 500, 1700
+"""Prompt tones (Hz): what the phone hears tells which prompt voicegw played."""
+PHONE_TONE, AGENT_TONE = 700, 1100
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("prompts")
+    return {name: tone_wav(folder / f"{name}.wav", freq)
+            for name, freq in (("greeting", GREETING), ("sorry", SORRY))}
+
+
+def refer_flow(prompts: dict[str, Path], target: str) -> dict:
+    """Greeting, then REFER the caller's leg to ``target``; on failure the sorry prompt
+    and a menu that waits (the caller stays)."""
+    return {
+        "name": "test", "start": "greet",
+        "nodes": {
+            "greet": {"type": "message", "file": str(prompts["greeting"]), "next": "agent"},
+            "agent": {"type": "agent_transfer", "target": target, "method": "refer",
+                      "fallback": {"default": {"action": "goto", "node": "sorry"}}},
+            "sorry": {"type": "message", "file": str(prompts["sorry"]), "next": "wait"},
+            "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 60, "on_timeout": "bye"},
+            "bye": {"type": "hangup"},
+        },
+    }
+
+
+def from_voicegw(pbx: Asterisk, trace):
+    return [t for t in trace if t.peer[1] == pbx.voicegw_port]
+
+
+# ------------------------------------------------------------------------------ tests
+def test_flow_refers_asterisk_which_transfers_the_phone_to_the_registered_agent(pbx, pbx_lab, prompts):
+    agent = pbx_lab.agent(answer_delay=0.3)
+    daemon = pbx_lab.voicegw(refer_flow(prompts, pbx.uri("2001")))
+    since = pbx.mark()
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    pbx_lab.talk(caller, PHONE_TONE)
+    # voicegw's greeting reaches the phone through Asterisk
+    assert caller.wait_heard(GREETING, packets=10), "the phone hears voicegw's greeting"
+
+    # the blind transfer: Asterisk dials the agent's registered contact, the agent answers
+    assert agent.wait_answered(15), pbx.report(since)
+    assert agent.call is not None and agent.call.source == pbx.address, "Asterisk dials the agent"
+    pbx_lab.talk(agent, AGENT_TONE)
+    answered = time.monotonic()
+    assert caller.wait_heard(AGENT_TONE, since=answered), "the phone hears the agent"
+    assert agent.wait_heard(PHONE_TONE, since=answered), "the agent hears the phone"
+
+    # voicegw is out of the call: its transfer succeeded, it hung up, Asterisk bridges the two
+    done = wait_logged(daemon, "transfer.succeeded", timeout=10)
+    assert done["status"] == 200
+    wait_logged(daemon, "call.ended", call_id=done["call_id"])
+    channels = pbx.wait_channels(lambda names: len(names) == 2 and not any("voicegw" in n for n in names))
+    assert sorted(name.rsplit("-", 1)[0] for name in channels) == ["PJSIP/agent", "PJSIP/phone"], channels
+    later = time.monotonic()
+    assert caller.wait_heard(AGENT_TONE, since=later), "still talking with voicegw gone"
+
+    # the wire between Asterisk and voicegw, as Asterisk logged it
+    trace = from_voicegw(pbx, pbx.sip(since))
+    refers = [t.message for t in trace if t.direction == "in" and t.message.status is None
+              and t.message.method == "REFER"]
+    assert len(refers) == 1, ladder(trace)
+    assert refers[0].header("refer-to").strip("<>") == pbx.uri("2001")
+    assert refers[0].header("referred-by"), "voicegw says who referred (RFC 3892)"
+    flow = ladder(trace)
+    assert "out 202 REFER" in flow, flow
+    notifies = [t.message for t in trace if t.direction == "out" and t.message.status is None
+                and t.message.method == "NOTIFY"]
+    frags = [sipfrag_status(m) for m in notifies]
+    assert frags[0] == 100 and frags[-1] == 200, frags
+    assert "terminated" in (notifies[-1].header("subscription-state") or "")
+    assert flow.index("in BYE") > flow.index("out NOTIFY"), "voicegw leaves after the final NOTIFY"
+    assert pbx.wait_mark("transfer to agent referred-by=", since), "the dialplan saw Referred-By"
+
+    assert caller.bye().status == 200
+
+
+def test_refer_to_an_extension_missing_from_the_dialplan_fails_and_the_caller_stays(pbx, pbx_lab, prompts):
+    daemon = pbx_lab.voicegw(refer_flow(prompts, pbx.uri("7777")))
+    since = pbx.mark()
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    failed = wait_logged(daemon, "transfer.failed", timeout=15)
+    # res_pjsip_refer accepts the REFER, then finds no such extension in the endpoint's
+    # context and reports it in the final NOTIFY (the phone never left voicegw)
+    trace = from_voicegw(pbx, pbx.sip(since))
+    assert "out 202 REFER" in ladder(trace), ladder(trace)
+    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
+             and t.message.status is None and t.message.method == "NOTIFY"]
+    assert frags[-1] == 404, frags
+    assert failed["status"] == 404, "voicegw fails the transfer with the sipfrag's status"
+    assert "attempted blind transfer to '7777@from-voicegw' but target does not exist" in pbx.text(since)
+    # the fallback: the sorry prompt through Asterisk, the call still up on both sides
+    assert caller.wait_heard(SORRY, packets=10, since=0), "the phone hears the fallback prompt"
+    assert not caller.got_request("BYE")
+    assert len(pbx.channels()) == 2, pbx.channels()
+    assert not logged(daemon, "call.ended")
+    assert caller.bye().status == 200
+    wait_logged(daemon, "call.ended", call_id=failed["call_id"])
+
+
+def test_send_dtmf_from_asterisk_reaches_the_flow(pbx, pbx_lab, prompts):
+    """Asterisk calls voicegw (AMI Originate) and sends it "2" with SendDTMF; the
+    flow's route for 2 transfers the call to an agent, whose tone comes back to it
+    through voicegw and Asterisk's Echo()."""
+    agent = pbx_lab.agent(register=False, answer_delay=0.2)
+    flow = {
+        "name": "test", "start": "menu",
+        "nodes": {
+            "menu": {"type": "collect", "routes": {"2": "agent"}, "timeout": 30, "on_timeout": "bye"},
+            "agent": {"type": "agent_transfer", "target": agent.uri, "method": "invite",
+                      "fallback": {"default": {"action": "goto", "node": "menu"}}},
+            "bye": {"type": "hangup"},
+        },
+    }
+    daemon = pbx_lab.voicegw(flow, transfer_allow=[agent.uri])
+    since = pbx.mark()
+    pbx.originate("voicegw", "2", "dtmf-to-voicegw")
+    assert pbx.wait_mark("sent DTMF 2", since), pbx.report(since)
+    wait_logged(daemon, "flow.dtmf", digit="2")
+    assert agent.wait_answered(10), "the flow's route for 2 ran: the transfer to the agent"
+    pbx_lab.talk(agent, AGENT_TONE)
+    assert agent.wait_heard(AGENT_TONE), "the agent hears itself: voicegw -> Asterisk Echo() -> voicegw"
+    # RFC 4733 was negotiated on Asterisk's call to voicegw: both SDPs carry telephone-event
+    trace = from_voicegw(pbx, pbx.sip(since))
+    invite = next(t.message for t in trace if t.direction == "out" and t.message.method == "INVITE"
+                  and t.message.status is None)
+    ok = next(t.message for t in trace if t.direction == "in" and t.message.status == 200
+              and t.message.method == "INVITE")
+    assert b"telephone-event/8000" in invite.body and b"telephone-event/8000" in ok.body
+    pbx.hangup_all()
+    wait_logged(daemon, "call.ended")
+    assert agent.wait_for("BYE", 5)
+
+
+def test_phone_hangs_up_and_the_bye_reaches_voicegw_through_asterisk(pbx, pbx_lab, prompts):
+    flow = {"name": "test", "nodes": {"wait": {"type": "collect", "routes": {"9": "bye"},
+                                               "timeout": 60, "on_timeout": "bye"},
+                                      "bye": {"type": "hangup"}}}
+    daemon = pbx_lab.voicegw(flow)
+    since = pbx.mark()
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    assert wait_until(lambda: len(pbx.channels()) == 2, 5), pbx.channels()
+    assert not logged(daemon, "call.ended")
+    assert caller.bye().status == 200
+    wait_logged(daemon, "call.ended")
+    trace = from_voicegw(pbx, pbx.wait_sip(lambda tr: "in 200 BYE" in ladder(tr, pbx.voicegw_port), since))
+    assert ladder(trace)[-2:] == ["out BYE", "in 200 BYE"], ladder(trace)
