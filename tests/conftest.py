@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from peers.calls import CallLab
 
 # Every process a test starts (the daemon, the CLI) runs this checkout's voicegw, even
@@ -29,3 +28,57 @@ def lab(tmp_path, monkeypatch):
         if lab.daemon is not None:
             errors = [e for e in lab.daemon.events() if e.get("level") in ("error", "critical")]
             assert not errors, errors
+
+
+# ------------------------------------------------------------------ real PBXs (issue 11)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item: fixtures read ``rep_call`` in their
+    teardown to print their peer's log when the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and report.failed
+
+
+@pytest.fixture(scope="module")
+def asterisk():
+    """One Asterisk 22 for the test module (tests/peers/asterisk.py), on free ports,
+    its run directory kept when a test failed; skipped, with one message, where no
+    Asterisk was found or built (scripts/bootstrap builds it from ../shared/peers)."""
+    from peers.asterisk import INSTALL, SKIP_REASON, Asterisk
+
+    if INSTALL is None:
+        pytest.skip(SKIP_REASON)
+    with Asterisk(INSTALL) as pbx:
+        yield pbx
+
+
+@pytest.fixture
+def pbx(asterisk, request):
+    """The module's Asterisk for one test: its log of this test (console, SIP trace) is
+    printed when the test fails; it must be still running after the test."""
+    since = asterisk.mark()
+    yield asterisk
+    if _failed(request):
+        asterisk.failed = True
+        print(asterisk.report(since))
+    assert asterisk.running(), asterisk.report(since)
+
+
+@pytest.fixture
+def pbx_lab(pbx, tmp_path):
+    """The parties of one test around the PBX (tests/peers/pbx.py: phones, registered
+    agents, tones, voicegw on the port the PBX expects); all stopped after the test,
+    which fails if voicegw logged an error or a call was left up in the PBX."""
+    from peers.pbx import PbxLab
+
+    lab = PbxLab(pbx, tmp_path)
+    yield lab
+    errors = lab.close()
+    assert not errors, errors
+    assert pbx.wait_channels(lambda names: not names) == [], "channels left up in the PBX"

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from peers.asterisk import Asterisk, ladder
 from peers.pbx import logged, tone_wav, wait_logged
 

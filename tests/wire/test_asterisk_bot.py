@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from peers.asterisk import Asterisk, ladder, sipfrag_status
 from peers.pbx import logged, wait_logged
 

@@ -16,11 +16,9 @@ DTMF (RFC 4733) that Asterisk's SendDTMF sends to voicegw reaches the flow.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from peers.asterisk import Asterisk, ladder, sipfrag_status
 from peers.daemon import wait_until
 from peers.pbx import logged, tone_wav, wait_logged

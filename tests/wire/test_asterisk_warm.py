@@ -19,7 +19,6 @@ import time
 from urllib.parse import unquote
 
 import pytest
-
 from peers.asterisk import ladder
 from peers.pbx import wait_logged
 
