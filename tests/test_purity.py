@@ -1,6 +1,7 @@
 """The pure/adapter boundary of DESIGN.md: the protocol core does no I/O.
 
-sip/, the RTP packet and codec code, flow/ and the fallback machine may not import
+sip/, the RTP packet and codec code, flow/, the fallback and consult machines, the
+phone-number normaliser and the engine's plain settings may not import
 asyncio, socket, time, pydantic or structlog (trio enforces the same for its core).
 The check reads the source with ``ast``, so a forbidden import hidden in a function
 body is caught too.
@@ -19,7 +20,7 @@ FORBIDDEN = {"asyncio", "socket", "time", "pydantic", "structlog", "selectors", 
 PURE_PACKAGES = ["sip", "flow"]
 PURE_MODULES = [
     "media/rtp.py", "media/g711.py", "media/mixer.py", "media/dtmf.py", "media/tones.py", "media/wav.py",
-    "engine/fallback.py", "engine/consult.py",
+    "engine/fallback.py", "engine/consult.py", "numbers.py", "settings.py",
 ]
 
 

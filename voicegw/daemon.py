@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from .config.defaults import DEFAULT, DaemonConfig
 from .logging import get_logger
+from .settings import EngineConfig
 from .store import Store, store_path
 from .store.schema import SchemaError
 from .sip.build import make_response, new_tag
@@ -430,16 +431,9 @@ def engine_factory(config: DaemonConfig) -> ApplicationFactory:
     return lambda endpoint: Engine(endpoint, built)
 
 
-def engine_config(config: DaemonConfig) -> Any:
-    """The engine's config from the daemon's: at start, and again for a reload."""
-    from .config.convert import engine_config_for, transfer_settings
-    from .flow.runner import demo_flow
+def engine_config(config: DaemonConfig) -> EngineConfig:
+    """The engine's config from the daemon's (config/convert.py builds it): at start,
+    and again for a reload."""
+    from .config.convert import engine_config as build
 
-    if config.source is not None:  # files: flows and profiles reach the engine
-        from .config.convert import engine_config as from_files
-
-        return from_files(config.source, config)
-    calls = config.calls
-    transfer = transfer_settings(calls)
-    transfer["allow"] = calls.transfer_allow + ((calls.agent_uri,) if calls.agent_uri else ())
-    return engine_config_for(config, demo_flow(calls.agent_uri, calls.transfer_method), transfer)
+    return build(config)

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from voicegw.config import convert
+from voicegw.config.defaults import DEFAULT, from_mapping
 from voicegw.config.errors import ConfigError
-from voicegw.config.loader import check, load_config
-from voicegw.engine.fallback import FallbackPolicy
+from voicegw.config.load import check, load_config, load_runtime
+from voicegw.flow.fallback_policy import FallbackPolicy
 from voicegw.flow.runner import (
     DEMO_FLOW,
     AgentTransferNode,
@@ -85,23 +87,25 @@ def test_no_file_is_the_embedded_default() -> None:
     assert (config.sip.host, config.sip.udp_port, config.sip.tcp_port) == ("127.0.0.1", 5060, 5060)
     assert (config.api.host, config.api.port) == ("127.0.0.1", 5080)
     assert config.calls.tts_cache_dir == "var/tts"
-    engine = convert.engine_config(load_config(None), config)
+    engine = convert.engine_config(config)
     assert engine.flow == DEMO_FLOW and engine.bot_uri is None
 
 
 def test_the_test_lab_calls_section_still_works(tmp_path: Path) -> None:
     path = write(tmp_path, "voicegw.yaml", "calls: {bot_answer_timeout: 2}\n")
-    config = convert.load_runtime(path, convert.Overrides(bot_uri="sip:bot@127.0.0.1:5072"))
+    config = load_runtime(path)
+    # a flag over the file, as cli/main.py applies it
+    config = replace(config, calls=from_mapping({"calls": {"bot_uri": "sip:bot@127.0.0.1:5072"}}, config).calls)
     assert config.calls.bot_answer_timeout == 2 and config.calls.bot_uri == "sip:bot@127.0.0.1:5072"
 
 
 def test_a_default_flow_and_profiles_reach_the_engine(tree: Path) -> None:
     write(tree, "voicegw.yaml", "default_flow: support\nsip: {port: 5099, transports: [udp]}\n")
     config = load_config(Path("voicegw.yaml"))
-    daemon = convert.daemon_config(config, convert.Overrides(sip_host="127.0.0.2"))
-    assert (daemon.sip.host, daemon.sip.udp_port, daemon.sip.tcp_port) == ("127.0.0.2", 5099, None)
+    daemon = convert.daemon_config(config)
+    assert (daemon.sip.host, daemon.sip.udp_port, daemon.sip.tcp_port) == ("127.0.0.1", 5099, None)
     assert daemon.calls.trunk == "sip:{number}@127.0.0.1:5070" and daemon.calls.country_code == "49"
-    engine = convert.engine_config(config, daemon)
+    engine = convert.engine_config(daemon)
     assert isinstance(engine.flow, Flow) and engine.flow.name == "support"
     assert "+4930*" in engine.transfer.allow and "sip:agent@127.0.0.1:5090" in engine.transfer.allow
     assert engine.transfer.refer_timeout == 8
@@ -233,6 +237,12 @@ CASES = {
         ["flows/main.yaml:4: nodes.a.target: '+49301234' is a phone number, and no carrier profile "
          "(or calls.trunk) gives a trunk to dial it"],
     ),
+    "phone number that cannot be E.164": (
+        {"sip_profiles/c.yaml": "kind: carrier\naddresses: [192.0.2.0/24]\ntrunk: sip:{number}@192.0.2.1\n",
+         "flows/main.yaml": "nodes:\n  a:\n    type: agent_transfer\n    target: '+0301234'\n"},
+        ["flows/main.yaml:4: nodes.a.target: '+0301234' is not a valid phone number (E.164: a country "
+         "code not starting with 0, at most 15 digits)"],
+    ),
     "fallback goto to an unknown node": (
         {"sip_profiles/ag.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n",
          "flows/main.yaml": """
@@ -303,6 +313,34 @@ def test_error_is_located(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     if "voicegw.yaml" not in files:
         write(tmp_path, "voicegw.yaml", "calls: {trusted_sources: [127.0.0.0/8]}\n")
     assert problems(Path("voicegw.yaml")) == expected
+
+
+def test_a_national_number_is_checked_in_the_country_the_engine_dials_it_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A carrier with no country code of its own: the engine dials national numbers
+    with calls.country_code, so the check at load does too (it used the carrier's
+    empty one, and refused '030 1234' against '+4930*')."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "sip_profiles/c.yaml", "kind: carrier\naddresses: [192.0.2.0/24]\n"
+                                           "trunk: sip:{number}@192.0.2.1\n")
+    write(tmp_path, "flows/main.yaml", "nodes:\n  a:\n    type: agent_transfer\n    target: '030 1234'\n")
+    write(tmp_path, "voicegw.yaml", "default_flow: main\n"
+                                    "calls: {country_code: '49', transfer_allow: ['+4930*']}\n")
+    daemon = load_runtime(Path("voicegw.yaml"))
+    assert daemon.calls.country_code == "49"
+    engine = convert.engine_config(daemon)
+    assert engine.transfer.country_code == "49" and engine.flow.nodes["a"].target == "030 1234"
+
+
+def test_without_files_the_engine_runs_the_demo_flow_with_the_flags() -> None:
+    """The embedded default (no --config) goes through the same engine_config."""
+    daemon = replace(DEFAULT, calls=from_mapping(
+        {"calls": {"agent_uri": "sip:agent@127.0.0.1:5090", "transfer_allow": ["+4930*"]}}).calls)
+    engine = convert.engine_config(daemon)
+    assert engine.flow == demo_flow("sip:agent@127.0.0.1:5090", "invite")
+    assert engine.transfer.allow == ("+4930*", "sip:agent@127.0.0.1:5090")
+    assert engine.transfer.ringback == "ringback" and engine.bot_uri is None
+    assert (engine.host, engine.sip_port) == ("127.0.0.1", 5060)
 
 
 def test_integration_settings_are_layered_under_the_node(tree: Path) -> None:

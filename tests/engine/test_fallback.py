@@ -11,22 +11,24 @@ from voicegw.engine.fallback import (
     EXTERNAL_INPUTS,
     FINAL_STATES,
     IGNORED,
-    NAMED_STATUSES,
     TABLE,
-    Attempt,
     EndCall,
-    FallbackConfigError,
     FallbackDecision,
     FallbackError,
     FallbackInput,
     FallbackMachine,
-    FallbackPolicy,
-    FallbackRule,
     FallbackState,
     GoToNode,
     PlayPrompt,
-    Prompt,
     StartAttempt,
+)
+from voicegw.flow.fallback_policy import (
+    NAMED_STATUSES,
+    Attempt,
+    FallbackConfigError,
+    FallbackPolicy,
+    FallbackRule,
+    Prompt,
 )
 
 SORRY = Prompt(text="Sorry, nobody can take your call right now.")

@@ -72,7 +72,8 @@ def test_call_table_and_status_mapping() -> None:
 
 
 def test_context_headers_user_to_user_is_hex_encoded_per_rfc_7433() -> None:
-    from voicegw.engine.transfer import TransferConfig, Transfers
+    from voicegw.engine.transfer import Transfers
+    from voicegw.settings import TransferConfig
 
     class FakeEngine:
         config = type("C", (), {"transfer": TransferConfig(context_headers={"User-to-User": "summary", "X-VG-Caller": "caller"})})()

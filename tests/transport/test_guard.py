@@ -372,7 +372,8 @@ def test_the_lag_probe_reports_a_stalled_loop():
 
 # --- config ---------------------------------------------------------------------------------
 def test_the_guard_section_of_the_config_file():
-    from voicegw.config.defaults import ConfigError, from_mapping
+    from voicegw.config.defaults import from_mapping
+    from voicegw.config.errors import ConfigError
 
     config = from_mapping({"guard": {"rate_requests": 50, "ban_seconds": 5, "whitelist": ["10.0.0.0/8"],
                                      "scanner_user_agents": ["EvilBot"], "ban_scanners": False}})

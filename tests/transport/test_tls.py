@@ -23,7 +23,8 @@ import pytest
 from peers.daemon import DaemonProcess
 from peers.net import free_port, header, options, status_line
 from peers.sipp import SIPP, run_sipp
-from voicegw.config.defaults import ConfigError, from_mapping
+from voicegw.config.defaults import from_mapping
+from voicegw.config.errors import ConfigError
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.events import Address, ResponseReceived
 from voicegw.sip.message import Request

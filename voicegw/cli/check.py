@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..config.loader import check as check_config
+from ..config.load import check as check_config
 
 
 @click.command("check")

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..config.defaults import DEFAULT, ConfigError, DaemonConfig, from_mapping
+from ..config.defaults import DEFAULT, DaemonConfig, from_mapping
+from ..config.errors import ConfigError
 
 
 @click.group()
@@ -79,12 +80,11 @@ def load_config(path: Path | None) -> DaemonConfig:
     plain config; every problem as ``file:line: field: message``."""
     if path is None:
         return DEFAULT
-    from ..config.convert import load_runtime
-    from ..config.errors import ConfigError as FileConfigError
+    from ..config.load import load_runtime
 
     try:
         return load_runtime(path)
-    except FileConfigError as error:
+    except ConfigError as error:
         raise click.UsageError("the config has problems:\n" + "\n".join(map(str, error.problems))) from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .convert import _plain, build_flow, resolve
 from .defaults import DaemonConfig
 from .errors import Problem
 from .loader import LoadedConfig, Source
@@ -25,8 +26,6 @@ from .models import (
 
 
 def check_all(config: LoadedConfig) -> list[Problem]:
-    from .convert import build_flow, resolve
-
     problems = _daemon(config)
     for source in config.profiles.values():
         problems += _profile(source)
@@ -43,8 +42,6 @@ def check_all(config: LoadedConfig) -> list[Problem]:
 
 
 def _daemon(config: LoadedConfig) -> list[Problem]:
-    from .convert import _plain
-
     d = config.daemon
     doc = config.settings.document
     problems: list[Problem] = []
@@ -82,7 +79,7 @@ def _profile(source: Source) -> list[Problem]:
     model = source.model
     problems: list[Problem] = []
     if isinstance(model, CarrierProfile):
-        # engine/transfer.normalise_number knows these two prefixes only (for now)
+        # voicegw/numbers.normalise_number knows these two prefixes only (for now)
         for key, default in (("national_prefix", "0"), ("international_prefix", "00")):
             if getattr(model.numbers, key) != default:
                 problems.append(source.document.problem(

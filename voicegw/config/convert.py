@@ -1,14 +1,16 @@
 """From the validated config models to the plain dataclasses the daemon and the
 engine read (DESIGN.md: no pydantic past config/).
 
-- :func:`daemon_config`: ``DaemonConfig`` (config/defaults.py) for the daemon and
-  today's ``daemon.engine_config``; ``calls.*`` carries the default carrier's trunk,
-  numbers, REFER settings and the allow-list, so a file without flows works as before.
-- :func:`engine_config`: the full ``EngineConfig``: the default flow from YAML,
-  the trust list with every carrier's addresses, the transfer settings.
+- :func:`daemon_config`: ``DaemonConfig`` (config/defaults.py) for the daemon;
+  ``calls.*`` carries the default carrier's trunk, numbers, REFER settings and the
+  allow-list, so a file without flows works as before.
+- :func:`engine_config`: the engine's ``EngineConfig`` (voicegw/settings.py) from a
+  ``DaemonConfig``, with or without files: the one place it is built.
 - :func:`build_flow`: a ``flow.runner.Flow``; agent_transfer nodes carry their
-  ``FallbackPolicy`` and ordered attempts (engine/fallback.py).
-- :func:`load_runtime`: load + convert in one call, for ``voicegw run`` and reloads.
+  ``FallbackPolicy`` and ordered attempts (flow/fallback_policy.py).
+
+Loading and checking in one call is :mod:`voicegw.config.load`. Nothing here imports
+the engine: the plain settings live in voicegw/settings.py.
 
 Agent-transfer settings are layered: the node's fields, then its integration's
 (the node's ``integration``, else the flow's, else ``default_integration``).
@@ -23,17 +25,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.fallback import (
-    DEFAULT_MATCH,
-    FallbackConfigError,
-    FallbackPolicy,
-    FallbackRule,
-)
-from ..engine.fallback import Prompt as PlainPrompt
 from ..flow import runner
+from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackPolicy, FallbackRule
+from ..flow.fallback_policy import Prompt as PlainPrompt
+from ..numbers import is_number, normalise_number
+from ..settings import EngineConfig, TransferConfig, WarmSettings
 from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
-from .loader import Document, LoadedConfig, Source, load_config
+from .loader import Document, LoadedConfig, Source
 from .models import (
     PASS_THROUGH,
     AgentProfile,
@@ -49,21 +48,8 @@ from .models import (
     Prompt,
     RuleBody,
 )
-from .types import is_number
 
 DEFAULT_ERROR_PROMPT = "Sorry, we could not connect you to an agent."
-
-
-@dataclass
-class Overrides:
-    """Command-line flags of ``voicegw run``; they win over the file."""
-
-    sip_host: str | None = None
-    sip_port: int | None = None
-    log_level: str | None = None
-    bot_uri: str | None = None
-    agent_uri: str | None = None
-    rtp_ports: tuple[int, int] | None = None
 
 
 # ------------------------------------------------------------------------------ profiles
@@ -80,6 +66,13 @@ def default_carrier(config: LoadedConfig) -> CarrierProfile | None:
     if name is not None:
         return carriers.get(name)
     return next(iter(carriers.values())) if len(carriers) == 1 else None
+
+
+def country_code(config: LoadedConfig) -> str:
+    """The country code national numbers are dialled in: the default carrier's, else
+    ``calls.country_code`` (the check at load and the engine use the same one)."""
+    carrier = default_carrier(config)
+    return (carrier.numbers.country_code if carrier is not None else "") or config.daemon.calls.country_code
 
 
 def trusted_sources(config: LoadedConfig) -> tuple[str, ...]:
@@ -105,23 +98,23 @@ def allow_list(config: LoadedConfig, agent_uri: str | None = None) -> tuple[str,
 # ------------------------------------------------------------------------------ daemon
 
 
-def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> DaemonConfig:
-    """The daemon's plain config; ``overrides`` (flags) win over the file."""
-    o = overrides or Overrides()
+def daemon_config(config: LoadedConfig) -> DaemonConfig:
+    """The daemon's plain config (the command line's flags are applied over it by
+    cli/main.py, with ``defaults.from_mapping``)."""
     d = config.daemon
-    port = o.sip_port if o.sip_port is not None else d.sip.port
-    udp = (d.sip.udp_port if d.sip.udp_port is not None and o.sip_port is None else port)
-    tcp = (d.sip.tcp_port if d.sip.tcp_port is not None and o.sip_port is None else port)
+    port = d.sip.port
+    udp = d.sip.udp_port if d.sip.udp_port is not None else port
+    tcp = d.sip.tcp_port if d.sip.tcp_port is not None else port
     sip = SipConfig(
-        host=o.sip_host or d.sip.host,
+        host=d.sip.host,
         udp_port=udp if "udp" in d.sip.transports else None,
         tcp_port=tcp if "tcp" in d.sip.transports else None,
     )
     carrier = default_carrier(config)
     calls = d.calls
-    rtp = o.rtp_ports or (d.media.rtp_port_min, d.media.rtp_port_max)
-    bot_uri = o.bot_uri or calls.bot_uri or _flow_bot_uri(config)
-    agent_uri = o.agent_uri or calls.agent_uri
+    rtp = (d.media.rtp_port_min, d.media.rtp_port_max)
+    bot_uri = calls.bot_uri or _flow_bot_uri(config)
+    agent_uri = calls.agent_uri
     values: dict[str, Any] = {
         **{k: (tuple(v) if isinstance(v, list) else v) for k, v in calls.model_dump().items()},
         "bot_uri": bot_uri,
@@ -135,7 +128,7 @@ def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> D
     if carrier is not None:
         values.update(
             trunk=carrier.trunk or calls.trunk,
-            country_code=carrier.numbers.country_code or calls.country_code,
+            country_code=country_code(config),
             refer_sub=carrier.refer_sub,
             refer_timeout=carrier.timeouts.refer_response,
             notify_timeout=carrier.timeouts.notify_final,
@@ -146,7 +139,7 @@ def daemon_config(config: LoadedConfig, overrides: Overrides | None = None) -> D
         values["bot_answer_timeout"] = bot.timeouts.answer
     call_config = CallConfig(**{k: v for k, v in values.items() if k in CallConfig.__dataclass_fields__})
     built = replace(
-        DaemonConfig(), sip=sip, calls=call_config, log_level=o.log_level or d.log_level,
+        DaemonConfig(), sip=sip, calls=call_config, log_level=d.log_level,
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
     )
     fields = DaemonConfig.__dataclass_fields__
@@ -194,34 +187,14 @@ def _bot_profile(config: LoadedConfig, uri: str | None) -> BotProfile | None:
     return next((b for b in profiles_of(config, BotProfile).values() if b.uri == uri), None)
 
 
-def engine_config(config: LoadedConfig, daemon: DaemonConfig | None = None) -> Any:
-    """The engine's ``EngineConfig``: ``daemon`` (flags applied) gives addresses,
-    ports and the quick settings; the file gives the flow and profiles."""
-    daemon = daemon or daemon_config(config)
+def engine_config(daemon: DaemonConfig) -> EngineConfig:
+    """The engine's settings, built here and nowhere else (at start and for each
+    reload): ``daemon`` (flags applied) gives addresses, ports and ``calls.*``; the
+    files it came from (``daemon.source``; None for the embedded default) give the
+    flow and what the profiles say. Without files the engine runs the demo flow."""
+    config: LoadedConfig | None = daemon.source
     calls = daemon.calls
-    carrier = default_carrier(config)
-    name = config.daemon.default_flow
-    flow = build_flow(config, name) if name else runner.demo_flow(calls.agent_uri, calls.transfer_method)
-    transfer = transfer_settings(calls)
-    transfer["ringback"] = config.daemon.calls.ringback
-    if calls.agent_uri and calls.agent_uri not in transfer["allow"]:
-        transfer["allow"] = (*transfer["allow"], calls.agent_uri)  # the operator named it
-    bot = _bot_profile(config, calls.bot_uri)
-    if bot is not None:
-        transfer["bot_refer_method"] = bot.refer_method
-    if carrier is not None:
-        transfer["bye_destination_header"] = carrier.bye_destination_header
-        if carrier.context_headers:
-            transfer["context_headers"] = dict(carrier.context_headers)
-    return engine_config_for(daemon, flow, transfer)
-
-
-def transfer_settings(calls: CallConfig) -> dict[str, Any]:
-    """``TransferConfig``'s fields from ``calls.*``, as both :func:`engine_config` and
-    the daemon without files (``daemon.engine_config``) start them."""
-    from ..engine.warm import WarmSettings
-
-    return {
+    transfer: dict[str, Any] = {
         "allow": calls.transfer_allow, "trunk": calls.trunk, "country_code": calls.country_code,
         "ring_timeout": calls.ring_timeout, "refer_sub": calls.refer_sub,
         "refer_timeout": calls.refer_timeout, "notify_timeout": calls.notify_timeout,
@@ -230,15 +203,21 @@ def transfer_settings(calls: CallConfig) -> dict[str, Any]:
         "bot_listens": calls.bot_listens,
         "warm": WarmSettings(**calls.warm),
     }
-
-
-def engine_config_for(daemon: DaemonConfig, flow: Any, transfer: dict[str, Any]) -> Any:
-    """The ``EngineConfig`` for ``daemon``'s addresses and ``calls.*``, running ``flow``,
-    with ``transfer`` (keys that are not ``TransferConfig`` fields are left out)."""
-    from ..engine.b2bua import EngineConfig
-    from ..engine.transfer import TransferConfig
-
-    calls = daemon.calls
+    if calls.agent_uri and calls.agent_uri not in transfer["allow"]:
+        transfer["allow"] = (*transfer["allow"], calls.agent_uri)  # the operator named it
+    name = config.daemon.default_flow if config is not None else None
+    flow = build_flow(config, name) if config is not None and name else runner.demo_flow(
+        calls.agent_uri, calls.transfer_method)
+    if config is not None:
+        transfer["ringback"] = config.daemon.calls.ringback
+        bot = _bot_profile(config, calls.bot_uri)
+        if bot is not None:
+            transfer["bot_refer_method"] = bot.refer_method
+        carrier = default_carrier(config)
+        if carrier is not None:
+            transfer["bye_destination_header"] = carrier.bye_destination_header
+            if carrier.context_headers:
+                transfer["context_headers"] = dict(carrier.context_headers)
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
@@ -255,12 +234,6 @@ def engine_config_for(daemon: DaemonConfig, flow: Any, transfer: dict[str, Any])
         flow=flow,
         transfer=TransferConfig(**{k: v for k, v in transfer.items() if k in known}),
     )
-
-
-def load_runtime(path: Path | None, overrides: Overrides | None = None) -> DaemonConfig:
-    """Load, check and convert: the one call for ``voicegw run`` and reloads.
-    Raises :class:`ConfigError` naming file, line and field."""
-    return daemon_config(load_config(path), overrides)
 
 
 # ------------------------------------------------------------------------------ flows
@@ -416,7 +389,11 @@ def _resolve_target(config: LoadedConfig, text: str, method: str, document: Docu
             problems.append(document.problem(path, f"{text!r} is a phone number, and no carrier "
                                              "profile (or calls.trunk) gives a trunk to dial it"))
             return None, None
-        number = _e164(text, carrier.numbers.country_code if carrier else config.daemon.calls.country_code)
+        number = normalise_number(text, country_code(config))
+        if number is None:
+            problems.append(document.problem(path, f"{text!r} is not a valid phone number (E.164: "
+                                             "a country code not starting with 0, at most 15 digits)"))
+            return None, None
         if not _allowed(config, number):
             problems.append(document.problem(path, f"{number} matches no transfer_allow pattern"))
             return None, None
@@ -434,17 +411,6 @@ def _resolve_target(config: LoadedConfig, text: str, method: str, document: Docu
         problems.append(document.problem(path, f"profile {text!r} is a {source.model.kind}, not an agent"))
         return None, None
     return source.model.uri, source.model
-
-
-def _e164(text: str, country_code: str) -> str:
-    digits = "".join(c for c in text if c.isdigit() or c == "+")
-    if digits.startswith("+"):
-        return digits
-    if digits.startswith("00"):
-        return "+" + digits[2:]
-    if digits.startswith("0") and country_code:
-        return f"+{country_code}{digits[1:]}"
-    return digits
 
 
 def _allowed(config: LoadedConfig, target: str) -> bool:
@@ -552,7 +518,6 @@ def _fallback_problem(error: FallbackConfigError, rules: _Rules, layer: _Layer |
 
 
 __all__ = [
-    "Overrides", "allow_list", "build_flow", "daemon_config", "default_carrier",
-    "engine_config", "engine_config_for", "load_runtime", "transfer_settings",
-    "trusted_sources",
+    "allow_list", "build_flow", "country_code", "daemon_config", "default_carrier",
+    "engine_config", "resolve", "trusted_sources",
 ]

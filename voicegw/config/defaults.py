@@ -1,9 +1,10 @@
-"""The embedded default config: what ``voicegw run`` uses with no config file.
+"""The daemon's plain config, and the embedded default ``voicegw run`` uses with no
+config file.
 
-Plain frozen dataclasses for now (DESIGN.md: config reaches the core as plain
-dataclasses). A later issue adds the pydantic models and the full YAML config;
-``from_mapping`` reads the small subset the daemon understands today and names the
-field when a value is wrong.
+Plain frozen dataclasses (DESIGN.md: config reaches the core as plain dataclasses).
+A config file is read by loader.py into the pydantic models of models.py and
+converted to these by convert.py; ``from_mapping`` applies a small mapping over one
+(the command line's flags, cli/main.py) and names the field when a value is wrong.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..settings import WarmSettings
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
-
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the field."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ class CallConfig:
     refer_timeout: float = 32.0
     notify_timeout: float = 60.0
     warm: dict[str, Any] = field(default_factory=dict)
-    """Warm transfer settings (engine.warm.WarmSettings fields): hold, hold_text,
+    """Warm transfer settings (voicegw.settings.WarmSettings fields): hold, hold_text,
     hold_file, briefing_text, briefing_file, confirm, accept_digit, decline_digit,
     confirm_timeout, auto_complete, complete_by (bridge | refer)."""
 
@@ -217,8 +216,6 @@ def _calls(data: Any, base: CallConfig) -> CallConfig:
     if bad:
         raise ConfigError(f"calls.transfer_methods: unknown method(s) {', '.join(map(str, bad))}")
     if "warm" in changes:
-        from ..engine.warm import WarmSettings
-
         known = set(WarmSettings.__dataclass_fields__)
         if not isinstance(changes["warm"], dict) or set(changes["warm"]) - known:
             raise ConfigError(f"calls.warm: a mapping of {', '.join(sorted(known))}")

@@ -7,8 +7,8 @@ plain PyYAML silently overwrites), then construct the data from the same tree. A
 pydantic ``ValidationError`` is turned into :class:`Problem`s by walking its error
 locations through the data (skipping the discriminator tags pydantic inserts), so
 each message names the file, the line and the field. Checks across files live in
-:mod:`voicegw.config.checks`; everything is collected and raised as one
-:class:`ConfigError`, never a traceback.
+:mod:`voicegw.config.checks` and :mod:`voicegw.config.load` runs both; everything is
+collected and raised as one :class:`ConfigError`, never a traceback.
 """
 
 from __future__ import annotations
@@ -271,16 +271,15 @@ EMBEDDED = Path("<embedded default>")
 _PROFILE = TypeAdapter(Profile)
 
 
-def load_config(path: Path | None = None, *, profiles_dir: Path | None = None,
+def read_config(path: Path | None = None, *, profiles_dir: Path | None = None,
                 flows_dir: Path | None = None) -> LoadedConfig:
-    """Load and check the config at ``path`` and the profiles and flows it names.
+    """Read and validate the config at ``path`` and the profiles and flows it names,
+    each file on its own (the checks across files are checks.py's; load.py runs both).
 
     ``path=None`` is the embedded default, which reads no directories unless
     ``profiles_dir``/``flows_dir`` are given (``voicegw check`` with no --config
     passes ./sip_profiles and ./flows). Raises :class:`ConfigError` with every problem.
     """
-    from .checks import check_all
-
     problems: list[Problem] = []
     if path is None:
         document = Document(EMBEDDED, {}, {})
@@ -317,8 +316,6 @@ def load_config(path: Path | None = None, *, profiles_dir: Path | None = None,
         problems += _load_many(flow_dir, "flow", _load_flow, config.flows,
                                explicit=flows_dir is not None or "flows_dir" in settings_data,
                                owner=document)
-    if not problems:
-        problems = check_all(config)
     if problems:
         raise ConfigError(problems)
     return config
@@ -380,10 +377,3 @@ def _load_flow(file: Path) -> tuple[Source | None, list[Problem]]:
     model, problems = validate(document, FlowFile)
     return (Source(document, model) if model is not None else None), problems
 
-
-def check(path: Path | None = None, **dirs: Path | None) -> tuple[LoadedConfig | None, list[Problem]]:
-    """:func:`load_config` without the exception: the config or the problems."""
-    try:
-        return load_config(path, **dirs), []
-    except ConfigError as error:
-        return None, error.problems

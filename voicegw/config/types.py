@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from ..engine.fallback import DEFAULT_MATCH, NAMED_MATCHES
+from ..flow.fallback_policy import DEFAULT_MATCH, NAMED_MATCHES
+from ..numbers import is_number
 from ..sip.errors import SipError
 from ..sip.uri import SipUri, parse_uri
 
@@ -81,14 +82,6 @@ def check_sip_uri(value: str) -> str:
 
 
 SipUriText = Annotated[str, AfterValidator(check_sip_uri)]
-
-_NUMBER_RE = re.compile(r"\+?[0-9][0-9 ().\-]*\Z")
-
-
-def is_number(text: str) -> bool:
-    """A phone number as the engine reads one (``+4930 1234``, ``030-1234``)."""
-    return bool(_NUMBER_RE.match(text.strip()))
-
 
 def check_pattern(value: str) -> str:
     """An allow-list pattern (shell-style, as ``fnmatch``): a number pattern such as

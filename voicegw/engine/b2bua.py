@@ -18,19 +18,18 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
-from ..flow.runner import DEMO_FLOW, Flow
 from ..media.endpoint import MediaEndpoint, open_endpoint
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
+from ..settings import EngineConfig
 from ..sip.build import make_response, new_tag, reason_phrase
 from ..sip.dialog import Dialog, make_dialog_response
 from ..sip.dialog_table import DialogId
@@ -54,7 +53,7 @@ from .outbound import FailureStatus, OutboundLegs
 from .flow_exec import FlowExecutor
 from .replaces import replacing_invite
 from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
-from .transfer import TransferConfig, Transfers
+from .transfer import Transfers
 
 log = structlog.get_logger("voicegw.engine")
 
@@ -65,30 +64,6 @@ class SipSender(Protocol):
 
     def send_response(self, transaction_id: str, response: Response) -> None: ...
     def send_request(self, request: Request, destination: Address) -> str: ...
-
-
-@dataclass
-class EngineConfig:
-    host: str = "127.0.0.1"
-    """Address for SIP Contact/Via and for RTP."""
-    sip_port: int = 5060
-    tls_port: int = 5061
-    """Our SIP-over-TLS port, for Via on TLS legs."""
-    rtp_port_min: int = 20000
-    rtp_port_max: int = 21998
-    trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
-    """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
-    auth_realm: str = "voicegw"
-    auth_users: dict[str, str] = field(default_factory=dict)
-    """Digest credentials (user -> password) that let a source outside
-    ``trusted_sources`` place calls (RFC 3261 22, RFC 8760 SHA-256 then MD5). Empty:
-    untrusted sources get 403."""
-    bot_uri: str | None = None
-    """The bot's SIP URI (host an IP literal); None runs ``flow`` locally."""
-    bot_answer_timeout: float = 30.0
-    flow: Flow = DEMO_FLOW
-    tts_cache_dir: str = "var/tts"
-    transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 #: Bot leg final status -> what the caller is told (B2BUA status mapping).
@@ -657,4 +632,4 @@ def _log_task_error(task: asyncio.Task[Any]) -> None:
         log.error("engine.task_failed", error=repr(task.exception()))
 
 
-__all__ = ["Engine", "EngineConfig", "apply_media", "caller_status", "peer_of"]
+__all__ = ["Engine", "apply_media", "caller_status", "peer_of"]

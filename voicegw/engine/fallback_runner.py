@@ -19,18 +19,8 @@ import structlog
 from ..media.player import play_samples
 from ..media.wav import WavError, load_wav
 from .call import Call, CallState
-from .fallback import (
-    Attempt,
-    EndCall,
-    FallbackMachine,
-    FallbackPolicy,
-    FallbackRule,
-    GoToNode,
-    NAMED_STATUSES,
-    PlayPrompt,
-    Prompt,
-    StartAttempt,
-)
+from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
+from .fallback import EndCall, FallbackMachine, GoToNode, PlayPrompt, StartAttempt
 from .transfer import Transfer, TransferOptions, TransferState
 
 if TYPE_CHECKING:

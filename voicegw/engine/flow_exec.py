@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
+from ..flow.fallback_policy import Attempt
 from ..flow.runner import (
     AgentTransferNode,
     ConnectBot,
@@ -30,7 +31,6 @@ from ..media.relay import Bridge
 from ..media.tts import TtsError
 from ..media.wav import WavError, load_wav
 from .call import Call, CallInput, CallState, Leg
-from .fallback import Attempt
 from .fallback_runner import default_policy, transfer_with_fallback
 from .transfer import TransferOptions
 

@@ -27,6 +27,8 @@ from ..media.mixer import TapMixer
 from ..media.player import Player, hold_player, ringback_player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
+from ..numbers import normalise_number
+from ..settings import TransferConfig
 from ..sip.build import reason_phrase
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived, TransactionTimedOut
@@ -43,7 +45,7 @@ from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .outbound import FailureStatus, destination
-from .warm import WarmSettings, WarmTransfers
+from .warm import WarmTransfers
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -63,49 +65,6 @@ class TransferState(str, enum.Enum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-@dataclass
-class TransferConfig:
-    allow: tuple[str, ...] = ()
-    """Patterns (shell-style) a target must match, over the E.164 number ("+4930*")
-    or the SIP URI ("sip:*@pbx.example.com"). Empty: no transfer is allowed."""
-    trunk: str | None = None
-    """Carrier trunk for phone numbers: a URI template with ``{number}``."""
-    country_code: str = ""
-    """Turns national numbers ("030 1234") into E.164 ("+49301234") when set ("49")."""
-    ring_timeout: float = 30.0
-    ringback: str = "ringback"
-    """What the caller hears while the agent rings: ringback, hold or silence."""
-    context_headers: dict[str, str] = field(default_factory=lambda: {
-        "X-VG-Caller": "caller", "X-VG-Call-ID": "call_id",
-    })
-    """Header name -> context key (caller, call_id, bot_session, summary, transcript_url...)."""
-    bye_destination_header: str = "X-Transfer-Destination"
-    """On a BYE hand-back, the header that names where the upstream should route."""
-    refer_sub: bool = True
-    """False: REFER with ``Refer-Sub: false`` (RFC 4488), the 2xx is all we learn."""
-    refer_timeout: float = 32.0
-    """A REFER with no final response in this time has failed (``timeout``)."""
-    notify_timeout: float = 60.0
-    """From the 202 to the final NOTIFY: covers the target ringing."""
-    bot_refer_method: str = "invite"
-    """How a REFER from the bot is carried out: invite (voicegw bridges) or refer."""
-    bot_refer_methods: tuple[str, ...] = ()
-    """Several methods to try in order for a bot's REFER (e.g. refer, invite); empty:
-    ``bot_refer_method`` alone."""
-    bot_fallback: Any = None
-    """A FallbackPolicy for the bot's REFERs; None: the next method on any failure."""
-    bot_listens: bool = False
-    """After an INVITE transfer the bot stays on the call, muted, hearing caller and
-    agent mixed (for transcription); otherwise it gets BYE."""
-    refer_embedded_headers: tuple[str, ...] = ("User-to-User",)
-    """Context headers sent inside the Refer-To URI of a REFER (so the carrier copies
-    them into the INVITE it sends) rather than on the REFER itself."""
-    retry_prompt: str | None = "Please hold while we connect you."
-    """Played to the caller before the next method is tried."""
-    warm: WarmSettings = field(default_factory=WarmSettings)
-    """Hold audio, briefing, confirmation and completion of warm transfers."""
 
 
 @dataclass(frozen=True)
@@ -148,22 +107,6 @@ class Transfer:
 
 
 _ids = itertools.count(1)
-_NUMBER_RE = re.compile(r"^\+?[0-9][0-9 ().\-]*$")
-
-
-def normalise_number(text: str, country_code: str) -> str | None:
-    """A dialled number as E.164 (``+CC...``), or None when it is not a number."""
-    if not _NUMBER_RE.match(text.strip()):
-        return None
-    digits = re.sub(r"[ ().\-]", "", text.strip())
-    if digits.startswith("+"):
-        return digits
-    if digits.startswith("00"):
-        return "+" + digits[2:]
-    if digits.startswith("0") and country_code:
-        return f"+{country_code}{digits[1:]}"
-    return digits
-
 
 class Transfers:
     """The engine's transfer methods. One instance per engine."""
@@ -494,7 +437,7 @@ class Transfers:
         """Carry out the bot's REFER with the configured methods in order (e.g. REFER to
         the carrier, then INVITE if that fails), each failure through the fallback
         machine; the bot hears the progress of each attempt and the final outcome."""
-        from .fallback import Attempt
+        from ..flow.fallback_policy import Attempt
         from .fallback_runner import bot_policy, transfer_with_fallback
 
         methods = self.config.bot_refer_methods or (self.config.bot_refer_method,)

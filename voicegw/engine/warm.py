@@ -29,6 +29,7 @@ from ..media.player import Player, hold_player, play_samples
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.wav import WavError, load_wav
+from ..settings import WarmSettings
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
@@ -40,30 +41,6 @@ if TYPE_CHECKING:
     from .transfer import Transfer
 
 log = structlog.get_logger("voicegw.warm")
-
-
-@dataclass
-class WarmSettings:
-    hold: str = "bot"
-    """What the caller hears meanwhile: bot (stays with the bot), music, tts, silence."""
-    hold_text: str = "Please hold while I connect you to an agent."
-    hold_file: str | None = None
-    briefing_text: str = "Incoming transfer. {summary}"
-    """Spoken to the agent; ``{summary}`` and ``{caller}`` come from the call's context."""
-    briefing_file: str | None = None
-    bot_briefing_seconds: float = 0.0
-    """> 0: after the prompts, bridge the bot and the agent for this long so the bot
-    speaks the handover; the caller hears the hold audio (or silence) meanwhile."""
-    confirm: bool = False
-    """Wait for the agent's DTMF accept key before connecting."""
-    accept_digit: str = "1"
-    decline_digit: str = "2"
-    confirm_timeout: float = 15.0
-    auto_complete: bool = True
-    """Connect as soon as the agent is briefed (and accepted, with ``confirm``);
-    otherwise wait for an explicit complete (flow, API, CLI)."""
-    complete_by: str = "bridge"
-    """bridge: voicegw bridges caller and agent; refer: REFER with Replaces on the caller's leg."""
 
 
 @dataclass(eq=False)

@@ -11,7 +11,8 @@ exists, no goto cycle without a prompt or a wait), or from :func:`demo_flow`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from .fallback_policy import FallbackPolicy
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class AgentTransferNode:
     on_failure: str | None = None
     more_attempts: tuple[tuple[str, str], ...] = ()
     """(method, target) pairs the fallback's ``next`` rule tries after the first."""
-    fallback: Any = None
-    """The fallback policy (engine.fallback.FallbackPolicy); None: the engine's default
+    fallback: FallbackPolicy | None = None
+    """The fallback policy (flow/fallback_policy.py); None: the engine's default
     (an apology, then ``on_failure`` or the end)."""
     headers: tuple[tuple[str, str], ...] = ()
     """Fixed headers for the transfer request (besides the context headers)."""

@@ -1,0 +1,107 @@
+"""The plain settings the engine reads: built from the config in one place
+(``config/convert.engine_config``), read by the engine (engine/b2bua.py,
+transfer.py, warm.py). Neither side imports the other for them: config/ does not
+import the engine, and the engine does not import config/ (DESIGN.md: config
+reaches the core as plain dataclasses). Pure data: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .flow.fallback_policy import FallbackPolicy
+from .flow.runner import DEMO_FLOW, Flow
+
+
+@dataclass
+class WarmSettings:
+    hold: str = "bot"
+    """What the caller hears meanwhile: bot (stays with the bot), music, tts, silence."""
+    hold_text: str = "Please hold while I connect you to an agent."
+    hold_file: str | None = None
+    briefing_text: str = "Incoming transfer. {summary}"
+    """Spoken to the agent; ``{summary}`` and ``{caller}`` come from the call's context."""
+    briefing_file: str | None = None
+    bot_briefing_seconds: float = 0.0
+    """> 0: after the prompts, bridge the bot and the agent for this long so the bot
+    speaks the handover; the caller hears the hold audio (or silence) meanwhile."""
+    confirm: bool = False
+    """Wait for the agent's DTMF accept key before connecting."""
+    accept_digit: str = "1"
+    decline_digit: str = "2"
+    confirm_timeout: float = 15.0
+    auto_complete: bool = True
+    """Connect as soon as the agent is briefed (and accepted, with ``confirm``);
+    otherwise wait for an explicit complete (flow, API, CLI)."""
+    complete_by: str = "bridge"
+    """bridge: voicegw bridges caller and agent; refer: REFER with Replaces on the caller's leg."""
+
+
+@dataclass
+class TransferConfig:
+    allow: tuple[str, ...] = ()
+    """Patterns (shell-style) a target must match, over the E.164 number ("+4930*")
+    or the SIP URI ("sip:*@pbx.example.com"). Empty: no transfer is allowed."""
+    trunk: str | None = None
+    """Carrier trunk for phone numbers: a URI template with ``{number}``."""
+    country_code: str = ""
+    """Turns national numbers ("030 1234") into E.164 ("+49301234") when set ("49")."""
+    ring_timeout: float = 30.0
+    ringback: str = "ringback"
+    """What the caller hears while the agent rings: ringback, hold or silence."""
+    context_headers: dict[str, str] = field(default_factory=lambda: {
+        "X-VG-Caller": "caller", "X-VG-Call-ID": "call_id",
+    })
+    """Header name -> context key (caller, call_id, bot_session, summary, transcript_url...)."""
+    bye_destination_header: str = "X-Transfer-Destination"
+    """On a BYE hand-back, the header that names where the upstream should route."""
+    refer_sub: bool = True
+    """False: REFER with ``Refer-Sub: false`` (RFC 4488), the 2xx is all we learn."""
+    refer_timeout: float = 32.0
+    """A REFER with no final response in this time has failed (``timeout``)."""
+    notify_timeout: float = 60.0
+    """From the 202 to the final NOTIFY: covers the target ringing."""
+    bot_refer_method: str = "invite"
+    """How a REFER from the bot is carried out: invite (voicegw bridges) or refer."""
+    bot_refer_methods: tuple[str, ...] = ()
+    """Several methods to try in order for a bot's REFER (e.g. refer, invite); empty:
+    ``bot_refer_method`` alone."""
+    bot_fallback: FallbackPolicy | None = None
+    """A FallbackPolicy for the bot's REFERs; None: the next method on any failure."""
+    bot_listens: bool = False
+    """After an INVITE transfer the bot stays on the call, muted, hearing caller and
+    agent mixed (for transcription); otherwise it gets BYE."""
+    refer_embedded_headers: tuple[str, ...] = ("User-to-User",)
+    """Context headers sent inside the Refer-To URI of a REFER (so the carrier copies
+    them into the INVITE it sends) rather than on the REFER itself."""
+    retry_prompt: str | None = "Please hold while we connect you."
+    """Played to the caller before the next method is tried."""
+    warm: WarmSettings = field(default_factory=WarmSettings)
+    """Hold audio, briefing, confirmation and completion of warm transfers."""
+
+
+@dataclass
+class EngineConfig:
+    host: str = "127.0.0.1"
+    """Address for SIP Contact/Via and for RTP."""
+    sip_port: int = 5060
+    tls_port: int = 5061
+    """Our SIP-over-TLS port, for Via on TLS legs."""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 21998
+    trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
+    """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
+    auth_realm: str = "voicegw"
+    auth_users: dict[str, str] = field(default_factory=dict)
+    """Digest credentials (user -> password) that let a source outside
+    ``trusted_sources`` place calls (RFC 3261 22, RFC 8760 SHA-256 then MD5). Empty:
+    untrusted sources get 403."""
+    bot_uri: str | None = None
+    """The bot's SIP URI (host an IP literal); None runs ``flow`` locally."""
+    bot_answer_timeout: float = 30.0
+    flow: Flow = DEMO_FLOW
+    tts_cache_dir: str = "var/tts"
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+
+__all__ = ["EngineConfig", "TransferConfig", "WarmSettings"]
