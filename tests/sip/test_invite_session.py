@@ -57,7 +57,8 @@ from voicegw.sip.invite_session_table import (
 from voicegw.sip.message import Headers, Request, Response
 from voicegw.sip.offer_answer import OAState, make_answer
 from voicegw.sip.parser import parse_message
-from voicegw.sip.sdp import Direction, SdpBuilder, SessionDescription
+from voicegw.sip.sdp import SdpBuilder, SessionDescription
+from voicegw.sip.sdp_fields import Direction
 from voicegw.sip.transaction import T1, T2
 
 CFG_A = SessionConfig(local_via="SIP/2.0/UDP 10.0.0.1:5060", contact="<sip:gw@10.0.0.1:5060>")

@@ -46,7 +46,8 @@ from voicegw.sip.invite_session_io import (
 from voicegw.sip.invite_session_table import Cause, InviteSessionError, State
 from voicegw.sip.message import Headers, Request
 from voicegw.sip.offer_answer import make_answer
-from voicegw.sip.sdp import Direction, SdpBuilder
+from voicegw.sip.sdp import SdpBuilder
+from voicegw.sip.sdp_fields import Direction
 from voicegw.sip.uri import SipUri
 
 A_ADDR = Address("udp", "127.0.0.1", 5060)
