@@ -82,3 +82,33 @@ def pbx_lab(pbx, tmp_path):
     errors = lab.close()
     assert not errors, errors
     assert pbx.wait_channels(lambda names: not names) == [], "channels left up in the PBX"
+
+
+@pytest.fixture(scope="module")
+def freeswitch_instance(tmp_path_factory):
+    """One FreeSWITCH 1.10 for the test module (tests/peers/freeswitch.py): a copy of the
+    shipped test config, its own run dirs and free ports; skipped, with one message,
+    where no FreeSWITCH was found or built (scripts/bootstrap builds it from ../shared)."""
+    from peers.freeswitch import INSTALL, SKIP_REASON, FreeSwitch
+
+    if INSTALL is None:
+        pytest.skip(SKIP_REASON)
+    fs = FreeSwitch(INSTALL, tmp_path_factory.mktemp("freeswitch")).start()
+    try:
+        yield fs
+    finally:
+        fs.stop()
+
+
+@pytest.fixture
+def freeswitch(freeswitch_instance, request):
+    """The module's FreeSWITCH for one test: ``since`` marks where the test's part of its
+    log starts; its console, log and SIP trace of the test are printed when the test
+    fails; channels left are hung up; it must be still running after the test."""
+    fs = freeswitch_instance
+    fs.since = fs.mark()
+    yield fs
+    if _failed(request):
+        print(fs.report(fs.since))
+    assert fs.running(), fs.report(fs.since)
+    fs.api("hupall NORMAL_CLEARING")

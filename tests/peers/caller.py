@@ -43,6 +43,8 @@ class Caller:
     rtp_seq: int = 0
     rtp_ts: int = 0
     ssrc: int = field(default_factory=lambda: random.getrandbits(32))
+    request_user: str = "demo"
+    """The Request-URI's user: the number called (e.g. an extension of the PBX at ``daemon``)."""
 
     @property
     def sip_port(self) -> int:
@@ -53,7 +55,7 @@ class Caller:
         return self.rtp.getsockname()[1]
 
     def _headers(self, method: str, cseq: int, branch: str, to_tag: str | None) -> str:
-        to = f"<sip:demo@{self.daemon[0]}:{self.daemon[1]}>" + (f";tag={to_tag}" if to_tag else "")
+        to = f"<sip:{self.request_user}@{self.daemon[0]}:{self.daemon[1]}>" + (f";tag={to_tag}" if to_tag else "")
         return (
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.sip_port};branch={branch};rport\r\n"
             f"From: <sip:{self.user}@127.0.0.1>;tag={self.from_tag}\r\n"
@@ -77,7 +79,7 @@ class Caller:
         self.invite_branch = branch
         body = self.sdp()
         data = (
-            f"INVITE sip:demo@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
+            f"INVITE sip:{self.request_user}@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
             + self._headers("INVITE", 1, branch, None) + extra
             + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
@@ -97,7 +99,7 @@ class Caller:
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         ctype = "Content-Type: application/sdp\r\n" if body else ""
         data = (
-            f"{method} sip:demo@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
+            f"{method} sip:{self.request_user}@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
             + self._headers(method, cseq, branch, self.to_tag) + extra + ctype
             + f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
