@@ -20,7 +20,7 @@ FORBIDDEN = {"asyncio", "socket", "time", "pydantic", "structlog", "selectors", 
 PURE_PACKAGES = ["sip", "flow"]
 PURE_MODULES = [
     "media/rtp.py", "media/g711.py", "media/mixer.py", "media/dtmf.py", "media/tones.py", "media/wav.py",
-    "engine/fallback.py", "engine/consult.py", "numbers.py", "settings.py",
+    "engine/fallback.py", "engine/consult.py", "engine/events.py", "numbers.py", "settings.py",
 ]
 
 

@@ -18,6 +18,25 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from voicegw.engine.events import (
+    CallConnected,
+    CallEnded,
+    CallStarted,
+    FallbackDecided,
+    FallbackPromptPlayed,
+    LegAcked,
+    LegAnswered,
+    LegByeSent,
+    LegDialing,
+    LegHungUp,
+    LegProgress,
+    TransferAccepted,
+    TransferFailed,
+    TransferProgress,
+    TransferRefused,
+    TransferStarted,
+    TransferSucceeded,
+)
 from voicegw.store import SCHEMA_VERSION, Entry, Store, store_path
 from voicegw.store.records import apply_entry
 from voicegw.store.schema import MIGRATIONS, SchemaError, current_version, migrate
@@ -65,14 +84,13 @@ def raw(path: Path) -> sqlite3.Connection:
 def answered_call(store: Store, clock: Clock, call_id: str = "c1", tag: str = "x") -> FakeCall:
     call = FakeCall(call_id, f"{call_id};{tag}")
     listen = store.listener
-    listen(call, 0.0, "call.incoming", {"source": "udp:127.0.0.1:5062", "uri": "sip:demo@127.0.0.1",
-                                        "caller": "alice"})
+    listen(call, 0.0, CallStarted("udp:127.0.0.1:5062", "sip:demo@127.0.0.1", "alice"))
     clock.tick()
-    listen(call, 0.0, "leg.bot.dialing", {"uri": "sip:bot@127.0.0.1:5070"})
-    listen(call, 0.0, "leg.bot.progress", {"status": 180})
+    listen(call, 0.0, LegDialing("bot", "sip:bot@127.0.0.1:5070"))
+    listen(call, 0.0, LegProgress("bot", 180))
     clock.tick()
-    listen(call, 0.0, "leg.bot.answered", {})
-    listen(call, 0.0, "call.connected", {"cause": "answered", "reason": ""})
+    listen(call, 0.0, LegAnswered("bot"))
+    listen(call, 0.0, CallConnected("answered", ""))
     return call
 
 
@@ -142,9 +160,9 @@ def test_store_path_env_then_config_then_default(monkeypatch: pytest.MonkeyPatch
 def test_answered_call_record_with_legs_timings_and_timeline(store: Store, clock: Clock) -> None:
     call = answered_call(store, clock)
     clock.tick(30)
-    store.listener(call, 0.0, "leg.caller.bye", {})
-    store.listener(call, 0.0, "call.ended", {"cause": "hung up", "reason": "caller hung up"})
-    store.listener(call, 0.0, "leg.bot.bye_sent", {})
+    store.listener(call, 0.0, LegHungUp("caller"))
+    store.listener(call, 0.0, CallEnded("hung up", "caller hung up"))
+    store.listener(call, 0.0, LegByeSent("bot"))
     assert store.flush(5)
     record = store.call("c1")
     assert record is not None and record["key"] == "c1;x"
@@ -168,39 +186,38 @@ def test_answered_call_record_with_legs_timings_and_timeline(store: Store, clock
     ("failed", "Temporarily Unavailable (bot: timeout)", 480, "failed"),
     ("failed", "Service Unavailable (no media ports)", 503, "failed"),
     ("cancelled", "caller cancelled", 487, "cancelled"),
+    ("failed", "Busy Here (bot: 486)", None, "failed"),  # the status is the field, never the text
 ])
 def test_failed_setup_keeps_the_status_the_caller_got(store: Store, cause: str, reason: str,
-                                                      status: int, outcome: str) -> None:
+                                                      status: int | None, outcome: str) -> None:
     call = FakeCall("f", "f;1")
-    store.listener(call, 0.0, "call.incoming", {"source": "udp:1.2.3.4:5060", "uri": "sip:x@y", "caller": "b"})
-    store.listener(call, 0.0, "call.ended", {"cause": cause, "reason": reason})
+    store.listener(call, 0.0, CallStarted("udp:1.2.3.4:5060", "sip:x@y", "b"))
+    store.listener(call, 0.0, CallEnded(cause, reason, status))
     assert store.flush(5)
     record = store.call("f")
     assert (record["state"], record["status"], record["outcome"], record["answered_at"]) == (
         "ended", status, outcome, None)
+    assert record["end_reason"] == reason and record["events"][-1]["detail"] == (
+        {"cause": cause, "reason": reason} if status is None else {"cause": cause, "reason": reason, "status": status})
 
 
 def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clock: Clock) -> None:
     call = answered_call(store, clock)
     listen = store.listener
-    listen(call, 0.0, "transfer.started", {"transfer_id": "t1", "method": "invite",
-                                           "target": "sip:agent@pbx", "trigger": "flow"})
-    listen(call, 0.0, "leg.agent.dialing", {"uri": "sip:agent@10.0.0.1", "transfer_id": "t1"})
-    listen(call, 0.0, "transfer.progress", {"transfer_id": "t1", "status": 180})
+    listen(call, 0.0, TransferStarted("t1", "invite", "sip:agent@pbx", "flow"))
+    listen(call, 0.0, LegDialing("agent", "sip:agent@10.0.0.1", "t1"))
+    listen(call, 0.0, TransferProgress("t1", 180))
     clock.tick(3)
-    listen(call, 0.0, "transfer.failed", {"transfer_id": "t1", "status": 486, "reason": "Busy Here"})
-    listen(call, 0.0, "transfer.fallback", {"transfer_id": "t1", "status": 486, "rule": "486",
-                                            "action": "next", "why": "busy: try REFER"})
-    listen(call, 0.0, "fallback.prompt", {"text": "Please hold", "file": None})
-    listen(call, 0.0, "transfer.started", {"transfer_id": "t2", "method": "refer",
-                                           "target": "+4930123", "trigger": "flow"})
-    listen(call, 0.0, "transfer.accepted", {"transfer_id": "t2", "status": 202, "subscription": True})
+    listen(call, 0.0, TransferFailed("t1", 486, "Busy Here"))
+    listen(call, 0.0, FallbackDecided("t1", 486, "486", "next", "busy: try REFER"))
+    listen(call, 0.0, FallbackPromptPlayed("Please hold", None))
+    listen(call, 0.0, TransferStarted("t2", "refer", "+4930123", "flow"))
+    listen(call, 0.0, TransferAccepted("t2", 202, True))
     clock.tick(2)
-    listen(call, 0.0, "transfer.succeeded", {"transfer_id": "t2", "status": 200, "reason": "connected"})
-    listen(call, 0.0, "transfer.started", {"transfer_id": "t3", "method": "invite",
-                                           "target": "sip:x@evil", "trigger": "api"})
-    listen(call, 0.0, "transfer.failed", {"transfer_id": "t3", "status": "policy", "reason": "not allowed"})
-    listen(call, 0.0, "transfer.refused", {"target": "sip:y@evil", "status": "policy"})
+    listen(call, 0.0, TransferSucceeded("t2", 200, "connected"))
+    listen(call, 0.0, TransferStarted("t3", "invite", "sip:x@evil", "api"))
+    listen(call, 0.0, TransferFailed("t3", "policy", "not allowed"))
+    listen(call, 0.0, TransferRefused("sip:y@evil", "policy"))
     assert store.flush(5)
     t1, t2, t3, refused = store.call("c1")["transfers"]
     assert (t1["state"], t1["status"], t1["sip_status"], t1["method"]) == ("failed", "486", 486, "invite")
@@ -219,7 +236,7 @@ def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clo
 
 
 def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: Store) -> None:
-    store.record("lost;1", "lost", "transfer.failed", transfer_id="t9", status=408, reason="timeout")
+    store.record("lost;1", "lost", TransferFailed("t9", 408, "timeout"))
     assert store.flush(5)
     record = store.call("lost")
     assert record["state"] == "setup" and record["transfers"][0]["state"] == "failed"
@@ -227,7 +244,7 @@ def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: Stor
 
 def test_transfer_ids_that_restart_with_the_process_do_not_collide(store: Store, clock: Clock) -> None:
     for key in ("a;1", "b;2"):
-        store.record(key, key[0], "transfer.started", transfer_id="t1", method="invite", target="sip:a@b")
+        store.record(key, key[0], TransferStarted("t1", "invite", "sip:a@b", "api"))
     assert store.flush(5)
     assert len(store.transfers()) == 2
 
@@ -241,14 +258,14 @@ def test_listener_only_enqueues_and_the_writer_batches_what_piles_up(tmp_path: P
 
     def slow_apply(c: sqlite3.Connection, run_id: int, entry: Entry) -> None:
         gate.wait(5)  # the disk is slow: the loop must not notice
-        applied.append(entry.event)
+        applied.append(entry.event.name)
         apply_entry(c, run_id, entry)
 
     writer = Writer(conn, 1, apply=slow_apply, batch_max=100)
     writer.start()
     started = time.perf_counter()
     for i in range(250):
-        assert writer.put(Entry(float(i), f"k{i % 5};x", f"k{i % 5}", "leg.caller.ack", {}))
+        assert writer.put(Entry(float(i), f"k{i % 5};x", f"k{i % 5}", LegAcked("caller")))
     assert time.perf_counter() - started < 0.5  # put() never waited for the disk
     gate.set()
     assert writer.flush(10)
@@ -263,8 +280,8 @@ def test_full_queue_drops_timeline_entries_first_counts_and_logs_once_per_n(tmp_
     conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     migrate(conn)
     writer = Writer(conn, 1, max_queue=10, reserve=5, log_every=4)  # not started: nothing drains
-    leg = Entry(0.0, "k;1", "k", "leg.caller.ack", {})
-    essential = Entry(0.0, "k;1", "k", "transfer.started", {"transfer_id": "t1"})
+    leg = Entry(0.0, "k;1", "k", LegAcked("caller"))
+    essential = Entry(0.0, "k;1", "k", TransferStarted("t1", "invite", "sip:a@b", "api"))
     with capture_logs() as logs:
         assert all(writer.put(leg) for _ in range(10))
         assert not writer.put(leg)  # full for timeline entries
@@ -283,13 +300,13 @@ def test_a_bad_entry_costs_only_itself(tmp_path: Path) -> None:
     migrate(conn)
 
     def picky(c: sqlite3.Connection, run_id: int, entry: Entry) -> None:
-        if entry.event == "bad":
+        if isinstance(entry.event, LegAcked):
             raise ValueError("poison")
         apply_entry(c, run_id, entry)
 
     writer = Writer(conn, 1, apply=picky)
-    for event in ("call.incoming", "bad", "call.connected"):
-        writer.put(Entry(1.0, "k;1", "k", event, {}))
+    for event in (CallStarted("s", "u", "c"), LegAcked("caller"), CallConnected("answered")):
+        writer.put(Entry(1.0, "k;1", "k", event))
     with capture_logs() as logs:
         writer.start()
         assert writer.flush(5)
@@ -300,7 +317,7 @@ def test_a_bad_entry_costs_only_itself(tmp_path: Path) -> None:
 
 
 async def test_durable_returns_once_the_entry_is_committed(store: Store, tmp_path: Path) -> None:
-    store.record("d;1", "d", "call.incoming", source="udp:1.1.1.1:5060")
+    store.record("d;1", "d", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "a"))
     await asyncio.wait_for(store.durable(), 5)
     other = raw(store.path)  # another connection sees it: committed, not only queued
     assert other.execute("SELECT count(*) FROM calls WHERE key = 'd;1'").fetchone()[0] == 1
@@ -309,7 +326,7 @@ async def test_durable_returns_once_the_entry_is_committed(store: Store, tmp_pat
 def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path, clock: Clock) -> None:
     s = Store.open(tmp_path / "c.db", clock=clock)
     call = answered_call(s, clock)
-    s.listener(call, 0.0, "transfer.started", {"transfer_id": "t1", "method": "invite", "target": "sip:a@b"})
+    s.listener(call, 0.0, TransferStarted("t1", "invite", "sip:a@b", "api"))
     assert s.close()
     db = raw(tmp_path / "c.db")
     row = db.execute("SELECT * FROM calls").fetchone()
@@ -318,7 +335,7 @@ def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path,
     run = db.execute("SELECT * FROM runs").fetchone()
     assert run["stopped_at"] == clock.now and run["dropped"] == 0
     assert not (tmp_path / "c.db-runs" / "1.lock").exists()
-    assert not s.listener(call, 0.0, "leg.caller.ack", {})  # after close: dropped, not raised
+    assert not s.listener(call, 0.0, LegAcked("caller"))  # after close: dropped, not raised
     with pytest.raises(RuntimeError):
         s.calls()
 
@@ -326,17 +343,18 @@ def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path,
 # ---------------------------------------------------------------------- recovery
 CRASHER = """
 import os, signal, sys
+from voicegw.engine.events import CallConnected, CallEnded, CallStarted, TransferProgress, TransferStarted
 from voicegw.store import Store
 s = Store.open(sys.argv[1])
 rec = s.record
-rec("up;1", "up", "call.incoming", at=1000.0, source="udp:1.1.1.1:5060", uri="sip:x@y", caller="a")
-rec("up;1", "up", "call.connected", at=1001.0, cause="answered", reason="")
-rec("up;1", "up", "transfer.started", at=1002.0, transfer_id="t1", method="invite", target="sip:agent@pbx")
-rec("up;1", "up", "transfer.progress", at=1003.0, transfer_id="t1", status=180)
-rec("ringing;2", "ringing", "call.incoming", at=1001.0, source="udp:1.1.1.1:5060", caller="b")
-rec("done;3", "done", "call.incoming", at=1001.0, source="udp:1.1.1.1:5060", caller="c")
-rec("done;3", "done", "call.connected", at=1002.0, cause="answered", reason="")
-rec("done;3", "done", "call.ended", at=1005.0, cause="hung up", reason="caller hung up")
+rec("up;1", "up", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "a"), at=1000.0)
+rec("up;1", "up", CallConnected("answered", ""), at=1001.0)
+rec("up;1", "up", TransferStarted("t1", "invite", "sip:agent@pbx", "api"), at=1002.0)
+rec("up;1", "up", TransferProgress("t1", 180), at=1003.0)
+rec("ringing;2", "ringing", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "b"), at=1001.0)
+rec("done;3", "done", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "c"), at=1001.0)
+rec("done;3", "done", CallConnected("answered", ""), at=1002.0)
+rec("done;3", "done", CallEnded("hung up", "caller hung up"), at=1005.0)
 assert s.flush(10)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -402,12 +420,12 @@ def test_queries_filter_by_time_state_and_outcome_and_totals_count(store: Store,
     base = clock.now
     for n in range(5):
         call = FakeCall(f"q{n}", f"q{n};t")
-        store.listener(call, 0.0, "call.incoming", {"source": "s", "uri": "u", "caller": "c"})
+        store.listener(call, 0.0, CallStarted("s", "u", "c"))
         if n % 2 == 0:
-            store.listener(call, 0.0, "call.connected", {"cause": "answered", "reason": ""})
+            store.listener(call, 0.0, CallConnected("answered", ""))
         if n < 4:
-            store.listener(call, 0.0, "call.ended", {"cause": "hung up" if n % 2 == 0 else "failed",
-                                                     "reason": "Busy Here (bot: 486)"})
+            store.listener(call, 0.0, CallEnded("hung up", "caller hung up") if n % 2 == 0
+                           else CallEnded("failed", "Busy Here (bot: 486)", 486))
         clock.tick(10)
     assert store.flush(5)
     assert [c["call_id"] for c in store.calls()] == ["q4", "q3", "q2", "q1", "q0"]
@@ -429,7 +447,7 @@ def test_reads_do_not_wait_for_a_slow_writer(tmp_path: Path) -> None:
     path = tmp_path / "wal.db"
     s = Store.open(path)
     try:
-        s.record("a;1", "a", "call.incoming")
+        s.record("a;1", "a", CallStarted("s", "u", "c"))
         assert s.flush(5)
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock

@@ -14,11 +14,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from peers.net import options, status_line
+from voicegw.engine.events import CallConnected, CallEnded, CallStarted
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.events import Address
 from voicegw.sip.parser import parse_message
 from voicegw.transport.endpoint import SipEndpoint
 from voicegw.transport.guard import Guard, GuardConfig, LoopLagProbe, uri_hosts
+
+STARTED = CallStarted("udp:203.0.113.9:5060", "sip:demo@voicegw", "alice")
+ENDED = CallEnded("hung up", "caller hung up")
 
 EVIL, GOOD, CARRIER = "192.0.2.66", "192.0.2.7", "198.51.100.1"
 
@@ -244,15 +248,15 @@ def test_loop_lag_makes_new_invites_503_for_the_hold_time():
 def test_max_calls_counts_calls_from_the_engine_timeline():
     g = guard(max_calls=2)
     source = Address("udp", CARRIER, 5060)
-    g.on_call_event(call("a", CARRIER), 0.0, "call.incoming", {})
-    g.on_call_event(call("a", CARRIER), 0.0, "call.incoming", {})  # counted once
+    g.on_call_event(call("a", CARRIER), 0.0, STARTED)
+    g.on_call_event(call("a", CARRIER), 0.0, STARTED)  # counted once
     assert g.admit_call(invite(), source, 0.0) is None
-    g.on_call_event(call("b", CARRIER), 0.0, "call.incoming", {})
+    g.on_call_event(call("b", CARRIER), 0.0, STARTED)
     error = g.admit_call(invite(), source, 0.0)
     assert error is not None and error.status == 503
-    g.on_call_event(call("a", CARRIER), 1.0, "call.connected", {})
-    g.on_call_event(call("a", CARRIER), 2.0, "call.ended", {})
-    g.on_call_event(call("a", CARRIER), 2.0, "call.ended", {})  # ended once
+    g.on_call_event(call("a", CARRIER), 1.0, CallConnected("answered"))
+    g.on_call_event(call("a", CARRIER), 2.0, ENDED)
+    g.on_call_event(call("a", CARRIER), 2.0, ENDED)  # ended once
     assert g.admit_call(invite(), source, 2.0) is None
     assert g.statistics().calls == 1
 
@@ -260,13 +264,13 @@ def test_max_calls_counts_calls_from_the_engine_timeline():
 def test_calls_per_source_apply_to_non_whitelisted_sources_only():
     g = guard(max_calls_per_source=2, max_calls=0)
     for i in range(2):
-        g.on_call_event(call(f"e{i}", GOOD), 0.0, "call.incoming", {})
+        g.on_call_event(call(f"e{i}", GOOD), 0.0, STARTED)
     for i in range(5):
-        g.on_call_event(call(f"c{i}", CARRIER), 0.0, "call.incoming", {})
+        g.on_call_event(call(f"c{i}", CARRIER), 0.0, STARTED)
     assert g.admit_call(invite(), Address("udp", GOOD, 5060), 0.0).status == 503
     assert g.admit_call(invite(), Address("udp", "192.0.2.8", 5060), 0.0) is None
     assert g.admit_call(invite(), Address("udp", CARRIER, 5060), 0.0) is None
-    g.on_call_event(call("e0", GOOD), 1.0, "call.ended", {})
+    g.on_call_event(call("e0", GOOD), 1.0, ENDED)
     assert g.admit_call(invite(), Address("udp", GOOD, 5060), 1.0) is None
     assert g.stats.rejected_source_calls == 1
 

@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
+from ..engine.events import CallEnded, TranscriptAttached
 from ..engine.transfer import Transfer, TransferState
 from . import models as m
 from .control import Control
@@ -177,8 +178,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         link = control.transcripts.attach(call.key, call.id, body.transcript, body.summary,
                                           max_uses=body.max_uses, ttl=body.ttl_seconds)
         url = f"{public_url}/t/{link.token}"
-        call.record(control.engine_now(), "transcript.attached", max_uses=link.max_uses,
-                    expires_in=round(link.expires - link.created))
+        call.record(control.engine_now(), TranscriptAttached(link.max_uses, round(link.expires - link.created)))
         return m.TranscriptLink(call_id=call.id, url=url, expires_at=_dt(link.expires), max_uses=link.max_uses)
 
     @app.get("/t/{token}", response_class=PlainTextResponse, tags=["transcripts"], responses={
@@ -284,7 +284,7 @@ def transfer_info(control: Control, transfer: Transfer) -> m.TransferInfo:
 
 
 def summary(control: Control, call: Call) -> m.CallSummary:
-    end = next((t for t, event, _ in reversed(call.timeline) if event == "call.ended"), None)
+    end = next((t for t, event in reversed(call.timeline) if isinstance(event, CallEnded)), None)
     duration = (end if end is not None else control.engine_now()) - call.created
     return m.CallSummary(
         id=call.id, key=call.key, state=call.state.value, caller=_caller(call),
@@ -301,7 +301,7 @@ def detail(control: Control, call: Call, messages: bool) -> m.CallDetail:
                                    else leg.invite.call_id if leg.invite is not None else None),
                       ended=leg.ended) for leg in call.legs()]
     timeline = [m.TimelineEntry(at=_dt(control.wall(t)), offset_seconds=round(t - call.created, 3),
-                                event=event, detail=_plain(info)) for t, event, info in call.timeline]
+                                event=event.name, detail=_plain(event.detail())) for t, event in call.timeline]
     trace = [m.TraceMessage(at=_dt(control.wall(e.time)), offset_seconds=round(e.time - call.created, 3),
                             direction=e.direction, peer=e.peer, sip_call_id=cid, first_line=e.first_line,  # type: ignore[arg-type]
                             message=e.data.decode("utf-8", "replace") if messages else None)

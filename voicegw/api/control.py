@@ -21,6 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..engine.call import Call, CallState
+from ..engine.events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    FallbackDecided,
+    FallbackPromptPlayed,
+    LegEvent,
+    TransferFailed,
+    TransferStarted,
+    TransferSucceeded,
+)
 from ..media.relay import Bridge
 from .trace import SipTrace
 from .transcripts import TranscriptLinks
@@ -71,33 +82,37 @@ class Control:
         engine.listeners.append(self._on_timeline)
 
     # ------------------------------------------------------------------ watching
-    def _on_timeline(self, call: Call, now: float, event: str, detail: dict[str, Any]) -> None:
-        if event.startswith("leg."):
+    def _on_timeline(self, call: Call, now: float, event: CallEvent) -> None:
+        if isinstance(event, LegEvent):
             ids = self.leg_call_ids.setdefault(call.key, set())
             for leg in call.legs():
                 if leg.invite is not None:
                     ids.add(leg.invite.call_id)
-        if event == "call.incoming":
-            self.recent[call.key] = call
-        elif event == "call.ended":
-            self.outcomes[str(detail.get("cause") or "ended")] += 1
-            self._count_rtp(call)
-            self._ended.append(call.key)
-            self._trim()
-        elif event == "transfer.started":
-            transfer = call.transfer
-            if transfer is not None:
-                self.transfers[transfer.id] = transfer
-                while len(self.transfers) > self.keep_ended * 4:
-                    old, _ = self.transfers.popitem(last=False)
-                    self.transfer_context.pop(old, None)
-                self.transfer_outcomes[(transfer.method.value, "started")] += 1
-        elif event in ("transfer.succeeded", "transfer.failed"):
-            transfer = self.transfers.get(str(detail.get("transfer_id")))
-            method = transfer.method.value if transfer is not None else "unknown"
-            self.transfer_outcomes[(method, event.split(".", 1)[1])] += 1
-        elif event.startswith("fallback."):
-            self.fallback_actions[str(detail.get("action") or event.split(".", 1)[1])] += 1
+        match event:
+            case CallStarted():
+                self.recent[call.key] = call
+            case CallEnded():
+                self.outcomes[event.cause or "ended"] += 1
+                self._count_rtp(call)
+                self._ended.append(call.key)
+                self._trim()
+            case TransferStarted():
+                transfer = call.transfer
+                if transfer is not None:
+                    self.transfers[transfer.id] = transfer
+                    while len(self.transfers) > self.keep_ended * 4:
+                        old, _ = self.transfers.popitem(last=False)
+                        self.transfer_context.pop(old, None)
+                    self.transfer_outcomes[(transfer.method.value, "started")] += 1
+            case TransferSucceeded() | TransferFailed():
+                transfer = self.transfers.get(event.transfer_id)
+                method = transfer.method.value if transfer is not None else "unknown"
+                outcome = "succeeded" if isinstance(event, TransferSucceeded) else "failed"
+                self.transfer_outcomes[(method, outcome)] += 1
+            case FallbackDecided():
+                self.fallback_actions[event.action] += 1
+            case FallbackPromptPlayed():
+                self.fallback_actions["prompt"] += 1
 
     def _trim(self) -> None:
         """Forget the oldest ended calls beyond ``keep_ended`` (O(1) per call: this runs

@@ -48,7 +48,22 @@ from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.uri import SipUri, parse_uri
-from .call import Call, CallInput, CallState, Leg
+from .call import Call, CallInput, CallState, EventListener, Leg
+from .events import (
+    CallEvent,
+    CallStarted,
+    LegAcked,
+    LegAnswered,
+    LegByeSent,
+    LegDialing,
+    LegEarlyMedia,
+    LegFailed,
+    LegHungUp,
+    LegProgress,
+    LegReinvited,
+    LegReofferSent,
+    LegRequestReceived,
+)
 from .outbound import FailureStatus, OutboundLegs
 from .flow_exec import FlowExecutor
 from .replaces import replacing_invite
@@ -104,9 +119,10 @@ class Engine:
         ``durable``); the engine awaits it before a transfer leaves."""
         self.draining = False
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
-        self.listeners: list[Callable[[Call, float, str, dict[str, Any]], None]] = []
-        """Watchers of every call's timeline (records, API, metrics). A listener must
-        not block: it runs on the signalling path."""
+        self.listeners: list[EventListener] = []
+        """Watchers of every call's timeline (records, API, metrics), called with
+        (call, time, typed event). A listener must not block: it runs on the
+        signalling path."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -161,12 +177,12 @@ class Engine:
         with bound_contextvars(call_id=call.id, leg=leg.role):  # on every log line of it
             self._in_dialog(call, leg, event)
 
-    def _emit(self, call: Call, now: float, event: str, detail: dict[str, Any]) -> None:
+    def _emit(self, call: Call, now: float, event: CallEvent) -> None:
         for listener in self.listeners:
             try:
-                listener(call, now, event, detail)
+                listener(call, now, event)
             except Exception as error:  # a broken watcher never breaks a call
-                log.error("engine.listener_failed", error=repr(error), event_name=event)
+                log.error("engine.listener_failed", error=repr(error), event_name=event.name)
 
     def reconfigure(self, config: EngineConfig) -> None:
         """Use ``config`` for calls that start from now on (SIGHUP reload); calls in
@@ -239,7 +255,7 @@ class Engine:
             call.session_expires = interval
         self.calls[call.key] = call
         self.totals["calls"] += 1
-        call.record(now, "call.incoming", source=str(source), uri=invite.uri, caller=_user(invite.from_.uri))
+        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri)))
         leg = call.caller
         try:
             leg.endpoint = await open_endpoint(self.config.host, self.pool)
@@ -358,7 +374,7 @@ class Engine:
         if call.caller.dialog is not None:
             call.caller.dialog.terminate()
         self.totals["failed"] += 1
-        self.end(call, CallInput.FAILED, reason)
+        self.end(call, CallInput.FAILED, reason, status=status)
 
     # ------------------------------------------------------------------ the bot leg
     async def _dial_bot(self, call: Call, caller_invite: Request) -> None:
@@ -371,7 +387,7 @@ class Engine:
             return self._fail_setup(call, 503, "Service Unavailable (no media ports)")
         leg = Leg("bot", peer_of(uri), endpoint=endpoint)
         call.bot = leg
-        call.record(self.now(), "leg.bot.dialing", uri=str(uri))
+        call.record(self.now(), LegDialing("bot", str(uri)))
         leg.dialing = self.outbound.dial(
             call, leg, uri, caller_user=_user(caller_invite.from_.uri),
             max_forwards=(caller_invite.max_forwards or 70) - 1,
@@ -384,7 +400,7 @@ class Engine:
     def _bot_progress(self, call: Call, response: Response) -> None:
         if call.state is not CallState.SETUP:
             return
-        call.record(self.now(), "leg.bot.progress", status=response.status)
+        call.record(self.now(), LegProgress("bot", response.status))
         if response.body and response.content_type == "application/sdp" and self.bridge(call) is None:
             self._early_media(call, response)
         elif call.caller.dialog is None or response.status == 180:
@@ -410,7 +426,7 @@ class Engine:
             body=bytes(call.caller_sdp), content_type="application/sdp")
         self._caller_dialog(call, progress)
         self.respond(call.caller.transaction_id, progress)
-        call.record(self.now(), "leg.bot.early_media")
+        call.record(self.now(), LegEarlyMedia("bot"))
 
     def _bot_answered(self, call: Call, media: NegotiatedMedia) -> None:
         leg = call.bot
@@ -424,14 +440,14 @@ class Engine:
             call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
         else:
             bridge.refresh()  # early media already flows; the 2xx's SDP is the final answer
-        call.record(self.now(), "leg.bot.answered")
+        call.record(self.now(), LegAnswered("bot"))
         self._answer_caller(call)
 
     def _bot_failed(self, call: Call, status: FailureStatus, reason: str) -> None:
         if call.state is not CallState.SETUP:
             return
         mapped = caller_status(status)
-        call.record(self.now(), "leg.bot.failed", status=status, reason=reason)
+        call.record(self.now(), LegFailed("bot", status, reason))
         log.info("call.bot_failed", call_id=call.id, status=status, caller_status=mapped)
         self._fail_setup(call, mapped, f"{reason_phrase(mapped)} (bot: {status})")
 
@@ -441,7 +457,7 @@ class Engine:
         assert leg.dialog is not None
         method = request.method
         if method == "ACK":
-            call.record(self.now(), f"leg.{leg.role}.ack")
+            call.record(self.now(), LegAcked(leg.role))
             return
         try:
             leg.dialog.receive_request(request)
@@ -450,7 +466,7 @@ class Engine:
             return
         if method == "BYE":
             self.respond(event.transaction_id, leg.dialog.respond(request, 200))
-            call.record(self.now(), f"leg.{leg.role}.bye")
+            call.record(self.now(), LegHungUp(leg.role))
             leg.ended = True
             if leg is call.bot and call.agent is not None:
                 self.transfers.bot_left(call)
@@ -470,7 +486,7 @@ class Engine:
             self.respond(event.transaction_id, leg.dialog.respond(request, 200, extra_headers=headers))
         elif method in ("OPTIONS", "INFO"):
             # INFO bodies (dtmf-relay, bot metadata) are accepted and recorded, not relayed yet
-            call.record(self.now(), f"leg.{leg.role}.{method.lower()}", content_type=request.content_type)
+            call.record(self.now(), LegRequestReceived(leg.role, method, request.content_type))
             self.respond(event.transaction_id, leg.dialog.respond(request, 200))
         elif method in ("REFER", "NOTIFY") and self.transfers.handles(call, leg, request):
             self.transfers.receive(call, leg, event)
@@ -498,7 +514,7 @@ class Engine:
         bridge = self.bridge(call)
         if bridge is not None:
             bridge.refresh()
-        call.record(self.now(), f"leg.{leg.role}.reinvite", hold=answer.negotiated.remote_hold)
+        call.record(self.now(), LegReinvited(leg.role, answer.negotiated.remote_hold))
         if leg.held != held_before:
             self._relay_hold(call, leg, offer)
         body = bytes(leg.sdp.stamp(answer.sdp))
@@ -524,7 +540,7 @@ class Engine:
             direction = Direction.SENDONLY  # c=0.0.0.0 style hold: say it explicitly
         reoffer = far.sdp.offer(port=far.endpoint.port, direction=direction)
         self.outbound.reoffer(far, reoffer, lambda media: self._far_answered(call, far, media))
-        call.record(self.now(), f"leg.{far.role}.reinvite_sent", direction=direction.value)
+        call.record(self.now(), LegReofferSent(far.role, direction.value))
 
     def _far_answered(self, call: Call, leg: Leg, media: NegotiatedMedia) -> None:
         if leg.endpoint is not None and not leg.ended:
@@ -543,13 +559,14 @@ class Engine:
         assert invite is not None
         self.respond(call.caller.transaction_id, make_response(invite, 487, to_tag=call.local_tag))
         call.caller.ended = True  # the 487 ended it: no BYE
-        self.end(call, CallInput.CANCELLED, "caller cancelled")
+        self.end(call, CallInput.CANCELLED, "caller cancelled", status=487)
 
     def end(self, call: Call, cause: CallInput, reason: str,
-            caller_headers: list[tuple[str, str]] | None = None) -> None:
+            caller_headers: list[tuple[str, str]] | None = None, status: int | None = None) -> None:
         """End the call: every leg still up gets BYE (or CANCEL while it rings), media
-        and timers are released. ``caller_headers`` go on the caller's BYE (hand-back)."""
-        if not call.apply(cause, self.now(), reason):
+        and timers are released. ``caller_headers`` go on the caller's BYE (hand-back);
+        ``status`` is the final response the caller got when it ends in setup."""
+        if not call.apply(cause, self.now(), reason, status):
             return
         for name in list(call.timers):
             call.cancel_timer(name)
@@ -562,7 +579,7 @@ class Engine:
                 leg.ended = True
             else:
                 self.outbound.hang_up(leg, caller_headers if leg is call.caller else None)
-                call.record(self.now(), f"leg.{leg.role}.bye_sent")
+                call.record(self.now(), LegByeSent(leg.role))
         for resource in call.resources:
             if hasattr(resource, "close"):
                 resource.close()

@@ -5,17 +5,19 @@
     SETUP --bot answered / local flow answered--> CONNECTED --BYE either side--> ENDED
       |  \\--bot failed / timed out / caller CANCEL--> ENDED
 
-Every change is recorded on the call's timeline (time, event, detail), which the
-operations work will persist and the API will show.
+Every change is recorded on the call's timeline as a typed event
+(:mod:`voicegw.engine.events`), which the store persists and the API shows.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..sip.events import Address
+from .events import CallConnected, CallEnded, CallEvent
 from ..sip.message import Request
 
 if TYPE_CHECKING:
@@ -98,26 +100,31 @@ class Call:
     """RFC 4028 session interval agreed with the caller, if any."""
     timers: dict[str, Any] = field(default_factory=dict)
     """Named loop timer handles (answer timeout, session refresh), cancelled at the end."""
-    timeline: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    timeline: list[tuple[float, CallEvent]] = field(default_factory=list)
+    """(loop time, event) for everything that happened to the call, oldest first."""
     tasks: set[Any] = field(default_factory=set)
     resources: list[Any] = field(default_factory=list)
     """Bridges and players to close when the call ends."""
 
-    listener: Any = None
-    """Called with (call, time, event, detail) for every timeline entry: the store
-    records them, the API and metrics watch them."""
+    listener: EventListener | None = None
+    """Called with (call, time, event) for every timeline entry: the store records
+    them, the API and metrics watch them."""
 
-    def record(self, now: float, event: str, **detail: Any) -> None:
-        self.timeline.append((now, event, detail))
+    def record(self, now: float, event: CallEvent) -> None:
+        self.timeline.append((now, event))
         if self.listener is not None:
-            self.listener(self, now, event, detail)
+            self.listener(self, now, event)
 
-    def apply(self, event: CallInput, now: float, reason: str = "") -> bool:
-        """Move by the table; False (and nothing changes) when there is no such arrow."""
+    def apply(self, event: CallInput, now: float, reason: str = "", status: int | None = None) -> bool:
+        """Move by the table; False (and nothing changes) when there is no such arrow.
+        ``status``: the final response the caller's INVITE got, when it ends in setup."""
         target = TRANSITIONS.get((self.state, event))
         if target is None:
             return False
-        self.record(now, f"call.{target.value}", cause=event.value, reason=reason)
+        if target is CallState.ENDED:
+            self.record(now, CallEnded(event.value, reason, status))
+        else:
+            self.record(now, CallConnected(event.value, reason))
         self.state = target
         if target is CallState.ENDED:
             self.end_reason = reason or event.value
@@ -135,3 +142,7 @@ class Call:
 
     def legs(self) -> list[Leg]:
         return [leg for leg in (self.caller, self.bot, self.agent) if leg is not None]
+
+
+EventListener = Callable[[Call, float, CallEvent], None]
+"""Watches every call's timeline: ``listener(call, loop time, event)``."""

@@ -20,6 +20,7 @@ from ..media.player import play_samples
 from ..media.wav import WavError, load_wav
 from .call import Call, CallState
 from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
+from .events import FallbackDecided, FallbackPromptPlayed
 from .fallback import EndCall, FallbackMachine, GoToNode, PlayPrompt, StartAttempt
 from .transfer import Transfer, TransferOptions, TransferState
 
@@ -98,8 +99,8 @@ async def transfer_with_fallback(
                 return Outcome("gone", reason=str(transfer.reason), transfer=transfer)
             actions = list(machine.failed(_fallback_status(transfer.status)))
             decision = machine.record[-1]
-            call.record(engine.now(), "transfer.fallback", transfer_id=transfer.id, status=decision.status,
-                        rule=decision.rule, action=decision.action, why=decision.why)
+            call.record(engine.now(), FallbackDecided(transfer.id, decision.status, decision.rule,
+                                                      decision.action, decision.why))
         elif isinstance(action, PlayPrompt):
             await _play(engine, call, action.prompt)
             actions = list(machine.prompt_finished())
@@ -140,7 +141,7 @@ async def _play(engine: Engine, call: Call, prompt: Prompt) -> None:
             samples = await engine.render("Sorry.")
     else:
         samples = await engine.render(prompt.text or "")
-    call.record(engine.now(), "fallback.prompt", text=prompt.text, file=prompt.file)
+    call.record(engine.now(), FallbackPromptPlayed(prompt.text, prompt.file))
     player = play_samples(endpoint, samples)
     call.resources.append(player)
     await player.wait()

@@ -31,6 +31,15 @@ from ..media.relay import Bridge
 from ..media.tts import TtsError
 from ..media.wav import WavError, load_wav
 from .call import Call, CallInput, CallState, Leg
+from .events import (
+    FlowDtmfReceived,
+    FlowEnded,
+    FlowPromptStarted,
+    FlowResumed,
+    LegAnswered,
+    LegDialing,
+    LegFailed,
+)
 from .fallback_runner import default_policy, transfer_with_fallback
 from .transfer import TransferOptions
 
@@ -52,7 +61,7 @@ class FlowExecutor:
 
         def on_digit(digit: str) -> None:
             digits.put_nowait(digit)
-            call.record(engine.now(), "flow.dtmf", digit=digit)
+            call.record(engine.now(), FlowDtmfReceived(digit))
             log.info("flow.dtmf", call_id=call.id, digit=digit)
 
         endpoint.on_dtmf = on_digit
@@ -63,7 +72,7 @@ class FlowExecutor:
             if call.state is not CallState.CONNECTED:
                 return
             if isinstance(action, PlayPrompt):
-                call.record(engine.now(), "flow.prompt", node=runner.current)
+                call.record(engine.now(), FlowPromptStarted(runner.current))
                 samples = self._wav(action.file) if action.file else None
                 if samples is None:
                     samples = await self.render(action.text)
@@ -101,7 +110,7 @@ class FlowExecutor:
                     action = EndCall(outcome.reason or "transfer failed")
             else:
                 assert isinstance(action, EndCall)
-                call.record(engine.now(), "flow.end", reason=action.reason)
+                call.record(engine.now(), FlowEnded(action.reason))
                 engine.end(call, CallInput.HUNG_UP, f"flow: {action.reason}")
                 return
 
@@ -128,17 +137,17 @@ class FlowExecutor:
         def answered(media: object) -> None:
             apply_media(endpoint, media)  # type: ignore[arg-type]
             call.resources.append(Bridge(caller.endpoint, endpoint))  # type: ignore[arg-type]
-            call.record(engine.now(), "leg.bot.answered")
+            call.record(engine.now(), LegAnswered("bot"))
 
         def failed(status: object, reason: str) -> None:
-            call.record(engine.now(), "leg.bot.failed", status=status, reason=reason)
+            call.record(engine.now(), LegFailed("bot", status, reason))
             endpoint.close()
             call.bot = None
             if not outcome.done():
                 outcome.set_result(status)
 
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
-        call.record(engine.now(), "leg.bot.dialing", uri=str(uri))
+        call.record(engine.now(), LegDialing("bot", str(uri)))
         leg.dialing = engine.outbound.dial(
             call, leg, uri, caller_user=user or "voicegw", max_forwards=70, answer_timeout=action.answer_timeout,
             extra_headers=[], on_progress=lambda response: None,
@@ -189,7 +198,7 @@ class FlowExecutor:
             bridge.close()
         if call.agent is not None and call.agent.endpoint is not None:
             call.agent.endpoint.close()
-        call.record(engine.now(), "flow.post_agent", node=post_agent)
+        call.record(engine.now(), FlowResumed(post_agent))
         if call.flow_task is not None:
             call.flow_task.cancel()  # a flow still waiting on a bot that was replaced
         call.flow_task = engine.spawn(self.run(call, at=post_agent), call)

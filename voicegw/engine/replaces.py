@@ -22,6 +22,7 @@ from ..sip.errors import SipError
 from ..sip.events import RequestReceived
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallState, Leg
+from .events import LegReplaced
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -79,7 +80,7 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
     engine.respond(event.transaction_id, response)
     swap_leg(engine, call, old, leg)
     engine.outbound.hang_up(old)
-    call.record(engine.now(), f"leg.{leg.role}.replaced", source=str(source))
+    call.record(engine.now(), LegReplaced(leg.role, str(source)))
 
 
 def swap_leg(engine: Engine, call: Call, old: Leg, new: Leg) -> None:

@@ -13,6 +13,7 @@ import structlog
 
 from ..sip.message import Request
 from .call import Call, CallInput, Leg
+from .events import SessionExpired, SessionRefreshed
 
 if TYPE_CHECKING:
     from .b2bua import Engine
@@ -58,10 +59,10 @@ class SessionTimers:
         if leg is not call.caller or call.session_expires is None:
             return []
         self.arm(call)
-        call.record(self.engine.now(), "call.session_refreshed")
+        call.record(self.engine.now(), SessionRefreshed())
         return self.headers(call)
 
     def _expired(self, call: Call) -> None:
-        call.record(self.engine.now(), "call.session_expired")
+        call.record(self.engine.now(), SessionExpired())
         log.info("call.session_expired", call_id=call.id)
         self.engine.end(call, CallInput.HUNG_UP, "session timer expired")

@@ -44,6 +44,17 @@ from ..sip.refer import (
 from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
+from .events import (
+    LegByeSent,
+    LegDialing,
+    LegListening,
+    TransferAccepted,
+    TransferFailed,
+    TransferProgress,
+    TransferRefused,
+    TransferStarted,
+    TransferSucceeded,
+)
 from .outbound import FailureStatus, destination
 from .warm import WarmTransfers
 
@@ -133,8 +144,7 @@ class Transfers:
     def _start(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
         target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
-        call.record(transfer.started, "transfer.started", transfer_id=transfer.id,
-                    method=transfer.method.value, target=target, trigger=trigger)
+        call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
         log.info("transfer.started", call_id=call.id, transfer_id=transfer.id, method=transfer.method.value, target=target)
         if call.state is not CallState.CONNECTED:
             self.finish(call, transfer, "call_state", "the call is not connected")
@@ -238,7 +248,7 @@ class Transfers:
             on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),
             on_failure=lambda status, reason: self._agent_failed(call, transfer, leg, status, reason),
         )
-        call.record(engine.now(), "leg.agent.dialing", uri=str(uri), transfer_id=transfer.id)
+        call.record(engine.now(), LegDialing("agent", str(uri), transfer.id))
 
     def _waiting_audio(self, caller: Leg) -> Player | None:
         assert caller.endpoint is not None
@@ -250,7 +260,7 @@ class Transfers:
 
     def progress(self, call: Call, transfer: Transfer, status: int) -> None:
         transfer.progress.append(status)
-        call.record(self.engine.now(), "transfer.progress", transfer_id=transfer.id, status=status)
+        call.record(self.engine.now(), TransferProgress(transfer.id, status))
         log.info("transfer.progress", call_id=call.id, transfer_id=transfer.id, status=status)
         self._notify(transfer)
 
@@ -272,7 +282,7 @@ class Transfers:
                 # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
                 if bot is not None and not bot.ended and transfer.trigger != "bot":
                     engine.outbound.hang_up(bot)
-                    call.record(engine.now(), "leg.bot.bye_sent")
+                    call.record(engine.now(), LegByeSent("bot"))
                 old.close()
         else:
             call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
@@ -285,7 +295,7 @@ class Transfers:
         mixer = TapMixer()
         bridge.set_tap(mixer)
         call.resources.append(Player(bot_endpoint, mixer).start())
-        call.record(self.engine.now(), "leg.bot.listening")
+        call.record(self.engine.now(), LegListening("bot"))
 
     def bot_left(self, call: Call) -> None:
         """A listening bot hung up: stop feeding it."""
@@ -363,8 +373,7 @@ class Transfers:
             if transfer is None or getattr(transfer, "refer_id", None) != event.refer_id:
                 continue
             if isinstance(event, ReferAccepted):
-                call.record(self.engine.now(), "transfer.accepted", transfer_id=transfer.id,
-                            status=event.status, subscription=event.subscription)
+                call.record(self.engine.now(), TransferAccepted(transfer.id, event.status, event.subscription))
             elif isinstance(event, ReferProgressed):
                 self.progress(call, transfer, event.status)
             elif isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
@@ -422,7 +431,7 @@ class Transfers:
         if self.resolve(target)[0] is None:
             # toll fraud guard: a REFER off the allow-list never leaves the box
             engine.respond(event.transaction_id, incoming.reject(403, "Forbidden (transfer target not allowed)"))
-            call.record(engine.now(), "transfer.refused", target=target, status="policy")
+            call.record(engine.now(), TransferRefused(target, "policy"))
             log.info("transfer.refused", call_id=call.id, target=target, trigger="bot")
             return
         response, notify = incoming.accept(engine.now())
@@ -494,7 +503,7 @@ class Transfers:
         if (incoming.subscription_over and transfer is not None and not listening
                 and transfer.state is TransferState.SUCCEEDED and not leg.ended):
             self.engine.outbound.hang_up(leg)
-            call.record(self.engine.now(), "leg.bot.bye_sent")
+            call.record(self.engine.now(), LegByeSent("bot"))
             if transfer.method is TransferMethod.REFER:  # the carrier has the caller: done
                 self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
 
@@ -518,11 +527,15 @@ class Transfers:
         transfer.status = status
         transfer.reason = reason
         transfer.ended = self.engine.now()
-        ok = isinstance(status, int) and 200 <= status < 300
-        transfer.state = TransferState.SUCCEEDED if ok else TransferState.FAILED
-        event = "transfer.succeeded" if ok else "transfer.failed"
-        call.record(transfer.ended, event, transfer_id=transfer.id, status=status, reason=reason)
-        log.info(event, call_id=call.id, transfer_id=transfer.id, method=transfer.method.value,
+        outcome: TransferSucceeded | TransferFailed
+        if isinstance(status, int) and 200 <= status < 300:
+            transfer.state = TransferState.SUCCEEDED
+            outcome = TransferSucceeded(transfer.id, status, reason)
+        else:
+            transfer.state = TransferState.FAILED
+            outcome = TransferFailed(transfer.id, status, reason)
+        call.record(transfer.ended, outcome)
+        log.info(outcome.name, call_id=call.id, transfer_id=transfer.id, method=transfer.method.value,
                  status=status, reason=reason)
         self._notify(transfer)
 

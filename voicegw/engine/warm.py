@@ -34,6 +34,15 @@ from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUn
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
 from .consult import Action, ConsultError, ConsultMachine, Input, State
+from .events import (
+    AgentDtmfReceived,
+    BriefingStarted,
+    LegByeSent,
+    LegConsulting,
+    LiveBriefingStarted,
+    ReferReplacesSent,
+    WarmTransferMoved,
+)
 from .outbound import destination
 
 if TYPE_CHECKING:
@@ -93,7 +102,7 @@ class WarmTransfers:
             on_failure=lambda status, reason: self._feed(
                 call, warm, Input.DIAL_FAILED, "no_answer" if status == "timeout" else status, reason),
         )
-        call.record(engine.now(), "leg.agent.consulting", uri=str(uri), transfer_id=transfer.id)
+        call.record(engine.now(), LegConsulting("agent", str(uri), transfer.id))
 
     def complete(self, call: Call) -> None:
         """Connect now (flow, API, CLI); raises ConsultError before the agent answered."""
@@ -129,8 +138,8 @@ class WarmTransfers:
         before = warm.machine.state
         actions = warm.machine.feed(event, status)
         if warm.machine.state is not before:
-            call.record(self.engine.now(), "transfer.warm", transfer_id=warm.transfer.id,
-                        state=warm.machine.state.value, input=event.value)
+            call.record(self.engine.now(), WarmTransferMoved(warm.transfer.id, warm.machine.state.value,
+                                                             event.value))
         for action in actions:
             self._do(call, warm, action, reason)
 
@@ -212,7 +221,7 @@ class WarmTransfers:
             except (OSError, WavError) as error:
                 log.warning("warm.briefing_unreadable", file=settings.briefing_file, error=str(error))
         if parts and warm.machine.state is State.BRIEFING:
-            call.record(self.engine.now(), "transfer.briefing", transfer_id=warm.transfer.id)
+            call.record(self.engine.now(), BriefingStarted(warm.transfer.id))
             warm.briefing = play_samples(endpoint, np.concatenate(parts))
             call.resources.append(warm.briefing)
             await warm.briefing.wait()
@@ -232,7 +241,7 @@ class WarmTransfers:
             return
         caller_bridge.close()
         warm.live = Bridge(bot.endpoint, agent.endpoint)
-        call.record(self.engine.now(), "transfer.live_briefing", transfer_id=warm.transfer.id, seconds=seconds)
+        call.record(self.engine.now(), LiveBriefingStarted(warm.transfer.id, seconds))
         deadline = self.engine.now() + seconds
         while warm.machine.state is State.BRIEFING and self.engine.now() < deadline:
             await asyncio.sleep(min(0.1, max(0.0, deadline - self.engine.now())))
@@ -250,7 +259,7 @@ class WarmTransfers:
             call.resources.append(Bridge(caller.endpoint, bot.endpoint))
 
     def _digit(self, call: Call, warm: WarmTransfer, digit: str) -> None:
-        call.record(self.engine.now(), "transfer.agent_dtmf", transfer_id=warm.transfer.id, digit=digit)
+        call.record(self.engine.now(), AgentDtmfReceived(warm.transfer.id, digit))
         if digit == warm.settings.accept_digit:
             self._feed(call, warm, Input.ACCEPTED)
         elif digit == warm.settings.decline_digit:
@@ -270,7 +279,7 @@ class WarmTransfers:
             # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
             if call.bot is not None and not call.bot.ended and warm.transfer.trigger != "bot":
                 engine.outbound.hang_up(call.bot)
-                call.record(engine.now(), "leg.bot.bye_sent")
+                call.record(engine.now(), LegByeSent("bot"))
             old.close()
         else:
             call.resources.append(Bridge(caller.endpoint, warm.leg.endpoint))
@@ -293,7 +302,7 @@ class WarmTransfers:
         tx = engine.sip.send_request(request, destination(hop, leg.peer))
         engine._track(tx, lambda event: self._refer_event(call, warm, event))
         engine.transfers.pump_refers(call)
-        call.record(engine.now(), "transfer.refer_replaces", transfer_id=warm.transfer.id, refer_id=refer.refer_id)
+        call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 
     def _refer_event(self, call: Call, warm: WarmTransfer, event: Any) -> None:
         from ..sip.events import TransactionTimedOut

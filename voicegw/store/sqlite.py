@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from ..engine.events import CallEvent
 from .records import Entry
 from .recovery import Recovery, RunLock, lock_directory, recover
 from .schema import migrate
@@ -127,15 +128,15 @@ class Store:
         return store
 
     # ------------------------------------------------------------------ recording
-    def listener(self, call: Any, now: float, event: str, detail: dict[str, Any]) -> None:
-        """An engine listener (``engine.listeners``): enqueue, nothing else. The entry's
-        time is the wall clock now: the engine calls listeners as the event happens."""
-        self.writer.put(Entry(self._clock(), call.key, call.id, event, detail))
+    def listener(self, call: Any, now: float, event: CallEvent) -> bool:
+        """An engine listener (``engine.listeners``): enqueue, nothing else (False when
+        the entry was dropped). The entry's time is the wall clock now: the engine calls
+        listeners as the event happens."""
+        return self.writer.put(Entry(self._clock(), call.key, call.id, event))
 
-    def record(self, call_key: str, call_id: str, event: str, at: float | None = None,
-               **detail: Any) -> bool:
+    def record(self, call_key: str, call_id: str, event: CallEvent, at: float | None = None) -> bool:
         """Queue one timeline entry directly (tests, or events that have no Call)."""
-        return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event, detail))
+        return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event))
 
     async def durable(self) -> None:
         """Return once everything recorded so far is committed: await it before acting

@@ -7,8 +7,8 @@ transaction and commits; while it commits, new entries pile up and form the next
 batch, so the number of commits (fsyncs) falls as the load rises.
 
 Full queue. The queue is bounded at ``max_queue`` entries for plain timeline entries
-(leg.*, flow.*...); the entries that make the records (call.incoming/connected/ended,
-transfer.*, fallback.*) may use a further ``reserve``. Past that an entry is dropped,
+(leg and flow events...); the entries that make the records (``records.ESSENTIAL_EVENTS``:
+the call's start, answer and end, transfer and fallback events) may use a further ``reserve``. Past that an entry is dropped,
 never waited for: disk trouble must not stop calls. Drops are counted
 (``statistics()``, ``runs.dropped``) and logged on the first and every
 ``log_every``-th. A dropped entry can leave a record incomplete, never inconsistent
@@ -98,7 +98,7 @@ class Writer:
     def _drop(self, entry: Entry, why: str) -> bool:
         self.dropped += 1
         if self.dropped == 1 or self.dropped % self.log_every == 0:
-            log.warning("store.dropped", why=why, dropped=self.dropped, event_name=entry.event,
+            log.warning("store.dropped", why=why, dropped=self.dropped, event_name=entry.event.name,
                         call_key=entry.call_key, queued=self._queue.qsize())
         return False
 
@@ -179,7 +179,7 @@ class Writer:
                 except Exception as entry_error:
                     self.failed += 1
                     if self.failed == 1 or self.failed % self.log_every == 0:
-                        log.error("store.entry_failed", error=repr(entry_error), event_name=entry.event,
+                        log.error("store.entry_failed", error=repr(entry_error), event_name=entry.event.name,
                                   call_key=entry.call_key, failed=self.failed)
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))

@@ -40,6 +40,7 @@ from typing import Any
 
 import structlog
 
+from ..engine.events import CallEnded, CallEvent, CallStarted
 from ..sip.errors import SipError
 from ..sip.events import Address
 from ..sip.message import Request
@@ -216,15 +217,15 @@ class Guard:
                 return SipError("too many calls from this source", status=503)
         return None
 
-    def on_call_event(self, call: Any, now: float, event: str, detail: dict[str, Any]) -> None:
+    def on_call_event(self, call: Any, now: float, event: CallEvent) -> None:
         """An engine timeline listener: counts the calls up, per caller source."""
-        if event == "call.incoming":
+        if isinstance(event, CallStarted):
             if call.key in self._calls:
                 return
             host = call.caller.peer.host
             self._calls[call.key] = host
             self._calls_per_source[host] = self._calls_per_source.get(host, 0) + 1
-        elif event == "call.ended":
+        elif isinstance(event, CallEnded):
             host = self._calls.pop(call.key, None)
             if host is None:
                 return
