@@ -343,3 +343,38 @@ def test_port_in_use_exits_1():
         second = DaemonProcess(port=first.port)
         with pytest.raises(RuntimeError, match="daemon.failed"):
             second.start(timeout=10)
+
+
+# --- INVITEs that cannot start a call (issue 13) -----------------------------------------
+SDP_OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+@pytest.mark.parametrize(("contact", "problem"), [
+    (None, "missing Contact"),
+    ("*", "Contact * outside REGISTER"),
+    ("<tel:+15551234>", "Contact is not a SIP or SIPS URI"),
+    ("<mailto:someone@example.com>", "Contact is not a SIP or SIPS URI"),
+    ("<sip:a@127.0.0.1>, <sip:b@127.0.0.1>", "more than one Contact"),
+])
+def test_invite_without_a_usable_contact_gets_400_naming_it(daemon, contact, problem):
+    """RFC 3261 8.1.1.8: an INVITE names one SIP/SIPS remote target. Without one the
+    daemon answers 400 with the reason, logs it at info, and no engine task fails."""
+    extra = "" if contact is None else f"Contact: {contact}\r\n"
+    with udp_socket("127.0.0.1") as sock:
+        head = options(daemon.address, sock.getsockname(), method="INVITE",
+                       extra=extra + "Content-Type: application/sdp\r\n")
+        body = SDP_OFFER.encode()
+        sock.sendto(head.replace(b"Content-Length: 0", b"Content-Length: %d" % len(body)) + body,
+                    daemon.address)
+        final = None
+        for _ in range(5):
+            got = recv_any([sock], 3.0)
+            assert got is not None, "no final response"
+            if status_line(got[0])[0] >= 200:
+                final = status_line(got[0])
+                break
+    assert final == (400, f"Bad Request ({problem})")
+    assert wait_until(lambda: any(e.get("event") == "call.refused" and e.get("detail") == problem
+                                  and e.get("level") == "info" for e in daemon.events()), 3.0)
+    assert not [e for e in daemon.events() if e.get("event") == "engine.task_failed"]

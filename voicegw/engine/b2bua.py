@@ -282,6 +282,10 @@ class Engine:
         if self.draining:
             return make_response(invite, 503, "Service Unavailable (shutting down)", to_tag=new_tag(),
                                  headers=Headers([("Retry-After", "30")]))
+        problem = remote_target_problem(invite)
+        if problem is not None:
+            log.info("call.refused", cause="bad_request", detail=problem, source=str(source))
+            return make_response(invite, 400, f"Bad Request ({problem})", to_tag=new_tag())
         if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
             refusal = self._authenticate(invite)
             if refusal is not None:
@@ -631,6 +635,27 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
     else:
         endpoint.set_srtp(None)
     endpoint.set_remote(media.remote_address, media.remote_port)
+
+
+def remote_target_problem(invite: Request) -> str | None:
+    """Why ``invite`` cannot start a call, or None. RFC 3261 8.1.1.8: a request that
+    establishes a dialog carries exactly one Contact with a SIP or SIPS URI (our remote
+    target for BYE and re-INVITE); "*" belongs to REGISTER (10.2.2); and we call back
+    From's and the Request-URI's peers only over SIP."""
+    values = invite.headers.get_all("contact")
+    if not values:
+        return "missing Contact"
+    if any(value.strip() == "*" for value in values):
+        return "Contact * outside REGISTER"
+    try:
+        contacts = invite.contacts
+    except SipError as error:
+        return f"bad Contact: {error.reason}"
+    if len(contacts) != 1:
+        return "more than one Contact"
+    if not isinstance(contacts[0].uri, SipUri):
+        return "Contact is not a SIP or SIPS URI"
+    return None
 
 
 def peer_of(uri: SipUri) -> Address:
