@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Calls per second through ``voicegw run`` (B2BUA to a bot), through Kamailio, and
-through Asterisk (a real B2BUA).
+through Asterisk and FreeSWITCH (real B2BUAs).
 
 sipp UAC -> voicegw (--bot-uri) -> sipp UAS, at rising rates, each rate for a few
 seconds of short calls (INVITE, 200, ACK, hold, BYE). Two modes:
@@ -18,6 +18,11 @@ asterisk-b2bua/), an optimised (-O2) build that ``scripts/peers/build-asterisk
 --optimised`` finds or builds (minutes, once). Asterisk relays RTP like voicegw, so its
 rtp figures compare like with like.
 
+``--target freeswitch`` does the same through FreeSWITCH 1.10 (mod_sofia, ``bridge``,
+media anchored: the shipped test config with scripts/bench/freeswitch-b2bua/bench.xml as
+its dialplan, the session-rate cap raised, log level warning, no SIP trace), the -O2
+build that ``scripts/peers/build-freeswitch`` finds or builds.
+
 The same scenario (1xx optional and unordered, shared/anchors/README.md) and rates are
 run with Kamailio as a transaction-stateful proxy (``t_relay``, one UDP worker;
 scripts/bench/kamailio-proxy.cfg) between the same sipp peers, for the ratio. Per
@@ -29,6 +34,7 @@ one core, averaged over the sipp run. Prints a table, then one JSON line.
     .venv/bin/python scripts/bench/call_rate.py --rates 100,200 --seconds 5 --modes sig
     .venv/bin/python scripts/bench/call_rate.py --no-kamailio
     .venv/bin/python scripts/bench/call_rate.py --target voicegw,asterisk
+    .venv/bin/python scripts/bench/call_rate.py --target voicegw,freeswitch
 
 Installs Kamailio with apt-get when it is missing (says so first). Loopback only; every
 process started here is stopped here, by its PID.
@@ -40,6 +46,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio-proxy.cfg"
 ASTERISK_CONF = Path(__file__).resolve().parent / "asterisk-b2bua"
+FREESWITCH_DIALPLAN = Path(__file__).resolve().parent / "freeswitch-b2bua" / "bench.xml"
 HOST = "127.0.0.1"
 DEFAULT_RATES = (50, 100, 200, 300, 400)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -269,6 +277,66 @@ def start_asterisk(prefix: Path, work: Path, uas_port: int) -> Server:
     return server
 
 
+def ensure_freeswitch() -> tuple[Path, Path] | None:
+    """(binary, shipped test config) of FreeSWITCH (found, or built from ../shared/peers)."""
+    script = ROOT / "scripts" / "peers" / "build-freeswitch"
+    print("call_rate: looking for FreeSWITCH (building one takes minutes)", file=sys.stderr)
+    done = subprocess.run([str(script)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          check=False)
+    prefix = Path(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
+    if done.returncode != 0 or prefix is None or not (prefix / "bin" / "freeswitch").exists():
+        print("call_rate: no FreeSWITCH: " + (done.stderr.strip()[-300:] or "none found"), file=sys.stderr)
+        return None
+    shared = subprocess.run([str(ROOT / "scripts" / "peers" / "shared-dir"), str(ROOT)],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    for conf in (prefix / "conf", Path(shared) / "peers" / "freeswitch" / "conf"):
+        if (conf / "freeswitch.xml").exists():
+            return prefix / "bin" / "freeswitch", conf
+    print("call_rate: FreeSWITCH found but not its test config", file=sys.stderr)
+    return None
+
+
+def start_freeswitch(binary: Path, shipped: Path, work: Path, uas_port: int) -> Server:
+    """FreeSWITCH in the foreground from a copy of the shipped config whose dialplan
+    bridges every call to the UAS; ports through the config's environment overrides."""
+    port = free_port()
+    run = Path(tempfile.mkdtemp(prefix="vg-bench-fs-"))
+    conf = run / "conf"
+    shutil.copytree(shipped, conf)
+    (conf / "dialplan" / "test.xml").write_text(
+        FREESWITCH_DIALPLAN.read_text().replace("@UAS_PORT@", str(uas_port)))
+    switch = conf / "autoload_configs" / "switch.conf.xml"
+    text = switch.read_text()
+    # the test config caps new sessions at 100/s (each call is two sessions) and 1000 at once
+    for name, value in (("sessions-per-second", "5000"), ("max-sessions", "20000")):
+        text, count = re.subn(rf'(name="{name}" value=")\d+"', rf'\g<1>{value}"', text)
+        if count != 1:
+            raise SystemExit(f"{switch}: no {name} to raise")
+    switch.write_text(text)
+    for sub in ("log", "db", "run", "temp"):
+        (run / sub).mkdir()
+    esl = free_port()
+    env = dict(os.environ, FS_IP=HOST, FS_SIP_PORT=str(port), FS_ESL_PORT=str(esl),
+               FS_RTP_START="20000", FS_RTP_END="31999", FS_LOGLEVEL="warning", FS_SIP_TRACE="no")
+    log = work / "freeswitch.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(binary), "-nonat", "-nonatmap", "-nc", "-nf", "-np", "-conf", str(conf),
+                                 *[a for sub in ("log", "db", "run", "temp") for a in (f"-{sub}", str(run / sub))]],
+                                cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    server = Server("freeswitch", proc, port, log)
+
+    def ready() -> bool:  # calls get 503 until the core says it is ready
+        status = subprocess.run([str(binary.with_name("fs_cli")), "-P", str(esl), "-x", "status"],
+                                capture_output=True, text=True, timeout=20, check=False).stdout
+        return "is ready" in status and udp_taken(port)
+
+    if not wait_for(lambda: not server.alive() or ready(), 60) or not server.alive():
+        server.stop()
+        raise SystemExit("freeswitch did not start:\n" + log.read_text(errors="replace")[-2000:])
+    server.cleanup = lambda: shutil.rmtree(run, ignore_errors=True)  # type: ignore[attr-defined]
+    return server
+
+
 def start_uas(sipp: str, work: Path, rtp_echo: bool, scenario: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     """The bot: sipp's built-in UAS (INVITE -> 180, 200 with PCMU SDP; ACK; BYE -> 200)."""
     port, media = free_port(), free_media_port()
@@ -427,7 +495,7 @@ def main() -> int:
     parser.add_argument("--modes", default="sig,rtp", help="sig (signalling only), rtp (with RTP)")
     parser.add_argument("--no-kamailio", action="store_true", help="voicegw only")
     parser.add_argument("--target", default=None,
-                        help="comma-separated: voicegw, kamailio, asterisk (default voicegw,kamailio)")
+                        help="comma-separated: voicegw, kamailio, asterisk, freeswitch (default voicegw,kamailio)")
     parser.add_argument("--log-level", default="info", help="voicegw's --log-level (default info)")
     parser.add_argument("--keep", type=Path, help="keep the logs (sipp, daemon) in this directory")
     parser.add_argument("--stop-above", type=float, default=0.2,
@@ -441,15 +509,16 @@ def main() -> int:
     modes = [m for m in args.modes.split(",") if m in ("sig", "rtp")]
     wanted = (args.target.split(",") if args.target
               else ["voicegw"] + ([] if args.no_kamailio else ["kamailio"]))
-    unknown = set(wanted) - {"voicegw", "kamailio", "asterisk"}
+    unknown = set(wanted) - {"voicegw", "kamailio", "asterisk", "freeswitch"}
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     kamailio = ensure_kamailio() if "kamailio" in wanted else None
     if "kamailio" in wanted and kamailio is None:
         print("call_rate: kamailio could not be installed: running without it", file=sys.stderr)
     asterisk = ensure_asterisk() if "asterisk" in wanted else None
-    targets = [t for t in ("voicegw", "kamailio", "asterisk") if t in wanted
-               and (t == "voicegw" or (t == "kamailio" and kamailio) or (t == "asterisk" and asterisk))]
+    freeswitch = ensure_freeswitch() if "freeswitch" in wanted else None
+    found = {"voicegw": True, "kamailio": kamailio, "asterisk": asterisk, "freeswitch": freeswitch}
+    targets = [t for t in ("voicegw", "kamailio", "asterisk", "freeswitch") if t in wanted and found[t]]
 
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     if load_before[0] > 0.5:
@@ -475,8 +544,10 @@ def main() -> int:
                         server = start_voicegw(run_dir, uas_port, log_level=args.log_level)
                     elif target == "kamailio":
                         server = start_kamailio(kamailio, run_dir, uas_port)  # type: ignore[arg-type]
-                    else:
+                    elif target == "asterisk":
                         server = start_asterisk(asterisk, run_dir, uas_port)  # type: ignore[arg-type]
+                    else:
+                        server = start_freeswitch(*freeswitch, run_dir, uas_port)  # type: ignore[misc]
                     for rate in rates:
                         step = run_step(sipp, server, scenario, mode, rate, args.seconds, args.hold_ms, run_dir)
                         steps.append(step)
@@ -500,7 +571,7 @@ def main() -> int:
             best[f"{target}-{mode}"] = max(clean) if clean else None
 
     print(f"\nmachine: {os.cpu_count()} CPUs, load average before: {load_before}")
-    print(f"{' vs '.join(targets)} (Kamailio: t_relay; Asterisk: Dial), sipp UAC -> proxy/B2BUA -> sipp UAS, "
+    print(f"{' vs '.join(targets)} (Kamailio: t_relay; Asterisk: Dial; FreeSWITCH: bridge), sipp UAC -> proxy/B2BUA -> sipp UAS, "
           f"{args.seconds:g} s of calls per rate, calls held {args.hold_ms} ms; "
           f"rtp: {40} PCMU packets (20 ms) per call from the caller, echoed by the UAS")
     header = (f"{'target':9} {'mode':4} {'rate':>5} {'attempted':>9} {'ok':>6} {'failed':>6} "
@@ -525,6 +596,10 @@ def main() -> int:
         if v and a:
             ratios[f"asterisk-{mode}"] = round(v / a, 2)
             print(f"voicegw/Asterisk ({mode}): {ratios[f'asterisk-{mode}']} (at most {max(rates)} calls/s tried)")
+        f = best.get(f"freeswitch-{mode}")
+        if v and f:
+            ratios[f"freeswitch-{mode}"] = round(v / f, 2)
+            print(f"voicegw/FreeSWITCH ({mode}): {ratios[f'freeswitch-{mode}']} (at most {max(rates)} calls/s tried)")
     result = {
         "bench": "call_rate",
         "seconds_per_rate": args.seconds,
