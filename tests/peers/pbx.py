@@ -240,7 +240,9 @@ def start_voicegw(workdir: Path, port: int, *, calls: dict[str, Any] | None = No
     """``voicegw run`` on 127.0.0.1:``port`` (where the PBX sends and expects it), with
     ``calls`` and, when given, ``flow`` as the default flow; the control API is off."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"api": {"enabled": False}, "calls": calls or {}}
+    # a call still up at the end (a leg the PBX has given up on) must not hold the stop
+    config: dict[str, Any] = {"api": {"enabled": False}, "calls": calls or {},
+                              "lifecycle": {"drain_deadline": 1}}
     if flow is not None:
         flows = workdir / "flows"
         flows.mkdir(exist_ok=True)

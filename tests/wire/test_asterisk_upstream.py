@@ -129,6 +129,30 @@ def test_refer_to_an_extension_missing_from_the_dialplan_fails_and_the_caller_st
     wait_logged(daemon, "call.ended", call_id=failed["call_id"])
 
 
+def test_refer_accepted_then_the_agent_is_busy_asterisk_notifies_503_and_has_the_phone(pbx, pbx_lab, prompts):
+    """A blind transfer that fails after the 202: Asterisk took the phone into its
+    dialplan when it accepted the REFER, so the failure (Dial BUSY, then the dialplan's
+    Hangup) drops the phone there; voicegw learns it from the final NOTIFY (503) and
+    fails the transfer with it. (Asterisk ends voicegw's leg itself only when its
+    deferred-termination timer fires, 60 s later.)"""
+    agent = pbx_lab.agent(mode="busy")
+    daemon = pbx_lab.voicegw(refer_flow(prompts, pbx.uri("2001")))
+    since = pbx.mark()
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    failed = wait_logged(daemon, "transfer.failed", timeout=15)
+    assert agent.got("INVITE"), "Asterisk dialled the agent for the phone"
+    trace = from_voicegw(pbx, pbx.sip(since))
+    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
+             and t.message.status is None and t.message.method == "NOTIFY"]
+    assert "out 202 REFER" in ladder(trace) and frags == [100, 503], (ladder(trace), frags)
+    assert failed["status"] == 503
+    assert caller.listen(5, lambda: caller.got_request("BYE")), "Asterisk hung the phone up"
+    assert "in 486 INVITE" in ladder(pbx.sip(since), agent.port)
+    assert not [t for t in trace if t.direction == "out" and t.message.method == "BYE"], \
+        "no BYE from Asterisk to voicegw yet (deferred termination)"
+
+
 def test_send_dtmf_from_asterisk_reaches_the_flow(pbx, pbx_lab, prompts):
     """Asterisk calls voicegw (AMI Originate) and sends it "2" with SendDTMF; the
     flow's route for 2 transfers the call to an agent, whose tone comes back to it
