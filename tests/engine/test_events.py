@@ -4,7 +4,7 @@ Scope: the events module itself (frozen, one docstring per field, the stable nam
 details the store and the API show), the engine's emit sites (every ``record(...)`` gets
 an event object, never a name string), and the in-memory consumers: the control API's
 counters and timeline (``api/control.py``, ``api/app.py``) and the engine's listener
-fan-out. The store's records are tests/store/test_store.py; the guard's counts tests/transport/test_guard.py.
+fan-out, and the log listener (``engine/event_log.py``). The store's records are tests/store/test_store.py; the guard's counts tests/transport/test_guard.py.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from structlog.testing import capture_logs
 
 from voicegw.api.app import detail, summary
 from voicegw.api.control import Control
 from voicegw.engine import events as ev
+from voicegw.engine.b2bua import Engine
 from voicegw.engine.call import Call, CallInput, Leg
+from voicegw.engine.event_log import EventLog
 from voicegw.sip.events import Address
 
 ROOT = Path(__file__).resolve().parents[2] / "voicegw"
@@ -162,7 +165,7 @@ def test_every_emit_site_records_an_event_object_never_a_name() -> None:
 
 def test_no_consumer_dispatches_on_an_event_name() -> None:
     """Names are for display and storage; consumers match on the type."""
-    for relative in ("store/records.py", "api/control.py", "api/app.py", "transport/guard.py"):
+    for relative in ("store/records.py", "api/control.py", "api/app.py", "transport/guard.py", "engine/event_log.py"):
         source = (ROOT / relative).read_text()
         for prefix in ('"call.', '"leg.', '"transfer.', '"fallback.', '"flow.'):
             assert prefix not in source, f"{relative} compares event names ({prefix}...)"
@@ -237,3 +240,29 @@ def test_the_api_timeline_shows_each_event_by_name_and_detail() -> None:
         ("call.ended", {"cause": "failed", "reason": "Busy Here (bot: 486)", "status": 486}, 1.0),
     ]
     assert summary(control, call).duration_seconds == 1.0  # up to its CallEnded, not "now"
+
+
+# ---------------------------------------------------------------------- the log listener
+def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_the_rest_at_debug() -> None:
+    call = new_call()
+    log_event = EventLog()
+    with capture_logs() as logs:
+        log_event(call, 0.5, ev.TransferStarted("t1", "refer", "1001", "flow"))
+        log_event(call, 1.0, ev.TransferFailed("t1", 486, "Busy Here"))
+        log_event(call, 1.0, ev.LegAcked("caller"))
+        log_event(call, 2.0, ev.CallEnded("failed", "Busy Here (bot: 486)", 486))
+    assert logs == [
+        {"event": "transfer.started", "log_level": "info", "call_id": "c1", "transfer_id": "t1",
+         "method": "refer", "target": "1001", "trigger": "flow"},
+        {"event": "transfer.failed", "log_level": "info", "call_id": "c1", "method": "refer",
+         "transfer_id": "t1", "status": 486, "reason": "Busy Here"},
+        {"event": "leg.caller.ack", "log_level": "debug", "call_id": "c1", "leg": "caller"},
+        {"event": "call.ended", "log_level": "info", "call_id": "c1", "cause": "failed",
+         "reason": "Busy Here (bot: 486)", "status": 486},
+    ]
+    assert not log_event._methods  # forgotten once the attempt has its outcome
+
+
+def test_the_engine_logs_through_the_listener_first() -> None:
+    listeners = Engine(sip=None).listeners  # type: ignore[arg-type]
+    assert len(listeners) == 1 and isinstance(listeners[0], EventLog)

@@ -49,6 +49,7 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, EventListener, Leg
+from .event_log import EventLog
 from .events import (
     CallEvent,
     CallStarted,
@@ -119,10 +120,10 @@ class Engine:
         ``durable``); the engine awaits it before a transfer leaves."""
         self.draining = False
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
-        self.listeners: list[EventListener] = []
-        """Watchers of every call's timeline (records, API, metrics), called with
-        (call, time, typed event). A listener must not block: it runs on the
-        signalling path."""
+        self.listeners: list[EventListener] = [EventLog()]
+        """Watchers of every call's timeline (the log; the daemon adds the records, the
+        API and metrics), called with (call, time, typed event). A listener must not
+        block: it runs on the signalling path."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -597,7 +598,6 @@ class Engine:
             if task is not current:
                 task.cancel()
         self.loop.call_later(32.0, self._forget, call)  # late retransmissions still match
-        log.info("call.ended", call_id=call.id, reason=call.end_reason, timeline=len(call.timeline))
 
     def _forget(self, call: Call) -> None:
         for leg in call.legs():

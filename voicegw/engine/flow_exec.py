@@ -62,7 +62,6 @@ class FlowExecutor:
         def on_digit(digit: str) -> None:
             digits.put_nowait(digit)
             call.record(engine.now(), FlowDtmfReceived(digit))
-            log.info("flow.dtmf", call_id=call.id, digit=digit)
 
         endpoint.on_dtmf = on_digit
         endpoint._changed()

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import structlog
-
 from ..sip.message import Request
 from .call import Call, CallInput, Leg
 from .events import SessionExpired, SessionRefreshed
 
 if TYPE_CHECKING:
     from .b2bua import Engine
-
-log = structlog.get_logger("voicegw.engine")
 
 MIN_SE = 90  # RFC 4028 4: the minimum session interval, and our Min-SE
 
@@ -64,5 +60,4 @@ class SessionTimers:
 
     def _expired(self, call: Call) -> None:
         call.record(self.engine.now(), SessionExpired())
-        log.info("call.session_expired", call_id=call.id)
         self.engine.end(call, CallInput.HUNG_UP, "session timer expired")

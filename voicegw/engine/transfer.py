@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from structlog.contextvars import bound_contextvars
 
 from ..media.endpoint import open_endpoint
@@ -60,8 +59,6 @@ from .warm import WarmTransfers
 
 if TYPE_CHECKING:
     from .b2bua import Engine
-
-log = structlog.get_logger("voicegw.transfer")
 
 
 class TransferMethod(str, enum.Enum):
@@ -145,7 +142,6 @@ class Transfers:
         target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
         call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
-        log.info("transfer.started", call_id=call.id, transfer_id=transfer.id, method=transfer.method.value, target=target)
         if call.state is not CallState.CONNECTED:
             self.finish(call, transfer, "call_state", "the call is not connected")
             return transfer
@@ -261,7 +257,6 @@ class Transfers:
     def progress(self, call: Call, transfer: Transfer, status: int) -> None:
         transfer.progress.append(status)
         call.record(self.engine.now(), TransferProgress(transfer.id, status))
-        log.info("transfer.progress", call_id=call.id, transfer_id=transfer.id, status=status)
         self._notify(transfer)
 
     def _agent_answered(self, call: Call, transfer: Transfer, leg: Leg, media: Any) -> None:
@@ -432,7 +427,6 @@ class Transfers:
             # toll fraud guard: a REFER off the allow-list never leaves the box
             engine.respond(event.transaction_id, incoming.reject(403, "Forbidden (transfer target not allowed)"))
             call.record(engine.now(), TransferRefused(target, "policy"))
-            log.info("transfer.refused", call_id=call.id, target=target, trigger="bot")
             return
         response, notify = incoming.accept(engine.now())
         engine.respond(event.transaction_id, response)
@@ -535,8 +529,6 @@ class Transfers:
             transfer.state = TransferState.FAILED
             outcome = TransferFailed(transfer.id, status, reason)
         call.record(transfer.ended, outcome)
-        log.info(outcome.name, call_id=call.id, transfer_id=transfer.id, method=transfer.method.value,
-                 status=status, reason=reason)
         self._notify(transfer)
 
     @staticmethod

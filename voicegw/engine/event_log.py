@@ -1,0 +1,70 @@
+"""The log listener: a call's typed events as structured log lines.
+
+One engine listener beside the store and the control API (``Engine.listeners``). It
+picks events by type from :data:`INFO`: those are logged at info under their stable
+name (``transfer.failed``, ``call.ended``) with the call's Call-ID and the event's
+fields, as they always were; every other event is logged at debug, and only when
+debug is on (building the fields costs more than the check). Nothing here decides
+anything: the engine's behaviour does not depend on what is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+from .events import (
+    CallEnded,
+    CallEvent,
+    FlowDtmfReceived,
+    LegEvent,
+    SessionExpired,
+    TransferEvent,
+    TransferFailed,
+    TransferProgress,
+    TransferRefused,
+    TransferStarted,
+    TransferSucceeded,
+)
+
+log = structlog.get_logger("voicegw.engine")
+
+#: Events an operator reads at the default level: a call's end, the transfers and
+#: their outcomes, the caller's keys while a flow runs.
+INFO: tuple[type[CallEvent], ...] = (
+    CallEnded, SessionExpired, TransferStarted, TransferProgress, TransferSucceeded, TransferFailed,
+    TransferRefused, FlowDtmfReceived,
+)
+
+
+class EventLog:
+    """An engine listener: one log line per event. It remembers each transfer's method
+    from its TransferStarted until its outcome, so the outcome's line names it too."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, str] = {}
+        """Transfer id -> method, while the attempt is pending."""
+
+    def __call__(self, call: Any, now: float, event: CallEvent) -> None:
+        if isinstance(event, INFO):
+            log.info(event.name, **self.fields(call, event))
+        elif log.is_enabled_for(logging.DEBUG):
+            log.debug(event.name, **self.fields(call, event))
+
+    def fields(self, call: Any, event: CallEvent) -> dict[str, Any]:
+        """The line's fields: the Call-ID, the leg's role or the transfer's method, then
+        the event's own."""
+        extra: dict[str, Any] = {"call_id": call.id}
+        if isinstance(event, LegEvent):
+            extra["leg"] = event.role
+        elif isinstance(event, TransferStarted):
+            self._methods[event.transfer_id] = event.method
+        elif isinstance(event, (TransferSucceeded, TransferFailed)):
+            method = self._methods.pop(event.transfer_id, None)
+            if method is not None:
+                extra["method"] = method
+        elif isinstance(event, TransferEvent) and event.transfer_id in self._methods:
+            extra["method"] = self._methods[event.transfer_id]
+        return {**extra, **event.detail()}
