@@ -138,9 +138,14 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
     if bot is not None:
         values["bot_answer_timeout"] = bot.timeouts.answer
     call_config = CallConfig(**{k: v for k, v in values.items() if k in CallConfig.__dataclass_fields__})
+    # paths.records_dir only when the file sets it (relative to the file's folder, like
+    # every path in it); otherwise the records stay in ./var under the working directory
+    records_dir = (str(resolve(config, d.paths.records_dir))
+                   if "records_dir" in d.paths.model_fields_set else None)
     built = replace(
         DaemonConfig(), sip=sip, calls=call_config, log_level=d.log_level,
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
+        records_dir=records_dir,
     )
     fields = DaemonConfig.__dataclass_fields__
     for name in PASS_THROUGH:

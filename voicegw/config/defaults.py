@@ -115,6 +115,9 @@ class DaemonConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     """SIP over TLS (sips): listener, certificates, peer checks (transport/tls.py)."""
+    records_dir: str | None = None
+    """Folder of the records database (``voicegw.db``), from ``paths.records_dir``; None:
+    ``./var`` under the working directory (store/sqlite.store_path)."""
     source: Any = field(default=None, compare=False)
     """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
     for the engine. None for the embedded default."""

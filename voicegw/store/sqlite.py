@@ -57,15 +57,15 @@ TimeArg = float | int | datetime | str | None
 
 def store_path(config: Any = None) -> Path:
     """Where the records live: ``$VOICEGW_DB``; else the config's ``store.path``; else
-    ``voicegw.db`` in its records directory (``records_dir``, or ``paths.records_dir``
-    as the YAML names it); else ``var/voicegw.db`` (relative to the working directory)."""
+    ``voicegw.db`` in its records directory (``records_dir``: the YAML's
+    ``paths.records_dir``); else ``var/voicegw.db`` (relative to the working directory)."""
     env = os.environ.get(ENV_PATH)
     if env:
         return Path(env)
     path = getattr(getattr(config, "store", None), "path", None)
     if path:
         return Path(path)
-    directory = getattr(config, "records_dir", None) or getattr(getattr(config, "paths", None), "records_dir", None)
+    directory = getattr(config, "records_dir", None)
     if directory:
         return Path(directory) / DB_NAME
     return Path(DEFAULT_PATH)
