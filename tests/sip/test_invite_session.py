@@ -49,6 +49,7 @@ from voicegw.sip.invite_session_table import (
     IGNORED,
     INVALID,
     TABLE,
+    Action,
     Cause,
     Input,
     InviteSessionError,
@@ -279,6 +280,47 @@ def test_disconnected_keeps_no_timer_and_only_acks() -> None:
     assert not [t for t in timers if (State.DISCONNECTED, t) in TABLE]
     for (state, _), (_, target, cause) in TABLE.items():
         assert (cause is not None) == (target is State.DISCONNECTED and state is not State.DISCONNECTED)
+
+
+S, I, A = State, Input, Action
+#: The rows each cited rule asks for: (state, input, actions, next state, rule).
+RULES = [
+    (S.CALLING, I.CANCEL, (), S.CANCEL_PENDING, "9.1: no provisional yet, the CANCEL waits"),
+    (S.CANCEL_PENDING, I.RECV_100, (A.SEND_CANCEL,), S.CANCELLING, "9.1: a 100 lets it go"),
+    (S.EARLY, I.CANCEL, (A.SEND_CANCEL,), S.CANCELLING, "9.1"),
+    (S.CANCELLING, I.RECV_2XX, (A.ACK_AND_BYE,), S.DISCONNECTED, "9.1, 15: 2xx crossed CANCEL"),
+    (S.CANCELLING, I.TIMER_CANCEL, (), S.DISCONNECTED, "9.1: 64*T1 after CANCEL"),
+    (S.EARLY, I.RECV_CANCEL, (A.SEND_487,), S.DISCONNECTED, "9.2: 487 to the INVITE"),
+    (S.EARLY, I.RECV_2XX, (A.ACK_2XX,), S.CONFIRMED, "13.2.2.4: ACK the 2xx"),
+    (S.CONFIRMED, I.RECV_2XX_AGAIN, (A.RESEND_ACK,), S.CONFIRMED, "13.2.2.4: every 2xx"),
+    (S.CONFIRMED, I.RECV_2XX, (A.ACK_AND_BYE,), S.CONFIRMED, "13.2.2.4: another fork"),
+    (S.EARLY, I.ACCEPT, (A.SEND_2XX,), S.CONNECTING, "13.3.1.4: 2xx, then wait for ACK"),
+    (S.CONNECTING, I.TIMER_2XX, (A.RESEND_2XX,), S.CONNECTING, "13.3.1.4: T1 doubling to T2"),
+    (S.CONNECTING, I.TIMER_NO_ACK, (A.SEND_BYE,), S.DISCONNECTED, "13.3.1.4: 64*T1 -> BYE"),
+    (S.CONNECTING, I.RECV_ACK, (A.ACK_RECEIVED,), S.CONFIRMED, "13.3.1.4: the ACK stops it"),
+    (S.CONNECTING, I.BYE, (), S.DISCONNECTING, "15: the callee waits for the ACK"),
+    (S.DISCONNECTING, I.RECV_ACK, (A.ACK_RECEIVED, A.SEND_BYE), S.DISCONNECTED, "15"),
+    (S.EARLY, I.RECV_BYE, (A.ANSWER_BYE,), S.DISCONNECTED, "15, 15.1.2: BYE on an early dialog"),
+    (S.REINVITING, I.MODIFY_491, (A.START_GLARE,), S.GLARE, "14.1: back off"),
+    (S.GLARE, I.TIMER_GLARE, (A.RESEND_MODIFY,), S.REINVITING, "14.1: then resend"),
+    (S.GLARE, I.RECV_REINVITE, (A.DROP_GLARE, A.TAKE_MODIFY), S.REINVITED, "14.1: theirs won"),
+    (S.REINVITING, I.MODIFY_FAILED, (A.MODIFY_ROLLBACK,), S.CONFIRMED, "14.1: unchanged"),
+    (S.REINVITING, I.MODIFY_GONE, (A.END_DIALOG,), S.DISCONNECTED, "12.2.1.2: 481/408"),
+    (S.REINVITED, I.RECV_CANCEL, (A.CANCEL_MODIFY,), S.CONFIRMED, "9.2: 487 to the re-INVITE"),
+    (S.NULL, I.RECV_UNACCEPTABLE, (A.REFUSE,), S.DISCONNECTED, "RFC 4028 8.1: 422 + Min-SE"),
+    (S.CALLING, I.RECV_TOO_BRIEF, (A.RETRY_LONGER,), S.CALLING, "RFC 4028 7.4: retry"),
+    (S.CONFIRMED, I.TIMER_REFRESH, (A.REFRESH,), S.REINVITING, "RFC 4028 10: refresh at SE/2"),
+    (S.REINVITED, I.TIMER_REFRESH, (A.OWE_REFRESH,), S.REINVITED, "RFC 4028 10: once idle"),
+    (S.CONFIRMED, I.TIMER_EXPIRE, (A.SEND_BYE,), S.DISCONNECTED, "RFC 4028 10: BYE before expiry"),
+    (S.CONFIRMED, I.RECV_REFRESH, (A.ANSWER_REFRESH,), S.CONFIRMED, "RFC 4028 9: UPDATE refresh"),
+    (S.EARLY, I.RECV_CHALLENGE, (A.RETRY_AUTHORIZED,), S.CALLING, "22.2: resend, credentials"),
+]
+
+
+@pytest.mark.parametrize(("state", "kind", "actions", "target", "rule"), RULES,
+                         ids=[rule for *_, rule in RULES])
+def test_the_table_has_the_row_each_rule_asks_for(state, kind, actions, target, rule) -> None:
+    assert TABLE[(state, kind)][:2] == (actions, target)
 
 
 def test_invalid_requests_carry_the_rfc_status() -> None:
