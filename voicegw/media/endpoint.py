@@ -58,6 +58,16 @@ class RtpSocket(asyncio.DatagramProtocol):
     def set_receiver(self, receiver: Receiver | None) -> None:
         self.datagram_received = receiver or self.default  # type: ignore[method-assign]
 
+    def detach(self) -> None:
+        """Forget every receiver (the socket is closed). They are bound methods of the
+        endpoint or a bridge, which hold this socket: a reference cycle per socket that
+        only the cyclic collector would free, so it is cut here."""
+        self.default = self.datagram_received = _discard  # type: ignore[method-assign]
+
+
+def _discard(data: bytes, addr: Addr) -> None:
+    """The receiver of a closed socket (a datagram already queued by the loop)."""
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
@@ -273,11 +283,15 @@ class MediaEndpoint:
             if sock.transport is not None:
                 sock.transport.close()
                 sock.transport = None  # anything still writing (a player) now drops
+            sock.detach()
         if self._pool is not None:
             self._pool.release(self.port)
-        writer = self.writer
+        writer, self.writer = self.writer, None
         if writer is not None:
             writer.yield_output()  # a player stops instead of ticking on a closed port
+        # what was installed on it (a bridge's refresh, the flow's DTMF handler) holds
+        # the call's objects: dropped, so the endpoint holds nothing of the call
+        self._on_change = self.on_dtmf = None
 
 
 async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEndpoint:

@@ -321,4 +321,8 @@ class Bridge:
         self.closed = True
         self.b.release(self._ab)
         self.a.release(self._ba)
+        for direction in (self._ab, self._ba):
+            # a bound ``sendto`` keeps the (closed) socket's transport alive, and with it
+            # the context it was opened in, as long as the API keeps the ended call
+            direction.sendto = direction.expect = None
 
