@@ -582,6 +582,8 @@ class Engine:
             if leg.dialing is not None and not leg.dialing.answered:
                 self.outbound.give_up(leg.dialing)
                 leg.ended = True
+            elif leg.dialog is None:  # its INVITE failed: nothing to end
+                leg.ended = True
             else:
                 self.outbound.hang_up(leg, caller_headers if leg is call.caller else None)
                 call.record(self.now(), LegByeSent(leg.role))

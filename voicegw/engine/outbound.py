@@ -151,8 +151,7 @@ class OutboundLegs:
         if dialing.given_up:
             return
         dialing.given_up = True
-        if dialing.timer is not None:
-            dialing.timer.cancel()
+        _settle(dialing)
         if dialing.answered:
             self.hang_up(dialing.leg)
         else:
@@ -215,8 +214,7 @@ class OutboundLegs:
         if dialing.answered:
             return  # a retransmitted 2xx: ACKed again, nothing else
         dialing.answered = True
-        if dialing.timer is not None:
-            dialing.timer.cancel()
+        _settle(dialing)
         if dialing.given_up:
             self.hang_up(leg)  # it answered as we cancelled: 15, end it
             return
@@ -229,19 +227,33 @@ class OutboundLegs:
         dialing.on_answer(response, media)
 
     def _fail(self, dialing: Dialing, status: FailureStatus, reason: str) -> None:
-        if dialing.timer is not None:
-            dialing.timer.cancel()
+        _settle(dialing)
         if dialing.given_up:
             return  # already reported, or we stopped it (the 487 to our CANCEL is not news)
         dialing.given_up = True
         dialing.on_failure(status, reason)
 
     def _no_answer(self, dialing: Dialing) -> None:
+        dialing.timer = None
         if dialing.answered or dialing.given_up:
             return
+        _settle(dialing)
         self.cancel(dialing.leg)
         dialing.given_up = True
         dialing.on_failure("timeout", "no answer")
+
+
+def _settle(dialing: Dialing) -> None:
+    """The attempt is decided (answered, failed, given up): its timer is cancelled and
+    the leg lets go of it. The engine's handler for the INVITE keeps the Dialing for
+    late or retransmitted responses; the timer handle (whose argument is the Dialing)
+    and the leg (which the Dialing holds) keeping it too would be reference cycles
+    that only the cyclic collector frees, one set per call."""
+    if dialing.timer is not None:
+        dialing.timer.cancel()
+        dialing.timer = None
+    if dialing.leg.dialing is dialing:
+        dialing.leg.dialing = None
 
 
 def destination(uri: object, fallback: Address) -> Address:
