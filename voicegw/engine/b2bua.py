@@ -231,8 +231,10 @@ class Engine:
         task.add_done_callback(_log_task_error)
         return task
 
-    def _track(self, transaction_id: str, handler: Callable[[Event], None]) -> None:
+    def _track(self, transaction_id: str, handler: Callable[[Event], None], call: Call | None = None) -> None:
         self._by_transaction[transaction_id] = handler
+        if call is not None:
+            call.transaction_ids.append(transaction_id)
 
     def _call_by_server_transaction(self, transaction_id: str) -> Call | None:
         return next((c for c in self.calls.values() if c.caller.transaction_id == transaction_id), None)
@@ -369,6 +371,7 @@ class Engine:
         assert leg.dialog is not None
         dialog_id = leg.dialog.id
         self._by_dialog[dialog_id] = (call, leg)
+        call.dialog_ids.append(dialog_id)
         self.sip.core.register_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
 
     def _fail_setup(self, call: Call, status: int, reason: str) -> None:
@@ -544,7 +547,7 @@ class Engine:
         if leg.held and direction is Direction.SENDRECV:
             direction = Direction.SENDONLY  # c=0.0.0.0 style hold: say it explicitly
         reoffer = far.sdp.offer(port=far.endpoint.port, direction=direction)
-        self.outbound.reoffer(far, reoffer, lambda media: self._far_answered(call, far, media))
+        self.outbound.reoffer(call, far, reoffer, lambda media: self._far_answered(call, far, media))
         call.record(self.now(), LegReofferSent(far.role, direction.value))
 
     def _far_answered(self, call: Call, leg: Leg, media: NegotiatedMedia) -> None:
@@ -602,12 +605,13 @@ class Engine:
         self.loop.call_later(32.0, self._forget, call)  # late retransmissions still match
 
     def _forget(self, call: Call) -> None:
-        for leg in call.legs():
-            self._by_transaction.pop(leg.transaction_id, None)
-            if leg.dialog is not None:
-                dialog_id = leg.dialog.id
-                self._by_dialog.pop(dialog_id, None)
-                self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
+        """Drop every index entry of an ended call: its dialogs (legs replaced or
+        dropped during the call included) and its transaction handlers."""
+        for transaction_id in (*call.transaction_ids, *(leg.transaction_id for leg in call.legs())):
+            self._by_transaction.pop(transaction_id, None)
+        for dialog_id in call.dialog_ids:
+            self._by_dialog.pop(dialog_id, None)
+            self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
         self.calls.pop(call.key, None)
 
     # ------------------------------------------------------------------ helpers

@@ -105,6 +105,12 @@ class Call:
     tasks: set[Any] = field(default_factory=set)
     resources: list[Any] = field(default_factory=list)
     """Bridges and players to close when the call ends."""
+    dialog_ids: list[Any] = field(default_factory=list)
+    """Every dialog registered for the call, legs since replaced or dropped included:
+    the engine forgets them all with the call."""
+    transaction_ids: list[str] = field(default_factory=list)
+    """Client transactions whose handlers the engine keeps for the call (an INVITE's
+    handler stays after its 2xx, to ACK retransmissions): forgotten with the call."""
 
     listener: EventListener | None = None
     """Called with (call, time, event) for every timeline entry: the store records

@@ -54,7 +54,8 @@ class OutboundLegs:
     ``send_request``; ``register`` registers a new dialog with the engine."""
 
     def __init__(self, *, host: str, sip_port: int, send: Callable[[Request, Address], str],
-                 register: Callable[[Call, Leg], None], track: Callable[[str, Callable[[Event], None]], None],
+                 register: Callable[[Call, Leg], None],
+                 track: Callable[[str, Callable[[Event], None], Call], None],
                  tls_port: int = 5061) -> None:
         self.host = host
         self.sip_port = sip_port
@@ -112,12 +113,12 @@ class OutboundLegs:
         leg.sdp = builder  # re-offers on this leg keep the o= session id (RFC 3264 8)
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         leg.transaction_id = self._send(invite, leg.peer)
-        self._track(leg.transaction_id, lambda event: self._event(dialing, event))
+        self._track(leg.transaction_id, lambda event: self._event(dialing, event), call)
         loop = asyncio.get_running_loop()
         dialing.timer = loop.call_later(answer_timeout, self._no_answer, dialing)
         return dialing
 
-    def reoffer(self, leg: Leg, offer: SessionDescription,
+    def reoffer(self, call: Call, leg: Leg, offer: SessionDescription,
                 answered: Callable[[NegotiatedMedia], None] | None = None) -> None:
         """A re-INVITE on a confirmed leg with our new ``offer`` (hold, unhold): its 2xx
         is ACKed and the answer applied; a failure leaves the session as it was
@@ -144,7 +145,7 @@ class OutboundLegs:
             if answered is not None:
                 answered(media)
 
-        self._track(self._send(request, destination(hop, leg.peer)), on_event)
+        self._track(self._send(request, destination(hop, leg.peer)), on_event, call)
 
     def give_up(self, dialing: Dialing) -> None:
         """Stop the attempt: CANCEL while it rings, BYE if it already answered."""

@@ -342,7 +342,7 @@ class Transfers:
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
         tx = engine.sip.send_request(request, destination(hop, leg.peer))
-        engine._track(tx, lambda event: self._refer_response(call, event))
+        engine._track(tx, lambda event: self._refer_response(call, event), call)
         self.pump_refers(call)
 
     def _refer_response(self, call: Call, event: Any) -> None:
@@ -488,7 +488,7 @@ class Transfers:
                 incoming.receive_notify_response(event.response)
             self._bot_refer_settled(call, leg, incoming)
 
-        self.engine._track(tx, answered)
+        self.engine._track(tx, answered, call)
 
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""

@@ -300,7 +300,7 @@ class WarmTransfers:
         request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
         warm.refer_id = refer.refer_id
         tx = engine.sip.send_request(request, destination(hop, leg.peer))
-        engine._track(tx, lambda event: self._refer_event(call, warm, event))
+        engine._track(tx, lambda event: self._refer_event(call, warm, event), call)
         engine.transfers.pump_refers(call)
         call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 
