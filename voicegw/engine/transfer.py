@@ -530,6 +530,9 @@ class Transfers:
             outcome = TransferFailed(transfer.id, status, reason)
         call.record(transfer.ended, outcome)
         self._notify(transfer)
+        # the API keeps finished transfers (Control.transfers); their listeners are
+        # closures over the call, which would keep every such call alive with them
+        transfer.listeners.clear()
 
     @staticmethod
     def _notify(transfer: Transfer) -> None:
