@@ -47,6 +47,7 @@ from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
+from ..sip.transaction import T1
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .event_log import EventLog
@@ -95,6 +96,10 @@ def caller_status(bot_status: FailureStatus) -> int:
 
 
 class Engine:
+    FORGET_AFTER = 64 * T1
+    """Seconds an ended call stays indexed (its dialogs, its INVITEs' handlers): a 2xx
+    retransmitted until then is ACKed again (RFC 3261 13.2.2.4, 64*T1)."""
+
     def __init__(self, sip: SipSender, config: EngineConfig | None = None) -> None:
         self.sip = sip
         self.config = config or EngineConfig()
@@ -602,7 +607,11 @@ class Engine:
         for task in list(call.tasks):
             if task is not current:
                 task.cancel()
-        self.loop.call_later(32.0, self._forget, call)  # late retransmissions still match
+        # a cancelled task keeps its CancelledError, whose traceback holds the flow's
+        # frames and their locals (prompts, players): the ended call, which the API
+        # keeps a while, must not keep the task
+        call.flow_task = None
+        self.loop.call_later(self.FORGET_AFTER, self._forget, call)  # late retransmissions still match
 
     def _forget(self, call: Call) -> None:
         """Drop every index entry of an ended call: its dialogs (legs replaced or
