@@ -17,7 +17,8 @@ import numpy as np
 import structlog
 
 from ..media.player import play_samples
-from ..media.wav import WavError, load_wav
+from ..media.prompts import load_prompt
+from ..media.wav import WavError
 from .call import Call, CallState
 from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
 from .events import FallbackDecided, FallbackPromptPlayed
@@ -135,7 +136,7 @@ async def _play(engine: Engine, call: Call, prompt: Prompt) -> None:
     samples: np.ndarray
     if prompt.file:
         try:
-            samples = load_wav(prompt.file)
+            samples = load_prompt(prompt.file)
         except (OSError, WavError) as error:
             log.warning("fallback.prompt_unreadable", file=prompt.file, error=str(error))
             samples = await engine.render("Sorry.")

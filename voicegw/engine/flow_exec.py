@@ -29,7 +29,8 @@ from ..media.player import play_samples
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.tts import TtsError
-from ..media.wav import WavError, load_wav
+from ..media.prompts import load_prompt
+from ..media.wav import WavError
 from .call import Call, CallInput, CallState, Leg
 from .events import (
     FlowDtmfReceived,
@@ -173,7 +174,7 @@ class FlowExecutor:
     @staticmethod
     def _wav(path: str) -> np.ndarray | None:
         try:
-            return load_wav(path)
+            return load_prompt(path)
         except (OSError, WavError) as error:
             log.warning("flow.prompt_unreadable", file=path, error=str(error))
             return None

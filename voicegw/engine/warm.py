@@ -28,7 +28,8 @@ from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player, play_samples
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
-from ..media.wav import WavError, load_wav
+from ..media.prompts import load_prompt
+from ..media.wav import WavError
 from ..settings import WarmSettings
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
@@ -185,7 +186,7 @@ class WarmTransfers:
         assert endpoint is not None
         if settings.hold == "music" and settings.hold_file:
             try:
-                return hold_player(endpoint, load_wav(settings.hold_file))
+                return hold_player(endpoint, load_prompt(settings.hold_file))
             except (OSError, WavError) as error:
                 log.warning("warm.hold_unreadable", file=settings.hold_file, error=str(error))
                 return hold_player(endpoint)
@@ -217,7 +218,7 @@ class WarmTransfers:
             parts.append(await self.engine.render(text))
         if settings.briefing_file:
             try:
-                parts.append(load_wav(settings.briefing_file))
+                parts.append(load_prompt(settings.briefing_file))
             except (OSError, WavError) as error:
                 log.warning("warm.briefing_unreadable", file=settings.briefing_file, error=str(error))
         if parts and warm.machine.state is State.BRIEFING:

@@ -108,6 +108,9 @@ class Player:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        # the samples (a prompt, hold music with its notice) are not needed once it
+        # stopped, but the ended call keeps its players for the API a while longer
+        self.source = _ENDED
         if not self._done.done():
             self._done.set_result(None)
             self.endpoint.release(self)
@@ -121,6 +124,10 @@ class Player:
 
     async def wait(self) -> None:
         await asyncio.shield(self._done)
+
+
+_ENDED = ArraySource(np.zeros(0, dtype=np.int16))
+"""What a player that ended reads: nothing."""
 
 
 def play_samples(endpoint: MediaEndpoint, samples: np.ndarray, loop: bool = False) -> Player:

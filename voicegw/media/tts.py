@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicegw.media.wav import load_wav
+from voicegw.media.prompts import load_prompt
 
 ESPEAK = "espeak-ng"
 
@@ -44,8 +44,8 @@ class EspeakTts:
         path = self.cache_path(text, voice)
         if not path.exists():
             await self._run(text, voice or self.voice, path)
-        # Decoding a prompt is a few ms of numpy; not worth a thread hop.
-        return load_wav(path)
+        # decoded once, then shared read-only by every call (media/prompts.py)
+        return load_prompt(path)
 
     async def _run(self, text: str, voice: str, path: Path) -> None:
         exe = shutil.which(self.command)
