@@ -468,6 +468,9 @@ class UserAgentCore:
         if tx.terminated:
             if isinstance(tx, ServerTransaction):
                 self._server.pop(tx.id, None)
+                if tx.is_invite and tx.to_tag is not None:
+                    # a 2xx whose ACK never came (Timer L/H): nothing waits for it now
+                    self._accepted.pop((tx.request.call_id, tx.request.cseq.seq, tx.to_tag), None)
             else:
                 self._client.pop(tx.id, None)
         else:
