@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import os
 import signal
 import sqlite3
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from .config.defaults import DEFAULT, DaemonConfig
 from .logging import get_logger
+from .memory import PeriodicCollector, tune_gc
 from .settings import EngineConfig
 from .store import Store, store_path
 from .store.schema import SchemaError
@@ -150,6 +150,8 @@ class Daemon:
             listeners.append(self.guard.on_call_event)
         self.endpoint.on_event = self._on_event
         self._stop = asyncio.Event()
+        self.collector: PeriodicCollector | None = None
+        """The full garbage collections on a clock (memory.py), while serving."""
         self.store: Store | None = None
         """The call/transfer records (store/), open while serving when the application
         is an engine (has ``listeners``); the control API reads it."""
@@ -194,6 +196,8 @@ class Daemon:
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
         if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
             self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
+        collector = self.collector = PeriodicCollector(loop)
+        collector.start()
         api_url, api_error = await self._start_api()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -216,6 +220,7 @@ class Daemon:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            collector.stop()
             if self.api is not None:
                 await self.api.close()
             await self.endpoint.close()
@@ -411,16 +416,6 @@ def run(config: DaemonConfig = DEFAULT, loader: Callable[[], DaemonConfig] | Non
     tune_gc()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(Daemon(config, application_factory=engine_factory(config), loader=loader).serve())
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper collections: signalling allocates many short-lived objects, and
-    full collections over everything loaded at start-up showed as 40-50 ms latency
-    spikes at 3,000 requests/s. Start-up objects move out of the collector's sight
-    (``gc.freeze``); the young generation is collected less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def engine_factory(config: DaemonConfig) -> ApplicationFactory:
