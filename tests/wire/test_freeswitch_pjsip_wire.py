@@ -10,6 +10,9 @@ the phone's own REFER handling matters.
   Replaces goes to FreeSWITCH, which puts the phone where voicegw's consult leg was and
   BYEs that leg (RFC 3891 3).
 
+- FreeSWITCH as the agents' PBX with a PJSIP agent: voicegw's INVITE transfer to
+  ``bridge-<agent port>``; caller and agent hear each other's tone across both B2BUAs.
+
 Asserted: the phone's SIP (tests/peers/pjsua.py keeps what PJSIP sent and received) and
 its audio (its tone echoed back, recorded and detected by frequency), FreeSWITCH's SIP
 trace, the sipp peers' message logs and voicegw's JSON log.
@@ -21,8 +24,9 @@ from urllib.parse import unquote
 
 import pytest
 from peers.calls import HOST, SIPP
-from peers.freeswitch import INSTALL, SKIP_REASON
-from peers.lab import finish, peer, requests, start_voicegw, wait_event
+from peers.freeswitch import INSTALL, SKIP_REASON, talk, tone
+from peers.lab import bot, caller, finish, peer, requests, sipfrags, start_voicegw, wait_event
+from peers.pbx import tone_packets
 from peers.pjsua import AVAILABLE, Pjsua, hears
 
 pytestmark = [
@@ -98,3 +102,24 @@ def test_warm_transfer_refer_with_replaces_pjsip_phone_joins_the_freeswitch_agen
     joined.hangup()
     finish(lab, agent)
     assert len(requests(agent.messages(), "INVITE")) == 1, "the agent's call was kept, not redialled"
+
+
+def test_voicegw_transfers_to_a_pjsip_agent_behind_freeswitch_both_hear_each_other(lab, freeswitch, tmp_path):
+    with Pjsua(tmp_path, "agent", tone_hz=900) as agent:
+        start_voicegw(lab, transfer_allow=[f"sip:*@{HOST}:{freeswitch.sip_port}"], transfer_method="invite")
+        b = bot(lab, "bot_refer.xml", freeswitch.uri(f"bridge-{agent.port}"))
+        c = caller(lab)
+        assert c.invite().status == 200
+        wait_event(lab, "transfer.succeeded", status=200)
+        finish(lab, b)
+        assert sipfrags(b.messages())[-1] == (200, True)
+        call = agent.incoming()
+        call.wait_confirmed()
+        call.record_start()
+        heard = talk(c, tone(500, 100))
+        assert hears(call.record_stop(), 500), "the agent hears the caller's tone"
+        assert tone_packets(heard, 900) >= 40, "the caller hears the agent's tone"
+        invite = agent.requests("INVITE")[0]
+        assert invite.header("x-vg-caller") == "alice", "voicegw's context headers, copied by FreeSWITCH"
+        assert c.bye().status == 200
+        call.wait_disconnected()
