@@ -1,5 +1,6 @@
-"""``voicegw check [--config FILE] [--json]``: validate the config, the SIP profiles
-and the flows without starting anything.
+"""``voicegw check [--config FILE] [--json] [--simulate FLOW:NODE:STATUS]``: validate the
+config, the SIP profiles and the flows without starting anything; with --simulate, also
+show what the fallback of one agent_transfer node does with a failure (cli/simulate.py).
 
 Each problem is printed as ``file:line: field: message``. Exit codes: 0 valid,
 1 invalid, 2 usage (click's own, e.g. a --config that does not exist). With no
@@ -15,14 +16,21 @@ from pathlib import Path
 
 import click
 
+from ..config.convert import build_flow
 from ..config.load import check as check_config
+from ..config.loader import LoadedConfig
+from ..flow.runner import Flow, demo_flow
+from .simulate import SimulateError, parse_status, parse_target, render, simulate, statuses_for, transfer_node
 
 
 @click.command("check")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="voicegw.yaml to check (default: the embedded default with ./sip_profiles and ./flows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def check(config_file: Path | None, as_json: bool) -> None:
+@click.option("--simulate", "simulate_target", metavar="FLOW:NODE:STATUS",
+              help="Dry-run a transfer failure at an agent_transfer node: STATUS is a SIP code, "
+                   "timeout, policy, no_final, declined, no_answer, cancelled, or all.")
+def check(config_file: Path | None, as_json: bool, simulate_target: str | None) -> None:
     """Validate the config, profiles and flows; print each problem as file:line: field: message."""
     dirs: dict[str, Path | None] = {}
     if config_file is None:
@@ -33,6 +41,10 @@ def check(config_file: Path | None, as_json: bool) -> None:
     except Exception as error:  # a bug must not look like a traceback to an operator
         click.echo(f"voicegw check: internal error: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
+    if simulate_target is not None and not problems:
+        assert config is not None
+        _simulate(config, simulate_target, as_json)
+        return
     if as_json:
         result = {
             "ok": not problems,
@@ -56,3 +68,31 @@ def check(config_file: Path | None, as_json: bool) -> None:
             f"default flow: {config.daemon.default_flow or 'demo (built in)'}"
         )
     sys.exit(1 if problems else 0)
+
+
+def _simulate(config: LoadedConfig, target: str, as_json: bool) -> None:
+    """Print the dry run (exit 0), or why it cannot be done (exit 1)."""
+    try:
+        flow_name, node_name, status_text = parse_target(target)
+        flow = _flow(config, flow_name)
+        node = transfer_node(flow, node_name)
+        statuses = statuses_for(node.policy()) if status_text == "all" else [parse_status(status_text)]
+    except SimulateError as error:
+        click.echo(f"voicegw check: {error}", err=True)
+        sys.exit(1)
+    runs = [simulate(flow, node, status) for status in statuses]
+    if as_json:
+        click.echo(json.dumps({"ok": True, "simulations": [run.as_dict() for run in runs]}, indent=2))
+    else:
+        for run in runs:
+            click.echo("\n".join(render(run)))
+    sys.exit(0)
+
+
+def _flow(config: LoadedConfig, name: str) -> Flow:
+    if name in config.flows:
+        return build_flow(config, name)
+    if name == "demo":  # the built-in flow of the embedded default
+        return demo_flow(config.daemon.calls.agent_uri)
+    known = ", ".join(sorted(config.flows)) or "none"
+    raise SimulateError(f"no flow {name!r} (flows: {known}; and demo, built in)")

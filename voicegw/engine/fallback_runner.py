@@ -30,18 +30,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("voicegw.fallback")
 
-APOLOGY = Prompt(text="Sorry, we could not connect you to an agent.")
-
-
-def default_policy(on_failure: str | None) -> FallbackPolicy:
-    """Without configured rules: apologise, then the node's on_failure (or the end)."""
-    if on_failure:
-        rule = FallbackRule("default", "goto", prompt=APOLOGY, node=on_failure)
-    else:
-        rule = FallbackRule("default", "end", prompt=APOLOGY)
-    return FallbackPolicy(rules=(), default=rule)
-
-
 @dataclass(frozen=True)
 class Outcome:
     """Where the flow goes after the transfer: ``connected`` (the agent has the call),

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from ..flow.fallback_policy import Attempt
 from ..flow.runner import (
     AgentTransferNode,
     ConnectBot,
@@ -41,7 +40,7 @@ from .events import (
     LegDialing,
     LegFailed,
 )
-from .fallback_runner import default_policy, transfer_with_fallback
+from .fallback_runner import transfer_with_fallback
 from .transfer import TransferOptions
 
 if TYPE_CHECKING:
@@ -96,8 +95,7 @@ class FlowExecutor:
             elif isinstance(action, StartTransfer):
                 node = runner.flow.nodes[runner.current]
                 assert isinstance(node, AgentTransferNode)
-                attempts = [Attempt(node.method, node.target)] + [Attempt(m, t) for m, t in node.more_attempts]
-                policy = node.fallback or default_policy(node.on_failure)
+                attempts, policy = node.attempts(), node.policy()
                 options = TransferOptions(headers=node.headers, destination=node.destination,
                                           ring_timeout=node.ring_timeout, context_headers=node.context_headers)
                 outcome = await transfer_with_fallback(engine, call, attempts, policy, trigger="flow",

@@ -169,6 +169,18 @@ class FallbackPolicy:
         return self.default, "default"
 
 
+APOLOGY = Prompt(text="Sorry, we could not connect you to an agent.")
+
+
+def default_policy(on_failure: str | None) -> FallbackPolicy:
+    """An agent_transfer node without rules: apologise, then its on_failure (or the end)."""
+    if on_failure:
+        rule = FallbackRule("default", "goto", prompt=APOLOGY, node=on_failure)
+    else:
+        rule = FallbackRule("default", "end", prompt=APOLOGY)
+    return FallbackPolicy(rules=(), default=rule)
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One way to transfer: a method and a target."""
@@ -181,6 +193,7 @@ class Attempt:
 
 __all__ = [
     "ACTIONS",
+    "APOLOGY",
     "DEFAULT_MATCH",
     "EXHAUSTED_MATCH",
     "NAMED_MATCHES",
@@ -192,4 +205,5 @@ __all__ = [
     "Prompt",
     "RuleAction",
     "Status",
+    "default_policy",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .fallback_policy import FallbackPolicy
+from .fallback_policy import Attempt, FallbackPolicy, default_policy
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,14 @@ class AgentTransferNode:
     """The target profile's ring timeout; None: the engine's."""
     context_headers: tuple[tuple[str, str], ...] | None = None
     """The target profile's header -> context key map; None: the engine's."""
+
+    def attempts(self) -> list[Attempt]:
+        """The ordered attempts: the node's method and target, then ``more_attempts``."""
+        return [Attempt(self.method, self.target)] + [Attempt(m, t) for m, t in self.more_attempts]
+
+    def policy(self) -> FallbackPolicy:
+        """The node's fallback rules, or the default (an apology, then on_failure)."""
+        return self.fallback or default_policy(self.on_failure)
 
 
 @dataclass(frozen=True)
