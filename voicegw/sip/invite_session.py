@@ -257,8 +257,10 @@ class InviteSession(SessionActions):
                 if not tag:
                     return I.RECV_FAILURE, ctx  # no dialog can come of it (12.1)
                 if self.state in (S.CALLING, S.EARLY) and self.oa.state is OAState.LOCAL_OFFER_SENT:
-                    ctx.media = self._fits(response.body)
-                    if ctx.media is None:
+                    fits = self._fits(response.body)
+                    if fits is not None:
+                        ctx.sdp, ctx.media = fits
+                    else:
                         ctx.status, ctx.reason = 488, "unusable answer in the 2xx"
                         return I.RECV_2XX_BAD_SDP, ctx
                 return I.RECV_2XX, ctx

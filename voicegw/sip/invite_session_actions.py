@@ -121,13 +121,14 @@ class SessionActions:
 
     # ----------------------------------------------------------------------- actions
 
-    def _fits(self, body: bytes) -> NegotiatedMedia | None:
-        """What ``body``, as the answer to our pending offer, settles; None if unusable."""
+    def _fits(self, body: bytes) -> tuple[SessionDescription, NegotiatedMedia] | None:
+        """``body`` as the answer to our pending offer, and what it settles; None if
+        it is unusable."""
         answer = _sdp(body)
         if answer is None or self.oa.pending_offer is None:
             return None
         try:
-            return negotiate(self.oa.pending_offer, answer, local_is_offerer=True)
+            return answer, negotiate(self.oa.pending_offer, answer, local_is_offerer=True)
         except SipError:
             return None
 
@@ -197,7 +198,7 @@ class SessionActions:
             except SipError:
                 pass  # another fork's early dialog: we follow the first
         early = self._fits(response.body) if response.body else None
-        self._out.append(io.ProgressReceived(response, early))
+        self._out.append(io.ProgressReceived(response, None if early is None else early[1]))
 
     def _ack(self, dialog: Dialog, response: Response) -> None:
         seq = response.cseq.seq
@@ -217,9 +218,8 @@ class SessionActions:
         self._ack(self.dialog, response)
         self._peer_allows_update = _allows_update(response)
         if self.oa.state is OAState.LOCAL_OFFER_SENT:
-            answer = _sdp(response.body)
-            assert answer is not None  # the classifier checked it fits
-            self._out.append(io.MediaUpdated(self.oa.remote_answer(answer)))
+            assert ctx.sdp is not None  # the classifier checked that it fits
+            self._out.append(io.MediaUpdated(self.oa.remote_answer(ctx.sdp, ctx.media)))
         self._arm_session_timer(uac_negotiated(response), ctx.now)  # RFC 4028 7.2
 
     def _do_ack_and_bye(self, ctx: _Context) -> None:
@@ -316,7 +316,7 @@ class SessionActions:
         if ctx.sdp is None:
             return
         if self.oa.state is OAState.REMOTE_OFFER_RECEIVED:
-            self._out.append(io.MediaUpdated(self.oa.local_answer(ctx.sdp)))
+            self._out.append(io.MediaUpdated(self.oa.local_answer(ctx.sdp, ctx.media)))
         else:
             self.oa.local_offer(ctx.sdp)  # the answer comes in the ACK (13.2.1)
 
@@ -459,12 +459,12 @@ class SessionActions:
         self._modify = None
         media = None
         if self.oa.state is OAState.LOCAL_OFFER_SENT:
-            media = self._fits(response.body)
-            if media is None:
+            fits = self._fits(response.body)
+            if fits is None:
                 self.oa.rollback()
                 self._out.append(io.ModifyFailed(488, "unusable answer in the 2xx"))
                 return
-            self.oa.remote_answer(SessionDescription.parse(response.body))
+            media = self.oa.remote_answer(*fits)
             self._out.append(io.MediaUpdated(media))
         if self.session_timer is not None:
             self._arm_session_timer(uac_negotiated(response), ctx.now)

@@ -337,19 +337,27 @@ class OfferAnswer:
         self.state = self._next(OAInput.REMOTE_OFFER)
         self.pending_offer = sdp
 
-    def local_answer(self, sdp: SessionDescription) -> NegotiatedMedia:
+    def local_answer(self, sdp: SessionDescription,
+                     negotiated: NegotiatedMedia | None = None) -> NegotiatedMedia:
+        """``negotiated``: what :func:`negotiate` already gave for this offer and
+        ``sdp`` (the INVITE session checks an answer before it acts), so it is not
+        worked out twice."""
         state = self._next(OAInput.LOCAL_ANSWER)
         assert self.pending_offer is not None
-        negotiated = negotiate(self.pending_offer, sdp, local_is_offerer=False)
+        if negotiated is None:
+            negotiated = negotiate(self.pending_offer, sdp, local_is_offerer=False)
         self._settle(state, local=sdp, remote=self.pending_offer, negotiated=negotiated)
         return negotiated
 
-    def remote_answer(self, sdp: SessionDescription) -> NegotiatedMedia:
+    def remote_answer(self, sdp: SessionDescription,
+                      negotiated: NegotiatedMedia | None = None) -> NegotiatedMedia:
         """Raises ``ParseError`` (488) if the answer does not fit our offer; the state
-        stays LOCAL_OFFER_SENT so the caller can ``rollback``."""
+        stays LOCAL_OFFER_SENT so the caller can ``rollback``. ``negotiated`` as for
+        :meth:`local_answer`."""
         state = self._next(OAInput.REMOTE_ANSWER)
         assert self.pending_offer is not None
-        negotiated = negotiate(self.pending_offer, sdp, local_is_offerer=True)
+        if negotiated is None:
+            negotiated = negotiate(self.pending_offer, sdp, local_is_offerer=True)
         self._settle(state, local=self.pending_offer, remote=sdp, negotiated=negotiated)
         return negotiated
 
