@@ -27,11 +27,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .config.defaults import DEFAULT, DaemonConfig
+from .engine.refusals import Refusals
 from .logging import get_logger
 from .memory import PeriodicCollector, tune_gc
 from .settings import EngineConfig
-from .store import Store, store_path
-from .store.schema import SchemaError
 from .sip.build import make_response, new_tag
 from .sip.errors import SipError
 from .sip.events import (
@@ -43,6 +42,9 @@ from .sip.events import (
     TransactionTerminated,
     TransactionTimedOut,
 )
+from .sip.refusal import Cause, refusal_response
+from .store import Store, store_path
+from .store.schema import SchemaError
 from .transport.endpoint import SipEndpoint
 from .transport.guard import Guard, uri_hosts
 
@@ -69,12 +71,16 @@ class RejectingApplication:
 
     def __init__(self, endpoint: SipEndpoint) -> None:
         self._endpoint = endpoint
+        self.refusals = Refusals()
 
     def handle_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             if event.request.method == "ACK" or not event.transaction_id:
                 return
-            response = make_response(event.request, self.STATUS, to_tag=new_tag())
+            request = event.request
+            response = refusal_response(request, Cause.NO_APPLICATION, to_tag=new_tag(), status=self.STATUS)
+            self.refusals.note(Cause.NO_APPLICATION, self.STATUS, method=request.method,
+                               call_id=request.headers.get("call-id"), source=str(event.source))
             self._endpoint.send_response(event.transaction_id, response)
         elif isinstance(event, CancelReceived):
             # the INVITE may already be answered: then the core refuses, and that is fine
@@ -149,6 +155,9 @@ class Daemon:
         if listeners is not None:  # the guard counts calls up, per source
             listeners.append(self.guard.on_call_event)
         self.endpoint.on_event = self._on_event
+        self.refusals: Refusals = getattr(self.application, "refusals", None) or Refusals()
+        """Where refusals are counted and logged: the engine's, so the metric sees the
+        UA core's stateless refusals (guard, transaction limit) and the engine's alike."""
         self._stop = asyncio.Event()
         self.collector: PeriodicCollector | None = None
         """The full garbage collections on a clock (memory.py), while serving."""
@@ -157,7 +166,13 @@ class Daemon:
         is an engine (has ``listeners``); the control API reads it."""
 
     def _on_event(self, event: Event) -> None:
-        log_event(event)
+        if isinstance(event, MessageRejected) and event.cause is not None:
+            # refused by the core before any transaction (guard, transaction limit):
+            # one call.refused line, counted by cause
+            self.refusals.note(event.cause, event.status, method=event.method or "?", call_id=event.call_id,
+                               source=str(event.source), detail=event.reason)
+        else:
+            log_event(event)
         self.application.handle_event(event)
 
     def stop(self) -> None:

@@ -4,14 +4,26 @@ The collector turns what the engine, the control state (:class:`voicegw.api.cont
 and the SIP trace tap already count into metric families when ``/metrics`` is
 scraped. The one thing measured for metrics alone is event-loop lag: a timer every
 ``interval`` seconds notes how late it fired (a busy or blocked loop delays it).
+
+The process itself (RSS, open file descriptors, CPU seconds; ``process_*``) and the
+interpreter (``python_info``, ``python_gc_*``) come from prometheus-client's own
+collectors, registered on the daemon's registry; :func:`process_snapshot` reads the
+same collector for ``GET /status`` so the CLI and the scrape never disagree.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -36,6 +48,12 @@ class VoicegwCollector(Collector):
         yield CounterMetricFamily("voicegw_calls", "Calls admitted", value=engine.totals.get("calls", 0))
         yield CounterMetricFamily("voicegw_calls_answered", "Calls answered",
                                   value=engine.totals.get("answered", 0))
+        refused = CounterMetricFamily("voicegw_calls_refused", "New calls refused by voicegw, by cause (the "
+                                      "text of the Reason header: overload, call_limit, port_pool, ...)",
+                                      labels=["cause"])
+        for cause, count in sorted(engine.refusals.counts.items()):
+            refused.add_metric([cause], count)
+        yield refused
         ended = CounterMetricFamily("voicegw_calls_ended", "Ended calls by cause", labels=["outcome"])
         for outcome, count in sorted(control.outcomes.items()):
             ended.add_metric([outcome], count)
@@ -103,8 +121,50 @@ class LoopLagMonitor:
             self._handle = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSnapshot:
+    """The daemon process's resources now; None where the platform does not say
+    (ProcessCollector reads /proc: Linux only)."""
+
+    rss_bytes: int | None = None
+    virtual_memory_bytes: int | None = None
+    open_fds: int | None = None
+    max_fds: int | None = None
+    cpu_seconds: float | None = None
+    """User plus system CPU time since the process started."""
+    start_time: float | None = None
+    """Unix time the process started."""
+
+
+_PROCESS_FIELDS = {
+    "process_resident_memory_bytes": "rss_bytes",
+    "process_virtual_memory_bytes": "virtual_memory_bytes",
+    "process_open_fds": "open_fds",
+    "process_max_fds": "max_fds",
+    "process_cpu_seconds_total": "cpu_seconds",
+    "process_start_time_seconds": "start_time",
+}
+
+
+def process_snapshot(collector: ProcessCollector | None = None) -> ProcessSnapshot:
+    """RSS, fds and CPU of this process, from the collector ``/metrics`` uses."""
+    collector = collector or ProcessCollector(registry=None)
+    values: dict[str, Any] = {}
+    for family in collector.collect():
+        for sample in family.samples:
+            name = _PROCESS_FIELDS.get(sample.name)
+            if name is not None:
+                values[name] = sample.value if name in ("cpu_seconds", "start_time") else int(sample.value)
+    return ProcessSnapshot(**values)
+
+
 def registry_for(control: Control, lag_interval: float = 0.5) -> tuple[CollectorRegistry, LoopLagMonitor]:
-    """A registry of its own (not the process-global one) with voicegw's metrics."""
+    """A registry of its own (not the process-global one) with voicegw's metrics and
+    the process, platform and GC collectors (the global registry has those, ours
+    must register them itself)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(VoicegwCollector(control))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)  # reads gc.get_stats() at scrape time, nothing more
     return registry, LoopLagMonitor(registry, lag_interval)

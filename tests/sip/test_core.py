@@ -267,7 +267,10 @@ def test_completed_transactions_do_not_count_against_the_limit() -> None:
     feed(core, req("INVITE", branch="z9hG4bKi2"))
     (busy,) = feed(core, req("INVITE", branch="z9hG4bKi3"))
     assert busy.status == 503 and busy.headers.get("retry-after")
+    assert busy.headers.get("reason") == 'SIP;cause=503;text="transaction_limit"'  # RFC 3326
     assert core.statistics().pending_transactions == 2
+    rejected = [e for e in events(core) if isinstance(e, MessageRejected)]
+    assert [(e.status, e.cause, e.method) for e in rejected] == [(503, "transaction_limit", "INVITE")]
 
 
 def test_cancel_200_carries_the_to_tag_of_the_ringing_response() -> None:

@@ -18,6 +18,7 @@ from voicegw.engine.events import CallConnected, CallEnded, CallStarted
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.events import Address
 from voicegw.sip.parser import parse_message
+from voicegw.sip.refusal import Cause
 from voicegw.transport.endpoint import SipEndpoint
 from voicegw.transport.guard import Guard, GuardConfig, LoopLagProbe, uri_hosts
 
@@ -239,7 +240,7 @@ def test_loop_lag_makes_new_invites_503_for_the_hold_time():
         g.note_loop_lag(0.5, 10.1)  # still overloaded: one log line
     assert [e["event"] for e in logs] == ["guard.overloaded"]
     error = g.admit_call(invite(), source, 11.0)
-    assert error is not None and error.status == 503
+    assert error is not None and error.status == 503 and error.cause is Cause.OVERLOAD
     assert g.overloaded(12.0) and not g.overloaded(12.1)
     assert g.admit_call(invite(), source, 12.2) is None
     assert g.stats.rejected_overload == 1 and g.stats.max_loop_lag_seen == 0.5
@@ -253,7 +254,7 @@ def test_max_calls_counts_calls_from_the_engine_timeline():
     assert g.admit_call(invite(), source, 0.0) is None
     g.on_call_event(call("b", CARRIER), 0.0, STARTED)
     error = g.admit_call(invite(), source, 0.0)
-    assert error is not None and error.status == 503
+    assert error is not None and error.status == 503 and error.cause is Cause.CALL_LIMIT
     g.on_call_event(call("a", CARRIER), 1.0, CallConnected("answered"))
     g.on_call_event(call("a", CARRIER), 2.0, ENDED)
     g.on_call_event(call("a", CARRIER), 2.0, ENDED)  # ended once
@@ -267,7 +268,8 @@ def test_calls_per_source_apply_to_non_whitelisted_sources_only():
         g.on_call_event(call(f"e{i}", GOOD), 0.0, STARTED)
     for i in range(5):
         g.on_call_event(call(f"c{i}", CARRIER), 0.0, STARTED)
-    assert g.admit_call(invite(), Address("udp", GOOD, 5060), 0.0).status == 503
+    refused = g.admit_call(invite(), Address("udp", GOOD, 5060), 0.0)
+    assert refused is not None and refused.status == 503 and refused.cause is Cause.SOURCE_LIMIT
     assert g.admit_call(invite(), Address("udp", "192.0.2.8", 5060), 0.0) is None
     assert g.admit_call(invite(), Address("udp", CARRIER, 5060), 0.0) is None
     g.on_call_event(call("e0", GOOD), 1.0, ENDED)
@@ -347,6 +349,7 @@ def test_the_core_answers_503_with_retry_after_when_the_guard_refuses_a_call():
             answer = await _ask(target, data)
             assert answer is not None and status_line(answer)[0] == 503
             assert b"\r\nRetry-After: " in answer
+            assert b'\r\nReason: SIP;cause=503;text="overload"\r\n' in answer  # RFC 3326: why
             # OPTIONS are still answered while overloaded
             answer = await _ask(target, options(target, ("127.0.0.1", 5999)))
             assert answer is not None and status_line(answer)[0] == 200

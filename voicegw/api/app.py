@@ -26,6 +26,7 @@ from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
 from ..engine.events import CallEnded, TranscriptAttached
 from ..engine.transfer import Transfer, TransferState
+from ..metrics import process_snapshot
 from . import models as m
 from .control import Control
 from .transcripts import LinkGone
@@ -89,6 +90,8 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             }) for method in methods],
             sip_responses={f"{d} {code}": n for (d, code), n in sorted(trace.responses.items())},
             records=records,
+            process=m.ProcessInfo(**{k: v for k, v in dataclasses.asdict(process_snapshot()).items()
+                                     if k != "start_time"}),
         )
 
     @app.get("/calls", response_model=list[m.CallSummary], dependencies=auth, responses=unauthorised, tags=["calls"])

@@ -32,6 +32,16 @@ class TransferTotals(BaseModel):
     failed: int
 
 
+class ProcessInfo(BaseModel):
+    """The daemon process's resources (from /proc; null where the platform has none)."""
+
+    rss_bytes: int | None = Field(description="Resident memory (RSS), bytes: process_resident_memory_bytes.")
+    virtual_memory_bytes: int | None
+    open_fds: int | None = Field(description="Open file descriptors: process_open_fds.")
+    max_fds: int | None = Field(description="The open-files limit (RLIMIT_NOFILE).")
+    cpu_seconds: float | None = Field(description="User plus system CPU since start: process_cpu_seconds_total.")
+
+
 class Status(BaseModel):
     version: str
     pid: int
@@ -44,6 +54,7 @@ class Status(BaseModel):
     transfers: list[TransferTotals]
     sip_responses: dict[str, int] = Field(description="Responses by direction and code, e.g. 'out 200'.")
     records: dict[str, Any] | None = Field(None, description="The durable store's totals, when it runs.")
+    process: ProcessInfo
 
 
 class TransferInfo(BaseModel):

@@ -79,6 +79,31 @@ def duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def size(count: float) -> str:
+    """Bytes for people: 85.2 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def process_rows(process: dict[str, Any] | None, uptime: float) -> list[tuple[str, str]]:
+    """The status rows for the daemon process: memory, fds, CPU (what the platform says)."""
+    process = process or {}
+    rows = []
+    if process.get("rss_bytes") is not None:
+        rows.append(("memory (RSS)", size(process["rss_bytes"])))
+    if process.get("open_fds") is not None:
+        limit = f" (limit {process['max_fds']})" if process.get("max_fds") is not None else ""
+        rows.append(("open fds", f"{process['open_fds']}{limit}"))
+    if process.get("cpu_seconds") is not None:
+        cpu = process["cpu_seconds"]
+        average = f", {100 * cpu / uptime:.0f}% of a core on average" if uptime > 0 else ""
+        rows.append(("CPU", f"{cpu:.1f} s{average}"))
+    return rows
+
+
 def transfer_text(transfer: dict[str, Any] | None) -> str:
     if not transfer:
         return ""
@@ -119,6 +144,8 @@ def register(cli: click.Group) -> None:
         table.add_row("version", data["version"])
         table.add_row("pid", str(data["pid"]))
         table.add_row("uptime", duration(data["uptime_seconds"]))
+        for name, value in process_rows(data.get("process"), data["uptime_seconds"]):
+            table.add_row(name, value)
         table.add_row("state", "draining" if data["draining"] else "running")
         table.add_row("active calls", str(data["active_calls"]))
         table.add_row("transfers in flight", str(data["transfers_in_flight"]))

@@ -31,12 +31,14 @@ def cli() -> None:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
     help="Default info; debug adds one line per finished transaction.",
 )
+@click.option("--api-port", type=click.IntRange(0, 65535),
+              help="Control API port on its host (default 5080; 0: any free port, logged in daemon.started).")
 @click.option("--bot-uri", help="Bridge calls to this SIP bot (default: the built-in demo flow).")
 @click.option("--rtp-ports", help="RTP port range MIN-MAX (default 20000-21998).")
 @click.option("--agent-uri", help="The demo flow's agent: DTMF 0 transfers the caller there.")
 def run(
-    config_file: Path | None, sip_host: str | None, sip_port: int | None, log_level: str | None,
-    bot_uri: str | None, rtp_ports: str | None, agent_uri: str | None,
+    config_file: Path | None, sip_host: str | None, sip_port: int | None, api_port: int | None,
+    log_level: str | None, bot_uri: str | None, rtp_ports: str | None, agent_uri: str | None,
 ) -> None:
     """Run the daemon in the foreground; logs are JSON lines on stderr."""
 
@@ -49,6 +51,8 @@ def run(
         if sip_port is not None:
             sip = dataclasses.replace(sip, udp_port=sip_port, tcp_port=sip_port)
         config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
+        if api_port is not None:
+            config = dataclasses.replace(config, api=dataclasses.replace(config.api, port=api_port))
         calls: dict[str, object] = {}
         if bot_uri is not None:
             calls["bot_uri"] = bot_uri

@@ -30,7 +30,7 @@ from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
 from ..settings import EngineConfig
-from ..sip.build import make_response, new_tag, reason_phrase
+from ..sip.build import make_response, new_tag
 from ..sip.dialog import Dialog, make_dialog_response
 from ..sip.dialog_table import DialogId
 from ..sip.digest import Credentials, DigestServer, Verdict
@@ -45,6 +45,7 @@ from ..sip.events import (
 )
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
+from ..sip.refusal import REFUSALS, Cause, refusal_response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.transaction import T1
@@ -68,6 +69,7 @@ from .events import (
 )
 from .outbound import FailureStatus, OutboundLegs
 from .flow_exec import FlowExecutor
+from .refusals import Refusals
 from .replaces import replacing_invite
 from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
 from .transfer import Transfers
@@ -125,6 +127,8 @@ class Engine:
         ``durable``); the engine awaits it before a transfer leaves."""
         self.draining = False
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
+        self.refusals = Refusals()
+        """Calls refused, by cause (the engine's and, through the daemon, the UA core's)."""
         self.listeners: list[EventListener] = [EventLog()]
         """Watchers of every call's timeline (the log; the daemon adds the records, the
         API and metrics), called with (call, time, typed event). A listener must not
@@ -222,7 +226,10 @@ class Engine:
     def hang_up(self, call: Call, reason: str = "operator") -> bool:
         """End a call from outside (API, drain): BYE every leg."""
         if call.state is CallState.SETUP:
-            self._fail_setup(call, 480, f"Temporarily Unavailable ({reason})")
+            # 480, as a callee that went away would (a drain refuses new calls with
+            # 503, but this one already had its 100 Trying)
+            cause = Cause.DRAINING if reason == "shutdown" else Cause.OPERATOR
+            self._refuse_setup(call, cause, status=480, detail=reason)
             return True
         before = call.state
         self.end(call, CallInput.HUNG_UP, reason)
@@ -273,7 +280,7 @@ class Engine:
         except SipError as error:
             return self._fail_setup(call, 488, f"Not Acceptable Here ({error.reason})")
         except PortPoolExhausted:
-            return self._fail_setup(call, 503, "Service Unavailable (no media ports)")
+            return self._refuse_setup(call, Cause.PORT_POOL)
         if call.state is CallState.ENDED:  # CANCEL arrived while we opened the port
             leg.endpoint.close()
             return
@@ -288,11 +295,11 @@ class Engine:
     def admission(self, invite: Request, source: Address) -> Response | None:
         """Who may call and with what: a response refusing the INVITE, or None."""
         if self.draining:
-            return make_response(invite, 503, "Service Unavailable (shutting down)", to_tag=new_tag(),
-                                 headers=Headers([("Retry-After", "30")]))
+            self.refusals.note(Cause.DRAINING, 503, call_id=invite.call_id, source=str(source))
+            return refusal_response(invite, Cause.DRAINING, to_tag=new_tag())
         problem = remote_target_problem(invite)
         if problem is not None:
-            log.info("call.refused", cause="bad_request", detail=problem, source=str(source))
+            self.refusals.note(Cause.BAD_REQUEST, 400, call_id=invite.call_id, detail=problem, source=str(source))
             return make_response(invite, 400, f"Bad Request ({problem})", to_tag=new_tag())
         if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
             refusal = self._authenticate(invite)
@@ -379,15 +386,30 @@ class Engine:
         call.dialog_ids.append(dialog_id)
         self.sip.core.register_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
 
+    def _refuse_setup(self, call: Call, cause: Cause, *, status: int | None = None, detail: str | None = None,
+                      cause_code: int | None = None) -> None:
+        """Refuse a call being set up for ``cause``: the answer says why (Reason), the
+        refusal is counted and logged (``call.refused``), the call ends."""
+        invite = call.caller.invite
+        assert invite is not None
+        response = refusal_response(invite, cause, to_tag=call.local_tag, status=status, detail=detail,
+                                    cause_code=cause_code)
+        self.refusals.note(cause, response.status, call_id=call.id, source=str(call.caller.peer),
+                           detail=detail or REFUSALS[cause].detail)
+        self._end_setup(call, response, response.reason)
+
     def _fail_setup(self, call: Call, status: int, reason: str) -> None:
         invite = call.caller.invite
         assert invite is not None
-        self.respond(call.caller.transaction_id, make_response(invite, status, reason, to_tag=call.local_tag))
+        self._end_setup(call, make_response(invite, status, reason, to_tag=call.local_tag), reason)
+
+    def _end_setup(self, call: Call, response: Response, reason: str) -> None:
+        self.respond(call.caller.transaction_id, response)
         call.caller.ended = True  # the final response ends the caller's (early) dialog: no BYE
         if call.caller.dialog is not None:
             call.caller.dialog.terminate()
         self.totals["failed"] += 1
-        self.end(call, CallInput.FAILED, reason, status=status)
+        self.end(call, CallInput.FAILED, reason, status=response.status)
 
     # ------------------------------------------------------------------ the bot leg
     async def _dial_bot(self, call: Call, caller_invite: Request) -> None:
@@ -397,7 +419,7 @@ class Engine:
         try:
             endpoint = await open_endpoint(self.config.host, self.pool)
         except PortPoolExhausted:
-            return self._fail_setup(call, 503, "Service Unavailable (no media ports)")
+            return self._refuse_setup(call, Cause.PORT_POOL)
         leg = Leg("bot", peer_of(uri), endpoint=endpoint)
         call.bot = leg
         call.record(self.now(), LegDialing("bot", str(uri)))
@@ -462,7 +484,9 @@ class Engine:
         mapped = caller_status(status)
         call.record(self.now(), LegFailed("bot", status, reason))
         log.info("call.bot_failed", call_id=call.id, status=status, caller_status=mapped)
-        self._fail_setup(call, mapped, f"{reason_phrase(mapped)} (bot: {status})")
+        # the Reason carries the bot's own status (408: it never answered in time)
+        self._refuse_setup(call, Cause.BOT_FAILED, status=mapped, detail=f"bot: {status}",
+                           cause_code=status if isinstance(status, int) else 408)
 
     # ------------------------------------------------------------------ in-dialog
     def _in_dialog(self, call: Call, leg: Leg, event: RequestReceived) -> None:

@@ -20,6 +20,7 @@ from ..sip.dialog import Dialog, make_dialog_response
 from ..sip.dialog_table import DialogId
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived
+from ..sip.refusal import Cause, refusal_response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallState, Leg
 from .events import LegReplaced
@@ -69,7 +70,11 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
     except (SipError, PortPoolExhausted) as error:
         if leg.endpoint is not None:
             leg.endpoint.close()
-        engine.respond(event.transaction_id, make_response(invite, getattr(error, "status", 503), to_tag=new_tag()))
+        if isinstance(error, PortPoolExhausted):
+            engine.refusals.note(Cause.PORT_POOL, 503, call_id=invite.call_id, source=str(source), replaces=True)
+            engine.respond(event.transaction_id, refusal_response(invite, Cause.PORT_POOL, to_tag=new_tag()))
+        else:
+            engine.respond(event.transaction_id, make_response(invite, error.status, to_tag=new_tag()))
         return
     apply_media(leg.endpoint, answer.negotiated)
     response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(source.transport),

@@ -39,6 +39,7 @@ from .grammar import split_quoted
 from .headers import MAGIC_COOKIE, Via
 from .message import Headers, Request, Response
 from .parser import is_keepalive, parse_message, salvage
+from .refusal import Cause, Refused, refusal_response
 from .transaction import ClientTransaction, ServerTransaction, State, Transaction
 from .validate import check_request
 
@@ -122,8 +123,8 @@ class UserAgentCore:
         self.allow_header = ", ".join(ALLOWED_METHODS)
         self.admission: Callable[[Request, Address, float], SipError | None] | None = None
         """Asked for each new INVITE outside a dialog (the transport guard's overload and
-        per-source call limits); an error it returns is answered statelessly (503 with
-        Retry-After), before any transaction exists."""
+        per-source call limits); an error it returns is answered statelessly, before any
+        transaction exists (a :class:`Refused` with its Reason and Retry-After)."""
 
     # ------------------------------------------------------------------ entry points
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
@@ -292,7 +293,7 @@ class UserAgentCore:
             self._receive_cancel(request, addr, tx_id, now)
             return
         if len(self._pending) >= self.config.max_transactions:
-            self._reject_stateless(request, addr, SipError("overloaded", status=503))
+            self._reject_stateless(request, addr, Refused(Cause.TRANSACTION_LIMIT))
             return
         if self.admission is not None and request.method == "INVITE" and request.to.tag is None:
             refused = self.admission(request, addr, now)
@@ -395,12 +396,15 @@ class UserAgentCore:
             self.stats.dropped += 1  # never answer an ACK (17.2.1)
             self._events.append(MessageRejected(addr, None, error.reason))
             return
-        response = make_response(request, error.status, _reason(error), to_tag=new_tag())
-        if error.status == 503:
-            response.headers.add("Retry-After", "5")
+        cause = error.cause if isinstance(error, Refused) else None
+        if cause is not None:  # Reason and Retry-After say why (RFC 3326, 21.5.4)
+            response = refusal_response(request, cause, to_tag=new_tag(), detail=error.reason)
+        else:
+            response = make_response(request, error.status, _reason(error), to_tag=new_tag())
         self._queue(bytes(response), self._response_address(request, addr))
         self.stats.rejected += 1
-        self._events.append(MessageRejected(addr, error.status, error.reason))
+        self._events.append(MessageRejected(addr, error.status, error.reason, cause.value if cause else None,
+                                            request.method, request.headers.get("call-id")))
 
     def _server_key(self, request: Request, via: Via) -> str:
         """17.2.3 matching key; the RFC 2543 fallback when the branch lacks the cookie."""

@@ -85,6 +85,12 @@ class MessageRejected:
     """The status sent back, or None when the message was dropped."""
     reason: str
     """What was wrong, e.g. ``"missing Call-ID"``."""
+    cause: str | None = None
+    """For a refusal (voicegw's own state, not the message, was the problem): its
+    :class:`voicegw.sip.refusal.Cause` value, e.g. ``"overload"``. None otherwise."""
+    method: str | None = None
+    """The request's method, when it parsed."""
+    call_id: str | None = None
 
 
 Event = (

@@ -41,9 +41,9 @@ from typing import Any
 import structlog
 
 from ..engine.events import CallEnded, CallEvent, CallStarted
-from ..sip.errors import SipError
 from ..sip.events import Address
 from ..sip.message import Request
+from ..sip.refusal import Cause, Refused
 
 log = structlog.get_logger("voicegw.guard")
 
@@ -200,21 +200,22 @@ class Guard:
         return any(address in network for network in self._whitelist)
 
     # --- new calls (the UA core, for each INVITE outside a dialog) ----------------------
-    def admit_call(self, request: Request, source: Address, now: float) -> SipError | None:
-        """None to let a new INVITE through; a 503 error for the core to answer."""
+    def admit_call(self, request: Request, source: Address, now: float) -> Refused | None:
+        """None to let a new INVITE through; a refusal (503, its cause in the Reason
+        header) for the core to answer."""
         config = self.config
         if not config.enabled:
             return None
         if now < self._overloaded_until:
             self.stats.rejected_overload += 1
-            return SipError("overloaded", status=503)
+            return Refused(Cause.OVERLOAD)
         if config.max_calls and len(self._calls) >= config.max_calls:
             self.stats.rejected_max_calls += 1
-            return SipError("too many calls", status=503)
+            return Refused(Cause.CALL_LIMIT)
         if config.max_calls_per_source and not self._trusted(source.host):
             if self._calls_per_source.get(source.host, 0) >= config.max_calls_per_source:
                 self.stats.rejected_source_calls += 1
-                return SipError("too many calls from this source", status=503)
+                return Refused(Cause.SOURCE_LIMIT)
         return None
 
     def on_call_event(self, call: Any, now: float, event: CallEvent) -> None:
