@@ -187,7 +187,7 @@ class Daemon:
         if not self._open_store():
             return 1
         try:
-            await self.endpoint.start(sip.host, sip.udp_port, sip.tcp_port)
+            await self.endpoint.start(sip.host, sip.udp_port, sip.tcp_port, lag_probe=False)
         except OSError as error:
             log.error("daemon.failed", error=str(error), host=sip.host,
                       udp_port=sip.udp_port, tcp_port=sip.tcp_port)
@@ -218,6 +218,10 @@ class Daemon:
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         loop.set_exception_handler(_log_loop_exception)
+        # the loop's lateness counts from here: the start-up above (the API's routes,
+        # TLS contexts) blocks the loop for a few hundred ms on a busy machine, which
+        # the guard would take for overload and refuse the first calls for
+        self.endpoint.start_lag_probe()
         log.info(
             "daemon.started",
             pid=os.getpid(),

@@ -114,8 +114,11 @@ class SipEndpoint:
                         "dropped_no_core": 0, "trace_errors": 0}
 
     # --- lifecycle ---------------------------------------------------------------------
-    async def start(self, host: str, udp_port: int | None, tcp_port: int | None) -> None:
-        """Bind UDP and/or TCP (port 0: any free port). OSError when a port is taken."""
+    async def start(self, host: str, udp_port: int | None, tcp_port: int | None, *,
+                    lag_probe: bool = True) -> None:
+        """Bind UDP and/or TCP (port 0: any free port). OSError when a port is taken.
+        ``lag_probe=False``: the guard's loop-lag probe waits for :meth:`start_lag_probe`
+        (the daemon starts it once its own start-up, which blocks the loop, is over)."""
         self._loop = asyncio.get_running_loop()
         try:
             if udp_port is not None:
@@ -131,7 +134,13 @@ class SipEndpoint:
         except BaseException:
             await self.close()
             raise
-        if self.guard is not None and self.guard.config.max_loop_lag:
+        if lag_probe:
+            self.start_lag_probe()
+
+    def start_lag_probe(self) -> None:
+        """Measure the loop's lateness for the guard's overload check (when it has one)."""
+        if self._lag_probe is None and self._loop is not None and self.guard is not None \
+                and self.guard.config.max_loop_lag:
             self._lag_probe = LoopLagProbe(self._loop, self.guard)
             self._lag_probe.start()
 
