@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class EspeakTts:
         self.speed = speed
         self.command = command
         self.timeout = timeout
+        self._rendering: dict[Path, asyncio.Future[None]] = {}
 
     def cache_path(self, text: str, voice: str | None = None) -> Path:
         key = f"{voice or self.voice}\0{self.speed}\0{text}".encode()
@@ -43,9 +45,21 @@ class EspeakTts:
     async def render(self, text: str, voice: str | None = None) -> np.ndarray:
         path = self.cache_path(text, voice)
         if not path.exists():
-            await self._run(text, voice or self.voice, path)
+            # one render per prompt: a burst of new calls on a fresh cache waits for
+            # the first call's espeak-ng instead of starting one each
+            rendering = self._rendering.get(path)
+            if rendering is None:
+                rendering = asyncio.ensure_future(self._run(text, voice or self.voice, path))
+                self._rendering[path] = rendering
+                rendering.add_done_callback(lambda done, key=path: self._finished(key, done))
+            await asyncio.shield(rendering)  # a caller that hangs up leaves the render to the rest
         # decoded once, then shared read-only by every call (media/prompts.py)
         return load_prompt(path)
+
+    def _finished(self, path: Path, done: asyncio.Future[None]) -> None:
+        self._rendering.pop(path, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have hung up
 
     async def _run(self, text: str, voice: str, path: Path) -> None:
         exe = shutil.which(self.command)
@@ -55,7 +69,7 @@ class EspeakTts:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Render to a temporary name and rename: a concurrent reader never sees a
         # half-written WAV, and two calls rendering the same prompt both succeed.
-        tmp = path.with_suffix(f".{os.getpid()}.{id(text)}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
         # "--" ends the options, so a prompt starting with "-" is still text.
         proc = await asyncio.create_subprocess_exec(
             exe, "-v", voice, "-s", str(self.speed), "-w", str(tmp), "--", text,
