@@ -147,7 +147,7 @@ class Asterisk:
                 raise ValueError(f"{template.name}: unreplaced {left}")
             (self.run / "etc" / template.name).write_text(text, encoding="utf-8")
 
-    def start(self, timeout: float = 60.0) -> Asterisk:
+    def start(self, timeout: float = 120.0) -> Asterisk:
         self._render()
         with self.console.open("wb") as out:
             self._proc = subprocess.Popen(
@@ -174,7 +174,7 @@ class Asterisk:
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                               check=False)
 
-    def rx(self, command: str, timeout: float = 10.0) -> str:
+    def rx(self, command: str, timeout: float = 30.0) -> str:
         """A CLI command through this instance's control socket; its output."""
         done = self._rx(command, timeout)
         if done.returncode != 0 or done.stdout.startswith("No such command"):
@@ -253,7 +253,7 @@ class Asterisk:
         out = self.rx("core show channels concise")
         return [line.split("!", 1)[0] for line in out.splitlines() if "!" in line]
 
-    def wait_channels(self, predicate, timeout: float = 10.0) -> list[str]:
+    def wait_channels(self, predicate, timeout: float = 20.0) -> list[str]:
         """Poll the channel list until ``predicate(names)`` holds; the last list seen
         (the caller asserts on it)."""
         seen: list[str] = []
@@ -306,7 +306,7 @@ class Asterisk:
             out.append(Traced(message, message.direction, (found.group(2), int(found.group(3)))))
         return out
 
-    def wait_sip(self, predicate, since: int = 0, timeout: float = 10.0) -> list[Traced]:
+    def wait_sip(self, predicate, since: int = 0, timeout: float = 20.0) -> list[Traced]:
         """The trace once ``predicate(trace)`` holds (or after ``timeout``: the caller asserts)."""
         seen: list[Traced] = []
 
@@ -322,7 +322,7 @@ class Asterisk:
         # the Verbose() app's own line, not pbx.c's "Executing [...] Verbose(...)" trace
         return [m.group(1).strip() for m in re.finditer(r"app_verbose\.c: vgtest: ([^\n]*)", self.text(since))]
 
-    def wait_mark(self, needle: str, since: int = 0, timeout: float = 10.0) -> str | None:
+    def wait_mark(self, needle: str, since: int = 0, timeout: float = 20.0) -> str | None:
         """The first ``vgtest:`` line containing ``needle``, waiting up to ``timeout``."""
         found: list[str] = []
 

@@ -126,7 +126,7 @@ class Phone(Carrier):
         host = f"{self.daemon[0]}:{self.daemon[1]}"
         return f"sip:{self.exten}@{host}" if self.exten else f"sip:{host}"
 
-    def invite(self, extra: str = "", timeout: float = 10.0) -> Response:
+    def invite(self, extra: str = "", timeout: float = 20.0) -> Response:
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         self.invite_branch = branch
         body = self.sdp()
@@ -162,7 +162,7 @@ class Phone(Carrier):
         """Packets of ``freq`` Hz received in [since, until)."""
         return tone_packets([p for t, p in list(self.rtp_log) if since <= t < until], freq)
 
-    def wait_heard(self, freq: float, packets: int = 15, since: float = 0.0, timeout: float = 10.0) -> bool:
+    def wait_heard(self, freq: float, packets: int = 15, since: float = 0.0, timeout: float = 20.0) -> bool:
         """Listen (answering SIP) until ``packets`` of ``freq`` Hz arrived after ``since``."""
         return self.listen(timeout, lambda: self.heard(freq, since) >= packets, every=0.05)
 
@@ -173,7 +173,7 @@ class RegisteredAgent(Agent):
     dialled; everything else as :class:`peers.agent.Agent`."""
 
     def register(self, registrar: tuple[str, int], username: str, password: str,
-                 expires: int = 300, timeout: float = 5.0) -> Response:
+                 expires: int = 300, timeout: float = 10.0) -> Response:
         """REGISTER; a 401/407 challenge is answered once; returns the final response.
         Remembered for :meth:`unregister`."""
         self.registration = (registrar, username, password)
@@ -203,7 +203,7 @@ class RegisteredAgent(Agent):
             authorization = f"{header}: {credentials}\r\n"
         raise AssertionError("unreachable")
 
-    def unregister(self, timeout: float = 5.0) -> Response | None:
+    def unregister(self, timeout: float = 10.0) -> Response | None:
         """Remove the contact (Expires: 0), so the PBX does not dial a closed agent."""
         if getattr(self, "registration", None) is None:
             return None
@@ -229,7 +229,7 @@ class RegisteredAgent(Agent):
     def heard(self, freq: float, since: float = 0.0) -> int:
         return tone_packets([p for t, p in list(self.rtp_in) if t >= since], freq)
 
-    def wait_heard(self, freq: float, packets: int = 15, since: float = 0.0, timeout: float = 10.0) -> bool:
+    def wait_heard(self, freq: float, packets: int = 15, since: float = 0.0, timeout: float = 20.0) -> bool:
         return wait_until(lambda: self.heard(freq, since) >= packets, timeout, 0.05)
 
 
@@ -252,7 +252,8 @@ def start_voicegw(workdir: Path, port: int, *, calls: dict[str, Any] | None = No
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     low = free_block(rtp_ports)
     daemon = DaemonProcess(HOST, port, "--config", str(path), "--rtp-ports", f"{low}-{low + rtp_ports - 1}", *args)
-    return daemon.start()
+    # a bound, not a speed check: importing voicegw took 12 s on this 2-core box under load
+    return daemon.start(timeout=60)
 
 
 def logged(daemon: DaemonProcess, event: str, **fields: object) -> list[dict[str, Any]]:
@@ -261,7 +262,7 @@ def logged(daemon: DaemonProcess, event: str, **fields: object) -> list[dict[str
             if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
 
 
-def wait_logged(daemon: DaemonProcess, event: str, timeout: float = 10.0, **fields: object) -> dict[str, Any]:
+def wait_logged(daemon: DaemonProcess, event: str, timeout: float = 20.0, **fields: object) -> dict[str, Any]:
     if not wait_until(lambda: bool(logged(daemon, event, **fields)), timeout, 0.05):
         tail = "\n".join(daemon.lines[-25:])
         raise AssertionError(f"voicegw logged no {event} {fields} within {timeout} s\n{tail}")

@@ -20,7 +20,7 @@ import pytest
 from peers.asterisk import Asterisk, ladder, sipfrag_status
 from peers.pbx import logged, wait_logged
 
-pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
 
 BOT_TONE, BOT_AFTER_TONE = 900, 600
 """What the ``bot`` extension plays before its Transfer(), and after a failed one."""
@@ -35,7 +35,7 @@ def bot_call(pbx_lab, exten: str, agent=None):
     """voicegw bridging a caller to the Asterisk bot at ``exten``; the caller talks."""
     allow = [f"sip:*@127.0.0.1:{agent.port}"] if agent is not None else []
     daemon = pbx_lab.voicegw(args=("--bot-uri", pbx_lab.pbx.uri(exten)), transfer_allow=allow,
-                             transfer_method="invite", ring_timeout=10)
+                             transfer_method="invite", ring_timeout=20)
     caller = pbx_lab.phone("demo", to=daemon.address)
     assert caller.invite().status == 200
     pbx_lab.talk(caller, CALLER_TONE)
@@ -60,7 +60,7 @@ def test_transfer_app_refers_voicegw_to_the_agent_and_gets_success(pbx, pbx_lab)
     agent = pbx_lab.agent(answer_delay=0.3)
     since = pbx.mark()
     daemon, caller = bot_call(pbx_lab, "bot", agent)
-    assert agent.wait_answered(15), pbx.report(since)
+    assert agent.wait_answered(30), pbx.report(since)
     assert agent.call is not None and agent.call.source[1] == pbx.voicegw_port, "voicegw dials the agent"
     pbx_lab.talk(agent, AGENT_TONE)
     answered = time.monotonic()
@@ -85,7 +85,7 @@ def test_transfer_app_refers_voicegw_to_the_agent_and_gets_success(pbx, pbx_lab)
     assert flow.index("in BYE") > max(i for i, d in enumerate(flow) if d == "out 200 NOTIFY")
     assert not caller.got_request("BYE"), "the caller stays, with the agent"
     assert caller.bye().status == 200
-    assert agent.wait_for("BYE", 5)
+    assert agent.wait_for("BYE", 15)
 
 
 def test_transfer_to_a_target_off_the_allow_list_is_refused_and_the_bot_carries_on(pbx, pbx_lab):
@@ -108,7 +108,7 @@ def test_transfer_to_a_busy_agent_reports_486_to_asterisk_and_the_bot_carries_on
     agent = pbx_lab.agent(mode="busy")
     since = pbx.mark()
     daemon, caller = bot_call(pbx_lab, "bot", agent)
-    mark = pbx.wait_mark("bot TRANSFERSTATUS=", since, timeout=15)
+    mark = pbx.wait_mark("bot TRANSFERSTATUS=", since, timeout=30)
     assert mark == "bot TRANSFERSTATUS=FAILURE protocol=486", pbx.marks(since)
     assert agent.got("INVITE"), "voicegw dialled the agent"
     frags = notifies_to_asterisk(pbx, pbx.sip(since))

@@ -29,7 +29,7 @@ from peers.pjsua import AVAILABLE, PjsuaLab, Registration, hears
 
 pytestmark = [
     pytest.mark.wire,
-    pytest.mark.timeout(90),
+    pytest.mark.timeout(240),
     pytest.mark.skipif(not AVAILABLE, reason="pjsua2 is not installed: pip install -e '.[test]'"),
 ]
 
@@ -76,9 +76,9 @@ def test_pjsip_phone_via_asterisk_is_referred_to_the_pjsip_agent_registered_with
     call.wait_confirmed()
     assert hears(call.record(1.0), GREETING), "the phone hears voicegw's greeting through Asterisk"
 
-    incoming = agent.incoming(timeout=15)
-    incoming.wait_confirmed(10)
-    done = wait_logged(daemon, "transfer.succeeded", timeout=10)
+    incoming = agent.incoming(timeout=30)
+    incoming.wait_confirmed(20)
+    done = wait_logged(daemon, "transfer.succeeded", timeout=20)
     wait_logged(daemon, "call.ended", call_id=done["call_id"])
     channels = pbx.wait_channels(lambda names: len(names) == 2 and not any("voicegw" in n for n in names))
     assert sorted(name.rsplit("-", 1)[0] for name in channels) == ["PJSIP/agent", "PJSIP/phone"], channels
@@ -94,7 +94,7 @@ def test_pjsip_phone_via_asterisk_is_referred_to_the_pjsip_agent_registered_with
     invite = agent.requests("INVITE")[-1]
     assert invite.header("from") and "phone" in invite.header("from"), "Asterisk dials the agent for the phone"
     call.hangup()
-    incoming.wait_disconnected(10)
+    incoming.wait_disconnected(20)
 
 
 def test_asterisk_transfer_refers_the_pjsip_phone_to_voicegw_the_transfer_target(pbx, pbx_lab, pj, tmp_path):
@@ -104,13 +104,13 @@ def test_asterisk_transfer_refers_the_pjsip_phone_to_voicegw_the_transfer_target
     phone = pj.ua("phone", user="phone", tone_hz=PHONE_TONE)
     first = phone.call(pbx.uri("tovg"))
     first.wait_confirmed()
-    new = first.transferred_to(timeout=10)  # Asterisk's REFER, accepted by PJSIP
-    new.wait_confirmed(10)
+    new = first.transferred_to(timeout=20)  # Asterisk's REFER, accepted by PJSIP
+    new.wait_confirmed(20)
     assert hears(new.record(1.0), GREETING), "the new call is answered by voicegw's flow"
     mark = pbx.wait_mark("tovg TRANSFERSTATUS=", since)
     # app_transfer sets the SIP code only for failures (TRANSFERSTATUSPROTOCOL 0 on success)
     assert mark == "tovg TRANSFERSTATUS=SUCCESS protocol=0", pbx.marks(since)
-    first.wait_disconnected(10)  # Asterisk hangs up once its Transfer() succeeded
+    first.wait_disconnected(20)  # Asterisk hangs up once its Transfer() succeeded
 
     refers = phone.requests("REFER")
     assert len(refers) == 1, phone.flow()

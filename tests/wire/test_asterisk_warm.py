@@ -22,7 +22,7 @@ import pytest
 from peers.asterisk import ladder
 from peers.pbx import wait_logged
 
-pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
 
 CALLER_TONE, AGENT_TONE = 700, 1100
 
@@ -41,14 +41,14 @@ def test_refer_with_replaces_joins_the_caller_to_the_agent_inside_asterisk(pbx, 
     warm = {"hold": "silence", "briefing_text": "Transfer of a caller.", "confirm": False,
             "auto_complete": True, "complete_by": "refer"}
     daemon = pbx_lab.voicegw(args=("--agent-uri", pbx.uri("queue")), transfer_method="warm",
-                             warm=warm, ring_timeout=10)
+                             warm=warm, ring_timeout=20)
     since = pbx.mark()
     caller = pbx_lab.phone("demo", to=daemon.address)
     assert caller.invite().status == 200
     caller.listen(0.5)
     caller.send_dtmf("0")
-    assert agent.wait_answered(15), pbx.report(since)
-    assert caller.listen(20, lambda: bool(caller.refers)), "no REFER on the caller's leg"
+    assert agent.wait_answered(30), pbx.report(since)
+    assert caller.listen(30, lambda: bool(caller.refers)), "no REFER on the caller's leg"
     refer = caller.refers[0]
     base, replaces = replaces_of(refer.headers.get("refer-to") or "")
     assert base.endswith(f"127.0.0.1:{pbx.sip_port}"), "Refer-To: Asterisk's Contact"
@@ -81,7 +81,7 @@ def test_refer_with_replaces_joins_the_caller_to_the_agent_inside_asterisk(pbx, 
 
     # the transferee reports success: voicegw leaves the caller's leg
     assert caller.notify(refer, 200, "OK", final=True).status == 200
-    assert caller.listen(5, lambda: caller.got_request("BYE")), "voicegw hangs up leg A"
+    assert caller.listen(15, lambda: caller.got_request("BYE")), "voicegw hangs up leg A"
     wait_logged(daemon, "transfer.succeeded", call_id=caller.call_id)
     wait_logged(daemon, "call.ended", call_id=caller.call_id)
     channels = pbx.wait_channels(lambda names: len(names) == 2 and not any("voicegw" in n for n in names))
