@@ -237,6 +237,15 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         body = generate_latest(registry) if registry is not None else b""
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/debug/objects", response_model=m.DebugObjects, dependencies=auth, responses=unauthorised,
+             tags=["daemon"])
+    async def debug_objects(instances: bool = False, collect: bool = False) -> m.DebugObjects:
+        """What the daemon holds now, per component (api/debug.py): after a load, once
+        its calls are over and forgotten, every count is back to its value before."""
+        from .debug import objects_snapshot
+
+        return m.DebugObjects(**objects_snapshot(control, instances=instances, collect=collect))
+
     return app
 
 

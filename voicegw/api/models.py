@@ -155,3 +155,18 @@ class ReloadResult(BaseModel):
 class Records(BaseModel):
     source: Literal["store", "memory"]
     records: list[dict[str, Any]]
+
+
+class DebugObjects(BaseModel):
+    """``GET /debug/objects``: per component, what the daemon holds now (api/debug.py)."""
+
+    engine: dict[str, Any]
+    core: dict[str, Any]
+    guard: dict[str, Any]
+    media: dict[str, Any]
+    api: dict[str, Any]
+    store: dict[str, Any]
+    asyncio: dict[str, Any]
+    gc: dict[str, Any]
+    instances: dict[str, int] | None = Field(
+        None, description="Live instances of the engine's classes and pending loop timers (?instances=true).")

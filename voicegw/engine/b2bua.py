@@ -72,6 +72,7 @@ from .flow_exec import FlowExecutor
 from .refusals import Refusals
 from .replaces import replacing_invite
 from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
+from .stats import EngineStatistics, engine_statistics
 from .transfer import Transfers
 
 log = structlog.get_logger("voicegw.engine")
@@ -661,8 +662,10 @@ class Engine:
         if transaction_id:
             self.sip.send_response(transaction_id, response)
 
-    def statistics(self) -> dict[str, int]:
-        return {"active_calls": len(self.active_calls()), **self.totals}
+    def statistics(self) -> EngineStatistics:
+        """What the engine holds now (engine/stats.py): calls, legs, dialogs, handlers,
+        media endpoints, bridges, players, timers, tasks."""
+        return engine_statistics(self)
 
 
 def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:

@@ -87,6 +87,10 @@ class CoreStatistics:
     pending_transactions: int = 0
     """Transactions with no final response yet (what ``max_transactions`` bounds)."""
     dialogs: int = 0
+    accepted: int = 0
+    """2xx responses to INVITEs waiting for their ACK (matched by dialog, 17.1.1.3)."""
+    timer_entries: int = 0
+    """Entries in the timer heap (stale ones are dropped lazily, when they come due)."""
 
 
 DialogKey = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
@@ -253,6 +257,8 @@ class UserAgentCore:
         self.stats.client_transactions = len(self._client)
         self.stats.pending_transactions = len(self._pending)
         self.stats.dialogs = len(self._dialogs)
+        self.stats.accepted = len(self._accepted)
+        self.stats.timer_entries = len(self._timers.heap)
         return CoreStatistics(**vars(self.stats))
 
     # ------------------------------------------------------------------ internals
