@@ -13,6 +13,9 @@ for the module), and voicegw runs a flow whose prompts are tones.
   answers and its Transfer() REFERs the phone to voicegw; PJSIP's REFER handling makes
   the new call to voicegw, whose flow answers it; Asterisk's dialplan sees the NOTIFY
   outcome (TRANSFERSTATUS).
+- A warm transfer completed by REFER with Replaces on Asterisk's leg: Asterisk's
+  ``external_replaces`` extension dials the PJSIP agent with the Replaces header and
+  PJSIP joins the calls.
 Checked: what each PJSIP agent recorded (Goertzel), the SIP each of them and Asterisk
 sent and received, and voicegw's log.
 """
@@ -124,3 +127,49 @@ def test_asterisk_transfer_refers_the_pjsip_phone_to_voicegw_the_transfer_target
     time.sleep(0.3)
     new.hangup()
     wait_logged(daemon, "call.ended")
+
+
+def test_warm_transfer_completed_by_refer_with_replaces_through_asterisk_upstream(pbx, pbx_lab, pj):
+    """The PJSIP phone calls voicegw through Asterisk and presses 0: voicegw consults
+    the PJSIP agent directly, then completes by REFER with Replaces on Asterisk's leg.
+    The Replaces names a dialog Asterisk does not hold, so res_pjsip_refer runs its
+    ``external_replaces`` extension, which Dials the Refer-To with the Replaces header;
+    PJSIP's agent takes that INVITE into the consult call's place (RFC 3891) and ends
+    the consult dialog. The phone ends up talking to the agent through Asterisk."""
+    agent = pj.ua("agent", user="agent", tone_hz=AGENT_TONE)
+    warm = {"hold": "silence", "briefing_text": "Transfer of a caller.", "confirm": False,
+            "auto_complete": True, "complete_by": "refer"}
+    daemon = pbx_lab.voicegw(args=("--agent-uri", agent.contact()), transfer_method="warm", warm=warm,
+                             ring_timeout=10, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"])
+    since = pbx.mark()
+    phone = pj.ua("phone", user="phone", tone_hz=PHONE_TONE)
+    call = phone.call(pbx.uri("vg"))
+    call.wait_confirmed()
+    time.sleep(1.0)  # the demo flow's greeting starts; its menu takes the key
+    call.dtmf("0")
+    consult = agent.incoming(timeout=30)
+    consult.wait_confirmed(20)
+    joined = consult.replaced_by(timeout=30)  # Asterisk's INVITE with Replaces
+    joined.wait_confirmed(20)
+    consult.wait_disconnected(20)
+    done = wait_logged(daemon, "transfer.succeeded", timeout=30)
+    wait_logged(daemon, "call.ended", call_id=done["call_id"])
+
+    mark = pbx.wait_mark("external replaces to ", since)
+    assert mark is not None and f"127.0.0.1:{agent.port}" in mark, pbx.marks(since)
+    replaced = agent.requests("INVITE")[-1]
+    assert replaced.header("replaces"), "Asterisk's INVITE carries the Replaces header"
+    assert replaced.header("replaces").split(";")[0] == consult.call_id, "naming the consult dialog"
+    trace = [t for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port]
+    refer = next(t.message for t in trace if t.direction == "in" and t.message.method == "REFER"
+                 and t.message.status is None)
+    assert "Replaces=" in refer.header("refer-to"), refer.header("refer-to")
+    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
+             and t.message.status is None and t.message.method == "NOTIFY"]
+    assert frags[-1] == 200, frags
+    channels = pbx.wait_channels(lambda names: len(names) == 2 and not any("voicegw" in n for n in names))
+    assert sorted(name.rsplit("-", 1)[0] for name in channels) == ["PJSIP/agent", "PJSIP/phone"], channels
+    assert hears(call.record(1.0), AGENT_TONE), "the phone talks with the agent"
+    assert hears(joined.record(1.0), PHONE_TONE), "the agent hears the phone"
+    call.hangup()
+    joined.wait_disconnected(20)
