@@ -286,6 +286,8 @@ class Daemon:
 
     async def _close_store(self) -> None:
         """Flush and close the records (off the loop: the writer commits what is queued)."""
+        if self.control is not None and self.store is not None:
+            self.control.save_pending_ladders()
         if self.store is not None:
             store, self.store = self.store, None
             await asyncio.to_thread(store.close)

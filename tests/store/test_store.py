@@ -458,3 +458,22 @@ def test_reads_do_not_wait_for_a_slow_writer(tmp_path: Path) -> None:
         blocker.execute("ROLLBACK")
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------- ladders
+def test_a_saved_ladder_comes_back_with_the_call_bounded_and_compressed(store: Store, clock: Clock) -> None:
+    from voicegw.store.records import LADDER_MAX_BYTES, LADDER_MAX_MESSAGES, pack_ladder, unpack_ladder
+
+    store.record("c1;t", "c1", CallStarted(source="udp:127.0.0.1:5062", uri="sip:x@h", caller="alice"))
+    invite = "INVITE sip:x@h SIP/2.0\r\nCall-ID: c1\r\n\r\n"
+    messages = [{"at": 1000.0 + i, "direction": "in" if i % 2 else "out", "peer": "udp:127.0.0.1:5062",
+                 "sip_call_id": "c1", "first_line": invite.split("\r\n")[0], "message": invite}
+                for i in range(LADDER_MAX_MESSAGES + 50)]
+    store.save_ladder("c1;t", "c1", messages)
+    assert store.flush()
+    saved = store.call("c1")["ladder"]  # type: ignore[index]
+    assert saved == messages[:LADDER_MAX_MESSAGES]  # the first ones: set-up and transfer
+    big = [{**messages[0], "message": "x" * 4096}] * 100
+    assert len(unpack_ladder(pack_ladder(tuple(big)))) == LADDER_MAX_BYTES // 4096 - 1
+    assert len(pack_ladder(tuple(messages))) < len(invite) * 20  # repetitive SIP compresses well
+    assert store.call("nope") is None

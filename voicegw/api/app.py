@@ -102,7 +102,15 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
 
     @app.get("/calls/{call_id}", response_model=m.CallDetail, dependencies=auth, responses=not_found, tags=["calls"])
     async def call(call_id: str, messages: bool = False) -> m.CallDetail:
-        return detail(control, call_or_404(call_id), messages)
+        found = control.find_call(call_id)
+        if found is not None:
+            return detail(control, found, messages)
+        store = control.store
+        # a call no longer in memory (older, or before a restart): its record, off the loop
+        record = await asyncio.to_thread(store.call, call_id) if store is not None else None
+        if record is None:
+            raise HTTPException(404, f"no call {call_id!r}")
+        return detail_from_record(record, messages)
 
     @app.post("/calls/{call_id}/transfer", response_model=m.TransferInfo, status_code=202, dependencies=auth,
               tags=["calls"], responses={
@@ -250,6 +258,36 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
 
 
 # ---------------------------------------------------------------------- serialisation
+def detail_from_record(record: dict[str, Any], messages: bool) -> m.CallDetail:
+    """A call's detail from the records (store.call): what the in-memory detail shows,
+    as far as the records keep it (no live leg state, no transcript link)."""
+    created = record["created_at"]
+    end = record["ended_at"] if record["ended_at"] is not None else record["last_event_at"]
+    transfers = record.get("transfers") or []
+    last = transfers[-1] if transfers else None
+    transfer = None if last is None else m.TransferInfo(
+        id=last["transfer_id"], call_id=record["call_id"], method=last["method"], target=last["target"],
+        uri=last["uri"] or "", trigger=last["trigger"] or "", state=last["state"],
+        status=last["sip_status"] if last["sip_status"] is not None else last["status"],
+        reason=last["reason"] or "", started_at=_dt(last["started_at"]),
+        ended_at=_dt(last["ended_at"]) if last["ended_at"] is not None else None,
+        progress=list(last["progress"]))
+    legs = record.get("legs") or {}
+    return m.CallDetail(
+        id=record["call_id"], key=record["key"], state=record["state"], caller=record["caller"] or "",
+        created_at=_dt(created), duration_seconds=round(max(0.0, end - created), 3), legs=list(legs),
+        end_reason=record["end_reason"] or "", transfer=transfer,
+        legs_detail=[m.LegInfo(role=role, peer=str((leg or {}).get("uri") or ""), sip_call_id=None,
+                               ended=record["state"] == "ended") for role, leg in legs.items()],
+        timeline=[m.TimelineEntry(at=_dt(e["at"]), offset_seconds=round(e["at"] - created, 3),
+                                  event=e["event"], detail=e["detail"]) for e in record.get("events", [])],
+        trace=[m.TraceMessage(at=_dt(t["at"]), offset_seconds=round(t["at"] - created, 3),
+                              direction=t["direction"], peer=t["peer"], sip_call_id=t["sip_call_id"],
+                              first_line=t["first_line"], message=t["message"] if messages else None)
+               for t in record.get("ladder", [])],
+        transcript_url=None)
+
+
 def _dt(wall: float) -> datetime:
     return datetime.fromtimestamp(wall, tz=timezone.utc)
 

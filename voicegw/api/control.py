@@ -14,6 +14,7 @@ The HTTP layer (:mod:`voicegw.api.app`) and the metrics collector
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class RtpTotals:
     """RTP packets dropped by bridges and endpoints (wrong source, malformed, no peer)."""
 
 
+#: Seconds after a call ends before its ladder is saved (see _save_ladder_later).
+LADDER_DELAY = 2.0
+
+
 class Control:
     def __init__(self, engine: Engine, *, daemon: Any = None, trace: SipTrace | None = None,
                  transcripts: TranscriptLinks | None = None, keep_ended: int = 500) -> None:
@@ -79,6 +84,8 @@ class Control:
         self.leg_call_ids: dict[str, set[str]] = {}
         """Call key -> SIP Call-IDs of every leg it had (failed agent legs are dropped
         from the call, but their messages belong in its ladder)."""
+        self._ladders_due: dict[str, tuple[asyncio.TimerHandle, Call]] = {}
+        """Ended calls whose ladder is saved to the records in LADDER_DELAY seconds."""
         engine.listeners.append(self._on_timeline)
 
     # ------------------------------------------------------------------ watching
@@ -96,6 +103,7 @@ class Control:
                 self._count_rtp(call)
                 self._ended.append(call.key)
                 self._trim()
+                self._save_ladder_later(call)
             case TransferStarted():
                 transfer = call.transfer
                 if transfer is not None:
@@ -121,6 +129,38 @@ class Control:
             key = self._ended.popleft()
             self.recent.pop(key, None)
             self.leg_call_ids.pop(key, None)
+
+    # ------------------------------------------------------------------ ladders
+    def _save_ladder_later(self, call: Call) -> None:
+        """The ladder goes to the records a little after the call ends: the 200 to our
+        BYE and the last ACKs cross the wire after CallEnded."""
+        if self.store is None or call.key in self._ladders_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (the app built alone in tests): save now
+            self.save_ladder(call)
+            return
+        self._ladders_due[call.key] = (loop.call_later(LADDER_DELAY, self.save_ladder, call), call)
+
+    def save_ladder(self, call: Call) -> None:
+        """Write the call's SIP messages (as the trace kept them) to the records."""
+        due = self._ladders_due.pop(call.key, None)
+        if due is not None:
+            due[0].cancel()
+        store = self.store
+        if store is None:
+            return
+        messages = [
+            {"at": self.wall(e.time), "direction": e.direction, "peer": e.peer, "sip_call_id": cid,
+             "first_line": e.first_line, "message": e.data.decode("utf-8", "replace")}
+            for cid, e in self.trace.messages_for(self.sip_call_ids(call))]
+        store.save_ladder(call.key, call.id, messages)
+
+    def save_pending_ladders(self) -> None:
+        """At shutdown, before the records close: the ladders not yet saved."""
+        for _, call in list(self._ladders_due.values()):
+            self.save_ladder(call)
 
     def _count_rtp(self, call: Call) -> None:
         relayed, dropped = rtp_counts(call)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import zlib
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..engine.events import (
@@ -53,12 +55,28 @@ from ..engine.events import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """A call's SIP messages as they crossed the wire (the API's trace), saved when the
+    call has ended: each a dict of at (wall seconds), direction, peer, sip_call_id,
+    first_line and message (text, already cut by the trace)."""
+
+    messages: tuple[dict[str, Any], ...]
+
+
+#: A saved ladder keeps at most this many messages and bytes of them (the first ones:
+#: the set-up and the transfer are what an operator reads a ladder for); compressed
+#: with zlib, a typical call's ladder is a few KiB in the database.
+LADDER_MAX_MESSAGES = 200
+LADDER_MAX_BYTES = 256 * 1024
+
+
 class Entry(NamedTuple):
     at: float
     """Wall-clock UTC, Unix seconds."""
     call_key: str
     call_id: str
-    event: CallEvent
+    event: CallEvent | Ladder
 
 
 #: Events that make up the records themselves (not only the timeline): kept in the
@@ -70,7 +88,23 @@ _ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _OUTCOME = {"failed": "failed", "cancelled": "cancelled"}
 
 
-def is_essential(event: CallEvent) -> bool:
+def pack_ladder(messages: tuple[dict[str, Any], ...]) -> bytes:
+    """The bounded, compressed form a ladder is stored in."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for message in messages[:LADDER_MAX_MESSAGES]:
+        size += len(message.get("message") or "") + len(message.get("first_line") or "")
+        if size > LADDER_MAX_BYTES:
+            break
+        kept.append(message)
+    return zlib.compress(dumps(kept).encode())
+
+
+def unpack_ladder(blob: bytes) -> list[dict[str, Any]]:
+    return json.loads(zlib.decompress(blob))
+
+
+def is_essential(event: CallEvent | Ladder) -> bool:
     return isinstance(event, ESSENTIAL_EVENTS)
 
 
@@ -86,6 +120,10 @@ def _plain(value: Any) -> Any:
 
 def apply_entry(conn: sqlite3.Connection, run_id: int, entry: Entry) -> None:
     at, key, call_id, event = entry
+    if isinstance(event, Ladder):
+        conn.execute("INSERT OR REPLACE INTO ladders (call_key, call_id, saved_at, messages)"
+                     " VALUES (?, ?, ?, ?)", (key, call_id, at, pack_ladder(event.messages)))
+        return
     conn.execute(
         "INSERT INTO calls (key, call_id, run_id, state, created_at, last_event_at, event_count)"
         " VALUES (?, ?, ?, 'setup', ?, ?, 1)"

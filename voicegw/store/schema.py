@@ -79,6 +79,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX events_call ON events (call_key, id)",
     ],
+    # 2: each call's SIP ladder, so `voicegw call show` works after a restart
+    [
+        """CREATE TABLE ladders (
+            call_key TEXT PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            saved_at REAL NOT NULL,
+            messages BLOB NOT NULL      -- zlib(JSON list), bounded (records.LADDER_MAX_*)
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

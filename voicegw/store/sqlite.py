@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 
 from ..engine.events import CallEvent
-from .records import Entry
+from .records import Entry, Ladder, unpack_ladder
 from .recovery import Recovery, RunLock, lock_directory, recover
 from .schema import migrate
 from .writer import Writer
@@ -138,6 +138,10 @@ class Store:
         """Queue one timeline entry directly (tests, or events that have no Call)."""
         return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event))
 
+    def save_ladder(self, call_key: str, call_id: str, messages: list[dict[str, Any]]) -> bool:
+        """Queue an ended call's SIP ladder (bounded: records.LADDER_MAX_*)."""
+        return self.writer.put(Entry(self._clock(), call_key, call_id, Ladder(tuple(messages))))
+
     async def durable(self) -> None:
         """Return once everything recorded so far is committed: await it before acting
         when the record must exist first."""
@@ -209,6 +213,8 @@ class Store:
             {"at": r["at"], "event": r["event"], "detail": json.loads(r["detail"])}
             for r in self._read("SELECT at, event, detail FROM events WHERE call_key = ? ORDER BY id LIMIT ?",
                                 (key, MAX_EVENTS))]
+        ladder = self._read("SELECT messages FROM ladders WHERE call_key = ?", (key,))
+        record["ladder"] = unpack_ladder(ladder[0]["messages"]) if ladder else []
         return record
 
     def transfers(self, since: TimeArg = None, until: TimeArg = None, limit: int = 100,
