@@ -47,12 +47,20 @@ class CallEvent:
 
     def detail(self) -> dict[str, Any]:
         """The fields besides those in the name, as the timeline shows them."""
-        return {
-            f.name: value
-            for f in fields(self)
-            if f.name not in self.IN_NAME
-            and not ((value := getattr(self, f.name)) is None and f.name in self.OMIT_IF_NONE)
-        }
+        spec = _DETAIL.get(type(self))
+        if spec is None:
+            spec = _DETAIL[type(self)] = tuple(
+                (f.name, f.name in self.OMIT_IF_NONE) for f in fields(self) if f.name not in self.IN_NAME)
+        detail = {}
+        for name, optional in spec:
+            value = getattr(self, name)
+            if value is not None or not optional:
+                detail[name] = value
+        return detail
+
+
+_DETAIL: dict[type[CallEvent], tuple[tuple[str, bool], ...]] = {}
+"""Per event class: (field, left out while None) of its detail, worked out once."""
 
 
 # ---------------------------------------------------------------------- the call
