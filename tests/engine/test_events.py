@@ -243,7 +243,7 @@ def test_the_api_timeline_shows_each_event_by_name_and_detail() -> None:
 
 
 # ---------------------------------------------------------------------- the log listener
-def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_the_rest_at_debug() -> None:
+def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_no_other() -> None:
     call = new_call()
     log_event = EventLog()
     with capture_logs() as logs:
@@ -256,7 +256,6 @@ def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_the
          "method": "refer", "target": "1001", "trigger": "flow"},
         {"event": "transfer.failed", "log_level": "info", "call_id": "c1", "method": "refer",
          "transfer_id": "t1", "status": 486, "reason": "Busy Here"},
-        {"event": "leg.caller.ack", "log_level": "debug", "call_id": "c1", "leg": "caller"},
         {"event": "call.ended", "log_level": "info", "call_id": "c1", "cause": "failed",
          "reason": "Busy Here (bot: 486)", "status": 486},
     ]
