@@ -14,7 +14,7 @@ seconds of short calls (INVITE, 200, ACK, hold, BYE). Two modes:
 
 ``--target asterisk`` runs the same sipp peers through Asterisk 22 as a B2BUA
 (chan_pjsip, Dial, media anchored in Asterisk like voicegw: scripts/bench/
-asterisk-b2bua/), an optimised (-O2) build that ``scripts/peers/build-asterisk
+asterisk-b2bua/), an optimised build (Asterisk's default -O3) that ``scripts/peers/build-asterisk
 --optimised`` finds or builds (minutes, once). Asterisk relays RTP like voicegw, so its
 rtp figures compare like with like.
 

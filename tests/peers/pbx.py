@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 
 from peers.agent import Agent, Carrier
+from peers.caller import _media_address
 from peers.calls import free_block
 from peers.daemon import DaemonProcess, wait_until
 from voicegw.media import g711
@@ -141,8 +142,6 @@ class Phone(Carrier):
         to = final.headers.get("to") or ""
         if 200 <= final.status < 300:
             self.to_tag = final.to.tag
-            from peers.caller import _media_address
-
             self.remote_media = _media_address(final.body)
             self._send_in_dialog("ACK", cseq=1)
         else:  # RFC 3261 17.1.1.3: the ACK of a non-2xx final is part of the transaction
