@@ -38,7 +38,7 @@ from voicegw.engine.events import (
     TransferSucceeded,
 )
 from voicegw.store import SCHEMA_VERSION, Entry, Store, store_path
-from voicegw.store.records import apply_entry
+from voicegw.store.records import Ladder, apply_entry
 from voicegw.store.schema import MIGRATIONS, SchemaError, current_version, migrate
 from voicegw.store.writer import Writer
 
@@ -335,7 +335,8 @@ def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path,
     run = db.execute("SELECT * FROM runs").fetchone()
     assert run["stopped_at"] == clock.now and run["dropped"] == 0
     assert not (tmp_path / "c.db-runs" / "1.lock").exists()
-    assert not s.listener(call, 0.0, LegAcked("caller"))  # after close: dropped, not raised
+    assert not s.writer.put(Entry(0.0, call.key, call.id, Ladder(())))  # after close: dropped (and logged),
+    assert not s.listener(call, 0.0, LegAcked("caller"))  # not raised
     with pytest.raises(RuntimeError):
         s.calls()
 

@@ -33,7 +33,7 @@ import re
 import sqlite3
 import zlib
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ..engine.events import (
     CallConnected,
@@ -61,6 +61,8 @@ class Ladder:
     call has ended: each a dict of at (wall seconds), direction, peer, sip_call_id,
     first_line and message (text, already cut by the trace)."""
 
+    name: ClassVar[str] = "ladder"
+    """What the writer's log lines call it (a call event's name, for a CallEvent)."""
     messages: tuple[dict[str, Any], ...]
 
 
