@@ -306,6 +306,10 @@ class Asterisk:
             out.append(Traced(message, message.direction, (found.group(2), int(found.group(3)))))
         return out
 
+    def with_voicegw(self, since: int = 0) -> list[Traced]:
+        """The part of the trace exchanged with voicegw (its port)."""
+        return [t for t in self.sip(since) if t.peer[1] == self.voicegw_port]
+
     def wait_sip(self, predicate, since: int = 0, timeout: float = 20.0) -> list[Traced]:
         """The trace once ``predicate(trace)`` holds (or after ``timeout``: the caller asserts)."""
         seen: list[Traced] = []
@@ -344,6 +348,17 @@ class Asterisk:
 def ladder(trace: list[Traced], peer_port: int | None = None) -> list[str]:
     """``["in INVITE", "out 100 INVITE", ...]``, optionally only with one peer port."""
     return [t.describe() for t in trace if peer_port is None or t.peer[1] == peer_port]
+
+
+def requests(trace: list[Traced], method: str, direction: str) -> list[SipMessage]:
+    """The ``method`` requests Asterisk received ("in") or sent ("out"), in order."""
+    return [t.message for t in trace if t.direction == direction and t.message.status is None
+            and t.message.method == method]
+
+
+def sipfrags(trace: list[Traced], direction: str) -> list[int | None]:
+    """The sipfrag status of each NOTIFY Asterisk received ("in") or sent ("out")."""
+    return [sipfrag_status(m) for m in requests(trace, "NOTIFY", direction)]
 
 
 def sipfrag_status(message: SipMessage) -> int | None:

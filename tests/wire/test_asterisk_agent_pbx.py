@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from peers.asterisk import Asterisk, ladder
+from peers.asterisk import ladder, requests
 from peers.pbx import logged, tone_wav, wait_logged
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
@@ -64,10 +64,6 @@ def agent_flow(prompts: dict[str, Path], target: str) -> dict:
     }
 
 
-def to_voicegw(pbx: Asterisk, trace):
-    return [t for t in trace if t.peer[1] == pbx.voicegw_port]
-
-
 def call(pbx_lab, prompts, exten: str, **calls: object):
     """voicegw with the flow towards ``exten``; a caller connected to it, talking."""
     daemon = pbx_lab.voicegw(agent_flow(prompts, pbx_lab.pbx.uri(exten)), **calls)
@@ -107,9 +103,8 @@ def test_invite_to_a_queue_extension_reaches_the_registered_agent_with_context_a
     assert agent.call.invite.headers.get("from", "").startswith('"vg-caller phone"'), "handed on by the dialplan"
     assert agent.call.source == pbx.address, "the agent is dialled by Asterisk"
 
-    trace = to_voicegw(pbx, pbx.sip(since))
-    invite = next(t.message for t in trace if t.direction == "in" and t.message.status is None
-                  and t.message.method == "INVITE")
+    trace = pbx.with_voicegw(since)
+    invite = requests(trace, "INVITE", "in")[0]
     assert invite.header("x-vg-caller") == "phone"
     assert ["in INVITE", "out 100 INVITE"] == ladder(trace)[:2], ladder(trace)
     assert "out 200 INVITE" in ladder(trace) and "in ACK" in ladder(trace)
@@ -152,8 +147,7 @@ def test_asterisk_gives_up_ringing_after_2s_480_and_the_no_answer_rule_runs(pbx,
     assert pbx.wait_mark("queue2s DIALSTATUS=NOANSWER", since)
     assert agent.wait_for("CANCEL", 15)
     assert "out 480 INVITE" in ladder(pbx.sip(since), pbx.voicegw_port)
-    assert not [t for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port and t.direction == "in"
-                and t.message.method == "CANCEL"], "voicegw did not CANCEL: Asterisk gave up first"
+    assert not requests(pbx.with_voicegw(since), "CANCEL", "in"), "voicegw did not CANCEL: Asterisk gave up first"
     assert caller.bye().status == 200
 
 
@@ -162,8 +156,8 @@ def test_no_agent_registered_the_queue_is_unavailable_and_the_caller_stays(pbx, 
     since = pbx.mark()
     daemon, caller = call(pbx_lab, prompts, "queue")
     failed = wait_logged(daemon, "transfer.failed", timeout=30)
-    answer = [t.message.status for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port
-              and t.direction == "out" and t.message.method == "INVITE" and (t.message.status or 0) >= 300]
+    answer = [t.message.status for t in pbx.with_voicegw(since)
+              if t.direction == "out" and t.message.method == "INVITE" and (t.message.status or 0) >= 300]
     assert answer and failed["status"] == answer[0], (answer, failed)
     tone = NO_ANSWER if answer[0] == 480 else SORRY
     assert caller.wait_heard(tone, packets=10)
@@ -177,7 +171,7 @@ def test_early_media_183_from_asterisk_then_the_agent_answers(pbx, pbx_lab, prom
     daemon, caller = call(pbx_lab, prompts, "early")
     progress = wait_logged(daemon, "transfer.progress", status=183)
     assert progress
-    trace = to_voicegw(pbx, pbx.sip(since))
+    trace = pbx.with_voicegw(since)
     early = next(t.message for t in trace if t.direction == "out" and t.message.status == 183)
     assert b"m=audio" in early.body, "Asterisk's 183 carries SDP (early media)"
     assert agent.wait_answered(30)

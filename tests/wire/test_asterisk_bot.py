@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from peers.asterisk import Asterisk, ladder, sipfrag_status
+from peers.asterisk import Asterisk, ladder, requests, sipfrags
 from peers.pbx import logged, wait_logged
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
@@ -25,10 +25,6 @@ pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
 BOT_TONE, BOT_AFTER_TONE = 900, 600
 """What the ``bot`` extension plays before its Transfer(), and after a failed one."""
 CALLER_TONE, AGENT_TONE = 700, 1100
-
-
-def with_voicegw(pbx: Asterisk, trace):
-    return [t for t in trace if t.peer[1] == pbx.voicegw_port]
 
 
 def bot_call(pbx_lab, exten: str, agent=None):
@@ -43,16 +39,10 @@ def bot_call(pbx_lab, exten: str, agent=None):
     return daemon, caller
 
 
-def refer_from_asterisk(pbx: Asterisk, trace):
-    refers = [t.message for t in with_voicegw(pbx, trace) if t.direction == "out"
-              and t.message.status is None and t.message.method == "REFER"]
-    assert len(refers) == 1, ladder(with_voicegw(pbx, trace))
+def refer_from_asterisk(pbx: Asterisk, since: int):
+    refers = requests(pbx.with_voicegw(since), "REFER", "out")
+    assert len(refers) == 1, ladder(pbx.with_voicegw(since))
     return refers[0]
-
-
-def notifies_to_asterisk(pbx: Asterisk, trace) -> list[int | None]:
-    return [sipfrag_status(t.message) for t in with_voicegw(pbx, trace)
-            if t.direction == "in" and t.message.status is None and t.message.method == "NOTIFY"]
 
 
 # ------------------------------------------------------------------------------ tests
@@ -72,13 +62,14 @@ def test_transfer_app_refers_voicegw_to_the_agent_and_gets_success(pbx, pbx_lab)
     mark = pbx.wait_mark("TRANSFERSTATUS=SUCCESS", since)
     assert mark is not None, pbx.marks(since)
 
-    trace = pbx.wait_sip(lambda tr: "in BYE" in ladder(with_voicegw(pbx, tr)), since)
-    refer = refer_from_asterisk(pbx, trace)
+    pbx.wait_sip(lambda tr: "in BYE" in ladder(tr, pbx.voicegw_port), since)
+    trace = pbx.with_voicegw(since)
+    refer = refer_from_asterisk(pbx, since)
     assert refer.header("refer-to").strip("<>") == agent.uri, "Refer-To: the agent's registered contact"
     assert refer.header("referred-by"), "chan_pjsip names the referrer (RFC 3892)"
-    flow = ladder(with_voicegw(pbx, trace))
+    flow = ladder(trace)
     assert "in 202 REFER" in flow, flow
-    frags = notifies_to_asterisk(pbx, trace)
+    frags = sipfrags(trace, "in")
     assert frags[0] == 100 and frags[-1] == 200, frags
     assert flow.count("out 200 NOTIFY") == len(frags), "Asterisk accepts each NOTIFY"
     # voicegw hangs the bot up once the final NOTIFY is answered
@@ -93,10 +84,9 @@ def test_transfer_to_a_target_off_the_allow_list_is_refused_and_the_bot_carries_
     daemon, caller = bot_call(pbx_lab, "botdeny")
     mark = pbx.wait_mark("bot TRANSFERSTATUS=", since)
     assert mark == "bot TRANSFERSTATUS=FAILURE protocol=403", pbx.marks(since)
-    trace = pbx.sip(since)
-    refer = refer_from_asterisk(pbx, trace)
+    refer = refer_from_asterisk(pbx, since)
     assert refer.header("refer-to").strip("<>") == "sip:nobody@192.0.2.1:5060"
-    assert "in 403 REFER" in ladder(with_voicegw(pbx, trace))
+    assert "in 403 REFER" in ladder(pbx.with_voicegw(since))
     assert logged(daemon, "transfer.refused"), "voicegw logs the refusal (toll-fraud guard)"
     later = time.monotonic()
     assert caller.wait_heard(BOT_AFTER_TONE, since=later), "the caller is still with the bot"
@@ -111,7 +101,7 @@ def test_transfer_to_a_busy_agent_reports_486_to_asterisk_and_the_bot_carries_on
     mark = pbx.wait_mark("bot TRANSFERSTATUS=", since, timeout=30)
     assert mark == "bot TRANSFERSTATUS=FAILURE protocol=486", pbx.marks(since)
     assert agent.got("INVITE"), "voicegw dialled the agent"
-    frags = notifies_to_asterisk(pbx, pbx.sip(since))
+    frags = sipfrags(pbx.with_voicegw(since), "in")
     assert frags[-1] == 486, frags
     wait_logged(daemon, "transfer.failed", status=486)
     later = time.monotonic()

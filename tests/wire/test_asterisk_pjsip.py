@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from peers.asterisk import ladder, sipfrag_status
+from peers.asterisk import ladder, requests, sipfrags
 from peers.pbx import logged, tone_wav, wait_logged
 from peers.pjsua import AVAILABLE, PjsuaLab, Registration, hears
 
@@ -89,9 +89,8 @@ def test_pjsip_phone_via_asterisk_is_referred_to_the_pjsip_agent_registered_with
     assert hears(incoming.record(1.0), PHONE_TONE), "the agent hears the phone"
     assert call.state == "CONFIRMED", "the phone's one call to Asterisk never changed"
 
-    trace = [t for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port]
-    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
-             and t.message.status is None and t.message.method == "NOTIFY"]
+    trace = pbx.with_voicegw(since)
+    frags = sipfrags(trace, "out")
     assert frags[0] == 100 and frags[-1] == 200, frags
     assert "in BYE" in ladder(trace), ladder(trace)
     invite = agent.requests("INVITE")[-1]
@@ -160,12 +159,10 @@ def test_warm_transfer_completed_by_refer_with_replaces_through_asterisk_upstrea
     replaced = agent.requests("INVITE")[-1]
     assert replaced.header("replaces"), "Asterisk's INVITE carries the Replaces header"
     assert replaced.header("replaces").split(";")[0] == consult.call_id, "naming the consult dialog"
-    trace = [t for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port]
-    refer = next(t.message for t in trace if t.direction == "in" and t.message.method == "REFER"
-                 and t.message.status is None)
+    trace = pbx.with_voicegw(since)
+    refer = requests(trace, "REFER", "in")[0]
     assert "Replaces=" in refer.header("refer-to"), refer.header("refer-to")
-    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
-             and t.message.status is None and t.message.method == "NOTIFY"]
+    frags = sipfrags(trace, "out")
     assert frags[-1] == 200, frags
     channels = pbx.wait_channels(lambda names: len(names) == 2 and not any("voicegw" in n for n in names))
     assert sorted(name.rsplit("-", 1)[0] for name in channels) == ["PJSIP/agent", "PJSIP/phone"], channels

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from peers.asterisk import Asterisk, ladder, sipfrag_status
+from peers.asterisk import ladder, requests, sipfrags
 from peers.daemon import wait_until
 from peers.pbx import logged, tone_wav, wait_logged
 
@@ -53,10 +53,6 @@ def refer_flow(prompts: dict[str, Path], target: str) -> dict:
     }
 
 
-def from_voicegw(pbx: Asterisk, trace):
-    return [t for t in trace if t.peer[1] == pbx.voicegw_port]
-
-
 # ------------------------------------------------------------------------------ tests
 def test_flow_refers_asterisk_which_transfers_the_phone_to_the_registered_agent(pbx, pbx_lab, prompts):
     agent = pbx_lab.agent(answer_delay=0.3)
@@ -86,17 +82,15 @@ def test_flow_refers_asterisk_which_transfers_the_phone_to_the_registered_agent(
     assert caller.wait_heard(AGENT_TONE, since=later), "still talking with voicegw gone"
 
     # the wire between Asterisk and voicegw, as Asterisk logged it
-    trace = from_voicegw(pbx, pbx.sip(since))
-    refers = [t.message for t in trace if t.direction == "in" and t.message.status is None
-              and t.message.method == "REFER"]
+    trace = pbx.with_voicegw(since)
+    refers = requests(trace, "REFER", "in")
     assert len(refers) == 1, ladder(trace)
     assert refers[0].header("refer-to").strip("<>") == pbx.uri("2001")
     assert refers[0].header("referred-by"), "voicegw says who referred (RFC 3892)"
     flow = ladder(trace)
     assert "out 202 REFER" in flow, flow
-    notifies = [t.message for t in trace if t.direction == "out" and t.message.status is None
-                and t.message.method == "NOTIFY"]
-    frags = [sipfrag_status(m) for m in notifies]
+    notifies = requests(trace, "NOTIFY", "out")
+    frags = sipfrags(trace, "out")
     assert frags[0] == 100 and frags[-1] == 200, frags
     assert "terminated" in (notifies[-1].header("subscription-state") or "")
     assert flow.index("in BYE") > flow.index("out NOTIFY"), "voicegw leaves after the final NOTIFY"
@@ -113,10 +107,9 @@ def test_refer_to_an_extension_missing_from_the_dialplan_fails_and_the_caller_st
     failed = wait_logged(daemon, "transfer.failed", timeout=30)
     # res_pjsip_refer accepts the REFER, then finds no such extension in the endpoint's
     # context and reports it in the final NOTIFY (the phone never left voicegw)
-    trace = from_voicegw(pbx, pbx.sip(since))
+    trace = pbx.with_voicegw(since)
     assert "out 202 REFER" in ladder(trace), ladder(trace)
-    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
-             and t.message.status is None and t.message.method == "NOTIFY"]
+    frags = sipfrags(trace, "out")
     assert frags[-1] == 404, frags
     assert failed["status"] == 404, "voicegw fails the transfer with the sipfrag's status"
     assert "attempted blind transfer to '7777@from-voicegw' but target does not exist" in pbx.text(since)
@@ -142,9 +135,8 @@ def test_refer_accepted_then_the_agent_is_busy_asterisk_notifies_503_and_has_the
     assert caller.invite().status == 200
     failed = wait_logged(daemon, "transfer.failed", timeout=30)
     assert agent.got("INVITE"), "Asterisk dialled the agent for the phone"
-    trace = from_voicegw(pbx, pbx.sip(since))
-    frags = [sipfrag_status(t.message) for t in trace if t.direction == "out"
-             and t.message.status is None and t.message.method == "NOTIFY"]
+    trace = pbx.with_voicegw(since)
+    frags = sipfrags(trace, "out")
     assert "out 202 REFER" in ladder(trace) and frags == [100, 503], (ladder(trace), frags)
     assert failed["status"] == 503
     assert caller.listen(15, lambda: caller.got_request("BYE")), "Asterisk hung the phone up"
@@ -176,7 +168,7 @@ def test_send_dtmf_from_asterisk_reaches_the_flow(pbx, pbx_lab, prompts):
     pbx_lab.talk(agent, AGENT_TONE)
     assert agent.wait_heard(AGENT_TONE), "the agent hears itself: voicegw -> Asterisk Echo() -> voicegw"
     # RFC 4733 was negotiated on Asterisk's call to voicegw: both SDPs carry telephone-event
-    trace = from_voicegw(pbx, pbx.sip(since))
+    trace = pbx.with_voicegw(since)
     invite = next(t.message for t in trace if t.direction == "out" and t.message.method == "INVITE"
                   and t.message.status is None)
     ok = next(t.message for t in trace if t.direction == "in" and t.message.status == 200
@@ -199,5 +191,6 @@ def test_phone_hangs_up_and_the_bye_reaches_voicegw_through_asterisk(pbx, pbx_la
     assert not logged(daemon, "call.ended")
     assert caller.bye().status == 200
     wait_logged(daemon, "call.ended")
-    trace = from_voicegw(pbx, pbx.wait_sip(lambda tr: "in 200 BYE" in ladder(tr, pbx.voicegw_port), since))
+    pbx.wait_sip(lambda tr: "in 200 BYE" in ladder(tr, pbx.voicegw_port), since)
+    trace = pbx.with_voicegw(since)
     assert ladder(trace)[-2:] == ["out BYE", "in 200 BYE"], ladder(trace)

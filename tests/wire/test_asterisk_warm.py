@@ -19,7 +19,7 @@ import time
 from urllib.parse import unquote
 
 import pytest
-from peers.asterisk import ladder
+from peers.asterisk import ladder, requests
 from peers.pbx import wait_logged
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
@@ -52,8 +52,7 @@ def test_refer_with_replaces_joins_the_caller_to_the_agent_inside_asterisk(pbx, 
     refer = caller.refers[0]
     base, replaces = replaces_of(refer.headers.get("refer-to") or "")
     assert base.endswith(f"127.0.0.1:{pbx.sip_port}"), "Refer-To: Asterisk's Contact"
-    consult = next(t.message for t in pbx.sip(since) if t.peer[1] == pbx.voicegw_port
-                   and t.direction == "in" and t.message.method == "INVITE" and t.message.status is None)
+    consult = requests(pbx.with_voicegw(since), "INVITE", "in")[0]
     call_id, *params = replaces.split(";")
     assert call_id == consult.header("call-id")
     tags = dict(p.split("=", 1) for p in params)
