@@ -113,13 +113,16 @@ class Pjsua:
     call object, ``xfer_request`` event names it); another status refuses the REFER.
     ``bye_after_transfer``: hang up once a REFER we sent got its final 2xx NOTIFY.
     ``srtp``: None, ``"optional"`` or ``"mandatory"`` (SDES, RFC 4568).
+    ``register``: REGISTER at a registrar with digest auth; ``credentials`` (user,
+    password): answer digest challenges to any request without registering.
     """
 
     def __init__(self, workdir: Path, name: str = "pjsua", *, user: str | None = None,
                  incoming: str = "answer", answer_delay: float = 0.0, busy_status: int = 486,
                  tone_hz: float | None = None, transport: str = "udp", tls: TlsFiles | None = None,
                  sips: bool = False, srtp: str | None = None, srtp_secure_signaling: int = 0,
-                 register: Registration | None = None, accept_transfer: int = 202,
+                 register: Registration | None = None,
+                 credentials: tuple[str, str] | None = None, accept_transfer: int = 202,
                  bye_after_transfer: bool = True, host: str = HOST, port: int = 0,
                  max_life: float = 300.0) -> None:
         self.workdir = Path(workdir)
@@ -131,6 +134,7 @@ class Pjsua:
             "srtp": srtp, "srtp_secure_signaling": srtp_secure_signaling,
             "accept_transfer": accept_transfer, "bye_after_transfer": bye_after_transfer,
             "max_life": max_life, "log": str(self.workdir / f"{name}_pjsip.log"),
+            "credentials": list(credentials) if credentials else None,
         }
         if tls:
             self.config["tls"] = {"ca": str(tls.ca), "cert": str(tls.cert), "key": str(tls.key),

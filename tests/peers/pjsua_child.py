@@ -173,6 +173,9 @@ class UA:
         else:
             acc.idUri = f"{scheme}:{cfg['user']}@{cfg['host']}:{self.port}{params}"
             acc.regConfig.registerOnAdd = False
+        if cfg.get("credentials"):  # answers a 401/407 to any request (RFC 3261 22.2)
+            user, password = cfg["credentials"]
+            acc.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
         acc.sipConfig.transportId = self.tid
         acc.mediaConfig.transportConfig.boundAddress = cfg["host"]
         acc.mediaConfig.transportConfig.publicAddress = cfg["host"]
