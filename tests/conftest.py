@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from peers.calls import CallLab
+from peers.pjsua import PjsuaLab
 
 # Every process a test starts (the daemon, the CLI) runs this checkout's voicegw, even
 # from a temporary working directory and with a virtualenv that has another checkout
@@ -112,3 +113,15 @@ def freeswitch(freeswitch_instance, request):
         print(fs.report(fs.since))
     assert fs.running(), fs.report(fs.since)
     fs.api("hupall NORMAL_CLEARING")
+
+
+# ------------------------------------------------------------------ PJSIP (issue 11)
+@pytest.fixture
+def pjsua(tmp_path, request):
+    """PJSIP user agents for one test (peers.pjsua: one process each, their PJSIP logs
+    and recordings in tmp_path), all hung up and stopped after it; what each saw is
+    printed when the test failed."""
+    with PjsuaLab(tmp_path) as agents:
+        yield agents
+        if _failed(request):
+            print(agents.report())

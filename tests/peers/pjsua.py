@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -366,6 +367,19 @@ class Pjsua:
             with self._cond:
                 self._cond.wait(0.05)
 
+    def wait_final(self, method: str, direction: str = "in", timeout: float = 10.0) -> SipMessage:
+        """The first final response to ``method`` that went ``direction``, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.responses(method, direction) if (m.status or 0) >= 200]
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                raise PjsuaError(f"pjsua {self.name}: no final {direction} response to {method} "
+                                 f"in {timeout} s; flow {self.flow()}")
+            with self._cond:
+                self._cond.wait(0.05)
+
     def report(self) -> str:
         err = self._stderr.read_text(errors="replace")[-1500:] if self._stderr.exists() else ""
         events = [{k: v for k, v in e.items() if k != "data"} for e in self.events[-25:]]
@@ -498,6 +512,18 @@ class PjCall:
         if not path:
             return np.zeros(0, dtype=np.int16)
         return read_wav(Path(path))
+
+    def listen(self, check: Callable[[np.ndarray], bool], timeout: float = 8.0,
+               window: float = 1.0) -> bool:
+        """Record ``window``-second slices of what the call receives until ``check``
+        accepts one (True) or ``timeout`` has passed (False): a prompt rendered late on a
+        loaded machine is still heard, and a test never waits longer than it must."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if check(self.record(window)):
+                return True
+            if time.monotonic() + window > deadline:
+                return False
 
     def record(self, seconds: float) -> np.ndarray:
         """``seconds`` of what the call receives, as int16 samples at 8 kHz."""

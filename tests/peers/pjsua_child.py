@@ -429,7 +429,13 @@ class Call(pj.Call):
                     "reason": prm.reason, "final": bool(prm.finalNotify)})
         prm.cont = True
         if prm.finalNotify and 200 <= prm.statusCode < 300 and self.ua.cfg.get("bye_after_transfer", True):
-            later(lambda: self.hangup(pj.CallOpParam()))
+            # at once, from the callback (as PJSIP's own pjsua app does): the referrer's
+            # BYE leaves before the referee, which also ends the dialog after its final
+            # NOTIFY, has the 200 to that NOTIFY (RFC 5589 section 6.1: either may BYE)
+            try:
+                self.hangup(pj.CallOpParam())
+            except pj.Error as exc:
+                PROTO.emit({"event": "error", "call": self.key, "op": "bye", "error": exc.info()})
 
     # --- REFER, the transferee's side: PJSIP's own handling makes the new call
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
