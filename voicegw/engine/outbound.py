@@ -35,6 +35,10 @@ from .call import Call, Leg
 FailureStatus = int | str
 
 
+Answered = Callable[[NegotiatedMedia], None]
+"""Told the negotiated media once a re-INVITE of ours is answered with 2xx."""
+
+
 @dataclass(eq=False)
 class Dialing:
     call: Call
@@ -63,6 +67,8 @@ class OutboundLegs:
         self._send = send
         self._register = register
         self._track = track
+        self._reinvites: dict[object, list[tuple[Call, Leg, SessionDescription, Answered | None]]] = {}
+        """Dialogs (by id) with a re-INVITE of ours in progress, and the offers waiting."""
 
     @property
     def contact(self) -> str:
@@ -119,19 +125,46 @@ class OutboundLegs:
         return dialing
 
     def reoffer(self, call: Call, leg: Leg, offer: SessionDescription,
-                answered: Callable[[NegotiatedMedia], None] | None = None) -> None:
+                answered: Answered | None = None) -> None:
         """A re-INVITE on a confirmed leg with our new ``offer`` (hold, unhold): its 2xx
         is ACKed and the answer applied; a failure leaves the session as it was
-        (RFC 3261 14.1)."""
+        (RFC 3261 14.1). While one is in progress on the leg, the next waits: "a UAC
+        MUST NOT initiate a new INVITE transaction within a dialog while another INVITE
+        transaction is in progress" (14.1); a quick hold then unhold otherwise reached
+        a PJSIP bot before our ACK, which it answered 500 and stayed on hold."""
         if leg.dialog is None or leg.ended:
             return
+        key = leg.dialog.id
+        queue = self._reinvites.get(key)
+        if queue is not None:
+            queue.append((call, leg, offer, answered))
+            return
+        self._reinvites[key] = []
         request, hop = leg.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
         seq = request.cseq.seq
         acked = False
+        done = False
+
+        def finished() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            waiting = self._reinvites.pop(key, [])
+            if waiting and not leg.ended:
+                self.reoffer(*waiting[0])
+                if key in self._reinvites:  # sent: the rest wait behind it
+                    self._reinvites[key].extend(waiting[1:])
 
         def on_event(event: Event) -> None:
             nonlocal acked
-            if not isinstance(event, ResponseReceived) or not 200 <= event.response.status < 300:
+            if isinstance(event, TransactionTimedOut):
+                finished()
+                return
+            if not isinstance(event, ResponseReceived) or event.response.status < 200:
+                return
+            if event.response.status >= 300:  # the transaction ACKs it (17.1.1.3)
+                finished()
                 return
             ack, ack_hop = leg.dialog.create_ack(seq)  # type: ignore[union-attr]
             self._send(ack, destination(ack_hop, leg.peer))  # every 2xx, retransmissions too
@@ -141,9 +174,10 @@ class OutboundLegs:
             try:
                 media = negotiate(offer, SessionDescription.parse(event.response.body), local_is_offerer=True)
             except SipError:
-                return
-            if answered is not None:
+                media = None
+            if media is not None and answered is not None:
                 answered(media)
+            finished()
 
         self._track(self._send(request, destination(hop, leg.peer)), on_event, call)
 
