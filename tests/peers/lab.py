@@ -17,18 +17,25 @@ from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
 
 
-def start_voicegw(lab: CallLab, bot: bool = True, rtp_ports: int = 40, **calls: object) -> DaemonProcess:
+NO_SHEDDING: dict[str, object] = {"guard": {"max_loop_lag": 0}}
+"""``sections`` for tests that are not about overload: no 503 "overloaded" when the
+daemon's loop lags more than 0.25 s, which a shared, loaded CI box causes at times."""
+
+
+def start_voicegw(lab: CallLab, bot: bool = True, rtp_ports: int = 40, *,
+                  sections: dict[str, object] | None = None, **calls: object) -> DaemonProcess:
     """``voicegw run`` on a free port with its own RTP range and a config file with a
-    ``calls:`` section (allow-list, method, timers); its control API is off (it would
-    want the fixed port 5080, which parallel runs share). With ``bot`` its --bot-uri
-    points at ``lab.bot_port``."""
+    ``calls:`` section (allow-list, method, timers) and any other top-level
+    ``sections``; its control API is off (it would want the fixed port 5080, which
+    parallel runs share). With ``bot`` its --bot-uri points at ``lab.bot_port``."""
     low = free_block(rtp_ports)
     args = ["--rtp-ports", f"{low}-{low + rtp_ports - 1}"]
     if bot:
         lab.bot_port = free_port(HOST)
         args += ["--bot-uri", f"sip:bot@{HOST}:{lab.bot_port}"]
     config = lab.workdir / "voicegw.yaml"
-    config.write_text(yaml.safe_dump({"calls": calls, "api": {"enabled": False}}), encoding="utf-8")
+    config.write_text(yaml.safe_dump({**(sections or {}), "calls": calls, "api": {"enabled": False}}),
+                      encoding="utf-8")
     lab.daemon = DaemonProcess(HOST, None, *args, "--config", str(config)).start()
     return lab.daemon
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from peers.lab import event, start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, event, start_voicegw, wait_event
 from peers.pjsua import rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
@@ -17,7 +17,8 @@ UNTRUSTED = "127.0.0.3"
 
 
 def auth_voicegw(lab):
-    return start_voicegw(lab, bot=False, trusted_sources=["127.0.0.1/32"], auth_users={"alice": "s3cret"})
+    return start_voicegw(lab, sections=NO_SHEDDING, bot=False, trusted_sources=["127.0.0.1/32"],
+                         auth_users={"alice": "s3cret"})
 
 
 def test_pjsip_caller_answers_the_digest_challenge_and_is_admitted(lab, pjsua):

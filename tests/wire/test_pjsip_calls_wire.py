@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from peers.lab import peer, start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, peer, start_voicegw, wait_event
 from peers.pjsua import AVAILABLE, hears, rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
@@ -24,7 +24,7 @@ CALLER_HZ, BOT_HZ = 600.0, 1400.0
 
 def test_pjsip_caller_through_voicegw_to_a_pjsip_bot_both_hear_each_other(lab, pjsua):
     assert AVAILABLE, "pjsua2-python is missing: pip install -e '.[test]'"
-    start_voicegw(lab)
+    start_voicegw(lab, sections=NO_SHEDDING)
     bot = pjsua.ua("bot", port=lab.bot_port, tone_hz=BOT_HZ)
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")
@@ -47,7 +47,7 @@ def test_pjsip_caller_through_voicegw_to_a_pjsip_bot_both_hear_each_other(lab, p
 
 
 def test_pjsip_caller_to_a_sipp_echo_bot_hears_its_own_tone_back(lab, pjsua):
-    start_voicegw(lab)
+    start_voicegw(lab, sections=NO_SHEDDING)
     bot = peer(lab, "bot", "b2bua_bot_answer.xml", port=lab.bot_port, rtp_echo=True)
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")
@@ -61,7 +61,7 @@ def test_pjsip_caller_to_a_sipp_echo_bot_hears_its_own_tone_back(lab, pjsua):
 def test_pjsip_dtmf_reaches_the_demo_flow(lab, pjsua):
     """RFC 4733 from PJSIP: voicegw's flow gets the digit (the menu's 0 asks for an
     agent; with none configured, the demo says so and hangs up)."""
-    start_voicegw(lab, bot=False)
+    start_voicegw(lab, sections=NO_SHEDDING, bot=False)
     caller = pjsua.ua("caller")
     call = caller.call(f"sip:demo@{lab.daemon.host}:{lab.daemon.port}")
     call.wait_confirmed()
@@ -76,7 +76,7 @@ def test_pjsip_dtmf_reaches_the_demo_flow(lab, pjsua):
 
 
 def test_pjsip_dtmf_is_relayed_to_a_pjsip_bot(lab, pjsua):
-    start_voicegw(lab)
+    start_voicegw(lab, sections=NO_SHEDDING)
     bot = pjsua.ua("bot", port=lab.bot_port)
     caller = pjsua.ua("caller")
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")
@@ -90,7 +90,7 @@ def test_pjsip_dtmf_is_relayed_to_a_pjsip_bot(lab, pjsua):
 
 def test_pjsip_caller_holds_and_resumes(lab, pjsua):
     """Hold (re-INVITE a=sendonly) is answered recvonly; resuming brings audio back."""
-    start_voicegw(lab)
+    start_voicegw(lab, sections=NO_SHEDDING)
     bot = pjsua.ua("bot", port=lab.bot_port, tone_hz=BOT_HZ)
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")
@@ -108,7 +108,7 @@ def test_pjsip_caller_holds_and_resumes(lab, pjsua):
 
 
 def test_the_bot_hangs_up_and_voicegw_byes_the_pjsip_caller(lab, pjsua):
-    start_voicegw(lab)
+    start_voicegw(lab, sections=NO_SHEDDING)
     bot = pjsua.ua("bot", port=lab.bot_port)
     caller = pjsua.ua("caller")
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")

@@ -11,7 +11,7 @@ all when the transfer failed); at the caller and the agent: who hears whom.
 from __future__ import annotations
 
 import pytest
-from peers.lab import event, sipfrags, start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, event, sipfrags, start_voicegw, wait_event
 from peers.pjsua import hears
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
@@ -22,8 +22,8 @@ CALLER_HZ, AGENT_HZ, BOT_HZ = 600.0, 1000.0, 1400.0
 def bot_call(lab, pjsua, agent_options: dict, bye_after_transfer: bool = True, **calls: object):
     """Caller -> voicegw -> PJSIP bot, a PJSIP agent ready: (caller call, bot, leg B, agent)."""
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ, **agent_options)
-    start_voicegw(lab, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"], transfer_method="invite",
-                  **calls)
+    start_voicegw(lab, sections=NO_SHEDDING, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"],
+                  transfer_method="invite", **calls)
     bot = pjsua.ua("bot", port=lab.bot_port, tone_hz=BOT_HZ, bye_after_transfer=bye_after_transfer)
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")

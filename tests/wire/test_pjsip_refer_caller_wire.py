@@ -12,7 +12,7 @@ PJSIP refusing the REFER itself.
 from __future__ import annotations
 
 import pytest
-from peers.lab import bot, sipfrags, start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, bot, sipfrags, start_voicegw, wait_event
 from peers.pjsua import hears, rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
@@ -23,7 +23,7 @@ CALLER_HZ, AGENT_HZ = 600.0, 1000.0
 def demo_refer(lab, pjsua, agent_options: dict, caller_options: dict | None = None):
     """The demo flow with transfer_method refer; the PJSIP caller pressed 0."""
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ, **agent_options)
-    start_voicegw(lab, bot=False, agent_uri=agent.contact(), transfer_method="refer")
+    start_voicegw(lab, sections=NO_SHEDDING, bot=False, agent_uri=agent.contact(), transfer_method="refer")
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ, **(caller_options or {}))
     call = caller.call(f"sip:demo@{lab.daemon.host}:{lab.daemon.port}")
     call.wait_confirmed()
@@ -33,7 +33,8 @@ def demo_refer(lab, pjsua, agent_options: dict, caller_options: dict | None = No
 
 def test_sipp_bot_refer_makes_voicegw_refer_the_pjsip_caller_to_the_pjsip_agent(lab, pjsua):
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ, answer_delay=0.3)
-    start_voicegw(lab, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"], transfer_method="refer")
+    start_voicegw(lab, sections=NO_SHEDDING, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"],
+                  transfer_method="refer")
     b = bot(lab, "bot_refer.xml", agent.contact())
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")

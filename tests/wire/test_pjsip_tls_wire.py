@@ -21,7 +21,7 @@ import pytest
 import yaml
 from peers.calls import HOST, free_block
 from peers.daemon import DaemonProcess
-from peers.lab import bot, wait_event
+from peers.lab import NO_SHEDDING, bot, wait_event
 from peers.net import free_port
 from peers.pjsua import TlsFiles, hears
 from peers.pki import OPENSSL, make_pki
@@ -44,9 +44,7 @@ def tls_voicegw(lab, pki, **calls: object) -> int:
     tls_port = free_port(HOST)
     config = lab.workdir / "voicegw.yaml"
     config.write_text(yaml.safe_dump({
-        "calls": calls, "api": {"enabled": False},
-        # no 503 shedding on loop lag: a shared CI box lags more than 0.25 s at times
-        "guard": {"max_loop_lag": 0},
+        **NO_SHEDDING, "calls": calls, "api": {"enabled": False},
         "tls": {"enabled": True, "port": tls_port, "cert_file": str(pki.cert), "key_file": str(pki.key),
                 "ca_file": str(pki.ca), "verify_client": "none"},
     }), encoding="utf-8")

@@ -12,7 +12,7 @@ flow's apology and is never hung up. PJSIP's message logs show what crossed the 
 from __future__ import annotations
 
 import pytest
-from peers.lab import bot, event, start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, bot, event, start_voicegw, wait_event
 from peers.pjsua import hears, rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
@@ -24,7 +24,7 @@ def demo_call(lab, pjsua, agent_options: dict, **calls: object):
     """A PJSIP agent, voicegw's demo flow pointing at it, a PJSIP caller in the menu
     that pressed 0: (caller, its call, agent)."""
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ, **agent_options)
-    start_voicegw(lab, bot=False, agent_uri=agent.contact(), **calls)
+    start_voicegw(lab, sections=NO_SHEDDING, bot=False, agent_uri=agent.contact(), **calls)
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:demo@{lab.daemon.host}:{lab.daemon.port}")
     call.wait_confirmed()
@@ -82,7 +82,8 @@ def test_sipp_bot_refers_the_pjsip_caller_to_a_pjsip_agent_by_invite(lab, pjsua)
     """The bot's REFER carried out by INVITE: voicegw bridges the PJSIP caller to the
     PJSIP agent, the bot gets NOTIFY 200 and BYE."""
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ)
-    start_voicegw(lab, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"], transfer_method="invite")
+    start_voicegw(lab, sections=NO_SHEDDING, transfer_allow=[f"sip:*@127.0.0.1:{agent.port}"],
+                  transfer_method="invite")
     b = bot(lab, "bot_refer.xml", agent.contact())
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")

@@ -16,7 +16,7 @@ import re
 from urllib.parse import unquote
 
 import pytest
-from peers.lab import start_voicegw, wait_event
+from peers.lab import NO_SHEDDING, start_voicegw, wait_event
 from peers.pjsua import hears, rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
@@ -27,9 +27,9 @@ BRIEFING = "Incoming transfer from {caller}. Billing question."
 
 def warm_call(lab, pjsua, complete_by: str):
     agent = pjsua.ua("agent", tone_hz=AGENT_HZ, answer_delay=0.2)
-    start_voicegw(lab, bot=False, agent_uri=agent.contact(), transfer_method="warm", ring_timeout=5,
-                  warm={"hold": "silence", "briefing_text": BRIEFING, "confirm": False,
-                        "auto_complete": True, "complete_by": complete_by})
+    start_voicegw(lab, sections=NO_SHEDDING, bot=False, agent_uri=agent.contact(), transfer_method="warm",
+                  ring_timeout=5, warm={"hold": "silence", "briefing_text": BRIEFING, "confirm": False,
+                                        "auto_complete": True, "complete_by": complete_by})
     caller = pjsua.ua("caller", tone_hz=CALLER_HZ)
     call = caller.call(f"sip:demo@{lab.daemon.host}:{lab.daemon.port}")
     call.wait_confirmed()
