@@ -15,8 +15,23 @@ from peers.ops import OpsDaemon, Sipp, active_call
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 
 
+# The live call waits in a menu for minutes: with the demo flow's 15 s menu the call
+# could end by itself while a loaded machine was still starting the CLI commands.
+WAITING_FLOW = """\
+name: waiting
+start: greeting
+nodes:
+  greeting: {type: message, text: Hello., next: menu}
+  menu: {type: collect, routes: {"1": bye}, timeout: 300, on_timeout: bye}
+  bye: {type: hangup}
+"""
+
+
 def test_status_calls_and_call_show_ladder_during_a_live_call(tmp_path: Path) -> None:
-    with OpsDaemon(tmp_path) as ops:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "waiting.yaml").write_text(WAITING_FLOW)
+    with OpsDaemon(tmp_path / "ops", config={"default_flow": "waiting", "flows_dir": str(flows)}) as ops:
         caller = Sipp(tmp_path, "caller", "b2bua_uac_wait_bye.xml", remote=ops.address).start()
         try:
             call = active_call(ops)
