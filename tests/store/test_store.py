@@ -27,15 +27,19 @@ from voicegw.engine.events import (
     LegAcked,
     LegAnswered,
     LegByeSent,
+    LegConsulting,
     LegDialing,
     LegHungUp,
     LegProgress,
+    LegReinvited,
+    LegRequestReceived,
     TransferAccepted,
     TransferFailed,
     TransferProgress,
     TransferRefused,
     TransferStarted,
     TransferSucceeded,
+    WarmTransferMoved,
 )
 from voicegw.store import SCHEMA_VERSION, Entry, Store, store_path
 from voicegw.store.records import Ladder, apply_entry
@@ -233,6 +237,24 @@ def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clo
     assert [t["transfer_id"] for t in store.transfers(state="failed")] == [refused["transfer_id"], "t3", "t1"]
     assert [t["transfer_id"] for t in store.transfers(method="refer", call_id="c1")] == [
         refused["transfer_id"], "t2"]
+
+
+def test_leg_events_by_type_land_in_the_call_legs_and_warm_steps_in_the_transfer(store: Store, clock: Clock) -> None:
+    call = answered_call(store, clock)
+    listen = store.listener
+    listen(call, 0.0, LegRequestReceived("bot", "INFO", "application/dtmf-relay"))
+    listen(call, 0.0, LegReinvited("caller", True))
+    listen(call, 0.0, LegConsulting("agent", "sip:agent@pbx", "w1"))  # a leg, not an attempt
+    listen(call, 0.0, WarmTransferMoved("w2", "briefing", "agent answered"))  # its TransferStarted was lost
+    assert store.flush(5)
+    record = store.call("c1")
+    legs = record["legs"]
+    assert legs["bot"]["content_type"] == "application/dtmf-relay" and "info_at" in legs["bot"]
+    assert legs["caller"]["hold"] is True and "reinvite_at" in legs["caller"]
+    assert legs["agent"]["uri"] == "sip:agent@pbx" and legs["agent"]["transfer_id"] == "w1"
+    assert [(t["transfer_id"], t["state"], t["method"]) for t in record["transfers"]] == [("w2", "pending", "")]
+    assert [e["event"] for e in record["events"][-4:]] == [
+        "leg.bot.info", "leg.caller.reinvite", "leg.agent.consulting", "transfer.warm"]
 
 
 def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: Store) -> None:
