@@ -78,6 +78,9 @@ def test_port_pool_exhausted_refusal_names_the_port_pool(tmp_path: Path) -> None
             assert "no free RTP port" in final.first_line
             assert refused_counts(ops)["port_pool"] == 1
             assert_logged_once(ops, "port_pool", 503)
+            assert ops.http("GET", "/status").json()["totals"]["refused"] == {"port_pool": 1}
+            status = ops.cli("status")
+            assert status.returncode == 0 and "refused" in status.stdout and "port_pool: 1" in status.stdout
         finally:
             first.close()
 

@@ -84,6 +84,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
                 calls=engine.totals.get("calls", 0), answered=engine.totals.get("answered", 0),
                 failed=engine.totals.get("failed", 0), by_outcome=dict(control.outcomes),
                 by_sip_code={str(k): v for k, v in sorted(trace.invite_finals_sent.items())},
+                refused={cause: n for cause, n in sorted(engine.refusals.counts.items()) if n},
             ),
             transfers=[m.TransferTotals(method=method, **{
                 outcome: control.transfer_outcomes[(method, outcome)] for outcome in ("started", "succeeded", "failed")

@@ -23,6 +23,9 @@ class Totals(BaseModel):
     failed: int
     by_outcome: dict[str, int] = Field(description="Ended calls by cause: hung up, failed, cancelled.")
     by_sip_code: dict[str, int] = Field(description="Final responses voicegw sent to INVITEs, by status code.")
+    refused: dict[str, int] = Field(default_factory=dict, description=(
+        "New calls voicegw refused, by cause (the Reason header's text: overload, port_pool, "
+        "call_limit...); causes with no refusal are left out."))
 
 
 class TransferTotals(BaseModel):

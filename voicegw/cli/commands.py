@@ -154,6 +154,8 @@ def register(cli: click.Group) -> None:
             table.add_row("ended by", ", ".join(f"{k}: {v}" for k, v in totals["by_outcome"].items()))
         if totals["by_sip_code"]:
             table.add_row("final codes", ", ".join(f"{k}: {v}" for k, v in totals["by_sip_code"].items()))
+        if totals.get("refused"):
+            table.add_row("refused", ", ".join(f"{k}: {v}" for k, v in totals["refused"].items()))
         for row in data["transfers"]:
             table.add_row(f"transfers {row['method']}",
                           f"{row['started']} started, {row['succeeded']} succeeded, {row['failed']} failed")
