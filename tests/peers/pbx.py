@@ -8,7 +8,7 @@ the PBX expects, with a flow and prompts written for the test.
   From user names the PBX endpoint.
 - :class:`RegisteredAgent`: the scripted agent (peers.agent.Agent: answers, busy or
   never; RTP kept; echo) that first REGISTERs with digest auth, answering the
-  challenge with voicegw's own digest code (sip/digest.py).
+  challenge with voicegw's own digest client (sip/digest_client.py).
 - :class:`Talker`: a paced tone (20 ms PCMU frames with real RTP timing) from any
   socket towards wherever the party's call sends media; :func:`tone_packets` counts
   the received packets dominated by a frequency (Goertzel).
@@ -39,8 +39,9 @@ from peers.daemon import DaemonProcess, wait_until
 from voicegw.media import g711
 from voicegw.media.tones import goertzel_power
 from voicegw.media.wav import write_wav
-from voicegw.sip.digest import Challenge, authorize
-from voicegw.sip.message import Response
+from voicegw.sip.digest_client import Account, DigestClient, Refused
+from voicegw.sip.message import Request, Response
+from voicegw.sip.parser import parse_message
 
 HOST = "127.0.0.1"
 
@@ -173,14 +174,18 @@ class RegisteredAgent(Agent):
 
     def register(self, registrar: tuple[str, int], username: str, password: str,
                  expires: int = 300, timeout: float = 10.0) -> Response:
-        """REGISTER; a 401/407 challenge is answered once; returns the final response.
+        """REGISTER; a 401/407 is answered by voicegw's own digest client
+        (sip/digest_client.DigestClient, as voicegw answers a trunk's challenge) until it
+        refuses (:attr:`refused` then says why); returns the final response.
         Remembered for :meth:`unregister`."""
         self.registration = (registrar, username, password)
+        self.refused: str | None = None
+        client = DigestClient(Account(username, password), cnonce=lambda: uuid.uuid4().hex[:16])
         call_id = f"reg-{uuid.uuid4().hex}@{HOST}"
         tag = uuid.uuid4().hex[:8]
         uri = f"sip:{registrar[0]}:{registrar[1]}"
         authorization = ""
-        for cseq in (1, 2):
+        for cseq in (1, 2, 3):
             data = (
                 f"REGISTER {uri} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{uuid.uuid4().hex};rport\r\n"
@@ -192,15 +197,16 @@ class RegisteredAgent(Agent):
             ).encode()
             self._send(data, registrar)
             final = self._wait_response(call_id, cseq, timeout)
-            if final.status not in (401, 407) or cseq == 2:
+            if final.status not in (401, 407):
                 return final
-            name = "www-authenticate" if final.status == 401 else "proxy-authenticate"
-            challenge = Challenge.parse(final.headers.get(name) or "")
-            credentials = authorize(challenge, method="REGISTER", uri=uri, username=username,
-                                    password=password, cnonce=uuid.uuid4().hex[:16], nc=1)
-            header = "Authorization" if final.status == 401 else "Proxy-Authorization"
-            authorization = f"{header}: {credentials}\r\n"
-        raise AssertionError("unreachable")
+            request = parse_message(data)
+            assert isinstance(request, Request)
+            outcome = client.answer(request, final)
+            if isinstance(outcome, Refused):
+                self.refused = outcome.reason
+                return final
+            authorization = "".join(f"{name}: {value}\r\n" for name, value in outcome.headers)
+        return final
 
     def unregister(self, timeout: float = 10.0) -> Response | None:
         """Remove the contact (Expires: 0), so the PBX does not dial a closed agent."""

@@ -197,3 +197,27 @@ def test_agent_hangs_up_first_asterisk_byes_voicegw_and_the_call_ends(pbx, pbx_l
     # the flow has no post_agent node: voicegw ends the call and hangs up the caller
     assert caller.listen(20, lambda: caller.got_request("BYE")), "the caller is hung up"
     wait_logged(daemon, "call.ended")
+
+
+def test_voicegw_digest_client_registers_the_agent_and_a_wrong_password_is_refused(pbx, pbx_lab):
+    """The agent's REGISTER is answered by voicegw's digest client (sip/digest_client):
+    Asterisk accepts its answer with the right password; with a wrong one Asterisk
+    challenges the answer again and the client refuses to loop."""
+    wrong = pbx_lab.agent(register=False)
+    since = pbx.mark()
+    final = wrong.register(pbx.address, "agent", "not-the-password")
+    assert final.status == 401 and wrong.refused == "credentials refused by realm 'asterisk'", wrong.refused
+    assert pbx.contacts("agent") == []
+    tried = requests(pbx.sip(since), "REGISTER", "in")
+    assert len(tried) == 2 and tried[1].header("authorization"), "one answer, then no more"
+
+    since = pbx.mark()
+    right = pbx_lab.agent()
+    assert right.refused is None
+    sent = requests(pbx.sip(since), "REGISTER", "in")
+    assert len(sent) == 2, ladder(pbx.sip(since))
+    credentials = sent[1].header("authorization") or ""
+    for part in ('username="agent"', 'realm="asterisk"', f'uri="sip:127.0.0.1:{pbx.sip_port}"',
+                 "qop=auth", "nc=00000001"):
+        assert part in credentials, credentials
+    assert "out 200 REGISTER" in ladder(pbx.sip(since))
