@@ -99,6 +99,34 @@ def test_flow_refers_asterisk_which_transfers_the_phone_to_the_registered_agent(
     assert caller.bye().status == 200
 
 
+def test_refer_sub_false_asterisk_sends_no_notify_and_the_transfer_goes_on(pbx, pbx_lab, prompts):
+    """RFC 4488: voicegw's REFER says Refer-Sub: false; res_pjsip_refer sets up the blind
+    transfer first and then answers with its outcome, 200 OK (not the 202 RFC 4488 shows)
+    with Refer-Sub: false, and sends no NOTIFY; voicegw takes the 2xx as the outcome and
+    leaves, and the phone is put through to the agent."""
+    agent = pbx_lab.agent(answer_delay=0.3)
+    daemon = pbx_lab.voicegw(refer_flow(prompts, pbx.uri("2001")), refer_sub=False)
+    since = pbx.mark()
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    pbx_lab.talk(caller, PHONE_TONE)
+    done = wait_logged(daemon, "transfer.succeeded", timeout=30)
+    assert agent.wait_answered(30), pbx.report(since)
+    pbx_lab.talk(agent, AGENT_TONE)
+    answered = time.monotonic()
+    assert caller.wait_heard(AGENT_TONE, since=answered) and agent.wait_heard(PHONE_TONE, since=answered)
+    trace = pbx.with_voicegw(since)
+    refer = requests(trace, "REFER", "in")[0]
+    assert refer.header("refer-sub") == "false"
+    answer = next(t.message for t in trace if t.direction == "out" and t.message.status is not None
+                  and t.message.method == "REFER")
+    assert answer.status == 200 and done["status"] == 200, "the REFER's 2xx is the outcome"
+    assert (answer.header("refer-sub") or "").lower() == "false", "Asterisk agrees to send no NOTIFY"
+    assert not requests(trace, "NOTIFY", "out")
+    assert "in BYE" in ladder(trace)
+    assert caller.bye().status == 200
+
+
 def test_refer_to_an_extension_missing_from_the_dialplan_fails_and_the_caller_stays(pbx, pbx_lab, prompts):
     daemon = pbx_lab.voicegw(refer_flow(prompts, pbx.uri("7777")))
     since = pbx.mark()
