@@ -207,6 +207,28 @@ def test_send_dtmf_from_asterisk_reaches_the_flow(pbx, pbx_lab, prompts):
     assert agent.wait_for("BYE", 15)
 
 
+def test_a_key_the_phone_presses_is_relayed_by_asterisk_to_the_flow(pbx, pbx_lab, prompts):
+    """The phone's RFC 4733 key press goes to Asterisk, which relays it on its own leg
+    to voicegw (a new event stream, its own timestamps); the flow's menu takes it."""
+    flow = {
+        "name": "test", "start": "menu",
+        "nodes": {
+            "menu": {"type": "collect", "routes": {"1": "one"}, "timeout": 30, "on_timeout": "bye"},
+            "one": {"type": "message", "file": str(prompts["greeting"]), "next": "menu"},
+            "bye": {"type": "hangup"},
+        },
+    }
+    daemon = pbx_lab.voicegw(flow)
+    caller = pbx_lab.phone("vg")
+    assert caller.invite().status == 200
+    caller.listen(1.0)
+    assert caller.heard(GREETING) == 0, "nothing plays before the key"
+    caller.send_dtmf("1")
+    wait_logged(daemon, "flow.dtmf", digit="1")
+    assert caller.wait_heard(GREETING, packets=10), "the flow went on to the node for 1"
+    assert caller.bye().status == 200
+
+
 def test_phone_hangs_up_and_the_bye_reaches_voicegw_through_asterisk(pbx, pbx_lab, prompts):
     flow = {"name": "test", "nodes": {"wait": {"type": "collect", "routes": {"9": "bye"},
                                                "timeout": 60, "on_timeout": "bye"},
