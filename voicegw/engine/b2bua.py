@@ -298,14 +298,14 @@ class Engine:
         if self.draining:
             self.refusals.note(Cause.DRAINING, 503, call_id=invite.call_id, source=str(source))
             return refusal_response(invite, Cause.DRAINING, to_tag=new_tag())
+        if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
+            refusal = self._authenticate(invite)  # a stranger learns nothing else first
+            if refusal is not None:
+                return refusal
         problem = remote_target_problem(invite)
         if problem is not None:
             self.refusals.note(Cause.BAD_REQUEST, 400, call_id=invite.call_id, detail=problem, source=str(source))
             return make_response(invite, 400, f"Bad Request ({problem})", to_tag=new_tag())
-        if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
-            refusal = self._authenticate(invite)
-            if refusal is not None:
-                return refusal
         interval = session_interval(invite)
         if interval is not None and interval < MIN_SE:
             # RFC 4028 6: too brief an interval is refused, naming our minimum
