@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
 from ..engine.events import CallEnded, TranscriptAttached
-from ..engine.transfer import Transfer, TransferState
+from ..engine.transfer_state import Transfer, TransferState
 from ..metrics import process_snapshot
 from . import models as m
 from .control import Control

@@ -39,7 +39,7 @@ from .transcripts import TranscriptLinks
 
 if TYPE_CHECKING:
     from ..engine.b2bua import Engine
-    from ..engine.transfer import Transfer
+    from ..engine.transfer_state import Transfer
 
 
 @dataclass

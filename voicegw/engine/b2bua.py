@@ -24,7 +24,7 @@ import numpy as np
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
-from ..media.endpoint import MediaEndpoint, open_endpoint
+from ..media.endpoint import open_endpoint
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
@@ -67,7 +67,7 @@ from .events import (
     LegReofferSent,
     LegRequestReceived,
 )
-from .outbound import FailureStatus, OutboundLegs
+from .outbound import FailureStatus, OutboundLegs, apply_media, peer_of
 from .flow_exec import FlowExecutor
 from .refusals import Refusals
 from .replaces import replacing_invite
@@ -121,7 +121,7 @@ class Engine:
             register=self.register, track=self._track,
         )
         self.transfers = Transfers(self)
-        self.flows = FlowExecutor(self)
+        self.flows = FlowExecutor(self, self.tts)
         self.session_timers = SessionTimers(self)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's
@@ -248,6 +248,14 @@ class Engine:
         self._by_transaction[transaction_id] = handler
         if call is not None:
             call.transaction_ids.append(transaction_id)
+
+    def send_request(self, request: Request, destination: Address,
+                     on_event: Callable[[Event], None], call: Call | None = None) -> str:
+        """Send ``request``; its responses and time-out go to ``on_event`` (forgotten
+        with ``call``)."""
+        transaction_id = self.sip.send_request(request, destination)
+        self._track(transaction_id, on_event, call)
+        return transaction_id
 
     def _call_by_server_transaction(self, transaction_id: str) -> Call | None:
         return next((c for c in self.calls.values() if c.caller.transaction_id == transaction_id), None)
@@ -665,18 +673,9 @@ class Engine:
     def statistics(self) -> EngineStatistics:
         """What the engine holds now (engine/stats.py): calls, legs, dialogs, handlers,
         media endpoints, bridges, players, timers, tasks."""
-        return engine_statistics(self)
-
-
-def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
-    endpoint.payload_type = media.payload_type
-    endpoint.dtmf_payload_type = media.telephone_event
-    keys = media.srtp
-    if keys is not None:
-        endpoint.set_srtp(keys.remote_key, keys.local_key, keys.suite)
-    else:
-        endpoint.set_srtp(None)
-    endpoint.set_remote(media.remote_address, media.remote_port)
+        return engine_statistics(
+            self.calls.values(), tasks=self._tasks, dialogs=len(self._by_dialog),
+            handlers=len(self._by_transaction), pool=self.pool, totals=self.totals)
 
 
 def remote_target_problem(invite: Request) -> str | None:
@@ -700,13 +699,6 @@ def remote_target_problem(invite: Request) -> str | None:
     return None
 
 
-def peer_of(uri: SipUri) -> Address:
-    """Where a SIP URI is reached: sips: and ;transport=tls go over TLS (default port
-    5061, RFC 3261 19.1.2), others over the URI's transport, UDP by default."""
-    transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
-    return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
-
-
 def _user(uri: Any) -> str:
     return getattr(uri, "user", None) or "anonymous"
 
@@ -716,4 +708,4 @@ def _log_task_error(task: asyncio.Task[Any]) -> None:
         log.error("engine.task_failed", error=repr(task.exception()))
 
 
-__all__ = ["Engine", "apply_media", "caller_status", "peer_of"]
+__all__ = ["Engine", "caller_status"]

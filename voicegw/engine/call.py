@@ -95,7 +95,7 @@ class Call:
     bot_refer: Any = None
     """The bot's REFER being carried out (an IncomingRefer), if any."""
     transfer: Any = None
-    """The transfer in progress or last done (engine.transfer.Transfer)."""
+    """The transfer in progress or last done (engine.transfer_state.Transfer)."""
     session_expires: int | None = None
     """RFC 4028 session interval agreed with the caller, if any."""
     timers: dict[str, Any] = field(default_factory=dict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import structlog
@@ -23,10 +23,8 @@ from .call import Call, CallState
 from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
 from .events import FallbackDecided, FallbackPromptPlayed
 from .fallback import EndCall, FallbackMachine, GoToNode, PlayPrompt, StartAttempt
-from .transfer import Transfer, TransferOptions, TransferState
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
+from .transfer_state import Transfer, TransferOptions, TransferState
+from .ports import CallHost
 
 log = structlog.get_logger("voicegw.fallback")
 
@@ -58,7 +56,7 @@ def bot_policy(methods: int, retry_prompt: str | None) -> FallbackPolicy:
 
 
 async def transfer_with_fallback(
-    engine: Engine, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
+    engine: CallHost, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
     context: dict[str, str] | None = None, on_attempt: Callable[[Transfer], None] | None = None,
     options: TransferOptions | None = None,
 ) -> Outcome:
@@ -109,7 +107,7 @@ def _fallback_status(status: Any) -> int | str:
     return 500  # anything else is our own failure: a server error to the rules
 
 
-async def _finished(engine: Engine, transfer: Transfer) -> None:
+async def _finished(engine: CallHost, transfer: Transfer) -> None:
     if transfer.done:
         return
     done: asyncio.Future[None] = engine.loop.create_future()
@@ -117,7 +115,7 @@ async def _finished(engine: Engine, transfer: Transfer) -> None:
     await done
 
 
-async def _play(engine: Engine, call: Call, prompt: Prompt) -> None:
+async def _play(engine: CallHost, call: Call, prompt: Prompt) -> None:
     endpoint = call.caller.endpoint
     if endpoint is None or call.state is not CallState.CONNECTED:
         return

@@ -8,7 +8,6 @@ fallback machine, and the post-agent resume when the agent hangs up first.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -26,10 +25,11 @@ from ..media import tones
 from ..media.endpoint import open_endpoint
 from ..media.player import play_samples
 from ..media.ports import PortPoolExhausted
-from ..media.relay import Bridge
-from ..media.tts import TtsError
 from ..media.prompts import load_prompt
+from ..media.relay import Bridge
+from ..media.tts import EspeakTts, TtsError
 from ..media.wav import WavError
+from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .events import (
     FlowDtmfReceived,
@@ -41,17 +41,17 @@ from .events import (
     LegFailed,
 )
 from .fallback_runner import transfer_with_fallback
-from .transfer import TransferOptions
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
+from .outbound import apply_media, peer_of
+from .ports import CallHost
+from .transfer_state import TransferOptions
 
 log = structlog.get_logger("voicegw.engine")
 
 
 class FlowExecutor:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallHost, tts: EspeakTts) -> None:
         self.engine = engine
+        self.tts = tts
 
     async def run(self, call: Call, at: str | None = None) -> None:
         engine = self.engine
@@ -115,9 +115,6 @@ class FlowExecutor:
     async def _connect_bot(self, call: Call, action: ConnectBot) -> object | None:
         """A flow's bot node: dial the bot, bridge the caller to it and wait until the
         bot hangs up (None) or fails to answer (its status). The caller leg stays."""
-        from ..sip.uri import SipUri, parse_uri
-        from .b2bua import apply_media, peer_of
-
         engine = self.engine
         uri = parse_uri(action.uri)
         caller = call.caller
@@ -179,7 +176,7 @@ class FlowExecutor:
 
     async def render(self, text: str) -> np.ndarray:
         try:
-            return await self.engine.tts.render(text)
+            return await self.tts.render(text)
         except TtsError as error:
             log.warning("tts.failed", error=str(error))
             return tones.ToneGenerator(tones.HOLD_BEEP).read(8000)

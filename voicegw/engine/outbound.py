@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..media.endpoint import MediaEndpoint
 from ..sip.build import new_call_id, new_tag
 from ..sip.dialog import Dialog
 from ..sip.errors import SipError
@@ -302,3 +303,23 @@ def destination(uri: object, fallback: Address) -> Address:
             return fallback
         return Address(uri.transport or fallback.transport, host, uri.port or 5060)
     return fallback
+
+
+def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
+    """Point a leg's endpoint at what offer/answer settled on: payload types, SRTP
+    keys (or none), the far address."""
+    endpoint.payload_type = media.payload_type
+    endpoint.dtmf_payload_type = media.telephone_event
+    keys = media.srtp
+    if keys is not None:
+        endpoint.set_srtp(keys.remote_key, keys.local_key, keys.suite)
+    else:
+        endpoint.set_srtp(None)
+    endpoint.set_remote(media.remote_address, media.remote_port)
+
+
+def peer_of(uri: SipUri) -> Address:
+    """Where a SIP URI is reached: sips: and ;transport=tls go over TLS (default port
+    5061, RFC 3261 19.1.2), others over the URI's transport, UDP by default."""
+    transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
+    return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))

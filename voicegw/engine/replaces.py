@@ -9,7 +9,6 @@ names no confirmed dialog of ours is refused with 481 (RFC 3891 3).
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 from ..media.endpoint import open_endpoint
 from ..media.player import Player
@@ -24,9 +23,8 @@ from ..sip.refusal import Cause, refusal_response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallState, Leg
 from .events import LegReplaced
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
+from .outbound import apply_media
+from .ports import ReplacesHost
 
 
 def parse_replaces(value: str) -> DialogId | None:
@@ -42,9 +40,7 @@ def parse_replaces(value: str) -> DialogId | None:
     return DialogId(call_id.strip(), tags["to-tag"], tags["from-tag"])
 
 
-async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
-    from .b2bua import apply_media
-
+async def replacing_invite(engine: ReplacesHost, event: RequestReceived) -> None:
     invite, source = event.request, event.source
     refusal = engine.admission(invite, source)
     replaced = parse_replaces(invite.headers.get("replaces") or "")
@@ -88,7 +84,7 @@ async def replacing_invite(engine: Engine, event: RequestReceived) -> None:
     call.record(engine.now(), LegReplaced(leg.role, str(source)))
 
 
-def swap_leg(engine: Engine, call: Call, old: Leg, new: Leg) -> None:
+def swap_leg(engine: ReplacesHost, call: Call, old: Leg, new: Leg) -> None:
     """Put ``new`` where ``old`` was: in the call and in the media path."""
     assert new.endpoint is not None
     bridge = engine.bridge(call)

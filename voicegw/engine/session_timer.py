@@ -7,14 +7,10 @@ An interval below our minimum is refused with 422 and ``Min-SE`` (RFC 4028 6).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..sip.message import Request
 from .call import Call, CallInput, Leg
 from .events import SessionExpired, SessionRefreshed
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
+from .ports import CallHost
 
 MIN_SE = 90  # RFC 4028 4: the minimum session interval, and our Min-SE
 
@@ -32,7 +28,7 @@ def supports_timer(invite: Request) -> bool:
 
 
 class SessionTimers:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallHost) -> None:
         self.engine = engine
 
     @staticmethod

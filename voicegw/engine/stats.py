@@ -9,15 +9,14 @@ tests/wire/test_leak_wire.py asserts it returns to its baseline.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..media.player import Player
+from ..media.ports import PortPool
 from ..media.relay import Bridge
-from .call import CallState
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
+from .call import Call, CallState
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +48,20 @@ class EngineStatistics:
     failed: int
 
 
-def engine_statistics(engine: Engine) -> EngineStatistics:
-    calls = list(engine.calls.values())
+def engine_statistics(calls: Collection[Call], *, tasks: Collection[asyncio.Task[object]],
+                      dialogs: int, handlers: int, pool: PortPool,
+                      totals: dict[str, int]) -> EngineStatistics:
+    """The snapshot from the engine's indexes (it passes them: this module does not
+    import the engine, tests/test_layers.py)."""
+    calls = list(calls)
     active = sum(1 for c in calls if c.state is not CallState.ENDED)
-    legs = bridges = players = timers = tasks = transfers = 0
+    legs = bridges = players = timers = running = transfers = 0
     for call in calls:
         call_legs = call.legs()
         legs += len(call_legs)
         timers += len(call.timers) + sum(
             1 for leg in call_legs if leg.dialing is not None and leg.dialing.timer is not None)
-        tasks += sum(1 for task in call.tasks if not task.done())
+        running += sum(1 for task in call.tasks if not task.done())
         for resource in call.resources:
             if isinstance(resource, Bridge) and not resource.closed:
                 bridges += 1
@@ -69,13 +72,12 @@ def engine_statistics(engine: Engine) -> EngineStatistics:
             transfers += 1
             if transfer.player is not None and transfer.player.running and transfer.player not in call.resources:
                 players += 1
-    tasks += sum(1 for task in engine._tasks if not task.done())
-    totals = engine.totals
+    running += sum(1 for task in tasks if not task.done())
     return EngineStatistics(
         calls=len(calls), active_calls=active, ended_kept=len(calls) - active, legs=legs,
-        dialogs=len(engine._by_dialog), transaction_handlers=len(engine._by_transaction),
-        media_endpoints=engine.pool.statistics().in_use, bridges=bridges, players=players,
-        timers=timers, tasks=tasks, transfers_in_flight=transfers,
+        dialogs=dialogs, transaction_handlers=handlers,
+        media_endpoints=pool.statistics().in_use, bridges=bridges, players=players,
+        timers=timers, tasks=running, transfers_in_flight=transfers,
         total_calls=totals.get("calls", 0), answered=totals.get("answered", 0),
         failed=totals.get("failed", 0),
     )

@@ -11,16 +11,14 @@ pattern of the allow-list fails with ``policy`` and never leaves the box (toll f
 from __future__ import annotations
 
 import asyncio
-import enum
 import fnmatch
 import itertools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from structlog.contextvars import bound_contextvars
 
+from ..flow.fallback_policy import Attempt
 from ..media.endpoint import open_endpoint
 from ..media.mixer import TapMixer
 from ..media.player import Player, hold_player, ringback_player
@@ -54,72 +52,18 @@ from .events import (
     TransferStarted,
     TransferSucceeded,
 )
-from .outbound import FailureStatus, destination
+from .fallback_runner import bot_policy, transfer_with_fallback
+from .outbound import FailureStatus, apply_media, destination, peer_of
+from .ports import CallHost
+from .transfer_state import Transfer, TransferMethod, TransferOptions, TransferState
 from .warm import WarmTransfers
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
-
-
-class TransferMethod(str, enum.Enum):
-    INVITE = "invite"
-    REFER = "refer"
-    BYE = "bye"
-    WARM = "warm"
-    """Attended: consult and brief the agent first (engine/warm.py)."""
-
-
-class TransferState(str, enum.Enum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class TransferOptions:
-    """A flow node's own transfer settings, over the engine's TransferConfig."""
-
-    headers: tuple[tuple[str, str], ...] = ()
-    """Fixed headers for the transfer request, besides the context headers."""
-    destination: str | None = None
-    """BYE hand-back: the destination header's value (default: <target URI>)."""
-    ring_timeout: float | None = None
-    context_headers: tuple[tuple[str, str], ...] | None = None
-    """Header name -> context key; None: TransferConfig.context_headers."""
-
-
-@dataclass(eq=False)
-class Transfer:
-    id: str
-    call_key: str
-    method: TransferMethod
-    target: str
-    uri: str = ""
-    trigger: str = "api"
-    state: TransferState = TransferState.PENDING
-    status: FailureStatus | None = None
-    reason: str = ""
-    started: float = 0.0
-    ended: float | None = None
-    player: Player | None = None
-    listeners: list[Callable[[Transfer], None]] = field(default_factory=list)
-    progress: list[int] = field(default_factory=list)
-    """Provisional statuses seen (for the bot's NOTIFYs and the records)."""
-    refer_id: int | None = None
-    """REFER transfers: the REFER's CSeq, which its NOTIFYs name (RFC 3515 2.4.6)."""
-    options: TransferOptions = field(default_factory=TransferOptions)
-
-    @property
-    def done(self) -> bool:
-        return self.state is not TransferState.PENDING
-
 
 _ids = itertools.count(1)
 
 class Transfers:
     """The engine's transfer methods. One instance per engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallHost) -> None:
         self.engine = engine
         self.warm = WarmTransfers(engine)
 
@@ -216,8 +160,6 @@ class Transfers:
 
     # ------------------------------------------------------------------ INVITE (bridge)
     async def _by_invite(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
-        from .b2bua import peer_of
-
         engine = self.engine
         caller = call.caller
         assert caller.endpoint is not None
@@ -260,8 +202,6 @@ class Transfers:
         self._notify(transfer)
 
     def _agent_answered(self, call: Call, transfer: Transfer, leg: Leg, media: Any) -> None:
-        from .b2bua import apply_media
-
         engine = self.engine
         if transfer.player is not None:
             transfer.player.stop()
@@ -341,8 +281,7 @@ class Transfers:
                                                 embedded_headers=embedded,
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
-        tx = engine.sip.send_request(request, destination(hop, leg.peer))
-        engine._track(tx, lambda event: self._refer_response(call, event), call)
+        engine.send_request(request, destination(hop, leg.peer), lambda event: self._refer_response(call, event), call)
         self.pump_refers(call)
 
     def _refer_response(self, call: Call, event: Any) -> None:
@@ -440,9 +379,6 @@ class Transfers:
         """Carry out the bot's REFER with the configured methods in order (e.g. REFER to
         the carrier, then INVITE if that fails), each failure through the fallback
         machine; the bot hears the progress of each attempt and the final outcome."""
-        from ..flow.fallback_policy import Attempt
-        from .fallback_runner import bot_policy, transfer_with_fallback
-
         methods = self.config.bot_refer_methods or (self.config.bot_refer_method,)
         policy = self.config.bot_fallback or bot_policy(len(methods), self.config.retry_prompt)
 
@@ -479,7 +415,6 @@ class Transfers:
             self._bot_refer_settled(call, leg, incoming)
             return
         request, hop = notify
-        tx = self.engine.sip.send_request(request, destination(hop, leg.peer))
 
         def answered(event: Any) -> None:
             if isinstance(event, TransactionTimedOut):
@@ -488,7 +423,7 @@ class Transfers:
                 incoming.receive_notify_response(event.response)
             self._bot_refer_settled(call, leg, incoming)
 
-        self.engine._track(tx, answered, call)
+        self.engine.send_request(request, destination(hop, leg.peer), answered, call)
 
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""

@@ -11,7 +11,7 @@ out on a live call:
   REFER with Replaces on the caller's leg (RFC 3891, RFC 5589 7): the carrier joins
   caller and agent and voicegw leaves the path.
 
-Its outcome is a :class:`~voicegw.engine.transfer.Transfer` like any other, so the
+Its outcome is a :class:`~voicegw.engine.transfer_state.Transfer` like any other, so the
 fallback rules see ``declined``, ``no_answer`` and SIP codes the same way.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import structlog
@@ -44,11 +44,9 @@ from .events import (
     ReferReplacesSent,
     WarmTransferMoved,
 )
-from .outbound import destination
-
-if TYPE_CHECKING:
-    from .b2bua import Engine
-    from .transfer import Transfer
+from .outbound import apply_media, destination, peer_of
+from .ports import CallHost
+from .transfer_state import Transfer
 
 log = structlog.get_logger("voicegw.warm")
 
@@ -68,14 +66,13 @@ class WarmTransfer:
 
 
 class WarmTransfers:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallHost) -> None:
         self.engine = engine
         self.by_call: dict[str, WarmTransfer] = {}
 
     # ------------------------------------------------------------------ entry points
     async def run(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]],
                   settings: WarmSettings, context: dict[str, str]) -> None:
-        from .b2bua import peer_of
 
         engine = self.engine
         try:
@@ -200,7 +197,6 @@ class WarmTransfers:
         return None  # "bot": the caller keeps talking to the bot
 
     def _answered(self, call: Call, warm: WarmTransfer, media: Any) -> None:
-        from .b2bua import apply_media
 
         assert warm.leg.endpoint is not None
         apply_media(warm.leg.endpoint, media)
@@ -300,8 +296,7 @@ class WarmTransfers:
         target = consult.remote_target
         request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
         warm.refer_id = refer.refer_id
-        tx = engine.sip.send_request(request, destination(hop, leg.peer))
-        engine._track(tx, lambda event: self._refer_event(call, warm, event), call)
+        engine.send_request(request, destination(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call)
         engine.transfers.pump_refers(call)
         call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 

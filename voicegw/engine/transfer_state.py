@@ -1,0 +1,72 @@
+"""One transfer attempt as data: its method, state and options (TRANSFERS.md).
+
+A :class:`Transfer` is one attempt by one method to one target. It fails with a
+status (the SIP code, ``"timeout"``, ``"policy"``...) that the fallback machine maps
+to what happens next. Kept apart from transfer.py (which carries attempts out) so that
+the fallback runner and warm transfers can read attempts without importing it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..media.player import Player
+from .outbound import FailureStatus
+
+
+class TransferMethod(str, enum.Enum):
+    INVITE = "invite"
+    REFER = "refer"
+    BYE = "bye"
+    WARM = "warm"
+    """Attended: consult and brief the agent first (engine/warm.py)."""
+
+
+class TransferState(str, enum.Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """A flow node's own transfer settings, over the engine's TransferConfig."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed headers for the transfer request, besides the context headers."""
+    destination: str | None = None
+    """BYE hand-back: the destination header's value (default: <target URI>)."""
+    ring_timeout: float | None = None
+    context_headers: tuple[tuple[str, str], ...] | None = None
+    """Header name -> context key; None: TransferConfig.context_headers."""
+
+
+@dataclass(eq=False)
+class Transfer:
+    id: str
+    call_key: str
+    method: TransferMethod
+    target: str
+    uri: str = ""
+    trigger: str = "api"
+    state: TransferState = TransferState.PENDING
+    status: FailureStatus | None = None
+    reason: str = ""
+    started: float = 0.0
+    ended: float | None = None
+    player: Player | None = None
+    listeners: list[Callable[[Transfer], None]] = field(default_factory=list)
+    progress: list[int] = field(default_factory=list)
+    """Provisional statuses seen (for the bot's NOTIFYs and the records)."""
+    refer_id: int | None = None
+    """REFER transfers: the REFER's CSeq, which its NOTIFYs name (RFC 3515 2.4.6)."""
+    options: TransferOptions = field(default_factory=TransferOptions)
+
+    @property
+    def done(self) -> bool:
+        return self.state is not TransferState.PENDING
+
+
+__all__ = ["Transfer", "TransferMethod", "TransferOptions", "TransferState"]
