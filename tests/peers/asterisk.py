@@ -11,7 +11,8 @@ ports (SIP on 127.0.0.1, an RTP range), and talks to voicegw on
 :attr:`Asterisk.voicegw_port`, which the tests give the daemon they start (the
 ``voicegw`` endpoint is identified by that address). It runs in the foreground
 (``asterisk -f``), is checked and driven through its own control socket
-(``asterisk -C ... -rx``), and logs everything to ``messages.log``, including the SIP
+(``asterisk -C ... -rx``) and its AMI port (:meth:`Asterisk.originate`: this build has
+no res_clioriginate), and logs everything to ``messages.log``, including the SIP
 trace of res_pjsip_logger, which :meth:`Asterisk.sip` parses into messages: the tests
 assert on what Asterisk sent and received. The ``asterisk`` fixture
 (tests/conftest.py) starts and stops it and prints its log of a failed test.
