@@ -105,14 +105,17 @@ def freeswitch_instance(tmp_path_factory):
 def freeswitch(freeswitch_instance, request):
     """The module's FreeSWITCH for one test: ``since`` marks where the test's part of its
     log starts; its console, log and SIP trace of the test are printed when the test
-    fails; channels left are hung up; it must be still running after the test."""
+    fails; it must be still running after the test, with no channel left up (the test
+    fails otherwise, and they are hung up for the next one)."""
     fs = freeswitch_instance
     fs.since = fs.mark()
     yield fs
     if _failed(request):
         print(fs.report(fs.since))
     assert fs.running(), fs.report(fs.since)
-    fs.api("hupall NORMAL_CLEARING")
+    left = fs.wait_channels(0)
+    fs.api("hupall NORMAL_CLEARING")  # the next test starts with none either way
+    assert not left, f"channels left up in FreeSWITCH: {left}"
 
 
 # ------------------------------------------------------------------ PJSIP (issue 11)

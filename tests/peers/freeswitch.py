@@ -279,6 +279,16 @@ class FreeSwitch:
         match = re.search(r"(\d+) total", self.api("show channels count"))
         return int(match.group(1)) if match else -1
 
+    def wait_channels(self, count: int = 0, timeout: float = 5.0) -> list[str]:
+        """Wait until FreeSWITCH has ``count`` channels; the names of those it has then
+        (empty when it got there)."""
+        deadline = time.monotonic() + timeout
+        while self.channels() != count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.channels() == count:
+            return []
+        return re.findall(r"^[0-9a-f-]{36},[^,]*,[^,]*,[^,]*,([^,]+)", self.api("show channels"), re.MULTILINE)
+
     def mark(self) -> int:
         """The log's size now: pass it as ``since`` to look at what came after."""
         return self.log_file.stat().st_size if self.log_file.exists() else 0
