@@ -330,3 +330,12 @@ def talk(caller, payloads: list[bytes], tail: float = 0.5) -> list[bytes]:
         caller.rtp_ts += 160
         received += caller.receive_rtp(max(0.0, start + (index + 1) * 0.02 - time.monotonic()))
     return received + caller.receive_rtp(tail)
+
+
+def wait_request(caller, method: str, timeout: float = 10.0) -> bool:
+    """Let ``caller`` (peers.caller.Caller) take in SIP and RTP until it got a ``method``
+    request (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not caller.got_request(method) and time.monotonic() < deadline:
+        caller.receive_rtp(0.2)
+    return caller.got_request(method)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from peers.caller import Caller
 from peers.calls import HOST, SIPP
-from peers.freeswitch import INSTALL, SKIP_REASON, talk, tone
+from peers.freeswitch import INSTALL, SKIP_REASON, talk, tone, wait_request
 from peers.lab import bot, finish, peer, requests, responses, sipfrags, start_voicegw, wait_event
 from peers.pbx import tone_packets
 
@@ -116,6 +116,5 @@ def test_refer_to_a_busy_number_is_notified_200_and_the_phone_is_hung_up(lab, fr
     wait_event(lab, "transfer.succeeded", status=200)
     finish(lab, b)
     assert sipfrags(b.messages())[-1] == (200, True)
-    phone.receive_rtp(2.0)
-    assert phone.got_request("BYE"), "FreeSWITCH ends the phone's call: its new extension was busy"
+    assert wait_request(phone, "BYE"), "FreeSWITCH ends the phone's call: its new extension was busy"
     assert [m.status for m in responses(b.messages(), "REFER")] == [202]
