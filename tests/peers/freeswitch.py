@@ -305,6 +305,16 @@ class FreeSwitch:
         read from its SIP trace."""
         return parse_trace(self.log(since))
 
+    def wait_sip(self, description: str, since: int = 0, timeout: float = 5.0) -> list[SipMessage]:
+        """Wait until the trace since the mark holds ``description`` ("in 200 BYE",
+        "out NOTIFY"...; its log trails the wire a little); the messages then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            messages = self.sip_messages(since)
+            if description in [m.describe() for m in messages] or time.monotonic() >= deadline:
+                return messages
+            time.sleep(0.05)
+
     def report(self, since: int = 0, lines: int = 200) -> str:
         """The console output and the log since the mark (its last ``lines`` lines)."""
         console = self.console_file.read_text(errors="replace") if self.console_file.exists() else ""

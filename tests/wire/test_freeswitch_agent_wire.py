@@ -48,7 +48,7 @@ def via_freeswitch(lab, freeswitch, number: str, bot_scenario: str = "bot_refer.
 
 
 def sent_by_freeswitch(freeswitch, status: int) -> list:
-    return [m for m in freeswitch.sip_messages(freeswitch.since)
+    return [m for m in freeswitch.wait_sip(f"out {status} INVITE", freeswitch.since)
             if m.direction == "out" and m.status == status and m.method == "INVITE"]
 
 
@@ -94,7 +94,7 @@ def test_agent_never_answers_ring_timeout_cancel_crosses_freeswitch(lab, freeswi
     assert 1.8 <= log_time(failed) - log_time(started) <= 5.0
     finish(lab, agent)
     assert "in CANCEL" in agent.flow()
-    cancels = [m for m in freeswitch.sip_messages(freeswitch.since)
+    cancels = [m for m in freeswitch.wait_sip("in CANCEL", freeswitch.since)
                if m.direction == "in" and m.status is None and m.method == "CANCEL"]
     assert cancels, "voicegw's CANCEL reached FreeSWITCH"
     assert 180 in [s for s, _ in sipfrags(b.messages())], "the agent's ringing, relayed by FreeSWITCH"

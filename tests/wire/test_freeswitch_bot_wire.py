@@ -77,6 +77,6 @@ def test_the_bot_hangs_up_and_the_caller_gets_a_bye(lab, freeswitch):
     c = bot_is(lab, freeswitch, "hangup-1500")
     assert c.invite().status == 200
     assert wait_request(c, "BYE"), "voicegw BYEs the caller once the bot left"
-    fs = [m.describe() for m in freeswitch.sip_messages(freeswitch.since)]
+    fs = [m.describe() for m in freeswitch.wait_sip("in 200 BYE", freeswitch.since)]
     assert "out BYE" in fs and "in 200 BYE" in fs, fs
     wait_event(lab, "call.ended")

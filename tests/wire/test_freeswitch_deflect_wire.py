@@ -79,7 +79,7 @@ def test_freeswitch_deflects_to_a_busy_agent_hears_486_then_hangs_up_its_leg(lab
     ended = wait_event(lab, "call.ended", call_id=failed["call_id"])
     assert log_time(ended) >= log_time(failed)
     assert wait_request(c, "BYE"), "the bot (FreeSWITCH) left, so voicegw ends the call"
-    fs = freeswitch.sip_messages(freeswitch.since)
+    fs = freeswitch.wait_sip("in 200 BYE", freeswitch.since)
     notifies = [m for m in fs if m.direction == "in" and m.status is None and m.method == "NOTIFY"]
     assert [sipfrag_status(m) for m in notifies][-1] == 486, [m.body for m in notifies]
     assert "terminated" in (notifies[-1].header("subscription-state") or "")

@@ -60,7 +60,7 @@ def test_freeswitch_deflects_a_pjsip_phone_to_voicegw_which_is_the_transfer_targ
     invites = phone.requests("INVITE", "out")
     assert invites[-1].first_line.startswith(f"INVITE {target} ")
     # FreeSWITCH's side: NOTIFYs from the phone ending with a final 200, then its BYE
-    fs = freeswitch.sip_messages(freeswitch.since)
+    fs = freeswitch.wait_sip("out BYE", freeswitch.since)
     notifies = [m for m in fs if m.direction == "in" and m.status is None and m.method == "NOTIFY"]
     assert notifies and notifies[-1].body.startswith(b"SIP/2.0 200"), [m.body for m in notifies]
     order = [m.describe() for m in fs]
@@ -84,7 +84,7 @@ def test_warm_transfer_refer_with_replaces_pjsip_phone_joins_the_freeswitch_agen
     wait_event(lab, "call.ended", call_id=done["call_id"])
     assert hears(joined.record(1.5), 700), "the agent's echo, with voicegw out of the call"
     # PJSIP's INVITE with Replaces went to FreeSWITCH, naming voicegw's consult dialog
-    fs = freeswitch.sip_messages(freeswitch.since)
+    fs = freeswitch.wait_sip("out BYE", freeswitch.since)
     consult = [m for m in fs if m.direction == "in" and m.status is None and m.method == "INVITE"
                and m.first_line.startswith(f"INVITE sip:bridge-{agent.port}@") and not m.header("replaces")]
     replacing = [m for m in fs if m.direction == "in" and m.status is None and m.method == "INVITE"
