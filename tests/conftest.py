@@ -19,11 +19,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 @pytest.fixture
-def lab(tmp_path, monkeypatch):
+def lab(tmp_path, monkeypatch, request):
     # the daemon's records go to this test's own file, not the shared var/voicegw.db
     monkeypatch.setenv("VOICEGW_DB", str(tmp_path / "voicegw.db"))
     with CallLab(tmp_path) as lab:
         yield lab
+        if _failed(request):  # the daemon's side of a failure (its log, the sipp peers')
+            print(lab.report())
         # the daemon survived and logged no error
         assert lab.daemon is None or lab.daemon.running(), lab.report()
         if lab.daemon is not None:
@@ -128,3 +130,5 @@ def pjsua(tmp_path, request):
         yield agents
         if _failed(request):
             print(agents.report())
+        # whatever reached PJSIP must parse: a message it dropped is a sender's bug
+        assert not agents.dropped(), agents.dropped()

@@ -304,9 +304,9 @@ class Pjsua:
                 if found is not None:
                     return found
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PjsuaError(f"pjsua {self.name}: no {name} {fields} in {timeout} s\n"
-                                     + self.report())
+                if left <= 0 or (name != "exited" and self.find("exited") is not None):
+                    raise PjsuaError(f"pjsua {self.name}: no {name} {fields} in {timeout} s"
+                                     f"{' (the agent exited)' if left > 0 else ''}\n" + self.report())
                 self._cond.wait(min(left, 0.1))
 
     def incoming(self, timeout: float = 10.0, index: int = 0) -> PjCall:
@@ -564,6 +564,10 @@ class PjsuaLab:
 
     def report(self) -> str:
         return "\n".join(ua.report() for ua in self.uas)
+
+    def dropped(self) -> list[str]:
+        """Messages some agent received and threw away as unparsable (PJSIP's log)."""
+        return [f"{ua.name}: {e['text']}" for ua in self.uas for e in ua.all("dropped")]
 
     def close(self) -> None:
         stop_all(*self.uas)

@@ -61,6 +61,9 @@ class Proto:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+DROPPED = re.compile(r"Dropping \d+ bytes packet from|Error processing \d+ bytes packet from")
+"""sip_transport.c's words for an incoming message it could not parse and threw away."""
+
 STATES = {
     pj.PJSIP_INV_STATE_NULL: "NULL", pj.PJSIP_INV_STATE_CALLING: "CALLING",
     pj.PJSIP_INV_STATE_INCOMING: "INCOMING", pj.PJSIP_INV_STATE_EARLY: "EARLY",
@@ -89,6 +92,8 @@ class Writer(pj.LogWriter):
         msg = entry.msg
         self.file.write(msg if msg.endswith("\n") else msg + "\n")
         self.file.flush()
+        if DROPPED.search(msg):  # a message PJSIP could not parse: the sender's bug
+            PROTO.emit({"event": "dropped", "text": msg.strip()[:2000]})
         found = SIP_LOG.search(msg)
         if found:
             direction = "in" if found.group(1) == "RX" else "out"
