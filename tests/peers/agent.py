@@ -379,6 +379,8 @@ class Carrier(Caller):
     sip_log: list[tuple[float, Request | Response]] = field(default_factory=list)
     refers: list[Request] = field(default_factory=list)
     hung_up: bool = False
+    refer_answer: str = "202 Accepted"
+    """How REFERs are answered: e.g. "501 Not Implemented" for a carrier without REFER."""
 
     def invite(self, extra: str = "", timeout: float = 10.0) -> Response:
         """INVITE; a non-2xx final is ACKed too (RFC 3261 17.1.1.3), so voicegw stops
@@ -418,7 +420,7 @@ class Carrier(Caller):
         self.sip_log.append((time.monotonic(), message))
         if isinstance(message, Request) and message.method == "REFER":
             self.refers.append(message)
-            self.sip.sendto(_ok(data, message).replace(b"200 OK", b"202 Accepted", 1), addr)
+            self.sip.sendto(_ok(data, message).replace(b"200 OK", self.refer_answer.encode(), 1), addr)
         elif isinstance(message, Request) and message.method != "ACK":
             self.sip.sendto(_ok(data, message), addr)
         return message

@@ -1,5 +1,8 @@
 """A bot's REFER carried out with ``calls.transfer_methods: [refer, invite]`` (issue 4).
 
+The second test: the carrier cannot REFER and answers it 501 (issue 13 item 6); the
+INVITE to the agent follows and the bot hears only the final 200.
+
 caller (peers.agent.Carrier: the scripted caller acting as the carrier, RTP recorded
 with arrival times) -> ``voicegw run`` -> bot (sipp, tests/peers/scenarios/bot_refer.xml: answers,
 REFERs to the agent, answers every NOTIFY until the terminated one, then expects BYE);
@@ -100,3 +103,43 @@ def test_refer_to_carrier_486_hold_prompt_then_invite_to_agent_succeeds(lab):  #
     finish(lab, agent)
     assert requests(agent.messages(), "BYE"), "the agent leg ends with the call"
     assert wait_until(lambda: event(lab, "call.ended", call_id=c.call_id) is not None, 5)
+
+
+def test_refer_answered_501_by_the_carrier_then_invite_to_agent_succeeds(lab):  # noqa: F811
+    agent = peer(lab, "agent", "agent_answer.xml", rtp_echo=True)
+    target = agent_uri(agent)
+    start_voicegw(lab, transfer_allow=[f"sip:*@{HOST}:{agent.port}"], transfer_methods=["refer", "invite"],
+                  ringback="silence")
+    b = bot(lab, "bot_refer.xml", target)
+    c = Carrier(lab.daemon.address, refer_answer="501 Not Implemented")
+    lab.callers.append(c)
+    assert c.invite().status == 200
+
+    # voicegw REFERs the carrier, which answers 501; then voicegw INVITEs the agent
+    assert c.listen(10, lambda: bool(c.refers)), lab.report()
+    assert c.refers[0].headers.get("refer-to") == f"<{target}>"
+    assert c.listen(15, lambda: event(lab, "transfer.succeeded", status=200) is not None), lab.report()
+    failed = wait_event(lab, "transfer.failed", status=501)
+    invite = wait_event(lab, "transfer.started", method="invite")
+    assert log_time(invite) >= log_time(failed), "the INVITE follows the 501"
+    assert wait_event(lab, "transfer.succeeded", status=200)["transfer_id"] == invite["transfer_id"]
+    assert len(c.refers) == 1, "one REFER: a 501 is not retried"
+    assert requests(agent.messages(), "INVITE"), "the agent got voicegw's INVITE"
+
+    # caller <-> agent media (the agent echoes); the caller was never hung up
+    mark = time.monotonic()
+    sent = [bytes([i]) * 160 for i in range(1, 31)]
+    for payload in sent:
+        c.send_rtp(payload)
+        time.sleep(0.005)
+    c.listen(1.0)
+    assert [p[12:] for p in c.audio(mark) if p[12:] in sent] == sent, "every packet comes back from the agent"
+    assert not c.got_request("BYE"), "a rejected REFER never drops the caller"
+
+    # the bot: 202, then only progress and one final 200 (never the 501), then its BYE
+    finish(lab, b)
+    frags = sipfrags(b.messages())
+    assert frags[-1] == (200, True), frags
+    assert 501 not in [s for s, _ in frags], frags
+    assert c.bye().status == 200
+    finish(lab, agent)
