@@ -1,5 +1,5 @@
-"""The import graph of voicegw/: no module imports another in a circle, and config/
-does not import the engine.
+"""The import graph of voicegw/: no module imports another in a circle, config/ does
+not import the engine, and a name is imported from the module that defines it.
 
 Every import counts, wherever it stands: at module level, inside a function (an
 import moved into a function still ties the two modules together), or under
@@ -14,7 +14,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1] / "voicegw"
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "voicegw"
 PACKAGE = ROOT.name
 
 
@@ -133,3 +134,49 @@ def test_engine_helpers_do_not_import_the_call_host() -> None:
     graph = import_graph()
     importers = sorted(m for m, targets in graph.items() if "voicegw.engine.b2bua" in targets)
     assert all(not m.startswith("voicegw.engine.") for m in importers), importers
+
+
+def defined_names(path: Path) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments,
+    also inside top-level ``if``/``try`` blocks); imported names do not count."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for statement in tree.body:
+        nodes = ast.walk(statement) if isinstance(statement, (ast.If, ast.Try)) else [statement]
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+    return names
+
+
+def test_names_are_imported_from_the_module_that_defines_them() -> None:
+    """After a module is split, importers take each name from its new home; the old
+    module does not re-export it (a package's ``__init__`` may: it is a facade)."""
+    mods = modules()
+    defined = {m: defined_names(p) for m, p in mods.items() if p.name != "__init__.py"}
+    files = [p for folder in ("voicegw", "tests", "scripts") for p in sorted((REPO / folder).rglob("*.py"))]
+    found: list[str] = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level and not path.is_relative_to(ROOT):
+                continue  # a relative import in tests/ or scripts/ is not voicegw's
+            if node.level:
+                module = ".".join((PACKAGE, *path.relative_to(ROOT).with_suffix("").parts))
+                base = module.split(".")
+                if path.name == "__init__.py":
+                    base.append("__init__")
+                target = ".".join([*base[: len(base) - node.level], *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            if target not in defined:
+                continue
+            for alias in node.names:
+                if f"{target}.{alias.name}" not in mods and alias.name not in defined[target]:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {alias.name} from {target}")
+    assert not found, "import these from where they are defined:\n" + "\n".join(found)

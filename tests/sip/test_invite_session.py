@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from voicegw.sip.build import make_response
 from voicegw.sip.dialog_table import DialogRole
-from voicegw.sip.invite_session import InviteSession, SessionConfig
+from voicegw.sip.invite_session import InviteSession
+from voicegw.sip.invite_session_actions import SessionConfig
 from voicegw.sip.invite_session_io import (
     Accept,
     Bye,

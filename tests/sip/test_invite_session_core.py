@@ -24,7 +24,8 @@ from voicegw.sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
-from voicegw.sip.invite_session import InviteSession, SessionConfig
+from voicegw.sip.invite_session import InviteSession
+from voicegw.sip.invite_session_actions import SessionConfig
 from voicegw.sip.invite_session_io import (
     Accept,
     Bye,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.call import Call, Leg
 from ..engine.outbound import Dialing
-from ..engine.transfer import Transfer
+from ..engine.transfer_state import Transfer
 from ..media.endpoint import MediaEndpoint, RtpSocket
 from ..media.player import Player
 from ..media.prompts import PROMPTS

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .dialog_table import DialogRole
 from .errors import DialogError, SipError
-from .invite_session_actions import SDP, SessionActions, SessionConfig, _Context, _sdp
+from .invite_session_actions import SDP, SessionActions, _Context, _sdp
 from .invite_session_io import (
     Accept,
     Bye,
@@ -362,4 +362,4 @@ class InviteSession(SessionActions):
                 f"timers={sorted(k.name for k in self.timers)}>")
 
 
-__all__ = ["MAX_AUTH_RETRIES", "InviteSession", "InviteSessionStatistics", "SessionConfig"]
+__all__ = ["MAX_AUTH_RETRIES", "InviteSession", "InviteSessionStatistics"]

@@ -23,7 +23,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from voicegw.sip.locate import Locator, LocateError, Naptr, Query, QueryType, Record, Srv, Target
+from voicegw.sip.locate import Locator, LocateError, Naptr, Query, Record, Srv, Target
 from voicegw.sip.uri import SipUri
 
 # a negative answer (NXDOMAIN, no data) is kept this long when the zone's SOA gives none
@@ -121,4 +121,4 @@ def _record(rdata: object) -> Record:
     return rdata.address  # type: ignore[attr-defined]
 
 
-__all__ = ["DnsError", "DnsSettings", "QueryType", "Resolver", "Target"]
+__all__ = ["DnsError", "DnsSettings", "Resolver"]
