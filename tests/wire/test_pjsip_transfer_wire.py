@@ -1,5 +1,6 @@
 """voicegw's INVITE transfers with PJSIP (peers.pjsua) on both ends: the PJSIP caller
-is the transferee, a PJSIP agent the target, which answers, is busy or never answers.
+is the transferee, a PJSIP agent the target, which answers, is busy, never answers,
+answers 183 with early media first, or hangs up.
 
 The caller presses 0 (RFC 4733) in the demo flow, or a bot asks by REFER; voicegw
 dials the agent by INVITE (leg C) and bridges the caller to it. Each PJSIP agent feeds
@@ -97,3 +98,35 @@ def test_sipp_bot_refers_the_pjsip_caller_to_a_pjsip_agent_by_invite(lab, pjsua)
     assert event(lab, "transfer.progress", status=180)
     call.hangup()
     leg_c.wait_disconnected()
+
+
+def test_pjsip_agent_early_media_is_not_relayed_the_caller_hears_voicegws_ringback(lab, pjsua):
+    """The agent answers 183 with SDP and sends its tone: voicegw logs the progress but
+    keeps its own ringback towards the caller (440 + 480 Hz, 2 s on, 4 s off) until the
+    agent answers; then the caller hears the agent."""
+    _, call, agent = demo_call(lab, pjsua, {"incoming": "manual"})
+    leg_c = agent.incoming(timeout=20)
+    leg_c.answer(183)
+    wait_event(lab, "transfer.progress", status=183)
+    heard: list = []
+    assert call.listen(lambda s: heard.append(s) or hears(s, 440.0), timeout=8), "voicegw's ringback"
+    assert not any(hears(s, AGENT_HZ) for s in heard), "the agent's early media stays out"
+    assert b"m=audio" in agent.responses("INVITE", "out")[-1].body
+    leg_c.answer(200)
+    leg_c.wait_confirmed()
+    assert call.listen(lambda s: hears(s, AGENT_HZ)), "after the 200 the caller hears the agent"
+    call.hangup()
+    leg_c.wait_disconnected()
+
+
+def test_the_pjsip_agent_hangs_up_and_voicegw_ends_the_call(lab, pjsua):
+    caller, call, agent = demo_call(lab, pjsua, {})
+    leg_c = agent.incoming()
+    leg_c.wait_confirmed()
+    wait_event(lab, "transfer.succeeded")
+    leg_c.hangup()
+    call.wait_disconnected(timeout=15)  # the demo flow has no post-agent node
+    caller.wait_sip("BYE")
+    assert caller.flow()[-2:] == ["in BYE", "out 200 BYE"]
+    assert agent.flow()[-2:] == ["out BYE", "in 200 BYE"]
+    wait_event(lab, "call.ended")
