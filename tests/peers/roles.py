@@ -29,15 +29,21 @@ does.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
+from peers.baresip import Baresip
 from peers.calls import HOST, SCENARIOS, SipMessage, SippPeer
 from peers.daemon import DaemonProcess, wait_until
+from peers.freeswitch import FreeSwitch
 from peers.lab import sipfrags
 from peers.net import free_port
+from peers.pbx import PbxLab, Phone, RegisteredAgent, Talker
 from peers.pjsua import PjCall, Pjsua, PjsuaError, hears
+from voicegw.sip.message import Request
 
 MODES = ("answer", "busy", "never")
 """What an agent does with voicegw's INVITE: 200, 486, ring until CANCEL."""
@@ -135,6 +141,10 @@ class Bot(Protocol):
 
     def wait_bye(self, timeout: float = 10.0) -> bool:
         """voicegw hung up the bot's leg."""
+
+    def wait_kept(self, timeout: float = 10.0) -> bool:
+        """After a failed transfer: the bot's leg is still up (an in-dialog request of
+        the bot answered, or no BYE)."""
 
     def finish(self) -> None:
         """After the call: the bot's side ended cleanly (sipp exited 0, ...)."""
@@ -302,12 +312,17 @@ class SippBot(_Sipp):
     def wait_bye(self, timeout: float = 10.0) -> bool:
         return wait_until(lambda: "in BYE" in self._flow(), timeout, 0.05)
 
+    def wait_kept(self, timeout: float = 10.0) -> bool:
+        # bot_refer_stay.xml's INFO, 1.5 s after the final NOTIFY, answered 200
+        return wait_until(lambda: "in 200 INFO" in self._flow(), timeout, 0.05) \
+            and "in BYE" not in self._flow()
+
     def finish(self) -> None:
         self._exited_ok(15)
 
 
 # ------------------------------------------------------------------------------ pjsua2
-def _pj_hears(call: PjCall, hz: float, timeout: float, chunk: float = 1.0) -> bool:
+def _pj_hears(call: PjCall, hz: float, timeout: float, chunk: float = 0.6) -> bool:
     """Record ``chunk`` seconds at a time until ``hz`` is heard or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -476,10 +491,279 @@ class PjsuaBot(_Pj):
             return False
         return True
 
+    def wait_kept(self, timeout: float = 10.0) -> bool:
+        assert self.the_call is not None and self.ua is not None
+        return self.the_call.state == "CONFIRMED" and not self.ua.requests("BYE")
+
     def finish(self) -> None:
         assert self.the_call is not None
         self.the_call.wait_disconnected()
 
 
-ADAPTERS: dict[str, dict[str, Any]] = {}
-"""Filled below: role -> peer name -> factory."""
+# ------------------------------------------------------------------------------ baresip
+class BaresipAgent:
+    """baresip as the agent: ``answermode=auto`` answers; ``manual`` rings, and for
+    ``busy`` a thread rejects the call as it comes (baresip answers 486); its microphone
+    is a tone file (``tone_hz`` from :meth:`talk` on: the file is written at start, so
+    the adapter starts baresip with the agent's tone) and what it receives is recorded."""
+
+    name = "baresip"
+    detects = True
+
+    def __init__(self, workdir: Path, tone_hz: float) -> None:
+        self.workdir = workdir
+        self.tone_hz = tone_hz
+        self.ua: Baresip | None = None
+        self.port = free_port(HOST)
+        self._rejecter: threading.Thread | None = None
+
+    @property
+    def uri(self) -> str:
+        assert self.ua is not None, "start() first"
+        return self.ua.uri
+
+    @property
+    def allow(self) -> str:
+        assert self.ua is not None
+        return f"sip:*@{HOST}:{self.ua.sip_port}"
+
+    def voicegw_port(self) -> int | None:
+        return None
+
+    def start(self, mode: str) -> None:
+        self.ua = Baresip(self.workdir, "agent", answermode="auto" if mode == "answer" else "manual",
+                          tone_hz=self.tone_hz).start()
+        if mode == "busy":
+            ua = self.ua
+
+            def reject() -> None:
+                if ua.wait_event("CALL_INCOMING", 30) is not None:
+                    ua.hangup()
+
+            self._rejecter = threading.Thread(target=reject, name="baresip-reject", daemon=True)
+            self._rejecter.start()
+
+    def wait_answered(self, timeout: float = 10.0) -> bool:
+        assert self.ua is not None
+        return self.ua.wait_event("CALL_ESTABLISHED", timeout) is not None
+
+    def talk(self, hz: float) -> None:
+        assert hz == self.tone_hz, "baresip's microphone is the tone it was started with"
+
+    def hears(self, hz: float, timeout: float = 8.0) -> bool:
+        assert self.ua is not None
+        ua = self.ua
+        since = ua.received_seconds()
+        return wait_until(lambda: ua.received_seconds() >= since + 0.6 and hears(ua.received(since), hz),
+                          timeout, 0.2)
+
+    def invite(self, timeout: float = 5.0) -> SipMessage | None:
+        assert self.ua is not None
+        ua = self.ua
+        wait_until(lambda: bool(ua.requests("INVITE")), timeout, 0.05)
+        found = ua.requests("INVITE")
+        return found[0] if found else None
+
+    def caller_context(self) -> str | None:
+        invite = self.invite()
+        return invite.header("x-vg-caller") if invite else None
+
+    def _wait_request(self, method: str, timeout: float) -> bool:
+        assert self.ua is not None
+        ua = self.ua
+        return wait_until(lambda: bool(ua.requests(method)), timeout, 0.05)
+
+    def wait_cancelled(self, timeout: float = 10.0) -> bool:
+        return self._wait_request("CANCEL", timeout)
+
+    def wait_bye(self, timeout: float = 10.0) -> bool:
+        return self._wait_request("BYE", timeout)
+
+    def report(self) -> str:
+        return self.ua.report() if self.ua is not None else ""
+
+    def close(self) -> None:
+        if self.ua is not None:
+            self.ua.stop()
+        if self._rejecter is not None:
+            self._rejecter.join(2)
+
+
+# ------------------------------------------------------------------------------ PBXs
+class _PhoneCaller:
+    """The scripted phone (peers.pbx.Phone: SIP and RTP over its own sockets, tones sent
+    by a thread and detected per packet) calling through a PBX upstream of voicegw."""
+
+    name = "phone"
+    detects = True
+
+    def __init__(self) -> None:
+        self.phone: Phone | None = None
+        self.talker: Talker | None = None
+
+    def _dial(self) -> tuple[tuple[str, int], str]:
+        raise NotImplementedError
+
+    def call(self, voicegw: DaemonProcess) -> None:
+        self.voicegw = voicegw
+        address, exten = self._dial()
+        self.phone = Phone(address, exten=exten)
+        final = self.phone.invite()
+        assert final.status == 200, f"the phone's call through the PBX: {final.status}\n{self.report()}"
+
+    def talk(self, hz: float) -> None:
+        assert self.phone is not None
+        if self.talker is not None:
+            self.talker.stop()
+        self.talker = self.phone.talk(hz)
+
+    def hears(self, hz: float, timeout: float = 8.0) -> bool:
+        assert self.phone is not None
+        return self.phone.wait_heard(hz, packets=15, since=time.monotonic(), timeout=timeout)
+
+    def kept(self) -> bool:
+        assert self.phone is not None
+        self.phone.listen(0.2)  # answer and see whatever SIP is waiting
+        return not self.phone.got_request("BYE")
+
+    def hang_up(self) -> None:
+        assert self.phone is not None
+        if self.talker is not None:
+            self.talker.stop()
+        assert self.phone.bye().status == 200
+
+    def report(self) -> str:
+        if self.phone is None:
+            return ""
+        return "phone SIP: " + " | ".join(
+            (m.method if isinstance(m, Request) else f"{m.status} {m.cseq.method}")
+            for _, m in self.phone.sip_log)
+
+    def close(self) -> None:
+        if self.talker is not None:
+            self.talker.stop()
+        if self.phone is not None:
+            self.phone.hang_up_quietly()
+            self.phone.close()
+
+
+class AsteriskCaller(_PhoneCaller):
+    """A phone calling Asterisk's ``vg`` extension, which Dials voicegw
+    (templates/asterisk/extensions.conf): Asterisk is the carrier."""
+
+    name = "asterisk"
+
+    def __init__(self, lab: PbxLab) -> None:
+        super().__init__()
+        self.lab = lab
+
+    def voicegw_port(self) -> int | None:
+        return self.lab.pbx.voicegw_port
+
+    def _dial(self) -> tuple[tuple[str, int], str]:
+        return self.lab.pbx.address, "vg"
+
+
+class FreeSwitchCaller(_PhoneCaller):
+    """A phone calling FreeSWITCH's ``bridge-<voicegw port>`` (the shipped test
+    dialplan): FreeSWITCH is the carrier."""
+
+    name = "freeswitch"
+
+    def __init__(self, fs: FreeSwitch) -> None:
+        super().__init__()
+        self.fs = fs
+
+    def voicegw_port(self) -> int | None:
+        return None
+
+    def _dial(self) -> tuple[tuple[str, int], str]:
+        return self.fs.address, f"bridge-{self.voicegw.port}"
+
+
+class _BehindPbx:
+    """An agent behind a PBX: voicegw dials a number of the PBX, the PBX dials the
+    scripted agent (peers.pbx.RegisteredAgent) that answers / refuses / rings."""
+
+    name = "pbx"
+    detects = True
+
+    def __init__(self, agent: RegisteredAgent) -> None:
+        self.agent = agent
+        self.talker: Talker | None = None
+
+    def start(self, mode: str) -> None:
+        self.agent.mode = mode
+
+    def wait_answered(self, timeout: float = 10.0) -> bool:
+        return self.agent.wait_answered(timeout)
+
+    def talk(self, hz: float) -> None:
+        self.talker = self.agent.talk(hz)
+
+    def hears(self, hz: float, timeout: float = 8.0) -> bool:
+        return self.agent.wait_heard(hz, since=time.monotonic(), timeout=timeout)
+
+    def invite(self, timeout: float = 5.0) -> SipMessage | None:
+        wait_until(lambda: self.agent.call is not None, timeout, 0.05)
+        call = self.agent.call
+        return SipMessage.parse(call.raw, "in") if call is not None else None
+
+    def caller_context(self) -> str | None:
+        invite = self.invite()
+        return invite.header("x-vg-caller") if invite else None
+
+    def wait_cancelled(self, timeout: float = 10.0) -> bool:
+        return self.agent.wait_for("CANCEL", timeout)
+
+    def wait_bye(self, timeout: float = 10.0) -> bool:
+        return self.agent.wait_for("BYE", timeout)
+
+    def report(self) -> str:
+        invite = self.agent.call.raw.decode(errors="replace") if self.agent.call else "(none)"
+        return "agent sent: " + " | ".join(line for _, line in self.agent.sent) + f"\nits INVITE:\n{invite}"
+
+    def close(self) -> None:
+        if self.talker is not None:
+            self.talker.stop()
+
+
+class AsteriskAgent(_BehindPbx):
+    """Asterisk's ``queue`` extension: it reads voicegw's X-VG-Caller (PJSIP_HEADER) and
+    Dials the agent registered with digest auth, handing the value on as the caller's
+    name ("vg-caller <value>"); busy -> 486, the agent's ringing -> 180."""
+
+    name = "asterisk"
+
+    def __init__(self, lab: PbxLab) -> None:
+        super().__init__(lab.agent())  # registered (and unregistered) by the lab
+        self.lab = lab
+        self.uri = lab.pbx.uri("queue")
+        self.allow = f"sip:*@{HOST}:{lab.pbx.sip_port}"
+
+    def voicegw_port(self) -> int | None:
+        return self.lab.pbx.voicegw_port  # Asterisk knows voicegw by its address
+
+    def caller_context(self) -> str | None:
+        invite = self.invite()
+        found = re.match(r'\s*"vg-caller ([^"]*)"', (invite.header("from") or "") if invite else "")
+        return found.group(1) if found else None
+
+
+class FreeSwitchAgent(_BehindPbx):
+    """FreeSWITCH's ``bridge-<port>``: it bridges voicegw's INVITE to the scripted agent
+    (copying voicegw's X- headers), passing its answer, 486 or ringing back."""
+
+    name = "freeswitch"
+
+    def __init__(self, fs: FreeSwitch) -> None:
+        super().__init__(RegisteredAgent())
+        self.uri = fs.uri(f"bridge-{self.agent.port}")
+        self.allow = f"sip:*@{HOST}:{fs.sip_port}"
+
+    def voicegw_port(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        super().close()
+        self.agent.close()

@@ -39,8 +39,13 @@ from peers.pbx import start_voicegw, wait_logged
 from peers.pjsua import AVAILABLE
 from peers.roles import (
     Agent,
+    AsteriskAgent,
+    AsteriskCaller,
+    BaresipAgent,
     Bot,
     Caller,
+    FreeSwitchAgent,
+    FreeSwitchCaller,
     PjsuaAgent,
     PjsuaBot,
     PjsuaCaller,
@@ -82,6 +87,10 @@ def _caller(name: str, request: pytest.FixtureRequest, workdir: Path) -> Caller:
         return SippCaller(workdir)
     if name == "pjsua":
         return PjsuaCaller(workdir)
+    if name == "asterisk":
+        return AsteriskCaller(request.getfixturevalue("pbx_lab"))
+    if name == "freeswitch":
+        return FreeSwitchCaller(request.getfixturevalue("freeswitch"))
     raise ValueError(name)
 
 
@@ -90,6 +99,12 @@ def _agent(name: str, request: pytest.FixtureRequest, workdir: Path) -> Agent:
         return SippAgent(workdir)
     if name == "pjsua":
         return PjsuaAgent(workdir)
+    if name == "baresip":
+        return BaresipAgent(workdir, AGENT_HZ)
+    if name == "asterisk":
+        return AsteriskAgent(request.getfixturevalue("pbx_lab"))
+    if name == "freeswitch":
+        return FreeSwitchAgent(request.getfixturevalue("freeswitch"))
     raise ValueError(name)
 
 
@@ -143,8 +158,7 @@ def back_with_the_bot(cast: Cast) -> None:
         assert caller.hears(bot.sound(CALLER_HZ)), f"the caller hears the bot again\n{cast.report()}"
     elif bot.detects:  # the caller echoes the bot's tone back to it
         assert bot.hears(bot.sound(CALLER_HZ)), f"the bot hears its tone echoed by the caller\n{cast.report()}"
-    # two sipp peers: the bot's INFO probe (bot_refer_stay.xml) and the caller's clean
-    # exit (no BYE from voicegw) are the proof
+    assert bot.wait_kept(), f"the bot's leg is still up\n{cast.report()}"
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -201,16 +215,29 @@ SCENARIOS: dict[str, Callable[[Cast, Path], None]] = {
     "answered": answered, "busy": busy, "noanswer": noanswer, "bot_refer": bot_refer,
 }
 
-# (scenario, caller, agent, bot): every agent once per scenario; callers and bots rotated.
+# (scenario, caller, agent, bot): per scenario every agent once, every caller and bot at
+# least once, rotated so that each scenario pairs the peers differently.
 CASES: list[tuple[str, str, str, str]] = [
     ("answered", "pjsua", "sipp", "sipp"),
     ("answered", "sipp", "pjsua", "pjsua"),
+    ("answered", "asterisk", "baresip", "sipp"),
+    ("answered", "freeswitch", "asterisk", "pjsua"),
+    ("answered", "pjsua", "freeswitch", "sipp"),
     ("busy", "sipp", "sipp", "sipp"),
-    ("busy", "pjsua", "pjsua", "pjsua"),
-    ("noanswer", "pjsua", "sipp", "pjsua"),
-    ("noanswer", "sipp", "pjsua", "sipp"),
-    ("bot_refer", "sipp", "pjsua", "sipp"),
-    ("bot_refer", "pjsua", "sipp", "pjsua"),
+    ("busy", "asterisk", "pjsua", "pjsua"),
+    ("busy", "freeswitch", "baresip", "sipp"),
+    ("busy", "pjsua", "asterisk", "sipp"),
+    ("busy", "pjsua", "freeswitch", "pjsua"),
+    ("noanswer", "freeswitch", "sipp", "pjsua"),
+    ("noanswer", "pjsua", "pjsua", "sipp"),
+    ("noanswer", "sipp", "baresip", "pjsua"),
+    ("noanswer", "asterisk", "asterisk", "sipp"),
+    ("noanswer", "pjsua", "freeswitch", "pjsua"),
+    ("bot_refer", "asterisk", "sipp", "pjsua"),
+    ("bot_refer", "freeswitch", "pjsua", "sipp"),
+    ("bot_refer", "pjsua", "baresip", "pjsua"),
+    ("bot_refer", "sipp", "asterisk", "sipp"),
+    ("bot_refer", "freeswitch", "freeswitch", "pjsua"),
 ]
 
 
