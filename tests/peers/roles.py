@@ -189,7 +189,7 @@ class SippCaller(_Sipp):
     name = "sipp"
     detects = False
 
-    def __init__(self, workdir: Path, talk_ms: int = 6500) -> None:
+    def __init__(self, workdir: Path, talk_ms: int = 8000) -> None:
         self.workdir = workdir
         self.talk_ms = talk_ms
 
