@@ -201,6 +201,7 @@ class Daemon:
         self.endpoint.core = UserAgentCore(
             CoreConfig(
                 host=sip.host,
+                addresses=sip.addresses(),
                 udp_port=udp.port if udp else (tcp.port if tcp else 5060),
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,

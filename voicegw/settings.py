@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .flow.fallback_policy import FallbackPolicy
+from .sip.advertise import AddressPolicy
 from .flow.runner import DEMO_FLOW, Flow
 
 
@@ -83,7 +84,10 @@ class TransferConfig:
 @dataclass
 class EngineConfig:
     host: str = "127.0.0.1"
-    """Address for SIP Contact/Via and for RTP."""
+    """The address SIP is bound to."""
+    addresses: AddressPolicy | None = None
+    """RTP's bind address and which addresses each peer is told (NAT); None: ``host``
+    for everything (see :attr:`policy`)."""
     sip_port: int = 5060
     tls_port: int = 5061
     """Our SIP-over-TLS port, for Via on TLS legs."""
@@ -102,6 +106,10 @@ class EngineConfig:
     flow: Flow = DEMO_FLOW
     tts_cache_dir: str = "var/tts"
     transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    @property
+    def policy(self) -> AddressPolicy:
+        return self.addresses or AddressPolicy(self.host)
 
 
 __all__ = ["EngineConfig", "TransferConfig", "WarmSettings"]

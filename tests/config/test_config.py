@@ -149,6 +149,16 @@ CASES = {
         ["voicegw.yaml:4: calls.trusted_sources.1: '10.0.0.1/8' is not a CIDR network "
          "(10.0.0.1/8 has host bits set)"],
     ),
+    "bad external host": (
+        {"voicegw.yaml": "sip:\n  external_host: nat.example.com\n"},
+        ["voicegw.yaml:2: sip.external_host: 'nat.example.com' is not an IP address "
+         "(voicegw binds to addresses, not names)"],
+    ),
+    "bad local net": (
+        {"voicegw.yaml": "local_nets:\n  - 10.0.0.0/8\n  - 192.168.1.1/24\n"},
+        ["voicegw.yaml:3: local_nets.1: '192.168.1.1/24' is not a CIDR network "
+         "(192.168.1.1/24 has host bits set)"],
+    ),
     "moved key": (
         {"voicegw.yaml": "calls:\n  rtp_port_min: 30000\n"},
         ["voicegw.yaml:2: calls.rtp_port_min: has moved to media.rtp_port_min"],

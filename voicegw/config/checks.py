@@ -45,9 +45,6 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
     d = config.daemon
     doc = config.settings.document
     problems: list[Problem] = []
-    if d.media.host is not None and d.media.host != d.sip.host:
-        problems.append(doc.problem(("media", "host"), f"must be sip.host ({d.sip.host}) for now: "
-                                    "the engine uses one address for SIP and RTP"))
     if d.api.enabled and d.api.host == d.sip.host and "tcp" in d.sip.transports:
         tcp = d.sip.tcp_port if d.sip.tcp_port is not None else d.sip.port
         if d.api.port == tcp and tcp != 0:

@@ -109,6 +109,10 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         host=d.sip.host,
         udp_port=udp if "udp" in d.sip.transports else None,
         tcp_port=tcp if "tcp" in d.sip.transports else None,
+        external_host=d.sip.external_host,
+        local_nets=tuple(d.local_nets),
+        media_host=d.media.host,
+        media_external_host=d.media.external_host,
     )
     carrier = default_carrier(config)
     calls = d.calls
@@ -226,6 +230,7 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
+        addresses=daemon.sip.addresses(),
         sip_port=daemon.sip.udp_port or daemon.sip.tcp_port or 5060,
         tls_port=daemon.tls.port,
         rtp_port_min=calls.rtp_port_min,

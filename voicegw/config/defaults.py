@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..settings import WarmSettings
+from ..sip.advertise import AddressPolicy
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
@@ -29,6 +30,19 @@ class SipConfig:
     """UDP port; None: no UDP listener."""
     tcp_port: int | None = 5060
     """TCP port; None: no TCP listener."""
+    external_host: str | None = None
+    """NAT: the public SIP address told to peers outside ``local_nets``."""
+    local_nets: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """NAT: CIDRs of peers that are told the private addresses."""
+    media_host: str | None = None
+    """RTP's bind address (``media.host``); None: ``host``."""
+    media_external_host: str | None = None
+    """NAT: the public RTP address (``media.external_host``); None: ``external_host``."""
+
+    def addresses(self) -> AddressPolicy:
+        """Which addresses each peer is told (sip/advertise.py)."""
+        return AddressPolicy(self.host, self.media_host, self.external_host, self.media_external_host,
+                             self.local_nets)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,9 @@ class SipSection(Strict):
     udp_port: Port | None = None
     """Overrides ``port`` for UDP."""
     tcp_port: Port | None = None
+    external_host: IpAddress | None = None
+    """NAT: the public address put in Contact, Via and Record-Route towards peers
+    outside ``local_nets``; null: no NAT."""
 
     @field_validator("transports")
     @classmethod
@@ -181,7 +184,10 @@ class SipSection(Strict):
 
 class MediaSection(Strict):
     host: IpAddress | None = None
-    """RTP address; default: sip.host (the engine uses one address for both)."""
+    """RTP bind address; default: sip.host."""
+    external_host: IpAddress | None = None
+    """NAT: the public address in SDP o=/c= towards peers outside ``local_nets``;
+    default: sip.external_host."""
     rtp_port_min: Annotated[int, Field(ge=1024, le=65535)] = 20000
     rtp_port_max: Annotated[int, Field(ge=1024, le=65535)] = 21998
 
@@ -327,6 +333,8 @@ class _DaemonSettings(Strict):
     paths: PathsSection = PathsSection()
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
     tls: TlsSection = TlsSection()
+    local_nets: list[Cidr] = ["127.0.0.0/8", "::1/128"]
+    """NAT: peers in these networks are told the private (bind) addresses."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     user_agent: NonEmpty = "voicegw/0.1.0"
     profiles_dir: str | None = "sip_profiles"

@@ -116,7 +116,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.totals = {"calls": 0, "answered": 0, "failed": 0}
         self.outbound = OutboundLegs(
-            host=self.config.host, sip_port=self.config.sip_port, tls_port=self.config.tls_port,
+            addresses=self.config.policy, sip_port=self.config.sip_port, tls_port=self.config.tls_port,
             send=lambda request, dest: self.sip.send_request(request, dest),
             register=self.register, track=self._track,
         )
@@ -199,10 +199,11 @@ class Engine:
         """Use ``config`` for calls that start from now on (SIGHUP reload); calls in
         progress keep what they started with, except the transfer allow-list, which
         always applies as it is now. Media ports and the SIP address do not change."""
-        if (config.host, config.sip_port, config.rtp_port_min, config.rtp_port_max) != (
+        if (config.host, config.sip_port, config.rtp_port_min, config.rtp_port_max, config.policy) != (
             self.config.host, self.config.sip_port, self.config.rtp_port_min, self.config.rtp_port_max,
+            self.config.policy,
         ):
-            raise ValueError("the SIP address and the RTP port range need a restart")
+            raise ValueError("the SIP and media addresses and the RTP port range need a restart")
         self.config = config
         self._trusted = [ipaddress.ip_network(c) for c in config.trusted_sources]
         self._digest = DigestServer(config.auth_realm, self._digest.secret)
@@ -282,8 +283,8 @@ class Engine:
         call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri)))
         leg = call.caller
         try:
-            leg.endpoint = await open_endpoint(self.config.host, self.pool)
-            leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
+            leg.endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
+            leg.sdp = self.sdp_builder(leg.peer)
             leg.srtp_key = new_srtp_key()
             answer = self.answer(leg, offer)
         except SipError as error:
@@ -332,7 +333,8 @@ class Engine:
         the peer offers SRTP and the leg has a key (carriers that require it)."""
         assert leg.endpoint is not None and leg.sdp is not None
         protos = ("RTP/AVP", "RTP/SAVP") if leg.srtp_key is not None else ("RTP/AVP",)
-        return make_answer(offer, origin=leg.sdp.origin, address=self.config.host, port=leg.endpoint.port,
+        address = self.config.policy.advertised(leg.peer.host).media_host
+        return make_answer(offer, origin=leg.sdp.origin, address=address, port=leg.endpoint.port,
                            protos=protos, srtp_key=leg.srtp_key)
 
     def _authenticate(self, invite: Request) -> Response | None:
@@ -358,15 +360,21 @@ class Engine:
         challenge = Headers([("WWW-Authenticate", str(c)) for c in self._digest.challenges(now=now, stale=stale)])
         return make_response(invite, 401, to_tag=new_tag(), headers=challenge)
 
-    def contact(self, transport: str = "udp") -> str:
-        """Our Contact for a leg over ``transport`` (over TLS: the TLS port)."""
-        return self.outbound.contact_for(transport)
+    def contact(self, peer: Address) -> str:
+        """Our Contact for a leg to ``peer`` (over TLS: the TLS port; behind a NAT:
+        the address ``peer`` can reach)."""
+        return self.outbound.contact_for(peer)
+
+    def sdp_builder(self, peer: Address) -> SdpBuilder:
+        """A leg's SDP with the media address ``peer`` is told (o= and c=)."""
+        address = self.config.policy.advertised(peer.host).media_host
+        return SdpBuilder(session_id=random.getrandbits(48), address=address)
 
     def _answer_caller(self, call: Call, status: int = 200) -> None:
         invite = call.caller.invite
         assert invite is not None
         response = make_dialog_response(
-            invite, status, local_tag=call.local_tag, contact=self.contact(call.caller.peer.transport),
+            invite, status, local_tag=call.local_tag, contact=self.contact(call.caller.peer),
             body=bytes(call.caller_sdp), content_type="application/sdp",
             extra_headers=self.session_timers.headers(call) if status >= 200 else (),
         )
@@ -382,8 +390,8 @@ class Engine:
         assert leg.invite is not None
         if leg.dialog is None:
             leg.dialog = Dialog.from_uas_response(
-                leg.invite, response, local_via=self.outbound.local_via(leg.peer.transport),
-                contact=self.contact(leg.peer.transport), over_tls=leg.peer.transport == "tls")
+                leg.invite, response, local_via=self.outbound.local_via(leg.peer),
+                contact=self.contact(leg.peer), over_tls=leg.peer.transport == "tls")
             self.register(call, leg)
         elif response.status >= 200:
             leg.dialog.respond(leg.invite, response.status)
@@ -426,7 +434,7 @@ class Engine:
         if not isinstance(uri, SipUri):
             return self._fail_setup(call, 500, "Server Internal Error (bot URI)")
         try:
-            endpoint = await open_endpoint(self.config.host, self.pool)
+            endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
         except PortPoolExhausted:
             return self._refuse_setup(call, Cause.PORT_POOL)
         leg = Leg("bot", peer_of(uri), endpoint=endpoint)
@@ -449,7 +457,7 @@ class Engine:
             self._early_media(call, response)
         elif call.caller.dialog is None or response.status == 180:
             ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag,  # type: ignore[arg-type]
-                                           contact=self.contact(call.caller.peer.transport))
+                                           contact=self.contact(call.caller.peer))
             self._caller_dialog(call, ringing)
             self.respond(call.caller.transaction_id, ringing)
 
@@ -466,7 +474,7 @@ class Engine:
         call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
         progress = make_dialog_response(
             call.caller.invite, 183, local_tag=call.local_tag,  # type: ignore[arg-type]
-            contact=self.contact(call.caller.peer.transport),
+            contact=self.contact(call.caller.peer),
             body=bytes(call.caller_sdp), content_type="application/sdp")
         self._caller_dialog(call, progress)
         self.respond(call.caller.transaction_id, progress)
@@ -547,7 +555,7 @@ class Engine:
         request = event.request
         assert leg.dialog is not None and leg.endpoint is not None
         if leg.sdp is None:
-            leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=self.config.host)
+            leg.sdp = self.sdp_builder(leg.peer)
         try:
             offer = SessionDescription.parse(request.body)
             answer = self.answer(leg, offer)

@@ -121,7 +121,7 @@ class FlowExecutor:
         if not isinstance(uri, SipUri) or caller.endpoint is None:
             return "policy"
         try:
-            endpoint = await open_endpoint(engine.config.host, engine.pool)
+            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
         except PortPoolExhausted:
             return 503
         leg = Leg("bot", peer_of(uri), endpoint=endpoint)

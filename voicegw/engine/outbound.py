@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..media.endpoint import MediaEndpoint
+from ..sip.advertise import AddressPolicy
 from ..sip.build import new_call_id, new_tag
 from ..sip.dialog import Dialog
 from ..sip.errors import SipError
@@ -58,11 +59,12 @@ class OutboundLegs:
     """Builds and tracks outgoing INVITEs for the engine. ``send`` is the endpoint's
     ``send_request``; ``register`` registers a new dialog with the engine."""
 
-    def __init__(self, *, host: str, sip_port: int, send: Callable[[Request, Address], str],
+    def __init__(self, *, addresses: AddressPolicy, sip_port: int, send: Callable[[Request, Address], str],
                  register: Callable[[Call, Leg], None],
                  track: Callable[[str, Callable[[Event], None], Call], None],
                  tls_port: int = 5061) -> None:
-        self.host = host
+        self.addresses = addresses
+        """Which of our addresses each peer is told (NAT: sip/advertise.py)."""
         self.sip_port = sip_port
         self.tls_port = tls_port
         self._send = send
@@ -71,22 +73,23 @@ class OutboundLegs:
         self._reinvites: dict[object, list[tuple[Call, Leg, SessionDescription, Answered | None]]] = {}
         """Dialogs (by id) with a re-INVITE of ours in progress, and the offers waiting."""
 
-    @property
-    def contact(self) -> str:
-        return self.contact_for("udp")
-
-    def contact_for(self, transport: str) -> str:
-        """Our Contact on a leg over ``transport``. The peer sends its in-dialog requests
+    def contact_for(self, peer: Address) -> str:
+        """Our Contact on a leg to ``peer``, with the address ``peer`` can reach
+        (behind a NAT: the external one). The peer sends its in-dialog requests
         (BYE, NOTIFY, re-INVITE) to it (RFC 3261 12.1: the remote target), so over TLS it
         names the TLS port and transport: a bare sip: URI with the UDP port would have a
         TLS peer open a TLS connection to our plain TCP port, and lose the request."""
-        if transport == "tls":
-            return f"<sip:voicegw@{self.host}:{self.tls_port};transport=tls>"
-        return f"<sip:voicegw@{self.host}:{self.sip_port}>"
+        host = self.addresses.advertised(peer.host).sip_host
+        if peer.transport == "tls":
+            return f"<sip:voicegw@{host}:{self.tls_port};transport=tls>"
+        return f"<sip:voicegw@{host}:{self.sip_port}>"
 
-    def local_via(self, transport: str) -> str:
-        port = self.tls_port if transport == "tls" else self.sip_port
-        return f"SIP/2.0/{transport.upper()} {self.host}:{port};rport"
+    def local_via(self, peer: Address) -> str:
+        """Via sent-by of our in-dialog requests to ``peer`` (RFC 3261 18.2.2: where
+        responses come back; behind a NAT the external address, rport does the rest)."""
+        port = self.tls_port if peer.transport == "tls" else self.sip_port
+        host = self.addresses.advertised(peer.host).sip_host
+        return f"SIP/2.0/{peer.transport.upper()} {host}:{port};rport"
 
     def dial(
         self,
@@ -103,14 +106,15 @@ class OutboundLegs:
         on_failure: Callable[[FailureStatus, str], None],
     ) -> Dialing:
         assert leg.endpoint is not None
-        builder = SdpBuilder(session_id=random.getrandbits(48), address=self.host)
+        ours = self.addresses.advertised(leg.peer.host)
+        builder = SdpBuilder(session_id=random.getrandbits(48), address=ours.media_host)
         offer = builder.offer(port=leg.endpoint.port)
         headers = Headers([
-            ("From", f"<sip:{caller_user}@{self.host}>;tag={new_tag()}"),
+            ("From", f"<sip:{caller_user}@{ours.sip_host}>;tag={new_tag()}"),
             ("To", f"<{uri}>"),
-            ("Call-ID", new_call_id(self.host)),
+            ("Call-ID", new_call_id(ours.sip_host)),
             ("CSeq", "1 INVITE"),
-            ("Contact", self.contact_for(leg.peer.transport)),
+            ("Contact", self.contact_for(leg.peer)),
             ("Max-Forwards", str(max(max_forwards, 0))),
             *extra_headers,
         ])
@@ -242,8 +246,8 @@ class OutboundLegs:
         assert leg.invite is not None
         if leg.dialog is None:
             leg.dialog = Dialog.from_uac_response(
-                leg.invite, response, local_via=self.local_via(leg.peer.transport),
-                contact=self.contact_for(leg.peer.transport), over_tls=leg.peer.transport == "tls")
+                leg.invite, response, local_via=self.local_via(leg.peer),
+                contact=self.contact_for(leg.peer), over_tls=leg.peer.transport == "tls")
             self._register(dialing.call, leg)
         ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
         self._send(ack, destination(hop, leg.peer))

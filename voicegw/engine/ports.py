@@ -24,7 +24,7 @@ from ..settings import EngineConfig, TransferConfig
 from ..sip.dialog_table import DialogId
 from ..sip.events import Address, Event
 from ..sip.message import Request, Response
-from ..sip.sdp import SessionDescription
+from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallInput, Leg
 from .outbound import OutboundLegs
 from .transfer_state import Transfer, TransferMethod, TransferOptions
@@ -110,7 +110,9 @@ class ReplacesHost(CallHost, Protocol):
 
     def answer(self, leg: Leg, offer: SessionDescription) -> Any: ...
 
-    def contact(self, transport: str = ...) -> str: ...
+    def contact(self, peer: Address) -> str: ...
+
+    def sdp_builder(self, peer: Address) -> SdpBuilder: ...
 
     def register(self, call: Call, leg: Leg) -> None: ...
 

@@ -8,7 +8,6 @@ names no confirmed dialog of ours is refused with 481 (RFC 3891 3).
 
 from __future__ import annotations
 
-import random
 
 from ..media.endpoint import open_endpoint
 from ..media.player import Player
@@ -20,7 +19,7 @@ from ..sip.dialog_table import DialogId
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived
 from ..sip.refusal import Cause, refusal_response
-from ..sip.sdp import SdpBuilder, SessionDescription
+from ..sip.sdp import SessionDescription
 from .call import Call, CallState, Leg
 from .events import LegReplaced
 from .outbound import apply_media
@@ -59,8 +58,8 @@ async def replacing_invite(engine: ReplacesHost, event: RequestReceived) -> None
     config = engine.config
     leg = Leg(old.role, source, invite=invite, transaction_id=event.transaction_id)
     try:
-        leg.endpoint = await open_endpoint(config.host, engine.pool)
-        leg.sdp = SdpBuilder(session_id=random.getrandbits(48), address=config.host)
+        leg.endpoint = await open_endpoint(config.policy.rtp_host, engine.pool)
+        leg.sdp = engine.sdp_builder(source)
         leg.srtp_key = old.srtp_key
         answer = engine.answer(leg, SessionDescription.parse(invite.body))
     except (SipError, PortPoolExhausted) as error:
@@ -73,10 +72,10 @@ async def replacing_invite(engine: ReplacesHost, event: RequestReceived) -> None
             engine.respond(event.transaction_id, make_response(invite, error.status, to_tag=new_tag()))
         return
     apply_media(leg.endpoint, answer.negotiated)
-    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(source.transport),
+    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(source),
                                     body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
-    leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source.transport),
-                                          contact=engine.contact(source.transport), over_tls=source.transport == "tls")
+    leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source),
+                                          contact=engine.contact(source), over_tls=source.transport == "tls")
     engine.register(call, leg)
     engine.respond(event.transaction_id, response)
     swap_leg(engine, call, old, leg)

@@ -164,7 +164,7 @@ class Transfers:
         caller = call.caller
         assert caller.endpoint is not None
         try:
-            endpoint = await open_endpoint(engine.config.host, engine.pool)
+            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
         except PortPoolExhausted:
             self.finish(call, transfer, 503, "no media ports")
             return

@@ -76,7 +76,7 @@ class WarmTransfers:
 
         engine = self.engine
         try:
-            endpoint = await open_endpoint(engine.config.host, engine.pool)
+            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
         except PortPoolExhausted:
             engine.transfers.finish(call, transfer, 503, "no media ports")
             return

@@ -36,6 +36,7 @@ from .events import (
     TransactionTerminated,
 )
 from .grammar import split_quoted
+from .advertise import AddressPolicy
 from .headers import MAGIC_COOKIE, Via
 from .message import Headers, Request, Response
 from .parser import is_keepalive, parse_message, salvage
@@ -57,6 +58,9 @@ _ACCEPT_SDP = ("application/sdp", "application/*", "*/*")
 class CoreConfig:
     host: str = "127.0.0.1"
     """The address put in Via and Contact."""
+    addresses: AddressPolicy | None = None
+    """Behind a NAT: the address each destination is told in Via (sip/advertise.py);
+    None: ``host`` for every destination."""
     udp_port: int = 5060
     tcp_port: int = 5060
     tls_port: int = 5061
@@ -222,7 +226,7 @@ class UserAgentCore:
         via = request.headers.get("via")
         if via is None:
             branch = new_branch()
-            request.headers.insert_first("Via", self.via_value(destination.transport, branch))
+            request.headers.insert_first("Via", self.via_value(destination.transport, branch, destination.host))
         else:
             branch = Via.parse(split_quoted(via, ",")[0]).branch or ""
         if "max-forwards" not in request.headers:
@@ -239,11 +243,12 @@ class UserAgentCore:
         self._collect(tx)
         return tx_id
 
-    def via_value(self, transport: str, branch: str) -> str:
+    def via_value(self, transport: str, branch: str, peer_host: str = "") -> str:
         config = self.config
         port = (config.udp_port if transport == "udp"
                 else config.tls_port if transport == "tls" else config.tcp_port)
-        return f"SIP/2.0/{transport.upper()} {self.config.host}:{port};branch={branch};rport"
+        host = config.addresses.advertised(peer_host).sip_host if config.addresses else config.host
+        return f"SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport"
 
     def register_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> None:
         """In-dialog requests for a registered dialog reach the application; others get 481."""

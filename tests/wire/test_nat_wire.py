@@ -1,0 +1,119 @@
+"""NAT over the wire (issue 12 item 3): with ``sip.external_host`` and
+``media.external_host`` set, what voicegw sends to a peer outside ``local_nets``
+carries the external addresses in Contact, Via and SDP o=/c=; a peer inside gets the
+bind addresses, and RTP is bound to ``media.host`` when it differs from ``sip.host``.
+
+The external addresses are documentation addresses (RFC 5737) only ever written into
+headers: the caller sends its RTP to the bind address (as a NAT would deliver it), and
+voicegw sends to the addresses the peers advertise (127.0.0.1), so media still flows."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peers.caller import Caller
+from peers.daemon import DaemonProcess, wait_until
+from peers.net import free_port
+from peers.sipp import SIPP
+
+pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
+
+SIP_EXTERNAL = "203.0.113.10"
+MEDIA_EXTERNAL = "203.0.113.11"
+MEDIA_HOST = "127.0.0.3"
+
+
+def start_agent(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    media = free_port()
+    media -= media % 2
+    proc = subprocess.Popen(
+        [SIPP, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
+         "-rtp_echo", "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(0.3)
+    return proc, port
+
+
+def invite_to_agent(log: str) -> str:
+    """The INVITE voicegw sent to the agent, as sipp logged it."""
+    match = re.search(r"(INVITE sip:.*?)(?:\n-{5,}|\Z)", log, re.S)
+    assert match, log
+    return match.group(1)
+
+
+def run_call(tmp_path: Path, local_nets: list[str]) -> tuple[str, str, list[bytes], list[bytes]]:
+    """One call: caller -> demo flow, 0 -> transfer by INVITE to the echoing agent.
+    Returns the caller's 200 OK, the agent's log, the packets sent and echoed back."""
+    config = tmp_path / "nat.yaml"
+    config.write_text(yaml.safe_dump({
+        "sip": {"external_host": SIP_EXTERNAL},
+        "media": {"host": MEDIA_HOST, "external_host": MEDIA_EXTERNAL},
+        "local_nets": local_nets,
+    }))
+    agent, agent_port = start_agent(tmp_path)
+    daemon = DaemonProcess("127.0.0.1", None, "--config", str(config),
+                           "--agent-uri", f"sip:agent@127.0.0.1:{agent_port}")
+    caller = None
+    try:
+        daemon.start()
+        caller = Caller(daemon.address)
+        ok = caller.invite()
+        assert ok.status == 200
+        advertised = caller.remote_media
+        assert advertised is not None
+        # a NAT would deliver what is sent to the advertised address to the bind one
+        caller.remote_media = (MEDIA_HOST, advertised[1])
+        caller.receive_rtp(0.5)
+        caller.send_dtmf("0")
+        assert wait_until(lambda: any(e.get("event") == "transfer.succeeded" for e in daemon.events()), timeout=10)
+        caller.receive_rtp(0.3)
+        sent = [bytes([i]) * 160 for i in range(1, 31)]
+        for payload in sent:
+            caller.send_rtp(payload)
+            time.sleep(0.005)
+        echoed = [p[12:] for p in caller.receive_rtp(1.5) if p[1] & 0x7F == 0]
+        assert caller.bye().status == 200
+        assert agent.wait(15) == 0, agent.stderr.read() if agent.stderr else ""
+        log = (tmp_path / "agent_msgs.log").read_text(errors="replace")
+        return bytes(ok).decode(errors="replace"), log, sent, echoed
+    finally:
+        if caller is not None:
+            caller.close()
+        agent.kill()
+        daemon.terminate()
+
+
+def test_peers_outside_local_nets_are_told_the_external_addresses(tmp_path: Path) -> None:
+    ok, log, sent, echoed = run_call(tmp_path, ["10.0.0.0/8"])
+    # the caller's 200 OK: Contact and SDP
+    assert re.search(rf"Contact: <sip:voicegw@{SIP_EXTERNAL}:\d+>", ok), ok
+    assert f"c=IN IP4 {MEDIA_EXTERNAL}" in ok and re.search(rf"o=\S+ \d+ \d+ IN IP4 {MEDIA_EXTERNAL}", ok), ok
+    # what voicegw sent the agent: the INVITE (Via from the core, Contact, SDP) and the BYE
+    invite = invite_to_agent(log)
+    assert re.search(rf"Via: SIP/2.0/UDP {SIP_EXTERNAL}:\d+;branch=", invite), invite
+    assert re.search(rf"Contact: <sip:voicegw@{SIP_EXTERNAL}:\d+>", invite), invite
+    assert f"c=IN IP4 {MEDIA_EXTERNAL}" in invite and f"IN IP4 {MEDIA_EXTERNAL}\n" in invite.replace("\r", "")
+    bye = log[log.index("BYE sip:"):]
+    assert re.search(rf"Via: SIP/2.0/UDP {SIP_EXTERNAL}:\d+;rport;branch=", bye), bye
+    assert "127.0.0.1" not in re.search(r"Contact: [^\n]*", invite).group(0)  # type: ignore[union-attr]
+    # media flows on loopback all the same: RTP goes to what the peers advertise
+    assert [p for p in echoed if p in sent] == sent, "every packet comes back through the agent, in order"
+
+
+def test_peers_in_local_nets_are_told_the_bind_addresses(tmp_path: Path) -> None:
+    ok, log, sent, echoed = run_call(tmp_path, ["127.0.0.0/8"])
+    for text in (ok, log):
+        assert SIP_EXTERNAL not in text and MEDIA_EXTERNAL not in text
+    assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", ok) and f"c=IN IP4 {MEDIA_HOST}" in ok
+    invite = invite_to_agent(log)
+    assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;branch=", invite), invite
+    assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", invite) and f"c=IN IP4 {MEDIA_HOST}" in invite
+    assert [p for p in echoed if p in sent] == sent
