@@ -31,6 +31,7 @@ from ..media.relay import Bridge
 from ..media.prompts import load_prompt
 from ..media.wav import WavError
 from ..settings import WarmSettings
+from ..sip.events import TransactionTimedOut
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
@@ -301,8 +302,6 @@ class WarmTransfers:
         call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 
     def _refer_event(self, call: Call, warm: WarmTransfer, event: Any) -> None:
-        from ..sip.events import TransactionTimedOut
-
         refers = call.refers
         if refers is None:
             return
