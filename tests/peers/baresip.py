@@ -25,14 +25,12 @@ import string
 import subprocess
 import threading
 import time
-import wave
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
 from peers.calls import SipMessage, free_block
-from peers.daemon import wait_until
 from peers.net import free_port
 from voicegw.media.wav import write_wav
 
@@ -270,11 +268,3 @@ class Baresip:
         return (f"--- baresip {self.name} ({self.uri}) events {self.events()[-10:]}\n"
                 f"--- log (last 3000 chars)\n{self.log()[-3000:]}")
 
-
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
-
-
-def wait_recorded(ua: Baresip, seconds: float, timeout: float) -> bool:
-    return wait_until(lambda: ua.received_seconds() >= seconds, timeout, 0.05)

@@ -53,6 +53,9 @@ class Caller(Protocol):
     name: str
     detects: bool
     """True: :meth:`hears` tells a tone apart; False: it echoes what it receives."""
+    user: str
+    """The user of its From URI: what voicegw hands the agent as X-VG-Caller (a PBX
+    upstream keeps it as the caller id)."""
 
     def voicegw_port(self) -> int | None:
         """The port voicegw must listen on for this caller to reach it (None: any)."""
@@ -188,6 +191,7 @@ class SippCaller(_Sipp):
 
     name = "sipp"
     detects = False
+    user = "caller"  # ops_uac_call.xml's From
 
     def __init__(self, workdir: Path, talk_ms: int = 8000) -> None:
         self.workdir = workdir
@@ -348,9 +352,10 @@ class PjsuaCaller(_Pj):
 
     name = "pjsua"
     detects = True
+    user = "caller"
 
     def __init__(self, workdir: Path) -> None:
-        self.ua = Pjsua(workdir, "caller").start()
+        self.ua = Pjsua(workdir, "caller", user=self.user).start()
 
     def voicegw_port(self) -> int | None:
         return None
@@ -596,6 +601,7 @@ class _PhoneCaller:
 
     name = "phone"
     detects = True
+    user = "phone"  # peers.pbx.Phone's From
 
     def __init__(self) -> None:
         self.phone: Phone | None = None

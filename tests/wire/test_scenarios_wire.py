@@ -170,7 +170,8 @@ def answered(cast: Cast, workdir: Path) -> None:
     audio_both_ways(cast)
     invite = cast.agent.invite()
     assert invite is not None
-    assert cast.agent.caller_context(), f"voicegw's context reaches the agent\n{invite.headers}"
+    assert cast.agent.caller_context() == cast.caller.user, \
+        f"voicegw's X-VG-Caller reaches the agent\n{invite.headers}"
     assert cast.caller.kept()
     cast.caller.hang_up()
     assert cast.agent.wait_bye(10), f"the caller's BYE reaches the agent\n{cast.report()}"
