@@ -40,6 +40,7 @@ from ..sip.refer import (
 )
 from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
+from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, Leg
 from .events import (
     LegByeSent,
@@ -371,7 +372,8 @@ class Transfers:
         engine.respond(event.transaction_id, response)
         call.bot_refer = incoming
         self._send_notify(call, leg, incoming, notify)
-        context = {key: value for key, value in incoming.refer.embedded_headers}
+        # the bot's UUI and X-headers, on the REFER or in its Refer-To, as context keys
+        context = context_from_bot(request.headers, incoming.refer.embedded_headers)
         engine.spawn(self._for_the_bot(call, leg, incoming, target, context), call)
 
     async def _for_the_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, target: str,
