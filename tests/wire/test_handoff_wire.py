@@ -13,16 +13,20 @@ and whose ``post_agent`` resumes at ``survey``, a message node playing a 700 Hz 
 (WAV written here). What the caller hears is told apart by Goertzel power on the
 decoded PCMU at the tone's frequencies: the survey at 700 Hz, the ringback at 440 and
 480 Hz (voicegw.media.tones.RINGBACK_US).
+
+The agent profile maps ``transcript_url`` and ``summary``: a transcript attached to the
+call through the control API goes with the flow's transfer, and its link works 10 times.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import yaml
@@ -97,7 +101,10 @@ def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (profiles / "carrier.yaml").write_text(yaml.safe_dump({
         "kind": "carrier", "addresses": ["127.0.0.0/8"], "bye_destination_header": "X-Queue",
         "context_headers": {"X-VG-Caller": "caller"}}))
-    (profiles / "agent.yaml").write_text(yaml.safe_dump({"kind": "agent", "uri": agent_uri}))
+    (profiles / "agent.yaml").write_text(yaml.safe_dump({
+        "kind": "agent", "uri": agent_uri,
+        "context_headers": {"X-VG-Caller": "caller", "X-VG-Transcript": "transcript_url",
+                            "X-VG-Summary": "summary"}}))
     survey = tone_wav(workdir / "survey.wav", SURVEY_HZ)
     briefing = tone_wav(workdir / "briefing.wav", 1500, 0.3)
     (flows / "handoff.yaml").write_text(yaml.safe_dump(_flow(agent_uri, survey), sort_keys=False))
@@ -120,10 +127,13 @@ def lab(_lab: Lab) -> Iterator[Lab]:
     assert not errors, errors[:5]
 
 
-def call(lab: Lab, key: str) -> tuple[Carrier, float]:
+def call(lab: Lab, key: str, before: Callable[[Carrier], None] | None = None) -> tuple[Carrier, float]:
+    """A connected call that pressed ``key`` in the menu (``before`` it, ``before(caller)``)."""
     caller = Carrier(lab.ops.address, user="alice")
     assert caller.invite().status == 200
     caller.listen(0.2)
+    if before is not None:
+        before(caller)
     caller.send_dtmf(key)
     return caller, time.monotonic()
 
@@ -197,5 +207,29 @@ def test_warm_transfer_completed_by_bridge_agent_hangs_up_flow_resumes_at_post_a
             heard = blocks_with(caller, (SURVEY_HZ,), hung_up)
             assert heard >= 5, f"after the agent's BYE the caller hears the post_agent node's prompt ({heard})"
             assert ("flow.post_agent", "survey") in timeline(lab, caller), "the flow resumed at post_agent"
+        finally:
+            done(caller)
+
+
+def test_flow_transfer_carries_the_transcript_link_which_works_ten_times_then_410(lab: Lab) -> None:
+    summary = "Wants to change the billing address."
+
+    def attach(caller: Carrier) -> None:
+        reply = lab.ops.http("POST", f"/calls/{caller.call_id}/transcript",
+                             json={"transcript": "bot: hello\ncaller: my address moved", "summary": summary})
+        assert reply.status_code == 201, reply.text
+
+    with Agent(port=lab.agent_port) as agent:
+        caller, _ = call(lab, "2", before=attach)
+        try:
+            assert caller.listen(10, lambda: agent.call is not None and agent.call.acked), "the agent answered"
+            invite = agent.call.invite
+            url = invite.headers.get("x-vg-transcript")
+            assert url is not None and "/t/" in url, invite.headers
+            assert invite.headers.get("x-vg-summary") == summary
+            reads = [httpx.get(url, timeout=5) for _ in range(11)]
+            assert [r.status_code for r in reads] == [200] * 10 + [410]
+            assert "my address moved" in reads[0].text and summary in reads[0].text
+            assert [r.headers["x-uses-left"] for r in reads[:10]] == [str(9 - i) for i in range(10)]
         finally:
             done(caller)

@@ -125,10 +125,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             raise HTTPException(409, f"the call is {call.state.value}, not connected")
         if call.transfer is not None and not call.transfer.done:
             raise HTTPException(409, f"transfer {call.transfer.id} is under way")
-        context: dict[str, str] = {}
-        link = control.transcripts.for_call(call.key)
-        if link is not None:
-            context = {"transcript_url": f"{public_url}/t/{link.token}", "summary": link.summary}
+        context = control.transcript_context(call)
         started = control.engine.transfers.start(call, body.target, body.method, trigger="api", context=context)
         control.transfer_context[started.id] = context
         if started.status == "policy":

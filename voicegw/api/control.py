@@ -87,6 +87,14 @@ class Control:
         self._ladders_due: dict[str, tuple[asyncio.TimerHandle, Call]] = {}
         """Ended calls whose ladder is saved to the records in LADDER_DELAY seconds."""
         engine.listeners.append(self._on_timeline)
+        engine.transfers.context_source = self.transcript_context
+
+    def transcript_context(self, call: Call) -> dict[str, str]:
+        """The call's transcript link and summary, for the agent of any transfer."""
+        link = self.transcripts.for_call(call.key)
+        if link is None:
+            return {}
+        return {"transcript_url": f"{self.public_url}/t/{link.token}", "summary": link.summary}
 
     # ------------------------------------------------------------------ watching
     def _on_timeline(self, call: Call, now: float, event: CallEvent) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import fnmatch
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from structlog.contextvars import bound_contextvars
@@ -67,6 +68,9 @@ class Transfers:
     def __init__(self, engine: CallHost) -> None:
         self.engine = engine
         self.warm = WarmTransfers(engine)
+        self.context_source: Callable[[Call], dict[str, str]] | None = None
+        """The call's context from outside the engine (the API's transcript link and
+        summary), for every transfer: flow, bot and API ones alike."""
 
     @property
     def config(self) -> TransferConfig:
@@ -84,6 +88,8 @@ class Transfers:
             return self._start(call, transfer, context)
 
     def _start(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
+        if self.context_source is not None:
+            context = {**self.context_source(call), **(context or {})}
         target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
         call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
