@@ -6,7 +6,7 @@ the tests check the audio that crossed voicegw in both directions (Goertzel at e
 side's frequency), and they check PJSIP's own message log (what it sent and got).
 DTMF (RFC 4733) sent by PJSIP must reach voicegw's flow (the demo flow's menu) and,
 with a bot, be relayed to the bot as telephone-events. Hold by re-INVITE from PJSIP
-is answered with the mirrored direction.
+is answered with the mirrored direction. One call goes over TCP.
 """
 
 from __future__ import annotations
@@ -124,3 +124,21 @@ def _audio_port(sdp: bytes) -> int:
     found = re.search(rb"m=audio (\d+)", sdp)
     assert found, sdp
     return int(found.group(1))
+
+
+def test_pjsip_caller_over_tcp_whole_call(lab, pjsua):
+    """SIP over TCP (RFC 3261 18.3 framing): PJSIP's INVITE, ACK and BYE reach voicegw on
+    one connection and every answer comes back on it."""
+    start_voicegw(lab, sections=NO_SHEDDING)
+    bot = pjsua.ua("bot", port=lab.bot_port, tone_hz=BOT_HZ)
+    caller = pjsua.ua("caller", transport="tcp", tone_hz=CALLER_HZ)
+    call = caller.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port};transport=tcp")
+    call.wait_confirmed()
+    leg_b = bot.incoming()
+    leg_b.wait_confirmed()
+    assert call.listen(lambda s: hears(s, BOT_HZ)), "the TCP caller hears the bot"
+    call.hangup()
+    leg_b.wait_disconnected()
+    caller.wait_final("BYE")
+    assert caller.flow()[-2:] == ["out BYE", "in 200 BYE"]
+    assert set(caller.sip_transports) == {"TCP"}, "everything went over TCP"

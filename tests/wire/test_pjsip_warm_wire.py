@@ -8,6 +8,8 @@ then completes:
   whose PJSIP really swaps the consult call for the new one (``onCallReplaced``); the
   caller and the agent then hear each other directly and voicegw has left both calls;
 - by bridging: voicegw joins the two legs it holds and stays in the media path.
+And PJSIP's own attended transfer (``xferReplaces``) with voicegw as the party whose
+dialog is replaced: a PJSIP INVITE with Replaces takes the caller's place on a call.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from peers.pjsua import hears, rms
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(90)]
 
-CALLER_HZ, AGENT_HZ = 600.0, 1000.0
+CALLER_HZ, AGENT_HZ, BOT_HZ = 600.0, 1000.0, 1400.0
 BRIEFING = "Incoming transfer from {caller}. Billing question."
 
 
@@ -77,3 +79,35 @@ def test_warm_bridge_pjsip_caller_and_agent_talk_through_voicegw(lab, pjsua):
     assert len(agent.requests("INVITE")) == 1
     call.hangup()
     consult.wait_disconnected()
+
+
+def test_pjsip_attended_transfer_replaces_the_caller_of_voicegw(lab, pjsua):
+    """The other way round: PJSIP phone A, in a call through voicegw with a bot, consults
+    B directly and completes with ``xferReplaces`` (REFER to B with Replaces naming A's
+    dialog with voicegw); B's PJSIP sends voicegw an INVITE with Replaces, which takes
+    A's place on the call (RFC 3891 section 3): B talks to the bot, A is let go."""
+    start_voicegw(lab, sections=NO_SHEDDING)
+    bot = pjsua.ua("bot", port=lab.bot_port, tone_hz=BOT_HZ)
+    a = pjsua.ua("alice", tone_hz=CALLER_HZ)
+    b = pjsua.ua("bob", tone_hz=AGENT_HZ)
+    to_voicegw = a.call(f"sip:bot@{lab.daemon.host}:{lab.daemon.port}")
+    to_voicegw.wait_confirmed()
+    leg_b = bot.incoming()
+    leg_b.wait_confirmed()
+    consult = a.call(b.contact())
+    consult.wait_confirmed()
+    b_consult = b.incoming()
+    b_consult.wait_confirmed()
+    consult.refer_replaces(to_voicegw)
+    joined = b_consult.transferred_to()
+    joined.wait_confirmed()
+    to_voicegw.wait_disconnected()  # voicegw let A go once B took its place
+    assert consult.wait_transfer_final() == 200
+    assert joined.listen(lambda s: hears(s, BOT_HZ)), "B hears the bot through voicegw"
+    assert leg_b.listen(lambda s: hears(s, AGENT_HZ)), "the bot hears B"
+    replacing = b.requests("INVITE", "out")[-1]
+    assert (replacing.header("replaces") or "").startswith(to_voicegw.call_id or "?"), replacing.headers
+    assert b.wait_final("INVITE").status == 200, "voicegw accepted the INVITE with Replaces"
+    assert "in BYE" in a.flow() and leg_b.state == "CONFIRMED", "the bot's leg is untouched"
+    joined.hangup()
+    leg_b.wait_disconnected()
