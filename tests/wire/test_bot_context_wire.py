@@ -8,15 +8,22 @@ hex) and ``X-Lang``; the agent (sipp agent_answer.xml) answers. The carrier prof
 its X-headers (``ivr.intent``, ``ivr``) into the agent's own names: the test reads them
 in the INVITE the agent got, and checks that nothing of the Refer-To's ``?`` part
 leaked into the Request-URI.
+
+The second test: a transcript attached through the control API before the bot REFERs
+goes with the bot's transfer (``transcript_url``, ``summary``), and its link reads 10
+times, then 410.
 """
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import yaml
 from peers.agent import Carrier
-from peers.calls import HOST, SIPP
-from peers.lab import agent_uri, bot, finish, peer, requests, sipfrags, start_voicegw, wait_event
+from peers.calls import HOST, SIPP, render_scenario
+from peers.lab import agent_uri, finish, peer, requests, sipfrags, start_voicegw, wait_event
+from peers.net import free_port
+from peers.ops import OpsDaemon
 
 pytestmark = [
     pytest.mark.wire,
@@ -25,6 +32,12 @@ pytestmark = [
 ]
 
 SESSION = "kore-session-4711"
+
+
+def context_bot(lab, refer_to: str, pause_ms: int):
+    """The bot of bot_refer_context.xml on ``lab.bot_port``, REFERing ``pause_ms`` after the ACK."""
+    scenario = render_scenario("bot_refer_context.xml", lab.workdir / "scenarios", pause=pause_ms)
+    return peer(lab, "bot", scenario, port=lab.bot_port, keys={"refer_to": refer_to, "intent": "billing"})
 
 
 def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_them(lab):
@@ -40,7 +53,7 @@ def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_t
                   ringback="silence", sections={"profiles_dir": str(profiles)})
     uui = SESSION.encode().hex()
     refer_to = f"{target}?User-to-User={uui}%3Bencoding%3Dhex&X-Lang=de"
-    b = bot(lab, "bot_refer_context.xml", refer_to, intent="billing")
+    b = context_bot(lab, refer_to, 300)
     c = Carrier(lab.daemon.address, user="alice")
     lab.callers.append(c)
     assert c.invite().status == 200
@@ -58,3 +71,41 @@ def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_t
     assert sipfrags(b.messages())[-1] == (200, True)
     assert c.bye().status == 200
     finish(lab, agent)
+
+
+def test_bot_transfer_carries_the_transcript_link_which_reads_ten_times_then_410(lab):
+    profiles = lab.workdir / "profiles"
+    profiles.mkdir()
+    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"],
+        "context_headers": {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id",
+                            "X-VG-Transcript": "transcript_url", "X-VG-Summary": "summary"}}))
+    agent = peer(lab, "agent", "agent_answer.xml")
+    lab.bot_port = free_port(HOST)
+    ops = OpsDaemon(lab.workdir / "daemon", args=("--bot-uri", f"sip:bot@{HOST}:{lab.bot_port}"), config={
+        "calls": {"transfer_allow": [f"sip:*@{HOST}:{agent.port}"], "transfer_method": "invite",
+                  "ringback": "silence"},
+        "profiles_dir": str(profiles)})
+    with ops:
+        b = context_bot(lab, agent_uri(agent), 2000)  # time to attach the transcript first
+        c = Carrier(ops.address, user="alice")
+        lab.callers.append(c)
+        assert c.invite().status == 200
+        summary = "Asked for a refund of invoice 42."
+        reply = ops.http("POST", f"/calls/{c.call_id}/transcript",
+                         json={"transcript": "bot: hello\ncaller: refund please", "summary": summary})
+        assert reply.status_code == 201, reply.text
+        assert c.listen(15, lambda: bool(ops.logged("transfer.succeeded", status=200))), ops.daemon.lines[-20:]
+
+        invite = requests(agent.messages(), "INVITE")[0]
+        url = invite.header("x-vg-transcript")
+        assert url == reply.json()["url"], invite.headers
+        assert invite.header("x-vg-summary") == summary
+        reads = [httpx.get(url, timeout=5) for _ in range(11)]
+        assert [r.status_code for r in reads] == [200] * 10 + [410]
+        assert "refund please" in reads[0].text
+
+        finish(lab, b)
+        assert sipfrags(b.messages())[-1] == (200, True)
+        assert c.bye().status == 200
+        finish(lab, agent)
