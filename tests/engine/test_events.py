@@ -35,6 +35,9 @@ EXAMPLES: list[tuple[ev.CallEvent, str, dict[str, object]]] = [
     (ev.CallStarted("udp:1.2.3.4:5060", "sip:demo@gw", "alice"), "call.incoming",
      {"source": "udp:1.2.3.4:5060", "uri": "sip:demo@gw", "caller": "alice"}),
     (ev.CallConnected("answered"), "call.connected", {"cause": "answered", "reason": ""}),
+    (ev.CallDisposed("transferred", "invite", "demo"), "call.disposition",
+     {"disposition": "transferred", "method": "invite", "flow": "demo"}),
+    (ev.CallDisposed("contained"), "call.disposition", {"disposition": "contained"}),
     (ev.CallEnded("hung up", "caller hung up"), "call.ended", {"cause": "hung up", "reason": "caller hung up"}),
     (ev.CallEnded("failed", "Busy Here (bot: 486)", 486), "call.ended",
      {"cause": "failed", "reason": "Busy Here (bot: 486)", "status": 486}),
@@ -181,7 +184,8 @@ def test_call_apply_records_typed_connected_and_ended_with_the_status() -> None:
     call = new_call()
     call.listener = lambda c, now, event: seen.append((now, event))
     assert call.apply(CallInput.FAILED, 101.0, "Busy Here (bot: 486)", status=486)
-    assert seen == call.timeline == [(101.0, ev.CallEnded("failed", "Busy Here (bot: 486)", 486))]
+    assert seen == call.timeline == [(101.0, ev.CallEnded("failed", "Busy Here (bot: 486)", 486)),
+                                     (101.0, ev.CallDisposed("failed"))]
 
 
 # ---------------------------------------------------------------------- the control API

@@ -280,7 +280,8 @@ class Engine:
             call.session_expires = interval
         self.calls[call.key] = call
         self.totals["calls"] += 1
-        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri)))
+        flow = None if self.config.bot_uri else self.config.flow.name
+        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow))
         leg = call.caller
         try:
             leg.endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..sip.events import Address
-from .events import CallConnected, CallEnded, CallEvent
+from .disposition import disposition
+from .events import CallConnected, CallDisposed, CallEnded, CallEvent, CallStarted
 from ..sip.message import Request
 
 if TYPE_CHECKING:
@@ -129,6 +130,12 @@ class Call:
             return False
         if target is CallState.ENDED:
             self.record(now, CallEnded(event.value, reason, status))
+            outcome = disposition(event for _, event in self.timeline)
+            started = next((e for _, e in self.timeline if isinstance(e, CallStarted)), None)
+            # before the end closes a transfer still under way (that one was abandoned)
+            self.record(now, CallDisposed(outcome.disposition.value, outcome.method,
+                                          started.flow if started else None,
+                                          started.channel if started else None))
         else:
             self.record(now, CallConnected(event.value, reason))
         self.state = target

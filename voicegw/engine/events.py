@@ -69,12 +69,17 @@ class CallStarted(CallEvent):
     """A new INVITE from a caller was taken on (before any answer)."""
 
     NAME = "call.incoming"
+    OMIT_IF_NONE = frozenset({"flow", "channel"})
     source: str
     """Where the INVITE came from, ``transport:host:port``."""
     uri: str
     """The INVITE's Request-URI (the number or name dialled)."""
     caller: str
     """The user part of the caller's From URI (``anonymous`` when there is none)."""
+    flow: str | None = None
+    """The flow the call runs (None when it goes straight to ``calls.bot_uri``)."""
+    channel: str | None = None
+    """The channel the call came in on (None until routing by channel exists)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,22 @@ class CallEnded(CallEvent):
     status: int | None = None
     """The final SIP status the caller's INVITE got when the call ended before it was
     answered (486, 487, 503...); None when it had been answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallDisposed(CallEvent):
+    """How the call ended for containment (engine/disposition.py), right after CallEnded."""
+
+    NAME = "call.disposition"
+    OMIT_IF_NONE = frozenset({"method", "flow", "channel"})
+    disposition: str
+    """``contained``, ``transferred``, ``transfer_failed_contained``, ``abandoned``, ``failed``."""
+    method: str | None = None
+    """For ``transferred``: the method of the attempt an agent answered."""
+    flow: str | None = None
+    """The flow the call ran (CallStarted's)."""
+    channel: str | None = None
+    """The channel the call came in on (CallStarted's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +482,7 @@ class TranscriptAttached(CallEvent):
 
 
 __all__ = [
-    "AgentDtmfReceived", "BriefingStarted", "CallConnected", "CallEnded", "CallEvent", "CallStarted",
+    "AgentDtmfReceived", "BriefingStarted", "CallConnected", "CallDisposed", "CallEnded", "CallEvent", "CallStarted",
     "FallbackDecided", "FallbackPromptPlayed", "FlowDtmfReceived", "FlowEnded", "FlowPromptStarted",
     "FlowResumed", "LegAcked", "LegAnswered", "LegByeSent", "LegConsulting", "LegDialing", "LegEarlyMedia",
     "LegEvent", "LegFailed", "LegHungUp", "LegListening", "LegProgress", "LegReinvited", "LegReofferSent",
