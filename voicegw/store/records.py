@@ -7,7 +7,8 @@ on the writer's connection, inside the batch's transaction, by the event's type:
 - every entry adds a row to ``events`` (the event's ``name`` and ``detail()``) and
   makes sure its call row exists (a call whose CallStarted was lost still gets a
   row: no event is ever orphaned);
-- CallStarted fills the call row; CallConnected sets ``answered_at`` and status 200;
+- CallStarted fills the call row (its flow and channel too); CallDisposed sets the
+  ``disposition`` (and ``transfer_method``); CallConnected sets ``answered_at`` and status 200;
   CallEnded sets the end, the cause, the reason, the outcome and, for a call that was
   never answered, the status the caller got (``CallEnded.status``);
 - a LegEvent merges ``{<what>_at, ...detail}`` into ``legs[role]``;
@@ -37,6 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from ..engine.events import (
     CallConnected,
+    CallDisposed,
     CallEnded,
     CallEvent,
     CallStarted,
@@ -84,7 +86,7 @@ class Entry(NamedTuple):
 #: Events that make up the records themselves (not only the timeline): kept in the
 #: queue's reserve when it is full (see writer.py).
 ESSENTIAL_EVENTS: tuple[type[CallEvent], ...] = (
-    CallStarted, CallConnected, CallEnded, TransferEvent, TransferRefused, FallbackPromptPlayed)
+    CallStarted, CallConnected, CallEnded, CallDisposed, TransferEvent, TransferRefused, FallbackPromptPlayed)
 
 _ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _OUTCOME = {"failed": "failed", "cancelled": "cancelled"}
@@ -137,8 +139,13 @@ def apply_entry(conn: sqlite3.Connection, run_id: int, entry: Entry) -> None:
                        (key, at, event.name, dumps(detail))).lastrowid
     match event:
         case CallStarted():
-            conn.execute("UPDATE calls SET source = ?, uri = ?, caller = ?, created_at = ? WHERE key = ?",
-                         (event.source, event.uri, event.caller, at, key))
+            conn.execute("UPDATE calls SET source = ?, uri = ?, caller = ?, created_at = ?, flow = ?,"
+                         " channel = ? WHERE key = ?",
+                         (event.source, event.uri, event.caller, at, event.flow, event.channel, key))
+        case CallDisposed():
+            conn.execute("UPDATE calls SET disposition = ?, transfer_method = ?, flow = coalesce(flow, ?),"
+                         " channel = coalesce(channel, ?) WHERE key = ?",
+                         (event.disposition, event.method, event.flow, event.channel, key))
         case CallConnected():
             conn.execute("UPDATE calls SET state = 'connected', answered_at = ?, status = 200"
                          " WHERE key = ? AND state = 'setup'", (at, key))

@@ -88,6 +88,15 @@ MIGRATIONS: list[list[str]] = [
             messages BLOB NOT NULL      -- zlib(JSON list), bounded (records.LADDER_MAX_*)
         )""",
     ],
+    # 3: containment (engine/disposition.py): how each call ended, its flow and channel
+    [
+        # contained|transferred|transfer_failed_contained|abandoned|failed; NULL while up
+        # or when a crash cut the call (recovery closes it as 'restart', undisposed)
+        "ALTER TABLE calls ADD COLUMN disposition TEXT",
+        "ALTER TABLE calls ADD COLUMN transfer_method TEXT",  # for 'transferred': the method
+        "ALTER TABLE calls ADD COLUMN flow TEXT",  # the flow the call ran; NULL: straight to a bot
+        "ALTER TABLE calls ADD COLUMN channel TEXT",  # NULL until routing by channel exists
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

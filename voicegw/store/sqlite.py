@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from ..engine.events import CallEvent
+from . import report as _report
 from .records import Entry, Ladder, unpack_ladder
 from .recovery import Recovery, RunLock, lock_directory, recover
 from .schema import migrate
@@ -266,6 +267,12 @@ class Store:
                 _bump(transfer_totals["by_status"], row["status"], n)
             _bump(transfer_totals["by_method"].setdefault(row["method"], {}), row["state"], n)
         return {"calls": call_totals, "transfers": transfer_totals}
+
+    def report(self, since: TimeArg = None, until: TimeArg = None) -> dict[str, Any]:
+        """Containment and transfer outcomes per flow and channel of the calls created in
+        [since, until) (store/report.py)."""
+        where, args = _window("c.created_at", since, until)
+        return _report.build(self._read, where, args)
 
     def _read(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
         with self._read_lock:
