@@ -54,6 +54,9 @@ class TransferConfig:
         "X-VG-Caller": "caller", "X-VG-Call-ID": "call_id",
     })
     """Header name -> context key (caller, call_id, bot_session, summary, transcript_url...)."""
+    agent_context_headers: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    """Agent profile URI -> its context_headers: used for a bot's or the API's transfer
+    to that URI (a flow node has them already); other targets get ``context_headers``."""
     bye_destination_header: str = "X-Transfer-Destination"
     """On a BYE hand-back, the header that names where the upstream should route."""
     refer_sub: bool = True

@@ -99,6 +99,14 @@ def test_the_test_lab_calls_section_still_works(tmp_path: Path) -> None:
     assert config.calls.bot_answer_timeout == 2 and config.calls.bot_uri == "sip:bot@127.0.0.1:5072"
 
 
+def test_an_agent_profiles_context_headers_reach_the_engine_by_its_uri(tree: Path) -> None:
+    """For a bot's or the API's transfer to that URI (sip_profiles/agent-demo.yaml)."""
+    write(tree, "voicegw.yaml", "sip: {port: 5099}\n")
+    engine = convert.engine_config(convert.daemon_config(load_config(Path("voicegw.yaml"))))
+    assert engine.transfer.agent_context_headers["sip:agent@127.0.0.1:5090"] == (
+        ("X-VG-Caller", "caller"), ("X-VG-Summary", "summary"), ("X-VG-Transcript", "transcript_url"))
+
+
 def test_a_default_flow_and_profiles_reach_the_engine(tree: Path) -> None:
     write(tree, "voicegw.yaml", "default_flow: support\nsip: {port: 5099, transports: [udp]}\n")
     config = load_config(Path("voicegw.yaml"))

@@ -6,7 +6,8 @@ and a Refer-To with embedded headers (RFC 3261 19.1.5), ``User-to-User`` (RFC 74
 hex) and ``X-Lang``; the agent (sipp agent_answer.xml) answers. The carrier profile's
 ``context_headers`` map the bot's UUI (``bot_session``) back into ``User-to-User`` and
 its X-headers (``ivr.intent``, ``ivr``) into the agent's own names: the test reads them
-in the INVITE the agent got, and checks that nothing of the Refer-To's ``?`` part
+in the INVITE the agent got (and, with an agent profile for the bot's target, that
+profile's ``context_headers`` instead), and checks that nothing of the Refer-To's ``?`` part
 leaked into the Request-URI.
 
 The second test: a transcript attached through the control API before the bot REFERs
@@ -40,15 +41,22 @@ def context_bot(lab, refer_to: str, pause_ms: int):
     return peer(lab, "bot", scenario, port=lab.bot_port, keys={"refer_to": refer_to, "intent": "billing"})
 
 
-def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_them(lab):
+@pytest.mark.parametrize("profile", ["carrier", "agent"])
+def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_them(lab, profile):
+    """The mapping of the carrier profile (the default), or of the agent profile whose
+    URI the bot REFERs to (the carrier's then maps nothing of the bot's)."""
     profiles = lab.workdir / "profiles"
     profiles.mkdir()
-    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
-        "kind": "carrier", "addresses": ["127.0.0.0/8"],
-        "context_headers": {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id", "User-to-User": "bot_session",
-                            "X-VG-Intent": "ivr.intent", "X-VG-IVR": "ivr"}}))
     agent = peer(lab, "agent", "agent_answer.xml")
     target = agent_uri(agent)
+    mapping = {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id", "User-to-User": "bot_session",
+               "X-VG-Intent": "ivr.intent", "X-VG-IVR": "ivr"}
+    carrier = {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id"} if profile == "agent" else mapping
+    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"], "context_headers": carrier}))
+    if profile == "agent":
+        (profiles / "agent.yaml").write_text(yaml.safe_dump({
+            "kind": "agent", "uri": target, "context_headers": mapping}))
     start_voicegw(lab, transfer_allow=[f"sip:*@{HOST}:{agent.port}"], transfer_method="invite",
                   ringback="silence", sections={"profiles_dir": str(profiles)})
     uui = SESSION.encode().hex()

@@ -30,6 +30,7 @@ from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackP
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..numbers import is_number, normalise_number
 from ..settings import EngineConfig, TransferConfig, WarmSettings
+from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
 from .loader import Document, LoadedConfig, Source
@@ -222,6 +223,9 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
         bot = _bot_profile(config, calls.bot_uri)
         if bot is not None:
             transfer["bot_refer_method"] = bot.refer_method
+        transfer["agent_context_headers"] = {
+            str(parse_uri(agent.uri)): tuple(agent.context_headers.items())
+            for agent in profiles_of(config, AgentProfile).values() if agent.context_headers}
         carrier = default_carrier(config)
         if carrier is not None:
             transfer["bye_destination_header"] = carrier.bye_destination_header

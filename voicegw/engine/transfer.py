@@ -101,7 +101,10 @@ class Transfers:
             self.finish(call, transfer, "policy", why)
             return transfer
         transfer.uri = str(uri)
-        headers = self.context_headers(call, context or {}, transfer.options.context_headers)
+        mapping = transfer.options.context_headers
+        if mapping is None:  # a bot's or the API's transfer to an agent profile's URI
+            mapping = self.config.agent_context_headers.get(transfer.uri)
+        headers = self.context_headers(call, context or {}, mapping)
         headers += [(name, _header_safe(value)) for name, value in transfer.options.headers]
         self.engine.spawn(self._carry_out(call, transfer, uri, headers, context), call)
         return transfer
