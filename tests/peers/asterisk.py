@@ -110,7 +110,7 @@ class Asterisk:
         self.run = Path(tempfile.mkdtemp(prefix="vg-ast-", dir="/tmp"))
         self.sip_port = free_port(HOST)
         self.voicegw_port = voicegw_port or free_port(HOST)
-        self.rtp_start = free_block(rtp_ports)
+        self.rtp_start = free_block(rtp_ports, reserve=True)  # bound only when calls need them
         self.rtp_end = self.rtp_start + rtp_ports - 1
         self.agent_password = AGENT_PASSWORD
         self.ami_port = free_port(HOST)

@@ -43,28 +43,49 @@ def _udp_free(port: int) -> bool:
     return True
 
 
-def free_block(count: int, low: int = 24000, high: int = 32000) -> int:
+_RESERVED: list[range] = []
+"""Blocks that long-lived peers own (a PBX started once per test module binds its RTP
+ports only when a call needs them): no later block is handed out over one, or a
+daemon's RTP range could take the ports the PBX needs for its next call. Kept for the
+test process's life (a few PBX instances, tens of ports each)."""
+
+
+def free_block(count: int, low: int = 24000, high: int = 32000, *, reserve: bool = False) -> int:
     """The first port of ``count`` consecutive free UDP ports (even), below the
-    kernel's ephemeral range so that no client socket lands inside it meanwhile.
-    Random tries first (parallel tests rarely meet); then, when something holds ports
-    all over the range (a PBX benchmark on the same box took ~1900 of them), every
-    even start in it, then in 10000-``low``."""
+    kernel's ephemeral range so that no client socket lands inside it meanwhile, and
+    clear of every reserved block; ``reserve``: the block is kept for the caller (a
+    PBX's RTP range). Random tries first (parallel tests rarely meet); then, when
+    something holds ports all over the range (a PBX benchmark on the same box took
+    ~1900 of them), every even start in it, then in 10000-``low``."""
     for _ in range(200):
         start = random.randrange(low, high - count) & ~1
         if _block_free(start, count):
-            return start
+            return _taken(start, count, reserve)
     for first, last in ((low, high), (10000, low)):
         start = first + (first & 1)
         while start + count <= last:
-            taken = next((p for p in range(start, start + count) if not _udp_free(p)), None)
+            taken = next((p for p in range(start, start + count) if _reserved(p) or not _udp_free(p)), None)
             if taken is None:
-                return start
+                return _taken(start, count, reserve)
             start = taken + 1 + ((taken + 1) & 1)  # the next even port past the taken one
     raise RuntimeError(f"no {count} consecutive free UDP ports in 10000-{high}")
 
 
+def _reserved(port: int) -> bool:
+    return any(port in block for block in _RESERVED)
+
+
 def _block_free(start: int, count: int) -> bool:
-    return all(_udp_free(p) for p in range(start, start + count))
+    block = range(start, start + count)
+    if any(r.start < block.stop and block.start < r.stop for r in _RESERVED):
+        return False
+    return all(_udp_free(p) for p in block)
+
+
+def _taken(start: int, count: int, reserve: bool) -> int:
+    if reserve:
+        _RESERVED.append(range(start, start + count))
+    return start
 
 
 # --------------------------------------------------------------------------- messages

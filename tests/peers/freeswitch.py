@@ -182,7 +182,7 @@ class FreeSwitch:
         self.workdir = workdir
         self.sip_port = free_port(HOST)
         self.esl_port = free_port(HOST)
-        self.rtp_start = free_block(40)
+        self.rtp_start = free_block(40, reserve=True)  # bound only when calls need them
         self.proc: subprocess.Popen[bytes] | None = None
         self._esl: EventSocket | None = None
         self.log_file = workdir / "log" / "freeswitch.log"

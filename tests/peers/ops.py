@@ -4,7 +4,6 @@ the ``voicegw`` CLI run as a user runs it, and sipp peers."""
 from __future__ import annotations
 
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -15,21 +14,13 @@ from typing import Any
 import httpx
 import yaml
 
+from peers.calls import free_block
 from peers.daemon import ROOT, DaemonProcess, wait_until
 from peers.net import free_port
 from peers.sipp import SIPP
 
 HOST = "127.0.0.1"
 SCENARIOS = Path(__file__).parent / "scenarios"
-
-
-def free_block(count: int, low: int = 24000, high: int = 32000) -> int:
-    """The first of ``count`` consecutive free UDP ports (even), below the ephemeral range."""
-    for _ in range(200):
-        start = random.randrange(low, high - count) & ~1
-        if all(_udp_free(p) for p in range(start, start + count)):
-            return start
-    raise RuntimeError(f"no {count} consecutive free UDP ports in {low}-{high}")
 
 
 def _udp_free(port: int) -> bool:
