@@ -1,6 +1,6 @@
 """The transfer scenarios written once and run with every peer that can play each part
-(issue 11 item 3): tests/peers/roles.py has the roles (caller, agent, bot) and one
-adapter per peer.
+(issue 11 item 3): tests/peers/roles.py has the roles (caller, agent, bot), the
+roles_<peer>.py modules one adapter per peer and role.
 
 Every scenario is the same call: the caller calls voicegw (``transfer_method: invite``,
 ``ring_timeout`` 2 s), voicegw connects it to the bot, the bot REFERs voicegw to the
@@ -20,9 +20,10 @@ Which combinations run (:data:`CASES`): not the cross product (4 callers x 5 age
 2 bots x 4 scenarios = 160 calls, over 10 minutes here) but, for every scenario, each
 agent once, each caller and each bot at least once among those, rotated so that each
 scenario pairs the peers differently. Two echoing peers (sipp caller, sipp agent) are
-never paired where audio is asserted, and a caller and an agent behind two different
-PBXs that both fix voicegw's port cannot be combined (Asterisk and FreeSWITCH do not:
-FreeSWITCH's ``bridge-<port>`` reaches any port).
+never paired where audio is asserted (with both sipp, ``busy`` rests on sipp's scripts:
+the bot's INFO probe answered, the caller's clean exit without a BYE). A caller and an
+agent behind two PBXs that both fix voicegw's port could not be combined; only Asterisk
+fixes it (FreeSWITCH's ``bridge-<port>`` reaches any port), and one Asterisk serves both.
 """
 
 from __future__ import annotations
@@ -37,22 +38,11 @@ from peers.daemon import DaemonProcess
 from peers.net import free_port
 from peers.pbx import start_voicegw, wait_logged
 from peers.pjsua import AVAILABLE
-from peers.roles import (
-    Agent,
-    AsteriskAgent,
-    AsteriskCaller,
-    BaresipAgent,
-    Bot,
-    Caller,
-    FreeSwitchAgent,
-    FreeSwitchCaller,
-    PjsuaAgent,
-    PjsuaBot,
-    PjsuaCaller,
-    SippAgent,
-    SippBot,
-    SippCaller,
-)
+from peers.roles import Agent, Bot, Caller
+from peers.roles_baresip import BaresipAgent
+from peers.roles_pbx import AsteriskAgent, AsteriskCaller, FreeSwitchAgent, FreeSwitchCaller
+from peers.roles_pjsua import PjsuaAgent, PjsuaBot, PjsuaCaller
+from peers.roles_sipp import SippAgent, SippBot, SippCaller
 
 pytestmark = [
     pytest.mark.wire,
