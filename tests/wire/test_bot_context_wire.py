@@ -49,7 +49,8 @@ def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_t
     profiles.mkdir()
     agent = peer(lab, "agent", "agent_answer.xml")
     target = agent_uri(agent)
-    mapping = {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id", "User-to-User": "bot_session",
+    mapping = {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id", "X-VG-Called": "called",
+               "User-to-User": "bot_session",
                "X-VG-Intent": "ivr.intent", "X-VG-IVR": "ivr"}
     carrier = {"X-VG-Caller": "caller", "X-VG-Call-ID": "call_id"} if profile == "agent" else mapping
     (profiles / "carrier.yaml").write_text(yaml.safe_dump({
@@ -73,6 +74,7 @@ def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_t
     assert invite.header("x-vg-intent") == "billing", "the REFER's own X-Intent, as ivr.intent"
     assert invite.header("x-vg-ivr") == "intent=billing;lang=de", "every X-header of the bot, as ivr"
     assert invite.header("x-vg-caller") == "alice"
+    assert invite.header("x-vg-called") == c.request_user, "the number the caller dialled (Request-URI user)"
     assert "?" not in invite.first_line and "User-to-User" not in invite.first_line, invite.first_line
 
     finish(lab, b)

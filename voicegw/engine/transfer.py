@@ -151,7 +151,7 @@ class Transfers:
     def _context_values(call: Call) -> dict[str, str]:
         invite = call.caller.invite
         caller = invite.from_.uri.user if invite is not None and isinstance(invite.from_.uri, SipUri) else ""
-        return {"caller": caller or "", "call_id": call.id}
+        return {"caller": caller or "", "called": _called(invite), "call_id": call.id}
 
     def context_headers(self, call: Call, extra: dict[str, str],
                         mapping: tuple[tuple[str, str], ...] | None = None) -> list[tuple[str, str]]:
@@ -492,6 +492,17 @@ class Transfers:
             transfer.player.stop()  # ringback/hold for a caller who is gone: its endpoint closes next
         if transfer is not None and not transfer.done:
             self.finish(call, transfer, "call_ended", "the caller hung up")
+
+
+def _called(invite: Request | None) -> str:
+    """The number (or user) the caller dialled: the Request-URI's user, which carriers
+    set to it (RFC 3261 8.1.1.1), else the To user."""
+    if invite is None:
+        return ""
+    uri = invite.request_uri()
+    if not isinstance(uri, SipUri) or not uri.user:
+        uri = invite.to.uri
+    return (uri.user or "") if isinstance(uri, SipUri) else ""
 
 
 def _header_safe(value: str) -> str:
