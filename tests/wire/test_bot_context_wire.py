@@ -10,7 +10,11 @@ in the INVITE the agent got (and, with an agent profile for the bot's target, th
 profile's ``context_headers`` instead), and checks that nothing of the Refer-To's ``?`` part
 leaked into the Request-URI.
 
-The second test: a transcript attached through the control API before the bot REFERs
+With ``transfer_method: refer`` the context goes to the carrier instead: the UUI
+embedded in the Refer-To of voicegw's REFER (RFC 7434 4.2: so the carrier puts it in
+its INVITE), the X-headers on the REFER.
+
+The last test: a transcript attached through the control API before the bot REFERs
 goes with the bot's transfer (``transcript_url``, ``summary``), and its link reads 10
 times, then 410.
 """
@@ -25,6 +29,9 @@ from peers.calls import HOST, SIPP, render_scenario
 from peers.lab import agent_uri, finish, peer, requests, sipfrags, start_voicegw, wait_event
 from peers.net import free_port
 from peers.ops import OpsDaemon
+
+from voicegw.sip.headers import NameAddr
+from voicegw.sip.refer_headers import parse_embedded_headers
 
 pytestmark = [
     pytest.mark.wire,
@@ -81,6 +88,33 @@ def test_bot_uui_in_refer_to_and_x_headers_reach_the_agent_as_the_profile_maps_t
     assert sipfrags(b.messages())[-1] == (200, True)
     assert c.bye().status == 200
     finish(lab, agent)
+
+
+def test_bot_context_goes_to_the_carrier_in_voicegws_refer_uui_embedded_in_refer_to(lab):
+    profiles = lab.workdir / "profiles"
+    profiles.mkdir()
+    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"],
+        "context_headers": {"X-VG-Caller": "caller", "User-to-User": "bot_session", "X-VG-Intent": "ivr.intent"}}))
+    target = f"sip:agent@{HOST}:5999"
+    start_voicegw(lab, transfer_allow=[target], transfer_method="refer", sections={"profiles_dir": str(profiles)})
+    uui = SESSION.encode().hex()
+    b = context_bot(lab, f"{target}?User-to-User={uui}%3Bencoding%3Dhex", 300)
+    c = Carrier(lab.daemon.address, user="alice")
+    lab.callers.append(c)
+    assert c.invite().status == 200
+    assert c.listen(10, lambda: bool(c.refers)), lab.report()
+    refer = c.refers[0]
+    refer_to = NameAddr.parse(refer.headers.get("refer-to")).uri
+    assert str(refer_to.copy(headers=None)) == target
+    assert parse_embedded_headers(refer_to.headers) == [("User-to-User", f"{uui};encoding=hex")]
+    assert refer.headers.get("user-to-user") is None, "the UUI travels in the Refer-To only"
+    assert refer.headers.get("x-vg-intent") == "billing" and refer.headers.get("x-vg-caller") == "alice"
+
+    assert c.notify(refer, 200, "OK", final=True).status == 200
+    assert c.listen(5, lambda: c.got_request("BYE")), "voicegw leaves once the carrier connected the caller"
+    finish(lab, b)
+    assert sipfrags(b.messages())[-1] == (200, True)
 
 
 def test_bot_transfer_carries_the_transcript_link_which_reads_ten_times_then_410(lab):
