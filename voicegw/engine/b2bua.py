@@ -438,6 +438,9 @@ class Engine:
             endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
         except PortPoolExhausted:
             return self._refuse_setup(call, Cause.PORT_POOL)
+        if call.state is not CallState.SETUP:  # the caller cancelled meanwhile: end() has run
+            endpoint.close()
+            return
         leg = Leg("bot", peer_of(uri), endpoint=endpoint)
         call.bot = leg
         call.record(self.now(), LegDialing("bot", str(uri)))

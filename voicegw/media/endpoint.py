@@ -309,27 +309,34 @@ async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEn
             ep = MediaEndpoint(host, port, pool=pool, **options)  # type: ignore[arg-type]
             try:
                 await loop.create_datagram_endpoint(lambda: ep.rtp, local_addr=(host, port))
+                await loop.create_datagram_endpoint(lambda: ep.rtcp, local_addr=(host, port + 1))
             except OSError as exc:
+                _abandon(ep)
                 if not _in_use(exc):
                     pool.release(port)
                     raise
                 busy.append(port)
                 continue
-            try:
-                await loop.create_datagram_endpoint(lambda: ep.rtcp,
-                                                    local_addr=(host, port + 1))
-            except OSError as exc:
-                ep.rtp.transport.close()  # type: ignore[union-attr]
-                if not _in_use(exc):
-                    pool.release(port)
-                    raise
-                busy.append(port)
-                continue
+            except BaseException:  # cancelled while binding (the call is gone)
+                _abandon(ep)
+                pool.release(port)
+                raise
             return ep
         raise PortPoolExhausted(f"no bindable RTP port in {pool.low}-{pool.high}")
     finally:
         for port in busy:
             pool.release(port)
+
+
+def _abandon(ep: MediaEndpoint) -> None:
+    """An endpoint that could not be opened whole: close what was bound and cut the
+    socket <-> endpoint cycles (as close() does, but the port goes back to the pool by
+    the caller's rules: a port another process holds stays out for a while)."""
+    for sock in (ep.rtp, ep.rtcp):
+        if sock.transport is not None:
+            sock.transport.close()
+            sock.transport = None
+        sock.detach()
 
 
 def _in_use(error: OSError) -> bool:
