@@ -212,7 +212,7 @@ class Daemon:
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
         if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
             self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
-        collector = self.collector = PeriodicCollector(loop)
+        collector = self.collector = PeriodicCollector(loop, self.config.lifecycle.gc_interval)
         collector.start()
         api_url, api_error = await self._start_api()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -11,8 +11,8 @@ the ones that survived it, a count taken before the freeze (the whole start-up h
 In practice it almost never ran (issue 16): every object of a call caught in a
 reference cycle stayed, and the daemon grew by 25-85 KB per call. The engine no
 longer builds such cycles (see the commits that name them); :class:`PeriodicCollector`
-is the backstop for whatever still does: a full collection every ``interval``
-seconds, on the loop, with what it found and how long it took counted for
+is the backstop for whatever still does: a full collection every
+``lifecycle.gc_interval`` seconds (60 by default), on the loop, with what it found and how long it took counted for
 ``GET /debug/objects``.
 """
 
@@ -28,7 +28,7 @@ import structlog
 log = structlog.get_logger("voicegw.memory")
 
 GC_INTERVAL = 60.0
-"""Seconds between full collections. A full collection walks every object that is
+"""Seconds between full collections by default (``lifecycle.gc_interval``). A full collection walks every object that is
 not frozen (calls in progress and the last ones the API keeps): tens of ms at the
 rates of scripts/bench/soak.py, once a minute."""
 

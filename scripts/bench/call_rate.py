@@ -167,25 +167,29 @@ class Server:
         return code
 
 
-def start_voicegw(work: Path, uas_port: int, rtp_ports: str = "20000-31999",
-                  log_level: str = "info", max_calls: int | None = None) -> Server:
-    """``voicegw run`` towards the UAS; ``max_calls`` raises the guard's cap on calls up
-    (default 1000) when the bench needs more."""
+def start_voicegw(work: Path, uas_port: int | None, rtp_ports: str = "20000-31999",
+                  log_level: str = "info", max_calls: int | None = None,
+                  config_text: str | None = None, cwd: Path = ROOT, timeout: float = 20) -> Server:
+    """``voicegw run`` towards the UAS (none: the embedded default's demo flow);
+    ``max_calls`` raises the guard's cap on calls up (default 1000) when the bench needs
+    more; ``config_text`` replaces the config file written (default: no control API);
+    ``cwd`` is where the daemon keeps its records (var/)."""
     port = free_port()
     log = work / "voicegw.log"
     # no control API: it listens on a fixed port that another daemon may hold
     config = work / "voicegw.yaml"
-    config.write_text("api:\n  enabled: false\n"
-                      + (f"guard:\n  max_calls: {max_calls}\n" if max_calls else ""))
+    config.write_text(config_text if config_text is not None else (
+        "api:\n  enabled: false\n" + (f"guard:\n  max_calls: {max_calls}\n" if max_calls else "")))
     cmd = [sys.executable, "-m", "voicegw", "run", "--config", str(config),
            "--sip-host", HOST, "--sip-port", str(port),
-           "--bot-uri", f"sip:bot@{HOST}:{uas_port}", "--rtp-ports", rtp_ports,
+           *(["--bot-uri", f"sip:bot@{HOST}:{uas_port}"] if uas_port else []), "--rtp-ports", rtp_ports,
            "--log-level", log_level]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=out)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=out, env=env)
     server = Server("voicegw", proc, port, log)
-    if not wait_for(lambda: '"daemon.started"' in log.read_text(errors="replace") or not server.alive(), 20):
+    if not wait_for(lambda: '"daemon.started"' in log.read_text(errors="replace") or not server.alive(), timeout):
         server.stop()
     if not server.alive():
         raise SystemExit("voicegw did not start:\n" + log.read_text(errors="replace")[-2000:])
@@ -337,9 +341,11 @@ def start_freeswitch(binary: Path, shipped: Path, work: Path, uas_port: int) -> 
     return server
 
 
-def start_uas(sipp: str, work: Path, rtp_echo: bool, scenario: list[str] | None = None) -> tuple[subprocess.Popen, int]:
-    """The bot: sipp's built-in UAS (INVITE -> 180, 200 with PCMU SDP; ACK; BYE -> 200)."""
-    port, media = free_port(), free_media_port()
+def start_uas(sipp: str, work: Path, rtp_echo: bool, scenario: list[str] | None = None,
+              port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """The bot: sipp's built-in UAS (INVITE -> 180, 200 with PCMU SDP; ACK; BYE -> 200),
+    or ``scenario`` (sipp arguments), on ``port`` or a free one."""
+    port, media = port or free_port(), free_media_port()
     cmd = [sipp, "-i", HOST, "-p", str(port), "-mp", str(media), *(scenario or ["-sn", "uas"]),
            "-nostdin", "-l", "15000", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
            "-trace_err", "-error_file", str(work / "uas_errors.log"),
@@ -373,11 +379,19 @@ def write_pcap(path: Path, packets: int = 40, ptime_ms: int = 20) -> Path:
         return ~(sign | (exponent << 4) | mantissa) & 0xFF
 
     samples = 8 * ptime_ms
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    rtp = []
     for i in range(packets):
         payload = bytes(ulaw(int(8000 * math.sin(2 * math.pi * 1000 * (i * samples + n) / 8000)))
                         for n in range(samples))
-        rtp = struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0), i + 1, i * samples, 0x5EED) + payload
+        rtp.append(struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0), i + 1, i * samples, 0x5EED) + payload)
+    return write_rtp_pcap(path, rtp, ptime_ms)
+
+
+def write_rtp_pcap(path: Path, packets: list[bytes], ptime_ms: int = 20) -> Path:
+    """RTP packets (whole, header included), ``ptime_ms`` apart, as a pcap
+    (Ethernet/IPv4/UDP) that sipp's play_pcap_audio replays with its own addresses."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, rtp in enumerate(packets):
         udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
         ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
                                 socket.inet_aton(HOST), socket.inet_aton(HOST))

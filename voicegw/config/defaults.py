@@ -113,6 +113,9 @@ class LifecycleConfig:
     drain_deadline: float = 30.0
     """SIGTERM: seconds active calls may go on before the rest are hung up (new
     INVITEs meanwhile get 503 with Retry-After)."""
+    gc_interval: float = 60.0
+    """Seconds between full garbage collections (memory.py); 0: none (tests that must
+    see reference cycles per call)."""
 
 
 # -------------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ _SECTION_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "api": {"enabled": (bool,), "host": (str,), "port": (int,), "token": (str, type(None)),
             "token_file": (str,), "public_url": (str, type(None)), "transcript_max_uses": (int,),
             "transcript_ttl": (int, float), "trace_per_call": (int,)},
-    "lifecycle": {"drain_deadline": (int, float)},
+    "lifecycle": {"drain_deadline": (int, float), "gc_interval": (int, float)},
 }
 
 

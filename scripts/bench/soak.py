@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Memory soak: N calls at R/s through one call path of ``voicegw run``, with sipp peers.
+
+While the calls run and for a while after, every ``--sample`` seconds: the daemon's
+RSS (VmRSS) and open file descriptors (/proc), and what it holds (``GET
+/debug/objects``: calls, legs, dialogs, transactions, media endpoints, players, timers,
+asyncio tasks). Printed: a table of the samples, the slope of RSS in KB per 1,000
+calls (least squares over the samples taken after the first ``--warm`` calls, while
+the load ran), RSS after ``--warm`` calls and at the end, and the object counts once
+the calls are over and forgotten (with the live instances of the engine's classes and
+the unreachable objects a full collection finds). Then one JSON line.
+
+Paths (``--path``):
+
+- ``bridge``: caller <-> bot (sipp UAC tests/peers/scenarios/b2bua_uac_bench.xml ->
+  ``--bot-uri`` -> sipp's built-in UAS);
+- ``demo``: the embedded default's demo flow, no bot: TTS greeting, the caller presses
+  1 (RFC 4733, caller_dtmf_bench.xml with a pcap made here), the menu waits, the caller
+  hangs up;
+- ``invite_transfer``: the demo flow with ``--agent-uri``: the caller presses 0, the
+  flow transfers it by INVITE to a sipp agent (agent_answer.xml);
+- ``bot_refer``: the bot REFERs (bot_refer.xml), voicegw dials the agent by INVITE and
+  bridges (transfer_method invite);
+- ``refer_transfer``: the bot REFERs, voicegw REFERs the carrier (carrier_refer_ok.xml:
+  202, NOTIFYs, then voicegw's BYE) (transfer_method refer);
+- ``warm``: the bot REFERs, voicegw consults the agent (hold: TTS notice, a TTS
+  briefing to the agent), then bridges (transfer_method warm);
+- ``cancel``: the bot rings (b2bua_bot_ring.xml), the caller CANCELs (b2bua_uac_cancel.xml);
+- ``fail``: half the calls the bot answers 486 (b2bua_bot_reject.xml), the other half
+  it rings until voicegw gives up after ``bot_answer_timeout`` (1 s) and CANCELs: the
+  caller gets 480 (b2bua_uac_rejected.xml).
+
+The daemon runs with its control API on a free port (token in its config) and the
+guard's loop-lag check off (``guard.max_loop_lag: 0``): on a shared machine a late
+loop would refuse calls, and this measures memory, not overload.
+
+    .venv/bin/python scripts/bench/soak.py --path bridge --calls 30000 --rate 100
+    .venv/bin/python scripts/bench/soak.py --path demo --calls 2000 --rate 50 --sample 2
+
+Loopback only; every process started here is stopped here, by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from call_rate import (  # the bench scripts share their process helpers
+    HOST,
+    ROOT,
+    SCENARIOS,
+    free_media_port,
+    rss_kib,
+    start_uas,
+    start_voicegw,
+    stop_process,
+    write_rtp_pcap,
+)
+from netutil import free_port, sipp_results, wait_for
+
+sys.path.insert(0, str(ROOT))  # this checkout's voicegw, whatever the venv has installed
+from voicegw.engine.b2bua import Engine
+from voicegw.media.dtmf import event_payloads
+
+PATHS = ("bridge", "demo", "invite_transfer", "bot_refer", "refer_transfer", "warm", "cancel", "fail")
+TTS_CACHE = ROOT / "var" / "tts"
+#: what the table shows of /debug/objects (section, key, column)
+COLUMNS = (("engine", "calls", "calls"), ("engine", "legs", "legs"), ("engine", "dialogs", "dlgs"),
+           ("core", "server_transactions", "stx"), ("core", "client_transactions", "ctx"),
+           ("engine", "media_endpoints", "media"), ("engine", "players", "play"),
+           ("engine", "timers", "tmr"), ("asyncio", "tasks", "tasks"))
+
+
+# --------------------------------------------------------------------------- peers
+@dataclass
+class Peer:
+    name: str
+    proc: subprocess.Popen
+    port: int
+
+
+@dataclass
+class Phase:
+    """Part of a path's calls: the caller's scenario and the bot's, if it changes."""
+
+    share: float
+    caller: list[str]
+    bot: list[str] | None = None
+
+
+@dataclass
+class Plan:
+    config: dict
+    bot: list[str] | None
+    agent: list[str] | None
+    phases: list[Phase]
+    hold_ms: int
+    agent_flag: bool = False
+    """The agent's URI goes to ``--agent-uri`` (the demo flow's agent node)."""
+    calls_up: float = 2.0
+    """Seconds a call lasts, roughly (for the concurrency limit and the guard's cap)."""
+
+
+def dtmf_pcap(path: Path, digit: str) -> Path:
+    """One key press as RFC 4733 telephone-events (PT 101), 20 ms apart."""
+    packets = []
+    for seq, (payload, marker) in enumerate(event_payloads(digit), 1):
+        header = bytes([0x80, (0x80 if marker else 0) | 101]) + seq.to_bytes(2, "big")
+        packets.append(header + (8000).to_bytes(4, "big") + (0x50A4).to_bytes(4, "big") + payload)
+    return write_rtp_pcap(path, packets)
+
+
+def render(name: str, dest: Path, **values: object) -> Path:
+    text = (SCENARIOS / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(f"@{key.upper()}@", str(value))
+    path = dest / f"{Path(name).stem}-{len(list(dest.glob('*.xml')))}.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def plan_for(path: str, work: Path, agent_port: int, hold_ms: int | None) -> Plan:
+    agent_uri = f"sip:agent@{HOST}:{agent_port}"
+    allow = {"transfer_allow": [f"sip:*@{HOST}:{agent_port}"], "ring_timeout": 10}
+    agent = ["-sf", str(SCENARIOS / "agent_answer.xml")]
+    refer_bot = ["-sf", str(SCENARIOS / "bot_refer.xml"), "-key", "refer_to", agent_uri]
+    bench = ["-sf", str(SCENARIOS / "b2bua_uac_bench.xml")]
+    if path == "bridge":
+        return Plan({}, ["-sn", "uas"], None, [Phase(1.0, bench)], hold_ms or 1000)
+    if path in ("demo", "invite_transfer"):
+        digit = "1" if path == "demo" else "0"
+        scenario = render("caller_dtmf_bench.xml", work, pcap=dtmf_pcap(work / f"dtmf{digit}.pcap", digit))
+        caller = ["-sf", str(scenario)]
+        if path == "demo":
+            return Plan({}, None, None, [Phase(1.0, caller)], hold_ms or 2000, calls_up=3)
+        # the greeting (about 4 s) plays before the menu reads the key: then the agent
+        return Plan({"calls": {"transfer_method": "invite", **allow}}, None, agent, [Phase(1.0, caller)],
+                    hold_ms or 7000, agent_flag=True, calls_up=8)
+    if path == "bot_refer":
+        return Plan({"calls": {"transfer_method": "invite", **allow}}, refer_bot, agent, [Phase(1.0, bench)],
+                    hold_ms or 2000, calls_up=3)
+    if path == "refer_transfer":
+        carrier = ["-sf", str(SCENARIOS / "carrier_refer_ok.xml")]
+        return Plan({"calls": {"transfer_method": "refer", **allow}}, refer_bot, None, [Phase(1.0, carrier)],
+                    hold_ms or 1000, calls_up=3)
+    if path == "warm":
+        warm = {"hold": "tts", "briefing_text": "Incoming transfer from the soak test."}
+        return Plan({"calls": {"transfer_method": "warm", "warm": warm, **allow}}, refer_bot, agent,
+                    [Phase(1.0, bench)], hold_ms or 4000, calls_up=6)
+    if path == "cancel":
+        return Plan({}, ["-sf", str(SCENARIOS / "b2bua_bot_ring.xml")], None,
+                    [Phase(1.0, ["-sf", str(SCENARIOS / "b2bua_uac_cancel.xml")])], hold_ms or 0, calls_up=1)
+    if path == "fail":
+        def rejected(status: int) -> list[str]:
+            return ["-sf", str(render("b2bua_uac_rejected.xml", work, status=status))]
+
+        return Plan({"calls": {"bot_answer_timeout": 1}}, None, None, [
+            Phase(0.5, rejected(486), ["-sf", str(render("b2bua_bot_reject.xml", work, status=486))]),
+            Phase(0.5, rejected(480), ["-sf", str(SCENARIOS / "b2bua_bot_ring.xml")]),
+        ], hold_ms or 0, calls_up=2)
+    raise SystemExit(f"unknown path {path!r}: one of {', '.join(PATHS)}")
+
+
+def start_sipp_uas(sipp: str, work: Path, name: str, args: list[str], port: int | None = None) -> Peer:
+    proc, port = start_uas(sipp, work, rtp_echo=False, scenario=args, port=port)
+    return Peer(name, proc, port)
+
+
+def run_caller(sipp: str, work: Path, daemon_port: int, args: list[str], calls: int, rate: float,
+               hold_ms: int, limit: int) -> subprocess.Popen:
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = [sipp, f"{HOST}:{daemon_port}", *args, "-i", HOST, "-p", str(free_port()), "-mp", str(free_media_port()),
+           "-m", str(calls), "-r", f"{rate:g}", "-l", str(limit), "-d", str(hold_ms), "-nostdin",
+           "-timeout", f"{int(calls / rate + hold_ms / 1000 + 120)}s", "-timeout_error", "-recv_timeout", "20000",
+           "-trace_stat", "-stf", str(work / "stat.csv"), "-fd", "2",
+           "-trace_err", "-error_file", str(work / "errors.log"),
+           "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+    return subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------------- sampling
+@dataclass
+class Sample:
+    t: float
+    calls: int
+    rss_kib: int
+    fds: int
+    objects: dict = field(default_factory=dict)
+
+
+class Api:
+    def __init__(self, port: int, token: str) -> None:
+        self.base = f"http://{HOST}:{port}"
+        self.token = token
+
+    def objects(self, instances: bool = False, collect: bool = False) -> dict:
+        query = f"?instances={str(instances).lower()}&collect={str(collect).lower()}"
+        request = urllib.request.Request(f"{self.base}/debug/objects{query}",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int, api: Api, every: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.api, self.every = pid, api, every
+        self.samples: list[Sample] = []
+        self.started = time.monotonic()
+        self._halt = threading.Event()
+
+    def take(self) -> Sample:
+        try:
+            objects = self.api.objects()
+        except OSError as error:
+            objects = {"error": str(error)}
+        sample = Sample(round(time.monotonic() - self.started, 1),
+                        objects.get("engine", {}).get("total_calls", 0), rss_kib(self.pid),
+                        len(os.listdir(f"/proc/{self.pid}/fd")), objects)
+        self.samples.append(sample)
+        return sample
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            try:
+                self.take()
+            except OSError:  # the daemon is gone
+                return
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(self.every + 35)
+
+
+def slope_kb_per_1000(samples: list[Sample]) -> float | None:
+    """Least-squares slope of RSS over calls, in KB per 1,000 calls."""
+    points = [(s.calls, s.rss_kib) for s in samples]
+    if len(points) < 3 or points[-1][0] == points[0][0]:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    return round(sxy / sxx * 1000 * 1.024, 1)  # KiB -> KB
+
+
+def pick(sample: Sample, section: str, key: str) -> object:
+    return sample.objects.get(section, {}).get(key, "-")
+
+
+# --------------------------------------------------------------------------- main
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", choices=PATHS, default="bridge")
+    parser.add_argument("--calls", type=int, default=30_000)
+    parser.add_argument("--rate", type=float, default=100.0, help="calls started per second")
+    parser.add_argument("--hold-ms", type=int, help="call length after the answer (default: per path)")
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--warm", type=int, default=2000, help="calls before the slope is measured")
+    parser.add_argument("--settle", type=float, default=Engine.FORGET_AFTER + 8,
+                        help="seconds to keep sampling after the last call (ended calls are "
+                             "kept FORGET_AFTER s)")
+    parser.add_argument("--keep", type=Path, help="keep the logs in this directory")
+    args = parser.parse_args()
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        print("sipp is not installed: run scripts/bootstrap", file=sys.stderr)
+        return 2
+    tmp = None
+    if args.keep:
+        work = args.keep
+        work.mkdir(parents=True, exist_ok=False)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix=f"voicegw-soak-{args.path}-")
+        work = Path(tmp.name)
+    agent_port = free_port()
+    plan = plan_for(args.path, work, agent_port, args.hold_ms)
+    concurrent = int(args.rate * (plan.hold_ms / 1000 + plan.calls_up)) + 200
+    ports_low = 20000
+    ports = min(4 * concurrent + 400, 12000) // 2 * 2
+    token = secrets.token_hex(16)
+    api_port = free_port()
+    config = {**plan.config, "api": {"port": api_port, "token": token},
+              "guard": {"max_loop_lag": 0, "max_calls": concurrent + 500},
+              "paths": {"tts_cache": str(TTS_CACHE)}}
+    config_text = json.dumps(config)  # JSON is YAML
+    peers: list[Peer] = []
+    server = None
+    sampler = None
+    result: dict[str, object] = {"bench": "soak", "path": args.path, "calls": args.calls, "rate": args.rate,
+                                 "hold_ms": plan.hold_ms, "cpus": os.cpu_count(),
+                                 "python": sys.version.split()[0]}
+    codes: list[int | None] = []
+    try:
+        if plan.agent:
+            peers.append(start_sipp_uas(sipp, work, "agent", plan.agent + ["-l", str(concurrent)], port=agent_port))
+        bot_port = free_port()
+        bot_args = plan.bot or plan.phases[0].bot
+        if bot_args:
+            peers.append(start_sipp_uas(sipp, work, "bot", bot_args + ["-l", str(concurrent)], port=bot_port))
+        if plan.agent_flag:
+            config_text = json.dumps({**config, "calls": {**config.get("calls", {}), "agent_uri": f"sip:agent@{HOST}:{agent_port}"}})
+        server = start_voicegw(work, bot_port if bot_args else None,
+                               rtp_ports=f"{ports_low}-{ports_low + ports - 1}", config_text=config_text, cwd=work, timeout=90)
+        pid = server.proc.pid
+        api = Api(api_port, token)
+        if not wait_for(lambda: _reachable(api), 20, 0.2):
+            raise SystemExit("the control API did not answer:\n" + server.log.read_text(errors="replace")[-2000:])
+        baseline = api.objects(instances=True, collect=True)
+        sampler = Sampler(pid, api, args.sample)
+        sampler.take()
+        sampler.start()
+        load_started = time.monotonic()
+        done_calls = 0
+        for index, phase in enumerate(plan.phases):
+            calls = args.calls - done_calls if index == len(plan.phases) - 1 else int(args.calls * phase.share)
+            if phase.bot is not None and index > 0:  # the next phase's bot takes the bot's port
+                old = next(p for p in peers if p.name == "bot")
+                codes.append(stop_process(old.proc))
+                peers.remove(old)
+                peers.append(start_sipp_uas(sipp, work, "bot", phase.bot + ["-l", str(concurrent)], port=bot_port))
+            caller = run_caller(sipp, work / f"caller{index}", server.port, phase.caller, calls, args.rate,
+                                plan.hold_ms, concurrent)
+            codes.append(caller.wait(calls / args.rate + plan.hold_ms / 1000 + 300))
+            done_calls += calls
+        load_seconds = time.monotonic() - load_started
+        load_end = sampler.take()
+        time.sleep(args.settle)
+        sampler.stop()
+        after = sampler.take()
+        final = api.objects(instances=True)
+        found = api.objects(collect=True)["gc"]["found_now"]
+        alive = server.alive()
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        exit_code = server.stop() if server is not None else None
+        for peer in peers:
+            stop_process(peer.proc)
+
+    samples = sampler.samples
+    stats = [sipp_results(work / f"caller{i}")[0] for i in range(len(plan.phases))]
+    successful = sum(int(s.get("SuccessfulCall(C)") or 0) for s in stats)
+    failed = sum(int(s.get("FailedCall(C)") or 0) for s in stats)
+    during = [s for s in samples if s.calls >= min(args.warm, args.calls // 3) and s.t <= load_end.t]
+    at_warm = next((s for s in samples if s.calls >= args.warm), None)
+    result.update({
+        "sipp_successful": successful, "sipp_failed": failed, "sipp_exits": codes,
+        "load_seconds": round(load_seconds, 1),
+        "rss_start_kib": samples[0].rss_kib,
+        "rss_at_warm_kib": at_warm.rss_kib if at_warm else None,
+        "rss_load_end_kib": load_end.rss_kib,
+        "rss_after_settle_kib": after.rss_kib,
+        "rss_end_minus_warm_mib": round((after.rss_kib - at_warm.rss_kib) / 1024, 1) if at_warm else None,
+        "slope_kb_per_1000_calls": slope_kb_per_1000(during),
+        "fds_start": samples[0].fds, "fds_after": after.fds,
+        "objects_before": {k: baseline.get(k) for k in ("engine", "core", "asyncio", "instances")},
+        "objects_after": {k: final.get(k) for k in ("engine", "core", "guard", "api", "asyncio", "instances")},
+        "gc_found_after": found,
+        "gc_periodic": final.get("gc", {}).get("periodic"),
+        "daemon_alive": alive, "daemon_exit": exit_code,
+    })
+    print(f"voicegw soak, path {args.path}: {args.calls} calls at {args.rate:g}/s (held {plan.hold_ms} ms), "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    header = f"{'t s':>7} {'calls':>7} {'RSS MiB':>8} {'fds':>5} " + " ".join(f"{c:>6}" for *_, c in COLUMNS)
+    print(header)
+    print("-" * len(header))
+    for s in samples:
+        print(f"{s.t:>7} {s.calls:>7} {s.rss_kib / 1024:>8.1f} {s.fds:>5} "
+              + " ".join(f"{pick(s, sec, key)!s:>6}" for sec, key, _ in COLUMNS))
+    slope = result["slope_kb_per_1000_calls"]
+    print(f"\nsipp: {successful} successful, {failed} failed; load {result['load_seconds']} s")
+    print(f"RSS slope over calls {args.warm}+ while loaded: {slope} KB per 1,000 calls")
+    if at_warm:
+        print(f"RSS after {at_warm.calls} calls {at_warm.rss_kib / 1024:.1f} MiB, at the end of the load "
+              f"{load_end.rss_kib / 1024:.1f} MiB, {args.settle:g} s later {after.rss_kib / 1024:.1f} MiB "
+              f"(end - {args.warm}: {result['rss_end_minus_warm_mib']} MiB)")
+    print("after the load, calls forgotten:")
+    for section in ("engine", "core", "guard", "api", "asyncio", "instances"):
+        print(f"  {section}: {json.dumps(final.get(section))}")
+    print(f"  gc: a full collection now found {found} unreachable objects; periodic: "
+          f"{json.dumps(final.get('gc', {}).get('periodic'))}")
+    print(json.dumps(result))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0 if alive and exit_code == 0 else 1
+
+
+def _reachable(api: Api) -> bool:
+    try:
+        api.objects()
+    except OSError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
