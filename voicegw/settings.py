@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .flow.fallback_policy import FallbackPolicy
 from .sip.advertise import AddressPolicy
+from .sip.caller_id import CallerIdPolicy
 from .flow.runner import DEMO_FLOW, Flow
 
 
@@ -82,6 +83,9 @@ class TransferConfig:
     """Played to the caller before the next method is tried."""
     warm: WarmSettings = field(default_factory=WarmSettings)
     """Hold audio, briefing, confirmation and completion of warm transfers."""
+    caller_id: CallerIdPolicy = field(default_factory=CallerIdPolicy)
+    """Who agent legs say is calling (the default carrier's ``caller_id``); an agent
+    profile's own one wins (TransferOptions.caller_id)."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackP
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..numbers import is_number, normalise_number
 from ..settings import EngineConfig, TransferConfig, WarmSettings
+from ..sip.caller_id import CallerIdPolicy
 from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
@@ -40,6 +41,7 @@ from .models import (
     AgentTransferNode,
     BotNode,
     BotProfile,
+    CallerId,
     CarrierProfile,
     CollectNode,
     FlowFile,
@@ -231,6 +233,7 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
             transfer["bye_destination_header"] = carrier.bye_destination_header
             if carrier.context_headers:
                 transfer["context_headers"] = dict(carrier.context_headers)
+            transfer["caller_id"] = caller_id_policy(carrier.caller_id)
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
@@ -388,7 +391,13 @@ def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: 
         ring_timeout=target_profile.timeouts.ring if target_profile else None,
         context_headers=tuple(target_profile.context_headers.items())
         if target_profile and target_profile.context_headers else None,
+        caller_id=caller_id_policy(target_profile.caller_id)
+        if target_profile and target_profile.caller_id else None,
     )
+
+
+def caller_id_policy(model: CallerId) -> CallerIdPolicy:
+    return CallerIdPolicy(**model.model_dump())
 
 
 def _resolve_target(config: LoadedConfig, text: str, method: str, document: Document,

@@ -377,6 +377,26 @@ class Timeouts(Strict):
     """A bot's INVITE with no answer."""
 
 
+class CallerId(Strict):
+    """Who an outgoing leg to this profile says is calling (sip/caller_id.py)."""
+
+    number: Annotated[str, Field(pattern=r"^[A-Za-z0-9+\-_.!~*'()&=$,;?/]+$")] = "caller"
+    """From user: ``caller`` (the caller's number) or a fixed number."""
+    display: Annotated[str, Field(min_length=1, max_length=64)] | None = "caller"
+    """From display name: ``caller``, a fixed text, or null (none)."""
+    identity: Literal["pai", "ppi", "none"] = "pai"
+    """The caller's identity as P-Asserted-Identity, P-Preferred-Identity, or not at all."""
+    diversion: bool = True
+    """Diversion (RFC 5806) with the number the caller dialled."""
+    plus: bool = True
+    """Numbers with their leading '+' (E.164 as received); false: without."""
+    tech_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9*#+\-_.]*$")] = ""
+    """Put before the From user."""
+    privacy: bool = True
+    """Anonymous callers (From anonymous, or Privacy: id) stay anonymous: anonymous
+    From, the identity header with Privacy: id."""
+
+
 class ProfileBase(Strict):
     name: Name
     """Default: the file name without .yaml."""
@@ -401,11 +421,16 @@ class CarrierProfile(ProfileBase):
     refer_sub: bool = True
     """False: REFER with Refer-Sub: false (RFC 4488), no NOTIFYs."""
     bye_destination_header: HeaderName = "X-Transfer-Destination"
+    caller_id: CallerId = CallerId()
+    """Caller ID of transfers to numbers through this carrier (and to agents whose
+    profile has none)."""
 
 
 class AgentProfile(ProfileBase):
     kind: Literal["agent"]
     uri: SipUriText
+    caller_id: CallerId | None = None
+    """Caller ID of transfers to this agent; null: the carrier's (or the default)."""
 
 
 class BotProfile(ProfileBase):

@@ -97,7 +97,8 @@ class FlowExecutor:
                 assert isinstance(node, AgentTransferNode)
                 attempts, policy = node.attempts(), node.policy()
                 options = TransferOptions(headers=node.headers, destination=node.destination,
-                                          ring_timeout=node.ring_timeout, context_headers=node.context_headers)
+                                          ring_timeout=node.ring_timeout, context_headers=node.context_headers,
+                                          caller_id=node.caller_id)
                 outcome = await transfer_with_fallback(engine, call, attempts, policy, trigger="flow",
                                                        options=options)
                 if outcome.kind in ("connected", "gone"):

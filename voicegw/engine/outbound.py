@@ -104,13 +104,16 @@ class OutboundLegs:
         on_progress: Callable[[Response], None],
         on_answer: Callable[[Response, NegotiatedMedia], None],
         on_failure: Callable[[FailureStatus, str], None],
+        from_: str | None = None,
     ) -> Dialing:
+        """``from_``: the From value without tag (a profile's caller ID,
+        sip/caller_id.py); None: the caller's user at our address."""
         assert leg.endpoint is not None
         ours = self.addresses.advertised(leg.peer.host)
         builder = SdpBuilder(session_id=random.getrandbits(48), address=ours.media_host)
         offer = builder.offer(port=leg.endpoint.port)
         headers = Headers([
-            ("From", f"<sip:{caller_user}@{ours.sip_host}>;tag={new_tag()}"),
+            ("From", f"{from_ or f'<sip:{caller_user}@{ours.sip_host}>'};tag={new_tag()}"),
             ("To", f"<{uri}>"),
             ("Call-ID", new_call_id(ours.sip_host)),
             ("CSeq", "1 INVITE"),

@@ -28,8 +28,9 @@ from ..media.relay import Bridge
 from ..numbers import normalise_number
 from ..settings import TransferConfig
 from ..sip.build import reason_phrase
+from ..sip.caller_id import outgoing_identity
 from ..sip.errors import SipError
-from ..sip.events import RequestReceived, TransactionTimedOut
+from ..sip.events import Address, RequestReceived, TransactionTimedOut
 from ..sip.message import Request
 from ..sip.refer import (
     ReferAccepted,
@@ -168,6 +169,15 @@ class Transfers:
                 headers.append((name, _header_safe(str(value))))
         return headers
 
+    def identity(self, call: Call, transfer: Transfer, peer: Address, headers: list[tuple[str, str]]) -> str:
+        """The From of an agent leg to ``peer``, per the target profile's caller ID
+        (or the default carrier's); adds its identity headers to ``headers``."""
+        policy = transfer.options.caller_id or self.config.caller_id
+        host = self.engine.outbound.addresses.advertised(peer.host).sip_host
+        identity = outgoing_identity(policy, call.caller.invite, host=host)
+        headers.extend(identity.headers)
+        return identity.from_
+
     # ------------------------------------------------------------------ INVITE (bridge)
     async def _by_invite(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
         engine = self.engine
@@ -188,9 +198,8 @@ class Transfers:
         transfer.player = self._waiting_audio(caller)
         leg = Leg("agent", peer_of(uri), endpoint=endpoint)
         call.agent = leg
-        user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
         leg.dialing = engine.outbound.dial(
-            call, leg, uri, caller_user=user or "voicegw", max_forwards=70,
+            call, leg, uri, caller_user="voicegw", from_=self.identity(call, transfer, leg.peer, headers), max_forwards=70,
             answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout, extra_headers=headers,
             on_progress=lambda response: self.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),

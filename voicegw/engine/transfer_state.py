@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..media.player import Player
+from ..sip.caller_id import CallerIdPolicy
 from .outbound import FailureStatus
 
 
@@ -41,6 +42,8 @@ class TransferOptions:
     ring_timeout: float | None = None
     context_headers: tuple[tuple[str, str], ...] | None = None
     """Header name -> context key; None: TransferConfig.context_headers."""
+    caller_id: CallerIdPolicy | None = None
+    """The target profile's caller ID; None: TransferConfig.caller_id."""
 
 
 @dataclass(eq=False)

@@ -90,10 +90,10 @@ class WarmTransfers:
         call.agent = leg
         endpoint.on_dtmf = lambda digit: self._digit(call, warm, digit)
         warm.hold = await self._hold(call, settings)
-        caller_invite = call.caller.invite
-        user = caller_invite.from_.uri.user if caller_invite and isinstance(caller_invite.from_.uri, SipUri) else None
+        headers = list(headers)
         leg.dialing = engine.outbound.dial(
-            call, leg, uri, caller_user=user or "voicegw", max_forwards=70,
+            call, leg, uri, caller_user="voicegw", from_=engine.transfers.identity(call, transfer, leg.peer, headers),
+            max_forwards=70,
             answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
             extra_headers=headers,
             on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),

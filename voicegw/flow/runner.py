@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..sip.caller_id import CallerIdPolicy
 from .fallback_policy import Attempt, FallbackPolicy, default_policy
 
 
@@ -66,6 +67,8 @@ class AgentTransferNode:
     """The target profile's ring timeout; None: the engine's."""
     context_headers: tuple[tuple[str, str], ...] | None = None
     """The target profile's header -> context key map; None: the engine's."""
+    caller_id: CallerIdPolicy | None = None
+    """The target profile's caller ID; None: the engine's."""
 
     def attempts(self) -> list[Attempt]:
         """The ordered attempts: the node's method and target, then ``more_attempts``."""
