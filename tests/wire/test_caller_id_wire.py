@@ -53,7 +53,7 @@ def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str =
         daemon.start()
         caller = Caller(daemon.address, user=user, request_user=DIALLED)
         assert caller.invite(extra=extra).status == 200
-        assert wait_until(lambda: any(e.get("event") == "transfer.succeeded" for e in daemon.events()), timeout=10), \
+        assert wait_until(lambda: any(e.get("event") == "transfer.succeeded" for e in daemon.events()), timeout=20), \
             [e.get("event") for e in daemon.events()]
         assert caller.bye().status == 200
         assert agent.wait(15) == 0, agent.stderr.read() if agent.stderr else ""
