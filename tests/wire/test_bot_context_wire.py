@@ -14,6 +14,9 @@ With ``transfer_method: refer`` the context goes to the carrier instead: the UUI
 embedded in the Refer-To of voicegw's REFER (RFC 7434 4.2: so the carrier puts it in
 its INVITE), the X-headers on the REFER.
 
+A bot may also hand its context back on its BYE (tests/peers/scenarios/
+b2bua_bot_hangup_context.xml): a flow's agent_transfer after the bot node carries it.
+
 The last test: a transcript attached through the control API before the bot REFERs
 goes with the bot's transfer (``transcript_url``, ``summary``), and its link reads 10
 times, then 410.
@@ -22,14 +25,16 @@ times, then 410.
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 import yaml
-from peers.agent import Carrier
+from peers.agent import Agent, Carrier
 from peers.calls import HOST, SIPP, render_scenario
 from peers.lab import agent_uri, finish, peer, requests, sipfrags, start_voicegw, wait_event
 from peers.net import free_port
 from peers.ops import OpsDaemon
 
+from voicegw.media.wav import write_wav
 from voicegw.sip.headers import NameAddr
 from voicegw.sip.refer_headers import parse_embedded_headers
 
@@ -153,3 +158,38 @@ def test_bot_transfer_carries_the_transcript_link_which_reads_ten_times_then_410
         assert sipfrags(b.messages())[-1] == (200, True)
         assert c.bye().status == 200
         finish(lab, agent)
+
+
+def test_bot_context_on_its_bye_goes_with_the_flows_next_transfer(lab):
+    profiles, flows = lab.workdir / "profiles", lab.workdir / "flows"
+    profiles.mkdir()
+    flows.mkdir()
+    bot_port = free_port(HOST)
+    with Agent() as agent:
+        (profiles / "bot.yaml").write_text(yaml.safe_dump({"kind": "bot", "uri": f"sip:bot@{HOST}:{bot_port}"}))
+        (profiles / "agent.yaml").write_text(yaml.safe_dump({
+            "kind": "agent", "uri": agent.uri,
+            "context_headers": {"X-VG-Caller": "caller", "User-to-User": "bot_session", "X-VG-Intent": "ivr.intent"}}))
+        hello = lab.workdir / "hello.wav"
+        write_wav(hello, np.zeros(800, dtype=np.int16))  # 0.1 s: the flow answers the caller itself
+        (flows / "handback.yaml").write_text(yaml.safe_dump({
+            "name": "handback", "start": "hello", "nodes": {
+                "hello": {"type": "message", "file": str(hello), "next": "assistant"},
+                "assistant": {"type": "bot", "profile": "bot", "next": "to_agent"},
+                "to_agent": {"type": "agent_transfer", "target": "agent", "method": "invite"}}}))
+        start_voicegw(lab, bot=False, transfer_allow=[agent.uri], ringback="silence", sections={
+            "profiles_dir": str(profiles), "flows_dir": str(flows), "default_flow": "handback"})
+        uui = SESSION.encode().hex()
+        b = peer(lab, "bot", "b2bua_bot_hangup_context.xml", port=bot_port,
+                 keys={"uui": f"{uui};encoding=hex", "intent": "billing"})
+        c = Carrier(lab.daemon.address, user="alice")
+        lab.callers.append(c)
+        assert c.invite().status == 200
+        assert c.listen(15, lambda: agent.call is not None), lab.report()
+        finish(lab, b)
+        invite = agent.call.invite
+        assert invite.headers.get("user-to-user") == f"{uui};encoding=hex", invite.headers
+        assert invite.headers.get("x-vg-intent") == "billing"
+        assert invite.headers.get("x-vg-caller") == "alice"
+        assert c.listen(5, lambda: agent.call.acked)
+        assert c.bye().status == 200
