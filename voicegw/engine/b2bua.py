@@ -50,6 +50,7 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.transaction import T1
 from ..sip.uri import SipUri, parse_uri
+from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .event_log import EventLog
 from .events import (
@@ -529,6 +530,8 @@ class Engine:
             if leg is call.bot and call.agent is not None:
                 self.transfers.bot_left(call)
                 return  # the bot leaving after a transfer ends nothing else
+            if leg is call.bot:  # a bot may hand its context back on its BYE
+                call.context.update(context_from_bot(request.headers, ()))
             if leg is call.bot and self.flows.bot_hung_up(call):
                 return  # the flow that connected the bot goes on with the caller
             if leg is call.agent and self.transfers.warm.agent_hung_up(call):

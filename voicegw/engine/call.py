@@ -95,6 +95,9 @@ class Call:
     """ReferSubscriptions on the caller's dialog, once voicegw has sent a REFER."""
     bot_refer: Any = None
     """The bot's REFER being carried out (an IncomingRefer), if any."""
+    context: dict[str, str] = field(default_factory=dict)
+    """Context keys the bot handed over on its BYE (engine.bot_context), for the
+    transfers that follow (a flow's agent_transfer after its bot node)."""
     transfer: Any = None
     """The transfer in progress or last done (engine.transfer_state.Transfer)."""
     session_expires: int | None = None

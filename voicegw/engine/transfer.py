@@ -89,8 +89,8 @@ class Transfers:
             return self._start(call, transfer, context)
 
     def _start(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
-        if self.context_source is not None:
-            context = {**self.context_source(call), **(context or {})}
+        outside = self.context_source(call) if self.context_source is not None else {}
+        context = {**call.context, **outside, **(context or {})}
         target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
         call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
