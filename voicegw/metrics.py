@@ -45,7 +45,14 @@ class VoicegwCollector(Collector):
         yield GaugeMetricFamily("voicegw_draining", "1 while stopping (new calls refused)",
                                 value=1 if engine.draining else 0)
         yield GaugeMetricFamily("voicegw_calls_active", "Calls not ended", value=len(engine.active_calls()))
-        yield CounterMetricFamily("voicegw_calls", "Calls admitted", value=engine.totals.get("calls", 0))
+        yield CounterMetricFamily("voicegw_calls_admitted", "Calls admitted",
+                                  value=engine.totals.get("calls", 0))
+        disposed = CounterMetricFamily("voicegw_calls", "Ended calls by flow, channel and disposition "
+                                       "(contained, transferred, transfer_failed_contained, abandoned, failed)",
+                                       labels=["flow", "channel", "disposition"])
+        for (flow, channel, disposition), count in sorted(control.dispositions.items()):
+            disposed.add_metric([flow, channel, disposition], count)
+        yield disposed
         yield CounterMetricFamily("voicegw_calls_answered", "Calls answered",
                                   value=engine.totals.get("answered", 0))
         refused = CounterMetricFamily("voicegw_calls_refused", "New calls refused by voicegw, by cause (the "

@@ -67,7 +67,7 @@ def test_status_calls_and_hangup_of_a_live_sipp_call(tmp_path: Path) -> None:
             assert status["totals"]["by_sip_code"] == {"200": 1}
             assert status["totals"]["by_outcome"] == {"hung up": 1}
             metrics = ops.http("GET", "/metrics").text
-            assert "voicegw_calls_total 1.0" in metrics
+            assert "voicegw_calls_admitted_total 1.0" in metrics
             assert 'voicegw_sip_responses_total{code="200",direction="out"}' in metrics
             assert 'voicegw_calls_ended_total{outcome="hung up"} 1.0' in metrics
             assert "voicegw_event_loop_lag_seconds_count" in metrics

@@ -40,7 +40,7 @@ def test_metrics_carry_the_process_rss_fds_and_cpu(tmp_path: Path) -> None:
         text = ops.http("GET", "/metrics").text
         assert 'python_gc_collections_total{generation="0"}' in text
         # voicegw's own families are still there, next to the process ones
-        assert "voicegw_calls_total" in text and "voicegw_event_loop_lag_seconds_count" in text
+        assert "voicegw_calls_admitted_total" in text and "voicegw_event_loop_lag_seconds_count" in text
 
 
 def test_status_shows_rss_fds_and_cpu_in_text_and_json(tmp_path: Path) -> None:

@@ -76,7 +76,15 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         if store is not None and hasattr(store, "totals"):
             records = _plain(await _maybe_await(await asyncio.to_thread(store.totals)))
             records = records if isinstance(records, dict) else {"totals": records}
+        containment = None
+        if store is not None and hasattr(store, "report"):
+            midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            today = (await asyncio.to_thread(store.report, since=midnight.timestamp()))["total"]
+            containment = m.Containment(since=midnight, calls=today["calls"], reached=today["reached"],
+                                        contained=today["dispositions"]["contained"],
+                                        rate=today["containment_rate"])
         return m.Status(
+            containment=containment,
             version=control.version, pid=os.getpid(), started_at=_dt(control.started_wall),
             uptime_seconds=round(control.uptime(), 3), draining=engine.draining,
             active_calls=len(engine.active_calls()), transfers_in_flight=control.transfers_in_flight(),
@@ -222,6 +230,18 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             if (low is None or created >= low) and (high is None or created < high):
                 found.append(summary(control, call).model_dump(mode="json"))
         return m.Records(source="memory", records=found[-limit:])
+
+    @app.get("/report", response_model=m.Report, dependencies=auth, tags=["records"], responses={
+        **unauthorised, 503: {"model": m.Problem, "description": "The records store is not running."}})
+    async def report(since: datetime | None = None, until: datetime | None = None) -> m.Report:
+        """Containment and transfer outcomes per flow and channel of the calls created in
+        [since, until) (docs/operations.md, Containment)."""
+        store = control.store
+        if store is None or not hasattr(store, "report"):
+            raise HTTPException(503, "the records store is not running")
+        # a read of the records database: off the loop, as /records
+        data = await asyncio.to_thread(store.report, since=_epoch(since), until=_epoch(until))
+        return m.Report(since=since, until=until, **data)
 
     @app.post("/reload", response_model=m.ReloadResult, dependencies=auth, tags=["daemon"], responses={
         **unauthorised, 422: {"model": m.ReloadResult, "description": "Refused: the running config stays."},

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..engine.call import Call, CallState
 from ..engine.events import (
+    CallDisposed,
     CallEnded,
     CallEvent,
     CallStarted,
@@ -73,6 +74,8 @@ class Control:
         self.transfer_outcomes: Counter[tuple[str, str]] = Counter()
         """(method, started|succeeded|failed) -> transfers."""
         self.fallback_actions: Counter[str] = Counter()
+        self.dispositions: Counter[tuple[str, str, str]] = Counter()
+        """(flow, channel, disposition) -> ended calls ("" for a flow or channel of None)."""
         self.rtp_ended = RtpTotals()
         self.reloads: Counter[str] = Counter()
         self.transfer_context: dict[str, dict[str, str]] = {}
@@ -125,6 +128,8 @@ class Control:
                 method = transfer.method.value if transfer is not None else "unknown"
                 outcome = "succeeded" if isinstance(event, TransferSucceeded) else "failed"
                 self.transfer_outcomes[(method, outcome)] += 1
+            case CallDisposed():
+                self.dispositions[(event.flow or "", event.channel or "", event.disposition)] += 1
             case FallbackDecided():
                 self.fallback_actions[event.action] += 1
             case FallbackPromptPlayed():

@@ -45,6 +45,16 @@ class ProcessInfo(BaseModel):
     cpu_seconds: float | None = Field(description="User plus system CPU since start: process_cpu_seconds_total.")
 
 
+class Containment(BaseModel):
+    """Containment of the calls created since ``since`` (docs/operations.md)."""
+
+    since: datetime
+    calls: int = Field(description="Calls ended with a disposition.")
+    reached: int = Field(description="Of those, the calls that reached the bot or the flow (all but failed).")
+    contained: int
+    rate: float | None = Field(description="contained / reached; null when no call reached the bot or flow.")
+
+
 class Status(BaseModel):
     version: str
     pid: int
@@ -58,6 +68,8 @@ class Status(BaseModel):
     sip_responses: dict[str, int] = Field(description="Responses by direction and code, e.g. 'out 200'.")
     records: dict[str, Any] | None = Field(None, description="The durable store's totals, when it runs.")
     process: ProcessInfo
+    containment: Containment | None = Field(
+        None, description="Today's containment (since local midnight), from the records when they run.")
 
 
 class TransferInfo(BaseModel):
@@ -153,6 +165,16 @@ class TranscriptLink(BaseModel):
 class ReloadResult(BaseModel):
     reloaded: bool
     detail: str
+
+
+class Report(BaseModel):
+    """``GET /report``: containment and transfer outcomes per flow and channel (store/report.py)."""
+
+    since: datetime | None
+    until: datetime | None
+    groups: list[dict[str, Any]] = Field(description="One per (flow, channel): calls, reached, "
+                                         "containment_rate, dispositions, transferred_by_method, transfers.")
+    total: dict[str, Any]
 
 
 class Records(BaseModel):

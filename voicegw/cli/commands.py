@@ -156,6 +156,12 @@ def register(cli: click.Group) -> None:
             table.add_row("final codes", ", ".join(f"{k}: {v}" for k, v in totals["by_sip_code"].items()))
         if totals.get("refused"):
             table.add_row("refused", ", ".join(f"{k}: {v}" for k, v in totals["refused"].items()))
+        containment = data.get("containment")
+        if containment is not None:
+            rate = containment["rate"]
+            table.add_row("containment today", "-" if rate is None else (
+                f"{100 * rate:.1f}% ({containment['contained']} contained of {containment['reached']} "
+                "calls that reached the bot or flow)"))
         for row in data["transfers"]:
             table.add_row(f"transfers {row['method']}",
                           f"{row['started']} started, {row['succeeded']} succeeded, {row['failed']} failed")

@@ -101,6 +101,10 @@ cli.add_command(_check_command)
 from .commands import register as _register_operator_commands  # noqa: E402
 
 _register_operator_commands(cli)
+
+from .report import register as _register_report  # noqa: E402
+
+_register_report(cli)
 # ------------------------------------------------------------------------------------------
 
 
