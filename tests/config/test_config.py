@@ -218,6 +218,15 @@ CASES = {
          "sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n"},
         ["flows/main.yaml:4: nodes.a.profile: profile 'agent-x' is a agent, not a bot"],
     ),
+    "profile: caller_id identity": (
+        {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ncaller_id:\n  identity: pia\n"},
+        ["sip_profiles/agent-x.yaml:4: caller_id.identity: must be one of 'pai', 'ppi' or 'none', not 'pia'"],
+    ),
+    "profile: caller_id number": (
+        {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ncaller_id: {number: 'a b'}\n"},
+        ["sip_profiles/agent-x.yaml:3: caller_id.number: string should match pattern "
+         "'^[A-Za-z0-9+\\-_.!~*'()&=$,;?/]+$' (got 'a b')"],
+    ),
     "profile: bad uri host": (
         {"sip_profiles/bot.yaml": "kind: bot\nuri: sip:bot@bot.example.com\n"},
         ["sip_profiles/bot.yaml:2: uri: 'sip:bot@bot.example.com': the host must be an IP address "

@@ -171,8 +171,8 @@ class SipSection(Strict):
     """Overrides ``port`` for UDP."""
     tcp_port: Port | None = None
     external_host: IpAddress | None = None
-    """NAT: the public address put in Contact, Via and Record-Route towards peers
-    outside ``local_nets``; null: no NAT."""
+    """NAT: the public address put in Contact and Via (and Record-Route, none added
+    yet) towards peers outside ``local_nets``; null: no NAT."""
 
     @field_validator("transports")
     @classmethod
