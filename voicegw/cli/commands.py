@@ -299,7 +299,8 @@ def register(cli: click.Group) -> None:
             out.print("no records")
             return
         preferred = ["id", "call_id", "key", "state", "caller", "started_at", "created_at", "answered_at",
-                     "ended_at", "duration_seconds", "outcome", "status", "end_reason", "reason", "transfer"]
+                     "ended_at", "duration_seconds", "outcome", "disposition", "transfer_method", "flow", "status", "end_reason",
+                     "reason", "transfer"]
         keys = [k for k in preferred if any(k in r for r in records)]
         keys += [k for k in records[0] if k not in keys and not isinstance(records[0][k], (dict, list))][:4]
         table = Table(caption=f"source: {data['source']}", caption_justify="left")
