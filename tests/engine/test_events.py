@@ -255,6 +255,7 @@ def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_no_
         log_event(call, 1.0, ev.TransferFailed("t1", 486, "Busy Here"))
         log_event(call, 1.0, ev.LegAcked("caller"))
         log_event(call, 2.0, ev.CallEnded("failed", "Busy Here (bot: 486)", 486))
+        log_event(call, 2.0, ev.CallDisposed("failed", flow="demo"))
     assert logs == [
         {"event": "transfer.started", "log_level": "info", "call_id": "c1", "transfer_id": "t1",
          "method": "refer", "target": "1001", "trigger": "flow"},
@@ -262,6 +263,8 @@ def test_the_log_listener_logs_operator_events_at_info_with_their_fields_and_no_
          "transfer_id": "t1", "status": 486, "reason": "Busy Here"},
         {"event": "call.ended", "log_level": "info", "call_id": "c1", "cause": "failed",
          "reason": "Busy Here (bot: 486)", "status": 486},
+        {"event": "call.disposition", "log_level": "info", "call_id": "c1", "disposition": "failed",
+         "flow": "demo"},
     ]
     assert not log_event._methods  # forgotten once the attempt has its outcome
 

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from .events import (
+    CallDisposed,
     CallEnded,
     CallEvent,
     FlowDtmfReceived,
@@ -30,10 +31,10 @@ from .events import (
 
 log = structlog.get_logger("voicegw.engine")
 
-#: Events an operator reads at the default level: a call's end, the transfers and
-#: their outcomes, the caller's keys while a flow runs.
+#: Events an operator reads at the default level: a call's end and its disposition,
+#: the transfers and their outcomes, the caller's keys while a flow runs.
 INFO: frozenset[type[CallEvent]] = frozenset({
-    CallEnded, SessionExpired, TransferStarted, TransferProgress, TransferSucceeded, TransferFailed,
+    CallEnded, CallDisposed, SessionExpired, TransferStarted, TransferProgress, TransferSucceeded, TransferFailed,
     TransferRefused, FlowDtmfReceived,
 })
 
