@@ -6,7 +6,7 @@ import pytest
 
 from voicegw.engine.b2bua import caller_status
 from voicegw.engine.call import TRANSITIONS, Call, CallInput, CallState, Leg
-from voicegw.engine.events import CallConnected, CallEnded
+from voicegw.engine.events import CallConnected, CallDisposed, CallEnded
 from voicegw.flow.runner import (
     DEMO_FLOW,
     CollectNode,
@@ -68,7 +68,8 @@ def test_call_table_and_status_mapping() -> None:
     assert call2.apply(CallInput.ANSWERED, 1.0) and call2.state is CallState.CONNECTED
     assert not call2.apply(CallInput.CANCELLED, 2.0)  # no such arrow: nothing changes
     assert call2.apply(CallInput.HUNG_UP, 3.0, "caller hung up") and call2.end_reason == "caller hung up"
-    assert call2.timeline == [(1.0, CallConnected("answered", "")), (3.0, CallEnded("hung up", "caller hung up"))]
+    assert call2.timeline == [(1.0, CallConnected("answered", "")), (3.0, CallEnded("hung up", "caller hung up")),
+                              (3.0, CallDisposed("contained"))]  # the disposition follows the end
     assert [caller_status(s) for s in (486, 503, 404, 408, 500, 603, 606)] == [486, 503, 404, 480, 503, 603, 488]
 
 
