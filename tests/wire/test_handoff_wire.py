@@ -104,7 +104,8 @@ def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (profiles / "agent.yaml").write_text(yaml.safe_dump({
         "kind": "agent", "uri": agent_uri,
         "context_headers": {"X-VG-Caller": "caller", "X-VG-Transcript": "transcript_url",
-                            "X-VG-Summary": "summary"}}))
+                            "X-VG-Summary": "summary", "X-VG-Intent": "ivr.intent",
+                            "User-to-User": "bot_session"}}))
     survey = tone_wav(workdir / "survey.wav", SURVEY_HZ)
     briefing = tone_wav(workdir / "briefing.wav", 1500, 0.3)
     (flows / "handoff.yaml").write_text(yaml.safe_dump(_flow(agent_uri, survey), sort_keys=False))
@@ -231,5 +232,27 @@ def test_flow_transfer_carries_the_transcript_link_which_works_ten_times_then_41
             assert [r.status_code for r in reads] == [200] * 10 + [410]
             assert "my address moved" in reads[0].text and summary in reads[0].text
             assert [r.headers["x-uses-left"] for r in reads[:10]] == [str(9 - i) for i in range(10)]
+        finally:
+            done(caller)
+
+
+def test_context_set_through_the_api_goes_with_the_flows_transfer(lab: Lab) -> None:
+    def patch(caller: Carrier) -> None:
+        path = f"/calls/{caller.call_id}/context"
+        bad = lab.ops.http("PATCH", path, json={"context": {"favourite_colour": "blue"}})
+        assert bad.status_code == 422, bad.text
+        reply = lab.ops.http("PATCH", path, json={"context": {"ivr.intent": "billing", "bot_session": "s-42",
+                                                              "ivr.lang": "de"}})
+        assert reply.status_code == 200, reply.text
+        reply = lab.ops.http("PATCH", path, json={"context": {"ivr.lang": None}})
+        assert reply.json()["context"] == {"ivr.intent": "billing", "bot_session": "s-42"}
+
+    with Agent(port=lab.agent_port) as agent:
+        caller, _ = call(lab, "2", before=patch)
+        try:
+            assert caller.listen(10, lambda: agent.call is not None), "the agent was invited"
+            invite = agent.call.invite
+            assert invite.headers.get("x-vg-intent") == "billing", invite.headers
+            assert invite.headers.get("user-to-user") == f"{b's-42'.hex()};encoding=hex"
         finally:
             done(caller)

@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..config.types import check_context_key
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
 from ..engine.events import CallEnded, TranscriptAttached
@@ -187,6 +188,22 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             raise HTTPException(409, f"the call ended already ({call.end_reason})")
         done = control.engine.hang_up(call, (body.reason if body else "operator") or "operator")
         return m.HangupResult(call_id=call.id, hung_up=done, state=call.state.value)
+
+    @app.patch("/calls/{call_id}/context", response_model=m.CallContext, dependencies=auth, tags=["calls"],
+               responses={**not_found, 422: {"model": m.Problem, "description": "An unknown context key."}})
+    async def set_context(call_id: str, body: m.ContextRequest) -> m.CallContext:
+        """Context for the call's next transfers, as the profiles' context_headers map it."""
+        call = call_or_404(call_id)
+        for key, value in body.context.items():
+            try:
+                check_context_key(key)
+            except ValueError as error:
+                raise HTTPException(422, str(error)) from None
+            if value is None:
+                call.context.pop(key, None)
+            else:
+                call.context[key] = value[:1000]
+        return m.CallContext(call_id=call.id, context=dict(call.context))
 
     @app.post("/calls/{call_id}/transcript", response_model=m.TranscriptLink, status_code=201, dependencies=auth,
               responses=not_found, tags=["transcripts"])

@@ -148,6 +148,18 @@ class HangupResult(BaseModel):
     state: str
 
 
+class ContextRequest(BaseModel):
+    context: dict[str, str | None] = Field(max_length=64)
+    """Context keys (``caller``, ``called``, ``bot_session``, ``summary``, ``ivr``,
+    ``ivr.<property>``...) -> value; null removes the key."""
+
+
+class CallContext(BaseModel):
+    call_id: str
+    context: dict[str, str]
+    """The call's context now: what the bot handed over and the API set."""
+
+
 class TranscriptRequest(BaseModel):
     transcript: str = Field(max_length=1_000_000)
     summary: str = Field("", max_length=10_000)

@@ -90,7 +90,7 @@ class Transfers:
 
     def _start(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
         outside = self.context_source(call) if self.context_source is not None else {}
-        context = {**call.context, **outside, **(context or {})}
+        context = {**outside, **call.context, **(context or {})}
         target, trigger = transfer.target, transfer.trigger
         call.transfer = transfer
         call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
