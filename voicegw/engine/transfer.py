@@ -508,7 +508,10 @@ def _called(invite: Request | None) -> str:
     set to it (RFC 3261 8.1.1.1), else the To user."""
     if invite is None:
         return ""
-    uri = invite.request_uri()
+    try:
+        uri = invite.request_uri()
+    except SipError:  # accepted at the edge, but never let context break a transfer
+        uri = None
     if not isinstance(uri, SipUri) or not uri.user:
         uri = invite.to.uri
     return (uri.user or "") if isinstance(uri, SipUri) else ""
