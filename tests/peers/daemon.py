@@ -38,7 +38,7 @@ class DaemonProcess:
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
-    def start(self, timeout: float = 15.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
         args = self._isolated_args(list(self.args))
         cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", self.host,
                "--sip-port", str(self.port), *args]
