@@ -45,7 +45,7 @@ class BaresipControl:
     """baresip's ctrl_tcp: netstring-framed JSON commands, responses and events (read by
     a thread, so events are kept as they come)."""
 
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
