@@ -98,27 +98,32 @@ def _guard(guard: Any) -> dict[str, int]:
 
 
 def _instances() -> dict[str, int]:
-    """Live instances of the counted classes, and the loop's timer handles still
-    pending (not cancelled, not yet due), by walking the collector's objects."""
+    """Live instances of the counted classes, players still sending, unfinished tasks,
+    and the loop's timers pending more than a second ahead (the calls' timers: answer,
+    refer and session timeouts, the 32 s forget; the loop's own short ticks, the API
+    server's and the lag monitors', are left out, they come and go), by walking the
+    collector's objects."""
     loop = asyncio.get_running_loop()
     probe = loop.call_later(3600, lambda: None)
     timer_type = type(probe)
     probe.cancel()
-    now = loop.time()
+    horizon = loop.time() + 1.0
     wanted = {cls: name for name, cls in _COUNTED.items()}
     counts = dict.fromkeys(_COUNTED, 0)
-    timers = tasks = 0
+    timers = tasks = players = 0
     for obj in gc.get_objects():
         kind = type(obj)
         name = wanted.get(kind)
         if name is not None:
             counts[name] += 1
+            if kind is Player and obj.running:
+                players += 1
         elif kind is timer_type:
-            if not obj.cancelled() and obj.when() >= now:
+            if not obj.cancelled() and obj.when() > horizon:
                 timers += 1
         elif isinstance(obj, asyncio.Task) and not obj.done():
             tasks += 1
-    return {**counts, "pending_timers": timers, "tasks": tasks}
+    return {**counts, "players_running": players, "pending_timers": timers, "tasks": tasks}
 
 
 def _plain(value: Any) -> Any:
