@@ -174,15 +174,13 @@ class Lab:
         for key in ENGINE_ZERO:
             if getattr(stats, key):
                 left[f"engine.{key}"] = getattr(stats, key)
-        cores = {"voicegw": self.endpoint.core, **{role: p.core for role, p in self.peers.items()}}
-        for name, core in cores.items():
-            core_stats = core.statistics()
-            for key in CORE_ZERO:
-                if key == "dialogs" and name != "voicegw":
-                    continue  # the peers never forget a dialog: not voicegw's business
-                if getattr(core_stats, key):
-                    left[f"core[{name}].{key}"] = getattr(core_stats, key)
-        timers = [h for h in self.loop.pending_timers()]
+        core_stats = self.endpoint.core.statistics()
+        for key in CORE_ZERO:
+            if getattr(core_stats, key):
+                left[f"core.{key}"] = getattr(core_stats, key)
+        peer_endpoints = [peer.endpoint for peer in self.peers.values()]
+        timers = [h for h in self.loop.pending_timers()
+                  if getattr(getattr(h, "_callback", None), "__self__", None) not in peer_endpoints]
         if timers:
             left["loop.timers"] = [repr(h) for h in timers]
         current = asyncio.current_task(self.loop) if self.loop.is_running() else None
@@ -195,7 +193,14 @@ class Lab:
         if self.late_rtp:
             left["rtp.after_end"] = len(self.late_rtp)
         if instances:
-            left.update(_instances())
+            # the peers' own transactions are the peers' business (a peer told to
+            # stay silent keeps its server transaction): not counted
+            peers = [peer.core.statistics() for peer in self.peers.values()]
+            held = {"live.ServerTransaction": sum(p.server_transactions for p in peers),
+                    "live.ClientTransaction": sum(p.client_transactions for p in peers)}
+            for key, count in _instances().items():
+                if count - held.get(key, 0) > 0:
+                    left[key] = count - held.get(key, 0)
         return left
 
     def assert_clean(self, *, instances: bool = False) -> None:
