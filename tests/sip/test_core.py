@@ -308,3 +308,42 @@ def test_transport_failure_ends_the_client_transactions_to_that_peer_only() -> N
     assert core.get_timer() == 32.0  # Timer B of the other one only
     core.handle_timer(32.0)
     assert events(core) == [TransactionTimedOut(waiting, "INVITE", "B")]
+
+
+def test_invite_whose_cancel_is_never_answered_ends_64_t1_after_the_cancel() -> None:
+    """RFC 3261 9.1: after a CANCEL the UAC waits for the INVITE's final response;
+    "If there is no final response for the original request in 64*T1 seconds ...
+    the client SHOULD then consider the original transaction cancelled and SHOULD
+    destroy the client transaction handling the original request." Without that a
+    ringing INVITE whose peer went away stays in Proceeding for ever (issue 16)."""
+    core = UserAgentCore()
+    peer = Address("udp", "127.0.0.2", 5090)
+    invite = Request("INVITE", "sip:agent@127.0.0.2", Headers([
+        ("From", "<sip:gw@127.0.0.1>;tag=gw1"), ("To", "<sip:agent@127.0.0.2>"),
+        ("Call-ID", "cancel-lost-1"), ("CSeq", "1 INVITE"), ("Contact", "<sip:gw@127.0.0.1>"),
+    ]))
+    tx_id = core.send_request(invite, peer, 0.0)
+    branch = invite.top_via.branch
+    ringing = (f"SIP/2.0 180 Ringing\r\nVia: {invite.headers.get('via')}\r\n"
+               "From: <sip:gw@127.0.0.1>;tag=gw1\r\nTo: <sip:agent@127.0.0.2>;tag=ag1\r\n"
+               "Call-ID: cancel-lost-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+    core.receive_datagram(ringing, peer, 1.0)
+    assert [type(e) for e in events(core)] == [ResponseReceived]
+    cancel = Request("CANCEL", "sip:agent@127.0.0.2", Headers([
+        ("Via", invite.headers.get("via") or ""), ("From", "<sip:gw@127.0.0.1>;tag=gw1"),
+        ("To", "<sip:agent@127.0.0.2>"), ("Call-ID", "cancel-lost-1"), ("CSeq", "1 CANCEL"),
+    ]))
+    assert cancel.top_via.branch == branch
+    core.send_request(cancel, peer, 10.0)
+    now = 10.0
+    for _ in range(200):  # nothing answers: neither the CANCEL nor the INVITE
+        core.datagrams_to_send(now)
+        due = core.get_timer()
+        if due is None:
+            break
+        now = due
+        core.handle_timer(now)
+    assert core.statistics().client_transactions == 0
+    timed_out = [e for e in events(core) if isinstance(e, TransactionTimedOut)]
+    assert [(e.transaction_id, e.method) for e in timed_out if e.method == "INVITE"] == [(tx_id, "INVITE")]
+    assert now == 10.0 + 64 * 0.5  # the CANCEL's own Timer F and the INVITE's wait end together

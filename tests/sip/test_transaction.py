@@ -249,3 +249,42 @@ def test_non_invite_server_over_tcp_has_zero_timer_j() -> None:
     tx = server("BYE", TCP_PEER)
     tx.send_response(response(200, "BYE"), 3.0)
     assert tx.get_timer() == 3.0
+
+
+def test_a_lingering_transaction_keeps_bytes_not_the_parsed_request() -> None:
+    """Once final, a transaction only absorbs retransmissions: it lets the parsed
+    request go and answers from the bytes it sent (issue 16: at 100 calls/s ~3,000
+    calls' transactions linger for 32 s)."""
+    tx = server()
+    tx.send_response(response(200), 0.0)
+    assert tx.state is State.ACCEPTED and tx.request is None
+    assert (tx.method, tx.call_id, tx.cseq) == ("INVITE", "tx-test@127.0.0.1", 1)
+    tx.outbox.clear()
+    tx.handle_timer(T1)  # Timer G still resends the 2xx
+    assert [parse_message(data).status for data in tx.outbox] == [200]
+    failed = client()
+    failed.receive_response(response(486), 0.0)
+    assert failed.state is State.COMPLETED and failed.request is None
+    failed.outbox.clear()
+    failed.receive_response(response(486), 0.1)  # the retransmitted 486 is ACKed again
+    assert [parse_message(data).method for data in failed.outbox] == ["ACK"]
+    pending = server("OPTIONS")
+    assert pending.request is not None  # still needed until the final response
+
+
+def test_invite_client_cancelled_waits_64_t1_for_a_final_response_even_over_tcp() -> None:
+    """RFC 3261 9.1: 64*T1 after the CANCEL, a final response still missing ends the
+    INVITE transaction as timed out; over TCP too (it is not a retransmission wait)."""
+    tx = client(peer=TCP_PEER)
+    tx.receive_response(response(180), 1.0)
+    assert tx.get_timer() is None  # Proceeding: the TU decides how long it rings
+    tx.cancel_sent(5.0)
+    assert tx.get_timer() == 5.0 + 64 * T1
+    tx.handle_timer(5.0 + 64 * T1)
+    assert tx.state is State.TERMINATED
+    assert TransactionTimedOut("c1", "INVITE", "CANCEL") in tx.events
+    answered = client()
+    answered.cancel_sent(0.2)  # before any 1xx: the wait survives the move to Proceeding
+    answered.receive_response(response(180), 0.3)
+    answered.receive_response(response(487), 0.4)  # the usual end: 487, ACKed, Timer D
+    assert answered.state is State.COMPLETED and set(answered.timers) == {"D"}

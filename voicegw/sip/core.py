@@ -216,7 +216,7 @@ class UserAgentCore:
         if sent and tx.is_invite and response.status > 100:
             tx.to_tag = response.to.tag  # the CANCEL's 200 reuses it (9.2)
             if response.status < 300:
-                self._accepted[(tx.request.call_id, tx.request.cseq.seq, tx.to_tag or "")] = tx.id
+                self._accepted[(tx.call_id, tx.cseq, tx.to_tag or "")] = tx.id
         self._collect(tx)
         return sent
 
@@ -241,6 +241,11 @@ class UserAgentCore:
         self._client[tx_id] = tx
         self._pending.add(tx_id)
         self._collect(tx)
+        if request.method == "CANCEL":  # 9.1: the INVITE it cancels waits 64*T1 at most
+            invite = self._client.get(f"{branch}|INVITE")
+            if invite is not None:
+                invite.cancel_sent(now)
+                self._collect(invite)
         return tx_id
 
     def via_value(self, transport: str, branch: str, peer_host: str = "") -> str:
@@ -485,7 +490,7 @@ class UserAgentCore:
                 self._server.pop(tx.id, None)
                 if tx.is_invite and tx.to_tag is not None:
                     # a 2xx whose ACK never came (Timer L/H): nothing waits for it now
-                    self._accepted.pop((tx.request.call_id, tx.request.cseq.seq, tx.to_tag), None)
+                    self._accepted.pop((tx.call_id, tx.cseq, tx.to_tag), None)
             else:
                 self._client.pop(tx.id, None)
         else:

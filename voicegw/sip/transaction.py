@@ -13,6 +13,12 @@ Timer values (17.1.1.1, Table 4 of appendix A): T1 = 500 ms (RTT estimate),
 T2 = 4 s (cap on non-INVITE and 2xx retransmit intervals), T4 = 5 s (how long the
 network keeps a message). Over reliable transports retransmission timers (A, E, G)
 never start and the wait timers (D, I, J, K) are zero (17.1.1.2, 17.2.2).
+
+Once a transaction has its final response it only absorbs retransmissions (Completed,
+Accepted, Confirmed: up to 64*T1 = 32 s over UDP), so from then on it keeps what that
+needs (its id, method, Call-ID and CSeq, the bytes of its last response or ACK, its
+timers) and lets the parsed request go: at 100 calls/s some 3,000 calls' transactions
+linger at once (issue 16).
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ class Input(enum.Enum):
     TIMER_L = "Timer L"
     TIMER_M = "Timer M"
     TRANSPORT_ERROR = "transport error"
+    # client INVITE: the TU sent a CANCEL for it, and its wait (9.1)
+    CANCEL_SENT = "CANCEL sent"
+    TIMER_CANCEL = "64*T1 after the CANCEL"
 
 
 class Action(enum.Enum):
@@ -83,6 +92,7 @@ class Action(enum.Enum):
     STOP_RETRANSMIT = enum.auto()
     TIMED_OUT = enum.auto()  # tell the TU (Timer B, F, H; L when no ACK came)
     E_TO_T2 = enum.auto()  # Proceeding: timer E fires every T2 from now on (17.1.2.2)
+    START_CANCEL_WAIT = enum.auto()  # 64*T1 for the final response after a CANCEL (9.1)
 
 
 A = Action
@@ -103,6 +113,12 @@ INVITE_CLIENT: Table = {
     (S.PROCEEDING, I.SUCCESS): ((A.PASS_TO_TU, A.START_M), S.ACCEPTED),
     (S.PROCEEDING, I.FAILURE): ((A.PASS_TO_TU, A.SEND_ACK, A.START_D), S.COMPLETED),
     # No Timer B in Proceeding: how long to let it ring is the TU's decision (it CANCELs).
+    # 9.1: "If there is no final response for the original request in 64*T1 seconds"
+    # after the CANCEL, the transaction is destroyed, as if it had timed out (408).
+    (S.CALLING, I.CANCEL_SENT): ((A.START_CANCEL_WAIT,), S.CALLING),
+    (S.CALLING, I.TIMER_CANCEL): ((A.TIMED_OUT,), S.TERMINATED),
+    (S.PROCEEDING, I.CANCEL_SENT): ((A.START_CANCEL_WAIT,), S.PROCEEDING),
+    (S.PROCEEDING, I.TIMER_CANCEL): ((A.TIMED_OUT,), S.TERMINATED),
     (S.ACCEPTED, I.SUCCESS): ((A.PASS_TO_TU,), S.ACCEPTED),  # 2xx retransmission: TU re-ACKs
     (S.ACCEPTED, I.TIMER_M): ((), S.TERMINATED),
     (S.COMPLETED, I.FAILURE): ((A.RESEND_ACK,), S.COMPLETED),
@@ -166,7 +182,11 @@ NON_INVITE_SERVER: Table = {
     (S.COMPLETED, I.TIMER_J): ((), S.TERMINATED),
 }
 
-_TIMER_INPUT = {name: Input[f"TIMER_{name}"] for name in "ABDEFGHIJKLM"}
+#: States in which the request may still be sent again (timers A and E) or answered
+#: (a client INVITE's ACK for a 300-699 is built from it on the way out of these).
+_REQUEST_NEEDED = frozenset({S.TRYING, S.CALLING, S.PROCEEDING})
+
+_TIMER_INPUT = {name: Input[f"TIMER_{name}"] for name in (*"ABDEFGHIJKLM", "CANCEL")}
 
 
 def _response_input(status: int, *, sending: bool) -> Input:
@@ -182,7 +202,9 @@ class Transaction:
     """What the four machines share: state, table, timers and output queues."""
 
     id: str
-    request: Request
+    request: Request | None
+    """The request, until the final response: all a lingering transaction resends
+    is ``_last_response``, so it does not keep the parsed message."""
     peer: Address
     table: Table
     state: State
@@ -194,10 +216,20 @@ class Transaction:
     _last_response: bytes | None = None
     to_tag: str | None = None
     """Server INVITE: the To tag of the responses sent (a CANCEL's 200 reuses it)."""
+    method: str = ""
+    call_id: str = ""
+    cseq: int = 0
+    """The request's method, Call-ID and CSeq number, kept after ``request`` is let go."""
+
+    def __post_init__(self) -> None:
+        assert self.request is not None
+        self.method = self.request.method
+        self.call_id = self.request.call_id
+        self.cseq = self.request.cseq.seq
 
     @property
     def is_invite(self) -> bool:
-        return self.request.method == "INVITE"
+        return self.method == "INVITE"
 
     @property
     def terminated(self) -> bool:
@@ -234,6 +266,8 @@ class Transaction:
                 if (next_state, _TIMER_INPUT[name]) in self.table
             }
         self.state = next_state
+        if next_state not in _REQUEST_NEEDED:
+            self.request = None  # only retransmissions are left to absorb
         if next_state is State.TERMINATED:
             self.events.append(TransactionTerminated(self.id))
         return True
@@ -243,6 +277,7 @@ class Transaction:
             assert message is not None
             self.events.append(ResponseReceived(message, self.id))
         elif action is A.RETRANSMIT_REQUEST:
+            assert self.request is not None
             self.outbox.append(bytes(self.request))
             self._interval = self._interval * 2 if self.is_invite else min(self._interval * 2, T2)
             self.timers["A" if self.is_invite else "E"] = now + self._interval
@@ -254,9 +289,9 @@ class Transaction:
                 self.timers.pop(name, None)
         elif action is A.TIMED_OUT:
             timer = event.name.removeprefix("TIMER_") if event.name.startswith("TIMER_") else "transport"
-            self.events.append(TransactionTimedOut(self.id, self.request.method, timer))
+            self.events.append(TransactionTimedOut(self.id, self.method, timer))
         elif action is A.SEND_ACK:
-            assert message is not None
+            assert message is not None and self.request is not None
             self._last_response = bytes(build_non2xx_ack(self.request, message))
             self.outbox.append(self._last_response)
         elif action is A.RESEND_ACK:
@@ -281,8 +316,11 @@ class Transaction:
             self.timers["H" if action is A.START_G_H else "L"] = now + 64 * T1
         else:
             name, duration = _WAIT_TIMERS[action]
-            self.timers[name] = now + (0.0 if self.reliable and name != "M" else duration)
+            self.timers[name] = now + (0.0 if self.reliable and name in _ZERO_WHEN_RELIABLE else duration)
 
+
+#: Wait timers that only absorb retransmissions: zero over a reliable transport.
+_ZERO_WHEN_RELIABLE = frozenset("DIJK")
 
 _WAIT_TIMERS: dict[Action, tuple[str, float]] = {
     A.START_D: ("D", 32.0),  # at least 32 s for unreliable transports (17.1.1.2)
@@ -290,6 +328,7 @@ _WAIT_TIMERS: dict[Action, tuple[str, float]] = {
     A.START_J: ("J", 64 * T1),
     A.START_K: ("K", T4),
     A.START_M: ("M", 64 * T1),
+    A.START_CANCEL_WAIT: ("CANCEL", 64 * T1),
 }
 
 
@@ -313,6 +352,10 @@ class ClientTransaction(Transaction):
 
     def receive_response(self, response: Response, now: float) -> None:
         self._fire(_response_input(response.status, sending=False), response, now)
+
+    def cancel_sent(self, now: float) -> None:
+        """The TU sent a CANCEL for this INVITE: its final response gets 64*T1 (9.1)."""
+        self._fire(I.CANCEL_SENT, None, now)
 
 
 class ServerTransaction(Transaction):
