@@ -80,7 +80,8 @@ TTS_CACHE = ROOT / "var" / "tts"
 COLUMNS = (("engine", "calls", "calls"), ("engine", "legs", "legs"), ("engine", "dialogs", "dlgs"),
            ("core", "server_transactions", "stx"), ("core", "client_transactions", "ctx"),
            ("engine", "media_endpoints", "media"), ("engine", "players", "play"),
-           ("engine", "timers", "tmr"), ("asyncio", "tasks", "tasks"))
+           ("engine", "timers", "tmr"), ("asyncio", "tasks", "tasks"),
+           ("python", "allocated_blocks", "blocks"), ("python", "traced_kib", "traced_kib"))
 
 
 # --------------------------------------------------------------------------- peers

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import sys
+import tracemalloc
 from typing import TYPE_CHECKING, Any
 
 from ..engine.call import Call, Leg
@@ -75,6 +77,7 @@ def objects_snapshot(control: Control, *, instances: bool = False, collect: bool
         },
         "store": _plain(store.writer.statistics()) if store is not None else {},
         "asyncio": {"tasks": len(asyncio.all_tasks())},
+        "python": _python_heap(),
         "gc": {
             "counts": list(gc.get_count()), "frozen": gc.get_freeze_count(),
             "collections": [s["collections"] for s in gc.get_stats()],
@@ -87,6 +90,15 @@ def objects_snapshot(control: Control, *, instances: bool = False, collect: bool
     if instances:
         out["instances"] = _instances()
     return out
+
+
+def _python_heap() -> dict[str, int | None]:
+    """pymalloc's allocated blocks (cheap, always), and with ``PYTHONTRACEMALLOC`` set
+    the bytes Python allocated now and at peak: what the calls held cost, apart from
+    what the allocator keeps (RSS)."""
+    traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (None, None)
+    return {"allocated_blocks": sys.getallocatedblocks(), "traced_kib": traced[0] and traced[0] // 1024,
+            "traced_peak_kib": traced[1] and traced[1] // 1024}
 
 
 def _guard(guard: Any) -> dict[str, int]:
