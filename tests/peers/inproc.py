@@ -150,6 +150,16 @@ class Lab:
         """The one call's timeline as event names."""
         return [event.name for _, event in self.call().timeline]
 
+    def rtp_to(self, peer: Peer, since: float = 0.0, until: float | None = None) -> int:
+        """RTP packets voicegw sent to ``peer``'s sink in [since, until) (virtual time)."""
+        until = self.now() + 1.0 if until is None else until
+        return sum(1 for d in self.loop.network.log
+                   if d.destination == peer.media.address and d.source[0] == HOST and since <= d.at < until)
+
+    def when(self, name: str) -> float:
+        """When the one call's timeline first shows the event ``name``."""
+        return next(at for at, event in self.call().timeline if event.name == name)
+
     def _watch(self, datagram: Datagram) -> None:
         source_host, source_port = datagram.source
         if (self.ended_at is not None and source_host == HOST and RTP_LOW <= source_port <= RTP_HIGH + 1

@@ -154,8 +154,9 @@ class Peer:
                                              user_agent=f"peer-{role}", supported=SUPPORTED))
         self.endpoint = SipEndpoint(core=self.core, on_event=self._on_event)
         self.media = MediaSink(self.host)
-        self.answer = Answer()
-        """How incoming INVITEs are answered."""
+        self.answer: Answer | list[Answer] = Answer()
+        """How incoming INVITEs are answered; a list: one per INVITE, in order (the last
+        one for every INVITE after)."""
         self.refer_outcome: list[int] | int | None = [100, 200]
         """A REFER received (we are the carrier): a list = 202 then a NOTIFY per status;
         an int = that final response (405...); None = no answer at all."""
@@ -318,7 +319,8 @@ class Peer:
         call = PeerCall(request.call_id, False, request, event.transaction_id, sdp,
                         remote_media=_media_address(request.body))
         self.calls[request.call_id] = call
-        plan = self.answer
+        plans = self.answer if isinstance(self.answer, list) else [self.answer]
+        plan = plans[min(len(self.calls) - 1, len(plans) - 1)]
         if plan.ring:
             self._respond_invite(call, 180)
         if plan.after is not None:
