@@ -155,6 +155,9 @@ class Daemon:
         if listeners is not None:  # the guard counts calls up, per source
             listeners.append(self.guard.on_call_event)
         self.endpoint.on_event = self._on_event
+        self.taps: list[Callable[[Event], bool]] = []
+        """Asked first about every SIP event; one that returns True has taken it (the
+        carrier probe's own transactions and dialog, voicegw/probe/runner.py)."""
         self.refusals: Refusals = getattr(self.application, "refusals", None) or Refusals()
         """Where refusals are counted and logged: the engine's, so the metric sees the
         UA core's stateless refusals (guard, transaction limit) and the engine's alike."""
@@ -173,6 +176,9 @@ class Daemon:
                                source=str(event.source), detail=event.reason)
         else:
             log_event(event)
+        for tap in self.taps:
+            if tap(event):
+                return
         self.application.handle_event(event)
 
     def stop(self) -> None:

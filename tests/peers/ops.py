@@ -119,7 +119,8 @@ class Sipp:
     """One sipp process (a caller towards the daemon, or an agent UAS)."""
 
     def __init__(self, workdir: Path, name: str, scenario: str, *, remote: tuple[str, int] | None = None,
-                 port: int | None = None, extra: tuple[str, ...] = (), timeout: float = 40) -> None:
+                 port: int | None = None, extra: tuple[str, ...] = (), timeout: float = 40,
+                 calls: int = 1) -> None:
         if SIPP is None:
             raise RuntimeError("sipp is not installed: run scripts/bootstrap")
         self.port = port or free_port(HOST)
@@ -127,7 +128,7 @@ class Sipp:
         self.messages = workdir / f"{name}_messages.log"
         sf = ["-sn", scenario[4:]] if scenario.startswith("-sn ") else ["-sf", str(SCENARIOS / scenario)]
         self.cmd = [SIPP, *([f"{remote[0]}:{remote[1]}"] if remote else []), *sf, "-i", HOST,
-                    "-p", str(self.port), "-mp", str(media), "-m", "1", "-nostdin",
+                    "-p", str(self.port), "-mp", str(media), "-m", str(calls), "-nostdin",
                     "-timeout", f"{int(timeout)}s", "-timeout_error",
                     "-trace_msg", "-message_file", str(self.messages), *extra]
         self.workdir = workdir

@@ -270,6 +270,42 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         ok, text = reload_fn(trigger="api")
         return JSONResponse({"reloaded": ok, "detail": text}, status_code=200 if ok else 422)
 
+    probes: list[Any] = []  # the daemon's Probes, made at the first probe
+
+    def probe_registry() -> Any:
+        from ..probe.runner import Probes
+
+        if control.daemon is None or not hasattr(control.daemon, "taps"):
+            raise HTTPException(503, "probes need the daemon's SIP endpoint")
+        if not probes:
+            probes.append(Probes(control.daemon))
+        return probes[0]
+
+    @app.post("/probes", response_model=m.ProbeInfo, status_code=202, dependencies=auth, tags=["carriers"],
+              responses={**unauthorised,
+                         404: {"model": m.Problem, "description": "No such profile."},
+                         422: {"model": m.Problem, "description": "Not a carrier profile, no trunk, a bad number."},
+                         503: {"model": m.Problem, "description": "No SIP endpoint to probe from."}})
+    async def start_probe(body: m.ProbeRequest) -> m.ProbeInfo:
+        """Probe a carrier's REFER support (docs/operations.md, Probing a carrier): OPTIONS,
+        and with ``call`` a test call REFERed to that number. Poll ``GET /probes/{id}``."""
+        from ..probe.runner import ProbeError, ProbeSettings
+
+        settings = ProbeSettings(**body.model_dump())
+        try:
+            run = probe_registry().start(settings)
+        except ProbeError as error:
+            raise HTTPException(error.status, error.message) from None
+        return m.ProbeInfo(**run.as_dict())
+
+    @app.get("/probes/{probe_id}", response_model=m.ProbeInfo, dependencies=auth, tags=["carriers"],
+             responses={**unauthorised, 404: {"model": m.Problem, "description": "No such probe."}})
+    async def get_probe(probe_id: str) -> m.ProbeInfo:
+        run = probes[0].runs.get(probe_id) if probes else None
+        if run is None:
+            raise HTTPException(404, f"no probe {probe_id!r}")
+        return m.ProbeInfo(**run.as_dict())
+
     @app.get("/metrics", dependencies=auth, tags=["daemon"], response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
                         **unauthorised})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
@@ -207,3 +207,35 @@ class DebugObjects(BaseModel):
     gc: dict[str, Any]
     instances: dict[str, int] | None = Field(
         None, description="Live instances of the engine's classes and pending loop timers (?instances=true).")
+
+
+class ProbeRequest(BaseModel):
+    """``POST /probes``: probe a carrier profile's REFER support (voicegw/probe/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(min_length=1, max_length=128, description="A carrier profile's name.")
+    call: str | None = Field(None, min_length=1, max_length=128, description=(
+        "Place a test call and REFER it to this number (or sip: URI); none: OPTIONS only."))
+    dial: str | None = Field(None, min_length=1, max_length=128, description=(
+        "Where the test call goes first (default: call)."))
+    refer_sub: bool | None = Field(None, description="false: REFER with Refer-Sub: false; default: the profile's.")
+    options_timeout: float = Field(5.0, ge=0.5, le=32.0)
+    ring_timeout: float | None = Field(None, ge=1.0, le=120.0, description="Default: the profile's timeouts.ring.")
+    refer_timeout: float | None = Field(None, ge=1.0, le=64.0, description="Default: timeouts.refer_response.")
+    notify_timeout: float | None = Field(None, ge=1.0, le=300.0, description="Default: timeouts.notify_final.")
+
+
+class ProbeInfo(BaseModel):
+    """A probe: ``running`` until its report is in (``done``), or ``failed``."""
+
+    id: str
+    profile: str
+    state: Literal["running", "done", "failed"]
+    call: str | None
+    dial: str | None
+    deadline_seconds: float = Field(description="The longest the probe can take.")
+    error: str
+    report: dict[str, Any] | None = Field(description=(
+        "options, call (what crossed the wire), verdicts (capability, result, detail), "
+        "conclusion (refer_works | refer_unusable | inconclusive), recommendation."))

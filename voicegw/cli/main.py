@@ -105,6 +105,10 @@ _register_operator_commands(cli)
 from .report import register as _register_report  # noqa: E402
 
 _register_report(cli)
+
+from .probe import register as _register_probe  # noqa: E402
+
+_register_probe(cli)
 # ------------------------------------------------------------------------------------------
 
 
