@@ -289,7 +289,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     async def start_probe(body: m.ProbeRequest) -> m.ProbeInfo:
         """Probe a carrier's REFER support (docs/operations.md, Probing a carrier): OPTIONS,
         and with ``call`` a test call REFERed to that number. Poll ``GET /probes/{id}``."""
-        from ..probe.runner import ProbeError, ProbeSettings
+        from ..probe.plan import ProbeError, ProbeSettings
 
         settings = ProbeSettings(**body.model_dump())
         try:
