@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .flow.fallback_policy import FallbackPolicy
 from .sip.advertise import AddressPolicy
 from .sip.caller_id import CallerIdPolicy
+from .flow.router import DEFAULT_CHANNEL, CallFacts, Channel, Router
 from .flow.runner import DEMO_FLOW, Flow
 
 
@@ -111,8 +112,17 @@ class EngineConfig:
     """The bot's SIP URI (host an IP literal); None runs ``flow`` locally."""
     bot_answer_timeout: float = 30.0
     flow: Flow = DEMO_FLOW
+    router: Router | None = None
+    """Picks each new call's channel (``routes:``); None: every call is on channel
+    ``default`` with ``flow`` (or ``bot_uri``)."""
     tts_cache_dir: str = "var/tts"
     transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def channel_for(self, facts: CallFacts) -> Channel:
+        """The channel a new call is on: the first route it matches (flow/router.py)."""
+        if self.router is None:
+            return Channel(DEFAULT_CHANNEL, self.flow, self.bot_uri)
+        return self.router.route(facts)
 
     @property
     def policy(self) -> AddressPolicy:

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..config.types import check_context_key
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
-from ..engine.events import CallEnded, TranscriptAttached
+from ..engine.events import CallEnded, CallStarted, TranscriptAttached
 from ..engine.transfer_state import Transfer, TransferState
 from ..metrics import process_snapshot
 from . import models as m
@@ -348,6 +348,7 @@ def detail_from_record(record: dict[str, Any], messages: bool) -> m.CallDetail:
         id=record["call_id"], key=record["key"], state=record["state"], caller=record["caller"] or "",
         created_at=_dt(created), duration_seconds=round(max(0.0, end - created), 3), legs=list(legs),
         end_reason=record["end_reason"] or "", transfer=transfer,
+        flow=record.get("flow"), channel=record.get("channel"),
         legs_detail=[m.LegInfo(role=role, peer=str((leg or {}).get("uri") or ""), sip_call_id=None,
                                ended=record["state"] == "ended") for role, leg in legs.items()],
         timeline=[m.TimelineEntry(at=_dt(e["at"]), offset_seconds=round(e["at"] - created, 3),
@@ -407,11 +408,14 @@ def transfer_info(control: Control, transfer: Transfer) -> m.TransferInfo:
 def summary(control: Control, call: Call) -> m.CallSummary:
     end = next((t for t, event in reversed(call.timeline) if isinstance(event, CallEnded)), None)
     duration = (end if end is not None else control.engine_now()) - call.created
+    started = next((event for _, event in call.timeline if isinstance(event, CallStarted)), None)
     return m.CallSummary(
         id=call.id, key=call.key, state=call.state.value, caller=_caller(call),
         created_at=_dt(control.wall(call.created)), duration_seconds=round(max(0.0, duration), 3),
         legs=[leg.role for leg in call.legs()], end_reason=call.end_reason,
         transfer=transfer_info(control, call.transfer) if call.transfer is not None else None,
+        flow=started.flow if started is not None else None,
+        channel=started.channel if started is not None else None,
     )
 
 

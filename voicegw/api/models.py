@@ -105,6 +105,8 @@ class CallSummary(BaseModel):
     legs: list[str]
     end_reason: str
     transfer: TransferInfo | None
+    flow: str | None = Field(None, description="The flow the call runs; null when it went straight to a bot.")
+    channel: str | None = Field(None, description="The channel the call came in on (``routes:``).")
 
 
 class TimelineEntry(BaseModel):

@@ -177,10 +177,12 @@ def register(cli: click.Group) -> None:
             out.print("no calls in progress" if not show_all else "no calls")
             return
         table = Table()
-        for column in ("call id", "state", "caller", "since", "duration", "legs", "transfer", "ended because"):
+        for column in ("call id", "state", "caller", "channel", "since", "duration", "legs", "transfer",
+                       "ended because"):
             table.add_column(column, overflow="fold")
         for call in data:
-            table.add_row(call["id"], call["state"], call["caller"], when(call["created_at"]),
+            table.add_row(call["id"], call["state"], call["caller"], call.get("channel") or "-",
+                          when(call["created_at"]),
                           duration(call["duration_seconds"]), ",".join(call["legs"]),
                           transfer_text(call["transfer"]), call["end_reason"])
         out.print(table)
@@ -199,6 +201,8 @@ def register(cli: click.Group) -> None:
         out.print(f"[bold]call[/bold] {data['id']}  [bold]state[/bold] {data['state']}  "
                   f"[bold]caller[/bold] {data['caller']}  [bold]since[/bold] {when(data['created_at'])}  "
                   f"[bold]duration[/bold] {duration(data['duration_seconds'])}", markup=True)
+        if data.get("channel") or data.get("flow"):
+            out.print(f"channel: {data.get('channel') or '-'}  flow: {data.get('flow') or '- (bot)'}", markup=False)
         if data["end_reason"]:
             out.print(f"ended: {data['end_reason']}", markup=False)
         if data["transfer"]:
@@ -299,7 +303,8 @@ def register(cli: click.Group) -> None:
             out.print("no records")
             return
         preferred = ["id", "call_id", "key", "state", "caller", "started_at", "created_at", "answered_at",
-                     "ended_at", "duration_seconds", "outcome", "disposition", "transfer_method", "flow", "status", "end_reason",
+                     "ended_at", "duration_seconds", "outcome", "disposition", "transfer_method", "flow", "channel",
+                     "status", "end_reason",
                      "reason", "transfer"]
         keys = [k for k in preferred if any(k in r for r in records)]
         keys += [k for k in records[0] if k not in keys and not isinstance(records[0][k], (dict, list))][:4]

@@ -29,11 +29,18 @@ def check_all(config: LoadedConfig) -> list[Problem]:
     problems = _daemon(config)
     for source in config.profiles.values():
         problems += _profile(source)
+    broken: set[str] = set()
     for source in config.flows.values():
         found = _flow(config, source)
         problems += found
         if not found:
+            before = len(problems)
             build_flow(config, source.model.name, problems)
+            if len(problems) > before:
+                broken.add(source.model.name)
+        else:
+            broken.add(source.model.name)
+    problems += _routes(config, broken)
     for source, path, file in _prompt_files(config):
         if not resolve(config, file).is_file():
             problems.append(source.document.problem(path, f"prompt file {file!r} not found "
@@ -70,6 +77,52 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
         problems.append(doc.problem(("default_integration",),
                                     _unknown("integration", d.default_integration, list(d.integrations))))
     return problems
+
+
+def _routes(config: LoadedConfig, broken: set[str]) -> list[Problem]:
+    """``routes:``: the flows, integrations and carrier profiles named exist, nothing
+    follows a route that matches every call, and each flow a channel gives its own
+    integration still builds (its nodes' targets then come from that integration)."""
+    d = config.daemon
+    doc = config.settings.document
+    problems: list[Problem] = []
+    carriers = [n for n, s in config.profiles.items() if isinstance(s.model, CarrierProfile)]
+    default_at: int | None = None
+    for index, route in enumerate(d.routes):
+        at = ("routes", index)
+        if default_at is not None:
+            problems.append(doc.problem(at, f"never reached: routes.{default_at} (channel "
+                                        f"{d.routes[default_at].channel!r}) has no match and takes every call"))
+        elif _empty(route):
+            default_at = index
+        if route.flow is not None and route.flow not in config.flows:
+            problems.append(doc.problem((*at, "flow"), _unknown("flow", route.flow, list(config.flows))))
+        if route.integration is not None and route.integration not in d.integrations:
+            problems.append(doc.problem((*at, "integration"),
+                                        _unknown("integration", route.integration, list(d.integrations))))
+        carrier = route.match.carrier
+        if carrier is not None:
+            profile = config.profiles.get(carrier)
+            if profile is None:
+                problems.append(doc.problem((*at, "match", "carrier"), _unknown("carrier profile", carrier, carriers)))
+            elif not isinstance(profile.model, CarrierProfile):
+                problems.append(doc.problem((*at, "match", "carrier"),
+                                            f"profile {carrier!r} is a {profile.model.kind}, not a carrier"))
+    if problems:
+        return problems
+    for route in d.routes:
+        name = route.flow or d.default_flow
+        if route.integration is None or name is None or name in broken:
+            continue
+        found: list[Problem] = []
+        build_flow(config, name, found, channel_integration=route.integration)
+        problems += [p for p in found if p not in problems]
+    return problems
+
+
+def _empty(route: Any) -> bool:
+    match = route.match
+    return match.called is None and match.to is None and match.carrier is None and not match.headers
 
 
 def _profile(source: Source) -> list[Problem]:

@@ -13,19 +13,23 @@ Loading and checking in one call is :mod:`voicegw.config.load`. Nothing here imp
 the engine: the plain settings live in voicegw/settings.py.
 
 Agent-transfer settings are layered: the node's fields, then its integration's
-(the node's ``integration``, else the flow's, else ``default_integration``).
+(the node's ``integration``, else the call's channel's (``routes:``), else the
+flow's, else ``default_integration``). A flow is built once per integration a
+channel gives it (:func:`router`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..flow import runner
+from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackPolicy, FallbackRule
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..numbers import is_number, normalise_number
@@ -51,6 +55,7 @@ from .models import (
     Prompt,
     RuleBody,
 )
+from .models import Route as RouteModel
 
 DEFAULT_ERROR_PROMPT = "Sorry, we could not connect you to an agent."
 
@@ -181,10 +186,10 @@ def resolve(config: LoadedConfig, path: str) -> Path:
     return p if p.is_absolute() else config.base_dir / p
 
 
-def _flow_bot_uri(config: LoadedConfig) -> str | None:
-    """Today's engine bridges every call to one bot (``bot_uri``) or runs the flow: a
-    default flow whose first node is a bot node means the former."""
-    name = config.daemon.default_flow
+def _flow_bot_uri(config: LoadedConfig, name: str | None = None) -> str | None:
+    """The engine bridges a call straight to a bot (``bot_uri``) or runs its flow: a
+    flow (the default one unless named) whose first node is a bot node means the former."""
+    name = name or config.daemon.default_flow
     if name is None or name not in config.flows:
         return None
     flow: FlowFile = config.flows[name].model
@@ -220,6 +225,7 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
     name = config.daemon.default_flow if config is not None else None
     flow = build_flow(config, name) if config is not None and name else runner.demo_flow(
         calls.agent_uri, calls.transfer_method)
+    channels = router(config, flow, calls.bot_uri) if config is not None else None
     if config is not None:
         transfer["ringback"] = config.daemon.calls.ringback
         bot = _bot_profile(config, calls.bot_uri)
@@ -249,8 +255,51 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
         bot_answer_timeout=calls.bot_answer_timeout,
         tts_cache_dir=calls.tts_cache_dir,
         flow=flow,
+        router=channels,
         transfer=TransferConfig(**{k: v for k, v in transfer.items() if k in known}),
     )
+
+
+# ------------------------------------------------------------------------------ channels
+
+
+def router(config: LoadedConfig, default_flow: runner.Flow, default_bot_uri: str | None) -> Router:
+    """``routes:`` as the engine's :class:`Router`. A route without ``flow`` runs
+    what a call without routes runs (``default_flow``, or ``calls.bot_uri``); one
+    with a flow runs it, or goes straight to its bot when the flow starts with a bot
+    node. The first route without conditions is the default; with none, channel
+    ``default`` is. Checked first (checks.py): names exist, patterns compile."""
+    built: dict[tuple[str, str | None], runner.Flow] = {}
+
+    def channel(route: RouteModel) -> Channel:
+        integration = route.integration
+        if route.flow is None and integration is None:
+            return Channel(route.channel, default_flow, default_bot_uri)
+        name = route.flow or config.daemon.default_flow
+        if name is None:  # the demo flow: it takes no integration
+            return Channel(route.channel, default_flow, default_bot_uri, integration)
+        if (name, integration) not in built:
+            built[name, integration] = build_flow(config, name, channel_integration=integration)
+        bot_uri = _flow_bot_uri(config, name) if route.flow is not None else default_bot_uri
+        return Channel(route.channel, built[name, integration], bot_uri, integration)
+
+    carriers = profiles_of(config, CarrierProfile)
+    routes: list[Route] = []
+    for model in config.daemon.routes:
+        match = model.match
+        carrier = carriers.get(match.carrier) if match.carrier is not None else None
+        route = Route(
+            channel(model),
+            called=compile_pattern(match.called) if match.called is not None else None,
+            to=compile_pattern(match.to) if match.to is not None else None,
+            headers=tuple((name, compile_pattern(p)) for name, p in match.headers.items()),
+            carrier=match.carrier,
+            networks=tuple(ipaddress.ip_network(c, strict=False) for c in carrier.addresses) if carrier else (),
+        )
+        if route.is_default:
+            return Router(route.channel, tuple(routes))
+        routes.append(route)
+    return Router(Channel(DEFAULT_CHANNEL, default_flow, default_bot_uri), tuple(routes))
 
 
 # ------------------------------------------------------------------------------ flows
@@ -285,9 +334,12 @@ class _Settings:
         return list(seen.values())
 
 
-def build_flow(config: LoadedConfig, name: str, problems: list[Problem] | None = None) -> runner.Flow:
-    """The flow ``name`` as the runner's dataclasses. With ``problems`` every problem
-    found is appended there (``voicegw check``); without, they raise ConfigError."""
+def build_flow(config: LoadedConfig, name: str, problems: list[Problem] | None = None,
+               channel_integration: str | None = None) -> runner.Flow:
+    """The flow ``name`` as the runner's dataclasses, its agent_transfer nodes with
+    ``channel_integration`` (a route's) under their own settings. With ``problems``
+    every problem found is appended there (``voicegw check``); without, they raise
+    ConfigError."""
     found: list[Problem] = [] if problems is None else problems
     before = len(found)
     source = config.flows[name]
@@ -309,7 +361,7 @@ def build_flow(config: LoadedConfig, name: str, problems: list[Problem] | None =
                 node_name, bot.uri if isinstance(bot, BotProfile) else "", node.next, node.on_failure,
                 bot.timeouts.answer if isinstance(bot, BotProfile) else 30.0, node.profile)
         elif isinstance(node, AgentTransferNode):
-            built = _agent_transfer(config, source, node_name, node, found)
+            built = _agent_transfer(config, source, node_name, node, found, channel_integration)
             if built is not None:
                 nodes[node_name] = built
         elif isinstance(node, GotoNode):
@@ -334,15 +386,18 @@ def _file(config: LoadedConfig, name: str | None) -> str | None:
     return None if name is None else str(resolve(config, name))
 
 
-def integration_of(config: LoadedConfig, flow: FlowFile, node: AgentTransferNode) -> str | None:
-    return node.integration or flow.integration or config.daemon.default_integration
+def integration_of(config: LoadedConfig, flow: FlowFile, node: AgentTransferNode,
+                   channel: str | None = None) -> str | None:
+    """The integration an agent_transfer node takes its defaults from: its own, the
+    channel's, the flow's, then ``default_integration``."""
+    return node.integration or channel or flow.integration or config.daemon.default_integration
 
 
 def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: AgentTransferNode,
-                    problems: list[Problem]) -> runner.AgentTransferNode | None:
+                    problems: list[Problem], channel: str | None = None) -> runner.AgentTransferNode | None:
     document = source.document
     layers = [_Layer(document, ("nodes", node_name), node)]
-    integration = integration_of(config, source.model, node)
+    integration = integration_of(config, source.model, node, channel)
     if integration is not None and integration in config.daemon.integrations:
         layers.append(_Layer(config.settings.document, ("integrations", integration),
                              config.daemon.integrations[integration]))
@@ -542,5 +597,5 @@ def _fallback_problem(error: FallbackConfigError, rules: _Rules, layer: _Layer |
 
 __all__ = [
     "allow_list", "build_flow", "country_code", "daemon_config", "default_carrier",
-    "engine_config", "resolve", "trusted_sources",
+    "engine_config", "resolve", "router", "trusted_sources",
 ]

@@ -41,6 +41,7 @@ from .types import (
     Name,
     Pattern,
     Port,
+    RoutePattern,
     Seconds,
     SipUriText,
     Target,
@@ -155,6 +156,35 @@ class TransferSettings(Strict):
 class Integration(TransferSettings):
     """A named agent-transfer channel in voicegw.yaml."""
 
+    description: str | None = None
+
+
+class RouteMatch(Strict):
+    """A route's conditions, every one given must match (flow/router.py); none: every
+    call (the default route)."""
+
+    called: RoutePattern | None = None
+    """The Request-URI's user (or tel: number): the number the carrier routed."""
+    to: RoutePattern | None = None
+    """The To URI's user: the number as the caller dialled it."""
+    carrier: Name | None = None
+    """A carrier profile: the call came from one of its ``addresses``."""
+    headers: dict[HeaderName, RoutePattern] = {}
+    """Header name -> pattern a line of that header must match."""
+
+
+class Route(Strict):
+    """One entry of ``routes:``: calls that match go to ``channel``."""
+
+    channel: Name
+    """The channel's name: on the call, in the records, the metrics and the report."""
+    match: RouteMatch = RouteMatch()
+    flow: Name | None = None
+    """The flow the channel's calls run; null: ``default_flow``."""
+    integration: Name | None = None
+    """Agent-transfer settings for the channel's calls: wins over the flow's
+    ``integration`` and ``default_integration``; a node's own ``integration`` and
+    fields win over it."""
     description: str | None = None
 
 
@@ -345,6 +375,9 @@ class _DaemonSettings(Strict):
     integrations: dict[Name, Integration] = {}
     default_integration: Name | None = None
     """For agent_transfer nodes whose flow names none."""
+    routes: list[Route] = []
+    """Ordered, the first matching route wins; empty or no default route: the
+    ``default`` channel runs ``default_flow``."""
 
 
 DaemonSettings = create_model(

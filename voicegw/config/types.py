@@ -113,6 +113,28 @@ def check_pattern(value: str) -> str:
 Pattern = Annotated[str, AfterValidator(check_pattern)]
 
 
+MAX_ROUTE_PATTERN = 256
+"""A route pattern is matched against every new call: short, and compiled at load."""
+
+
+def check_route_pattern(value: str) -> str:
+    """A route's regular expression (flow/router.py): matched against the whole value,
+    so no ``^``/``$`` is needed."""
+    if not value:
+        raise ValueError("an empty pattern: leave the condition out to match every call")
+    if len(value) > MAX_ROUTE_PATTERN:
+        raise ValueError(f"longer than {MAX_ROUTE_PATTERN} characters")
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{value!r} is not a valid regular expression ({error})") from None
+    return value
+
+
+RoutePattern = Annotated[str, AfterValidator(check_route_pattern)]
+"""A Python regular expression, matched against the whole value (re.fullmatch)."""
+
+
 def check_trunk(value: str) -> str:
     """``sip:{number}@192.0.2.1``: a SIP URI template with one ``{number}``."""
     if value.count("{number}") != 1 or re.search(r"\{(?!number\})", value):

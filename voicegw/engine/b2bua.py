@@ -29,6 +29,7 @@ from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
+from ..flow.router import CallFacts
 from ..settings import EngineConfig
 from ..sip.build import make_response, new_tag
 from ..sip.dialog import Dialog, make_dialog_response
@@ -281,8 +282,9 @@ class Engine:
             call.session_expires = interval
         self.calls[call.key] = call
         self.totals["calls"] += 1
-        flow = None if self.config.bot_uri else self.config.flow.name
-        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow))
+        call.channel = channel = self.config.channel_for(CallFacts.of(invite, source.host))
+        flow = None if channel.bot_uri else channel.flow.name
+        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow, channel.name))
         leg = call.caller
         try:
             leg.endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
@@ -298,7 +300,7 @@ class Engine:
             return
         call.caller_sdp = leg.sdp.stamp(answer.sdp)
         apply_media(leg.endpoint, answer.negotiated)
-        if self.config.bot_uri:
+        if channel.bot_uri:
             await self._dial_bot(call, invite)
         else:
             self._answer_caller(call)
@@ -432,7 +434,7 @@ class Engine:
 
     # ------------------------------------------------------------------ the bot leg
     async def _dial_bot(self, call: Call, caller_invite: Request) -> None:
-        uri = parse_uri(self.config.bot_uri or "")
+        uri = parse_uri(call.channel.bot_uri or "")
         if not isinstance(uri, SipUri):
             return self._fail_setup(call, 500, "Server Internal Error (bot URI)")
         try:

@@ -91,6 +91,9 @@ class Call:
     """While a flow's bot node has the caller: resolved when that bot hangs up."""
     flow_task: Any = None
     """The task running the call's flow, when voicegw itself is the bot."""
+    channel: Any = None
+    """The channel the call came in on (a flow.router.Channel): its flow, or the bot
+    it goes straight to; set when the INVITE is taken on."""
     refers: Any = None
     """ReferSubscriptions on the caller's dialog, once voicegw has sent a REFER."""
     bot_refer: Any = None

@@ -16,6 +16,7 @@ from ..flow.runner import (
     AgentTransferNode,
     ConnectBot,
     EndCall,
+    Flow,
     FlowRunner,
     PlayPrompt,
     StartTransfer,
@@ -48,6 +49,11 @@ from .transfer_state import TransferOptions
 log = structlog.get_logger("voicegw.engine")
 
 
+def flow_of(call: Call, engine: CallHost) -> Flow:
+    """The flow of the call's channel (the engine's flow for a call made without one)."""
+    return call.channel.flow if call.channel is not None else engine.config.flow
+
+
 class FlowExecutor:
     def __init__(self, engine: CallHost, tts: EspeakTts) -> None:
         self.engine = engine
@@ -65,7 +71,7 @@ class FlowExecutor:
 
         endpoint.on_dtmf = on_digit
         endpoint._changed()
-        runner = FlowRunner(engine.config.flow)
+        runner = FlowRunner(flow_of(call, engine))
         action = runner.start(at)
         for _ in range(runner.max_steps):
             if call.state is not CallState.CONNECTED:
@@ -186,7 +192,7 @@ class FlowExecutor:
         """The agent hung up first: the flow's post_agent node takes the caller back
         (a survey, a goodbye), when the call runs a flow and the flow names one."""
         engine = self.engine
-        post_agent = engine.config.flow.post_agent
+        post_agent = flow_of(call, engine).post_agent
         if post_agent is None or call.flow_task is None or call.state is not CallState.CONNECTED:
             return False
         bridge = engine.bridge(call)
