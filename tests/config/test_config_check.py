@@ -44,7 +44,10 @@ def test_check_json_on_a_valid_config(tmp_path: Path) -> None:
     result = voicegw("check", "--config", "voicegw.yaml", "--json", cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"ok": True, "config": "voicegw.yaml", "profiles": [], "flows": [],
-                                         "default_flow": "demo (built in)", "errors": []}
+                                         "default_flow": "demo (built in)",
+                                         "channels": [{"channel": "default", "match": {}, "flow": "demo (built in)",
+                                                       "integration": None}],
+                                         "errors": []}
 
 
 def test_check_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..config.convert import build_flow
 from ..config.load import check as check_config
 from ..config.loader import LoadedConfig
+from ..flow.router import DEFAULT_CHANNEL
 from ..flow.runner import Flow, demo_flow
 from .simulate import SimulateError, parse_status, parse_target, render, simulate, statuses_for, transfer_node
 
@@ -52,6 +54,7 @@ def check(config_file: Path | None, as_json: bool, simulate_target: str | None) 
             "profiles": sorted(config.profiles) if config else [],
             "flows": sorted(config.flows) if config else [],
             "default_flow": (config.daemon.default_flow or "demo (built in)") if config else None,
+            "channels": channels(config) if config else [],
             "errors": [p.as_dict() for p in problems],
         }
         click.echo(json.dumps(result, indent=2))
@@ -66,8 +69,28 @@ def check(config_file: Path | None, as_json: bool, simulate_target: str | None) 
             f"profiles: {', '.join(sorted(config.profiles)) or 'none'}; "
             f"flows: {', '.join(sorted(config.flows)) or 'none'}; "
             f"default flow: {config.daemon.default_flow or 'demo (built in)'}"
+            + (f"; channels: {_channel_text(config)}" if config.daemon.routes else "")
         )
     sys.exit(1 if problems else 0)
+
+
+def channels(config: LoadedConfig) -> list[dict[str, Any]]:
+    """``routes:`` in order, as flow/router.py will try them, ending with the default
+    (the first route without match, or the implied channel ``default``)."""
+    default_flow = config.daemon.default_flow or "demo (built in)"
+    found: list[dict[str, Any]] = []
+    for route in config.daemon.routes:
+        match = route.match.model_dump(exclude_defaults=True)
+        found.append({"channel": route.channel, "match": match, "flow": route.flow or default_flow,
+                      "integration": route.integration})
+        if not match:
+            return found
+    return [*found, {"channel": DEFAULT_CHANNEL, "match": {}, "flow": default_flow, "integration": None}]
+
+
+def _channel_text(config: LoadedConfig) -> str:
+    return ", ".join(f"{c['channel']} -> {c['flow']}" + (f" [{c['integration']}]" if c["integration"] else "")
+                     for c in channels(config))
 
 
 def _simulate(config: LoadedConfig, target: str, as_json: bool) -> None:

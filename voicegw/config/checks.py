@@ -107,7 +107,7 @@ def _routes(config: LoadedConfig, broken: set[str]) -> list[Problem]:
                 problems.append(doc.problem((*at, "match", "carrier"), _unknown("carrier profile", carrier, carriers)))
             elif not isinstance(profile.model, CarrierProfile):
                 problems.append(doc.problem((*at, "match", "carrier"),
-                                            f"profile {carrier!r} is a {profile.model.kind}, not a carrier"))
+                                            f"profile {carrier!r} is not a carrier (kind: {profile.model.kind})"))
     if problems:
         return problems
     for route in d.routes:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sip.errors import SipError
 from ..sip.message import Request
 from ..sip.uri import SipUri, TelUri
 from .runner import Flow
@@ -72,7 +73,11 @@ class CallFacts:
 
     @classmethod
     def of(cls, invite: Request, source_host: str) -> CallFacts:
-        return cls(_user(invite.uri), _user(invite.to.uri), source_host, invite.headers.get_all)
+        try:
+            called = _user(invite.request_uri())
+        except SipError:  # the UA core checked it; a URI we cannot read routes as ""
+            called = ""
+        return cls(called, _user(invite.to.uri), source_host, invite.headers.get_all)
 
 
 def _user(uri: Any) -> str:
