@@ -34,10 +34,10 @@ HOST = "127.0.0.1"
 
 
 # --------------------------------------------------------------------------- ports
-def _udp_free(port: int) -> bool:
+def _udp_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            sock.bind((HOST, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -202,18 +202,20 @@ class SippPeer:
                  remote: tuple[str, int] | None = None, calls: int = 1,
                  media_port: int | None = None, rtp_echo: bool = False,
                  keys: dict[str, str] | None = None, timeout: float = 30.0,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), host: str = HOST) -> None:
         if SIPP is None:
             raise RuntimeError("sipp is not installed: run scripts/bootstrap")
         self.name = name
-        self.port = port or free_port(HOST)
+        self.host = host
+        """The address sipp binds (another 127.0.0.0/8 one: a call from another source)."""
+        self.port = port or free_port(host)
         self.media_port = media_port or free_block(4)
         self.workdir = workdir
         self.message_file = workdir / f"{name}_messages.log"
         self.error_file = workdir / f"{name}_errors.log"
         self.cmd = [
             SIPP, *([f"{remote[0]}:{remote[1]}"] if remote else []),
-            "-sf", str(scenario), "-i", HOST, "-p", str(self.port),
+            "-sf", str(scenario), "-i", host, "-p", str(self.port),
             "-mp", str(self.media_port), "-m", str(calls), "-nostdin",
             "-timeout", f"{int(timeout)}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
@@ -233,7 +235,7 @@ class SippPeer:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         # listening once its SIP port is taken (or it died: wait() tells)
-        wait_until(lambda: not _udp_free(self.port) or self.proc.poll() is not None, 5.0, 0.01)
+        wait_until(lambda: not _udp_free(self.port, self.host) or self.proc.poll() is not None, 5.0, 0.01)
         if self.proc.poll() is not None:  # e.g. a scenario sipp refuses
             self.output = self.proc.communicate(timeout=5)[0]
             raise RuntimeError(f"sipp {self.name} exited at start:\n{self.report()}")

@@ -159,7 +159,7 @@ def test_each_disposition_reaches_the_report_the_metrics_and_the_records(lab: La
     records = stored()
     for disposition, call_id in calls.items():
         row = records[call_id]
-        assert (row["disposition"], row["flow"], row["channel"]) == (disposition, FLOW, None), row
+        assert (row["disposition"], row["flow"], row["channel"]) == (disposition, FLOW, "default"), row
         assert row["transfer_method"] == ("invite" if disposition == "transferred" else None), row
 
     # voicegw report --json, through the control API
@@ -167,7 +167,7 @@ def test_each_disposition_reaches_the_report_the_metrics_and_the_records(lab: La
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     (group,) = [g for g in report["groups"] if g["flow"] == FLOW]
-    assert group["channel"] is None
+    assert group["channel"] == "default"  # no routes: every call is on the default channel
     assert group["dispositions"] == {"contained": 1, "transferred": 1, "transfer_failed_contained": 1,
                                      "abandoned": 1, "failed": 0}
     assert group["calls"] == group["reached"] == 4 and group["containment_rate"] == 0.25
@@ -181,7 +181,7 @@ def test_each_disposition_reaches_the_report_the_metrics_and_the_records(lab: La
     # /metrics
     metrics = ops.http("GET", "/metrics").text
     for disposition in calls:
-        line = f'voicegw_calls_total{{channel="",disposition="{disposition}",flow="{FLOW}"}} 1.0'
+        line = f'voicegw_calls_total{{channel="default",disposition="{disposition}",flow="{FLOW}"}} 1.0'
         assert line in metrics, [m for m in metrics.splitlines() if m.startswith("voicegw_calls_total")]
 
     # voicegw status: today's containment

@@ -79,7 +79,8 @@ class CallStarted(CallEvent):
     flow: str | None = None
     """The flow the call runs (None when it goes straight to ``calls.bot_uri``)."""
     channel: str | None = None
-    """The channel the call came in on (None until routing by channel exists)."""
+    """The channel the call came in on: its route's (``routes:``, flow/router.py), or
+    ``default``; None for events made before channels existed."""
 
 
 @dataclass(frozen=True, slots=True)
