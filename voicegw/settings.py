@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .flow.fallback_policy import FallbackPolicy
-from .sip.advertise import AddressPolicy
-from .sip.caller_id import CallerIdPolicy
 from .flow.router import DEFAULT_CHANNEL, CallFacts, Channel, Router
 from .flow.runner import DEMO_FLOW, Flow
+from .sip.advertise import AddressPolicy
+from .sip.caller_id import CallerIdPolicy
 
 
 @dataclass

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..flow import runner
-from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackPolicy, FallbackRule
 from ..flow.fallback_policy import Prompt as PlainPrompt
+from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..numbers import is_number, normalise_number
 from ..settings import EngineConfig, TransferConfig, WarmSettings
 from ..sip.caller_id import CallerIdPolicy

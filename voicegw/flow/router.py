@@ -112,9 +112,7 @@ class Route:
         for name, pattern in self.headers:
             if not any(pattern.fullmatch(value) for value in facts.header(name)):
                 return False
-        if self.carrier is not None and not _within(facts.source, self.networks):
-            return False
-        return True
+        return self.carrier is None or _within(facts.source, self.networks)
 
 
 def _within(host: str, networks: Sequence[Network]) -> bool:
