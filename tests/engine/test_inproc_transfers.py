@@ -64,7 +64,7 @@ def test_refer_failure_is_reported_to_the_bot_and_the_caller_stays(outcome: obje
         lab.run_for(0.2)
         assert lab.bot.media.received == {bot.remote_media: 3}, "caller and bot still bridged"
         lab.bot.hang_up()
-        lab.assert_clean(instances=True)
+        lab.assert_clean()
 
 
 def test_refer_refused_falls_back_to_invite() -> None:
@@ -82,7 +82,7 @@ def test_refer_refused_falls_back_to_invite() -> None:
         lab.caller.hang_up()
         lab.run_for(0.5)
         assert agent.state == "ended"
-        lab.assert_clean(instances=True)
+        lab.assert_clean()
 
 
 def test_bye_hand_back_names_the_destination_on_the_callers_bye() -> None:
@@ -93,7 +93,7 @@ def test_bye_hand_back_names_the_destination_on_the_callers_bye() -> None:
         assert header(caller, "BYE", "x-transfer-destination") == f"<{AGENT}>"
         assert header(caller, "BYE", "x-vg-call-id") == caller.call_id
         assert bot.state == "ended" and not lab.agent.calls
-        lab.assert_clean(instances=True)
+        lab.assert_clean()
 
 
 def test_warm_transfer_briefs_the_agent_then_bridges_the_caller() -> None:
@@ -131,4 +131,4 @@ def test_agent_that_never_answers_is_cancelled_at_the_ring_timeout() -> None:
         assert lab.caller.media.total == ringback, "the ringback stopped"
         assert caller.state == bot.state == "confirmed"
         lab.caller.hang_up()
-        lab.assert_clean(instances=True)
+        lab.assert_clean()

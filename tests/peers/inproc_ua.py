@@ -98,7 +98,7 @@ class MediaSink:
 
 
 # ------------------------------------------------------------------------------ SIP peers
-@dataclass
+@dataclass(frozen=True)
 class Answer:
     """How a peer answers an INVITE: ``status`` after ``after`` seconds (None: never),
     a 180 first when ``ring``."""

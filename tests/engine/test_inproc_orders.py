@@ -1,0 +1,115 @@
+"""Event orders in-process (tests/peers/inproc.py): whatever order the parties act in,
+every call ends with nothing left behind (no call, leg, dialog, transaction, timer,
+task, player, bridge or RTP socket, and no RTP sent once the call is over: the
+"player keeps ticking on a closed endpoint" class of bug).
+
+Two sweeps over the transfer paths (INVITE, REFER, BYE and warm from the bot's REFER,
+REFER falling back to INVITE, INVITE and warm from a flow, the plain bridge):
+
+- each step: a path is run once to learn the instants something happens on it
+  (its timeline); then, for each such instant, a fresh run where the caller hangs up
+  right then (CANCEL before the answer, BYE after);
+- hypothesis: the bot's and the agent's answers (when, with what status), the
+  carrier's answer to a REFER, and when each of caller, bot and agent hangs up.
+  Derandomized, so every run draws the same examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from peers.inproc import Answer, Lab, engine_config, peer_uri
+
+from voicegw.flow.runner import AgentTransferNode, Flow, HangupNode, MessageNode
+
+AGENT = peer_uri("agent")
+T_END = 25.0
+"""Seconds of virtual time a script runs before whoever is still in a call hangs up."""
+BOT_PATHS = {"bridge": None, "invite": ("invite",), "refer": ("refer",), "bye": ("bye",),
+             "warm": ("warm",), "refer_invite": ("refer", "invite")}
+FLOW_PATHS = {"flow_invite": "invite", "flow_warm": "warm"}
+PATHS = (*BOT_PATHS, *FLOW_PATHS)
+
+
+BOT_ANSWER = Answer(after=0.1)
+AGENT_ANSWER = Answer(after=1.0)
+
+
+@dataclass(frozen=True)
+class Script:
+    path: str
+    bot: Answer = BOT_ANSWER
+    agent: Answer = AGENT_ANSWER
+    carrier: tuple[int, ...] | int | None = (100, 200)
+    """The caller's answer to voicegw's REFER (peers' ``refer_outcome``)."""
+    refer_at: float = 0.5
+    """When the bot REFERs (bot paths other than the bridge)."""
+    hangups: tuple[tuple[str, float], ...] = ()
+    """(role, seconds): that party hangs up its latest call then (CANCEL or BYE or a
+    486, whatever its state allows)."""
+
+
+def lab_for(script: Script) -> Lab:
+    transfer = {"ring_timeout": 6.0, "refer_timeout": 4.0, "notify_timeout": 8.0, "retry_prompt": None}
+    if script.path in FLOW_PATHS:
+        node = AgentTransferNode("xfer", AGENT, FLOW_PATHS[script.path], on_failure="sorry")
+        flow = Flow("orders", "xfer", {"xfer": node, "sorry": MessageNode("sorry", "Sorry.", "bye"),
+                                       "bye": HangupNode("bye")})
+        return Lab(engine_config(flow=flow, transfer=transfer))
+    methods = BOT_PATHS[script.path] or ("invite",)
+    return Lab(engine_config(bot_uri=peer_uri("bot"), bot_answer_timeout=5.0,
+                             transfer={**transfer, "bot_refer_methods": methods}))
+
+
+def play(script: Script, *, check: bool = True) -> list[float]:
+    """Run ``script``; every call over, nothing is left. The instants (seconds from the
+    start) at which the call's timeline changed."""
+    with lab_for(script) as lab:
+        start = lab.now()
+        lab.bot.answer, lab.agent.answer = script.bot, script.agent
+        lab.caller.refer_outcome = list(script.carrier) if isinstance(script.carrier, tuple) else script.carrier
+        loop = lab.loop
+        for role, at in script.hangups:
+            loop.call_at(start + at, lab.peers[role].hang_up)
+        lab.caller.call()
+        if script.path in BOT_PATHS and script.path != "bridge":
+            loop.call_at(start + script.refer_at, _refer, lab)
+        lab.run_for(T_END)
+        for role in ("caller", "bot", "agent"):
+            for call in list(lab.peers[role].calls.values()):
+                lab.peers[role].hang_up(call)
+        if check:
+            lab.assert_clean()
+        return sorted({round(at - start, 6) for call in lab.calls() for at, _ in call.timeline})
+
+
+def _refer(lab: Lab) -> None:
+    bot = lab.bot.calls and lab.bot.last
+    if bot and bot.state == "confirmed":
+        lab.bot.refer(bot, AGENT)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_caller_hangs_up_at_each_step(path: str) -> None:
+    steps = play(Script(path), check=False)
+    assert len(steps) >= 2, steps
+    for at in steps:
+        play(Script(path, hangups=(("caller", at),)))
+
+
+ANSWERS = st.builds(Answer, status=st.sampled_from([200, 200, 486, 603]),
+                    after=st.sampled_from([0.0, 0.05, 0.5, 2.0, None]), ring=st.booleans())
+TIMES = st.sampled_from([0.0, 0.05, 0.1, 0.5, 0.55, 1.0, 1.05, 1.5, 2.0, 3.0, 7.0])
+
+
+@settings(max_examples=50, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(PATHS), bot=ANSWERS, agent=ANSWERS,
+       carrier=st.sampled_from([(100, 200), (100, 486), 405, None, (100,)]), refer_at=TIMES,
+       hangups=st.lists(st.tuples(st.sampled_from(["caller", "bot", "agent"]), TIMES), max_size=3))
+def test_no_order_leaves_anything_behind(path: str, bot: Answer, agent: Answer, carrier: object,
+                                         refer_at: float, hangups: list[tuple[str, float]]) -> None:
+    play(Script(path, bot, agent, carrier, refer_at, tuple(hangups)))  # type: ignore[arg-type]
