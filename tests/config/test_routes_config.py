@@ -175,3 +175,8 @@ def test_voicegw_check_lists_the_channels(tmp_path: Path) -> None:
         ("sales", "sales", None), ("web", "support", "web_agents"), ("partner", "bot_first", None),
         ("plain", "main", "web_agents"), ("default", "main", None)]
     assert channels[1]["match"] == {"headers": {"X-Channel": "web"}}
+    text = subprocess.run([sys.executable, "-m", "voicegw", "check", "--config", "voicegw.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert text.returncode == 0 and text.stdout.rstrip().endswith(
+        "; channels: sales -> sales, web -> support [web_agents], partner -> bot_first, "
+        "plain -> main [web_agents], default -> main"), text.stdout

@@ -24,6 +24,7 @@ caller                       route matched by               flow        agent
 
 Each agent takes exactly one call (sipp ``-m 1``) and its INVITE's ``X-VG-Call-ID``
 names the caller whose call it got: what crossed the wire says which route won.
+Then a reload with other routes changes where the next call goes.
 """
 
 from __future__ import annotations
@@ -181,3 +182,19 @@ def test_routes_send_each_call_to_its_channels_flow_and_agent(lab: Lab) -> None:
         line = (f'voicegw_calls_total{{channel="{caller.channel}",disposition="{disposition}",'
                 f'flow="{caller.flow}"}} 1.0')
         assert line in totals, totals
+
+    # a reload applies new routes to new calls: the sales number now runs the main flow
+    config = {**ops.config, "routes": [{"channel": "hotline", "match": {"called": r"\+49305551\d{3}"},
+                                        "flow": "main"}]}
+    ops.write_config(config)
+    reloaded = ops.cli("reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    caller = SippPeer("caller_reloaded", SCENARIOS / "channel_caller.xml", lab.workdir, remote=ops.address,
+                      keys={"channel": "none"}, extra=("-s", "+49305551234"), timeout=30).start()
+    try:
+        assert caller.wait(40) == 0, caller.report()  # the main flow hangs up: no agent involved
+    finally:
+        caller.stop()
+    call_id = invite_of(caller, "out").header("Call-ID")
+    call = ops.http("GET", f"/calls/{call_id}").json()
+    assert (call["channel"], call["flow"]) == ("hotline", "main")
