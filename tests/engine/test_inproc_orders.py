@@ -4,7 +4,8 @@ task, player, bridge or RTP socket, and no RTP sent once the call is over: the
 "player keeps ticking on a closed endpoint" class of bug).
 
 Two sweeps over the transfer paths (INVITE, REFER, BYE and warm from the bot's REFER,
-REFER falling back to INVITE, INVITE and warm from a flow, the plain bridge):
+warm waiting for the agent's key, warm completed by REFER with Replaces, REFER falling
+back to INVITE, INVITE and warm from a flow, the plain bridge):
 
 - each step: a path is run once to learn the instants something happens on it
   (its timeline); then, for each such instant, a fresh run where the caller hangs up
@@ -24,12 +25,18 @@ from hypothesis import strategies as st
 from peers.inproc import Answer, Lab, engine_config, peer_uri
 
 from voicegw.flow.runner import AgentTransferNode, Flow, HangupNode, MessageNode
+from voicegw.settings import WarmSettings
 
 AGENT = peer_uri("agent")
 T_END = 25.0
 """Seconds of virtual time a script runs before whoever is still in a call hangs up."""
 BOT_PATHS = {"bridge": None, "invite": ("invite",), "refer": ("refer",), "bye": ("bye",),
-             "warm": ("warm",), "refer_invite": ("refer", "invite")}
+             "warm": ("warm",), "warm_confirm": ("warm",), "warm_refer": ("warm",),
+             "refer_invite": ("refer", "invite")}
+WARM = {"warm_confirm": WarmSettings(hold="music", confirm=True, confirm_timeout=3.0),
+        "warm_refer": WarmSettings(complete_by="refer")}
+"""Warm transfers waiting for the agent's key (it never comes: the confirmation
+timeout), and completed by REFER with Replaces; plain "warm" has the defaults."""
 FLOW_PATHS = {"flow_invite": "invite", "flow_warm": "warm"}
 PATHS = (*BOT_PATHS, *FLOW_PATHS)
 
@@ -60,8 +67,8 @@ def lab_for(script: Script) -> Lab:
                                        "bye": HangupNode("bye")})
         return Lab(engine_config(flow=flow, transfer=transfer))
     methods = BOT_PATHS[script.path] or ("invite",)
-    return Lab(engine_config(bot_uri=peer_uri("bot"), bot_answer_timeout=5.0,
-                             transfer={**transfer, "bot_refer_methods": methods}))
+    transfer = {**transfer, "bot_refer_methods": methods, "warm": WARM.get(script.path, WarmSettings())}
+    return Lab(engine_config(bot_uri=peer_uri("bot"), bot_answer_timeout=5.0, transfer=transfer))
 
 
 def play(script: Script, *, check: bool = True) -> list[float]:
