@@ -36,7 +36,9 @@ class OpsDaemon:
     """``voicegw run --config`` with ``api:`` on a free port and the token file in ``workdir``."""
 
     def __init__(self, workdir: Path, *, config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
-                 token: str | None = None) -> None:
+                 token: str | None = None, sip_port: int | None = None) -> None:
+        """``sip_port``: where a peer expects voicegw (an Asterisk's ``voicegw`` endpoint);
+        default a free port."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.api_port = free_port(HOST)
@@ -48,7 +50,7 @@ class OpsDaemon:
         self.config_file = workdir / "voicegw.yaml"
         self.write_config(self.config)
         low = free_block(40)
-        self.daemon = DaemonProcess(HOST, None, "--config", str(self.config_file),
+        self.daemon = DaemonProcess(HOST, sip_port, "--config", str(self.config_file),
                                     "--rtp-ports", f"{low}-{low + 39}", *args)
         self.url = f"http://{HOST}:{self.api_port}"
 

@@ -14,8 +14,8 @@ from ..numbers import normalise_number
 from ..sip.errors import SipError
 from ..sip.uri import SipUri, parse_uri
 
-#: Seconds the probe waits for the carrier's BYE after a successful transfer, and for
-#: the answer to its BYE or CANCEL.
+#: Seconds the probe waits for the answer to its BYE, and for the final answer to its
+#: CANCEL.
 SETTLE = 2.0
 
 

@@ -8,8 +8,9 @@ The test call: INVITE to the carrier's trunk for ``dial`` with a G.711 offer on 
 port that drops what it gets; ACK every 2xx (RFC 3261 13.2.2.4); REFER to the trunk URI
 of ``call`` (the Refer-To the engine would send for that number) with ``refer_sub``;
 wait for the outcome (the machine's timers: ``refer_response``, ``notify_final``).
-After a success the carrier should BYE us (RFC 5589 6.1): we wait :data:`SETTLE`
-for it, else send our BYE. No answer in ``ring`` seconds: CANCEL (9.1), and a 2xx that
+Once the outcome is known we BYE the call, as the transferor does after the final
+NOTIFY (RFC 5589 6.1; the NOTIFY is answered first, sip/refer.py), unless the carrier
+BYEd first. No answer in ``ring`` seconds: CANCEL (9.1), and a 2xx that
 crosses it is ACKed and BYEd (15). Every wait is bounded.
 """
 
@@ -290,12 +291,6 @@ class Session:
             seen.outcome, seen.outcome_status, seen.outcome_reason = "failed", "timeout", "no outcome in time"
         if seen.refer_status is None and seen.outcome_status == "timeout":
             seen.refer_status = "timeout"
-        if seen.outcome == "succeeded" and seen.ended_by == "":
-            # RFC 5589 6.1: the transferee's side ends the dialog with the transferor
-            for _ in range(int(SETTLE / 0.05)):
-                if seen.ended_by:
-                    break
-                await asyncio.sleep(0.05)
 
     def _pump(self) -> None:
         refers, seen = self.refers, self.seen
