@@ -60,3 +60,45 @@ def test_agent_busy_is_reported_to_the_bot_and_the_caller_stays() -> None:
         assert lab.bot.media.received == {bot.remote_media: 3}
         lab.caller.hang_up()
         lab.assert_clean()
+
+
+def test_refer_off_the_allow_list_is_refused_and_nothing_is_dialled() -> None:
+    with Lab(engine_config(bot_uri=peer_uri("bot"))) as lab:
+        caller, bot = connected(lab)
+        lab.bot.refer(bot, "sip:premium@203.0.113.9")
+        lab.run_for(1.0)
+        assert bot.responses["REFER"] == [403] and not bot.notifies, lab.describe()
+        assert lab.loop.network.dropped == 0 and not lab.agent.calls
+        assert caller.state == bot.state == "confirmed"
+        lab.caller.hang_up()
+        lab.assert_clean()
+
+
+def test_second_refer_while_the_first_is_under_way_gets_491() -> None:
+    with Lab(engine_config(bot_uri=peer_uri("bot"))) as lab:
+        lab.agent.answer = Answer(after=3.0)
+        caller, bot = connected(lab)
+        lab.bot.refer(bot, peer_uri("agent"))
+        lab.run_for(1.0)
+        lab.bot.refer(bot, peer_uri("agent2"))
+        lab.run_for(0.5)
+        assert bot.responses["REFER"] == [202, 491], lab.describe()
+        assert not lab.peers["agent2"].calls
+        lab.run_for(2.0)
+        assert lab.agent.last.state == "confirmed" and bot.state == "ended", lab.describe()
+        lab.agent.hang_up()
+        lab.assert_clean()
+
+
+def test_caller_hanging_up_while_the_agent_rings_cancels_the_agent_and_tells_the_bot() -> None:
+    with Lab(engine_config(bot_uri=peer_uri("bot"))) as lab:
+        lab.agent.answer = Answer(after=None)
+        caller, bot = connected(lab)
+        lab.bot.refer(bot, peer_uri("agent"))
+        lab.run_for(1.0)
+        lab.caller.hang_up()
+        lab.run_for(1.0)
+        assert lab.agent.last.state == "cancelled" and bot.state == "ended", lab.describe()
+        assert bot.notifies[-1] >= 400, "the bot hears the outcome before its BYE"
+        assert bot.methods()[-1] == "BYE"
+        lab.assert_clean()
