@@ -31,6 +31,9 @@ nodes:
         - match: declined
           action: end
           end_message: {text: Goodbye.}
+        - match: auth
+          action: end
+          prompt: {text: Our carrier refused us.}
       default: {action: goto, node: bye}
       max_total_attempts: 3
   bye:
@@ -86,12 +89,29 @@ def test_a_class_rule_retries_until_its_limit_then_the_exhausted_rule(sales: Pat
 def test_all_lists_every_kind_of_status(sales: Path) -> None:
     result = voicegw("--config", "voicegw.yaml", "--simulate", "sales:agent:all", "--json", cwd=sales)
     runs = {run["status"]: run["steps"] for run in json.loads(result.stdout)["simulations"]}
-    assert set(runs) >= {499, 599, 699, "timeout", "policy", "declined", "no_answer", "cancelled"}
+    assert set(runs) >= {499, 599, 699, "timeout", "policy", "declined", "no_answer", "cancelled",
+                         "auth", "dns"}
     assert (runs["declined"][0]["prompt"], runs["declined"][0]["then"]) == ("say 'Goodbye.'", "end the call")
     assert runs[599][0]["rule"] == "default" and runs[599][0]["then"] == "goto bye"
     human = voicegw("--config", "voicegw.yaml", "--simulate", "sales:agent:all", cwd=sales).stdout
     assert "sales:agent failing with 603:" not in human  # 603 is declined: its rule, shown once
     assert human.count("failing with") == len(runs)
+
+
+def test_a_failed_digest_challenge_matches_its_named_rule_and_dns_the_default(sales: Path) -> None:
+    """``auth`` (issue 12: the carrier's challenge could not be answered) and ``dns`` (the
+    target's name did not resolve) are statuses rules can name."""
+    result = voicegw("--config", "voicegw.yaml", "--simulate", "sales:agent:auth", cwd=sales)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "sales:agent failing with auth:",
+        "  attempt 1 (invite sip:desk@127.0.0.1:5090) -> auth: rule 'auth' (named) -> end; "
+        "prompt: say 'Our carrier refused us.'; then end the call [attempts 1/3]",
+    ]
+    steps = json.loads(voicegw("--config", "voicegw.yaml", "--simulate", "sales:agent:dns", "--json",
+                               cwd=sales).stdout)["simulations"][0]["steps"]
+    assert [(s["status"], s["rule"], s["how"], s["then"]) for s in steps] == [
+        ("dns", "default", "default", "goto bye")]
 
 
 @pytest.mark.parametrize(("target", "message"), [

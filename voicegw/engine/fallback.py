@@ -6,7 +6,7 @@ One :class:`FallbackMachine` follows one agent transfer. It starts the first att
 (a method and a target), and the engine reports each attempt's outcome:
 :meth:`~FallbackMachine.succeeded`, :meth:`~FallbackMachine.failed` with a status
 (a SIP code 300-699, or ``timeout``, ``policy``, ``no_final``, ``no_answer``,
-``declined``), and :meth:`~FallbackMachine.prompt_finished` when a prompt it asked
+``declined``, ``cancelled``, ``auth``, ``dns``), and :meth:`~FallbackMachine.prompt_finished` when a prompt it asked
 for has played. Each call returns the actions for the engine to carry out, in order
 (:class:`PlayPrompt`, :class:`StartAttempt`, :class:`GoToNode`, :class:`EndCall`),
 and appends to :attr:`~FallbackMachine.record` what was decided and why.

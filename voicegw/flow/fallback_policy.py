@@ -7,7 +7,8 @@ file/line messages (config/convert.py). Pure: no clock, no I/O.
 Rules are matched by the most specific key: the exact code (``486``), then the class
 (``4xx``), then a named condition (``timeout``, ``policy``, ``no_final``,
 ``declined`` = 603/607/608, ``no_answer`` = 408/480 or our ring timeout,
-``cancelled``), then the default rule.
+``cancelled``, ``auth`` (the carrier's digest challenge could not be answered),
+``dns`` (the target's name did not resolve)), then the default rule.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ NAMED_MATCHES: dict[str, frozenset[int]] = {
     "declined": frozenset({603, 607, 608}),  # Decline, Unwanted (RFC 8197), Rejected (RFC 8688)
     "no_answer": frozenset({408, 480}),  # Request Timeout, Temporarily Unavailable
     "cancelled": frozenset(),  # an operator (API, CLI) or the flow cancelled a warm transfer
+    # the outgoing leg never got past the carrier's digest challenge (RFC 3261 22.2):
+    # a wrong password, a third challenge, an algorithm or qop we cannot answer
+    "auth": frozenset(),
+    # the target's name did not resolve (RFC 3263: NXDOMAIN, no usable record, a DNS timeout)
+    "dns": frozenset(),
 }
 #: Statuses that are not SIP codes.
 NAMED_STATUSES = frozenset(NAMED_MATCHES)
