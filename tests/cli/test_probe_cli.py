@@ -1,8 +1,9 @@
 """``voicegw probe PROFILE [--call NUMBER]`` as an operator runs it, against the running
 daemon and sipp carriers over loopback (issue 13 item 5): one that carries out the
-REFER (202, NOTIFY 100 and 200), one that refuses it (403, 501), two that
-half-implement it (202 and only NOTIFY 100 Trying; NOTIFY 486), and one whose OPTIONS
-Allow lacks REFER. Each test checks what crossed the wire (sipp's message log), the
+REFER (202, NOTIFY 100 and 200), one that refuses it (403, 501), one that
+half-implements it (202 and only NOTIFY 100 Trying), one whose target is busy (NOTIFY
+486), one that honours Refer-Sub: false (RFC 4488), and one whose OPTIONS Allow lacks
+REFER. Each test checks what crossed the wire (sipp's message log), the
 verdicts printed and the exit status; ``--json`` gives the same report for scripts."""
 
 from __future__ import annotations
@@ -148,6 +149,18 @@ def test_a_busy_target_is_reported_and_refer_still_works(tmp_path: Path) -> None
     assert [n["sipfrag"] for n in call["notifies"]] == ["SIP/2.0 486 Busy Here"]
     assert {v["capability"]: v["result"] for v in report["verdicts"]}["transfer_completed"] == "no"
     assert "486" in report["recommendation"]["why"]
+
+
+def test_no_refer_sub_tries_rfc_4488_and_sees_it_honoured(tmp_path: Path) -> None:
+    result, log, _ = probe(tmp_path, "probe_carrier_refer_nosub.xml", "--call", NUMBER, "--no-refer-sub")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = verdicts(result.stdout)
+    assert seen["refer_accepted"] == "yes" and seen["refer_sub_honoured"] == "yes"
+    assert seen["notify_sipfrag"] == "not tested" and seen["transfer_completed"] == "unknown"
+    assert "recommended: refer: true, refer_sub: false" in result.stdout
+    (refer,) = sent_by_voicegw(log, "REFER")
+    assert "Refer-Sub: false" in refer and "Require: norefersub" in refer
+    assert len(sent_by_voicegw(log, "BYE")) == 1
 
 
 def test_a_carrier_whose_allow_lacks_refer(tmp_path: Path) -> None:

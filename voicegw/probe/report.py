@@ -250,8 +250,10 @@ def _recommend(options: OptionsSeen, call: CallSeen | None) -> tuple[Conclusion,
         why = f"the carrier answered REFER {status}" if isinstance(status, int) else \
             f"the carrier did not answer the REFER ({status})"
         if status == 420 and not call.refer_sub:
-            return Conclusion.REFER_UNUSABLE, Recommendation(
-                True, True, _REFER_FIRST, "420 to Require: norefersub: keep refer_sub: true")
+            # RFC 4488 4: 420 to our Require: norefersub - it says nothing of REFER itself
+            return Conclusion.INCONCLUSIVE, Recommendation(
+                None, True, _REFER_FIRST, "420 to Require: norefersub: keep refer_sub: true "
+                "and probe again with --refer-sub")
         return Conclusion.REFER_UNUSABLE, Recommendation(False, None, _INVITE_ONLY, why + ": transfer by INVITE")
     if call.outcome == "succeeded":
         return Conclusion.REFER_WORKS, Recommendation(
