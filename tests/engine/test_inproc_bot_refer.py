@@ -77,7 +77,7 @@ def test_refer_off_the_allow_list_is_refused_and_nothing_is_dialled() -> None:
 def test_second_refer_while_the_first_is_under_way_gets_491() -> None:
     with Lab(engine_config(bot_uri=peer_uri("bot"))) as lab:
         lab.agent.answer = Answer(after=3.0)
-        caller, bot = connected(lab)
+        _caller, bot = connected(lab)
         lab.bot.refer(bot, peer_uri("agent"))
         lab.run_for(1.0)
         lab.bot.refer(bot, peer_uri("agent2"))
@@ -93,7 +93,7 @@ def test_second_refer_while_the_first_is_under_way_gets_491() -> None:
 def test_caller_hanging_up_while_the_agent_rings_cancels_the_agent_and_tells_the_bot() -> None:
     with Lab(engine_config(bot_uri=peer_uri("bot"))) as lab:
         lab.agent.answer = Answer(after=None)
-        caller, bot = connected(lab)
+        _caller, bot = connected(lab)
         lab.bot.refer(bot, peer_uri("agent"))
         lab.run_for(1.0)
         lab.caller.hang_up()

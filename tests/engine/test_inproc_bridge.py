@@ -70,3 +70,18 @@ def test_caller_cancel_while_the_bot_rings(when: float) -> None:
         assert lab.bot.last.state == "cancelled", lab.describe()
         lab.assert_clean()
 
+
+
+def test_caller_hold_and_unhold_are_relayed_to_the_bot() -> None:
+    with bot_lab() as lab:
+        caller = lab.caller.call()
+        lab.run_for(0.5)
+        lab.caller.hold()
+        lab.run_for(0.5)
+        lab.caller.hold(on=False)
+        lab.run_for(0.5)
+        assert caller.responses["re-INVITE"] == [200, 200], lab.describe()
+        offers = [r.body for r in lab.bot.last.requests if r.method == "INVITE"]
+        assert [b"a=sendonly" in o for o in offers] == [True, False], offers
+        lab.caller.hang_up()
+        lab.assert_clean()

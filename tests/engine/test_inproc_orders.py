@@ -11,7 +11,8 @@ back to INVITE, INVITE and warm from a flow, the plain bridge):
   (its timeline); then, for each such instant, a fresh run where the caller hangs up
   right then (CANCEL before the answer, BYE after);
 - hypothesis: the bot's and the agent's answers (when, with what status), the
-  carrier's answer to a REFER, and when each of caller, bot and agent hangs up.
+  carrier's answer to a REFER, and when each of caller, bot and agent hangs up or
+  puts the call on hold and off it again (re-INVITEs relayed to the other side).
   Derandomized, so every run draws the same examples.
 """
 
@@ -54,9 +55,10 @@ class Script:
     """The caller's answer to voicegw's REFER (peers' ``refer_outcome``)."""
     refer_at: float = 0.5
     """When the bot REFERs (bot paths other than the bridge)."""
-    hangups: tuple[tuple[str, float], ...] = ()
-    """(role, seconds): that party hangs up its latest call then (CANCEL or BYE or a
-    486, whatever its state allows)."""
+    actions: tuple[tuple[str, str, float], ...] = ()
+    """(role, action, seconds): that party acts on its latest call then: ``hang_up``
+    (CANCEL or BYE or a 486, whatever its state allows), ``hold`` or ``unhold`` (a
+    re-INVITE, sendonly or sendrecv, when the call is up)."""
 
 
 def lab_for(script: Script) -> Lab:
@@ -79,8 +81,10 @@ def play(script: Script, *, check: bool = True) -> list[float]:
         lab.bot.answer, lab.agent.answer = script.bot, script.agent
         lab.caller.refer_outcome = list(script.carrier) if isinstance(script.carrier, tuple) else script.carrier
         loop = lab.loop
-        for role, at in script.hangups:
-            loop.call_at(start + at, lab.peers[role].hang_up)
+        for role, action, at in script.actions:
+            peer = lab.peers[role]
+            act = {"hang_up": peer.hang_up, "hold": peer.hold, "unhold": lambda p=peer: p.hold(on=False)}[action]
+            loop.call_at(start + at, _if_called, peer, act)
         lab.caller.call()
         if script.path in BOT_PATHS and script.path != "bridge":
             loop.call_at(start + script.refer_at, _refer, lab)
@@ -91,6 +95,11 @@ def play(script: Script, *, check: bool = True) -> list[float]:
         if check:
             lab.assert_clean()
         return sorted({round(at - start, 6) for call in lab.calls() for at, _ in call.timeline})
+
+
+def _if_called(peer: object, act: object) -> None:
+    if peer.calls:  # type: ignore[attr-defined]
+        act()  # type: ignore[operator]
 
 
 def _refer(lab: Lab) -> None:
@@ -104,7 +113,7 @@ def test_caller_hangs_up_at_each_step(path: str) -> None:
     steps = play(Script(path), check=False)
     assert len(steps) >= 2, steps
     for at in steps:
-        play(Script(path, hangups=(("caller", at),)))
+        play(Script(path, actions=(("caller", "hang_up", at),)))
 
 
 ANSWERS = st.builds(Answer, status=st.sampled_from([200, 200, 486, 603]),
@@ -116,7 +125,8 @@ TIMES = st.sampled_from([0.0, 0.05, 0.1, 0.5, 0.55, 1.0, 1.05, 1.5, 2.0, 3.0, 7.
           suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(PATHS), bot=ANSWERS, agent=ANSWERS,
        carrier=st.sampled_from([(100, 200), (100, 486), 405, None, (100,)]), refer_at=TIMES,
-       hangups=st.lists(st.tuples(st.sampled_from(["caller", "bot", "agent"]), TIMES), max_size=3))
+       actions=st.lists(st.tuples(st.sampled_from(["caller", "bot", "agent"]),
+                                  st.sampled_from(["hang_up", "hang_up", "hold", "unhold"]), TIMES), max_size=4))
 def test_no_order_leaves_anything_behind(path: str, bot: Answer, agent: Answer, carrier: object,
-                                         refer_at: float, hangups: list[tuple[str, float]]) -> None:
-    play(Script(path, bot, agent, carrier, refer_at, tuple(hangups)))  # type: ignore[arg-type]
+                                         refer_at: float, actions: list[tuple[str, str, float]]) -> None:
+    play(Script(path, bot, agent, carrier, refer_at, tuple(actions)))  # type: ignore[arg-type]

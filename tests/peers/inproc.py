@@ -30,7 +30,9 @@ from dataclasses import replace
 from typing import Any, Self
 
 from voicegw.engine.b2bua import Engine
+from voicegw.engine.call import Call, Leg
 from voicegw.engine.outbound import Dialing
+from voicegw.engine.transfer_state import Transfer
 from voicegw.media.endpoint import MediaEndpoint
 from voicegw.media.player import Player
 from voicegw.media.relay import Bridge
@@ -235,8 +237,9 @@ class Lab:
 def _instances() -> dict[str, int]:
     """Live engine objects the collector can still reach after a full collection."""
     gc.collect()
-    kinds = {Dialing: "Dialing", Player: "Player", ClientTransaction: "ClientTransaction",
-             ServerTransaction: "ServerTransaction", MediaEndpoint: "MediaEndpoint", Bridge: "Bridge"}
+    kinds = {Call: "Call", Leg: "Leg", Transfer: "Transfer", Dialing: "Dialing", Player: "Player",
+             ClientTransaction: "ClientTransaction", ServerTransaction: "ServerTransaction",
+             MediaEndpoint: "MediaEndpoint", Bridge: "Bridge"}
     counts: dict[str, int] = {}
     for obj in gc.get_objects():
         name = kinds.get(type(obj))

@@ -35,6 +35,7 @@ from voicegw.sip.message import Headers, Request, Response
 from voicegw.sip.offer_answer import make_answer
 from voicegw.sip.referee import IncomingRefer
 from voicegw.sip.sdp import SdpBuilder, SessionDescription
+from voicegw.sip.sdp_fields import Direction
 from voicegw.sip.sipfrag import SipFrag
 from voicegw.transport.endpoint import SipEndpoint
 
@@ -200,15 +201,28 @@ class Peer:
         self.endpoint.send_request(Request("CANCEL", invite.uri, headers), Address("udp", HOST, SIP_PORT))
 
     def request(self, call: PeerCall, method: str, *, headers: list[tuple[str, str]] = (),
-                body: bytes = b"", content_type: str | None = None) -> None:
+                body: bytes = b"", content_type: str | None = None) -> Request:
         """An in-dialog request (BYE, REFER, re-INVITE, INFO...)."""
         assert call.dialog is not None, f"{self.role}: no dialog to send {method} on"
         request, _hop = call.dialog.create_request(method, body=body, content_type=content_type,
                                                    extra_headers=headers)
         transaction_id = self.endpoint.send_request(request, Address("udp", HOST, SIP_PORT))
-        self._by_tx[transaction_id] = (call, method)
+        # a re-INVITE is told apart from the dialog-creating INVITE by its CSeq
+        self._by_tx[transaction_id] = (call, method if method != "INVITE" else f"re-INVITE {request.cseq.seq}")
         if method == "BYE":
             call.state = "ended"
+        return request
+
+    def hold(self, call: PeerCall | None = None, on: bool = True) -> None:
+        """A re-INVITE putting voicegw on hold (sendonly), or taking it off (sendrecv),
+        when the call is up and no re-INVITE of ours is still waiting."""
+        call = call or self.last
+        if call.state != "confirmed" or call.dialog is None or any(
+                c is call and m.startswith("re-INVITE") for c, m in self._by_tx.values()):
+            return
+        offer = call.sdp.offer(port=self.media.address[1],
+                               direction=Direction.SENDONLY if on else Direction.SENDRECV)
+        self.request(call, "INVITE", body=bytes(offer), content_type="application/sdp")
 
     def hang_up(self, call: PeerCall | None = None, headers: list[tuple[str, str]] = ()) -> None:
         """BYE when the call is up; CANCEL while it rings (outgoing) or a 486 (incoming)."""
@@ -252,6 +266,13 @@ class Peer:
             return
         call, method = found
         response = event.response
+        if method.startswith("re-INVITE") and response.status >= 200:
+            call.responses.setdefault("re-INVITE", []).append(response.status)
+            self._by_tx.pop(event.transaction_id, None)
+            if response.status < 300 and call.dialog is not None and call.state == "confirmed":
+                ack, _hop = call.dialog.create_ack(int(method.split()[1]))
+                self.endpoint.send_request(ack, Address("udp", HOST, SIP_PORT))
+            return
         if method != "INVITE":
             if response.status >= 200:
                 call.responses.setdefault(method, []).append(response.status)
