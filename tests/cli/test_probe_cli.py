@@ -1,7 +1,7 @@
 """``voicegw probe PROFILE [--call NUMBER]`` as an operator runs it, against the running
 daemon and sipp carriers over loopback (issue 13 item 5): one that carries out the
-REFER (202, NOTIFY 100 and 200), one that refuses it (403, 501), one that
-half-implements it (202 and only NOTIFY 100 Trying), one whose target is busy (NOTIFY
+REFER (202, a re-INVITE, NOTIFY 100 and 200), one that refuses it (403, 501), one that
+half-implements it (202, a session refresh by UPDATE, and only NOTIFY 100 Trying), one whose target is busy (NOTIFY
 486), one that honours Refer-Sub: false (RFC 4488), and one whose OPTIONS Allow lacks
 REFER. Each test checks what crossed the wire (sipp's message log), the
 verdicts printed and the exit status; ``--json`` gives the same report for scripts."""
@@ -94,8 +94,8 @@ def test_a_carrier_that_carries_out_the_refer_gets_refer_works(tmp_path: Path) -
     assert re.search(rf"Refer-To: <sip:{re.escape(NUMBER)}@127\.0\.0\.1:\d+>", refer), refer
     assert "Refer-Sub" not in refer
     assert len(sent_by_voicegw(log, "BYE")) == 1
-    # RFC 5589 6.1: the final NOTIFY is answered before the BYE (CSeq 2 is that NOTIFY's)
-    assert log.rindex("CSeq: 2 NOTIFY") < log.index("BYE sip:")
+    # RFC 5589 6.1: the final NOTIFY is answered before the BYE (CSeq 3 is that NOTIFY's)
+    assert log.rindex("CSeq: 3 NOTIFY") < log.index("BYE sip:")
 
 
 def test_json_gives_the_report_for_scripts(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ def options(status=200, allow=ALLOW, supported=("norefersub",), allow_present=Tr
 
 
 def call(**fields) -> CallSeen:
-    base = dict(dialled="sip:+4930999@192.0.2.1", refer_to="sip:+4930123@192.0.2.1", refer_sub=True,
-                invite_status=200, invite_reason="OK", refer_status=202, refer_reason="Accepted")
+    base = {"dialled": "sip:+4930999@192.0.2.1", "refer_to": "sip:+4930123@192.0.2.1", "refer_sub": True,
+            "invite_status": 200, "invite_reason": "OK", "refer_status": 202, "refer_reason": "Accepted"}
     base.update(fields)
     return CallSeen(**base)
 

@@ -78,6 +78,8 @@ class Session:
         self.transactions: list[str] = []
         self.media: asyncio.DatagramTransport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.sdp = b""
+        """Our SDP on the test call (the answer to a re-INVITE too)."""
         # the REFER's state, once sent (_refer)
         self.refers: ReferSubscriptions | None = None
         self.seen = CallSeen("", "", True)
@@ -216,7 +218,8 @@ class Session:
         port = self.media.get_extra_info("sockname")[1]
         offer = SdpBuilder(session_id=random.getrandbits(48), address=media_host).offer(port=port)
         invite = self._out_of_dialog("INVITE", plan.dial, plan.from_user, [("Supported", "replaces")])
-        invite.set_body(bytes(offer), "application/sdp")
+        self.sdp = bytes(offer)
+        invite.set_body(self.sdp, "application/sdp")
         answered: asyncio.Future[Response | str] = self.loop.create_future()
         host, our_port = self.ours()
         via = f"SIP/2.0/{self.peer.transport.upper()} {host}:{our_port};rport"
@@ -341,6 +344,13 @@ class Session:
         elif request.method == "BYE":
             self.endpoint.send_response(event.transaction_id, dialog.respond(request, 200))
             self.seen.ended_by = self.seen.ended_by or "carrier"
+        elif request.method in ("INVITE", "UPDATE"):
+            # a session refresh (RFC 4028) or a connected-line update while the probe
+            # waits: the session stays as it is, our SDP unchanged (RFC 3264 8: the same
+            # o= version); an UPDATE without an offer gets none (RFC 3311 5.2)
+            body = self.sdp if request.method == "INVITE" or request.body else b""
+            self.endpoint.send_response(event.transaction_id, dialog.respond(
+                request, 200, body=body, content_type="application/sdp" if body else None))
         else:
             self.endpoint.send_response(event.transaction_id, dialog.respond(
                 request, 200 if request.method in ("OPTIONS", "INFO") else 501))
