@@ -16,6 +16,9 @@ the engine's inside is touched, so the tests hold while the engine is rebuilt.
 - the peers (:class:`Peer`, :class:`MediaSink`: peers/inproc_ua.py) are SIP UAs
   built from voicegw/sip/ with an RTP sink each.
 
+The engine's log lines are kept as data while a lab runs (``lab.logs``, the last ones
+in :meth:`Lab.describe`): rendering them cost a tenth of a test's time.
+
 No TTS engine runs in the harness (a subprocess has no place on a virtual clock):
 ``Lab`` points the engine's TTS at a command that does not exist, so every spoken
 prompt is the 1 s beep the engine falls back to.
@@ -28,6 +31,9 @@ import gc
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Self
+
+import structlog
+from structlog.testing import LogCapture
 
 from voicegw.engine.b2bua import Engine
 from voicegw.engine.call import Call, Leg
@@ -77,6 +83,11 @@ class Lab:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.loop = VirtualLoop()
         asyncio.set_event_loop(self.loop)
+        # the engine's log lines are kept as data (cheap: no rendering), shown by
+        # describe() when a test fails; structlog's own config is restored at close()
+        self.logs = LogCapture()
+        self._structlog = structlog.get_config()
+        structlog.configure(processors=[structlog.contextvars.merge_contextvars, self.logs])
         self.config = config or engine_config()
         self.endpoint = SipEndpoint()
         self.engine: Engine = None  # type: ignore[assignment]
@@ -121,6 +132,7 @@ class Lab:
         self.loop.run_until_complete(asyncio.sleep(0))
         self.loop.close()
         asyncio.set_event_loop(None)
+        structlog.configure(**self._structlog)
 
     # -- time ---------------------------------------------------------------------------
     def now(self) -> float:
@@ -231,6 +243,9 @@ class Lab:
             for pc in peer.calls.values():
                 lines.append(f"{role} {pc.call_id[:8]} {pc.state} statuses={pc.statuses} "
                              f"requests={pc.methods()} responses={pc.responses}")
+        for entry in self.logs.entries[-12:]:
+            fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "log_level", "call_id"))
+            lines.append(f"log {entry.get('log_level')} {entry.get('event')} {fields}")
         return "\n".join(lines)
 
 
