@@ -200,12 +200,19 @@ class Sample:
     rss_kib: int
     fds: int
     objects: dict = field(default_factory=dict)
+    load: float = 0.0
+    """The machine's 1-minute load average when the sample was taken."""
 
 
 class Api:
     def __init__(self, port: int, token: str) -> None:
         self.base = f"http://{HOST}:{port}"
         self.token = token
+
+    def status(self) -> dict:
+        request = urllib.request.Request(f"{self.base}/status", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
 
     def objects(self, instances: bool = False, collect: bool = False) -> dict:
         query = f"?instances={str(instances).lower()}&collect={str(collect).lower()}"
@@ -230,7 +237,7 @@ class Sampler(threading.Thread):
             objects = {"error": str(error)}
         sample = Sample(round(time.monotonic() - self.started, 1),
                         objects.get("engine", {}).get("total_calls", 0), rss_kib(self.pid),
-                        len(os.listdir(f"/proc/{self.pid}/fd")), objects)
+                        len(os.listdir(f"/proc/{self.pid}/fd")), objects, os.getloadavg()[0])
         self.samples.append(sample)
         return sample
 
@@ -348,6 +355,7 @@ def main() -> int:
         after = sampler.take()
         final = api.objects(instances=True)
         found = api.objects(collect=True)["gc"]["found_now"]
+        refused = api.status().get("totals", {}).get("refused", {})
         alive = server.alive()
     finally:
         if sampler is not None:
@@ -372,6 +380,8 @@ def main() -> int:
         "rss_end_minus_warm_mib": round((after.rss_kib - at_warm.rss_kib) / 1024, 1) if at_warm else None,
         "slope_kb_per_1000_calls": slope_kb_per_1000(during),
         "fds_start": samples[0].fds, "fds_after": after.fds,
+        "refused": refused,
+        "load_avg_min_max": [min(s.load for s in samples), max(s.load for s in samples)],
         "objects_before": {k: baseline.get(k) for k in ("engine", "core", "asyncio", "instances")},
         "objects_after": {k: final.get(k) for k in ("engine", "core", "guard", "api", "asyncio", "instances")},
         "gc_found_after": found,
@@ -380,14 +390,15 @@ def main() -> int:
     })
     print(f"voicegw soak, path {args.path}: {args.calls} calls at {args.rate:g}/s (held {plan.hold_ms} ms), "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    header = f"{'t s':>7} {'calls':>7} {'RSS MiB':>8} {'fds':>5} " + " ".join(f"{c:>6}" for *_, c in COLUMNS)
+    header = f"{'t s':>7} {'calls':>7} {'RSS MiB':>8} {'fds':>5} {'load':>5} " + " ".join(f"{c:>6}" for *_, c in COLUMNS)
     print(header)
     print("-" * len(header))
     for s in samples:
-        print(f"{s.t:>7} {s.calls:>7} {s.rss_kib / 1024:>8.1f} {s.fds:>5} "
+        print(f"{s.t:>7} {s.calls:>7} {s.rss_kib / 1024:>8.1f} {s.fds:>5} {s.load:>5.1f} "
               + " ".join(f"{pick(s, sec, key)!s:>6}" for sec, key, _ in COLUMNS))
     slope = result["slope_kb_per_1000_calls"]
-    print(f"\nsipp: {successful} successful, {failed} failed; load {result['load_seconds']} s")
+    print(f"\nsipp: {successful} successful, {failed} failed; load {result['load_seconds']} s; "
+          f"refused by voicegw: {json.dumps(refused)}; load average {result['load_avg_min_max']}")
     print(f"RSS slope over calls {args.warm}+ while loaded: {slope} KB per 1,000 calls")
     if at_warm:
         print(f"RSS after {at_warm.calls} calls {at_warm.rss_kib / 1024:.1f} MiB, at the end of the load "

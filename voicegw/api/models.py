@@ -206,6 +206,9 @@ class DebugObjects(BaseModel):
     api: dict[str, Any]
     store: dict[str, Any]
     asyncio: dict[str, Any]
+    python: dict[str, Any] = Field(
+        default_factory=dict,
+        description="pymalloc's allocated blocks; with PYTHONTRACEMALLOC, the bytes Python holds now and at peak.")
     gc: dict[str, Any]
     instances: dict[str, int] | None = Field(
         None, description="Live instances of the engine's classes and pending loop timers (?instances=true).")

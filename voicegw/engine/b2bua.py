@@ -661,6 +661,7 @@ class Engine:
         # frames and their locals (prompts, players): the ended call, which the API
         # keeps a while, must not keep the task
         call.flow_task = None
+        call.lighten()
         self.loop.call_later(self.FORGET_AFTER, self._forget, call)  # late retransmissions still match
 
     def _forget(self, call: Call) -> None:

@@ -87,8 +87,11 @@ class DtmfDetector:
 
     def __init__(self, memory: int = 16) -> None:
         # Timestamps of presses already reported: late duplicates or reordered
-        # packets of a finished event must not report it again.
-        self._done: deque[int] = deque(maxlen=memory)
+        # packets of a finished event must not report it again. A deque is created
+        # only at the first press: every media endpoint has a detector, few calls
+        # press keys, and an empty deque costs ~600 bytes (issue 16).
+        self._memory = memory
+        self._done: deque[int] | tuple[()] = ()
         self._current: tuple[int, str] | None = None
 
     def feed(self, timestamp: int, payload: bytes) -> str:
@@ -109,7 +112,7 @@ class DtmfDetector:
             reported = self._finish()
         if ev.end:
             self._current = None
-            self._done.append(timestamp)
+            self._remember(timestamp)
             return reported + digit
         self._current = (timestamp, digit)
         return reported
@@ -122,5 +125,10 @@ class DtmfDetector:
         assert self._current is not None
         ts, digit = self._current
         self._current = None
-        self._done.append(ts)
+        self._remember(ts)
         return digit
+
+    def _remember(self, timestamp: int) -> None:
+        if not self._done:
+            self._done = deque(maxlen=self._memory)
+        self._done.append(timestamp)  # type: ignore[union-attr]

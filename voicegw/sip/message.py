@@ -57,6 +57,11 @@ class Headers:
         #: header has new text, so the cache never needs invalidating.
         self._parsed: dict[tuple[str, str], object] = {}
 
+    def forget_parsed(self) -> None:
+        """Drop the structured values parsed so far (they are parsed again if asked):
+        a message kept long after its use need not keep its URIs and parameters."""
+        self._parsed = {}
+
     @classmethod
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
         headers = cls.__new__(cls)
