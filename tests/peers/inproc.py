@@ -48,6 +48,7 @@ from voicegw.sip.transaction import ClientTransaction, ServerTransaction
 from voicegw.transport.endpoint import SipEndpoint
 
 from .inproc_ua import HOST, HOSTS, SIP_PORT, SUPPORTED, Answer, MediaSink, Peer, PeerCall, peer_uri
+from .leftovers import CORE_KEYS, ENGINE_KEYS
 from .vloop import Datagram, VirtualLoop
 
 __all__ = ["HOST", "HOSTS", "Answer", "Lab", "MediaSink", "Peer", "PeerCall", "engine_config", "peer_uri"]
@@ -55,14 +56,6 @@ __all__ = ["HOST", "HOSTS", "Answer", "Lab", "MediaSink", "Peer", "PeerCall", "e
 RTP_LOW, RTP_HIGH = 20000, 20099
 FORGET_AFTER = 32.0
 """64*T1: an ended call stays indexed this long for late retransmissions."""
-
-ENGINE_ZERO = ("calls", "legs", "dialogs", "transaction_handlers", "media_endpoints", "bridges", "players",
-               "timers", "tasks", "transfers_in_flight")
-"""The engine statistics the wire leak test asserts back at 0 (GET /debug/objects)."""
-CORE_ZERO = ("server_transactions", "client_transactions", "pending_transactions", "dialogs", "accepted",
-             "timer_entries")
-"""The UA core statistics it asserts back at 0."""
-
 
 def engine_config(**overrides: Any) -> EngineConfig:
     """An engine config for the lab: voicegw on HOST, a small RTP range, transfers
@@ -195,11 +188,11 @@ class Lab:
         collector's objects, as /debug/objects?instances does (slower)."""
         left: dict[str, Any] = {}
         stats = self.engine.statistics()
-        for key in ENGINE_ZERO:
+        for key in ENGINE_KEYS:
             if getattr(stats, key):
                 left[f"engine.{key}"] = getattr(stats, key)
         core_stats = self.endpoint.core.statistics()
-        for key in CORE_ZERO:
+        for key in CORE_KEYS:
             if getattr(core_stats, key):
                 left[f"core.{key}"] = getattr(core_stats, key)
         peer_endpoints = [peer.endpoint for peer in self.peers.values()]

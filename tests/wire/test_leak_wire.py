@@ -37,6 +37,7 @@ import pytest
 import yaml
 from peers.calls import SCENARIOS, SippPeer, free_block, render_scenario
 from peers.daemon import DaemonProcess, wait_until
+from peers.leftovers import CORE_KEYS, ENGINE_KEYS
 from peers.net import free_port
 from peers.pcap import dtmf_pcap
 from peers.sipp import SIPP
@@ -298,12 +299,10 @@ def test_the_daemon_lets_go_of_every_call(soaked: dict[str, PathRun], group: str
     if any(path in ("invite_transfer", "bot_refer", "refer_transfer", "warm") for path in GROUPS[group]):
         assert after["api"]["transfers_kept"] > 0, report(run)
     # the engine holds nothing of them
-    for key in ("calls", "legs", "dialogs", "transaction_handlers", "media_endpoints", "bridges", "players",
-                "timers", "tasks", "transfers_in_flight"):
+    for key in ENGINE_KEYS:
         assert engine[key] == before["engine"][key] == 0, (key, report(run))
     # nor does the UA core (transactions, dialogs, ACK matching, timers) or the guard
-    for key in ("server_transactions", "client_transactions", "pending_transactions", "dialogs", "accepted",
-                "timer_entries"):
+    for key in CORE_KEYS:
         assert core[key] == before["core"][key] == 0, (key, report(run))
     assert after["guard"]["calls"] == 0, report(run)
     # no task or timer is left; nothing holds transactions or outgoing attempts
