@@ -69,7 +69,8 @@ from .events import (
     LegReofferSent,
     LegRequestReceived,
 )
-from .outbound import FailureStatus, OutboundLegs, apply_media, peer_of
+from .dial import LegInvite, NotDialled, dial_leg
+from .outbound import FailureStatus, OutboundLegs, apply_media
 from .flow_exec import FlowExecutor
 from .refusals import Refusals
 from .replaces import replacing_invite
@@ -437,24 +438,18 @@ class Engine:
         uri = parse_uri(call.channel.bot_uri or "")
         if not isinstance(uri, SipUri):
             return self._fail_setup(call, 500, "Server Internal Error (bot URI)")
-        try:
-            endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
-        except PortPoolExhausted:
-            return self._refuse_setup(call, Cause.PORT_POOL)
-        if call.state is not CallState.SETUP:  # the caller cancelled meanwhile: end() has run
-            endpoint.close()
-            return
-        leg = Leg("bot", peer_of(uri), endpoint=endpoint)
-        call.bot = leg
-        call.record(self.now(), LegDialing("bot", str(uri)))
-        leg.dialing = self.outbound.dial(
-            call, leg, uri, caller_user=_user(caller_invite.from_.uri),
-            max_forwards=(caller_invite.max_forwards or 70) - 1,
-            answer_timeout=self.config.bot_answer_timeout, extra_headers=[],
+        leg = await dial_leg(
+            self, call, "bot", uri, LegInvite(
+                answer_timeout=self.config.bot_answer_timeout, caller_user=_user(caller_invite.from_.uri),
+                max_forwards=(caller_invite.max_forwards or 70) - 1),
+            while_in=CallState.SETUP,  # the caller may cancel while the port opens: end() has run
+            dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response: self._bot_progress(call, response),
             on_answer=lambda response, media: self._bot_answered(call, media),
             on_failure=lambda status, reason: self._bot_failed(call, status, reason),
         )
+        if leg is NotDialled.NO_PORTS:
+            self._refuse_setup(call, Cause.PORT_POOL)
 
     def _bot_progress(self, call: Call, response: Response) -> None:
         if call.state is not CallState.SETUP:

@@ -23,9 +23,7 @@ from ..flow.runner import (
     WaitForDigit,
 )
 from ..media import tones
-from ..media.endpoint import open_endpoint
 from ..media.player import play_samples
-from ..media.ports import PortPoolExhausted
 from ..media.prompts import load_prompt
 from ..media.relay import Bridge
 from ..media.tts import EspeakTts, TtsError
@@ -41,8 +39,9 @@ from .events import (
     LegDialing,
     LegFailed,
 )
+from .dial import LegInvite, NotDialled, dial_leg
 from .fallback_runner import transfer_with_fallback
-from .outbound import apply_media, peer_of
+from .outbound import apply_media
 from .ports import CallHost
 from .transfer_state import TransferOptions
 
@@ -127,33 +126,35 @@ class FlowExecutor:
         caller = call.caller
         if not isinstance(uri, SipUri) or caller.endpoint is None:
             return "policy"
-        try:
-            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
-        except PortPoolExhausted:
-            return 503
-        leg = Leg("bot", peer_of(uri), endpoint=endpoint)
-        call.bot = leg
         outcome: asyncio.Future[object | None] = engine.loop.create_future()
-        call.bot_done = outcome
 
-        def answered(media: object) -> None:
-            apply_media(endpoint, media)  # type: ignore[arg-type]
-            call.resources.append(Bridge(caller.endpoint, endpoint))  # type: ignore[arg-type]
+        def answered(leg: Leg, media: object) -> None:
+            assert leg.endpoint is not None
+            apply_media(leg.endpoint, media)  # type: ignore[arg-type]
+            call.resources.append(Bridge(caller.endpoint, leg.endpoint))  # type: ignore[arg-type]
             call.record(engine.now(), LegAnswered("bot"))
 
-        def failed(status: object, reason: str) -> None:
+        def failed(leg: Leg, status: object, reason: str) -> None:
             call.record(engine.now(), LegFailed("bot", status, reason))
-            endpoint.close()
+            assert leg.endpoint is not None
+            leg.endpoint.close()
             call.bot = None
             if not outcome.done():
                 outcome.set_result(status)
 
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
-        call.record(engine.now(), LegDialing("bot", str(uri)))
-        leg.dialing = engine.outbound.dial(
-            call, leg, uri, caller_user=user or "voicegw", max_forwards=70, answer_timeout=action.answer_timeout,
-            extra_headers=[], on_progress=lambda response: None,
-            on_answer=lambda response, media: answered(media), on_failure=failed)
+        dialled: list[Leg] = []
+        leg = await dial_leg(
+            engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw"),
+            while_in=CallState.CONNECTED, prepare=dialled.append, dialling=LegDialing("bot", str(uri)),
+            on_progress=lambda response: None,
+            on_answer=lambda response, media: answered(dialled[0], media),
+            on_failure=lambda status, reason: failed(dialled[0], status, reason))
+        if leg is NotDialled.NO_PORTS:
+            return 503
+        if leg is NotDialled.CALL_MOVED_ON:
+            return "call_ended"
+        call.bot_done = outcome
         try:
             return await outcome
         finally:
