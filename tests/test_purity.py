@@ -1,6 +1,6 @@
 """The pure/adapter boundary of DESIGN.md: the protocol core does no I/O.
 
-sip/, the RTP packet and codec code, flow/, the fallback and consult machines, the
+sip/, the RTP packet and codec code, flow/, the fallback, consult and transfer machines, the
 phone-number normaliser and the engine's plain settings may not import
 asyncio, socket, time, pydantic or structlog (trio enforces the same for its core).
 The check reads the source with ``ast``, so a forbidden import hidden in a function
@@ -20,7 +20,8 @@ FORBIDDEN = {"asyncio", "socket", "time", "pydantic", "structlog", "selectors", 
 PURE_PACKAGES = ["sip", "flow"]
 PURE_MODULES = [
     "media/rtp.py", "media/g711.py", "media/mixer.py", "media/dtmf.py", "media/tones.py", "media/wav.py",
-    "engine/fallback.py", "engine/consult.py", "engine/events.py", "numbers.py", "settings.py",
+    "engine/fallback.py", "engine/consult.py", "engine/transfer_machine.py", "engine/events.py",
+    "numbers.py", "settings.py",
 ]
 
 

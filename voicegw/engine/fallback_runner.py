@@ -8,9 +8,7 @@ leg stays up throughout: only an explicit ``end`` rule ends the call.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,11 +55,9 @@ def bot_policy(methods: int, retry_prompt: str | None) -> FallbackPolicy:
 
 async def transfer_with_fallback(
     engine: CallHost, call: Call, attempts: list[Attempt], policy: FallbackPolicy, *, trigger: str,
-    context: dict[str, str] | None = None, on_attempt: Callable[[Transfer], None] | None = None,
-    options: TransferOptions | None = None,
+    context: dict[str, str] | None = None, options: TransferOptions | None = None,
 ) -> Outcome:
-    """Run the attempts under ``policy``; ``on_attempt`` sees each Transfer as it starts
-    (a bot's REFER reports their progress in NOTIFYs). The last attempt's Transfer is
+    """Run the attempts under ``policy``. The last attempt's Transfer is
     ``outcome.transfer``."""
     machine = FallbackMachine(policy, attempts)
     last: Transfer | None = None
@@ -76,9 +72,7 @@ async def transfer_with_fallback(
             transfer = engine.transfers.start(call, action.target, action.method, trigger=trigger,
                                               context=context, options=options)
             last = transfer
-            if on_attempt is not None:
-                on_attempt(transfer)
-            await _finished(engine, transfer)
+            await engine.transfers.settled(transfer)
             if transfer.state is TransferState.SUCCEEDED:
                 actions = list(machine.succeeded())
                 return Outcome("connected", transfer=transfer)
@@ -105,14 +99,6 @@ def _fallback_status(status: Any) -> int | str:
     if status in NAMED_STATUSES:
         return status
     return 500  # anything else is our own failure: a server error to the rules
-
-
-async def _finished(engine: CallHost, transfer: Transfer) -> None:
-    if transfer.done:
-        return
-    done: asyncio.Future[None] = engine.loop.create_future()
-    transfer.listeners.append(lambda t: t.done and not done.done() and done.set_result(None))
-    await done
 
 
 async def _play(engine: CallHost, call: Call, prompt: Prompt) -> None:

@@ -47,6 +47,14 @@ class TransferPort(Protocol):
 
     def finish(self, call: Call, transfer: Transfer, status: Any, reason: str) -> None: ...
 
+    async def settled(self, transfer: Transfer) -> None:
+        """Return once the attempt succeeded or failed."""
+        ...
+
+    def connect_agent(self, call: Call, transfer: Transfer, leg: Leg) -> None:
+        """Switch the caller's media to ``leg``; the bot's fate by the one rule."""
+        ...
+
     def pump_refers(self, call: Call) -> None: ...
 
 

@@ -20,10 +20,8 @@ from typing import Any
 from structlog.contextvars import bound_contextvars
 
 from ..flow.fallback_policy import Attempt
-from ..media.endpoint import open_endpoint
 from ..media.mixer import TapMixer
 from ..media.player import Player, hold_player, ringback_player
-from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..numbers import normalise_number
 from ..settings import TransferConfig
@@ -43,6 +41,7 @@ from ..sip.refer import (
 from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
+from .dial import LegInvite, NotDialled, dial_leg
 from .call import Call, CallInput, CallState, Leg
 from .events import (
     LegByeSent,
@@ -58,6 +57,7 @@ from .events import (
 from .fallback_runner import bot_policy, transfer_with_fallback
 from .outbound import FailureStatus, apply_media, destination, peer_of
 from .ports import CallHost
+from .transfer_machine import Action, How, Input, Moment, Step, TransferMachine, bot_steps
 from .transfer_state import Transfer, TransferMethod, TransferOptions, TransferState
 from .warm import WarmTransfers
 
@@ -81,10 +81,11 @@ class Transfers:
     def start(self, call: Call, target: str, method: TransferMethod | str = TransferMethod.INVITE, *,
               trigger: str = "api", context: dict[str, str] | None = None,
               options: TransferOptions | None = None) -> Transfer:
-        """Start a transfer; its outcome arrives through ``transfer.listeners``.
+        """Start a transfer; await ``settled(transfer)`` for its outcome.
         ``options`` are a flow node's own settings (headers, ring timeout...)."""
         transfer = Transfer(f"t{next(_ids)}", call.key, TransferMethod(method), target,
-                            trigger=trigger, started=self.engine.now(), options=options or TransferOptions())
+                            trigger=trigger, started=self.engine.now(), options=options or TransferOptions(),
+                            machine=TransferMachine(asked_by_bot=trigger == "bot"))
         with bound_contextvars(call_id=call.id, transfer_id=transfer.id):  # tasks it spawns inherit
             return self._start(call, transfer, context)
 
@@ -95,11 +96,11 @@ class Transfers:
         call.transfer = transfer
         call.record(transfer.started, TransferStarted(transfer.id, transfer.method.value, target, trigger))
         if call.state is not CallState.CONNECTED:
-            self.finish(call, transfer, "call_state", "the call is not connected")
+            self.feed(call, transfer, Input.CALLER_GONE, "call_state", "the call is not connected")
             return transfer
         uri, why = self.resolve(target)
         if uri is None:
-            self.finish(call, transfer, "policy", why)
+            self.feed(call, transfer, Input.FAILED, "policy", why)
             return transfer
         transfer.uri = str(uri)
         mapping = transfer.options.context_headers
@@ -116,13 +117,14 @@ class Transfers:
         before acting, so a crash never hides a transfer that was tried)."""
         await self.engine.recorded()
         if transfer.done or call.state is not CallState.CONNECTED:
-            self.finish(call, transfer, "call_ended", "the call ended before the transfer left")
+            self.feed(call, transfer, Input.CALLER_GONE, "call_ended", "the call ended before the transfer left")
             return
         if transfer.method is TransferMethod.INVITE:
             await self._by_invite(call, transfer, uri, headers)
         elif transfer.method is TransferMethod.BYE:
             self._by_bye(call, transfer, uri, headers)
         elif transfer.method is TransferMethod.WARM:
+            self.feed(call, transfer, Input.CONSULTING)
             await self.warm.run(call, transfer, uri, headers, self.config.warm,
                                 {**self._context_values(call), **(context or {})})
         else:
@@ -180,32 +182,31 @@ class Transfers:
 
     # ------------------------------------------------------------------ INVITE (bridge)
     async def _by_invite(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
-        engine = self.engine
         caller = call.caller
         assert caller.endpoint is not None
-        try:
-            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
-        except PortPoolExhausted:
-            self.finish(call, transfer, 503, "no media ports")
-            return
-        if call.state is not CallState.CONNECTED:
-            endpoint.close()
-            return
-        if transfer.trigger == "flow":
-            self._stop_prompts(call)  # the flow waits for the outcome
-        else:
-            self._stop_flow(call)
-        transfer.player = self._waiting_audio(caller)
-        leg = Leg("agent", peer_of(uri), endpoint=endpoint)
-        call.agent = leg
-        leg.dialing = engine.outbound.dial(
-            call, leg, uri, caller_user="voicegw", from_=self.identity(call, transfer, leg.peer, headers), max_forwards=70,
-            answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout, extra_headers=headers,
+        dialled: list[Leg] = []  # the callbacks' leg, even if call.agent moves on
+
+        def prepare(leg: Leg) -> None:
+            dialled.append(leg)
+            self.feed(call, transfer, Input.DIALLED)
+            if transfer.trigger == "flow":
+                self._stop_prompts(call)  # the flow waits for the outcome
+            else:
+                self._stop_flow(call)
+            transfer.player = self._waiting_audio(caller)
+
+        from_ = self.identity(call, transfer, peer_of(uri), headers)
+        leg = await dial_leg(
+            self.engine, call, "agent", uri,
+            LegInvite(answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout,
+                      from_=from_, headers=tuple(headers)),
+            while_in=CallState.CONNECTED, prepare=prepare, dialling=LegDialing("agent", str(uri), transfer.id),
             on_progress=lambda response: self.progress(call, transfer, response.status),
-            on_answer=lambda response, media: self._agent_answered(call, transfer, leg, media),
-            on_failure=lambda status, reason: self._agent_failed(call, transfer, leg, status, reason),
+            on_answer=lambda response, media: self._agent_answered(call, transfer, dialled[0], media),
+            on_failure=lambda status, reason: self._agent_failed(call, transfer, dialled[0], status, reason),
         )
-        call.record(engine.now(), LegDialing("agent", str(uri), transfer.id))
+        if leg is NotDialled.NO_PORTS:
+            self.feed(call, transfer, Input.FAILED, 503, "no media ports")
 
     def _waiting_audio(self, caller: Leg) -> Player | None:
         assert caller.endpoint is not None
@@ -216,31 +217,34 @@ class Transfers:
         return None
 
     def progress(self, call: Call, transfer: Transfer, status: int) -> None:
-        transfer.progress.append(status)
-        call.record(self.engine.now(), TransferProgress(transfer.id, status))
-        self._notify(transfer)
+        self.feed(call, transfer, Input.PROGRESS, status)
 
     def _agent_answered(self, call: Call, transfer: Transfer, leg: Leg, media: Any) -> None:
-        engine = self.engine
-        if transfer.player is not None:
-            transfer.player.stop()
-        assert leg.endpoint is not None and call.caller.endpoint is not None
+        assert leg.endpoint is not None
         apply_media(leg.endpoint, media)
-        bridge = engine.bridge(call)
-        if bridge is not None:
-            old = bridge.replace_b(leg.endpoint)  # the caller hears one continuous stream
-            bot = call.bot
-            if self.config.bot_listens and bot is not None and not bot.ended and bot.endpoint is old:
-                self._bot_listens(call, bridge, old)
-            else:
-                # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
-                if bot is not None and not bot.ended and transfer.trigger != "bot":
-                    engine.outbound.hang_up(bot)
-                    call.record(engine.now(), LegByeSent("bot"))
-                old.close()
-        else:
+        self.feed(call, transfer, Input.CONNECTED, 200, "agent answered", leg=leg)
+
+    def connect_agent(self, call: Call, transfer: Transfer, leg: Leg) -> None:
+        """The caller's media switches to ``leg`` (one continuous stream: the bridge
+        keeps the caller's side); the bot's fate comes from BOT_TABLE."""
+        assert leg.endpoint is not None and call.caller.endpoint is not None
+        bridge = self.engine.bridge(call)
+        if bridge is None:
             call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
-        self.finish(call, transfer, 200, "agent answered")
+            return
+        old = bridge.replace_b(leg.endpoint)
+        bot = call.bot
+        alive = bot is not None and not bot.ended
+        listens = (self.config.bot_listens and transfer.method is TransferMethod.INVITE and alive
+                   and bot is not None and bot.endpoint is old)
+        steps = bot_steps(How.BRIDGED, Moment.CONNECTED, transfer.trigger == "bot", listens)
+        if Step.BOT_LISTENS in steps:
+            self._bot_listens(call, bridge, old)
+            return
+        if Step.BYE_BOT in steps and bot is not None and alive:
+            self.engine.outbound.hang_up(bot)
+            call.record(self.engine.now(), LegByeSent("bot"))
+        old.close()
 
     def _bot_listens(self, call: Call, bridge: Bridge, bot_endpoint: Any) -> None:
         """The bot stays, muted: it hears caller and agent mixed into one stream (a
@@ -262,14 +266,7 @@ class Transfers:
                 resource.stop()
 
     def _agent_failed(self, call: Call, transfer: Transfer, leg: Leg, status: FailureStatus, reason: str) -> None:
-        if transfer.player is not None:
-            transfer.player.stop()  # the bot's audio (or silence) comes back
-        if leg.endpoint is not None:
-            leg.endpoint.close()
-        leg.ended = True
-        if call.agent is leg:
-            call.agent = None
-        self.finish(call, transfer, status, reason)
+        self.feed(call, transfer, Input.FAILED, status, reason, leg=leg)
 
     # ------------------------------------------------------------------ BYE (hand back)
     def _by_bye(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
@@ -277,8 +274,7 @@ class Transfers:
         is out of the call at once and no feedback is possible (TRANSFERS.md)."""
         destination = transfer.options.destination or f"<{uri}>"
         caller_headers = [(self.config.bye_destination_header, destination), *headers]
-        self.finish(call, transfer, 200, "handed back by BYE")
-        self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=caller_headers)
+        self.feed(call, transfer, Input.CONNECTED, 200, "handed back by BYE", headers=caller_headers)
 
     # ------------------------------------------------------------------ REFER (referrer)
     def _by_refer(self, call: Call, transfer: Transfer, uri: SipUri, headers: list[tuple[str, str]]) -> None:
@@ -301,6 +297,7 @@ class Transfers:
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
         engine.send_request(request, destination(hop, leg.peer), lambda event: self._refer_response(call, event), call)
+        self.feed(call, transfer, Input.REFERRED)
         self.pump_refers(call)
 
     def _refer_response(self, call: Call, event: Any) -> None:
@@ -326,23 +323,15 @@ class Transfers:
             if transfer is None or getattr(transfer, "refer_id", None) != event.refer_id:
                 continue
             if isinstance(event, ReferAccepted):
-                call.record(self.engine.now(), TransferAccepted(transfer.id, event.status, event.subscription))
+                self.feed(call, transfer, Input.ACCEPTED, event.status, subscription=event.subscription)
             elif isinstance(event, ReferProgressed):
                 self.progress(call, transfer, event.status)
             elif isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
-                status = event.status or 202
-                self.finish(call, transfer, status, "the carrier connected the caller"
-                             if isinstance(event, ReferSucceeded) else "accepted without progress reports")
-                # the carrier's final NOTIFY was answered before we got here: leave the
-                # call; a bot that asked for it hears the outcome (its final NOTIFY
-                # answered) before its BYE, so it never sees a 481 (RFC 5589)
-                bot_refer = call.bot_refer
-                if transfer.trigger == "bot" and bot_refer is not None and not bot_refer.subscription_over:
-                    self.engine.outbound.hang_up(call.caller)
-                else:
-                    self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
+                # the carrier's final NOTIFY was answered before we got here
+                self.feed(call, transfer, Input.CONNECTED, event.status or 202, "the carrier connected the caller"
+                          if isinstance(event, ReferSucceeded) else "accepted without progress reports")
             elif isinstance(event, ReferFailed):
-                self.finish(call, transfer, event.status, event.reason)
+                self.feed(call, transfer, Input.FAILED, event.status, event.reason)
         call.cancel_timer("refer")
         due = refers.get_timer()
         if due is not None and call.state is not CallState.ENDED:
@@ -401,19 +390,11 @@ class Transfers:
         machine; the bot hears the progress of each attempt and the final outcome."""
         methods = self.config.bot_refer_methods or (self.config.bot_refer_method,)
         policy = self.config.bot_fallback or bot_policy(len(methods), self.config.retry_prompt)
-
-        def follow(transfer: Transfer) -> None:
-            def report(t: Transfer) -> None:
-                # progress as it comes; a final at once only when the call is ending (the
-                # bot must hear it before its BYE), otherwise once the fallback is done
-                if not t.done or call.state is CallState.ENDED or t.status in ("call_ended", "call_state"):
-                    self._report_to_bot(call, leg, incoming, t)
-
-            transfer.listeners.append(report)
-
+        # each attempt's progress reaches the bot as it comes (the machine's TELL_BOT);
+        # a final at once only when the call is ending (the bot must hear it before its
+        # BYE), otherwise here, once the fallback is done
         outcome = await transfer_with_fallback(
-            self.engine, call, [Attempt(m, target) for m in methods], policy, trigger="bot",
-            context=context, on_attempt=follow)
+            self.engine, call, [Attempt(m, target) for m in methods], policy, trigger="bot", context=context)
         last = outcome.transfer
         if last is not None and not incoming.subscription_over:
             self._report_to_bot(call, leg, incoming, last)
@@ -448,13 +429,8 @@ class Transfers:
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""
         transfer = call.transfer
-        listening = self.config.bot_listens and transfer is not None and transfer.method is TransferMethod.INVITE
-        if (incoming.subscription_over and transfer is not None and not listening
-                and transfer.state is TransferState.SUCCEEDED and not leg.ended):
-            self.engine.outbound.hang_up(leg)
-            call.record(self.engine.now(), LegByeSent("bot"))
-            if transfer.method is TransferMethod.REFER:  # the carrier has the caller: done
-                self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER")
+        if incoming.subscription_over and transfer is not None and not leg.ended:
+            self.feed(call, transfer, Input.BOT_TOLD)
 
     # ------------------------------------------------------------------ outcome
     @staticmethod
@@ -471,28 +447,92 @@ class Transfers:
             call.flow_task.cancel()
 
     def finish(self, call: Call, transfer: Transfer, status: FailureStatus, reason: str) -> None:
+        """An outcome reported from outside the machine's own paths (a warm
+        transfer's consult machine, engine/warm.py)."""
+        if isinstance(status, int) and 200 <= status < 300:
+            self.feed(call, transfer, Input.CONNECTED, status, reason)
+        elif call.state is CallState.ENDED:
+            self.feed(call, transfer, Input.CALLER_GONE, status, reason)
+        else:
+            self.feed(call, transfer, Input.FAILED, status, reason)
+
+    async def settled(self, transfer: Transfer) -> None:
+        """Return once the attempt succeeded or failed."""
         if transfer.done:
             return
+        if transfer.settled is None:
+            transfer.settled = self.engine.loop.create_future()
+        await transfer.settled
+
+    # ------------------------------------------------------------------ the machine's actions
+    def feed(self, call: Call, transfer: Transfer, event: Input, status: FailureStatus | None = None,
+             reason: str = "", *, leg: Leg | None = None, headers: list[tuple[str, str]] | None = None,
+             subscription: Any = None) -> None:
+        """Feed the attempt's machine one input and carry out what it answers, in order."""
+        for action in transfer.machine.feed(event, status):
+            if action is Action.RECORD_PROGRESS:
+                assert isinstance(status, int)
+                transfer.progress.append(status)
+                call.record(self.engine.now(), TransferProgress(transfer.id, status))
+            elif action is Action.RECORD_ACCEPTED:
+                call.record(self.engine.now(), TransferAccepted(transfer.id, status, subscription))
+            elif action is Action.TELL_BOT:
+                bot, incoming = call.bot, call.bot_refer
+                if bot is not None and incoming is not None:
+                    self._report_to_bot(call, bot, incoming, transfer)
+            elif action is Action.STOP_WAITING_AUDIO:
+                if transfer.player is not None:
+                    transfer.player.stop()  # the bot's audio (or silence) comes back
+            elif action is Action.SWAP_TO_AGENT:
+                assert leg is not None
+                self.connect_agent(call, transfer, leg)
+            elif action is Action.DROP_AGENT:
+                if leg is not None:
+                    if leg.endpoint is not None:
+                        leg.endpoint.close()
+                    leg.ended = True
+                    if call.agent is leg:
+                        call.agent = None
+            elif action is Action.HAND_BACK:
+                self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=headers)
+            elif action is Action.LEAVE:
+                # a bot that asked for it hears the outcome (its final NOTIFY answered)
+                # before its BYE, so it never sees a 481 (RFC 5589)
+                bot_refer = call.bot_refer
+                waiting = transfer.trigger == "bot" and bot_refer is not None and not bot_refer.subscription_over
+                self._bot_steps(call, bot_steps(How.LEFT, Moment.CONNECTED, waiting, False), "transferred by REFER")
+            elif action is Action.RELEASE_BOT:
+                listens = self.config.bot_listens and transfer.method is TransferMethod.INVITE
+                how = How.LEFT if transfer.method is TransferMethod.REFER else How.BRIDGED
+                self._bot_steps(call, bot_steps(how, Moment.BOT_TOLD, True, listens), "transferred by REFER")
+            else:
+                self._report(call, transfer, reason, succeeded=action is Action.SUCCEEDED)
+
+    def _bot_steps(self, call: Call, steps: tuple[Step, ...], reason: str) -> None:
+        for step in steps:
+            if step is Step.BYE_BOT and call.bot is not None and not call.bot.ended:
+                self.engine.outbound.hang_up(call.bot)
+                call.record(self.engine.now(), LegByeSent("bot"))
+            elif step is Step.BYE_CALLER:
+                self.engine.outbound.hang_up(call.caller)
+            elif step is Step.END_CALL:
+                self.engine.end(call, CallInput.HUNG_UP, reason)
+
+    def _report(self, call: Call, transfer: Transfer, reason: str, *, succeeded: bool) -> None:
+        status = transfer.machine.status
+        assert status is not None
         transfer.status = status
         transfer.reason = reason
         transfer.ended = self.engine.now()
         outcome: TransferSucceeded | TransferFailed
-        if isinstance(status, int) and 200 <= status < 300:
-            transfer.state = TransferState.SUCCEEDED
-            outcome = TransferSucceeded(transfer.id, status, reason)
+        if succeeded:
+            outcome = TransferSucceeded(transfer.id, status, reason)  # type: ignore[arg-type]
         else:
-            transfer.state = TransferState.FAILED
             outcome = TransferFailed(transfer.id, status, reason)
         call.record(transfer.ended, outcome)
-        self._notify(transfer)
-        # the API keeps finished transfers (Control.transfers); their listeners are
-        # closures over the call, which would keep every such call alive with them
-        transfer.listeners.clear()
-
-    @staticmethod
-    def _notify(transfer: Transfer) -> None:
-        for listener in list(transfer.listeners):
-            listener(transfer)
+        waiter, transfer.settled = transfer.settled, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def call_ended(self, call: Call) -> None:
         self.warm.call_ended(call)
@@ -500,7 +540,7 @@ class Transfers:
         if transfer is not None and transfer.player is not None:
             transfer.player.stop()  # ringback/hold for a caller who is gone: its endpoint closes next
         if transfer is not None and not transfer.done:
-            self.finish(call, transfer, "call_ended", "the caller hung up")
+            self.feed(call, transfer, Input.CALLER_GONE, "call_ended", "the caller hung up")
 
 
 def _called(invite: Request | None) -> str:

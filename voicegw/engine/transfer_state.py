@@ -9,12 +9,13 @@ the fallback runner and warm transfers can read attempts without importing it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..media.player import Player
 from ..sip.caller_id import CallerIdPolicy
 from .outbound import FailureStatus
+from .transfer_machine import State, TransferMachine
 
 
 class TransferMethod(str, enum.Enum):
@@ -54,13 +55,16 @@ class Transfer:
     target: str
     uri: str = ""
     trigger: str = "api"
-    state: TransferState = TransferState.PENDING
+    machine: TransferMachine = field(default_factory=TransferMachine)
+    """Where the attempt stands (engine/transfer_machine.py); the one source of its state."""
     status: FailureStatus | None = None
     reason: str = ""
     started: float = 0.0
     ended: float | None = None
     player: Player | None = None
-    listeners: list[Callable[[Transfer], None]] = field(default_factory=list)
+    settled: Any = None
+    """The executor's future, resolved once the attempt succeeded or failed (the
+    fallback runner awaits it); None until someone waits."""
     progress: list[int] = field(default_factory=list)
     """Provisional statuses seen (for the bot's NOTIFYs and the records)."""
     refer_id: int | None = None
@@ -68,8 +72,17 @@ class Transfer:
     options: TransferOptions = field(default_factory=TransferOptions)
 
     @property
+    def state(self) -> TransferState:
+        """As the API and the records show it: pending until the machine is final."""
+        if self.machine.state is State.SUCCEEDED:
+            return TransferState.SUCCEEDED
+        if self.machine.state is State.FAILED:
+            return TransferState.FAILED
+        return TransferState.PENDING
+
+    @property
     def done(self) -> bool:
-        return self.state is not TransferState.PENDING
+        return self.machine.finished
 
 
 __all__ = ["Transfer", "TransferMethod", "TransferOptions", "TransferState"]

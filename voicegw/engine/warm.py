@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player, play_samples
-from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.prompts import load_prompt
 from ..media.wav import WavError
@@ -35,11 +33,11 @@ from ..sip.events import TransactionTimedOut
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
+from .dial import LegInvite, NotDialled, dial_leg
 from .consult import Action, ConsultError, ConsultMachine, Input, State
 from .events import (
     AgentDtmfReceived,
     BriefingStarted,
-    LegByeSent,
     LegConsulting,
     LiveBriefingStarted,
     ReferReplacesSent,
@@ -76,32 +74,33 @@ class WarmTransfers:
                   settings: WarmSettings, context: dict[str, str]) -> None:
 
         engine = self.engine
-        try:
-            endpoint = await open_endpoint(engine.config.policy.rtp_host, engine.pool)
-        except PortPoolExhausted:
-            engine.transfers.finish(call, transfer, 503, "no media ports")
-            return
-        if call.state is not CallState.CONNECTED:
-            endpoint.close()
-            return
-        leg = Leg("agent", peer_of(uri), endpoint=endpoint)
-        warm = WarmTransfer(transfer, settings, ConsultMachine(), leg, context=context)
-        self.by_call[call.key] = warm
-        call.agent = leg
-        endpoint.on_dtmf = lambda digit: self._digit(call, warm, digit)
-        warm.hold = await self._hold(call, settings)
+        hold = await self._hold(call, settings)  # the caller waits from now on
         headers = list(headers)
-        leg.dialing = engine.outbound.dial(
-            call, leg, uri, caller_user="voicegw", from_=engine.transfers.identity(call, transfer, leg.peer, headers),
-            max_forwards=70,
-            answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
-            extra_headers=headers,
+        from_ = engine.transfers.identity(call, transfer, peer_of(uri), headers)
+        made: list[WarmTransfer] = []
+
+        def prepare(leg: Leg) -> None:
+            warm = WarmTransfer(transfer, settings, ConsultMachine(), leg, hold=hold, context=context)
+            made.append(warm)
+            self.by_call[call.key] = warm
+            assert leg.endpoint is not None
+            leg.endpoint.on_dtmf = lambda digit: self._digit(call, warm, digit)
+
+        leg = await dial_leg(
+            engine, call, "agent", uri,
+            LegInvite(answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
+                      from_=from_, headers=tuple(headers)),
+            while_in=CallState.CONNECTED, prepare=prepare,
+            dialling=LegConsulting("agent", str(uri), transfer.id),
             on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),
-            on_answer=lambda response, media: self._answered(call, warm, media),
+            on_answer=lambda response, media: self._answered(call, made[0], media),
             on_failure=lambda status, reason: self._feed(
-                call, warm, Input.DIAL_FAILED, "no_answer" if status == "timeout" else status, reason),
+                call, made[0], Input.DIAL_FAILED, "no_answer" if status == "timeout" else status, reason),
         )
-        call.record(engine.now(), LegConsulting("agent", str(uri), transfer.id))
+        if isinstance(leg, NotDialled) and hold is not None:
+            hold.stop()
+        if leg is NotDialled.NO_PORTS:
+            engine.transfers.finish(call, transfer, 503, "no media ports")
 
     def complete(self, call: Call) -> None:
         """Connect now (flow, API, CLI); raises ConsultError before the agent answered."""
@@ -271,16 +270,7 @@ class WarmTransfers:
         caller = call.caller
         assert caller.endpoint is not None and warm.leg.endpoint is not None
         warm.leg.endpoint.on_dtmf = None
-        bridge = engine.bridge(call)
-        if bridge is not None:
-            old = bridge.replace_b(warm.leg.endpoint)
-            # a bot that asked by REFER hears the outcome first (final NOTIFY), then BYE
-            if call.bot is not None and not call.bot.ended and warm.transfer.trigger != "bot":
-                engine.outbound.hang_up(call.bot)
-                call.record(engine.now(), LegByeSent("bot"))
-            old.close()
-        else:
-            call.resources.append(Bridge(caller.endpoint, warm.leg.endpoint))
+        engine.transfers.connect_agent(call, warm.transfer, warm.leg)  # and the bot's BYE, by the one rule
         self._feed(call, warm, Input.COMPLETED_OK)
 
     def _refer_replaces(self, call: Call, warm: WarmTransfer) -> None:
