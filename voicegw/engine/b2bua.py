@@ -76,6 +76,7 @@ from .refusals import Refusals
 from .replaces import replacing_invite
 from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
 from .stats import EngineStatistics, engine_statistics
+from .timers import CallTimers
 from .transfer import Transfers
 
 log = structlog.get_logger("voicegw.engine")
@@ -123,6 +124,8 @@ class Engine:
             send=lambda request, dest: self.sip.send_request(request, dest),
             register=self.register, track=self._track,
         )
+        self.timers = CallTimers(lambda: self.loop)
+        """Where the helpers arm their per-call timers; a handler gets ``now``."""
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self, self.tts)
         self.session_timers = SessionTimers(self)

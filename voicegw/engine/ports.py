@@ -27,6 +27,7 @@ from ..sip.message import Request, Response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallInput, Leg
 from .outbound import OutboundLegs
+from .timers import CallTimers
 from .transfer_state import Transfer, TransferMethod, TransferOptions
 
 
@@ -76,6 +77,11 @@ class CallHost(Protocol):
 
     @property
     def transfers(self) -> TransferPort: ...
+
+    @property
+    def timers(self) -> CallTimers:
+        """Per-call named timers whose handlers are told ``now`` (engine/timers.py)."""
+        ...
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

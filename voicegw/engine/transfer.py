@@ -335,12 +335,11 @@ class Transfers:
         call.cancel_timer("refer")
         due = refers.get_timer()
         if due is not None and call.state is not CallState.ENDED:
-            loop = self.engine.loop
-            call.timers["refer"] = loop.call_at(due, self._refer_timer, call)
+            self.engine.timers.arm(call, "refer", due, lambda now: self._refer_timer(call, now))
 
-    def _refer_timer(self, call: Call) -> None:
+    def _refer_timer(self, call: Call, now: float) -> None:
         if call.refers is not None:
-            call.refers.handle_timer(self.engine.now())
+            call.refers.handle_timer(now)
             self.pump_refers(call)
 
     # ------------------------------------------------------------------ REFER from the bot

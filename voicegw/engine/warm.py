@@ -62,6 +62,8 @@ class WarmTransfer:
     refer_id: int | None = None
     live: Any = None
     """The bot <-> agent bridge of a live briefing, while it lasts."""
+    live_over: asyncio.Future[None] | None = None
+    """Resolved when the live briefing's time is up or the machine leaves BRIEFING."""
 
 
 class WarmTransfers:
@@ -140,6 +142,8 @@ class WarmTransfers:
                                                              event.value))
         for action in actions:
             self._do(call, warm, action, reason)
+        if warm.machine.state is not State.BRIEFING:
+            _resolve(warm.live_over)  # accepted, declined, completed, gone: the live briefing ends
 
     def _do(self, call: Call, warm: WarmTransfer, action: Action, reason: str) -> None:
         engine = self.engine
@@ -147,9 +151,8 @@ class WarmTransfers:
         if action is Action.PLAY_BRIEFING:
             engine.spawn(self._brief(call, warm), call)
         elif action is Action.START_CONFIRM_TIMER:
-            call.timers["confirm"] = engine.loop.call_later(
-                warm.settings.confirm_timeout, lambda: self._feed(call, warm, Input.CONFIRM_TIMEOUT,
-                                                                  reason="no confirmation"))
+            engine.timers.after(call, "confirm", warm.settings.confirm_timeout,
+                                lambda now: self._feed(call, warm, Input.CONFIRM_TIMEOUT, reason="no confirmation"))
         elif action is Action.CONNECT:
             call.cancel_timer("confirm")
             if warm.briefing is not None:
@@ -239,9 +242,13 @@ class WarmTransfers:
         caller_bridge.close()
         warm.live = Bridge(bot.endpoint, agent.endpoint)
         call.record(self.engine.now(), LiveBriefingStarted(warm.transfer.id, seconds))
-        deadline = self.engine.now() + seconds
-        while warm.machine.state is State.BRIEFING and self.engine.now() < deadline:
-            await asyncio.sleep(min(0.1, max(0.0, deadline - self.engine.now())))
+        over = warm.live_over = self.engine.loop.create_future()
+        self.engine.timers.after(call, "live", seconds, lambda now: _resolve(over))
+        try:
+            await over
+        finally:
+            call.cancel_timer("live")
+            warm.live_over = None
         self._end_live(call, warm)
 
     def _end_live(self, call: Call, warm: WarmTransfer) -> None:
@@ -327,6 +334,11 @@ class WarmTransfers:
             leg.endpoint.close()
         if call.agent is leg:
             call.agent = None
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class _Missing(dict):  # type: ignore[type-arg]
