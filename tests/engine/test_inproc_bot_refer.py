@@ -7,6 +7,7 @@ tests/wire/test_bot_refer_wire.py."""
 
 from __future__ import annotations
 
+import pytest
 from peers.inproc import Answer, Lab, engine_config, peer_uri
 
 
@@ -101,4 +102,22 @@ def test_caller_hanging_up_while_the_agent_rings_cancels_the_agent_and_tells_the
         assert lab.agent.last.state == "cancelled" and bot.state == "ended", lab.describe()
         assert bot.notifies[-1] >= 400, "the bot hears the outcome before its BYE"
         assert bot.methods()[-1] == "BYE"
+        lab.assert_clean()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: the bot's BYE while its REFER is carried out by REFER to the carrier ends the call, and "
+    "end() -> Transfers.call_ended -> finish -> the bot's report -> _report_to_bot builds the final "
+    "NOTIFY on the bot's dialog, which the BYE terminated: DialogError escapes end() before the "
+    "bridge, the RTP endpoints and the tasks are released and before _forget is scheduled, so the "
+    "call, its legs, dialogs, bridge, 4 RTP ports and the _for_the_bot task are kept for good"))
+def test_bot_hanging_up_while_its_refer_to_the_carrier_is_under_way() -> None:
+    with Lab(engine_config(bot_uri=peer_uri("bot"), transfer={"bot_refer_method": "refer"})) as lab:
+        lab.caller.refer_outcome = None  # the carrier has not answered the REFER yet
+        caller, bot = connected(lab)
+        lab.bot.refer(bot, peer_uri("agent"))
+        lab.run_for(0.05)
+        lab.bot.hang_up()
+        lab.run_for(1.0)
+        assert caller.state == "ended", lab.describe()
         lab.assert_clean()

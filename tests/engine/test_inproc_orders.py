@@ -12,7 +12,8 @@ back to INVITE, INVITE and warm from a flow, the plain bridge):
   right then (CANCEL before the answer, BYE after);
 - hypothesis: the bot's and the agent's answers (when, with what status), the
   carrier's answer to a REFER, and when each of caller, bot and agent hangs up or
-  puts the call on hold and off it again (re-INVITEs relayed to the other side).
+  puts the call on hold and off it again (re-INVITEs relayed to the other side), and
+  how long a datagram takes (0, or long enough for messages to cross).
   Derandomized, so every run draws the same examples.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from peers.inproc import Answer, Lab, engine_config, peer_uri
 
@@ -59,6 +60,9 @@ class Script:
     """(role, action, seconds): that party acts on its latest call then: ``hang_up``
     (CANCEL or BYE or a 486, whatever its state allows), ``hold`` or ``unhold`` (a
     re-INVITE, sendonly or sendrecv, when the call is up)."""
+    latency: float = 0.0
+    """One-way delay of every datagram: above 0, requests the two sides send close
+    together cross on the way (CANCEL and 200, BYE and NOTIFY, two re-INVITEs)."""
 
 
 def lab_for(script: Script) -> Lab:
@@ -81,6 +85,7 @@ def play(script: Script, *, check: bool = True) -> list[float]:
         lab.bot.answer, lab.agent.answer = script.bot, script.agent
         lab.caller.refer_outcome = list(script.carrier) if isinstance(script.carrier, tuple) else script.carrier
         loop = lab.loop
+        loop.network.latency = script.latency
         for role, action, at in script.actions:
             peer = lab.peers[role]
             act = {"hang_up": peer.hang_up, "hold": peer.hold, "unhold": lambda p=peer: p.hold(on=False)}[action]
@@ -93,8 +98,27 @@ def play(script: Script, *, check: bool = True) -> list[float]:
             for call in list(lab.peers[role].calls.values()):
                 lab.peers[role].hang_up(call)
         if check:
-            lab.assert_clean()
+            try:
+                lab.assert_clean()
+            except AssertionError as error:
+                known = [bug for bug, sign in KNOWN_BUGS.items() if any(sign in e for e in lab.errors())]
+                if known:
+                    raise KnownBug(known[0]) from None
+                raise AssertionError(f"{script}\n{error}") from None
         return sorted({round(at - start, 6) for call in lab.calls() for at, _ in call.timeline})
+
+
+class KnownBug(Exception):
+    """The script ran into a bug already named in KNOWN_BUGS (and pinned by an xfail test)."""
+
+
+KNOWN_BUGS = {
+    # test_inproc_bot_refer.py::test_bot_hanging_up_while_its_refer_to_the_carrier_is_under_way
+    "the bot's BYE during its REFER's transfer: end() raises building the bot's final NOTIFY on the "
+    "dialog the BYE ended, and the call leaks": "in _report_to_bot",
+}
+"""Bugs found here and not fixed yet, by the traceback line that signs them: an example
+that meets one is rejected, so the sweep keeps looking for the others."""
 
 
 def _if_called(peer: object, act: object) -> None:
@@ -126,7 +150,11 @@ TIMES = st.sampled_from([0.0, 0.05, 0.1, 0.5, 0.55, 1.0, 1.05, 1.5, 2.0, 3.0, 7.
 @given(path=st.sampled_from(PATHS), bot=ANSWERS, agent=ANSWERS,
        carrier=st.sampled_from([(100, 200), (100, 486), 405, None, (100,)]), refer_at=TIMES,
        actions=st.lists(st.tuples(st.sampled_from(["caller", "bot", "agent"]),
-                                  st.sampled_from(["hang_up", "hang_up", "hold", "unhold"]), TIMES), max_size=4))
-def test_no_order_leaves_anything_behind(path: str, bot: Answer, agent: Answer, carrier: object,
-                                         refer_at: float, actions: list[tuple[str, str, float]]) -> None:
-    play(Script(path, bot, agent, carrier, refer_at, tuple(actions)))  # type: ignore[arg-type]
+                                  st.sampled_from(["hang_up", "hang_up", "hold", "unhold"]), TIMES), max_size=4),
+       latency=st.sampled_from([0.0, 0.0, 0.01, 0.04]))
+def test_no_order_leaves_anything_behind(path: str, bot: Answer, agent: Answer, carrier: object, refer_at: float,
+                                         actions: list[tuple[str, str, float]], latency: float) -> None:
+    try:
+        play(Script(path, bot, agent, carrier, refer_at, tuple(actions), latency))  # type: ignore[arg-type]
+    except KnownBug:
+        reject()

@@ -80,7 +80,8 @@ class Lab:
         # describe() when a test fails; structlog's own config is restored at close()
         self.logs = LogCapture()
         self._structlog = structlog.get_config()
-        structlog.configure(processors=[structlog.contextvars.merge_contextvars, self.logs])
+        structlog.configure(processors=[structlog.contextvars.merge_contextvars,
+                                        structlog.processors.format_exc_info, self.logs])
         self.config = config or engine_config()
         self.endpoint = SipEndpoint()
         self.engine: Engine = None  # type: ignore[assignment]
@@ -167,6 +168,10 @@ class Lab:
         """When the one call's timeline first shows the event ``name``."""
         return next(at for at, event in self.call().timeline if event.name == name)
 
+    def errors(self) -> list[str]:
+        """The tracebacks of the exceptions the engine (or its SIP endpoint) logged."""
+        return [entry["exception"] for entry in self.logs.entries if "exception" in entry]
+
     def _watch(self, datagram: Datagram) -> None:
         source_host, source_port = datagram.source
         if (self.ended_at is not None and source_host == HOST and RTP_LOW <= source_port <= RTP_HIGH + 1
@@ -209,6 +214,8 @@ class Lab:
             left["rtp.bound"] = bound
         if self.late_rtp:
             left["rtp.after_end"] = len(self.late_rtp)
+        if self.errors():
+            left["exceptions"] = [error.strip().splitlines()[-1] for error in self.errors()]
         if instances:
             # the peers' own transactions are the peers' business (a peer told to
             # stay silent keeps its server transaction): not counted
@@ -236,8 +243,10 @@ class Lab:
             for pc in peer.calls.values():
                 lines.append(f"{role} {pc.call_id[:8]} {pc.state} statuses={pc.statuses} "
                              f"requests={pc.methods()} responses={pc.responses}")
+        lines += self.errors()[-1:]
         for entry in self.logs.entries[-12:]:
-            fields = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "log_level", "call_id"))
+            fields = " ".join(f"{k}={v}" for k, v in entry.items()
+                              if k not in ("event", "log_level", "call_id", "exception"))
             lines.append(f"log {entry.get('log_level')} {entry.get('event')} {fields}")
         return "\n".join(lines)
 

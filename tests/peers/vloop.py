@@ -10,7 +10,8 @@ own code (SIP endpoint, UA core, engine, RTP endpoints, players, bridges) on thi
 - ``create_datagram_endpoint`` binds on a :class:`Network` instead of the kernel.
   A datagram sent reaches the protocol bound at its destination with one
   ``call_soon`` (so, as over loopback, it arrives after the sender's callback
-  returns), or is counted as dropped when nothing is bound there. Every datagram is
+  returns; or ``Network.latency`` seconds later), or is counted as dropped when
+  nothing is bound there. Every datagram is
   recorded as a :class:`Datagram` for the tests' media checks.
 
 Anything that would block for real (a subprocess, a thread, a TCP socket) has no
@@ -58,6 +59,10 @@ class Network:
         self.dropped = 0
         self._ephemeral = itertools.count(40000)
         self.tap: Callable[[Datagram], None] | None = None
+        self.latency = 0.0
+        """Seconds every datagram takes (0: delivered on the next loop turn). Above 0,
+        messages sent by two sides at nearly the same time cross on the way (a CANCEL
+        and a 200, two re-INVITEs)."""
 
     def bind(self, addr: Addr, protocol: asyncio.BaseProtocol) -> FakeDatagramTransport:
         host, port = addr
@@ -80,7 +85,10 @@ class Network:
         if target is None:
             self.dropped += 1
             return
-        self._loop.call_soon(target.deliver, datagram.data, source)
+        if self.latency > 0:
+            self._loop.call_later(self.latency, target.deliver, datagram.data, source)
+        else:
+            self._loop.call_soon(target.deliver, datagram.data, source)
 
 
 class FakeDatagramTransport(asyncio.DatagramTransport):
