@@ -164,6 +164,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self.collector: PeriodicCollector | None = None
         """The full garbage collections on a clock (memory.py), while serving."""
+        self.registrations: Any = None
+        """The carrier profiles' REGISTERs while serving (voicegw/registrar.py)."""
         self.store: Store | None = None
         """The call/transfer records (store/), open while serving when the application
         is an engine (has ``listeners``); the control API reads it."""
@@ -240,10 +242,13 @@ class Daemon:
         )
         if api_error is not None:  # logged after daemon.started: SIP is up, the API is not
             log.error("api.failed", error=api_error, host=self.config.api.host, port=self.config.api.port)
+        self._start_registrations()
         try:
             await self._stop.wait()
             await self._drain()
         finally:
+            if self.registrations is not None:  # Expires: 0 for every binding (bounded)
+                await self.registrations.stop()
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             collector.stop()
@@ -253,6 +258,16 @@ class Daemon:
             await self._close_store()
             log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
         return 0
+
+    # ------------------------------------------------------------------ trunks
+    def _start_registrations(self) -> None:
+        if not self.config.registrations:
+            return
+        from .registrar import Registrations
+
+        self.registrations = Registrations(self.endpoint, self.config.sip, self.config.registrations)
+        self.taps.append(self.registrations.tap)
+        self.registrations.start()
 
     # ------------------------------------------------------------------ TLS (sips)
     async def _start_tls(self) -> bool:
@@ -397,7 +412,7 @@ class Daemon:
             engine.reconfigure(engine_config(config))
         except Exception as error:
             return refuse(str(error))
-        fixed = ("sip", "api", "limits", "tls")
+        fixed = ("sip", "api", "limits", "tls", "registrations")
         notes = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]
         self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
         detail = "reloaded" + (f"; {', '.join(notes)} changes need a restart" if notes else "")

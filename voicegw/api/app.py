@@ -306,6 +306,14 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             raise HTTPException(404, f"no probe {probe_id!r}")
         return m.ProbeInfo(**run.as_dict())
 
+    @app.get("/trunks", response_model=m.Trunks, dependencies=auth, responses=unauthorised, tags=["carriers"])
+    async def trunks() -> m.Trunks:
+        """Each carrier profile's registration (``register:``): state, grant, next refresh
+        or retry, the last answer and why it failed."""
+        registrations = getattr(control.daemon, "registrations", None)
+        rows = registrations.statuses() if registrations is not None else []
+        return m.Trunks(registrations=[m.TrunkRegistration(**row) for row in rows])
+
     @app.get("/metrics", dependencies=auth, tags=["daemon"], response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
                         **unauthorised})

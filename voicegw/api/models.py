@@ -244,3 +244,25 @@ class ProbeInfo(BaseModel):
     report: dict[str, Any] | None = Field(description=(
         "options, call (what crossed the wire), verdicts (capability, result, detail), "
         "conclusion (refer_works | refer_unusable | inconclusive), recommendation."))
+
+
+class TrunkRegistration(BaseModel):
+    """One carrier profile's REGISTER binding (sip/registration.py). No credentials."""
+
+    trunk: str = Field(description="The carrier profile.")
+    registrar: str
+    aor: str = Field(description="The address-of-record registered.")
+    state: Literal["unregistered", "registering", "registered", "refreshing", "failed", "unregistering"]
+    expires: int | None = Field(description="Seconds granted by the last 2xx (while registered).")
+    registered_for: float | None = Field(description="Seconds since the last 2xx (while registered).")
+    refresh_in: float | None = Field(description="Seconds to the next refresh (registered).")
+    retry_in: float | None = Field(description="Seconds to the next try (failed, backing off).")
+    last_status: int | str | None = Field(description=(
+        "The last final answer: a SIP code, or timeout, transport, dns, auth."))
+    reason: str = Field(description="Why the last attempt failed; empty when it did not.")
+    failures: int = Field(description="Failures in a row.")
+    last_rtt_ms: float | None = Field(description="Round trip of the last answered REGISTER.")
+
+
+class Trunks(BaseModel):
+    registrations: list[TrunkRegistration]

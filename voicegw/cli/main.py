@@ -109,6 +109,10 @@ _register_report(cli)
 from .probe import register as _register_probe  # noqa: E402
 
 _register_probe(cli)
+
+from .trunks import register as _register_trunks  # noqa: E402
+
+_register_trunks(cli)
 # ------------------------------------------------------------------------------------------
 
 

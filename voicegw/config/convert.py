@@ -35,6 +35,8 @@ from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_patte
 from ..numbers import is_number, normalise_number
 from ..settings import EngineConfig, TransferConfig, WarmSettings
 from ..sip.caller_id import CallerIdPolicy
+from ..sip.digest_client import Account
+from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, SipConfig
 from .errors import ConfigError, Problem
@@ -43,6 +45,7 @@ from .models import (
     PASS_THROUGH,
     AgentProfile,
     AgentTransferNode,
+    Auth,
     BotNode,
     BotProfile,
     CallerId,
@@ -157,7 +160,7 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
     built = replace(
         DaemonConfig(), sip=sip, calls=call_config, log_level=d.log_level,
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
-        records_dir=records_dir,
+        records_dir=records_dir, registrations=registrations(config),
     )
     fields = DaemonConfig.__dataclass_fields__
     for name in PASS_THROUGH:
@@ -173,6 +176,45 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
     if "source" in fields:
         built = replace(built, source=config)  # type: ignore[call-arg]
     return built
+
+
+def account(config: LoadedConfig, name: str, auth: Auth | None) -> Account | None:
+    """A profile's ``auth`` with its password read (``password_file``: its first line,
+    relative to the profile's folder). The password goes nowhere else."""
+    if auth is None:
+        return None
+    password = auth.password
+    if password is None:
+        assert auth.password_file is not None
+        source = config.profiles[name].document.path
+        path = Path(auth.password_file)
+        path = path if path.is_absolute() else source.parent / path
+        try:
+            password = path.read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as error:
+            raise ConfigError([Problem(str(source), None, "auth.password_file",
+                                       f"cannot read a password from {path}: "
+                                       f"{getattr(error, 'strerror', None) or 'empty file'}")]) from None
+    return Account(auth.username, password, auth.realm)
+
+
+def registrations(config: LoadedConfig) -> tuple[RegistrationConfig, ...]:
+    """Every carrier profile's ``register:``, plain (sip/registration.py)."""
+    found = []
+    for name, carrier in sorted(profiles_of(config, CarrierProfile).items()):
+        register = carrier.registration
+        if register is None:
+            continue
+        credentials = account(config, name, carrier.auth)
+        user = register.contact or (credentials.username if credentials else "voicegw")
+        registrar = parse_uri(register.registrar)
+        aor = register.aor or f"sip:{credentials.username if credentials else user}@{registrar.host}"
+        found.append(RegistrationConfig(
+            trunk=name, registrar=register.registrar, aor=aor, contact_user=user,
+            expires=register.expires, refresh_margin=register.refresh_margin,
+            retry_min=register.retry_min, retry_max=register.retry_max,
+            timeout=register.timeout, transport=carrier.transport, account=credentials))
+    return tuple(found)
 
 
 def _plain(base: Any, model: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..settings import WarmSettings
 from ..sip.advertise import AddressPolicy
+from ..sip.registration import RegistrationConfig
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
@@ -135,6 +136,8 @@ class DaemonConfig:
     records_dir: str | None = None
     """Folder of the records database (``voicegw.db``), from ``paths.records_dir``; None:
     ``./var`` under the working directory (store/sqlite.store_path)."""
+    registrations: tuple[RegistrationConfig, ...] = ()
+    """The carrier profiles' ``register:`` (voicegw/registrar.py keeps them up)."""
     source: Any = field(default=None, compare=False)
     """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
     for the engine. None for the embedded default."""

@@ -430,6 +430,63 @@ class CallerId(Strict):
     From, the identity header with Privacy: id."""
 
 
+def _registrar_uri(value: str) -> str:
+    """A sip:/sips: URI whose host may be a name (resolved by RFC 3263, transport/dns.py)."""
+    from ..sip.errors import SipError
+    from ..sip.uri import SipUri, parse_uri
+
+    try:
+        uri = parse_uri(value)
+    except SipError as error:
+        raise ValueError(f"{value!r}: not a SIP URI ({error})") from None
+    if not isinstance(uri, SipUri):
+        raise ValueError(f"{value!r}: expected a sip: or sips: URI")
+    return value
+
+
+RegistrarUri = Annotated[str, AfterValidator(_registrar_uri)]
+UserPart = Annotated[str, Field(pattern=r"^[A-Za-z0-9+\-_.!~*'()&=$,;?/%]+$", max_length=128)]
+
+
+class Auth(Strict):
+    """Digest credentials voicegw answers this carrier's 401/407 with (RFC 3261 22)."""
+
+    username: Annotated[str, Field(min_length=1, max_length=128)]
+    password: Annotated[str, Field(min_length=1)] | None = Field(default=None, repr=False)
+    """The password itself; or ``password_file``: never both."""
+    password_file: str | None = None
+    """A file holding the password (its first line), relative to the profile's folder."""
+    realm: Annotated[str, Field(min_length=1)] | None = None
+    """Answer only challenges of this realm; unset: any realm the carrier names."""
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Auth:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("auth needs exactly one of password or password_file")
+        return self
+
+
+class Register(Strict):
+    """REGISTER this carrier profile's binding (RFC 3261 10), refreshed before expiry."""
+
+    registrar: RegistrarUri
+    """Request-URI of the REGISTER: ``sip:sip.carrier.example`` (a name or an address)."""
+    aor: RegistrarUri | None = None
+    """The address-of-record (To/From); default ``sip:USERNAME@REGISTRAR-HOST``."""
+    contact: UserPart | None = None
+    """User part of our Contact; default the auth username (else ``voicegw``)."""
+    expires: Annotated[int, Field(ge=1, le=86400)] = 3600
+    """The interval asked for; the registrar's grant (and a 423's Min-Expires) wins."""
+    refresh_margin: Seconds = 30.0
+    """Refresh this long before the grant expires (at half the grant when shorter)."""
+    retry_min: Seconds = 5.0
+    """The first wait after a failure; doubles on each failure in a row..."""
+    retry_max: Seconds = 300.0
+    """...up to this. A 503's Retry-After is honoured instead."""
+    timeout: Seconds = 32.0
+    """A REGISTER with no final answer by then is a failure (64*T1, timer F)."""
+
+
 class ProfileBase(Strict):
     name: Name
     """Default: the file name without .yaml."""
@@ -457,6 +514,11 @@ class CarrierProfile(ProfileBase):
     caller_id: CallerId = CallerId()
     """Caller ID of transfers to numbers through this carrier (and to agents whose
     profile has none)."""
+    auth: Auth | None = None
+    """Digest credentials for this carrier's challenges (REGISTER today)."""
+    registration: Register | None = Field(default=None, alias="register")
+    """``register:`` (named so here: ``register`` is a method of pydantic's metaclass).
+    Register to the carrier (needs nothing else; uses ``auth`` when challenged)."""
 
 
 class AgentProfile(ProfileBase):
