@@ -21,10 +21,10 @@ CONTACT = "sip:trunk1@192.0.2.10:5060"
 
 
 def config(**changes: object) -> RegistrationConfig:
-    values: dict[str, object] = dict(trunk="pbx", registrar="sip:pbx.test", aor="sip:trunk1@pbx.test",
-                                     contact_user="trunk1", expires=120, refresh_margin=30.0,
-                                     retry_min=5.0, retry_max=40.0,
-                                     account=Account("trunk1", PASSWORD))
+    values: dict[str, object] = {
+        "trunk": "pbx", "registrar": "sip:pbx.test", "aor": "sip:trunk1@pbx.test", "contact_user": "trunk1",
+        "expires": 120, "refresh_margin": 30.0, "retry_min": 5.0, "retry_max": 40.0,
+        "account": Account("trunk1", PASSWORD)}
     values.update(changes)
     return RegistrationConfig(**values)  # type: ignore[arg-type]
 

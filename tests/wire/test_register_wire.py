@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from peers.daemon import wait_until
 from peers.ops import OpsDaemon, Sipp
 from peers.sipp import SIPP
@@ -43,7 +42,7 @@ def daemon_with(tmp_path: Path, registrar_port: int, **register: Any) -> OpsDaem
 def registers(log: str) -> list[tuple[datetime, dict[str, str]]]:
     """Each REGISTER sipp received: (when, its header fields, lower-case names)."""
     found = []
-    for block in re.finditer(r"^-{10,} (\S+ \S+)\n(.*?)(?=^-{10,} |\Z)", log.replace("\r", ""), re.M | re.S):
+    for block in re.finditer(r"^-{10,} (\S+ \S+)\n(.*?)(?=^-{10,} |\Z)", log.replace("\r", ""), re.MULTILINE | re.DOTALL):
         stamp, rest = block.groups()
         if "message received" not in rest or "\nREGISTER " not in rest:
             continue

@@ -113,10 +113,10 @@ class ApiServer:
         if self._ticker is not None:
             try:
                 await asyncio.wait_for(self._ticker, 2)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 self._ticker.cancel()
         try:
             await asyncio.wait_for(server.shutdown(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("api.shutdown_timeout")
         self._server = None

@@ -440,7 +440,7 @@ def _registrar_uri(value: str) -> str:
     except SipError as error:
         raise ValueError(f"{value!r}: not a SIP URI ({error})") from None
     if not isinstance(uri, SipUri):
-        raise ValueError(f"{value!r}: expected a sip: or sips: URI")
+        raise ValueError(f"{value!r}: expected a sip: or sips: URI")  # noqa: TRY004 - pydantic reports a ValueError
     return value
 
 

@@ -102,7 +102,7 @@ class Act(enum.Enum):
     NOTHING = enum.auto()
 
 
-S, I = RegState, RegInput  # noqa: E741 - a table reads better with short names
+S, I = RegState, RegInput
 
 TABLE: dict[tuple[RegState, RegInput], tuple[Act, RegState]] = {
     (S.UNREGISTERED, I.START): (Act.SEND, S.REGISTERING),
@@ -350,5 +350,12 @@ def _retry_after(response: Response) -> float | None:
     return None if seconds is None else float(min(seconds, MAX_RETRY_AFTER))
 
 
-__all__ = ["MAX_CHALLENGES", "RegInput", "RegState", "Registration", "RegistrationConfig",
-           "RegistrationStatus", "TABLE"]
+__all__ = [
+    "MAX_CHALLENGES",
+    "TABLE",
+    "RegInput",
+    "RegState",
+    "Registration",
+    "RegistrationConfig",
+    "RegistrationStatus",
+]

@@ -1,0 +1,64 @@
+"""A carrier profile's ``auth:`` and ``register:`` (issue 12): what loads, what is
+refused with the file and the field, the defaults the daemon gets (config/convert.py),
+and that the password is read from ``password_file`` and never shown by a repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voicegw.config.errors import ConfigError
+from voicegw.config.load import load_config, load_runtime
+
+
+def write(tmp_path: Path, profile: dict) -> Path:
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "pbx.yaml").write_text(yaml.safe_dump(
+        {"kind": "carrier", "addresses": ["192.0.2.0/24"], **profile}))
+    config = tmp_path / "voicegw.yaml"
+    config.write_text(yaml.safe_dump({"profiles_dir": "profiles"}))
+    return config
+
+
+def test_register_with_a_password_file_and_the_defaults(tmp_path: Path) -> None:
+    config = write(tmp_path, {"auth": {"username": "trunk1", "password_file": "pw.txt", "realm": "pbx"},
+                              "register": {"registrar": "sip:sip.carrier.example"}})
+    (tmp_path / "profiles" / "pw.txt").write_text("hunter2-long\nignored\n")
+    (registration,) = load_runtime(config).registrations
+    assert (registration.trunk, registration.registrar, registration.aor, registration.contact_user) == (
+        "pbx", "sip:sip.carrier.example", "sip:trunk1@sip.carrier.example", "trunk1")
+    assert (registration.expires, registration.refresh_margin, registration.retry_min,
+            registration.retry_max, registration.timeout, registration.transport) == (3600, 30.0, 5.0, 300.0, 32.0, "udp")
+    assert registration.account is not None and registration.account.password == "hunter2-long"
+    assert registration.account.realm == "pbx"
+    assert "hunter2" not in repr(registration) and "hunter2" not in repr(load_config(config).profiles)
+
+
+def test_no_register_no_registration(tmp_path: Path) -> None:
+    config = write(tmp_path, {"auth": {"username": "u", "password": "p"}})
+    assert load_runtime(config).registrations == ()
+
+
+@pytest.mark.parametrize(("profile", "field", "message"), [
+    ({"auth": {"username": "u"}}, "auth", "exactly one of password or password_file"),
+    ({"auth": {"username": "u", "password": "p", "password_file": "f"}}, "auth", "exactly one"),
+    ({"register": {"registrar": "http://x"}}, "register.registrar", "expected a sip: or sips: URI"),
+    ({"register": {"registrar": "sip:x", "expires": 0}}, "register.expires", ""),
+    ({"register": {"registrar": "sip:x", "bogus": 1}}, "register.bogus", ""),
+])
+def test_bad_fields_are_located(tmp_path: Path, profile: dict, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, profile))
+    (problem,) = caught.value.problems
+    assert problem.file.endswith("pbx.yaml") and problem.field == field, problem
+    assert message in problem.message
+
+
+def test_a_missing_password_file_is_named(tmp_path: Path) -> None:
+    config = write(tmp_path, {"auth": {"username": "u", "password_file": "nope"},
+                              "register": {"registrar": "sip:192.0.2.1"}})
+    with pytest.raises(ConfigError) as caught:
+        load_runtime(config)
+    assert "auth.password_file" in str(caught.value) and "nope" in str(caught.value)
