@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import os
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -369,14 +369,14 @@ def detail_from_record(record: dict[str, Any], messages: bool) -> m.CallDetail:
 
 
 def _dt(wall: float) -> datetime:
-    return datetime.fromtimestamp(wall, tz=UTC)
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
 
 
 def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
 
 

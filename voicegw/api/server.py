@@ -113,10 +113,10 @@ class ApiServer:
         if self._ticker is not None:
             try:
                 await asyncio.wait_for(self._ticker, 2)
-            except (TimeoutError, Exception):
+            except (asyncio.TimeoutError, Exception):
                 self._ticker.cancel()
         try:
             await asyncio.wait_for(server.shutdown(), 3)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             log.warning("api.shutdown_timeout")
         self._server = None
