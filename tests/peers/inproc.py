@@ -51,7 +51,7 @@ from .inproc_ua import HOST, HOSTS, SIP_PORT, SUPPORTED, Answer, MediaSink, Peer
 from .leftovers import CORE_KEYS, ENGINE_KEYS
 from .vloop import Datagram, VirtualLoop
 
-__all__ = ["HOST", "HOSTS", "Answer", "Lab", "MediaSink", "Peer", "PeerCall", "engine_config", "peer_uri"]
+__all__ = ["HOST", "HOSTS", "SIP_PORT", "Answer", "Lab", "MediaSink", "Peer", "PeerCall", "engine_config", "peer_uri"]
 
 RTP_LOW, RTP_HIGH = 20000, 20099
 FORGET_AFTER = 32.0
