@@ -53,6 +53,12 @@ def test_no_answer_to_options_is_inconclusive() -> None:
     assert report.conclusion is Conclusion.INCONCLUSIVE
 
 
+def test_a_challenge_to_options_is_no_answer_about_refer() -> None:
+    report = judge("telco", options(status=407, allow=["INVITE"]), None)
+    assert results(report)["refer_in_allow"] == "unknown"
+    assert report.conclusion is Conclusion.INCONCLUSIVE and "407" in report.recommendation.why
+
+
 def test_a_202_is_not_success_only_the_2xx_sipfrag_is() -> None:
     half = judge("telco", options(supported=()), call(notifies=[notify(100)], outcome="failed",
                                                       outcome_status="timeout", outcome_reason="no final"))

@@ -234,6 +234,9 @@ def _recommend(options: OptionsSeen, call: CallSeen | None) -> tuple[Conclusion,
         if not isinstance(options.status, int):
             return Conclusion.INCONCLUSIVE, Recommendation(None, None, _INVITE_ONLY,
                                                            "the carrier did not answer OPTIONS")
+        if not 200 <= options.status < 300:  # a challenge's or an error's Allow is no answer
+            return Conclusion.INCONCLUSIVE, Recommendation(
+                None, None, _INVITE_ONLY, f"the carrier answered OPTIONS {options.status}: --call NUMBER tries a REFER")
         if options.allow_present and "REFER" not in options.allow:
             return Conclusion.REFER_UNUSABLE, Recommendation(
                 False, None, _INVITE_ONLY, "REFER is not in the carrier's Allow: transfer by INVITE")

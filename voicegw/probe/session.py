@@ -243,8 +243,8 @@ class Session:
                     self.tap.dialogs[dialog_id] = self._in_dialog
                     self.endpoint.core.register_dialog(dialog_id.call_id, dialog_id.local_tag,
                                                        dialog_id.remote_tag)
-                ack, _ = self.dialog.create_ack(invite.cseq.seq)
-                self.send(ack)
+                ack, hop = self.dialog.create_ack(invite.cseq.seq)
+                self.send(ack, to=_destination(hop, self.peer))  # the route set's first hop (12.2.1.1)
             if not answered.done():
                 answered.set_result(response)
 
