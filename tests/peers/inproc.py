@@ -57,6 +57,7 @@ RTP_LOW, RTP_HIGH = 20000, 20099
 FORGET_AFTER = 32.0
 """64*T1: an ended call stays indexed this long for late retransmissions."""
 
+
 def engine_config(**overrides: Any) -> EngineConfig:
     """An engine config for the lab: voicegw on HOST, a small RTP range, transfers
     allowed to the agents, short timeouts; ``transfer`` may be a dict of overrides."""
