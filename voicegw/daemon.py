@@ -165,6 +165,9 @@ class Daemon:
         self.collector: PeriodicCollector | None = None
         """The full garbage collections on a clock (memory.py), while serving."""
         self.registrations: Any = None
+        self.gateways: Any = None
+        """The carrier gateways' OPTIONS pings while serving (voicegw/gateways.py); the
+        dial path may read it as gateways.GatewayStates."""
         """The carrier profiles' REGISTERs while serving (voicegw/registrar.py)."""
         self.store: Store | None = None
         """The call/transfer records (store/), open while serving when the application
@@ -247,6 +250,8 @@ class Daemon:
             await self._stop.wait()
             await self._drain()
         finally:
+            if self.gateways is not None:
+                await self.gateways.stop()
             if self.registrations is not None:  # Expires: 0 for every binding (bounded)
                 await self.registrations.stop()
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -261,6 +266,12 @@ class Daemon:
 
     # ------------------------------------------------------------------ trunks
     def _start_registrations(self) -> None:
+        if self.config.health_checks:
+            from .gateways import Gateways
+
+            self.gateways = Gateways(self.endpoint, self.config.sip, self.config.health_checks)
+            self.taps.append(self.gateways.tap)
+            self.gateways.start()
         if not self.config.registrations:
             return
         from .registrar import Registrations
@@ -412,7 +423,7 @@ class Daemon:
             engine.reconfigure(engine_config(config))
         except Exception as error:
             return refuse(str(error))
-        fixed = ("sip", "api", "limits", "tls", "registrations")
+        fixed = ("sip", "api", "limits", "tls", "registrations", "health_checks")
         notes = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]
         self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
         detail = "reloaded" + (f"; {', '.join(notes)} changes need a restart" if notes else "")

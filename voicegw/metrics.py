@@ -91,10 +91,42 @@ class VoicegwCollector(Collector):
                                   value=rtp.relayed)
         yield CounterMetricFamily("voicegw_rtp_packets_dropped", "RTP packets dropped (wrong source, "
                                   "malformed, nowhere to send)", value=rtp.dropped)
+        yield from trunk_metrics(control.daemon)
         reloads = CounterMetricFamily("voicegw_reloads", "Config reloads by result", labels=["result"])
         for result, count in sorted(control.reloads.items()):
             reloads.add_metric([result], count)
         yield reloads
+
+
+def trunk_metrics(daemon: Any) -> Any:
+    """Carrier gateways (voicegw/gateways.py) and registrations (voicegw/registrar.py)."""
+    gateways = getattr(daemon, "gateways", None)
+    if gateways is not None:
+        up = GaugeMetricFamily("voicegw_trunk_up", "1 while at least one gateway of the trunk answers "
+                               "its OPTIONS pings", labels=["trunk"])
+        gateway_up = GaugeMetricFamily("voicegw_gateway_up", "A gateway's ping verdict: 1 up, 0 down, "
+                                       "-1 not known yet", labels=["trunk", "gateway"])
+        rtt = GaugeMetricFamily("voicegw_gateway_ping_rtt_seconds", "Round trip of the gateway's last "
+                                "answered OPTIONS", labels=["trunk", "gateway"])
+        for config in gateways.configs:
+            up.add_metric([config.trunk], 1 if gateways.trunk_up(config.trunk) else 0)
+        for row in gateways.statuses():
+            if not row["gateway"]:
+                continue
+            verdict = {"up": 1, "down": 0}.get(row["state"], -1)
+            gateway_up.add_metric([row["trunk"], row["gateway"]], verdict)
+            if row["last_rtt_ms"] is not None:
+                rtt.add_metric([row["trunk"], row["gateway"]], row["last_rtt_ms"] / 1000)
+        yield up
+        yield gateway_up
+        yield rtt
+    registrations = getattr(daemon, "registrations", None)
+    if registrations is not None:
+        registered = GaugeMetricFamily("voicegw_trunk_registered", "1 while the trunk's REGISTER binding "
+                                       "holds", labels=["trunk"])
+        for row in registrations.statuses():
+            registered.add_metric([row["trunk"]], 1 if row["state"] in ("registered", "refreshing") else 0)
+        yield registered
 
 
 class LoopLagMonitor:

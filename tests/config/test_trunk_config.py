@@ -62,3 +62,19 @@ def test_a_missing_password_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_runtime(config)
     assert "auth.password_file" in str(caught.value) and "nope" in str(caught.value)
+
+
+def test_health_checks_default_to_the_trunks_host_and_port(tmp_path: Path) -> None:
+    config = write(tmp_path, {"trunk": "sip:{number}@192.0.2.7:5070", "health": {"interval": 10}})
+    (check,) = load_runtime(config).health_checks
+    assert (check.trunk, check.target, check.transport) == ("pbx", "sip:192.0.2.7:5070", "udp")
+    assert (check.settings.interval, check.settings.timeout, check.settings.down_after,
+            check.settings.up_after) == (10.0, 5.0, 3, 2)
+
+
+def test_health_checks_need_a_target_without_a_trunk(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_runtime(write(tmp_path, {"health": {}}))
+    assert "health.target" in str(caught.value)
+    config = write(tmp_path, {"health": {"target": "sip:gw.carrier.example", "down_after": 1}})
+    assert load_runtime(config).health_checks[0].target == "sip:gw.carrier.example"

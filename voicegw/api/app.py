@@ -309,10 +309,13 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     @app.get("/trunks", response_model=m.Trunks, dependencies=auth, responses=unauthorised, tags=["carriers"])
     async def trunks() -> m.Trunks:
         """Each carrier profile's registration (``register:``): state, grant, next refresh
-        or retry, the last answer and why it failed."""
+        or retry, the last answer and why it failed; and each gateway's health (``health:``)."""
         registrations = getattr(control.daemon, "registrations", None)
         rows = registrations.statuses() if registrations is not None else []
-        return m.Trunks(registrations=[m.TrunkRegistration(**row) for row in rows])
+        gateways = getattr(control.daemon, "gateways", None)
+        pinged = gateways.statuses() if gateways is not None else []
+        return m.Trunks(registrations=[m.TrunkRegistration(**row) for row in rows],
+                        gateways=[m.TrunkGateway(**row) for row in pinged])
 
     @app.get("/metrics", dependencies=auth, tags=["daemon"], response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},

@@ -264,5 +264,19 @@ class TrunkRegistration(BaseModel):
     last_rtt_ms: float | None = Field(description="Round trip of the last answered REGISTER.")
 
 
+class TrunkGateway(BaseModel):
+    """One gateway of a carrier profile's ``health:`` checks (an address of its target)."""
+
+    trunk: str
+    target: str = Field(description="The OPTIONS Request-URI.")
+    gateway: str = Field(description="transport:host:port pinged; empty when the target did not resolve.")
+    state: Literal["unknown", "up", "down"]
+    last_status: int | str | None = Field(description="The last ping: a SIP code, timeout, transport or dns.")
+    last_rtt_ms: float | None = Field(description="Round trip of the last answered ping.")
+    pings: int
+    dns_error: str = Field(description="Why the target did not resolve at the last try; empty when it did.")
+
+
 class Trunks(BaseModel):
     registrations: list[TrunkRegistration]
+    gateways: list[TrunkGateway]

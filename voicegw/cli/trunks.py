@@ -1,5 +1,5 @@
-"""``voicegw trunks``: each carrier profile's registration (and, as they come, its
-gateways' health) from the running daemon's ``GET /trunks``. Credentials are never
+"""``voicegw trunks``: each carrier profile's registration and its gateways' health
+from the running daemon's ``GET /trunks``. Credentials are never
 part of the answer."""
 
 from __future__ import annotations
@@ -36,8 +36,23 @@ def registration_rows(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def gateway_rows(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("trunk", "gateway", "state", "last ping", "pings"):
+        table.add_column(column)
+    for row in rows:
+        last = "-" if row["last_status"] is None else str(row["last_status"])
+        if row["last_rtt_ms"] is not None and isinstance(row["last_status"], int):
+            last += f" ({row['last_rtt_ms']:g} ms)"
+        if row["dns_error"]:
+            last += f"; DNS: {row['dns_error']}"
+        table.add_row(row["trunk"], row["gateway"] or row["target"], row["state"], last, str(row["pings"]))
+    return table
+
+
 def register(cli: click.Group) -> None:
-    @api_command(cli, "trunks", help="Carrier trunks: registrations (state, grant, next refresh or retry).")
+    @api_command(cli, "trunks", help="Carrier trunks: registrations (state, grant, next refresh or retry) "
+                 "and gateway health (OPTIONS pings: up/down, last round trip).")
     def trunks(client: ApiClient, as_json: bool) -> None:
         data = client.request("GET", "/trunks")
         if as_json:
@@ -46,4 +61,8 @@ def register(cli: click.Group) -> None:
             out.print("no registrations (a carrier profile registers with register: {registrar: ...})")
         else:
             out.print(registration_rows(data["registrations"]))
+        if not data["gateways"]:
+            out.print("no health checks (a carrier profile pings its gateways with health: {...})")
+        else:
+            out.print(gateway_rows(data["gateways"]))
         return None

@@ -36,6 +36,7 @@ from ..numbers import is_number, normalise_number
 from ..settings import EngineConfig, TransferConfig, WarmSettings
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
+from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
 from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, SipConfig
@@ -161,6 +162,7 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         DaemonConfig(), sip=sip, calls=call_config, log_level=d.log_level,
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
         records_dir=records_dir, registrations=registrations(config),
+        health_checks=health_checks(config),
     )
     fields = DaemonConfig.__dataclass_fields__
     for name in PASS_THROUGH:
@@ -214,6 +216,29 @@ def registrations(config: LoadedConfig) -> tuple[RegistrationConfig, ...]:
             expires=register.expires, refresh_margin=register.refresh_margin,
             retry_min=register.retry_min, retry_max=register.retry_max,
             timeout=register.timeout, transport=carrier.transport, account=credentials))
+    return tuple(found)
+
+
+def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:
+    """Every carrier profile's ``health:``, plain; the target defaults to the trunk's host."""
+    found = []
+    for name, carrier in sorted(profiles_of(config, CarrierProfile).items()):
+        health = carrier.health
+        if health is None:
+            continue
+        target = health.target
+        if target is None:
+            trunk = carrier.trunk or config.daemon.calls.trunk
+            if trunk is None:
+                raise ConfigError([Problem(str(config.profiles[name].document.path), None, "health.target",
+                                           "health checks need a target (or the profile's trunk)")])
+            uri = parse_uri(trunk.replace("{number}", "x"))
+            port = f":{uri.port}" if getattr(uri, "port", None) else ""
+            target = f"{getattr(uri, 'scheme', 'sip')}:{uri.host}{port}"  # type: ignore[union-attr]
+        found.append(TrunkHealthConfig(
+            trunk=name, target=target, transport=carrier.transport,
+            settings=HealthSettings(interval=health.interval, timeout=health.timeout,
+                                    down_after=health.down_after, up_after=health.up_after)))
     return tuple(found)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..settings import WarmSettings
 from ..sip.advertise import AddressPolicy
+from ..sip.gateway_health import TrunkHealthConfig
 from ..sip.registration import RegistrationConfig
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
@@ -138,6 +139,8 @@ class DaemonConfig:
     ``./var`` under the working directory (store/sqlite.store_path)."""
     registrations: tuple[RegistrationConfig, ...] = ()
     """The carrier profiles' ``register:`` (voicegw/registrar.py keeps them up)."""
+    health_checks: tuple[TrunkHealthConfig, ...] = ()
+    """The carrier profiles' ``health:`` (voicegw/gateways.py pings their gateways)."""
     source: Any = field(default=None, compare=False)
     """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
     for the engine. None for the embedded default."""

@@ -487,6 +487,21 @@ class Register(Strict):
     """A REGISTER with no final answer by then is a failure (64*T1, timer F)."""
 
 
+class HealthCheck(Strict):
+    """OPTIONS pings to the carrier's gateways (voicegw/gateways.py)."""
+
+    target: RegistrarUri | None = None
+    """The OPTIONS Request-URI; default the host (and port) of ``trunk``."""
+    interval: Seconds = 30.0
+    """Seconds between two pings of a gateway."""
+    timeout: Seconds = 5.0
+    """A ping with no final answer by then is a miss."""
+    down_after: Annotated[int, Field(ge=1, le=100)] = 3
+    """Misses in a row that mark a gateway down."""
+    up_after: Annotated[int, Field(ge=1, le=100)] = 2
+    """Answers in a row that mark it up again."""
+
+
 class ProfileBase(Strict):
     name: Name
     """Default: the file name without .yaml."""
@@ -516,6 +531,8 @@ class CarrierProfile(ProfileBase):
     profile has none)."""
     auth: Auth | None = None
     """Digest credentials for this carrier's challenges (REGISTER today)."""
+    health: HealthCheck | None = None
+    """Ping the carrier's gateways; their state is in ``voicegw trunks`` and /metrics."""
     registration: Register | None = Field(default=None, alias="register")
     """``register:`` (named so here: ``register`` is a method of pydantic's metaclass).
     Register to the carrier (needs nothing else; uses ``auth`` when challenged)."""

@@ -1,0 +1,214 @@
+"""Carrier gateway health: OPTIONS pings (RFC 3261 11) on the daemon's SIP endpoint, and
+the one place that knows which gateways are up (sip/gateway_health.py decides).
+
+For each carrier profile with ``health:`` a task locates the target every ``interval``
+seconds (RFC 3263, transport/dns.py: each address of the answer, in its order, is a
+gateway; an IP target is one gateway) and sends one OPTIONS to each gateway. A final
+answer within ``timeout`` is an answer, none is a miss (the pending transaction is
+left to the core's timer F; its late answer is ignored). The verdicts are read through
+:class:`GatewayStates`: the dial path may ask it which of a trunk's gateways are usable
+(not wired into dialing yet: docs/carriers.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from .sip.build import new_call_id, new_tag
+from .sip.events import Address, Event, ResponseReceived, TransactionTimedOut
+from .sip.gateway_health import GatewayHealth, Health, TrunkHealthConfig
+from .sip.message import Headers, Request
+from .sip.uri import SipUri, parse_uri
+from .transport.dns import DnsError, DnsSettings, Resolver
+
+log = structlog.get_logger("voicegw.gateways")
+
+
+class GatewayStates(Protocol):
+    """Read-only: what the dial path may ask about a trunk's gateways."""
+
+    def usable(self, trunk: str) -> list[Address]:
+        """The trunk's gateways not known to be down, in the resolver's order."""
+        ...
+
+    def state(self, trunk: str, address: Address) -> Health:
+        """One gateway's verdict (UNKNOWN for one never pinged)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    trunk: str
+    address: Address
+    sent_at: float
+    deadline: asyncio.TimerHandle | None = None
+
+
+class Gateways:
+    """See the module docstring; implements :class:`GatewayStates`."""
+
+    def __init__(self, endpoint: Any, sip: Any, configs: tuple[TrunkHealthConfig, ...],
+                 dns: DnsSettings | None = None) -> None:
+        self.endpoint = endpoint
+        self.sip = sip
+        self.configs = configs
+        self.loop = asyncio.get_running_loop()
+        self.resolver = Resolver(dns or DnsSettings(), self.loop.time)
+        self.health: dict[str, dict[Address, GatewayHealth]] = {c.trunk: {} for c in configs}
+        self.order: dict[str, list[Address]] = {c.trunk: [] for c in configs}
+        self.dns_error: dict[str, str] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._given_up: set[str] = set()  # pings we stopped waiting for: their late answers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- GatewayStates -------------------------------------------------------------------
+    def usable(self, trunk: str) -> list[Address]:
+        gateways = self.health.get(trunk, {})
+        return [a for a in self.order.get(trunk, []) if a in gateways and gateways[a].usable]
+
+    def state(self, trunk: str, address: Address) -> Health:
+        found = self.health.get(trunk, {}).get(address)
+        return found.state if found is not None else Health.UNKNOWN
+
+    def trunk_up(self, trunk: str) -> bool:
+        """At least one gateway answers (the metric ``voicegw_trunk_up``)."""
+        return any(g.state is Health.UP for g in self.health.get(trunk, {}).values())
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        for config in self.configs:
+            self._tasks.append(self.loop.create_task(self._run(config)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for pending in self._pending.values():
+            if pending.deadline is not None:
+                pending.deadline.cancel()
+        self._pending.clear()
+
+    async def _run(self, config: TrunkHealthConfig) -> None:
+        while True:
+            addresses = await self._locate(config)
+            if addresses is not None:
+                self.order[config.trunk] = addresses
+                gateways = self.health[config.trunk]
+                for address in addresses:
+                    gateways.setdefault(address, GatewayHealth(config.settings))
+                    self._ping(config, address)
+            await asyncio.sleep(config.settings.interval)
+
+    # --- pings ---------------------------------------------------------------------------
+    def _ping(self, config: TrunkHealthConfig, address: Address) -> None:
+        host = self.sip.addresses().advertised(address.host).sip_host
+        request = Request("OPTIONS", config.target, Headers([
+            ("From", f"<sip:voicegw@{host}>;tag={new_tag()}"),
+            ("To", f"<{config.target}>"),
+            ("Call-ID", new_call_id(host)),
+            ("CSeq", "1 OPTIONS"),
+            ("Max-Forwards", "70"),
+            ("Accept", "application/sdp"),
+        ]))
+        transaction = self.endpoint.send_request(request, address)
+        if not transaction:
+            self._missed(config.trunk, address, "transport")
+            return
+        pending = _Pending(config.trunk, address, self.loop.time())
+        pending.deadline = self.loop.call_later(config.settings.timeout, self._timed_out, transaction)
+        self._pending[transaction] = pending
+
+    def tap(self, event: Event) -> bool:
+        """Take the answers to our OPTIONS (the daemon asks before the engine)."""
+        if not isinstance(event, (ResponseReceived, TransactionTimedOut)):
+            return False
+        transaction = event.transaction_id
+        if isinstance(event, ResponseReceived) and event.response.status < 200:
+            return transaction in self._pending
+        pending = self._pending.pop(transaction, None)
+        if pending is None:
+            if transaction in self._given_up:
+                self._given_up.discard(transaction)
+                return True
+            return False
+        if pending.deadline is not None:
+            pending.deadline.cancel()
+        if isinstance(event, ResponseReceived):
+            rtt = round((self.loop.time() - pending.sent_at) * 1000, 1)
+            gateway = self.health[pending.trunk][pending.address]
+            self._log(pending.trunk, pending.address, gateway.answered(event.response.status, rtt))
+        else:
+            self._missed(pending.trunk, pending.address,
+                         "transport" if event.timer == "transport" else "timeout")
+        return True
+
+    def _timed_out(self, transaction: str) -> None:
+        pending = self._pending.pop(transaction, None)
+        if pending is None:
+            return
+        self._given_up.add(transaction)  # its late answer is ours to drop
+        if len(self._given_up) > 10_000:  # a bound: the oldest late answers reach the engine
+            self._given_up.clear()
+        self._missed(pending.trunk, pending.address, "timeout")
+
+    def _missed(self, trunk: str, address: Address, why: str) -> None:
+        self._log(trunk, address, self.health[trunk][address].missed(why))
+
+    def _log(self, trunk: str, address: Address, changed: Any) -> None:
+        if changed is None:
+            return
+        gateway = self.health[trunk][address]
+        log.info("gateway.up" if changed.after is Health.UP else "gateway.down", trunk=trunk,
+                 gateway=str(address), was=changed.before.value, last_status=gateway.last_status)
+
+    # --- locating ------------------------------------------------------------------------
+    async def _locate(self, config: TrunkHealthConfig) -> list[Address] | None:
+        uri = parse_uri(config.target)
+        assert isinstance(uri, SipUri)
+        host = uri.host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [Address(config.transport, host, uri.port or 5060)]
+        try:
+            targets = await self.resolver.locate(uri, (config.transport,))
+        except DnsError as error:
+            if self.dns_error.get(config.trunk) != error.reason:
+                log.warning("gateway.dns_failed", trunk=config.trunk, reason=error.reason)
+            self.dns_error[config.trunk] = error.reason
+            return None
+        self.dns_error.pop(config.trunk, None)
+        return [Address(t.transport, t.address, t.port) for t in targets]
+
+    # --- for the API and the metrics -----------------------------------------------------
+    def statuses(self) -> list[dict[str, Any]]:
+        rows = []
+        for config in self.configs:
+            gateways = self.health[config.trunk]
+            for address in self.order[config.trunk] or list(gateways):
+                gateway = gateways.get(address)
+                if gateway is None:
+                    continue
+                rows.append({"trunk": config.trunk, "target": config.target, "gateway": str(address),
+                             "state": gateway.state.value, "last_status": gateway.last_status,
+                             "last_rtt_ms": gateway.last_rtt_ms, "pings": gateway.pings,
+                             "dns_error": self.dns_error.get(config.trunk, "")})
+            if not gateways and config.trunk in self.dns_error:
+                rows.append({"trunk": config.trunk, "target": config.target, "gateway": "",
+                             "state": "unknown", "last_status": "dns", "last_rtt_ms": None, "pings": 0,
+                             "dns_error": self.dns_error[config.trunk]})
+        return rows
+
+
+__all__ = ["GatewayStates", "Gateways"]
