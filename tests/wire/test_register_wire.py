@@ -146,14 +146,14 @@ def test_a_registrar_that_never_answers_times_out_and_is_retried(tmp_path: Path)
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes REGISTERs, answers none
     silent.bind(("127.0.0.1", 0))
     silent.settimeout(15)
-    ops = daemon_with(tmp_path, silent.getsockname()[1], timeout=1.0, retry_min=1.0, retry_max=1.0)
+    ops = daemon_with(tmp_path, silent.getsockname()[1], timeout=1.0, retry_min=5.0, retry_max=5.0)
     try:
         ops.start()
         seen = [silent.recvfrom(65535)[0] for _ in range(3)]
         assert wait_until(lambda: ops.logged("register.failed", status="timeout"), 10), ops.daemon.lines[-20:]
         row = registration(ops)
         assert (row["state"], row["last_status"]) == ("failed", "timeout")
-        assert row["reason"] == "no answer from the registrar"
+        assert row["reason"] == "no answer from the registrar" and 0 < row["retry_in"] <= 5
     finally:
         ops.daemon.kill()
         silent.close()
