@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from peers.asterisk import requests
 from peers.daemon import wait_until
 from peers.ops import OpsDaemon
@@ -19,7 +18,7 @@ from peers.ops import OpsDaemon
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(240)]
 
 
-def registering(tmp_path: Path, pbx, password: str) -> OpsDaemon:  # noqa: ANN001 - the conftest fixture
+def registering(tmp_path: Path, pbx, password: str) -> OpsDaemon:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     host, port = pbx.address
@@ -31,7 +30,7 @@ def registering(tmp_path: Path, pbx, password: str) -> OpsDaemon:  # noqa: ANN00
     return OpsDaemon(tmp_path / "daemon", config={"profiles_dir": str(profiles)})
 
 
-def test_voicegw_registers_with_digest_auth_and_unregisters_at_stop(tmp_path: Path, pbx) -> None:  # noqa: ANN001
+def test_voicegw_registers_with_digest_auth_and_unregisters_at_stop(tmp_path: Path, pbx) -> None:
     since = pbx.mark()
     ops = registering(tmp_path, pbx, pbx.agent_password)
     try:
@@ -55,7 +54,7 @@ def test_voicegw_registers_with_digest_auth_and_unregisters_at_stop(tmp_path: Pa
     assert pbx.agent_password not in "\n".join(ops.daemon.lines)
 
 
-def test_a_wrong_password_is_an_auth_failure_that_backs_off(tmp_path: Path, pbx) -> None:  # noqa: ANN001
+def test_a_wrong_password_is_an_auth_failure_that_backs_off(tmp_path: Path, pbx) -> None:
     ops = registering(tmp_path, pbx, "not-the-password")
     try:
         ops.start()
