@@ -36,7 +36,7 @@ T_END = 25.0
 BOT_PATHS = {"bridge": None, "invite": ("invite",), "refer": ("refer",), "bye": ("bye",),
              "warm": ("warm",), "warm_confirm": ("warm",), "warm_refer": ("warm",),
              "refer_invite": ("refer", "invite")}
-WARM = {"warm_confirm": WarmSettings(hold="music", confirm=True, confirm_timeout=3.0),
+WARM = {"warm_confirm": WarmSettings(hold="music", confirm=True, confirm_timeout=1.0),
         "warm_refer": WarmSettings(complete_by="refer")}
 """Warm transfers waiting for the agent's key (it never comes: the confirmation
 timeout), and completed by REFER with Replaces; plain "warm" has the defaults."""
@@ -140,8 +140,12 @@ def _refer(lab: Lab) -> None:
 @pytest.mark.parametrize("path", PATHS)
 def test_caller_hangs_up_at_each_step(path: str) -> None:
     # with a little latency each exchange takes its own instant: more steps to stop at
-    steps = play(Script(path, latency=STEP_LATENCY), check=False)
-    assert len(steps) >= 4, steps
+    script = Script(path, latency=STEP_LATENCY)
+    steps = play(script, check=False)
+    if path in BOT_PATHS and path != "bridge":
+        # the steps before the bot's REFER are the bridge's, swept once as "bridge"
+        steps = [at for at in steps if at >= script.refer_at]
+    assert len(steps) >= 3, steps
     for at in steps:
         play(Script(path, actions=(("caller", "hang_up", at),), latency=STEP_LATENCY))
 
