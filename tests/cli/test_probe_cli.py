@@ -2,8 +2,8 @@
 daemon and sipp carriers over loopback (issue 13 item 5): one that carries out the
 REFER (202, a re-INVITE, NOTIFY 100 and 200), one that refuses it (403, 501), one that
 half-implements it (202, a session refresh by UPDATE, and only NOTIFY 100 Trying), one whose target is busy (NOTIFY
-486), one that honours Refer-Sub: false (RFC 4488), and one whose OPTIONS Allow lacks
-REFER. Each test checks what crossed the wire (sipp's message log), the
+486), one that honours Refer-Sub: false (RFC 4488), one that challenges OPTIONS and the
+INVITE (the profile's auth answers), and one whose OPTIONS Allow lacks REFER. Each test checks what crossed the wire (sipp's message log), the
 verdicts printed and the exit status; ``--json`` gives the same report for scripts."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.wire, pytest.mark.timeout(120),
 NUMBER = "+4930123456"
 
 
-def carrier_config(folder: Path, port: int, *, refer_sub: bool = True) -> dict:
+def carrier_config(folder: Path, port: int, *, refer_sub: bool = True, extra: str = "") -> dict:
     """voicegw.yaml naming a carrier profile whose trunk is the sipp carrier on ``port``."""
     profiles = folder / "sip_profiles"
     profiles.mkdir(parents=True, exist_ok=True)
@@ -32,17 +32,17 @@ def carrier_config(folder: Path, port: int, *, refer_sub: bool = True) -> dict:
         "numbers: {country_code: \"49\"}\n"
         f"refer_sub: {str(refer_sub).lower()}\n"
         "transfer_allow: [\"+4930*\"]\n"
-        "timeouts: {ring: 10, refer_response: 5, notify_final: 3}\n")
+        "timeouts: {ring: 10, refer_response: 5, notify_final: 3}\n" + extra)
     return {"profiles_dir": str(profiles)}
 
 
 def probe(tmp_path: Path, scenario: str, *args: str, keys: dict[str, str] | None = None,
-          calls: int = 2) -> tuple[object, str, str]:
+          calls: int = 2, profile: str = "") -> tuple[object, str, str]:
     """Run ``voicegw probe telco ARGS`` against the sipp carrier ``scenario``: (the
     completed CLI process, sipp's message log, sipp's output)."""
     extra = tuple(arg for key, value in (keys or {}).items() for arg in ("-key", key, value))
     carrier = Sipp(tmp_path, "carrier", scenario, extra=extra, calls=calls, timeout=30)
-    with OpsDaemon(tmp_path / "ops", config=carrier_config(tmp_path, carrier.port)) as ops:
+    with OpsDaemon(tmp_path / "ops", config=carrier_config(tmp_path, carrier.port, extra=profile)) as ops:
         carrier.start()
         try:
             result = ops.cli("probe", "telco", *args)
@@ -50,7 +50,7 @@ def probe(tmp_path: Path, scenario: str, *args: str, keys: dict[str, str] | None
         finally:
             carrier.stop()
         assert not [e for e in ops.daemon.events() if e.get("level") == "error"], ops.daemon.events()
-    assert status == 0, carrier.output()
+    assert status == 0, carrier.output() or (result.stdout + result.stderr)
     return result, carrier.output(), ""
 
 
@@ -161,6 +161,22 @@ def test_no_refer_sub_tries_rfc_4488_and_sees_it_honoured(tmp_path: Path) -> Non
     (refer,) = sent_by_voicegw(log, "REFER")
     assert "Refer-Sub: false" in refer and "Require: norefersub" in refer
     assert len(sent_by_voicegw(log, "BYE")) == 1
+
+
+def test_a_carrier_that_challenges_gets_the_profiles_auth(tmp_path: Path) -> None:
+    (tmp_path / "sip_profiles").mkdir()
+    (tmp_path / "sip_profiles" / "telco.pw").write_text("pr0be-pw\n")
+    result, log, _ = probe(tmp_path, "probe_carrier_auth.xml", "--call", NUMBER,
+                           profile="auth: {username: probe-user, password_file: telco.pw}\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: OPTIONS challenged with 401: answered as probe-user" in result.stdout
+    assert "note: INVITE challenged with 401: answered as probe-user" in result.stdout
+    assert verdicts(result.stdout)["transfer_completed"] == "yes"
+    options, retried = sent_by_voicegw(log, "OPTIONS")
+    assert "Authorization" not in options and 'Authorization: Digest username="probe-user"' in retried
+    first, second = sent_by_voicegw(log, "INVITE")
+    assert re.search(r"CSeq: 1 INVITE", first) and re.search(r"CSeq: 2 INVITE", second)
+    assert "pr0be-pw" not in result.stdout + log
 
 
 def test_a_carrier_whose_allow_lacks_refer(tmp_path: Path) -> None:

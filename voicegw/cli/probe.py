@@ -90,6 +90,7 @@ def render(report: dict[str, Any]) -> list[Any]:
                              .rstrip())
         if call["ended_by"]:
             lines.append(f"  call ended by {call['ended_by']}")
+    lines.extend(f"note: {note}" for note in report["notes"])
     table = Table(title="verdicts", title_justify="left")
     for column in ("capability", "result", "detail"):
         table.add_column(column, overflow="fold")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..config.models import CarrierProfile
 from ..numbers import normalise_number
+from ..sip.digest_client import Account
 from ..sip.errors import SipError
 from ..sip.uri import SipUri, parse_uri
 
@@ -51,9 +52,11 @@ class Plan:
     transport: str
     call: CallPlan | None
     options_timeout: float
+    account: Account | None = None
+    """The profile's ``auth``, for the carrier's challenges (OPTIONS and the INVITE)."""
 
     @classmethod
-    def of(cls, profile: CarrierProfile, settings: ProbeSettings) -> Plan:
+    def of(cls, profile: CarrierProfile, settings: ProbeSettings, account: Account | None = None) -> Plan:
         if not profile.trunk:
             raise ProbeError(f"profile {profile.name!r} has no trunk: nothing to send the probe to")
         trunk = _sip_uri(profile.trunk.format(number="probe"), "the trunk")
@@ -70,7 +73,7 @@ class Plan:
                 ring_timeout=settings.ring_timeout or timeouts.ring,
                 refer_timeout=settings.refer_timeout or timeouts.refer_response,
                 notify_timeout=settings.notify_timeout or timeouts.notify_final)
-        return cls(options_uri, transport, call, settings.options_timeout)
+        return cls(options_uri, transport, call, settings.options_timeout, account)
 
     def deadline(self) -> float:
         total = self.options_timeout + 5.0  # DNS

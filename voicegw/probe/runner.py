@@ -19,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from ..config.convert import account as profile_account
+from ..config.errors import ConfigError
 from ..config.models import CarrierProfile
 from .plan import Plan, ProbeError, ProbeSettings
 from .report import ProbeReport, judge
@@ -62,7 +64,11 @@ class Probes:
 
     def start(self, settings: ProbeSettings) -> ProbeRun:
         profile = self._profile(settings.profile)
-        plan = Plan.of(profile, settings)
+        try:
+            account = profile_account(self.daemon.config.source, settings.profile, profile.auth)
+        except ConfigError as error:
+            raise ProbeError("; ".join(map(str, error.problems))) from None
+        plan = Plan.of(profile, settings, account)
         loop = asyncio.get_running_loop()
         run = ProbeRun(secrets.token_hex(6), settings, loop.time(), deadline_seconds=plan.deadline())
         run.task = loop.create_task(self._run(run, profile, plan))
@@ -91,6 +97,7 @@ class Probes:
             options = await session.options()
             call = await session.call() if plan.call is not None else None
             run.report = judge(profile.name, options, call)
+            run.report.notes.extend(session.notes)
             run.state = "done"
             log.info("probe.done", probe=run.id, profile=profile.name, conclusion=run.report.conclusion.value,
                      verdicts={v.capability: v.result.value for v in run.report.verdicts})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..config.models import CarrierProfile
 from ..sip.build import new_call_id, new_tag
 from ..sip.dialog import Dialog
 from ..sip.dialog_table import DialogId
+from ..sip.digest_client import DigestClient, Refused
 from ..sip.errors import SipError
 from ..sip.events import Address, Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from ..sip.message import Headers, Request, Response
@@ -80,6 +82,10 @@ class Session:
         self.timer: asyncio.TimerHandle | None = None
         self.sdp = b""
         """Our SDP on the test call (the answer to a re-INVITE too)."""
+        self.digest = DigestClient(plan.account, lambda: secrets.token_hex(8)) if plan.account else None
+        """Answers the carrier's 401/407 to OPTIONS and INVITE with the profile's ``auth``."""
+        self.notes: list[str] = []
+        """What the report's notes say (challenges and how they were answered)."""
         # the REFER's state, once sent (_refer)
         self.refers: ReferSubscriptions | None = None
         self.seen = CallSeen("", "", True)
@@ -184,6 +190,10 @@ class Session:
         seen.destination = str(peer)
         request = self._out_of_dialog("OPTIONS", uri, "voicegw", [("Accept", "application/sdp")])
         answer, rtt = await self.request(request, self.plan.options_timeout)
+        if isinstance(answer, Response) and answer.status in (401, 407):
+            retry = self._with_credentials(request, answer)
+            if retry is not None:
+                answer, rtt = await self.request(retry, self.plan.options_timeout)
         if isinstance(answer, str):
             seen.status = answer
             seen.reason = "no answer" if answer == "timeout" else "could not reach the carrier"
@@ -220,6 +230,24 @@ class Session:
         invite = self._out_of_dialog("INVITE", plan.dial, plan.from_user, [("Supported", "replaces")])
         self.sdp = bytes(offer)
         invite.set_body(self.sdp, "application/sdp")
+        result = await self._attempt(invite, plan, seen)
+        if isinstance(result, Response) and result.status in (401, 407):
+            retry = self._with_credentials(invite, result)
+            if retry is not None:
+                seen.provisional.clear()
+                result = await self._attempt(retry, plan, seen)
+        if result is None:
+            return
+        if isinstance(result, str):
+            seen.invite_status = result
+            seen.invite_reason = "no answer" if result == "timeout" else "could not reach the carrier"
+        else:
+            seen.invite_status, seen.invite_reason = result.status, result.reason
+
+    async def _attempt(self, invite: Request, plan: CallPlan, seen: CallSeen) -> Response | str | None:
+        """One INVITE: its final answer, "timeout"/"transport", or None when it rang out
+        (then it is CANCELled and ``seen`` says so)."""
+        assert self.peer is not None
         answered: asyncio.Future[Response | str] = self.loop.create_future()
         host, our_port = self.ours()
         via = f"SIP/2.0/{self.peer.transport.upper()} {host}:{our_port};rport"
@@ -230,6 +258,7 @@ class Session:
                     answered.set_result("transport" if event.timer == "transport" else "timeout")
                 return
             assert isinstance(event, ResponseReceived)
+            assert self.peer is not None
             response = event.response
             if response.status < 200:
                 seen.provisional.append(response.status)
@@ -250,18 +279,35 @@ class Session:
 
         self.send(invite, on_event)
         try:
-            result = await asyncio.wait_for(asyncio.shield(answered), plan.ring_timeout)
+            return await asyncio.wait_for(asyncio.shield(answered), plan.ring_timeout)
         except TimeoutError:
-            self.send(_cancel(invite))  # 9.1; a 2xx crossing it is ACKed and BYEd above
+            self.send(_cancel(invite))  # 9.1; a 2xx crossing it is ACKed here and BYEd by call()
             seen.invite_status, seen.invite_reason = "timeout", f"no answer in {plan.ring_timeout:g} s"
             answered.set_result("timeout")
             await asyncio.sleep(SETTLE)
-            return
-        if isinstance(result, str):
-            seen.invite_status = result
-            seen.invite_reason = "no answer" if result == "timeout" else "could not reach the carrier"
-        else:
-            seen.invite_status, seen.invite_reason = result.status, result.reason
+            return None
+
+    def _with_credentials(self, request: Request, challenge: Response) -> Request | None:
+        """``request`` again with the profile's ``auth`` answering ``challenge`` (RFC 3261
+        22.2: the same Call-ID, From tag and To, the CSeq one up, a new branch), or None
+        (no auth in the profile, or the challenge is not one it can answer)."""
+        what = f"{request.method} challenged with {challenge.status}"
+        if self.digest is None:
+            self.notes.append(f"{what}: the profile has no auth")
+            return None
+        answer = self.digest.answer(request, challenge)
+        if isinstance(answer, Refused):
+            self.notes.append(f"{what}: not answered ({answer.reason})")
+            return None
+        dropped = {"via", "cseq", "authorization", "proxy-authorization", "content-length", "content-type"}
+        headers = Headers([(name, value) for name, value in request.headers if name.lower() not in dropped])
+        headers.add("CSeq", f"{request.cseq.seq + 1} {request.method}")
+        for name, value in answer.headers:
+            headers.add(name, value)
+        retry = Request(request.method, request.uri, headers)
+        retry.set_body(request.body, request.content_type if request.body else None)
+        self.notes.append(f"{what}: answered as {self.digest.account.username}")
+        return retry
 
     async def _refer(self, plan: CallPlan, seen: CallSeen) -> None:
         assert self.dialog is not None and self.peer is not None
