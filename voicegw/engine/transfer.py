@@ -6,6 +6,12 @@ to what happens next; a failed attempt never drops the caller.
 
 Targets are resolved and checked before anything is sent: a target that matches no
 pattern of the allow-list fails with ``policy`` and never leaves the box (toll fraud).
+
+What each outcome means (and when the bot gets its BYE) is decided by the attempt's
+machine, engine/transfer_machine.py; :meth:`Transfers.feed` is where its actions are
+carried out, and the one path its outcome takes (the record, the bot's NOTIFY, the
+fallback runner waiting in :meth:`Transfers.settled`). Legs are dialled by
+engine/dial.py; timers go through engine/timers.py.
 """
 
 from __future__ import annotations
