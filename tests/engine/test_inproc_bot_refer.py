@@ -105,12 +105,6 @@ def test_caller_hanging_up_while_the_agent_rings_cancels_the_agent_and_tells_the
         lab.assert_clean()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the bot's BYE while its REFER is carried out by REFER to the carrier ends the call, and "
-    "end() -> Transfers.call_ended -> finish -> the bot's report -> _report_to_bot builds the final "
-    "NOTIFY on the bot's dialog, which the BYE terminated: DialogError escapes end() before the "
-    "bridge, the RTP endpoints and the tasks are released and before _forget is scheduled, so the "
-    "call, its legs, dialogs, bridge, 4 RTP ports and the _for_the_bot task are kept for good"))
 def test_bot_hanging_up_while_its_refer_to_the_carrier_is_under_way() -> None:
     with Lab(engine_config(bot_uri=peer_uri("bot"), transfer={"bot_refer_method": "refer"})) as lab:
         lab.caller.refer_outcome = None  # the carrier has not answered the REFER yet

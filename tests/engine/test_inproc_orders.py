@@ -117,11 +117,7 @@ class KnownBug(Exception):
     """The script ran into a bug already named in KNOWN_BUGS (and pinned by an xfail test)."""
 
 
-KNOWN_BUGS = {
-    # test_inproc_bot_refer.py::test_bot_hanging_up_while_its_refer_to_the_carrier_is_under_way
-    "the bot's BYE during its REFER's transfer: end() raises building the bot's final NOTIFY on the "
-    "dialog the BYE ended, and the call leaks": "in _report_to_bot",
-}
+KNOWN_BUGS: dict[str, str] = {}
 """Bugs found here and not fixed yet, by the traceback line that signs them: an example
 that meets one is rejected, so the sweep keeps looking for the others."""
 

@@ -406,6 +406,8 @@ class Transfers:
 
     def _report_to_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, transfer: Transfer) -> None:
         """NOTIFY the bot with the real progress of the new leg (100, 180, final)."""
+        if leg.ended:  # the bot hung up: its BYE ended the subscription with the dialog
+            return
         now = self.engine.now()
         if transfer.done:
             status = transfer.status if isinstance(transfer.status, int) else 408
