@@ -13,6 +13,7 @@ every wait has a deadline.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -50,25 +51,42 @@ daemon's RTP range could take the ports the PBX needs for its next call. Kept fo
 test process's life (a few PBX instances, tens of ports each)."""
 
 
+def _worker_share(low: int, high: int) -> tuple[int, int]:
+    """This pytest-xdist worker's own slice of ``low``-``high`` (all of it without
+    xdist). A block is reserved only in the process that holds it and a PBX binds its
+    RTP ports only when a call needs them, so workers sharing the range could hand a
+    daemon the ports another worker's PBX is about to take: each gets its own part."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return low, high
+    width = (high - low) // workers & ~1
+    start = low + int(worker[2:]) % workers * width
+    return start, start + width
+
+
 def free_block(count: int, low: int = 24000, high: int = 32000, *, reserve: bool = False) -> int:
     """The first port of ``count`` consecutive free UDP ports (even), below the
     kernel's ephemeral range so that no client socket lands inside it meanwhile, and
     clear of every reserved block; ``reserve``: the block is kept for the caller (a
     PBX's RTP range). Random tries first (parallel tests rarely meet); then, when
     something holds ports all over the range (a PBX benchmark on the same box took
-    ~1900 of them), every even start in it, then in 10000-``low``."""
+    ~1900 of them), every even start in it, then in 10000-``low``. Under pytest-xdist
+    each worker draws from its own share of both ranges (:func:`_worker_share`)."""
+    spare = _worker_share(10000, low)
+    low, high = _worker_share(low, high)
     for _ in range(200):
         start = random.randrange(low, high - count) & ~1
         if _block_free(start, count):
             return _taken(start, count, reserve)
-    for first, last in ((low, high), (10000, low)):
+    for first, last in ((low, high), spare):
         start = first + (first & 1)
         while start + count <= last:
             taken = next((p for p in range(start, start + count) if _reserved(p) or not _udp_free(p)), None)
             if taken is None:
                 return _taken(start, count, reserve)
             start = taken + 1 + ((taken + 1) & 1)  # the next even port past the taken one
-    raise RuntimeError(f"no {count} consecutive free UDP ports in 10000-{high}")
+    raise RuntimeError(f"no {count} consecutive free UDP ports in {low}-{high} or {spare[0]}-{spare[1]}")
 
 
 def _reserved(port: int) -> bool:
