@@ -20,8 +20,13 @@ bootstrap:
 run: $(STAMP)
 	$(VENV)/bin/voicegw run
 
+# pytest-xdist: the test files are spread over TEST_WORKERS processes, each file whole in
+# one worker (--dist loadfile: a module's Asterisk or FreeSWITCH is started once, its
+# tests run in order); tests/conftest.py hands out the slow wire files first. Most of the
+# suite waits on peers and timers, so 2 workers fit 2 cores (docs/testing.md: CI time).
+TEST_WORKERS ?= 2
 test: $(STAMP) bootstrap
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 # Every benchmark, in turn (about 15 minutes; figures in docs/performance.md). The
 # call-rate and RTP benches install their anchors (kamailio, rtpengine) when missing.

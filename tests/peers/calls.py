@@ -51,16 +51,17 @@ daemon's RTP range could take the ports the PBX needs for its next call. Kept fo
 test process's life (a few PBX instances, tens of ports each)."""
 
 
-def _worker_share(low: int, high: int) -> tuple[int, int]:
+def _worker_share(low: int, high: int, count: int) -> tuple[int, int]:
     """This pytest-xdist worker's own slice of ``low``-``high`` (all of it without
     xdist). A block is reserved only in the process that holds it and a PBX binds its
     RTP ports only when a call needs them, so workers sharing the range could hand a
-    daemon the ports another worker's PBX is about to take: each gets its own part."""
+    daemon the ports another worker's PBX is about to take: each gets its own part
+    (the whole range still, when a part is too small for ``count`` ports twice over)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if not worker.startswith("gw") or workers < 2:
+    width = (high - low) // max(workers, 1) & ~1
+    if not worker.startswith("gw") or workers < 2 or width < 2 * count:
         return low, high
-    width = (high - low) // workers & ~1
     start = low + int(worker[2:]) % workers * width
     return start, start + width
 
@@ -73,8 +74,8 @@ def free_block(count: int, low: int = 24000, high: int = 32000, *, reserve: bool
     something holds ports all over the range (a PBX benchmark on the same box took
     ~1900 of them), every even start in it, then in 10000-``low``. Under pytest-xdist
     each worker draws from its own share of both ranges (:func:`_worker_share`)."""
-    spare = _worker_share(10000, low)
-    low, high = _worker_share(low, high)
+    spare = _worker_share(10000, low, count)
+    low, high = _worker_share(low, high, count)
     for _ in range(200):
         start = random.randrange(low, high - count) & ~1
         if _block_free(start, count):
