@@ -24,9 +24,13 @@ run: $(STAMP)
 # one worker (--dist loadfile: a module's Asterisk or FreeSWITCH is started once, its
 # tests run in order); tests/conftest.py hands out the slow wire files first. Most of the
 # suite waits on peers and timers, so 2 workers fit 2 cores (docs/testing.md: CI time).
+# Then the tests marked `alone` (a soak, a flood: they load the machine on purpose and
+# assert the daemon keeps up), in one process with nothing beside them. Both phases
+# always run; either failing fails the target. TEST_WORKERS=0: the first phase serially.
 TEST_WORKERS ?= 2
 test: $(STAMP) bootstrap
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone" --durations=30; \
+	status=$$?; $(PY) -m pytest -m alone --durations=5 || status=$$?; exit $$status
 
 # Every benchmark, in turn (about 15 minutes; figures in docs/performance.md). The
 # call-rate and RTP benches install their anchors (kamailio, rtpengine) when missing.

@@ -352,6 +352,7 @@ class RtpMeter(threading.Thread):
 
 @needs_sipp
 @needs_aliases
+@pytest.mark.alone
 @pytest.mark.parametrize("mode", ["banned", "whitelisted"])
 def test_a_flood_from_one_source_starves_neither_other_sources_nor_calls(tmp_path, mode):
     """mode banned: the guard bans the flooder after its first 200 messages.

@@ -42,7 +42,7 @@ from peers.net import free_port
 from peers.pcap import dtmf_pcap
 from peers.sipp import SIPP
 
-pytestmark = [pytest.mark.wire, pytest.mark.timeout(300),
+pytestmark = [pytest.mark.wire, pytest.mark.alone, pytest.mark.timeout(300),
               pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 
 HOST = "127.0.0.1"
