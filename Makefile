@@ -26,10 +26,9 @@ run: $(STAMP)
 # suite waits on peers and timers, so 2 workers fit 2 cores (docs/testing.md: CI time).
 # Then the tests marked `alone` (a soak, a flood: they load the machine on purpose and
 # assert the daemon keeps up), in one process with nothing beside them. Both phases
-# always run; either failing fails the target. TEST_WORKERS=0 (the default for now): the
-# first phase in one process; TEST_WORKERS=2 is not yet safe: under xdist
-# tests/wire/test_asterisk_bot.py got 503 "no free RTP port" (docs/testing.md: CI time).
-TEST_WORKERS ?= 0
+# always run; either failing fails the target. TEST_WORKERS=0: the first phase in one
+# process, as before.
+TEST_WORKERS ?= 2
 test: $(STAMP) bootstrap
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone" --durations=30; \
 	status=$$?; $(PY) -m pytest -m alone --durations=5 || status=$$?; exit $$status
