@@ -137,7 +137,7 @@ def test_invite_gets_100_then_failure_retransmitted_until_ack() -> None:
     assert core.statistics().server_transactions == 0
 
 
-def test_invite_2xx_retransmitted_until_ack_and_ack_reaches_application() -> None:
+def test_invite_2xx_resent_by_the_tu_until_ack_and_ack_reaches_application() -> None:
     core = UserAgentCore()
     feed(core, req("INVITE"))
     (event,) = events(core)
@@ -145,6 +145,8 @@ def test_invite_2xx_retransmitted_until_ack_and_ack_reaches_application() -> Non
     core.send_response(event.transaction_id, ok, 0.1)
     sent_responses(core, 0.1)
     core.handle_timer(0.6)
+    assert sent_responses(core, 0.6) == []  # no Timer G for a 2xx: the INVITE session's (13.3.1.4)
+    assert core.send_response(event.transaction_id, ok, 0.6)
     assert [r.status for r in sent_responses(core, 0.6)] == [200]
     core.register_dialog("core-test-1", "uas2", "fa")
     feed(core, req("ACK", branch="z9hG4bKack", to_tag="uas2"), 0.8)

@@ -211,14 +211,19 @@ def test_invite_server_request_retransmission_resends_last_provisional() -> None
     assert len(tx.outbox) == 1 and tx.outbox[0].startswith(b"SIP/2.0 180")
 
 
-def test_invite_server_2xx_retransmitted_until_ack() -> None:
+def test_invite_server_2xx_is_retransmitted_by_the_tu_until_ack() -> None:
+    """13.3.1.4 and RFC 6026: the transaction keeps no Timer G for a 2xx; the TU (the
+    INVITE session) sends it again through the Accepted transaction until the ACK."""
     tx = server()
     tx.send_response(response(200), 0.0)
     assert tx.state is State.ACCEPTED
+    assert set(tx.timers) == {"L"}
     tx.outbox.clear()
-    for t in (0.5, 1.5, 3.5):
-        tx.handle_timer(t)
-    assert len(tx.outbox) == 3
+    tx.handle_timer(3.5)
+    assert tx.outbox == []
+    for t in (0.5, 1.5):
+        assert tx.send_response(response(200), t)
+    assert len(tx.outbox) == 2
     tx.receive_request(parse_message(request("ACK")), 4.0)
     assert tx.state is State.CONFIRMED
     tx.outbox.clear()

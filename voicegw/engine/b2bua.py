@@ -24,15 +24,14 @@ import numpy as np
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
+from ..flow.router import CallFacts
 from ..media.endpoint import open_endpoint
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
-from ..flow.router import CallFacts
 from ..settings import EngineConfig
 from ..sip.build import make_response, new_tag
-from ..sip.dialog import Dialog, make_dialog_response
 from ..sip.dialog_table import DialogId
 from ..sip.digest import Credentials, DigestServer, Verdict
 from ..sip.errors import SipError
@@ -44,6 +43,19 @@ from ..sip.events import (
     ResponseReceived,
     TransactionTimedOut,
 )
+from ..sip.invite_session_io import (
+    Accept,
+    IncomingCancel,
+    IncomingRequest,
+    ModifyReceived,
+    Output,
+    Progress,
+    Reject,
+    Terminated,
+)
+from ..sip.invite_session_io import SessionRefreshed as SessionTimerStarted
+from ..sip.invite_session_table import Cause as SessionCause
+from ..sip.invite_session_table import State as SessionState
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer, negotiate
 from ..sip.refusal import REFUSALS, Cause, refusal_response
@@ -53,6 +65,7 @@ from ..sip.transaction import T1
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
+from .dial import LegInvite, NotDialled, dial_leg
 from .event_log import EventLog
 from .events import (
     CallEvent,
@@ -68,13 +81,13 @@ from .events import (
     LegReinvited,
     LegReofferSent,
     LegRequestReceived,
+    SessionExpired,
+    SessionRefreshed,
 )
-from .dial import LegInvite, NotDialled, dial_leg
-from .outbound import FailureStatus, OutboundLegs, apply_media
 from .flow_exec import FlowExecutor
+from .outbound import FailureStatus, OutboundLegs, apply_media
 from .refusals import Refusals
 from .replaces import replacing_invite
-from .session_timer import MIN_SE, SessionTimers, session_interval, supports_timer
 from .stats import EngineStatistics, engine_statistics
 from .timers import CallTimers
 from .transfer import Transfers
@@ -122,13 +135,13 @@ class Engine:
         self.outbound = OutboundLegs(
             addresses=self.config.policy, sip_port=self.config.sip_port, tls_port=self.config.tls_port,
             send=lambda request, dest: self.sip.send_request(request, dest),
-            register=self.register, track=self._track,
+            register=self.register, track=self._track, respond=self.respond,
+            dialog_events=self._session_event,
         )
         self.timers = CallTimers(lambda: self.loop)
         """Where the helpers arm their per-call timers; a handler gets ``now``."""
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self, self.tts)
-        self.session_timers = SessionTimers(self)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's
         ``durable``); the engine awaits it before a transfer leaves."""
@@ -165,14 +178,13 @@ class Engine:
                     # INVITE 2xx handlers stay until the call is forgotten: retransmitted
                     # 2xx must be ACKed again
                     self._by_transaction.pop(event.transaction_id, None)
-            if isinstance(event, TransactionTimedOut) and event.method == "INVITE":
-                call = self._call_by_server_transaction(event.transaction_id)
-                if call is not None:  # our 2xx was never ACKed (13.3.1.4): the caller is gone
-                    self.end(call, CallInput.HUNG_UP, "caller never acknowledged the answer")
+            # a server transaction's Timer L (no ACK for our 2xx): the caller's session
+            # has its own no-ACK timer (13.3.1.4) and ends the call
         elif isinstance(event, CancelReceived):
             call = self._call_by_server_transaction(event.transaction_id)
-            if call is not None:
-                self._caller_cancelled(call)
+            if call is not None and call.caller.session is not None:
+                with bound_contextvars(call_id=call.id, leg="caller"):
+                    call.caller.session.handle(IncomingCancel(event.transaction_id))
 
     def _request(self, event: RequestReceived) -> None:
         request = event.request
@@ -281,9 +293,10 @@ class Engine:
         now = self.now()
         call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id),
                     created=now, local_tag=new_tag(), listener=self._emit)
-        interval = session_interval(invite)
-        if interval is not None and supports_timer(invite):
-            call.session_expires = interval
+        # the caller's INVITE session: it refuses a too brief Session-Expires itself
+        # (422, RFC 4028 8.1), and then there is no call
+        if self.outbound.take(call, call.caller, event.transaction_id, call.local_tag).terminated:
+            return
         self.calls[call.key] = call
         self.totals["calls"] += 1
         call.channel = channel = self.config.channel_for(CallFacts.of(invite, source.host))
@@ -323,10 +336,6 @@ class Engine:
         if problem is not None:
             self.refusals.note(Cause.BAD_REQUEST, 400, call_id=invite.call_id, detail=problem, source=str(source))
             return make_response(invite, 400, f"Bad Request ({problem})", to_tag=new_tag())
-        interval = session_interval(invite)
-        if interval is not None and interval < MIN_SE:
-            # RFC 4028 6: too brief an interval is refused, naming our minimum
-            return make_response(invite, 422, to_tag=new_tag(), headers=Headers([("Min-SE", str(MIN_SE))]))
         if not invite.body:
             # An offerless INVITE wants our offer in the 2xx; not supported yet.
             return make_response(invite, 488, "Not Acceptable Here (INVITE without SDP offer)", to_tag=new_tag())
@@ -378,31 +387,16 @@ class Engine:
         address = self.config.policy.advertised(peer.host).media_host
         return SdpBuilder(session_id=random.getrandbits(48), address=address)
 
-    def _answer_caller(self, call: Call, status: int = 200) -> None:
-        invite = call.caller.invite
-        assert invite is not None
-        response = make_dialog_response(
-            invite, status, local_tag=call.local_tag, contact=self.contact(call.caller.peer),
-            body=bytes(call.caller_sdp), content_type="application/sdp",
-            extra_headers=self.session_timers.headers(call) if status >= 200 else (),
-        )
-        self._caller_dialog(call, response)
-        self.respond(call.caller.transaction_id, response)
-        if status >= 200:
-            call.apply(CallInput.ANSWERED, self.now())
-            self.totals["answered"] += 1
-            self.session_timers.arm(call)
-
-    def _caller_dialog(self, call: Call, response: Response) -> None:
-        leg = call.caller
-        assert leg.invite is not None
-        if leg.dialog is None:
-            leg.dialog = Dialog.from_uas_response(
-                leg.invite, response, local_via=self.outbound.local_via(leg.peer),
-                contact=self.contact(leg.peer), over_tls=leg.peer.transport == "tls")
-            self.register(call, leg)
-        elif response.status >= 200:
-            leg.dialog.respond(leg.invite, response.status)
+    def _answer_caller(self, call: Call) -> None:
+        """200 with our answer; the session adds Allow and the session timer the INVITE
+        asked for (RFC 4028 9), retransmits it until the ACK (13.3.1.4)."""
+        session = call.caller.session
+        assert session is not None
+        if session.terminated:
+            return
+        session.handle(Accept(call.caller_sdp))
+        call.apply(CallInput.ANSWERED, self.now())
+        self.totals["answered"] += 1
 
     def register(self, call: Call, leg: Leg) -> None:
         assert leg.dialog is not None
@@ -429,10 +423,11 @@ class Engine:
         self._end_setup(call, make_response(invite, status, reason, to_tag=call.local_tag), reason)
 
     def _end_setup(self, call: Call, response: Response, reason: str) -> None:
-        self.respond(call.caller.transaction_id, response)
-        call.caller.ended = True  # the final response ends the caller's (early) dialog: no BYE
-        if call.caller.dialog is not None:
-            call.caller.dialog.terminate()
+        session = call.caller.session
+        if session is not None and not session.terminated:
+            # the final response ends the caller's (early) dialog: no BYE
+            session.handle(Reject(response.status, response.reason, _extra_headers(response)))
+        call.caller.ended = True
         self.totals["failed"] += 1
         self.end(call, CallInput.FAILED, reason, status=response.status)
 
@@ -461,10 +456,13 @@ class Engine:
         if response.body and response.content_type == "application/sdp" and self.bridge(call) is None:
             self._early_media(call, response)
         elif call.caller.dialog is None or response.status == 180:
-            ringing = make_dialog_response(call.caller.invite, 180, local_tag=call.local_tag,  # type: ignore[arg-type]
-                                           contact=self.contact(call.caller.peer))
-            self._caller_dialog(call, ringing)
-            self.respond(call.caller.transaction_id, ringing)
+            self._caller_progress(call, Progress(180))
+
+    @staticmethod
+    def _caller_progress(call: Call, progress: Progress) -> None:
+        session = call.caller.session
+        if session is not None and session.state in (SessionState.INCOMING, SessionState.EARLY):
+            session.handle(progress)
 
     def _early_media(self, call: Call, response: Response) -> None:
         """A 18x with SDP from the bot: bridge now and give the caller a 183 with our
@@ -477,12 +475,7 @@ class Engine:
             return  # unusable early SDP: wait for the 2xx
         apply_media(leg.endpoint, media)
         call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
-        progress = make_dialog_response(
-            call.caller.invite, 183, local_tag=call.local_tag,  # type: ignore[arg-type]
-            contact=self.contact(call.caller.peer),
-            body=bytes(call.caller_sdp), content_type="application/sdp")
-        self._caller_dialog(call, progress)
-        self.respond(call.caller.transaction_id, progress)
+        self._caller_progress(call, Progress(183, call.caller_sdp))
         call.record(self.now(), LegEarlyMedia("bot"))
 
     def _bot_answered(self, call: Call, media: NegotiatedMedia) -> None:
@@ -515,37 +508,23 @@ class Engine:
         request = event.request
         assert leg.dialog is not None
         method = request.method
+        if method in _SESSION_METHODS and leg.session is not None:
+            # the INVITE session's: ACK, BYE, re-INVITE, UPDATE (refresh or offer)
+            if method == "ACK":
+                call.record(self.now(), LegAcked(leg.role))
+            ended = leg.session.terminated
+            leg.session.handle(IncomingRequest(request, event.transaction_id))
+            if method == "BYE" and not ended and leg.session.terminated:
+                self._hung_up(call, leg, request)
+            return
         if method == "ACK":
-            call.record(self.now(), LegAcked(leg.role))
             return
         try:
             leg.dialog.receive_request(request)
         except SipError as error:
             self.respond(event.transaction_id, make_response(request, error.status, to_tag=leg.dialog.id.local_tag))
             return
-        if method == "BYE":
-            self.respond(event.transaction_id, leg.dialog.respond(request, 200))
-            call.record(self.now(), LegHungUp(leg.role))
-            leg.ended = True
-            if leg is call.bot and call.agent is not None:
-                self.transfers.bot_left(call)
-                return  # the bot leaving after a transfer ends nothing else
-            if leg is call.bot:  # a bot may hand its context back on its BYE
-                call.context.update(context_from_bot(request.headers, ()))
-            if leg is call.bot and self.flows.bot_hung_up(call):
-                return  # the flow that connected the bot goes on with the caller
-            if leg is call.agent and self.transfers.warm.agent_hung_up(call):
-                return  # a consult call ended: the warm transfer decides what follows
-            if leg is call.agent and self.flows.resume_after_agent(call):
-                return
-            self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
-        elif method == "INVITE" or (method == "UPDATE" and request.body):
-            self._reinvite(call, leg, event)  # an UPDATE offer is answered the same way (RFC 3311)
-        elif method == "UPDATE" and not request.body:
-            # a session refresh without an offer (RFC 4028 9, RFC 3311)
-            headers = self.session_timers.refresh(call, leg)
-            self.respond(event.transaction_id, leg.dialog.respond(request, 200, extra_headers=headers))
-        elif method in ("OPTIONS", "INFO"):
+        if method in ("OPTIONS", "INFO"):
             # INFO bodies (dtmf-relay, bot metadata) are accepted and recorded, not relayed yet
             call.record(self.now(), LegRequestReceived(leg.role, method, request.content_type))
             self.respond(event.transaction_id, leg.dialog.respond(request, 200))
@@ -554,20 +533,66 @@ class Engine:
         else:
             self.respond(event.transaction_id, leg.dialog.respond(request, 501))
 
-    def _reinvite(self, call: Call, leg: Leg, event: RequestReceived) -> None:
+    def _hung_up(self, call: Call, leg: Leg, bye: Request) -> None:
+        """The leg's peer sent BYE (its session answered it 200)."""
+        call.record(self.now(), LegHungUp(leg.role))
+        leg.ended = True
+        if leg is call.bot and call.agent is not None:
+            self.transfers.bot_left(call)
+            return  # the bot leaving after a transfer ends nothing else
+        if leg is call.bot:  # a bot may hand its context back on its BYE
+            call.context.update(context_from_bot(bye.headers, ()))
+        if leg is call.bot and self.flows.bot_hung_up(call):
+            return  # the flow that connected the bot goes on with the caller
+        if leg is call.agent and self.transfers.warm.agent_hung_up(call):
+            return  # a consult call ended: the warm transfer decides what follows
+        if leg is call.agent and self.flows.resume_after_agent(call):
+            return
+        self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
+
+    def _session_event(self, call: Call, leg: Leg, output: Output) -> None:
+        """What a leg's INVITE session reports once the leg is set up (or, for the
+        caller, from its INVITE on)."""
+        if isinstance(output, ModifyReceived):
+            self._reinvite(call, leg, output)
+        elif isinstance(output, SessionTimerStarted):
+            if leg is call.caller and call.state is CallState.CONNECTED:
+                call.record(self.now(), SessionRefreshed())
+        elif isinstance(output, Terminated):
+            if output.cause is SessionCause.CANCELLED and leg is call.caller:
+                self.end(call, CallInput.CANCELLED, "caller cancelled", status=487)
+            elif output.cause is SessionCause.SESSION_EXPIRED:
+                call.record(self.now(), SessionExpired())
+                self.end(call, CallInput.HUNG_UP, "session timer expired")
+            elif output.cause is SessionCause.NO_ACK:
+                # 13.3.1.4: our 2xx was never ACKed: the peer is gone
+                self.end(call, CallInput.HUNG_UP, f"{leg.role} never acknowledged the answer")
+            elif output.cause is SessionCause.DIALOG_GONE and not leg.ended:
+                # 12.2.1.2: 481/408 to our re-INVITE: the peer's dialog is gone
+                leg.ended = True
+                self.end(call, CallInput.HUNG_UP, f"{leg.role} dialog gone")
+
+    def _reinvite(self, call: Call, leg: Leg, received: ModifyReceived) -> None:
         """A re-INVITE or UPDATE offer from either side (hold/unhold, a new codec, a new
         address): answered here per RFC 3264, since voicegw anchors the media; the
         endpoint follows the new address and payload type (the relay transcodes
-        PCMU/PCMA when the legs differ). Hold and unhold are relayed to the other side."""
-        request = event.request
-        assert leg.dialog is not None and leg.endpoint is not None
+        PCMU/PCMA when the legs differ). Hold and unhold are relayed to the other side.
+        Glare (491), a second offer (500) and session-timer headers are the session's."""
+        session = leg.session
+        assert session is not None
+        if leg.endpoint is None:
+            session.handle(Reject(488, "Not Acceptable Here (no media)"))
+            return
         if leg.sdp is None:
             leg.sdp = self.sdp_builder(leg.peer)
+        offer = received.offer
+        if offer is None:  # a re-INVITE without offer wants ours (13.2.1): not supported yet
+            session.handle(Reject(488, "Not Acceptable Here (re-INVITE without SDP offer)"))
+            return
         try:
-            offer = SessionDescription.parse(request.body)
             answer = self.answer(leg, offer)
         except SipError as error:
-            self.respond(event.transaction_id, leg.dialog.respond(request, 488, f"Not Acceptable Here ({error.reason})"))
+            session.handle(Reject(488, f"Not Acceptable Here ({error.reason})"))
             return
         held_before = leg.held
         leg.held = answer.negotiated.remote_hold
@@ -576,12 +601,9 @@ class Engine:
         if bridge is not None:
             bridge.refresh()
         call.record(self.now(), LegReinvited(leg.role, answer.negotiated.remote_hold))
+        session.handle(Accept(leg.sdp.stamp(answer.sdp)))
         if leg.held != held_before:
             self._relay_hold(call, leg, offer)
-        body = bytes(leg.sdp.stamp(answer.sdp))
-        headers = self.session_timers.refresh(call, leg)
-        self.respond(event.transaction_id, leg.dialog.respond(
-            request, 200, body=body, content_type="application/sdp", extra_headers=headers))
 
     def _relay_hold(self, call: Call, leg: Leg, offer: SessionDescription) -> None:
         """Hold and unhold reach the other side of the bridge: voicegw re-offers it the
@@ -593,7 +615,7 @@ class Engine:
         far_endpoint = bridge.b if leg.endpoint is bridge.a else bridge.a
         far = next((other for other in call.legs()
                     if other is not leg and other.endpoint is far_endpoint and not other.ended), None)
-        if far is None or far.endpoint is None or far.sdp is None or far.dialog is None:
+        if far is None or far.endpoint is None or far.sdp is None or far.session is None:
             return
         audio = next((m for m in offer.media if m.media == "audio" and not m.is_rejected), None)
         direction = audio.direction if audio is not None and leg.held else Direction.SENDRECV
@@ -615,13 +637,6 @@ class Engine:
         return next((r for r in call.resources if isinstance(r, Bridge) and not r.closed), None)
 
     # ------------------------------------------------------------------ ending
-    def _caller_cancelled(self, call: Call) -> None:
-        invite = call.caller.invite
-        assert invite is not None
-        self.respond(call.caller.transaction_id, make_response(invite, 487, to_tag=call.local_tag))
-        call.caller.ended = True  # the 487 ended it: no BYE
-        self.end(call, CallInput.CANCELLED, "caller cancelled", status=487)
-
     def end(self, call: Call, cause: CallInput, reason: str,
             caller_headers: list[tuple[str, str]] | None = None, status: int | None = None) -> None:
         """End the call: every leg still up gets BYE (or CANCEL while it rings), media
@@ -638,8 +653,8 @@ class Engine:
             if leg.dialing is not None and not leg.dialing.answered:
                 self.outbound.give_up(leg.dialing)
                 leg.ended = True
-            elif leg.dialog is None:  # its INVITE failed: nothing to end
-                leg.ended = True
+            elif leg.session is None or leg.session.state not in _UP:
+                self.outbound.hang_up(leg)  # CANCEL, a final response, or nothing to end
             else:
                 self.outbound.hang_up(leg, caller_headers if leg is call.caller else None)
                 call.record(self.now(), LegByeSent(leg.role))
@@ -692,6 +707,25 @@ class Engine:
         return engine_statistics(
             self.calls.values(), tasks=self._tasks, dialogs=len(self._by_dialog),
             handlers=len(self._by_transaction), pool=self.pool, totals=self.totals)
+
+
+#: In-dialog requests that are the INVITE session's (the dialog keeps REFER, NOTIFY,
+#: INFO and OPTIONS).
+_SESSION_METHODS = ("ACK", "BYE", "INVITE", "UPDATE")
+#: Session states where ending the leg means a BYE (for the caller's 2xx not yet ACKed,
+#: sent once the ACK comes, RFC 3261 15).
+_UP = (SessionState.CONNECTING, SessionState.CONFIRMED, SessionState.REINVITING, SessionState.GLARE,
+       SessionState.REINVITED)
+
+
+def _extra_headers(response: Response) -> tuple[tuple[str, str], ...]:
+    """What a response built for a request carries beyond what the session puts in
+    every response (Reason, Retry-After, Min-SE, WWW-Authenticate...)."""
+    return tuple((name, value) for name, value in response.headers
+                 if name.lower() not in _BASE_HEADERS)
+
+
+_BASE_HEADERS = frozenset({"via", "from", "to", "call-id", "cseq", "content-length", "content-type", "contact"})
 
 
 def remote_target_problem(invite: Request) -> str | None:

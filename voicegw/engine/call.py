@@ -66,6 +66,9 @@ class Leg:
     """Our SdpBuilder for this leg: one o= session id, version +1 per change (RFC 3264 8)."""
     dialing: Any = None
     """Outgoing legs: the ``Dialing`` of their INVITE while it is pending."""
+    session: Any = None
+    """The leg's INVITE session (an ``engine.leg_session.LegSession``): 2xx/ACK, CANCEL,
+    BYE, re-INVITE/UPDATE and session timers; ``dialog`` is its dialog."""
     held: bool = False
     """The peer put us on hold (its last offer: sendonly, inactive or c=0.0.0.0)."""
     srtp_key: bytes | None = None
@@ -103,10 +106,8 @@ class Call:
     transfers that follow (a flow's agent_transfer after its bot node)."""
     transfer: Any = None
     """The transfer in progress or last done (engine.transfer_state.Transfer)."""
-    session_expires: int | None = None
-    """RFC 4028 session interval agreed with the caller, if any."""
     timers: dict[str, Any] = field(default_factory=dict)
-    """Named loop timer handles (answer timeout, session refresh), cancelled at the end."""
+    """Named loop timer handles (a warm transfer's confirm timeout), cancelled at the end."""
     timeline: list[tuple[float, CallEvent]] = field(default_factory=list)
     """(loop time, event) for everything that happened to the call, oldest first."""
     tasks: set[Any] = field(default_factory=set)

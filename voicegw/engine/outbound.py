@@ -1,44 +1,65 @@
-"""Placing an outgoing leg (bot or agent): INVITE, 1xx, 2xx + ACK, failure, CANCEL.
+"""Legs on INVITE sessions: placing an outgoing leg (bot or agent), taking the caller's.
 
-One ``Dialing`` per INVITE voicegw sends. It owns the leg's SDP offer, the no-answer
-timer and the rules that are the same for every outgoing leg:
+Every leg runs on its own INVITE session (:mod:`voicegw.sip.invite_session`, driven by
+:class:`~voicegw.engine.leg_session.LegSession`), which owns 2xx/ACK, CANCEL, BYE,
+re-INVITE/UPDATE with 491 glare, and session timers. This module builds them:
 
-- every 2xx is ACKed, retransmissions included (13.2.2.4), from the dialog the first
-  2xx created;
-- a 2xx that arrives after we gave up (CANCEL crossed it, the call ended) is ACKed
-  and then BYEd, so the far end never keeps a dead call;
-- no final answer within ``answer_timeout`` sends CANCEL (9.1) and reports ``timeout``.
+- ``dial``: one ``Dialing`` per INVITE voicegw sends. It owns the leg's SDP offer
+  and the no-answer timer, and turns the session's events into three callbacks until
+  the attempt is decided (answered, failed, given up); from then on the leg's events
+  go to the engine (``dialog_events``). The session ACKs every 2xx, retransmissions
+  included (13.2.2.4), ACKs and BYEs a 2xx that arrives after we gave up, and holds a
+  CANCEL until the INVITE got a provisional response (9.1);
+- ``take``: the session of an INVITE we received (the caller's, or one with Replaces).
 
 What a leg means (answer the caller, swap the bridge to an agent) is the caller's
-business, through three callbacks.
+business, through the callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import enum
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..media.endpoint import MediaEndpoint
 from ..sip.advertise import AddressPolicy
 from ..sip.build import new_call_id, new_tag
-from ..sip.dialog import Dialog
-from ..sip.errors import SipError
-from ..sip.events import Address, Event, ResponseReceived, TransactionTimedOut
+from ..sip.core import ALLOWED_METHODS
+from ..sip.dialog_table import DialogRole
+from ..sip.events import Address, Event
+from ..sip.invite_session_actions import SessionConfig
+from ..sip.invite_session_io import (
+    Bye,
+    IncomingRequest,
+    Invite,
+    MediaUpdated,
+    Output,
+    ProgressReceived,
+    Terminated,
+)
+from ..sip.invite_session_table import Cause, State
 from ..sip.message import Headers, Request, Response
-from ..sip.offer_answer import NegotiatedMedia, negotiate
+from ..sip.offer_answer import NegotiatedMedia
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.uri import SipUri
 from .call import Call, Leg
+from .leg_session import Answered, LegSession, Wire, new_session
 
 #: A failure: the final status, or ``"timeout"`` when nothing final came in time.
 FailureStatus = int | str
 
+DialogEvents = Callable[[Call, Leg, Output], None]
+"""The engine's handler of a leg's session events once no ``Dialing`` has them."""
 
-Answered = Callable[[NegotiatedMedia], None]
-"""Told the negotiated media once a re-INVITE of ours is answered with 2xx."""
+
+class Outcome(enum.Enum):
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    GAVE_UP = "gave up"  # we cancelled it (no answer in time, the call ended)
 
 
 @dataclass(eq=False)
@@ -47,31 +68,39 @@ class Dialing:
     leg: Leg
     offer: SessionDescription
     on_progress: Callable[[Response], None]
-    on_answer: Callable[[Response, NegotiatedMedia], None]
+    on_answer: Callable[[Response | None, NegotiatedMedia], None]
+    """Told the negotiated media of the 2xx (the response itself stays in the session)."""
     on_failure: Callable[[FailureStatus, str], None]
-    answered: bool = False
-    given_up: bool = False
+    session: LegSession | None = None
+    outcome: Outcome = Outcome.RINGING
     timer: asyncio.TimerHandle | None = None
-    sent_requests: list[str] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome is Outcome.ANSWERED
+
+    @property
+    def given_up(self) -> bool:
+        return self.outcome in (Outcome.FAILED, Outcome.GAVE_UP)
 
 
 class OutboundLegs:
-    """Builds and tracks outgoing INVITEs for the engine. ``send`` is the endpoint's
-    ``send_request``; ``register`` registers a new dialog with the engine."""
+    """Builds the legs' INVITE sessions for the engine. ``send`` is the endpoint's
+    ``send_request``, ``respond`` the engine's; ``register`` registers a new dialog with
+    the engine; ``dialog_events`` takes a leg's session events once it is set up."""
 
     def __init__(self, *, addresses: AddressPolicy, sip_port: int, send: Callable[[Request, Address], str],
                  register: Callable[[Call, Leg], None],
                  track: Callable[[str, Callable[[Event], None], Call], None],
+                 respond: Callable[[str, Response], None] | None = None,
+                 dialog_events: DialogEvents | None = None,
                  tls_port: int = 5061) -> None:
         self.addresses = addresses
         """Which of our addresses each peer is told (NAT: sip/advertise.py)."""
         self.sip_port = sip_port
         self.tls_port = tls_port
-        self._send = send
-        self._register = register
-        self._track = track
-        self._reinvites: dict[object, list[tuple[Call, Leg, SessionDescription, Answered | None]]] = {}
-        """Dialogs (by id) with a re-INVITE of ours in progress, and the offers waiting."""
+        self._wire = Wire(send=send, respond=respond or _no_response, track=track, register=register)
+        self.dialog_events: DialogEvents = dialog_events or _no_events
 
     def contact_for(self, peer: Address) -> str:
         """Our Contact on a leg to ``peer``, with the address ``peer`` can reach
@@ -91,6 +120,25 @@ class OutboundLegs:
         host = self.addresses.advertised(peer.host).sip_host
         return f"SIP/2.0/{peer.transport.upper()} {host}:{port};rport"
 
+    def session_config(self, peer: Address) -> SessionConfig:
+        """A leg's session: our Via and Contact for ``peer``, Allow in our 2xx (13.3.1.4);
+        voicegw asks for no session timer on the legs it places and follows what an
+        INVITE it takes asks for (RFC 4028 9), Min-SE 90 s (RFC 4028 4)."""
+        return SessionConfig(local_via=self.local_via(peer), contact=self.contact_for(peer),
+                             over_tls=peer.transport == "tls", allow=ALLOW)
+
+    # ------------------------------------------------------------------ sessions
+    def take(self, call: Call, leg: Leg, transaction_id: str, local_tag: str) -> LegSession:
+        """The session of an INVITE we received (``leg.invite``); its events go to the
+        engine. The session may refuse it at once (422, 488): see ``terminated``."""
+        assert leg.invite is not None
+        session = new_session(DialogRole.UAS, self.session_config(leg.peer), local_tag)
+        glue = LegSession(call, leg, session, self._wire,
+                          lambda output: self.dialog_events(call, leg, output))
+        leg.session = glue
+        glue.handle(IncomingRequest(leg.invite, transaction_id))
+        return glue
+
     def dial(
         self,
         call: Call,
@@ -102,7 +150,7 @@ class OutboundLegs:
         answer_timeout: float,
         extra_headers: list[tuple[str, str]],
         on_progress: Callable[[Response], None],
-        on_answer: Callable[[Response, NegotiatedMedia], None],
+        on_answer: Callable[[Response | None, NegotiatedMedia], None],
         on_failure: Callable[[FailureStatus, str], None],
         from_: str | None = None,
     ) -> Dialing:
@@ -126,190 +174,115 @@ class OutboundLegs:
         leg.invite = invite
         leg.sdp = builder  # re-offers on this leg keep the o= session id (RFC 3264 8)
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
-        leg.transaction_id = self._send(invite, leg.peer)
-        self._track(leg.transaction_id, lambda event: self._event(dialing, event), call)
+        session = new_session(DialogRole.UAC, self.session_config(leg.peer))
+        glue = LegSession(call, leg, session, self._wire, lambda output: self._event(dialing, output))
+        dialing.session = leg.session = glue
         loop = asyncio.get_running_loop()
         dialing.timer = loop.call_later(answer_timeout, self._no_answer, dialing)
+        glue.handle(Invite(invite))
         return dialing
 
     def reoffer(self, call: Call, leg: Leg, offer: SessionDescription,
                 answered: Answered | None = None) -> None:
         """A re-INVITE on a confirmed leg with our new ``offer`` (hold, unhold): its 2xx
         is ACKed and the answer applied; a failure leaves the session as it was
-        (RFC 3261 14.1). While one is in progress on the leg, the next waits: "a UAC
-        MUST NOT initiate a new INVITE transaction within a dialog while another INVITE
-        transaction is in progress" (14.1); a quick hold then unhold otherwise reached
-        a PJSIP bot before our ACK, which it answered 500 and stayed on hold."""
-        if leg.dialog is None or leg.ended:
+        (RFC 3261 14.1). While an INVITE transaction is in progress on the leg, either
+        way, it waits (14.1): a quick hold then unhold otherwise reached a PJSIP bot
+        before our ACK, which it answered 500 and stayed on hold."""
+        if leg.session is None or leg.ended:
             return
-        key = leg.dialog.id
-        queue = self._reinvites.get(key)
-        if queue is not None:
-            queue.append((call, leg, offer, answered))
-            return
-        self._reinvites[key] = []
-        request, hop = leg.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
-        seq = request.cseq.seq
-        acked = False
-        done = False
-
-        def finished() -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
-            waiting = self._reinvites.pop(key, [])
-            if waiting and not leg.ended:
-                self.reoffer(*waiting[0])
-                if key in self._reinvites:  # sent: the rest wait behind it
-                    self._reinvites[key].extend(waiting[1:])
-
-        def on_event(event: Event) -> None:
-            nonlocal acked
-            if isinstance(event, TransactionTimedOut):
-                finished()
-                return
-            if not isinstance(event, ResponseReceived) or event.response.status < 200:
-                return
-            if event.response.status >= 300:  # the transaction ACKs it (17.1.1.3)
-                finished()
-                return
-            ack, ack_hop = leg.dialog.create_ack(seq)  # type: ignore[union-attr]
-            self._send(ack, destination(ack_hop, leg.peer))  # every 2xx, retransmissions too
-            if acked:
-                return
-            acked = True
-            try:
-                media = negotiate(offer, SessionDescription.parse(event.response.body), local_is_offerer=True)
-            except SipError:
-                media = None
-            if media is not None and answered is not None:
-                answered(media)
-            finished()
-
-        self._track(self._send(request, destination(hop, leg.peer)), on_event, call)
+        leg.session.reoffer(offer, answered)
 
     def give_up(self, dialing: Dialing) -> None:
-        """Stop the attempt: CANCEL while it rings, BYE if it already answered."""
+        """Stop the attempt: CANCEL while it rings (held until a provisional response,
+        9.1), BYE if it already answered."""
         if dialing.given_up:
             return
-        dialing.given_up = True
-        _settle(dialing)
-        if dialing.answered:
+        answered = dialing.answered
+        self._decide(dialing, Outcome.GAVE_UP)
+        if answered:
             self.hang_up(dialing.leg)
-        else:
-            self.cancel(dialing.leg)
+        elif dialing.session is not None:
+            dialing.session.end()
+            dialing.leg.ended = True
 
     def cancel(self, leg: Leg) -> None:
-        """9.1: CANCEL copies the INVITE's Request-URI, Call-ID, To, From, CSeq number,
-        top Via (same branch) and Route headers."""
-        invite = leg.invite
-        assert invite is not None
-        headers = Headers()
-        headers.add("Via", invite.headers.values("via")[0])
-        for value in invite.headers.get_all("route"):
-            headers.add("Route", value)
-        for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("max-forwards", "Max-Forwards")):
-            headers.add(name, invite.headers.get(key) or "")
-        headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
-        self._send(Request("CANCEL", invite.uri, headers), leg.peer)
+        """CANCEL the leg's INVITE (9.1), or end its session whatever its state."""
+        if leg.session is not None:
+            leg.session.end()
+        leg.ended = True
 
     def hang_up(self, leg: Leg, extra_headers: list[tuple[str, str]] | None = None) -> None:
-        if leg.ended or leg.dialog is None:
-            leg.ended = True
-            return
+        """BYE (15); a callee whose 2xx is not ACKed yet waits for the ACK first."""
+        glue = leg.session
         leg.ended = True
-        try:
-            bye, hop = leg.dialog.create_request("BYE", extra_headers=extra_headers or ())
-        except SipError:
-            return  # the dialog is already over (a crossing BYE): nothing to end
-        self._send(bye, destination(hop, leg.peer))
+        if glue is None or glue.terminated:
+            return
+        if glue.state in (State.CONNECTING, State.CONFIRMED, State.REINVITING, State.GLARE, State.REINVITED):
+            glue.handle(Bye(tuple(extra_headers or ())))
+        else:
+            glue.end()
 
-    # ------------------------------------------------------------------ responses
-    def _event(self, dialing: Dialing, event: Event) -> None:
-        if isinstance(event, TransactionTimedOut):
-            if event.timer == "transport":  # a fatal transport error is a 503 (RFC 3261 8.1.3.1)
-                self._fail(dialing, 503, "transport failure: could not connect")
-            else:
-                self._fail(dialing, "timeout", "no response (Timer B)")
+    # ------------------------------------------------------------------ the attempt
+    def _event(self, dialing: Dialing, output: Output) -> None:
+        if dialing.outcome is not Outcome.RINGING:
+            if dialing.outcome is Outcome.ANSWERED:
+                self.dialog_events(dialing.call, dialing.leg, output)
             return
-        assert isinstance(event, ResponseReceived)
-        response = event.response
-        if response.status < 200:
-            if response.status > 100 and not dialing.given_up:
-                dialing.on_progress(response)
-            return
-        if response.status >= 300:
-            self._fail(dialing, response.status, response.reason)
-            return
-        self._acknowledge(dialing, response)
+        if isinstance(output, ProgressReceived):
+            dialing.on_progress(output.response)
+        elif isinstance(output, MediaUpdated) and dialing.session is not None \
+                and dialing.session.state is State.CONFIRMED:
+            self._decide(dialing, Outcome.ANSWERED)
+            dialing.on_answer(None, output.media)
+        elif isinstance(output, Terminated):
+            self._decide(dialing, Outcome.FAILED)
+            dialing.on_failure(*_failure(output))
 
-    def _acknowledge(self, dialing: Dialing, response: Response) -> None:
-        leg = dialing.leg
-        assert leg.invite is not None
-        if leg.dialog is None:
-            leg.dialog = Dialog.from_uac_response(
-                leg.invite, response, local_via=self.local_via(leg.peer),
-                contact=self.contact_for(leg.peer), over_tls=leg.peer.transport == "tls")
-            self._register(dialing.call, leg)
-        ack, hop = leg.dialog.create_ack(leg.invite.cseq.seq)
-        self._send(ack, destination(hop, leg.peer))
-        if dialing.answered:
-            return  # a retransmitted 2xx: ACKed again, nothing else
-        dialing.answered = True
-        _settle(dialing)
-        if dialing.given_up:
-            self.hang_up(leg)  # it answered as we cancelled: 15, end it
-            return
-        try:
-            media = negotiate(dialing.offer, SessionDescription.parse(response.body), local_is_offerer=True)
-        except SipError as error:
-            self.hang_up(leg)
-            self._fail(dialing, 488, f"unusable SDP in 2xx: {error.reason}")
-            return
-        dialing.on_answer(response, media)
-
-    def _fail(self, dialing: Dialing, status: FailureStatus, reason: str) -> None:
-        _settle(dialing)
-        if dialing.given_up:
-            return  # already reported, or we stopped it (the 487 to our CANCEL is not news)
-        dialing.given_up = True
-        dialing.on_failure(status, reason)
+    def _decide(self, dialing: Dialing, outcome: Outcome) -> None:
+        """The attempt is decided: its timer is cancelled, the leg's later events go to
+        the engine, and the leg and session let go of the Dialing (else reference
+        cycles that only the cyclic collector frees, one set per call)."""
+        dialing.outcome = outcome
+        if dialing.timer is not None:
+            dialing.timer.cancel()
+            dialing.timer = None
+        if dialing.leg.dialing is dialing:
+            dialing.leg.dialing = None
+        glue = dialing.session
+        if glue is not None and glue.on_event is not None:
+            call, leg, events = dialing.call, dialing.leg, self.dialog_events
+            glue.on_event = (lambda output: events(call, leg, output)) if outcome is Outcome.ANSWERED else None
 
     def _no_answer(self, dialing: Dialing) -> None:
         dialing.timer = None
-        if dialing.answered or dialing.given_up:
+        if dialing.outcome is not Outcome.RINGING:
             return
-        _settle(dialing)
-        self.cancel(dialing.leg)
-        dialing.given_up = True
+        self._decide(dialing, Outcome.GAVE_UP)
+        if dialing.session is not None:
+            dialing.session.end()
         dialing.on_failure("timeout", "no answer")
 
 
-def _settle(dialing: Dialing) -> None:
-    """The attempt is decided (answered, failed, given up): its timer is cancelled and
-    the leg lets go of it. The engine's handler for the INVITE keeps the Dialing for
-    late or retransmitted responses; the timer handle (whose argument is the Dialing)
-    and the leg (which the Dialing holds) keeping it too would be reference cycles
-    that only the cyclic collector frees, one set per call."""
-    if dialing.timer is not None:
-        dialing.timer.cancel()
-        dialing.timer = None
-    if dialing.leg.dialing is dialing:
-        dialing.leg.dialing = None
+ALLOW = ", ".join(ALLOWED_METHODS)
+"""The Allow value of our INVITEs and 2xx (13.3.1.4; RFC 4028 9: a peer that sees
+UPDATE there gets our refreshes as UPDATE)."""
 
 
-def destination(uri: object, fallback: Address) -> Address:
-    """Where an in-dialog request goes: the next hop if it is an IP literal (no DNS
-    yet), else the address the leg's peer used."""
-    if isinstance(uri, SipUri):
-        host = uri.host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return fallback
-        return Address(uri.transport or fallback.transport, host, uri.port or 5060)
-    return fallback
+def _failure(end: Terminated) -> tuple[FailureStatus, str]:
+    if end.cause is Cause.TIMEOUT:
+        return "timeout", "no response (Timer B)"
+    if end.status == 503 and end.reason == "transport failure":
+        return 503, "transport failure: could not connect"
+    return end.status if end.status is not None else 500, end.reason
+
+
+def _no_response(transaction_id: str, response: Response) -> None:
+    raise RuntimeError("this OutboundLegs answers no request")
+
+
+def _no_events(call: Call, leg: Leg, output: Output) -> None:
+    return None
 
 
 def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
@@ -330,3 +303,6 @@ def peer_of(uri: SipUri) -> Address:
     5061, RFC 3261 19.1.2), others over the URI's transport, UDP by default."""
     transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
     return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
+
+
+__all__ = ["ALLOW", "Dialing", "FailureStatus", "OutboundLegs", "Outcome", "apply_media", "peer_of"]

@@ -2,7 +2,7 @@
 
 The call host is :class:`voicegw.engine.b2bua.Engine`: it owns the calls, the SIP
 endpoint and the media port pool. Its helpers (Transfers, WarmTransfers, the
-FlowExecutor, SessionTimers, the fallback runner, the Replaces handling) get it as a
+FlowExecutor, the fallback runner, the Replaces handling) get it as a
 :class:`CallHost` and never import b2bua, so the engine's modules import each other
 in one direction only (b2bua -> helpers -> ports; a test in tests/test_layers.py
 fails on any cycle). Each port lists what its users call, nothing more: dial and hang

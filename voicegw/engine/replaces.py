@@ -8,16 +8,15 @@ names no confirmed dialog of ours is refused with 481 (RFC 3891 3).
 
 from __future__ import annotations
 
-
 from ..media.endpoint import open_endpoint
 from ..media.player import Player
 from ..media.ports import PortPoolExhausted
 from ..media.relay import Bridge
 from ..sip.build import make_response, new_tag
-from ..sip.dialog import Dialog, make_dialog_response
 from ..sip.dialog_table import DialogId
 from ..sip.errors import SipError
 from ..sip.events import RequestReceived
+from ..sip.invite_session_io import Accept
 from ..sip.refusal import Cause, refusal_response
 from ..sip.sdp import SessionDescription
 from .call import Call, CallState, Leg
@@ -71,13 +70,12 @@ async def replacing_invite(engine: ReplacesHost, event: RequestReceived) -> None
         else:
             engine.respond(event.transaction_id, make_response(invite, error.status, to_tag=new_tag()))
         return
+    session = engine.outbound.take(call, leg, event.transaction_id, new_tag())
+    if session.terminated:  # refused by the session (a too brief Session-Expires: 422)
+        leg.endpoint.close()
+        return
     apply_media(leg.endpoint, answer.negotiated)
-    response = make_dialog_response(invite, 200, local_tag=new_tag(), contact=engine.contact(source),
-                                    body=bytes(leg.sdp.stamp(answer.sdp)), content_type="application/sdp")
-    leg.dialog = Dialog.from_uas_response(invite, response, local_via=engine.outbound.local_via(source),
-                                          contact=engine.contact(source), over_tls=source.transport == "tls")
-    engine.register(call, leg)
-    engine.respond(event.transaction_id, response)
+    session.handle(Accept(leg.sdp.stamp(answer.sdp)))
     swap_leg(engine, call, old, leg)
     engine.outbound.hang_up(old)
     call.record(engine.now(), LegReplaced(leg.role, str(source)))

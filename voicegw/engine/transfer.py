@@ -61,7 +61,8 @@ from .events import (
     TransferSucceeded,
 )
 from .fallback_runner import bot_policy, transfer_with_fallback
-from .outbound import FailureStatus, apply_media, destination, peer_of
+from .leg_session import destination
+from .outbound import FailureStatus, apply_media, peer_of
 from .ports import CallHost
 from .transfer_machine import Action, How, Input, Moment, Step, TransferMachine, bot_steps
 from .transfer_state import Transfer, TransferMethod, TransferOptions, TransferState

@@ -43,7 +43,8 @@ from .events import (
     ReferReplacesSent,
     WarmTransferMoved,
 )
-from .outbound import apply_media, destination, peer_of
+from .leg_session import destination
+from .outbound import apply_media, peer_of
 from .ports import CallHost
 from .transfer_state import Transfer
 

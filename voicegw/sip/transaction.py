@@ -150,9 +150,8 @@ INVITE_SERVER: Table = {
     (S.PROCEEDING, I.SEND_SUCCESS): ((A.SEND_RESPONSE, A.START_L), S.ACCEPTED),
     (S.PROCEEDING, I.SEND_FAILURE): ((A.SEND_RESPONSE, A.START_G_H), S.COMPLETED),
     (S.PROCEEDING, I.TRANSPORT_ERROR): ((), S.TERMINATED),
-    # Accepted: the UAS core retransmits the 2xx until the ACK (13.3.1.4); that
-    # retransmission lives here so it dies with the transaction.
-    (S.ACCEPTED, I.TIMER_G): ((A.RETRANSMIT_RESPONSE,), S.ACCEPTED),
+    # Accepted: the TU (the INVITE session, sip/invite_session.py) retransmits the 2xx
+    # until the ACK (13.3.1.4) through SEND_SUCCESS; Timer L ends the wait (RFC 6026).
     (S.ACCEPTED, I.REQUEST): ((), S.ACCEPTED),  # INVITE retransmission: absorbed (RFC 6026 8.5)
     (S.ACCEPTED, I.SEND_SUCCESS): ((A.SEND_RESPONSE,), S.ACCEPTED),
     (S.ACCEPTED, I.ACK): ((A.STOP_RETRANSMIT,), S.CONFIRMED),  # timer L still runs
@@ -310,7 +309,7 @@ class Transaction:
             self._interval = min(self._interval * 2, T2)
             self.timers["G"] = now + self._interval
         elif action is A.START_G_H or action is A.START_L:
-            if not self.reliable:
+            if not self.reliable and action is A.START_G_H:  # a 2xx is the TU's (13.3.1.4)
                 self._interval = T1
                 self.timers["G"] = now + T1
             self.timers["H" if action is A.START_G_H else "L"] = now + 64 * T1
