@@ -265,7 +265,8 @@ def test_a_lingering_transaction_keeps_bytes_not_the_parsed_request() -> None:
     assert tx.state is State.ACCEPTED and tx.request is None
     assert (tx.method, tx.call_id, tx.cseq) == ("INVITE", "tx-test@127.0.0.1", 1)
     tx.outbox.clear()
-    tx.handle_timer(T1)  # Timer G still resends the 2xx
+    tx.handle_timer(T1)  # no Timer G for a 2xx: the TU (the INVITE session) resends it
+    assert tx.send_response(response(200), T1)
     assert [parse_message(data).status for data in tx.outbox] == [200]
     failed = client()
     failed.receive_response(response(486), 0.0)
