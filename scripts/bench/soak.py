@@ -286,6 +286,9 @@ def main() -> int:
                         help="seconds to keep sampling after the last call (ended calls are "
                              "kept FORGET_AFTER s)")
     parser.add_argument("--keep", type=Path, help="keep the logs in this directory")
+    parser.add_argument("--rtp-low", type=int, default=20000,
+                        help="first RTP port (two soaks at once need ranges apart: each skips the other's ports)")
+    parser.add_argument("--rtp-ports", type=int, help="RTP ports (default: by rate and call length, at most 12,000)")
     args = parser.parse_args()
     sipp = shutil.which("sipp")
     if sipp is None:
@@ -301,8 +304,8 @@ def main() -> int:
     agent_port = free_port()
     plan = plan_for(args.path, work, agent_port, args.hold_ms)
     concurrent = int(args.rate * (plan.hold_ms / 1000 + plan.calls_up)) + 200
-    ports_low = 20000
-    ports = min(4 * concurrent + 400, 12000) // 2 * 2
+    ports_low = args.rtp_low
+    ports = (args.rtp_ports or min(4 * concurrent + 400, 12000)) // 2 * 2
     token = secrets.token_hex(16)
     api_port = free_port()
     config = {**plan.config, "api": {"port": api_port, "token": token},
