@@ -374,3 +374,13 @@ def test_an_operators_cancel_is_its_own_match_key_not_a_server_error() -> None:
     assert (rule.match, rule.action) == ("default", "goto")
     cancelled = FallbackPolicy(rules=(FallbackRule("cancelled", "goto", node="bot"),), default=FallbackRule("default", "end"))
     assert cancelled.match("cancelled")[0].node == "bot"
+
+
+def test_a_ring_timeout_takes_the_timeout_rule_when_there_is_no_no_answer_rule() -> None:
+    """``no_answer`` (our ring timeout) is a timeout too: configs with only a ``timeout``
+    rule keep catching it; a ``no_answer`` rule, more specific, wins when there is one."""
+    only_timeout = policy(FallbackRule("timeout", "goto", node="t"))
+    assert machine(only_timeout).failed("no_answer") == [GoToNode("t")]
+    both = policy(FallbackRule("timeout", "goto", node="t"), FallbackRule("no_answer", "goto", node="na"))
+    assert machine(both).failed("no_answer") == [GoToNode("na")]
+    assert machine(both).failed("timeout") == [GoToNode("t")]

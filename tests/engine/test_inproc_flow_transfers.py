@@ -90,13 +90,7 @@ def test_next_tries_the_next_target() -> None:
         lab.assert_clean()
 
 
-@pytest.mark.parametrize("match", [
-    "timeout",
-    pytest.param("no_answer", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: flow/fallback_policy.py documents no_answer as '408/480 or our ring timeout', but an "
-        "INVITE transfer's ring timeout fails with status 'timeout', which only a 'timeout' rule "
-        "matches (warm transfers map it to no_answer; engine/warm.py)"))),
-])
+@pytest.mark.parametrize("match", ["timeout", "no_answer"])
 def test_ring_timeout_goes_where_the_rule_says(match: str) -> None:
     node = AgentTransferNode("xfer", AGENT, ring_timeout=4.0,
                              fallback=policy(FallbackRule(match, "goto", node="sorry")))

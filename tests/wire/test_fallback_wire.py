@@ -267,10 +267,10 @@ def test_agent_never_answers_ring_timeout_plays_the_no_answer_prompt_then_apolog
     try:
         assert caller.listen(12, lambda: prompt_ended(caller, "apology", pressed)), heard(caller, pressed)
         assert heard(caller, pressed) == ["noanswer", "apology"]
-        assert fallbacks(lab, caller) == [("timeout", "timeout", "goto")]
+        assert fallbacks(lab, caller) == [("no_answer", "no_answer", "goto")]
         assert prompted_nodes(lab, caller) == ["apology"]
         failed = next(d for e, d in timeline(lab, caller) if e == "transfer.failed")
-        assert failed["status"] == "timeout"
+        assert failed["status"] == "no_answer", "our ring timeout is a no_answer (fallback_policy.py)"
         assert not caller.got_request("BYE")
         assert caller.bye().status == 200
     finally:

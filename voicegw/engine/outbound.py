@@ -48,7 +48,8 @@ from ..sip.uri import SipUri
 from .call import Call, Leg
 from .leg_session import Answered, LegSession, Wire, new_session
 
-#: A failure: the final status, or ``"timeout"`` when nothing final came in time.
+#: A failure: the final status, ``"no_answer"`` when our ring timeout gave up on it, or
+#: ``"timeout"`` when no response came at all (Timer B).
 FailureStatus = int | str
 
 DialogEvents = Callable[[Call, Leg, Output], None]
@@ -261,7 +262,7 @@ class OutboundLegs:
         self._decide(dialing, Outcome.GAVE_UP)
         if dialing.session is not None:
             dialing.session.end()
-        dialing.on_failure("timeout", "no answer")
+        dialing.on_failure("no_answer", "no answer")  # the ring timeout (fallback_policy.py)
 
 
 ALLOW = ", ".join(ALLOWED_METHODS)

@@ -6,8 +6,8 @@ file/line messages (config/convert.py). Pure: no clock, no I/O.
 
 Rules are matched by the most specific key: the exact code (``486``), then the class
 (``4xx``), then a named condition (``timeout``, ``policy``, ``no_final``,
-``declined`` = 603/607/608, ``no_answer`` = 408/480 or our ring timeout,
-``cancelled``, ``auth`` (the carrier's digest challenge could not be answered),
+``declined`` = 603/607/608, ``no_answer`` = 408/480 or our ring timeout (which a
+``timeout`` rule takes when there is no ``no_answer`` rule), ``cancelled``, ``auth`` (the carrier's digest challenge could not be answered),
 ``dns`` (the target's name did not resolve)), then the default rule.
 """
 
@@ -172,6 +172,8 @@ class FallbackPolicy:
                     return by_key[name], "named"
         elif status in by_key:
             return by_key[status], "named"
+        elif status == "no_answer" and "timeout" in by_key:
+            return by_key["timeout"], "named"  # a ring timeout is a timeout too
         return self.default, "default"
 
 
