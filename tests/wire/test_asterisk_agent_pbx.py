@@ -130,7 +130,7 @@ def test_agent_never_answers_voicegw_ring_timeout_cancels_through_asterisk(pbx, 
     agent = pbx_lab.agent(mode="never")
     since = pbx.mark()
     daemon, caller = call(pbx_lab, prompts, "queue", ring_timeout=3)
-    failed_and_kept(daemon, caller, "timeout", NO_ANSWER)
+    failed_and_kept(daemon, caller, "no_answer", NO_ANSWER)
     assert agent.wait_for("CANCEL", 15), "Asterisk CANCELs the agent when voicegw CANCELs it"
     trace = pbx.sip(since)
     towards_voicegw = ladder(trace, pbx.voicegw_port)

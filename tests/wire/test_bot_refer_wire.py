@@ -141,7 +141,7 @@ def test_agent_never_answers_ring_timeout_cancels_the_agent_leg(lab):
     c = caller(lab)
     assert c.invite().status == 200
     started = wait_event(lab, "transfer.started")
-    failed = wait_event(lab, "transfer.failed", status="timeout")
+    failed = wait_event(lab, "transfer.failed", status="no_answer")
     assert 1.3 <= log_time(failed) - log_time(started) <= 4.0
     finish(lab, agent)
     flow = agent.flow()

@@ -98,7 +98,7 @@ def test_peers_outside_local_nets_are_told_the_external_addresses(tmp_path: Path
     assert f"c=IN IP4 {MEDIA_EXTERNAL}" in ok and re.search(rf"o=\S+ \d+ \d+ IN IP4 {MEDIA_EXTERNAL}", ok), ok
     # what voicegw sent the agent: the INVITE (Via from the core, Contact, SDP) and the BYE
     invite = invite_to_agent(log)
-    assert re.search(rf"Via: SIP/2.0/UDP {SIP_EXTERNAL}:\d+;branch=", invite), invite
+    assert re.search(rf"Via: SIP/2.0/UDP {SIP_EXTERNAL}:\d+;rport;branch=", invite), invite
     assert re.search(rf"Contact: <sip:voicegw@{SIP_EXTERNAL}:\d+>", invite), invite
     assert f"c=IN IP4 {MEDIA_EXTERNAL}" in invite and f"IN IP4 {MEDIA_EXTERNAL}\n" in invite.replace("\r", "")
     bye = log[log.index("BYE sip:"):]
@@ -114,6 +114,6 @@ def test_peers_in_local_nets_are_told_the_bind_addresses(tmp_path: Path) -> None
         assert SIP_EXTERNAL not in text and MEDIA_EXTERNAL not in text
     assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", ok) and f"c=IN IP4 {MEDIA_HOST}" in ok
     invite = invite_to_agent(log)
-    assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;branch=", invite), invite
+    assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;rport;branch=", invite), invite
     assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", invite) and f"c=IN IP4 {MEDIA_HOST}" in invite
     assert [p for p in echoed if p in sent] == sent

@@ -67,7 +67,7 @@ def test_transferee_pjsip_agent_busy_caller_hears_the_apology_and_stays(lab, pjs
 def test_transferee_pjsip_agent_never_answers_voicegw_cancels(lab, pjsua):
     caller, call, agent = demo_call(lab, pjsua, {"incoming": "ignore"}, ring_timeout=2)
     leg_c = agent.incoming()
-    wait_event(lab, "transfer.failed", status="timeout")
+    wait_event(lab, "transfer.failed", status="no_answer")
     leg_c.wait_disconnected()
     assert agent.wait_sip("CANCEL")
     flow = agent.flow()

@@ -179,7 +179,7 @@ def busy(cast: Cast, workdir: Path) -> None:
 
 def noanswer(cast: Cast, workdir: Path) -> None:
     daemon = start(cast, workdir, "never", succeeds=False)
-    wait_logged(daemon, "transfer.failed", timeout=15, status="timeout")
+    wait_logged(daemon, "transfer.failed", timeout=15, status="no_answer")
     assert cast.agent.wait_cancelled(10), f"voicegw's CANCEL reaches the ringing agent\n{cast.report()}"
     status, final = cast.bot.wait_final()
     assert final and status >= 300, (status, final)
