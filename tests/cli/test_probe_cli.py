@@ -1,6 +1,6 @@
 """``voicegw probe PROFILE [--call NUMBER]`` as an operator runs it, against the running
 daemon and sipp carriers over loopback (issue 13 item 5): one that carries out the
-REFER (202, a re-INVITE, NOTIFY 100 and 200), one that refuses it (403, 501), one that
+REFER (202, a re-INVITE, NOTIFY 100 and 200), one that refuses it (403, 405, 501), one that
 half-implements it (202, a session refresh by UPDATE, and only NOTIFY 100 Trying), one whose target is busy (NOTIFY
 486), one that honours Refer-Sub: false (RFC 4488), one that challenges OPTIONS and the
 INVITE (the profile's auth answers), and one whose OPTIONS Allow lacks REFER. Each test checks what crossed the wire (sipp's message log), the
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from peers.ops import OpsDaemon, Sipp
+from peers.ops import SCENARIOS, OpsDaemon, Sipp
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(120),
@@ -113,9 +113,19 @@ def test_json_gives_the_report_for_scripts(tmp_path: Path) -> None:
                                         "why": report["recommendation"]["why"]}
 
 
-@pytest.mark.parametrize(("status", "reason"), [(403, "Forbidden"), (501, "Not Implemented")])
+def refusing_carrier(folder: Path, status: int, reason: str) -> str:
+    """probe_carrier_refer_403.xml with another final status for the REFER (sipp reads a
+    response code when it loads the scenario, so a -key cannot set it)."""
+    text = (SCENARIOS / "probe_carrier_refer_403.xml").read_text()
+    scenario = folder / f"probe_carrier_refer_{status}.xml"
+    scenario.write_text(text.replace("SIP/2.0 403 Forbidden", f"SIP/2.0 {status} {reason}"))
+    return str(scenario)
+
+
+@pytest.mark.parametrize(("status", "reason"),
+                         [(403, "Forbidden"), (405, "Method Not Allowed"), (501, "Not Implemented")])
 def test_a_carrier_that_refuses_refer_gets_refer_unusable(tmp_path: Path, status: int, reason: str) -> None:
-    result, log, _ = probe(tmp_path, f"probe_carrier_refer_{status}.xml", "--call", NUMBER)
+    result, log, _ = probe(tmp_path, refusing_carrier(tmp_path, status, reason), "--call", NUMBER)
     assert result.returncode == 1, result.stdout + result.stderr
     seen = verdicts(result.stdout)
     assert seen["refer_in_allow"] == "yes" and seen["norefersub_supported"] == "no"
