@@ -8,8 +8,9 @@ when its REFER arrives; res_pjsip_refer then runs a blind transfer of the agent'
 channel to the Refer-To extension: ``answering`` places a new call that answers
 (NOTIFY 100, then 200, then voicegw's BYE: REFER works); ``nosuch`` does not
 exist (NOTIFY 404: REFER works, the target failed); ``echo`` answers a channel that is
-already up, and Asterisk then sends no NOTIFY at all (202 and silence: what the probe
-calls a half implementation, and what a real transfer would wait ``notify_final`` for).
+already up, and Asterisk then mostly sends no NOTIFY at all (202 and silence: what the
+probe calls a half implementation, and what a real transfer would wait ``notify_final``
+for), sometimes NOTIFY 100 and 400: the test holds the verdict to what was sent.
 What the CLI reports is checked against Asterisk's own SIP trace (its 200 to OPTIONS,
 the REFER it got, the NOTIFYs and BYE it sent) and the channels left in Asterisk.
 """
@@ -76,17 +77,28 @@ def test_asterisk_carries_out_the_probes_refer(pbx, pbx_lab, tmp_path):
         agent.bye()
 
 
-def test_asterisk_that_never_notifies_is_reported_as_half(pbx, pbx_lab, tmp_path):
+def test_a_refer_to_a_call_already_up_is_judged_by_what_asterisk_sent(pbx, pbx_lab, tmp_path):
+    """REFER to ``echo``, a call already up: Asterisk 22 answers 202 and then either never
+    NOTIFYs (seen in most runs) or NOTIFYs 100 and a final 400 (seen once in CI); its
+    choice depends on timing inside Asterisk. Either way the probe's verdict must be what
+    crossed the wire: no NOTIFY -> a half implementation (exit 1); a final sipfrag -> REFER
+    works and the target's status is reported (exit 0)."""
     agent = pbx_lab.agent(answer_delay=0.3)
     with probing_voicegw(pbx, tmp_path) as ops:
         since = pbx.mark()
         result = ops.cli("probe", "pbx", "--dial", "2001", "--call", pbx.uri("echo"), "--notify-timeout", "4")
-        assert result.returncode == 1, result.stdout + result.stderr + pbx.report(since)
-        assert "never reported the outcome" in result.stdout
         trace = pbx.with_voicegw(since)
         flow = ladder(trace)
-        assert "out 202 REFER" in flow and not requests(trace, "NOTIFY", "out"), flow
-        assert requests(trace, "BYE", "in"), "voicegw ends its test call after notify_final"
+        assert "out 202 REFER" in flow, flow
+        finals = [status for status in sipfrags(trace, "out") if status >= 200]
+        if not requests(trace, "NOTIFY", "out"):
+            assert result.returncode == 1, result.stdout + result.stderr + pbx.report(since)
+            assert "never reported the outcome" in result.stdout
+        else:
+            assert finals, flow
+            assert result.returncode == 0, result.stdout + result.stderr + pbx.report(since)
+            assert f"final sipfrag {finals[-1]}" in result.stdout
+        assert requests(trace, "BYE", "in"), "voicegw ends its test call"
         agent.bye()
 
 
