@@ -27,7 +27,6 @@ reference cycle per call); it keeps only what ACKs a late 2xx again (13.2.2.4).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 from collections import deque
 from collections.abc import Callable
@@ -51,10 +50,10 @@ from ..sip.invite_session_io import (
     SessionInput,
 )
 from ..sip.invite_session_table import InviteSessionError, State
+from ..sip.locate import literal_hop
 from ..sip.message import Request, Response
 from ..sip.offer_answer import NegotiatedMedia
 from ..sip.sdp import SessionDescription
-from ..sip.uri import SipUri
 
 if TYPE_CHECKING:
     from .call import Call, Leg
@@ -181,7 +180,7 @@ class LegSession:
         self._arm()
 
     def _send(self, request: Request, hop: object, call: Call | None) -> None:
-        transaction_id = self._wire.send(request, destination(hop, self._peer))
+        transaction_id = self._wire.send(request, literal_hop(hop, self._peer))
         if transaction_id and call is not None:
             method, seq = request.method, request.cseq.seq
             self._wire.track(transaction_id, lambda event: self._client_event(method, seq, event), call)
@@ -223,17 +222,6 @@ def new_session(role: DialogRole, config: SessionConfig, local_tag: str = "") ->
     return InviteSession(role, config, randint=random.randint, local_tag=local_tag)
 
 
-def destination(uri: object, fallback: Address) -> Address:
-    """Where an in-dialog request goes: the next hop if it is an IP literal (no DNS
-    yet), else the address the leg's peer used."""
-    if isinstance(uri, SipUri):
-        host = uri.host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return fallback
-        return Address(uri.transport or fallback.transport, host, uri.port or 5060)
-    return fallback
 
 
-__all__ = ["Answered", "LegSession", "SessionEvent", "Wire", "destination", "new_session"]
+__all__ = ["Answered", "LegSession", "SessionEvent", "Wire", "new_session"]

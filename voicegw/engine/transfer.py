@@ -35,6 +35,7 @@ from ..sip.build import reason_phrase
 from ..sip.caller_id import outgoing_identity
 from ..sip.errors import SipError
 from ..sip.events import Address, RequestReceived, TransactionTimedOut
+from ..sip.locate import literal_hop
 from ..sip.message import Request
 from ..sip.refer import (
     ReferAccepted,
@@ -47,8 +48,8 @@ from ..sip.refer import (
 from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
-from .dial import LegInvite, NotDialled, dial_leg
 from .call import Call, CallInput, CallState, Leg
+from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     LegByeSent,
     LegDialing,
@@ -61,7 +62,6 @@ from .events import (
     TransferSucceeded,
 )
 from .fallback_runner import bot_policy, transfer_with_fallback
-from .leg_session import destination
 from .outbound import FailureStatus, apply_media, peer_of
 from .ports import CallHost
 from .transfer_machine import Action, How, Input, Moment, Step, TransferMachine, bot_steps
@@ -303,7 +303,7 @@ class Transfers:
                                                 embedded_headers=embedded,
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
-        engine.send_request(request, destination(hop, leg.peer), lambda event: self._refer_response(call, event), call)
+        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_response(call, event), call)
         self.feed(call, transfer, Input.REFERRED)
         self.pump_refers(call)
 
@@ -432,7 +432,7 @@ class Transfers:
                 incoming.receive_notify_response(event.response)
             self._bot_refer_settled(call, leg, incoming)
 
-        self.engine.send_request(request, destination(hop, leg.peer), answered, call)
+        self.engine.send_request(request, literal_hop(hop, leg.peer), answered, call)
 
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""

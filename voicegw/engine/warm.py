@@ -25,16 +25,17 @@ import numpy as np
 import structlog
 
 from ..media.player import Player, hold_player, play_samples
-from ..media.relay import Bridge
 from ..media.prompts import load_prompt
+from ..media.relay import Bridge
 from ..media.wav import WavError
 from ..settings import WarmSettings
 from ..sip.events import TransactionTimedOut
+from ..sip.locate import literal_hop
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
-from .dial import LegInvite, NotDialled, dial_leg
 from .consult import Action, ConsultError, ConsultMachine, Input, State
+from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     AgentDtmfReceived,
     BriefingStarted,
@@ -43,7 +44,6 @@ from .events import (
     ReferReplacesSent,
     WarmTransferMoved,
 )
-from .leg_session import destination
 from .outbound import apply_media, peer_of
 from .ports import CallHost
 from .transfer_state import Transfer
@@ -295,7 +295,7 @@ class WarmTransfers:
         target = consult.remote_target
         request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
         warm.refer_id = refer.refer_id
-        engine.send_request(request, destination(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call)
+        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call)
         engine.transfers.pump_refers(call)
         call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 

@@ -30,6 +30,7 @@ from ..sip.dialog_table import DialogId
 from ..sip.digest_client import DigestClient, Refused
 from ..sip.errors import SipError
 from ..sip.events import Address, Event, RequestReceived, ResponseReceived, TransactionTimedOut
+from ..sip.locate import literal_hop
 from ..sip.message import Headers, Request, Response
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.sdp import SdpBuilder
@@ -273,7 +274,7 @@ class Session:
                     self.endpoint.core.register_dialog(dialog_id.call_id, dialog_id.local_tag,
                                                        dialog_id.remote_tag)
                 ack, hop = self.dialog.create_ack(invite.cseq.seq)
-                self.send(ack, to=_destination(hop, self.peer))  # the route set's first hop (12.2.1.1)
+                self.send(ack, to=literal_hop(hop, self.peer))  # the route set's first hop (12.2.1.1)
             if not answered.done():
                 answered.set_result(response)
 
@@ -331,7 +332,7 @@ class Session:
                 refers.receive_response(response, now)
             self._pump()
 
-        self.send(request, on_event, to=_destination(hop, self.peer))
+        self.send(request, on_event, to=literal_hop(hop, self.peer))
         self._pump()
         bound = plan.refer_timeout + plan.notify_timeout + SETTLE
         try:
@@ -415,7 +416,7 @@ class Session:
             if not done.done() and (isinstance(event, TransactionTimedOut) or event.response.status >= 200):  # type: ignore[union-attr]
                 done.set_result(None)
 
-        self.send(bye, on_event, to=_destination(hop, self.peer))
+        self.send(bye, on_event, to=literal_hop(hop, self.peer))
         try:
             await asyncio.wait_for(done, SETTLE)
         except TimeoutError:
@@ -441,14 +442,3 @@ def _cancel(invite: Request) -> Request:
     headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
     return Request("CANCEL", invite.uri, headers)
 
-
-def _destination(uri: object, fallback: Address) -> Address:
-    """An in-dialog request's next hop when it is an IP literal, else where the call went."""
-    if isinstance(uri, SipUri):
-        host = uri.host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return fallback
-        return Address(uri.transport or fallback.transport, host, uri.port or 5060)
-    return fallback

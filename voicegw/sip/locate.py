@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .events import Address
 from .uri import SipUri
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -223,6 +224,14 @@ def order_srv(records: Sequence[Srv], draw: Callable[[int], int]) -> list[Srv]:
                     ordered.append(group.pop(index))
                     break
     return ordered
+
+
+def literal_hop(uri: object, fallback: Address) -> Address:
+    """Where an in-dialog request goes: its next hop (12.2.1.1) when that is an IP
+    literal, else ``fallback``, the address the peer used (no DNS in a dialog yet)."""
+    if isinstance(uri, SipUri) and _is_numeric(uri.host):
+        return Address(uri.transport or fallback.transport, uri.host.strip("[]"), uri.port or 5060)
+    return fallback
 
 
 def _is_numeric(host: str) -> bool:
