@@ -128,6 +128,9 @@ class Engine:
         self.calls: dict[str, Call] = {}
         self._by_dialog: dict[DialogId, tuple[Call, Leg]] = {}
         self._by_transaction: dict[str, Callable[[Event], None]] = {}
+        self._by_server_transaction: dict[str, Call] = {}
+        """The caller's INVITE server transaction -> its call, for a CANCEL (9.2): one
+        look-up per CANCEL instead of a scan of every call held."""
         self._trusted = [ipaddress.ip_network(c) for c in self.config.trusted_sources]
         self._digest = DigestServer(self.config.auth_realm, secrets.token_bytes(32))
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -277,7 +280,9 @@ class Engine:
         return transaction_id
 
     def _call_by_server_transaction(self, transaction_id: str) -> Call | None:
-        return next((c for c in self.calls.values() if c.caller.transaction_id == transaction_id), None)
+        call = self._by_server_transaction.get(transaction_id)
+        # a caller leg replaced since (RFC 3891) has a new INVITE, already answered
+        return call if call is not None and call.caller.transaction_id == transaction_id else None
 
     # ------------------------------------------------------------------ new calls
     async def _new_call(self, event: RequestReceived) -> None:
@@ -298,6 +303,8 @@ class Engine:
         if self.outbound.take(call, call.caller, event.transaction_id, call.local_tag).terminated:
             return
         self.calls[call.key] = call
+        self._by_server_transaction[event.transaction_id] = call
+        call.transaction_ids.append(event.transaction_id)  # forgotten with the call, even once replaced
         self.totals["calls"] += 1
         call.channel = channel = self.config.channel_for(CallFacts.of(invite, source.host))
         flow = None if channel.bot_uri else channel.flow.name
@@ -682,6 +689,7 @@ class Engine:
         dropped during the call included) and its transaction handlers."""
         for transaction_id in (*call.transaction_ids, *(leg.transaction_id for leg in call.legs())):
             self._by_transaction.pop(transaction_id, None)
+            self._by_server_transaction.pop(transaction_id, None)
         for dialog_id in call.dialog_ids:
             self._by_dialog.pop(dialog_id, None)
             self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
@@ -706,7 +714,7 @@ class Engine:
         media endpoints, bridges, players, timers, tasks."""
         return engine_statistics(
             self.calls.values(), tasks=self._tasks, dialogs=len(self._by_dialog),
-            handlers=len(self._by_transaction), pool=self.pool, totals=self.totals)
+            handlers=len(self._by_transaction) + len(self._by_server_transaction), pool=self.pool, totals=self.totals)
 
 
 #: In-dialog requests that are the INVITE session's (the dialog keeps REFER, NOTIFY,
