@@ -71,8 +71,9 @@ class Registrations:
         peer = await self._locate(entry)
         host = (self.sip.addresses().advertised(peer.host).sip_host if peer is not None
                 else self.sip.external_host or self.sip.host)
-        bound = (self.endpoint.tcp_address if entry.config.transport == "tcp"
-                 else self.endpoint.udp_address)
+        transport = entry.config.transport
+        bound = {"tcp": self.endpoint.tcp_address, "tls": self.endpoint.tls_address}.get(
+            transport, self.endpoint.udp_address)
         port = bound.port if bound is not None else 5060
         entry.machine = Registration(entry.config, f"sip:{entry.config.contact_user}@{host}:{port}", host)
         log.info("register.start", trunk=entry.config.trunk, registrar=entry.config.registrar,
@@ -220,7 +221,7 @@ class Registrations:
         assert isinstance(uri, SipUri)
         transport = entry.config.transport
         if self._is_ip(entry):
-            return Address(transport, uri.host.strip("[]"), uri.port or 5060)
+            return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
         try:
             targets = await self.resolver.locate(uri, (transport,))
         except DnsError as error:

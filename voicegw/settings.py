@@ -59,6 +59,11 @@ class TransferConfig:
     agent_context_headers: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     """Agent profile URI -> its context_headers: used for a bot's or the API's transfer
     to that URI (a flow node has them already); other targets get ``context_headers``."""
+    transports: dict[str, str] = field(default_factory=dict)
+    """Agent or bot profile URI -> its ``transport:`` (tcp, tls) when not UDP: how an
+    outgoing leg to that URI travels unless the URI names a transport itself."""
+    trunk_transport: str = "udp"
+    """The default carrier's ``transport:``: how legs to phone numbers (``trunk``) travel."""
     bye_destination_header: str = "X-Transfer-Destination"
     """On a BYE hand-back, the header that names where the upstream should route."""
     refer_sub: bool = True

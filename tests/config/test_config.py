@@ -227,6 +227,14 @@ CASES = {
         ["sip_profiles/agent-x.yaml:3: caller_id.number: string should match pattern "
          "'^[A-Za-z0-9+\\-_.!~*'()&=$,;?/]+$' (got 'a b')"],
     ),
+    "profile: caller_id number auth without auth": (
+        {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ncaller_id: {number: auth}\n"},
+        ["sip_profiles/agent-x.yaml:1: caller_id.number auth needs the profile's auth: (its username is the From user)"],
+    ),
+    "profile: transport": (
+        {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ntransport: sctp\n"},
+        ["sip_profiles/agent-x.yaml:3: transport: must be one of 'udp', 'tcp' or 'tls', not 'sctp'"],
+    ),
     "profile: bad uri host": (
         {"sip_profiles/bot.yaml": "kind: bot\nuri: sip:bot@bot.example.com\n"},
         ["sip_profiles/bot.yaml:2: uri: 'sip:bot@bot.example.com': the host must be an IP address "

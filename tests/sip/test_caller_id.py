@@ -53,3 +53,15 @@ def test_anonymous_callers_stay_anonymous_and_ask_for_privacy() -> None:
     # privacy: false shows the number all the same
     got = outgoing_identity(CallerIdPolicy(diversion=False, privacy=False), hidden, host="h")
     assert got.from_ == "<sip:+4917012345@h>" and "Privacy" not in headers(got)
+
+
+def test_auth_number_is_the_auth_username_as_it_is() -> None:
+    """``number: auth``: the From user is the account the carrier authenticates, with no
+    tech prefix and no '+' rule; the caller still goes in P-Asserted-Identity."""
+    policy = CallerIdPolicy(number="auth", display=None, plus=False, tech_prefix="77", diversion=False,
+                            auth_user="acct+4930_1")
+    got = outgoing_identity(policy, invite('"Alice" <sip:+4917012345@carrier>'), host="h")
+    assert got.from_ == "<sip:acct+4930_1@h>"
+    assert headers(got) == {"P-Asserted-Identity": '"Alice" <sip:4917012345@h>'}
+    fixed_display = CallerIdPolicy(number="auth", display="ACME", identity="none", diversion=False, auth_user="u1")
+    assert outgoing_identity(fixed_display, invite("<sip:+1@c>"), host="h").from_ == '"ACME" <sip:u1@h>'

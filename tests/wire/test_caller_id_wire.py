@@ -1,8 +1,10 @@
-"""Caller ID on outgoing legs over the wire (issue 12 item 4): a flow transfers each
-call to an agent profile at once; the headers of the INVITE the receiving sipp agent
-logged (-trace_msg) are what the profile's ``caller_id`` asks for: a fixed From, the
-caller's number with or without '+', P-Asserted/Preferred-Identity from the caller,
-Diversion with the dialled number, Privacy: id for an anonymous caller."""
+"""Caller ID and transport of outgoing legs over the wire (issue 12 items 4 and 7): a
+flow transfers each call to an agent profile at once; the headers of the INVITE the
+receiving sipp agent logged (-trace_msg) are what the profile's ``caller_id`` asks for:
+a fixed From, the caller's number with or without '+', the carrier's auth username
+(``number: auth``), P-Asserted/Preferred-Identity from the caller, Diversion with the
+dialled number, Privacy: id for an anonymous caller; and the INVITE travels over the
+profile's ``transport:`` (TCP to a sipp agent listening on TCP only)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,19 @@ pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp mi
 DIALLED = "+4930555"
 
 
-def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str = "") -> dict[str, str]:
+def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str = "", *,
+                 transport: str | None = None, carrier: dict | None = None) -> dict[str, str]:
     """One call from ``user`` (with ``extra`` headers) to DIALLED, transferred to an
-    agent profile with ``caller_id``; the headers of the INVITE the agent got."""
+    agent profile with ``caller_id`` (and ``transport``: the sipp agent listens on that
+    transport alone; ``carrier``: a carrier profile besides); the headers of the INVITE
+    the agent got, its request line as ``request-line``."""
     port = free_port()
     media = free_port()
     media -= media % 2
+    sipp_transport = ["-t", "t1"] if transport == "tcp" else []
     agent = subprocess.Popen(
-        [SIPP, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
+        [SIPP, *sipp_transport, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin",
+         "-sn", "uas",
          "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -40,7 +47,12 @@ def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str =
     profile = {"kind": "agent", "uri": f"sip:agent@127.0.0.1:{port}"}
     if caller_id is not None:
         profile["caller_id"] = caller_id
+    if transport is not None:
+        profile["transport"] = transport
     (tmp_path / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump(profile))
+    if carrier is not None:
+        (tmp_path / "profiles" / "carrier.yaml").write_text(yaml.safe_dump(
+            {"kind": "carrier", "addresses": ["127.0.0.0/8"], **carrier}))
     (tmp_path / "flows" / "main.yaml").write_text(yaml.safe_dump(
         {"nodes": {"to_agent": {"type": "agent_transfer", "target": "agent-x"}}}))
     config = tmp_path / "voicegw.yaml"
@@ -65,7 +77,7 @@ def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str =
         daemon.terminate()
     invite = re.search(r"INVITE sip:.*?\n\n", log, re.S)
     assert invite, log
-    headers = {}
+    headers = {"request-line": invite.group(0).splitlines()[0]}
     for line in invite.group(0).splitlines()[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
@@ -100,3 +112,23 @@ def test_anonymous_caller_stays_anonymous_with_privacy_id(tmp_path: Path) -> Non
     assert re.fullmatch(r'"Anonymous" <sip:anonymous@anonymous\.invalid>;tag=\w+', got["from"]), got["from"]
     assert got["p-asserted-identity"] == "<sip:+4917012345@127.0.0.1>"
     assert got["privacy"] == "id"
+
+
+def test_auth_number_presents_the_carriers_auth_username(tmp_path: Path) -> None:
+    """An agent profile without caller_id takes the carrier's: ``number: auth`` puts the
+    carrier's auth username in the From; the caller stays in P-Asserted-Identity."""
+    carrier = {"auth": {"username": "acct4930", "password": "not-on-the-wire"},
+               "caller_id": {"number": "auth", "display": None, "diversion": False}}
+    got = agent_invite(tmp_path, None, "+4917012345", carrier=carrier)
+    assert re.fullmatch(r"<sip:acct4930@127\.0\.0\.1>;tag=\w+", got["from"]), got["from"]
+    assert got["p-asserted-identity"] == "<sip:+4917012345@127.0.0.1>"
+    assert "not-on-the-wire" not in str(got)
+
+
+def test_profile_transport_tcp_sends_the_invite_over_tcp(tmp_path: Path) -> None:
+    """The agent's URI names no transport; its profile says tcp: the INVITE reaches a
+    sipp agent that listens on TCP alone (over UDP nothing would answer and the call
+    would not be transferred), and our Via says TCP."""
+    got = agent_invite(tmp_path, None, "+4917012345", transport="tcp")
+    assert got["via"].startswith("SIP/2.0/TCP 127.0.0.1:"), got["via"]
+    assert ";transport" not in got["request-line"], got["request-line"]  # the URI as the profile has it

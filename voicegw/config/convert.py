@@ -298,6 +298,10 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
         bot = _bot_profile(config, calls.bot_uri)
         if bot is not None:
             transfer["bot_refer_method"] = bot.refer_method
+        transfer["transports"] = {
+            str(parse_uri(profile.uri)): profile.transport
+            for profile in (*profiles_of(config, AgentProfile).values(), *profiles_of(config, BotProfile).values())
+            if profile.transport != "udp"}
         transfer["agent_context_headers"] = {
             str(parse_uri(agent.uri)): tuple(agent.context_headers.items())
             for agent in profiles_of(config, AgentProfile).values() if agent.context_headers}
@@ -306,7 +310,8 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
             transfer["bye_destination_header"] = carrier.bye_destination_header
             if carrier.context_headers:
                 transfer["context_headers"] = dict(carrier.context_headers)
-            transfer["caller_id"] = caller_id_policy(carrier.caller_id)
+            transfer["caller_id"] = caller_id_policy(carrier.caller_id, carrier.auth)
+            transfer["trunk_transport"] = carrier.transport
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
@@ -513,13 +518,14 @@ def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: 
         ring_timeout=target_profile.timeouts.ring if target_profile else None,
         context_headers=tuple(target_profile.context_headers.items())
         if target_profile and target_profile.context_headers else None,
-        caller_id=caller_id_policy(target_profile.caller_id)
+        caller_id=caller_id_policy(target_profile.caller_id, getattr(target_profile, "auth", None))
         if target_profile and target_profile.caller_id else None,
     )
 
 
-def caller_id_policy(model: CallerId) -> CallerIdPolicy:
-    return CallerIdPolicy(**model.model_dump())
+def caller_id_policy(model: CallerId, auth: Any = None) -> CallerIdPolicy:
+    """``auth``: the profile's ``auth:`` (its username is ``number: auth``'s From user)."""
+    return CallerIdPolicy(**model.model_dump(), auth_user=auth.username if auth is not None else None)
 
 
 def _resolve_target(config: LoadedConfig, text: str, method: str, document: Document,

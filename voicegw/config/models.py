@@ -414,7 +414,8 @@ class CallerId(Strict):
     """Who an outgoing leg to this profile says is calling (sip/caller_id.py)."""
 
     number: Annotated[str, Field(pattern=r"^[A-Za-z0-9+\-_.!~*'()&=$,;?/]+$")] = "caller"
-    """From user: ``caller`` (the caller's number) or a fixed number."""
+    """From user: ``caller`` (the caller's number), ``auth`` (the profile's auth
+    username, as it is: no tech prefix, no '+' rule) or a fixed number."""
     display: Annotated[str, Field(min_length=1, max_length=64)] | None = "caller"
     """From display name: ``caller``, a fixed text, or null (none)."""
     identity: Literal["pai", "ppi", "none"] = "pai"
@@ -502,11 +503,18 @@ class HealthCheck(Strict):
     """Answers in a row that mark it up again."""
 
 
+def _caller_id_auth(caller_id: CallerId | None, auth: Any) -> None:
+    if caller_id is not None and caller_id.number == "auth" and auth is None:
+        raise ValueError("caller_id.number auth needs the profile's auth: (its username is the From user)")
+
+
 class ProfileBase(Strict):
     name: Name
     """Default: the file name without .yaml."""
     description: str | None = None
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    """How voicegw's outgoing legs to this profile travel (its URI's own ``sips:`` or
+    ``;transport=`` wins); ``tls`` needs the daemon's ``tls:`` section."""
     context_headers: dict[HeaderName, ContextKey] = {}
     """Header -> context key sent to the agent (X-headers, User-to-User)."""
     transfer_allow: list[Pattern] = []
@@ -537,12 +545,22 @@ class CarrierProfile(ProfileBase):
     """``register:`` (named so here: ``register`` is a method of pydantic's metaclass).
     Register to the carrier (needs nothing else; uses ``auth`` when challenged)."""
 
+    @model_validator(mode="after")
+    def _auth_caller_id(self) -> CarrierProfile:
+        _caller_id_auth(self.caller_id, getattr(self, "auth", None))
+        return self
+
 
 class AgentProfile(ProfileBase):
     kind: Literal["agent"]
     uri: SipUriText
     caller_id: CallerId | None = None
     """Caller ID of transfers to this agent; null: the carrier's (or the default)."""
+
+    @model_validator(mode="after")
+    def _auth_caller_id(self) -> AgentProfile:
+        _caller_id_auth(self.caller_id, getattr(self, "auth", None))
+        return self
 
 
 class BotProfile(ProfileBase):

@@ -446,7 +446,8 @@ class Engine:
         leg = await dial_leg(
             self, call, "bot", uri, LegInvite(
                 answer_timeout=self.config.bot_answer_timeout, caller_user=_user(caller_invite.from_.uri),
-                max_forwards=(caller_invite.max_forwards or 70) - 1),
+                max_forwards=(caller_invite.max_forwards or 70) - 1,
+                transport=self.config.transfer.transports.get(str(uri))),
             while_in=CallState.SETUP,  # the caller may cancel while the port opens: end() has run
             dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response: self._bot_progress(call, response),

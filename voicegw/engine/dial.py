@@ -51,6 +51,8 @@ class LegInvite:
     """A caller-ID profile's From value, without tag (sip/caller_id.py)."""
     max_forwards: int = 70
     headers: tuple[tuple[str, str], ...] = ()
+    transport: str | None = None
+    """The target profile's ``transport:`` when the URI names none (peer_of)."""
 
 
 async def dial_leg(
@@ -71,7 +73,7 @@ async def dial_leg(
     if call.state is not while_in:
         endpoint.close()
         return NotDialled.CALL_MOVED_ON
-    leg = Leg(role, peer_of(uri), endpoint=endpoint)
+    leg = Leg(role, peer_of(uri, invite.transport), endpoint=endpoint)
     if role == "bot":
         call.bot = leg
     else:

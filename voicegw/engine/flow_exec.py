@@ -145,7 +145,8 @@ class FlowExecutor:
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
         dialled: list[Leg] = []
         leg = await dial_leg(
-            engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw"),
+            engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw",
+                                                transport=engine.config.transfer.transports.get(str(uri))),
             while_in=CallState.CONNECTED, prepare=dialled.append, dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response: None,
             on_answer=lambda response, media: answered(dialled[0], media),

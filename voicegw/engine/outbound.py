@@ -299,10 +299,11 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
     endpoint.set_remote(media.remote_address, media.remote_port)
 
 
-def peer_of(uri: SipUri) -> Address:
+def peer_of(uri: SipUri, transport: str | None = None) -> Address:
     """Where a SIP URI is reached: sips: and ;transport=tls go over TLS (default port
-    5061, RFC 3261 19.1.2), others over the URI's transport, UDP by default."""
-    transport = "tls" if uri.scheme == "sips" else (uri.transport or "udp")
+    5061, RFC 3261 19.1.2), others over the URI's transport; a URI that names none
+    goes over ``transport`` (its profile's ``transport:``), UDP by default."""
+    transport = "tls" if uri.scheme == "sips" else (uri.transport or transport or "udp")
     return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
 
 

@@ -55,6 +55,9 @@ class Transfer:
     target: str
     uri: str = ""
     trigger: str = "api"
+    transport: str | None = None
+    """How an INVITE to ``uri`` travels when the URI names no transport: its profile's
+    (or, for a number, the trunk's) ``transport:``; None: UDP."""
     machine: TransferMachine = field(default_factory=TransferMachine)
     """Where the attempt stands (engine/transfer_machine.py); the one source of its state."""
     status: FailureStatus | None = None

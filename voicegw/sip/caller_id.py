@@ -26,12 +26,16 @@ from .uri import SipUri, TelUri
 
 CALLER = "caller"
 """``number``/``display`` value: take it from the caller."""
+AUTH = "auth"
+"""``number`` value: the profile's auth username (carriers that only accept calls
+whose From user is the account they authenticate)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CallerIdPolicy:
     number: str = CALLER
-    """The From user: ``caller`` (the caller's number) or a fixed number/user."""
+    """The From user: ``caller`` (the caller's number), ``auth`` (``auth_user``) or a
+    fixed number/user."""
     display: str | None = CALLER
     """The From display name: ``caller``, a fixed text, or None (no display name)."""
     identity: str = "pai"
@@ -45,6 +49,8 @@ class CallerIdPolicy:
     """Put before the From user (carriers that route or bill on it)."""
     privacy: bool = True
     """Anonymous callers stay anonymous: anonymous From and Privacy: id."""
+    auth_user: str | None = None
+    """The profile's auth username, for ``number: auth``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,10 @@ def outgoing_identity(policy: CallerIdPolicy, invite: Request | None, *, host: s
     if policy.diversion and transfer and caller.dialled:
         dialled = _format(caller.dialled, policy)
         headers.append(("Diversion", f"<sip:{dialled}@{host}>;reason=unconditional;counter=1"))
+    if policy.number == AUTH and policy.auth_user:
+        # the account itself, as the carrier knows it: no prefix, no number formatting
+        shown_display = None if policy.display == CALLER else policy.display
+        return Identity(_name_addr(shown_display, policy.auth_user, host), tuple(headers))
     if policy.number != CALLER:
         user = policy.tech_prefix + _format(policy.number, policy)
         shown_display = None if policy.display == CALLER else policy.display
@@ -152,4 +162,4 @@ def _name_addr(display: str | None, user: str, host: str) -> str:
     return f"{quote(display)} {address}" if display else address
 
 
-__all__ = ["CALLER", "CallerIdPolicy", "Identity", "outgoing_identity"]
+__all__ = ["AUTH", "CALLER", "CallerIdPolicy", "Identity", "outgoing_identity"]
