@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+from .dialect import dialect_of
 from ..engine.events import (
     CallConnected,
     CallDisposed,
@@ -122,21 +122,29 @@ def _plain(value: Any) -> Any:
     return enum_value if isinstance(enum_value, (str, int)) else str(value)
 
 
-def apply_entry(conn: sqlite3.Connection, run_id: int, entry: Entry) -> None:
+def apply_entry(conn: Any, run_id: int, entry: Entry, worker: str | None = None) -> None:
+    """``conn``: a sqlite3 connection or a dialect.PgConnection, in a transaction;
+    ``worker``: the store's worker id, given to the call row it creates."""
     at, key, call_id, event = entry
     if isinstance(event, Ladder):
-        conn.execute("INSERT OR REPLACE INTO ladders (call_key, call_id, saved_at, messages)"
-                     " VALUES (?, ?, ?, ?)", (key, call_id, at, pack_ladder(event.messages)))
+        conn.execute("INSERT INTO ladders (call_key, call_id, saved_at, messages) VALUES (?, ?, ?, ?)"
+                     " ON CONFLICT (call_key) DO UPDATE SET call_id = excluded.call_id,"
+                     " saved_at = excluded.saved_at, messages = excluded.messages",
+                     (key, call_id, at, pack_ladder(event.messages)))
         return
     conn.execute(
-        "INSERT INTO calls (key, call_id, run_id, state, created_at, last_event_at, event_count)"
-        " VALUES (?, ?, ?, 'setup', ?, ?, 1)"
-        " ON CONFLICT (key) DO UPDATE SET event_count = event_count + 1,"
-        " last_event_at = max(last_event_at, excluded.last_event_at)",
-        (key, call_id, run_id, at, at))
+        "INSERT INTO calls (key, call_id, run_id, worker, state, created_at, last_event_at, event_count)"
+        " VALUES (?, ?, ?, ?, 'setup', ?, ?, 1)"
+        " ON CONFLICT (key) DO UPDATE SET event_count = calls.event_count + 1,"
+        " last_event_at = CASE WHEN excluded.last_event_at > calls.last_event_at"
+        " THEN excluded.last_event_at ELSE calls.last_event_at END",
+        (key, call_id, run_id, worker, at, at))
     detail = event.detail()
-    row = conn.execute("INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, ?, ?)",
-                       (key, at, event.name, dumps(detail))).lastrowid
+    insert = "INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, ?, ?)"
+    if isinstance(event, TransferRefused):  # its row id names the attempt (a round trip: rare)
+        row = conn.execute(insert + " RETURNING id", (key, at, event.name, dumps(detail))).fetchone()[0]
+    else:
+        conn.execute(insert, (key, at, event.name, dumps(detail)))
     match event:
         case CallStarted():
             conn.execute("UPDATE calls SET source = ?, uri = ?, caller = ?, created_at = ?, flow = ?,"
@@ -164,7 +172,7 @@ def apply_entry(conn: sqlite3.Connection, run_id: int, entry: Entry) -> None:
             _fallback(conn, at, key, None, {"at": at, "action": "prompt", **detail})
 
 
-def _call_ended(conn: sqlite3.Connection, at: float, key: str, event: CallEnded) -> None:
+def _call_ended(conn: Any, at: float, key: str, event: CallEnded) -> None:
     cause = event.cause
     reason = event.reason or cause
     conn.execute(
@@ -175,22 +183,22 @@ def _call_ended(conn: sqlite3.Connection, at: float, key: str, event: CallEnded)
         (at, cause, reason, _OUTCOME.get(cause, cause or "ended"), event.status, key))
 
 
-def _leg(conn: sqlite3.Connection, at: float, key: str, event: LegEvent, detail: dict[str, Any]) -> None:
+def _leg(conn: Any, at: float, key: str, event: LegEvent, detail: dict[str, Any]) -> None:
     role, what = event.role, event.what
     if not _ROLE_RE.match(role) or not what:
         return
     fields: dict[str, Any] = {f"{what}_at": at}
+    # a None removes the field (RFC 7396 merge, dialect.merge_leg)
     fields.update((k, v) for k, v in detail.items() if isinstance(v, (str, int, float, bool)) or v is None)
     if isinstance(event, LegAnswered):
         fields.setdefault("status", 200)
-    conn.execute("UPDATE calls SET legs = json_patch(legs, ?) WHERE key = ?",
-                 (dumps({role: fields}), key))
+    conn.execute(dialect_of(conn).merge_leg, (role, role, dumps(fields), key))
     if isinstance(event, LegDialing) and event.transfer_id:
         conn.execute("UPDATE transfers SET uri = ? WHERE call_key = ? AND transfer_id = ?",
                      (event.uri, key, event.transfer_id))
 
 
-def _transfer(conn: sqlite3.Connection, at: float, key: str, event: TransferEvent,
+def _transfer(conn: Any, at: float, key: str, event: TransferEvent,
               detail: dict[str, Any]) -> None:
     transfer_id = event.transfer_id
     # started creates the row; a later entry whose TransferStarted was lost still gets one
@@ -200,8 +208,7 @@ def _transfer(conn: sqlite3.Connection, at: float, key: str, event: TransferEven
         _transfer_row(conn, at, key, transfer_id, "", "", None)
     match event:
         case TransferProgress() | TransferAccepted():
-            conn.execute("UPDATE transfers SET progress = json_insert(progress, '$[#]', ?)"
-                         " WHERE call_key = ? AND transfer_id = ?", (event.status, key, transfer_id))
+            conn.execute(dialect_of(conn).append_progress, (event.status, key, transfer_id))
         case FallbackDecided():  # the fallback machine's decision after a failed attempt
             decision = {k: v for k, v in detail.items() if k != "transfer_id"}
             _append_fallback(conn, key, transfer_id, {"at": at, **decision})
@@ -211,15 +218,15 @@ def _transfer(conn: sqlite3.Connection, at: float, key: str, event: TransferEven
             _outcome(conn, at, key, transfer_id, "failed", event.status, event.reason)
 
 
-def _transfer_row(conn: sqlite3.Connection, at: float, key: str, transfer_id: str, method: str,
+def _transfer_row(conn: Any, at: float, key: str, transfer_id: str, method: str,
                   target: str, trigger: str | None) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO transfers (call_key, transfer_id, method, target, trigger, state,"
-        " started_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+        "INSERT INTO transfers (call_key, transfer_id, method, target, trigger, state,"
+        " started_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
         (key, transfer_id, method, target, trigger, at))
 
 
-def _outcome(conn: sqlite3.Connection, at: float, key: str, transfer_id: str, state: str,
+def _outcome(conn: Any, at: float, key: str, transfer_id: str, state: str,
              status: int | str, reason: str | None) -> None:
     """``status`` is the column as text ("486", "policy"); ``sip_status`` the SIP code alone."""
     sip_status = status if isinstance(status, int) and not isinstance(status, bool) else None
@@ -229,7 +236,7 @@ def _outcome(conn: sqlite3.Connection, at: float, key: str, transfer_id: str, st
         (state, str(status), sip_status, reason, at, key, transfer_id))
 
 
-def _fallback(conn: sqlite3.Connection, at: float, key: str, transfer_id: str | None,
+def _fallback(conn: Any, at: float, key: str, transfer_id: str | None,
               item: dict[str, Any]) -> None:
     """Append to the fallback list of ``transfer_id``, else of the call's latest transfer."""
     if transfer_id is None:
@@ -241,6 +248,5 @@ def _fallback(conn: sqlite3.Connection, at: float, key: str, transfer_id: str | 
     _append_fallback(conn, key, str(transfer_id), item)
 
 
-def _append_fallback(conn: sqlite3.Connection, key: str, transfer_id: str, item: dict[str, Any]) -> None:
-    conn.execute("UPDATE transfers SET fallback = json_insert(fallback, '$[#]', json(?))"
-                 " WHERE call_key = ? AND transfer_id = ?", (dumps(item), key, transfer_id))
+def _append_fallback(conn: Any, key: str, transfer_id: str, item: dict[str, Any]) -> None:
+    conn.execute(dialect_of(conn).append_fallback, (dumps(item), key, transfer_id))

@@ -1,10 +1,18 @@
 """Closing what a dead daemon left open, at the next start.
 
-Each daemon run has a row in ``runs`` and holds an exclusive ``flock`` on its own lock
-file (``<db>-runs/<run id>.lock``) for as long as it lives. The kernel drops the lock
-when the process dies, ``kill -9`` included, so "can I take run N's lock?" tells a dead
-run from a live one, even with several daemons sharing one database file; a pid check
-would not (pids are reused).
+Each daemon run has a row in ``runs`` and holds a lock of its own for as long as it
+lives, which the system drops when the process dies, ``kill -9`` included, so "can I
+take run N's lock?" tells a dead run from a live one, even with several daemons (the
+workers) sharing one database; a pid check would not (pids are reused, hosts differ):
+
+- SQLite: an exclusive ``flock`` on ``<db>-runs/<run id>.lock`` (the kernel drops it);
+- PostgreSQL: a session advisory lock ``(RUN_LOCK, run id)`` held by the run's writer
+  connection (the server drops it with the connection: a dead worker's socket closes).
+  The recovering run tests it with ``pg_try_advisory_xact_lock`` inside its recovery
+  transaction, so a dead run stays "taken" until its records are closed.
+
+Whoever starts next (the dead worker restarted, or any other worker) recovers every dead
+run; ``runs.worker`` and ``calls.worker`` say which worker a run and a call belonged to.
 
 Rules, applied in one transaction (all or nothing), to runs that are dead:
 
@@ -23,11 +31,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from .dialect import dialect_of
+from .records import dumps
 
 RESTART = "restart"
+RUN_LOCK = 0x76677701
+"""The first key of a run's PostgreSQL advisory lock (the second is the run id)."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +91,29 @@ def run_is_dead(directory: Path, run_id: int) -> bool:
         os.close(fd)  # also drops a lock we just took
 
 
-def recover(conn: sqlite3.Connection, run_id: int, directory: Path) -> Recovery:
+def pg_run_is_dead(conn: Any) -> Callable[[int], bool]:
+    """A run's lock is free (inside the recovery transaction: held until it commits)."""
+    def dead(run_id: int) -> bool:
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", (RUN_LOCK, run_id)).fetchone()[0])
+    return dead
+
+
+def recover(conn: Any, run_id: int, is_dead: Callable[[int], bool]) -> Recovery:
     """Close the records of dead runs (``conn`` in autocommit mode)."""
-    conn.execute("BEGIN IMMEDIATE")
+    dialect = dialect_of(conn)
+    conn.execute(dialect.begin)
     try:
         candidates = [row[0] for row in conn.execute(
             "SELECT id FROM runs WHERE id != ? AND recovered_by IS NULL AND (stopped_at IS NULL"
             " OR EXISTS (SELECT 1 FROM calls WHERE calls.run_id = runs.id AND state != 'ended'))"
             " ORDER BY id", (run_id,))]
-        dead = [run for run in candidates if run_is_dead(directory, run)]
+        dead = [run for run in candidates if is_dead(run)]
         if not dead:
             conn.execute("COMMIT")
             return Recovery()
         marks = ",".join("?" * len(dead))
         pending = conn.execute(
-            f"SELECT t.id, t.call_key, t.transfer_id, max(c.last_event_at, t.started_at)"
+            f"SELECT t.id, t.call_key, t.transfer_id, {dialect.greatest}(c.last_event_at, t.started_at)"
             f" FROM transfers t JOIN calls c ON c.key = t.call_key"
             f" WHERE t.state = 'pending' AND c.run_id IN ({marks})", dead).fetchall()
         for row_id, call_key, transfer_id, at in pending:
@@ -99,10 +121,10 @@ def recover(conn: sqlite3.Connection, run_id: int, directory: Path) -> Recovery:
                 "UPDATE transfers SET state = 'failed', status = ?, sip_status = NULL, reason = ?,"
                 " ended_at = ? WHERE id = ?",
                 (RESTART, "voicegw restarted before the outcome", at, row_id))
-            conn.execute(
-                "INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, 'transfer.failed', json_object("
-                "'transfer_id', ?, 'status', ?, 'reason', 'voicegw restarted before the outcome',"
-                " 'recovered', json('true')))", (call_key, at, transfer_id, RESTART))
+            detail = {"transfer_id": transfer_id, "status": RESTART,
+                      "reason": "voicegw restarted before the outcome", "recovered": True}
+            conn.execute("INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, 'transfer.failed', ?)",
+                         (call_key, at, dumps(detail)))
         open_calls = conn.execute(
             f"SELECT key, last_event_at FROM calls WHERE state != 'ended' AND run_id IN ({marks})",
             dead).fetchall()
@@ -110,9 +132,8 @@ def recover(conn: sqlite3.Connection, run_id: int, directory: Path) -> Recovery:
             conn.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, end_cause = ?, end_reason = ?,"
                 " ended_at = ?, event_count = event_count + 1 WHERE key = ?", (RESTART, RESTART, RESTART, at, key))
-            conn.execute(
-                "INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, 'call.ended', json_object("
-                "'cause', ?, 'reason', ?, 'recovered', json('true')))", (key, at, RESTART, RESTART))
+            conn.execute("INSERT INTO events (call_key, at, event, detail) VALUES (?, ?, 'call.ended', ?)",
+                         (key, at, dumps({"cause": RESTART, "reason": RESTART, "recovered": True})))
         conn.execute(f"UPDATE runs SET recovered_by = ? WHERE id IN ({marks})", (run_id, *dead))
         conn.execute("COMMIT")
     except BaseException:

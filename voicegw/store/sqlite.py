@@ -1,4 +1,5 @@
-"""The SQLite records store: open (migrate, register the run, recover), record, query.
+"""The SQLite records store (the embedded default): open (migrate, register the run,
+recover); recording and queries are base.RecordStore's.
 
 Durability. The database is in WAL mode with ``synchronous=FULL``: every commit
 fsyncs the WAL, so a record the writer has committed survives ``kill -9`` *and* a
@@ -22,24 +23,21 @@ Times in and out are wall-clock UTC Unix seconds; ``since``/``until`` also take 
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ..engine.events import CallEvent
-from . import report as _report
-from .records import Entry, Ladder, unpack_ladder
-from .recovery import Recovery, RunLock, lock_directory, recover
+from .base import RecordStore, register_run
+from .dialect import SQLITE
+from .records import apply_entry
+from .recovery import Recovery, RunLock, lock_directory, recover, run_is_dead
 from .schema import migrate
 from .writer import Writer
 
@@ -48,12 +46,8 @@ log = structlog.get_logger("voicegw.store")
 DB_NAME = "voicegw.db"
 DEFAULT_PATH = "var/" + DB_NAME
 ENV_PATH = "VOICEGW_DB"
-MAX_LIMIT = 1000
-MAX_EVENTS = 5000
 READ_BUSY_MS = 200
 WRITE_BUSY_MS = 5000
-
-TimeArg = float | int | datetime | str | None
 
 
 def store_path(config: Any = None) -> Path:
@@ -71,29 +65,28 @@ def store_path(config: Any = None) -> Path:
         return Path(directory) / DB_NAME
     return Path(DEFAULT_PATH)
 
+class Store(RecordStore):
+    """The SQLite records store (the embedded default). Build with :meth:`open`."""
 
-class Store:
-    """Durable call and transfer records. Build with :meth:`open`."""
+    backend = "sqlite"
+    dialect = SQLITE
 
     def __init__(self, path: Path, writer: Writer, reader: sqlite3.Connection, lock: RunLock,
-                 recovery: Recovery, schema_version: int, clock: Callable[[], float]) -> None:
+                 recovery: Recovery, schema_version: int, clock: Callable[[], float],
+                 worker: str | None = None) -> None:
+        super().__init__(writer, recovery, schema_version, clock, worker)
         self.path = path
-        self.writer = writer
-        self.run_id = writer.run_id
-        self.recovery = recovery
-        self.schema_version = schema_version
         self._reader = reader
         self._read_lock = threading.Lock()
         self._lock = lock
-        self._clock = clock
-        self.closed = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = DEFAULT_PATH, *, synchronous: str = "FULL",
              max_queue: int = 10_000, batch_max: int = 500,
-             clock: Callable[[], float] = time.time) -> Store:
+             clock: Callable[[], float] = time.time, worker: str | None = None) -> Store:
         """Create or open the database, migrate it, register this run, close what dead
-        runs left open, start the writer. Blocking: call it before serving."""
+        runs left open, start the writer. Blocking: call it before serving. ``worker``:
+        the worker id its runs and calls carry (store.worker_id)."""
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         db = Path(path)
@@ -105,9 +98,10 @@ class Store:
                 raise sqlite3.OperationalError(f"{db}: WAL mode refused (journal_mode={mode})")
             conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             version = migrate(conn)
-            run_id, lock = _register_run(conn, db, clock())
+            locks = lock_directory(db)
+            run_id, lock = register_run(conn, clock(), worker, partial(RunLock, locks))
             try:
-                recovery = recover(conn, run_id, lock_directory(db))
+                recovery = recover(conn, run_id, partial(run_is_dead, locks))
                 reader = _connect(db, READ_BUSY_MS)
             except BaseException:
                 lock.release()
@@ -117,9 +111,10 @@ class Store:
             raise
         reader.row_factory = sqlite3.Row
         reader.execute("PRAGMA query_only = ON")
-        writer = Writer(conn, run_id, max_queue=max_queue, batch_max=batch_max)
+        writer = Writer(conn, run_id, max_queue=max_queue, batch_max=batch_max,
+                        apply=partial(apply_entry, worker=worker))
         writer.start()
-        store = cls(db, writer, reader, lock, recovery, version, clock)
+        store = cls(db, writer, reader, lock, recovery, version, clock, worker)
         # quiet unless a crash left records to close: then the operator wants to know
         if recovery.calls or recovery.transfers:
             log.warning("store.recovered", path=str(db), run_id=run_id, runs=list(recovery.runs),
@@ -128,151 +123,15 @@ class Store:
                   synchronous=synchronous.upper())
         return store
 
-    # ------------------------------------------------------------------ recording
-    def listener(self, call: Any, now: float, event: CallEvent) -> bool:
-        """An engine listener (``engine.listeners``): enqueue, nothing else (False when
-        the entry was dropped). The entry's time is the wall clock now: the engine calls
-        listeners as the event happens."""
-        return self.writer.put(Entry(self._clock(), call.key, call.id, event))
-
-    def record(self, call_key: str, call_id: str, event: CallEvent, at: float | None = None) -> bool:
-        """Queue one timeline entry directly (tests, or events that have no Call)."""
-        return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event))
-
-    def save_ladder(self, call_key: str, call_id: str, messages: list[dict[str, Any]]) -> bool:
-        """Queue an ended call's SIP ladder (bounded: records.LADDER_MAX_*)."""
-        return self.writer.put(Entry(self._clock(), call_key, call_id, Ladder(tuple(messages))))
-
-    async def durable(self) -> None:
-        """Return once everything recorded so far is committed: await it before acting
-        when the record must exist first."""
-        await self.writer.durable()
-
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Block until everything recorded so far is committed (tests, shutdown)."""
-        return self.writer.flush(timeout)
-
-    def close(self, timeout: float = 10.0) -> bool:
-        """Write what is queued, close anything still open as ``shutdown``, mark the run
-        stopped. Blocking (``await asyncio.to_thread(store.close)`` from the loop).
-        False when the writer did not finish in ``timeout`` (the next start recovers)."""
-        if self.closed:
-            return True
-        self.closed = True
-        finished = self.writer.close(timeout)
+    def _release(self, finished: bool) -> None:
         if finished:
-            try:
-                _mark_stopped(self.writer.conn, self.run_id, self._clock(), self.writer.dropped)
-            except sqlite3.Error as error:
-                log.error("store.close_failed", error=repr(error))
-                finished = False
             self.writer.conn.close()
             self._lock.release()
-        else:
-            log.error("store.flush_timeout", queued=self.writer.statistics().queued)
         with self._read_lock:
             self._reader.close()
-        stats = asdict(self.writer.statistics())
-        if finished and not stats["dropped"] and not stats["failed"]:
-            log.debug("store.closed", run_id=self.run_id, **stats)
-        else:
-            log.warning("store.closed", run_id=self.run_id, clean=finished, **stats)
-        return finished
 
-    def statistics(self) -> dict[str, Any]:
-        return {"path": str(self.path), "run_id": self.run_id, "schema_version": self.schema_version,
-                **asdict(self.writer.statistics())}
-
-    # ------------------------------------------------------------------ queries
-    def calls(self, since: TimeArg = None, until: TimeArg = None, limit: int = 100,
-              state: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
-        """Calls created in [since, until), newest first; ``state`` is setup, connected
-        or ended; ``outcome`` completed, failed, cancelled, restart..."""
-        where, args = _window("created_at", since, until)
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        if outcome is not None:
-            where.append("outcome = ?")
-            args.append(outcome)
-        rows = self._read(f"SELECT * FROM calls {_where(where)} ORDER BY created_at DESC, rowid DESC"
-                          f" LIMIT ?", (*args, _limit(limit)))
-        return [_call_row(row) for row in rows]
-
-    def call(self, call_id: str) -> dict[str, Any] | None:
-        """One call by its key (``Call-ID;tag``) or the caller's Call-ID (the latest
-        such call), with its transfers and its timeline."""
-        rows = self._read("SELECT * FROM calls WHERE key = ?", (call_id,)) or self._read(
-            "SELECT * FROM calls WHERE call_id = ? ORDER BY created_at DESC LIMIT 1", (call_id,))
-        if not rows:
-            return None
-        record = _call_row(rows[0])
-        key = record["key"]
-        record["transfers"] = [_transfer_row(r) for r in self._read(
-            "SELECT * FROM transfers WHERE call_key = ? ORDER BY id", (key,))]
-        record["events"] = [
-            {"at": r["at"], "event": r["event"], "detail": json.loads(r["detail"])}
-            for r in self._read("SELECT at, event, detail FROM events WHERE call_key = ? ORDER BY id LIMIT ?",
-                                (key, MAX_EVENTS))]
-        ladder = self._read("SELECT messages FROM ladders WHERE call_key = ?", (key,))
-        record["ladder"] = unpack_ladder(ladder[0]["messages"]) if ladder else []
-        return record
-
-    def transfers(self, since: TimeArg = None, until: TimeArg = None, limit: int = 100,
-                  state: str | None = None, method: str | None = None,
-                  call_id: str | None = None) -> list[dict[str, Any]]:
-        """Transfer attempts started in [since, until), newest first; ``state`` is
-        pending, succeeded or failed; ``call_id`` a call key or a caller's Call-ID."""
-        where, args = _window("t.started_at", since, until)
-        for column, value in (("t.state", state), ("t.method", method)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if call_id is not None:
-            where.append("(t.call_key = ? OR c.call_id = ?)")
-            args += [call_id, call_id]
-        rows = self._read(
-            "SELECT t.*, c.call_id AS call_id FROM transfers t LEFT JOIN calls c ON c.key = t.call_key"
-            f" {_where(where)} ORDER BY t.started_at DESC, t.id DESC LIMIT ?", (*args, _limit(limit)))
-        return [_transfer_row(row) for row in rows]
-
-    def totals(self, since: TimeArg = None, until: TimeArg = None) -> dict[str, Any]:
-        """Counts of calls and transfer attempts by outcome, SIP status and method."""
-        where, args = _window("created_at", since, until)
-        calls = self._read(f"SELECT state, outcome, status, count(*) AS n FROM calls {_where(where)}"
-                           " GROUP BY state, outcome, status", args)
-        where, args = _window("started_at", since, until)
-        transfers = self._read(f"SELECT method, state, status, count(*) AS n FROM transfers {_where(where)}"
-                               " GROUP BY method, state, status", args)
-        call_totals: dict[str, Any] = {"total": 0, "active": 0, "by_outcome": {}, "by_status": {}}
-        for row in calls:
-            n = row["n"]
-            call_totals["total"] += n
-            if row["state"] != "ended":
-                call_totals["active"] += n
-            outcome = row["outcome"] or "active"
-            call_totals["by_outcome"][outcome] = call_totals["by_outcome"].get(outcome, 0) + n
-            if row["status"] is not None:
-                status = str(row["status"])
-                call_totals["by_status"][status] = call_totals["by_status"].get(status, 0) + n
-        transfer_totals: dict[str, Any] = {"total": 0, "pending": 0, "by_state": {}, "by_status": {},
-                                           "by_method": {}}
-        for row in transfers:
-            n = row["n"]
-            transfer_totals["total"] += n
-            if row["state"] == "pending":
-                transfer_totals["pending"] += n
-            _bump(transfer_totals["by_state"], row["state"], n)
-            if row["status"] is not None:
-                _bump(transfer_totals["by_status"], row["status"], n)
-            _bump(transfer_totals["by_method"].setdefault(row["method"], {}), row["state"], n)
-        return {"calls": call_totals, "transfers": transfer_totals}
-
-    def report(self, since: TimeArg = None, until: TimeArg = None) -> dict[str, Any]:
-        """Containment and transfer outcomes per flow and channel of the calls created in
-        [since, until) (store/report.py)."""
-        where, args = _window("c.created_at", since, until)
-        return _report.build(self._read, where, args)
+    def _where_stored(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
 
     def _read(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -289,89 +148,3 @@ def _connect(path: Path, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _register_run(conn: sqlite3.Connection, db: Path, now: float) -> tuple[int, RunLock]:
-    """A runs row and its lock, taken before the row is committed: another process
-    recovering at the same moment never sees this run without its lock."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cursor = conn.execute("INSERT INTO runs (pid, host, started_at) VALUES (?, ?, ?)",
-                              (os.getpid(), socket.gethostname(), now))
-        run_id = int(cursor.lastrowid or 0)
-        lock = RunLock(lock_directory(db), run_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return run_id, lock
-
-
-def _mark_stopped(conn: sqlite3.Connection, run_id: int, now: float, dropped: int) -> None:
-    """A clean stop: what is still open (calls the daemon did not end, transfers with no
-    outcome) is closed as ``shutdown`` now, in one transaction with the run's stop."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            "UPDATE transfers SET state = 'failed', status = 'shutdown', reason = 'voicegw stopped',"
-            " ended_at = ? WHERE state = 'pending' AND call_key IN (SELECT key FROM calls WHERE run_id = ?)",
-            (now, run_id))
-        conn.execute(
-            "UPDATE calls SET state = 'ended', outcome = 'shutdown', end_cause = 'shutdown',"
-            " end_reason = 'voicegw stopped', ended_at = ? WHERE run_id = ? AND state != 'ended'",
-            (now, run_id))
-        conn.execute("UPDATE runs SET stopped_at = ?, dropped = ? WHERE id = ?", (now, dropped, run_id))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _seconds(value: TimeArg) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.timestamp()
-    return float(value)
-
-
-def _window(column: str, since: TimeArg, until: TimeArg) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    args: list[Any] = []
-    low, high = _seconds(since), _seconds(until)
-    if low is not None:
-        where.append(f"{column} >= ?")
-        args.append(low)
-    if high is not None:
-        where.append(f"{column} < ?")
-        args.append(high)
-    return where, args
-
-
-def _where(clauses: list[str]) -> str:
-    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
-
-
-def _limit(limit: int) -> int:
-    return max(1, min(int(limit), MAX_LIMIT))
-
-
-def _bump(counter: dict[str, int], key: Any, n: int) -> None:
-    counter[str(key)] = counter.get(str(key), 0) + n
-
-
-def _call_row(row: sqlite3.Row) -> dict[str, Any]:
-    record = dict(row)
-    record["legs"] = json.loads(record["legs"] or "{}")
-    record["duration"] = (record["ended_at"] - record["answered_at"]
-                          if record["ended_at"] is not None and record["answered_at"] is not None else None)
-    return record
-
-
-def _transfer_row(row: sqlite3.Row) -> dict[str, Any]:
-    record = dict(row)
-    record["progress"] = json.loads(record["progress"] or "[]")
-    record["fallback"] = json.loads(record["fallback"] or "[]")
-    return record

@@ -17,6 +17,17 @@ never waited for: disk trouble must not stop calls. Drops are counted
 Failed batch. The batch is rolled back and replayed one entry per transaction, so
 one bad entry costs only itself (counted in ``failed``).
 
+Outage (PostgreSQL). When the batch failed because the server is gone (the connection
+is lost: ``conn.lost()``), nothing is replayed or counted as failed: the batch is kept,
+and the thread waits (0.2 s doubling to 5 s), reconnects (``reconnect``, which also
+takes the run's lock again) and retries the same batch until it commits. Meanwhile
+``put`` goes on queueing, so calls never wait: what piles up past ``max_queue`` is
+dropped by the rule above (timeline first, the records' reserve last), and the rest is
+written when the server is back. A batch whose COMMIT was cut may be applied twice:
+the call and transfer rows are upserts and end the same, the timeline may show a
+duplicate event. :meth:`durable` waiters wait for the retry (the engine bounds its
+wait: b2bua.recorded); :meth:`close` gives up after its timeout.
+
 Durability barrier. Entries are numbered as they are enqueued; :meth:`flush` (blocking)
 and :meth:`durable` (awaitable) return once everything enqueued before the call has
 been committed (or given up on), which lets a caller write before it acts.
@@ -26,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +45,7 @@ from typing import Any
 
 import structlog
 
+from .dialect import dialect_of
 from .records import Entry, apply_entry, is_essential
 
 log = structlog.get_logger("voicegw.store")
@@ -52,13 +63,19 @@ class WriterStatistics:
     batches: int
     largest_batch: int
     last_commit_ms: float
+    outages: int = 0
+    """Times the database went away under the writer (each retried until it came back)."""
 
 
 class Writer:
-    def __init__(self, conn: sqlite3.Connection, run_id: int, *, max_queue: int = 10_000,
+    def __init__(self, conn: Any, run_id: int, *, max_queue: int = 10_000,
                  reserve: int | None = None, batch_max: int = 500, log_every: int = 1000,
-                 apply: Callable[[sqlite3.Connection, int, Entry], None] = apply_entry) -> None:
+                 apply: Callable[[Any, int, Entry], None] = apply_entry,
+                 reconnect: Callable[[], Any] | None = None) -> None:
         self.conn = conn
+        self._reconnect = reconnect
+        self._begin = dialect_of(conn).begin
+        self._abandon = threading.Event()
         self.run_id = run_id
         self.max_queue = max_queue
         self.reserve = max_queue // 10 if reserve is None else reserve
@@ -79,6 +96,7 @@ class Writer:
         self.batches = 0
         self.largest_batch = 0
         self.last_commit_ms = 0.0
+        self.outages = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -126,11 +144,14 @@ class Writer:
             self._queue.put(_STOP)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandon.set()  # an outage retry loop stops (its batch is lost: logged)
         return not self._thread.is_alive()
 
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(self._queue.qsize(), self.enqueued, self.written, self.dropped,
-                                self.failed, self.batches, self.largest_batch, round(self.last_commit_ms, 3))
+                                self.failed, self.batches, self.largest_batch, round(self.last_commit_ms, 3),
+                                self.outages)
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
@@ -171,23 +192,60 @@ class Writer:
             self._transaction(batch)
             self.written += len(batch)
         except Exception as error:
-            log.error("store.batch_failed", error=repr(error), entries=len(batch))
-            for entry in batch:  # one transaction per entry: a bad one costs only itself
-                try:
-                    self._transaction([entry])
-                    self.written += 1
-                except Exception as entry_error:
-                    self.failed += 1
-                    if self.failed == 1 or self.failed % self.log_every == 0:
-                        log.error("store.entry_failed", error=repr(entry_error), event_name=entry.event.name,
-                                  call_key=entry.call_key, failed=self.failed)
+            if self._lost():
+                self._outage(batch, error)
+            else:
+                self._replay(batch, error)
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         self.last_commit_ms = (time.perf_counter() - started) * 1000
 
+    def _replay(self, batch: list[Entry], error: Exception) -> None:
+        log.error("store.batch_failed", error=repr(error), entries=len(batch))
+        for entry in batch:  # one transaction per entry: a bad one costs only itself
+            try:
+                self._transaction([entry])
+                self.written += 1
+            except Exception as entry_error:
+                self.failed += 1
+                if self.failed == 1 or self.failed % self.log_every == 0:
+                    log.error("store.entry_failed", error=repr(entry_error), event_name=entry.event.name,
+                              call_key=entry.call_key, failed=self.failed)
+
+    def _lost(self) -> bool:
+        lost = getattr(self.conn, "lost", None)
+        return self._reconnect is not None and lost is not None and bool(lost())
+
+    def _outage(self, batch: list[Entry], error: Exception) -> None:
+        """Reconnect and retry ``batch`` until it commits (module docstring: Outage)."""
+        self.outages += 1
+        down = time.monotonic()
+        log.error("store.outage", error=repr(error), entries=len(batch), queued=self._queue.qsize())
+        delay = 0.2
+        while not self._abandon.wait(delay):
+            delay = min(delay * 2, 5.0)
+            try:
+                if self._lost():
+                    self.conn.close()
+                    assert self._reconnect is not None
+                    self.conn = self._reconnect()
+                self._transaction(batch)
+            except Exception as retry_error:
+                if self._lost():
+                    continue
+                log.error("store.batch_failed", error=repr(retry_error), entries=len(batch))
+                self.failed += len(batch)
+                return
+            self.written += len(batch)
+            log.warning("store.reconnected", down_s=round(time.monotonic() - down, 1),
+                        queued=self._queue.qsize())
+            return
+        self.failed += len(batch)
+        log.error("store.outage_abandoned", entries=len(batch), queued=self._queue.qsize())
+
     def _transaction(self, entries: list[Entry]) -> None:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(self._begin)
         try:
             for entry in entries:
                 self._apply(conn, self.run_id, entry)
