@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from peers.calls import CallLab
 from peers.pjsua import PjsuaLab
+from peers.postgres import PgCluster
 
 # Every process a test starts (the daemon, the CLI) runs this checkout's voicegw, even
 # from a temporary working directory and with a virtualenv that has another checkout
@@ -40,6 +41,20 @@ def lab(tmp_path, monkeypatch, request):
         if lab.daemon is not None:
             errors = [e for e in lab.daemon.events() if e.get("level") in ("error", "critical")]
             assert not errors, errors
+
+
+# ------------------------------------------------------------------ PostgreSQL (issue 14)
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway cluster per test process (peers/postgres.py); each test that needs
+    a database gets a new one (``pg_dsn``)."""
+    with PgCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster) -> str:
+    return pg_cluster.database()
 
 
 # ------------------------------------------------------------------ real PBXs (issue 11)

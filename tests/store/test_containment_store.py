@@ -1,6 +1,7 @@
 """store: migration 3's disposition, transfer_method, flow and channel columns, filled
 from CallStarted and CallDisposed (recorded by engine Call objects through the store's
-listener), and store.report(): containment and transfer outcomes per flow and channel."""
+listener), and store.report(): containment and transfer outcomes per flow and channel;
+on both backends (SQLite, PostgreSQL in a throwaway cluster)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from voicegw.engine.call import Call, CallInput, Leg
 from voicegw.engine.events import CallStarted, FlowEnded, TransferFailed, TransferStarted, TransferSucceeded
 from voicegw.sip.events import Address
-from voicegw.store import Store
+from voicegw.store import PgStore, Store
 from voicegw.store.schema import MIGRATIONS, migrate
 
 
@@ -24,16 +25,19 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def store(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
     clock = Clock()
-    s = Store.open(tmp_path / "voicegw.db", clock=clock)
+    if request.param == "postgres":
+        s = PgStore.open(request.getfixturevalue("pg_dsn"), clock=clock)
+    else:
+        s = Store.open(tmp_path / "voicegw.db", clock=clock)
     s.clock = clock  # type: ignore[attr-defined]
     yield s
     s.close()
 
 
-def run_call(store: Store, name: str, flow: str | None, *steps: object, answer: bool = True) -> None:
+def run_call(store: Store | PgStore, name: str, flow: str | None, *steps: object, answer: bool = True) -> None:
     call = Call(id=name, caller=Leg("caller", Address("udp", "127.0.0.1", 5062)), created=0.0, local_tag="t",
                 listener=store.listener)
     call.record(0.0, CallStarted("udp:127.0.0.1:5062", "sip:100@127.0.0.1", "alice", flow))

@@ -1,5 +1,10 @@
 """The records store: migrations, the off-loop writer, crash recovery rules, queries.
 
+The contract tests (records, queries, ladders, the durable barrier, close, crash
+recovery, live runs sharing a database) run on both backends: SQLite (a file) and
+PostgreSQL (a new database in a throwaway cluster, peers/postgres.py). PostgreSQL's own
+(outage, start-up errors, workers) are in test_postgres_store.py.
+
 The crash itself (kill -9 of a real daemon with sipp calls) is tests/wire/test_store_crash.py;
 here a "crash" is a child process that records and then SIGKILLs itself.
 """
@@ -41,7 +46,7 @@ from voicegw.engine.events import (
     TransferSucceeded,
     WarmTransferMoved,
 )
-from voicegw.store import SCHEMA_VERSION, Entry, Store, store_path
+from voicegw.store import SCHEMA_VERSION, Entry, PgStore, RecordStore, Store, store_path
 from voicegw.store.records import Ladder, apply_entry
 from voicegw.store.schema import MIGRATIONS, SchemaError, current_version, migrate
 from voicegw.store.writer import Writer
@@ -72,9 +77,28 @@ def clock() -> Clock:
     return Clock()
 
 
+BACKENDS = ["sqlite", "postgres"]
+
+
+def target(request: pytest.FixtureRequest, tmp_path: Path, name: str = "voicegw.db") -> str:
+    """Where a store of the test's backend lives: a file, or a new PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_dsn")
+    return str(tmp_path / "var" / name)
+
+
+def open_at(where: str, **options) -> RecordStore:
+    return PgStore.open(where, **options) if where.startswith("host=") else Store.open(where, **options)
+
+
+@pytest.fixture(params=BACKENDS)
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return target(request, tmp_path)
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock):
-    s = Store.open(tmp_path / "var" / "voicegw.db", clock=clock)
+def store(where: str, clock: Clock):
+    s = open_at(where, clock=clock)
     yield s
     s.close()
 
@@ -85,7 +109,18 @@ def raw(path: Path) -> sqlite3.Connection:
     return db
 
 
-def answered_call(store: Store, clock: Clock, call_id: str = "c1", tag: str = "x") -> FakeCall:
+def rows(where: str, sql: str) -> list[tuple]:
+    """What another connection sees (committed rows), on either backend."""
+    if where.startswith("host="):
+        import psycopg
+
+        with psycopg.connect(where) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+    with sqlite3.connect(where) as conn:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def answered_call(store: RecordStore, clock: Clock, call_id: str = "c1", tag: str = "x") -> FakeCall:
     call = FakeCall(call_id, f"{call_id};{tag}")
     listen = store.listener
     listen(call, 0.0, CallStarted("udp:127.0.0.1:5062", "sip:demo@127.0.0.1", "alice"))
@@ -161,7 +196,7 @@ def test_store_path_env_then_config_then_default(monkeypatch: pytest.MonkeyPatch
 
 
 # ---------------------------------------------------------------------- records
-def test_answered_call_record_with_legs_timings_and_timeline(store: Store, clock: Clock) -> None:
+def test_answered_call_record_with_legs_timings_and_timeline(store: RecordStore, clock: Clock) -> None:
     call = answered_call(store, clock)
     clock.tick(30)
     store.listener(call, 0.0, LegHungUp("caller"))
@@ -192,7 +227,7 @@ def test_answered_call_record_with_legs_timings_and_timeline(store: Store, clock
     ("cancelled", "caller cancelled", 487, "cancelled"),
     ("failed", "Busy Here (bot: 486)", None, "failed"),  # the status is the field, never the text
 ])
-def test_failed_setup_keeps_the_status_the_caller_got(store: Store, cause: str, reason: str,
+def test_failed_setup_keeps_the_status_the_caller_got(store: RecordStore, cause: str, reason: str,
                                                       status: int | None, outcome: str) -> None:
     call = FakeCall("f", "f;1")
     store.listener(call, 0.0, CallStarted("udp:1.2.3.4:5060", "sip:x@y", "b"))
@@ -205,7 +240,7 @@ def test_failed_setup_keeps_the_status_the_caller_got(store: Store, cause: str, 
         {"cause": cause, "reason": reason} if status is None else {"cause": cause, "reason": reason, "status": status})
 
 
-def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clock: Clock) -> None:
+def test_transfer_attempts_their_outcomes_and_fallback_actions(store: RecordStore, clock: Clock) -> None:
     call = answered_call(store, clock)
     listen = store.listener
     listen(call, 0.0, TransferStarted("t1", "invite", "sip:agent@pbx", "flow"))
@@ -239,7 +274,7 @@ def test_transfer_attempts_their_outcomes_and_fallback_actions(store: Store, clo
         refused["transfer_id"], "t2"]
 
 
-def test_leg_events_by_type_land_in_the_call_legs_and_warm_steps_in_the_transfer(store: Store, clock: Clock) -> None:
+def test_leg_events_by_type_land_in_the_call_legs_and_warm_steps_in_the_transfer(store: RecordStore, clock: Clock) -> None:
     call = answered_call(store, clock)
     listen = store.listener
     listen(call, 0.0, LegRequestReceived("bot", "INFO", "application/dtmf-relay"))
@@ -257,14 +292,14 @@ def test_leg_events_by_type_land_in_the_call_legs_and_warm_steps_in_the_transfer
         "leg.bot.info", "leg.caller.reinvite", "leg.agent.consulting", "transfer.warm"]
 
 
-def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: Store) -> None:
+def test_entries_for_a_call_whose_incoming_was_lost_still_make_a_row(store: RecordStore) -> None:
     store.record("lost;1", "lost", TransferFailed("t9", 408, "timeout"))
     assert store.flush(5)
     record = store.call("lost")
     assert record["state"] == "setup" and record["transfers"][0]["state"] == "failed"
 
 
-def test_transfer_ids_that_restart_with_the_process_do_not_collide(store: Store, clock: Clock) -> None:
+def test_transfer_ids_that_restart_with_the_process_do_not_collide(store: RecordStore, clock: Clock) -> None:
     for key in ("a;1", "b;2"):
         store.record(key, key[0], TransferStarted("t1", "invite", "sip:a@b", "api"))
     assert store.flush(5)
@@ -338,25 +373,24 @@ def test_a_bad_entry_costs_only_itself(tmp_path: Path) -> None:
     writer.close(5)
 
 
-async def test_durable_returns_once_the_entry_is_committed(store: Store, tmp_path: Path) -> None:
+async def test_durable_returns_once_the_entry_is_committed(store: RecordStore, where: str) -> None:
     store.record("d;1", "d", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "a"))
     await asyncio.wait_for(store.durable(), 5)
-    other = raw(store.path)  # another connection sees it: committed, not only queued
-    assert other.execute("SELECT count(*) FROM calls WHERE key = 'd;1'").fetchone()[0] == 1
+    # another connection sees it: committed, not only queued
+    assert rows(where, "SELECT count(*) FROM calls WHERE key = 'd;1'") == [(1,)]
 
 
-def test_close_flushes_and_closes_what_is_still_open_as_shutdown(tmp_path: Path, clock: Clock) -> None:
-    s = Store.open(tmp_path / "c.db", clock=clock)
+def test_close_flushes_and_closes_what_is_still_open_as_shutdown(where: str, clock: Clock) -> None:
+    s = open_at(where, clock=clock, worker="w1")
     call = answered_call(s, clock)
     s.listener(call, 0.0, TransferStarted("t1", "invite", "sip:a@b", "api"))
     assert s.close()
-    db = raw(tmp_path / "c.db")
-    row = db.execute("SELECT * FROM calls").fetchone()
-    assert (row["state"], row["outcome"], row["answered_at"] is not None) == ("ended", "shutdown", True)
-    assert db.execute("SELECT state, status FROM transfers").fetchone()[:] == ("failed", "shutdown")
-    run = db.execute("SELECT * FROM runs").fetchone()
-    assert run["stopped_at"] == clock.now and run["dropped"] == 0
-    assert not (tmp_path / "c.db-runs" / "1.lock").exists()
+    assert rows(where, "SELECT state, outcome, answered_at IS NOT NULL, worker FROM calls") == [
+        ("ended", "shutdown", True, "w1")]
+    assert rows(where, "SELECT state, status FROM transfers") == [("failed", "shutdown")]
+    assert rows(where, "SELECT stopped_at, dropped, worker FROM runs") == [(clock.now, 0, "w1")]
+    if not where.startswith("host="):
+        assert not Path(where + "-runs/1.lock").exists()
     assert not s.writer.put(Entry(0.0, call.key, call.id, Ladder(())))  # after close: dropped (and logged),
     assert not s.listener(call, 0.0, LegAcked("caller"))  # not raised
     with pytest.raises(RuntimeError):
@@ -368,7 +402,9 @@ CRASHER = """
 import os, signal, sys
 from voicegw.engine.events import CallConnected, CallEnded, CallStarted, TransferProgress, TransferStarted
 from voicegw.store import Store
-s = Store.open(sys.argv[1])
+from voicegw.store import PgStore
+where = sys.argv[1]
+s = PgStore.open(where, worker='w1') if where.startswith('host=') else Store.open(where, worker='w1')
 rec = s.record
 rec("up;1", "up", CallStarted("udp:1.1.1.1:5060", "sip:x@y", "a"), at=1000.0)
 rec("up;1", "up", CallConnected("answered", ""), at=1001.0)
@@ -383,16 +419,16 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def crash_child(path: Path) -> None:
+def crash_child(path: Path | str) -> None:
     proc = subprocess.run([sys.executable, "-c", CRASHER, str(path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == -9, proc.stderr
 
 
-def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
+def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(where: str) -> None:
+    path = where
     crash_child(path)
-    s = Store.open(path, clock=lambda: 5000.0)
+    s = open_at(path, clock=lambda: 5000.0, worker="w2")
     try:
         assert (s.recovery.runs, s.recovery.calls, s.recovery.transfers) == ((1,), 2, 1)
         up = s.call("up")
@@ -412,23 +448,24 @@ def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(tmp_pat
         assert s.totals()["transfers"]["by_status"] == {"restart": 1}
     finally:
         s.close()
-    db = raw(path)
-    assert db.execute("SELECT recovered_by FROM runs WHERE id = 1").fetchone()[0] == 2
-    assert db.execute("SELECT count(*) FROM calls").fetchone()[0] == 3
+    assert rows(path, "SELECT id, worker, recovered_by FROM runs ORDER BY id") == [(1, "w1", 2), (2, "w2", None)]
+    # the worker that owned each call
+    assert rows(path, "SELECT key, worker FROM calls ORDER BY key") == [
+        ("done;3", "w1"), ("ringing;2", "w1"), ("up;1", "w1")]
     # a second restart finds nothing more to do and changes nothing
-    again = Store.open(path)
+    again = open_at(path)
     assert again.recovery.runs == ()
     again.close()
-    assert db.execute("SELECT count(*) FROM events WHERE event = 'call.ended'").fetchone()[0] == 3
+    assert rows(path, "SELECT count(*) FROM events WHERE event = 'call.ended'") == [(3,)]
 
 
-def test_a_live_run_sharing_the_file_is_not_recovered(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "shared.db"
-    first = Store.open(path, clock=clock)
+def test_a_live_run_sharing_the_file_is_not_recovered(where: str, clock: Clock) -> None:
+    path = where
+    first = open_at(path, clock=clock)
     try:
         answered_call(first, clock)
         assert first.flush(5)
-        second = Store.open(path, clock=clock)  # another worker on the same file
+        second = open_at(path, clock=clock)  # another worker on the same file
         try:
             assert second.recovery.runs == ()
             assert second.call("c1")["state"] == "connected"
@@ -439,7 +476,7 @@ def test_a_live_run_sharing_the_file_is_not_recovered(tmp_path: Path, clock: Clo
 
 
 # ---------------------------------------------------------------------- queries
-def test_queries_filter_by_time_state_and_outcome_and_totals_count(store: Store, clock: Clock) -> None:
+def test_queries_filter_by_time_state_and_outcome_and_totals_count(store: RecordStore, clock: Clock) -> None:
     base = clock.now
     for n in range(5):
         call = FakeCall(f"q{n}", f"q{n};t")
@@ -465,15 +502,23 @@ def test_queries_filter_by_time_state_and_outcome_and_totals_count(store: Store,
     assert store.totals(since=base + 35)["calls"]["total"] == 1
 
 
-def test_reads_do_not_wait_for_a_slow_writer(tmp_path: Path) -> None:
-    """WAL: a reader sees the last commit while the writer holds its transaction open."""
-    path = tmp_path / "wal.db"
-    s = Store.open(path)
+def test_reads_do_not_wait_for_a_slow_writer(where: str) -> None:
+    """WAL (SQLite), MVCC (PostgreSQL): a reader sees the last commit while a writer
+    holds its transaction open."""
+    path = where
+    s = open_at(path)
     try:
         s.record("a;1", "a", CallStarted("s", "u", "c"))
         assert s.flush(5)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+        if path.startswith("host="):
+            import psycopg
+
+            blocker = psycopg.connect(path, autocommit=True)
+            blocker.execute("BEGIN")
+            blocker.execute("LOCK TABLE runs IN EXCLUSIVE MODE")  # blocks writers, not readers
+        else:
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
         blocker.execute("INSERT INTO runs (pid, host, started_at) VALUES (0, 'x', 0)")
         started = time.perf_counter()
         assert [c["call_id"] for c in s.calls()] == ["a"]
@@ -484,7 +529,7 @@ def test_reads_do_not_wait_for_a_slow_writer(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- ladders
-def test_a_saved_ladder_comes_back_with_the_call_bounded_and_compressed(store: Store, clock: Clock) -> None:
+def test_a_saved_ladder_comes_back_with_the_call_bounded_and_compressed(store: RecordStore, clock: Clock) -> None:
     from voicegw.store.records import LADDER_MAX_BYTES, LADDER_MAX_MESSAGES, pack_ladder, unpack_ladder
 
     store.record("c1;t", "c1", CallStarted(source="udp:127.0.0.1:5062", uri="sip:x@h", caller="alice"))
