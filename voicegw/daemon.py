@@ -43,7 +43,8 @@ from .sip.events import (
     TransactionTimedOut,
 )
 from .sip.refusal import Cause, refusal_response
-from .store import Store, store_path
+from .store import RecordStore, StoreError, open_store
+from .store.backend import where as store_where
 from .store.schema import SchemaError
 from .transport.endpoint import SipEndpoint
 from .transport.guard import Guard, uri_hosts
@@ -169,7 +170,7 @@ class Daemon:
         """The carrier gateways' OPTIONS pings while serving (voicegw/gateways.py); the
         dial path may read it as gateways.GatewayStates."""
         """The carrier profiles' REGISTERs while serving (voicegw/registrar.py)."""
-        self.store: Store | None = None
+        self.store: RecordStore | None = None
         """The call/transfer records (store/), open while serving when the application
         is an engine (has ``listeners``); the control API reads it."""
 
@@ -306,11 +307,13 @@ class Daemon:
         listeners = getattr(self.application, "listeners", None)
         if listeners is None:
             return True  # not an engine: nothing to record
-        path = store_path(self.config)
         try:
-            self.store = Store.open(path)
+            self.store = open_store(self.config)
+        except StoreError as error:  # postgres: its message names the server, not the password
+            log.error("daemon.failed", error=f"records store: {error}")
+            return False
         except (OSError, sqlite3.Error, SchemaError) as error:
-            log.error("daemon.failed", error=f"records store {path}: {error}")
+            log.error("daemon.failed", error=f"records store {store_where(self.config)}: {error}")
             return False
         listeners.append(self.store.listener)
         if hasattr(self.application, "durable"):

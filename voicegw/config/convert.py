@@ -39,7 +39,7 @@ from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
 from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
-from .defaults import CallConfig, DaemonConfig, SipConfig
+from .defaults import CallConfig, DaemonConfig, SipConfig, StoreConfig
 from .errors import ConfigError, Problem
 from .loader import Document, LoadedConfig, Source
 from .models import (
@@ -161,7 +161,7 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
     built = replace(
         DaemonConfig(), sip=sip, calls=call_config, log_level=d.log_level,
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
-        records_dir=records_dir, registrations=registrations(config),
+        records_dir=records_dir, store=store_config(config), registrations=registrations(config),
         health_checks=health_checks(config),
     )
     fields = DaemonConfig.__dataclass_fields__
@@ -178,6 +178,13 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
     if "source" in fields:
         built = replace(built, source=config)  # type: ignore[call-arg]
     return built
+
+
+def store_config(config: LoadedConfig) -> StoreConfig:
+    """store: with its files (path, dsn_file) relative to the config file's folder."""
+    section = config.daemon.store
+    files = {k: str(resolve(config, v)) for k in ("path", "dsn_file") if (v := getattr(section, k))}
+    return StoreConfig(**{**section.model_dump(), **files})
 
 
 def account(config: LoadedConfig, name: str, auth: Auth | None) -> Account | None:

@@ -120,6 +120,25 @@ class LifecycleConfig:
     see reference cycles per call)."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the call and transfer records live (voicegw/store/, docs/configuration.md)."""
+
+    backend: str = "sqlite"
+    """``sqlite`` (embedded, one file) or ``postgres`` (workers sharing one database)."""
+    path: str | None = None
+    """sqlite: the database file; None: ``voicegw.db`` in ``paths.records_dir``."""
+    dsn: str | None = field(default=None, repr=False)
+    """postgres: a libpq connection string or URI (may hold a password: prefer ``dsn_file``)."""
+    dsn_file: str | None = None
+    """postgres: a file whose first line is the DSN (relative to the config file)."""
+    pool_size: int = 4
+    """postgres: connections the queries (API, CLI) may use at once; the writer has its own."""
+    worker_id: str | None = None
+    """The name this process's runs and calls carry (``$VOICEGW_WORKER_ID`` overrides):
+    which worker owns a call; None: not named."""
+
+
 # -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
@@ -137,6 +156,8 @@ class DaemonConfig:
     records_dir: str | None = None
     """Folder of the records database (``voicegw.db``), from ``paths.records_dir``; None:
     ``./var`` under the working directory (store/sqlite.store_path)."""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    """The records' backend (store/backend.py); ``store.path`` is resolved here."""
     registrations: tuple[RegistrationConfig, ...] = ()
     """The carrier profiles' ``register:`` (voicegw/registrar.py keeps them up)."""
     health_checks: tuple[TrunkHealthConfig, ...] = ()

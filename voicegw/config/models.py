@@ -231,6 +231,34 @@ class MediaSection(Strict):
         return self
 
 
+class StoreSection(Strict):
+    """store: the records' backend (config/defaults.StoreConfig says each field)."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: NonEmpty | None = None
+    dsn: NonEmpty | None = Field(default=None, repr=False)
+    dsn_file: NonEmpty | None = None
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 4
+    worker_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = None
+
+    @model_validator(mode="after")
+    def _backend(self) -> StoreSection:
+        if self.backend == "sqlite":
+            if self.dsn is not None or self.dsn_file is not None:
+                raise ValueError("dsn and dsn_file are for backend: postgres (sqlite uses path)")
+            return self
+        if self.path is not None:
+            raise ValueError("path is for backend: sqlite (postgres uses dsn or dsn_file)")
+        if (self.dsn is None) == (self.dsn_file is None):
+            raise ValueError("backend postgres needs one of dsn or dsn_file")
+        if self.dsn is not None:
+            from ..store.postgres import check_dsn
+
+            if (problem := check_dsn(self.dsn)) is not None:
+                raise ValueError(f"dsn is not a PostgreSQL connection string: {problem}")
+        return self
+
+
 class PathsSection(Strict):
     records_dir: str = "var"
     tts_cache: str = "var/tts"
@@ -345,7 +373,7 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
             "public_url": Annotated[str, Field(pattern=r"^https?://")] | None},
     "guard": {"whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None},
 }
-_OWN_SECTIONS = ("sip", "calls", "limits", "tls")  # tls: TlsSection above
+_OWN_SECTIONS = ("sip", "calls", "limits", "tls", "store")  # tls, store: their sections above
 _DAEMON_HINTS = typing.get_type_hints(DaemonConfig)
 PASS_THROUGH: dict[str, type[BaseModel]] = {
     f.name: _section(_DAEMON_HINTS[f.name], f"{f.name.title()}Section", SECTION_TYPES.get(f.name, {}))
@@ -361,6 +389,7 @@ class _DaemonSettings(Strict):
     media: MediaSection = MediaSection()
     calls: CallsSection = CallsSection()  # type: ignore[valid-type]
     paths: PathsSection = PathsSection()
+    store: StoreSection = StoreSection()
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
     tls: TlsSection = TlsSection()
     local_nets: list[Cidr] = ["127.0.0.0/8", "::1/128"]
