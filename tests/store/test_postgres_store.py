@@ -1,0 +1,126 @@
+"""The PostgreSQL store's own behaviour (the shared contract is test_store.py, run on
+both backends): a clear error at start for a bad DSN or a server that refuses, the
+writer riding out a server outage without losing what it had queued, the worker id on
+runs and calls, and the migrations run once when workers start together."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+from peers.net import free_port
+from peers.postgres import PgCluster
+from structlog.testing import capture_logs
+
+from voicegw.engine.events import (
+    CallConnected,
+    CallEnded,
+    CallStarted,
+    LegAcked,
+    TransferProgress,
+    TransferStarted,
+    TransferSucceeded,
+)
+from voicegw.store import SCHEMA_VERSION, PgStore, StoreError, StoreUnavailable
+
+
+def test_a_refused_connection_is_one_line_naming_the_server_not_the_password() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(StoreError) as caught:
+        PgStore.open(f"host=127.0.0.1 port={port} dbname=records user=vg password=sekret connect_timeout=3")
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to PostgreSQL at 127.0.0.1:{port}/records as vg:")
+    assert "refused" in message.lower() and "sekret" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 bogus", "postgresql://h/db?nosuch=1", "nosuchoption=1"])
+def test_a_malformed_dsn_is_refused_before_connecting(dsn: str) -> None:
+    with pytest.raises(StoreError, match="not a PostgreSQL connection string"):
+        PgStore.open(dsn)
+
+
+def test_an_unknown_database_names_it(pg_cluster: PgCluster) -> None:
+    with pytest.raises(StoreError, match='database "nope" does not exist'):
+        PgStore.open(pg_cluster.dsn("nope"))
+
+
+def test_workers_starting_together_migrate_once_and_name_their_runs(pg_dsn: str) -> None:
+    stores: list[PgStore] = []
+    errors: list[BaseException] = []
+
+    def start(worker: str) -> None:
+        try:
+            stores.append(PgStore.open(pg_dsn, worker=worker))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(f"w{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors, errors
+        for n, s in enumerate(stores):
+            s.record(f"c{n};t", f"c{n}", CallStarted("udp:127.0.0.1:5062", "sip:x@y", "a"))
+            assert s.flush(10)
+        with psycopg.connect(pg_dsn) as conn:
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+            assert versions == list(range(1, SCHEMA_VERSION + 1))
+            owners = conn.execute("SELECT c.worker, r.worker FROM calls c JOIN runs r ON r.id = c.run_id").fetchall()
+        assert sorted(owners) == [(f"w{n}", f"w{n}") for n in range(4)]
+        assert {s.statistics()["worker"] for s in stores} == {"w0", "w1", "w2", "w3"}
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.timeout(120)
+def test_an_outage_keeps_the_records_queued_and_writes_them_when_the_server_is_back() -> None:
+    """The server is stopped (fast shutdown: every connection cut) with a call up; the
+    call answers, transfers and ends meanwhile; put() never waits; the writer retries,
+    reconnects when the server is back on its port, and every record is complete."""
+    with PgCluster() as cluster:
+        s = PgStore.open(cluster.dsn(), worker="w1")
+        try:
+            s.record("o;1", "o", CallStarted("udp:127.0.0.1:5062", "sip:x@y", "alice"), at=1000.0)
+            assert s.flush(10)
+            cluster.stop(signal.SIGINT)
+            with capture_logs() as logs:
+                started = time.perf_counter()
+                steps = [CallConnected("answered", ""), TransferStarted("t1", "invite", "sip:agent@pbx", "api"),
+                         TransferProgress("t1", 180), TransferSucceeded("t1", 200, "connected"),
+                         *[LegAcked("caller")] * 50, CallEnded("hung up", "caller hung up")]
+                for n, event in enumerate(steps):
+                    assert s.record("o;1", "o", event, at=1001.0 + n)  # queued, never refused
+                assert time.perf_counter() - started < 0.5  # the loop never waits for the server
+                assert not s.flush(1.5)  # nothing can be committed
+                with pytest.raises(StoreUnavailable):
+                    s.calls()
+                assert s.writer.statistics().outages == 1
+                cluster.start()  # same port
+                assert s.flush(60)
+            stats = s.writer.statistics()
+            assert (stats.failed, stats.dropped, stats.queued) == (0, 0, 0)
+            names = [e["event"] for e in logs]
+            assert "store.outage" in names and "store.reconnected" in names
+            record = s.call("o")
+            assert record is not None
+            assert (record["state"], record["outcome"], record["status"], record["worker"]) == (
+                "ended", "completed", 200, "w1")
+            assert record["ended_at"] == 1001.0 + len(steps) - 1
+            (transfer,) = record["transfers"]
+            assert (transfer["state"], transfer["sip_status"], transfer["progress"]) == ("succeeded", 200, [180])
+            assert len([e for e in record["events"] if e["event"] == "leg.caller.ack"]) == 50
+        finally:
+            assert s.close()
+        # the run got its lock back with the new connection: a new start does not recover it
+        # while it lived, and after its clean close there is nothing to recover
+        again = PgStore.open(cluster.dsn())
+        try:
+            assert again.recovery.runs == ()
+        finally:
+            again.close()
