@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
+
 from peers.net import free_port
 
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from voicegw.engine.call import Call, CallInput, Leg
-from voicegw.engine.events import CallStarted, FlowEnded, TransferFailed, TransferStarted, TransferSucceeded
+from voicegw.engine.events import (
+    CallStarted,
+    FlowEnded,
+    TransferFailed,
+    TransferStarted,
+    TransferSucceeded,
+)
 from voicegw.sip.events import Address
 from voicegw.store import PgStore, Store
 from voicegw.store.schema import MIGRATIONS, migrate

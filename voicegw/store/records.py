@@ -35,7 +35,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from .dialect import dialect_of
 from ..engine.events import (
     CallConnected,
     CallDisposed,
@@ -55,6 +54,7 @@ from ..engine.events import (
     TransferStarted,
     TransferSucceeded,
 )
+from .dialect import dialect_of
 
 
 @dataclass(frozen=True, slots=True)
