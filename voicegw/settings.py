@@ -40,6 +40,22 @@ class WarmSettings:
     """bridge: voicegw bridges caller and agent; refer: REFER with Replaces on the caller's leg."""
 
 
+@dataclass(frozen=True)
+class LegPolicy:
+    """How voicegw places an outgoing leg to one profile (issue 12 item 7)."""
+
+    transport: str | None = None
+    """udp, tcp or tls when the URI names none (``sips:``/``;transport=`` win); None: UDP."""
+    srtp: str = "off"
+    """Our offers: ``off`` RTP/AVP; ``required`` RTP/SAVP with an SDES key (RFC 4568),
+    a plain answer fails the leg (488); ``optional`` RTP/AVP with an ``a=crypto`` line
+    (best-effort SRTP): SRTP if the answer keys it, else plain RTP."""
+
+    def __post_init__(self) -> None:
+        if self.srtp not in ("off", "optional", "required"):
+            raise ValueError(f"srtp {self.srtp!r}: off, optional or required")
+
+
 @dataclass
 class TransferConfig:
     allow: tuple[str, ...] = ()
@@ -59,11 +75,11 @@ class TransferConfig:
     agent_context_headers: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     """Agent profile URI -> its context_headers: used for a bot's or the API's transfer
     to that URI (a flow node has them already); other targets get ``context_headers``."""
-    transports: dict[str, str] = field(default_factory=dict)
-    """Agent or bot profile URI -> its ``transport:`` (tcp, tls) when not UDP: how an
-    outgoing leg to that URI travels unless the URI names a transport itself."""
-    trunk_transport: str = "udp"
-    """The default carrier's ``transport:``: how legs to phone numbers (``trunk``) travel."""
+    legs: dict[str, LegPolicy] = field(default_factory=dict)
+    """Agent or bot profile URI -> how voicegw's legs to that URI are placed (its
+    profile's ``transport``, ``srtp``...), when not the default."""
+    trunk_legs: LegPolicy = field(default_factory=lambda: LegPolicy())
+    """The same for legs to phone numbers (``trunk``): the default carrier's."""
     bye_destination_header: str = "X-Transfer-Destination"
     """On a BYE hand-back, the header that names where the upstream should route."""
     refer_sub: bool = True

@@ -230,6 +230,43 @@ def test_answer_with_a_crypto_tag_never_offered_is_488() -> None:
     assert err.value.status == 488
 
 
+def test_our_required_savp_offer_answered_plain_is_488() -> None:
+    """srtp: required - a peer that answers our RTP/SAVP offer with RTP/AVP fails the
+    exchange (the INVITE session ACKs and BYEs such a 2xx; the transfer fails 488)."""
+    offer = SdpBuilder(session_id=1, address="192.0.2.1").offer(port=40000, proto="RTP/SAVP", crypto=[new_crypto()])
+    plain = SessionDescription.parse(bytes(offer).replace(b"RTP/SAVP", b"RTP/AVP").replace(b"a=crypto", b"a=x-c"))
+    session = OfferAnswer()
+    session.local_offer(offer)
+    with pytest.raises(ParseError) as err:
+        session.remote_answer(plain)
+    assert err.value.status == 488 and "another transport" in err.value.reason
+
+
+def test_best_effort_offer_keyed_or_plain() -> None:
+    """srtp: optional - RTP/AVP with a=crypto: an answer with a matching a=crypto runs
+    SRTP, one without stays plain RTP, one with a crypto line that does not fit too."""
+    ours = new_crypto(tag=1)
+    offer = SdpBuilder(session_id=1, address="192.0.2.1").offer(port=40000, proto="RTP/AVP", crypto=[ours])
+    assert offer.media[0].proto == "RTP/AVP" and offer.media[0].crypto() == [ours]
+    theirs = new_key()
+    keyed = SessionDescription.parse(
+        bytes(make_answer(offer, origin=ORIGIN, address="192.0.2.10", port=30000).sdp).replace(
+            b"a=sendrecv", f"a=crypto:{CryptoAttribute(1, 'AES_CM_128_HMAC_SHA1_80', theirs)}\r\na=sendrecv".encode()))
+    session = OfferAnswer()
+    session.local_offer(offer)
+    srtp = session.remote_answer(keyed).srtp
+    assert srtp is not None and srtp.local_key == ours.key_salt and srtp.remote_key == theirs
+    plain = make_answer(offer, origin=ORIGIN, address="192.0.2.10", port=30000).sdp
+    assert not plain.media[0].crypto()  # voicegw's own answerer ignores best-effort keys
+    session = OfferAnswer()
+    session.local_offer(offer)
+    assert session.remote_answer(plain).srtp is None
+    wrong_tag = SessionDescription.parse(bytes(keyed).replace(b"a=crypto:1 ", b"a=crypto:7 "))
+    session = OfferAnswer()
+    session.local_offer(offer)
+    assert session.remote_answer(wrong_tag).srtp is None
+
+
 # --- the relay: SRTP leg <-> RTP leg over loopback ---------------------------------------
 class Peer(asyncio.DatagramProtocol):
     def __init__(self) -> None:

@@ -33,7 +33,7 @@ from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackP
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..numbers import is_number, normalise_number
-from ..settings import EngineConfig, TransferConfig, WarmSettings
+from ..settings import EngineConfig, LegPolicy, TransferConfig, WarmSettings
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
@@ -305,10 +305,10 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
         bot = _bot_profile(config, calls.bot_uri)
         if bot is not None:
             transfer["bot_refer_method"] = bot.refer_method
-        transfer["transports"] = {
-            str(parse_uri(profile.uri)): profile.transport
+        transfer["legs"] = {
+            str(parse_uri(profile.uri)): leg_policy(profile)
             for profile in (*profiles_of(config, AgentProfile).values(), *profiles_of(config, BotProfile).values())
-            if profile.transport != "udp"}
+            if leg_policy(profile) != LegPolicy()}
         transfer["agent_context_headers"] = {
             str(parse_uri(agent.uri)): tuple(agent.context_headers.items())
             for agent in profiles_of(config, AgentProfile).values() if agent.context_headers}
@@ -318,7 +318,7 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
             if carrier.context_headers:
                 transfer["context_headers"] = dict(carrier.context_headers)
             transfer["caller_id"] = caller_id_policy(carrier.caller_id, carrier.auth)
-            transfer["trunk_transport"] = carrier.transport
+            transfer["trunk_legs"] = leg_policy(carrier)
     known = {f.name for f in dataclasses.fields(TransferConfig)}
     return EngineConfig(
         host=daemon.sip.host,
@@ -528,6 +528,11 @@ def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: 
         caller_id=caller_id_policy(target_profile.caller_id, getattr(target_profile, "auth", None))
         if target_profile and target_profile.caller_id else None,
     )
+
+
+def leg_policy(profile: Any) -> LegPolicy:
+    """How voicegw places its legs to ``profile`` (transport, SRTP offer)."""
+    return LegPolicy(transport=None if profile.transport == "udp" else profile.transport, srtp=profile.srtp)
 
 
 def caller_id_policy(model: CallerId, auth: Any = None) -> CallerIdPolicy:

@@ -544,6 +544,9 @@ class ProfileBase(Strict):
     transport: Literal["udp", "tcp", "tls"] = "udp"
     """How voicegw's outgoing legs to this profile travel (its URI's own ``sips:`` or
     ``;transport=`` wins); ``tls`` needs the daemon's ``tls:`` section."""
+    srtp: Literal["off", "optional", "required"] = "off"
+    """voicegw's offers on legs to this profile: plain RTP, best-effort SRTP (RTP/AVP
+    with a=crypto) or SRTP only (RTP/SAVP, SDES; a plain answer fails the leg, 488)."""
     context_headers: dict[HeaderName, ContextKey] = {}
     """Header -> context key sent to the agent (X-headers, User-to-User)."""
     transfer_allow: list[Pattern] = []

@@ -30,7 +30,7 @@ from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
 from ..media.tts import EspeakTts
-from ..settings import EngineConfig
+from ..settings import EngineConfig, LegPolicy
 from ..sip.build import make_response, new_tag
 from ..sip.dialog_table import DialogId
 from ..sip.digest import Credentials, DigestServer, Verdict
@@ -85,7 +85,7 @@ from .events import (
     SessionRefreshed,
 )
 from .flow_exec import FlowExecutor
-from .outbound import FailureStatus, OutboundLegs, apply_media
+from .outbound import FailureStatus, OutboundLegs, apply_media, offer_on
 from .refusals import Refusals
 from .replaces import replacing_invite
 from .stats import EngineStatistics, engine_statistics
@@ -447,7 +447,7 @@ class Engine:
             self, call, "bot", uri, LegInvite(
                 answer_timeout=self.config.bot_answer_timeout, caller_user=_user(caller_invite.from_.uri),
                 max_forwards=(caller_invite.max_forwards or 70) - 1,
-                transport=self.config.transfer.transports.get(str(uri))),
+                policy=self.config.transfer.legs.get(str(uri)) or LegPolicy()),
             while_in=CallState.SETUP,  # the caller may cancel while the port opens: end() has run
             dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response: self._bot_progress(call, response),
@@ -629,7 +629,7 @@ class Engine:
         direction = audio.direction if audio is not None and leg.held else Direction.SENDRECV
         if leg.held and direction is Direction.SENDRECV:
             direction = Direction.SENDONLY  # c=0.0.0.0 style hold: say it explicitly
-        reoffer = far.sdp.offer(port=far.endpoint.port, direction=direction)
+        reoffer = offer_on(far, direction)
         self.outbound.reoffer(call, far, reoffer, lambda media: self._far_answered(call, far, media))
         call.record(self.now(), LegReofferSent(far.role, direction.value))
 

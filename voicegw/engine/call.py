@@ -71,6 +71,9 @@ class Leg:
     BYE, re-INVITE/UPDATE and session timers; ``dialog`` is its dialog."""
     held: bool = False
     """The peer put us on hold (its last offer: sendonly, inactive or c=0.0.0.0)."""
+    srtp_offer: str = "off"
+    """What our offers on this leg carry (outgoing legs: the profile's ``srtp``): ``off``
+    RTP/AVP, ``optional`` RTP/AVP with a=crypto, ``required`` RTP/SAVP (offer_on)."""
     srtp_key: bytes | None = None
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""

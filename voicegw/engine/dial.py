@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..media.endpoint import open_endpoint
 from ..media.ports import PortPoolExhausted
+from ..settings import LegPolicy
 from ..sip.message import Response
 from ..sip.offer_answer import NegotiatedMedia
 from ..sip.uri import SipUri
@@ -51,8 +52,8 @@ class LegInvite:
     """A caller-ID profile's From value, without tag (sip/caller_id.py)."""
     max_forwards: int = 70
     headers: tuple[tuple[str, str], ...] = ()
-    transport: str | None = None
-    """The target profile's ``transport:`` when the URI names none (peer_of)."""
+    policy: LegPolicy = field(default_factory=LegPolicy)
+    """The target profile's transport (when the URI names none, peer_of) and SRTP offer."""
 
 
 async def dial_leg(
@@ -73,7 +74,7 @@ async def dial_leg(
     if call.state is not while_in:
         endpoint.close()
         return NotDialled.CALL_MOVED_ON
-    leg = Leg(role, peer_of(uri, invite.transport), endpoint=endpoint)
+    leg = Leg(role, peer_of(uri, invite.policy.transport), endpoint=endpoint)
     if role == "bot":
         call.bot = leg
     else:
@@ -84,7 +85,7 @@ async def dial_leg(
         call.record(host.now(), dialling)
     leg.dialing = host.outbound.dial(
         call, leg, uri, caller_user=invite.caller_user, from_=invite.from_, max_forwards=invite.max_forwards,
-        answer_timeout=invite.answer_timeout, extra_headers=list(invite.headers),
+        answer_timeout=invite.answer_timeout, extra_headers=list(invite.headers), srtp=invite.policy.srtp,
         on_progress=on_progress, on_answer=on_answer, on_failure=on_failure)
     return leg
 

@@ -28,6 +28,7 @@ from ..media.prompts import load_prompt
 from ..media.relay import Bridge
 from ..media.tts import EspeakTts, TtsError
 from ..media.wav import WavError
+from ..settings import LegPolicy
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
 from .events import (
@@ -146,7 +147,7 @@ class FlowExecutor:
         dialled: list[Leg] = []
         leg = await dial_leg(
             engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw",
-                                                transport=engine.config.transfer.transports.get(str(uri))),
+                                                policy=engine.config.transfer.legs.get(str(uri)) or LegPolicy()),
             while_in=CallState.CONNECTED, prepare=dialled.append, dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response: None,
             on_answer=lambda response, media: answered(dialled[0], media),

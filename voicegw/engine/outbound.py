@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..media.endpoint import MediaEndpoint
+from ..media.srtp import new_key as new_srtp_key
 from ..sip.advertise import AddressPolicy
 from ..sip.build import new_call_id, new_tag
 from ..sip.core import ALLOWED_METHODS
@@ -43,7 +44,9 @@ from ..sip.invite_session_io import (
 from ..sip.invite_session_table import Cause, State
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia
+from ..sip.sdes import DEFAULT_SUITE, CryptoAttribute
 from ..sip.sdp import SdpBuilder, SessionDescription
+from ..sip.sdp_fields import Direction
 from ..sip.uri import SipUri
 from .call import Call, Leg
 from .leg_session import Answered, LegSession, Wire, new_session
@@ -154,13 +157,19 @@ class OutboundLegs:
         on_answer: Callable[[Response | None, NegotiatedMedia], None],
         on_failure: Callable[[FailureStatus, str], None],
         from_: str | None = None,
+        srtp: str = "off",
     ) -> Dialing:
         """``from_``: the From value without tag (a profile's caller ID,
-        sip/caller_id.py); None: the caller's user at our address."""
+        sip/caller_id.py); None: the caller's user at our address. ``srtp``: the
+        profile's SRTP offer (off, optional, required; see offer_on)."""
         assert leg.endpoint is not None
         ours = self.addresses.advertised(leg.peer.host)
         builder = SdpBuilder(session_id=random.getrandbits(48), address=ours.media_host)
-        offer = builder.offer(port=leg.endpoint.port)
+        leg.sdp = builder  # re-offers on this leg keep the o= session id (RFC 3264 8)
+        leg.srtp_offer = srtp
+        if srtp != "off":
+            leg.srtp_key = new_srtp_key()  # also lets us answer the peer's RTP/SAVP re-offers
+        offer = offer_on(leg)
         headers = Headers([
             ("From", f"{from_ or f'<sip:{caller_user}@{ours.sip_host}>'};tag={new_tag()}"),
             ("To", f"<{uri}>"),
@@ -173,7 +182,6 @@ class OutboundLegs:
         invite = Request("INVITE", str(uri), headers)
         invite.set_body(bytes(offer), "application/sdp")
         leg.invite = invite
-        leg.sdp = builder  # re-offers on this leg keep the o= session id (RFC 3264 8)
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         session = new_session(DialogRole.UAC, self.session_config(leg.peer))
         glue = LegSession(call, leg, session, self._wire, lambda output: self._event(dialing, output))
@@ -299,6 +307,26 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
     endpoint.set_remote(media.remote_address, media.remote_port)
 
 
+def offer_on(leg: Leg, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+    """Our offer on ``leg`` (its first one, or a re-offer: hold, unhold), with the SRTP
+    its profile asks for. ``required``: RTP/SAVP with our SDES key (RFC 4568), which
+    a peer must answer with its own; ``optional``: best-effort SRTP, RTP/AVP with the
+    same a=crypto line - what Asterisk (media_encryption_optimistic) and FreeSWITCH
+    (rtp_secure_media=optional) send: a peer that knows SDES answers with a key and
+    the stream is SRTP, any other ignores the attribute (RFC 4566 5.13) and answers
+    plain RTP. Chosen over two m= lines (SAVP and AVP, RFC 5939's alternative):
+    carriers that do not know capability negotiation take those as two streams."""
+    assert leg.sdp is not None and leg.endpoint is not None
+    mode = leg.srtp_offer
+    if mode == "off" and leg.endpoint.srtp is not None:
+        mode = "required"  # a re-offer on a leg that answered SRTP (the caller's) keeps it
+    if mode == "off" or leg.srtp_key is None:
+        return leg.sdp.offer(port=leg.endpoint.port, direction=direction)
+    crypto = (CryptoAttribute(1, DEFAULT_SUITE, leg.srtp_key),)
+    proto = "RTP/SAVP" if mode == "required" else "RTP/AVP"
+    return leg.sdp.offer(port=leg.endpoint.port, direction=direction, proto=proto, crypto=crypto)
+
+
 def peer_of(uri: SipUri, transport: str | None = None) -> Address:
     """Where a SIP URI is reached: sips: and ;transport=tls go over TLS (default port
     5061, RFC 3261 19.1.2), others over the URI's transport; a URI that names none
@@ -307,4 +335,4 @@ def peer_of(uri: SipUri, transport: str | None = None) -> Address:
     return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
 
 
-__all__ = ["ALLOW", "Dialing", "FailureStatus", "OutboundLegs", "Outcome", "apply_media", "peer_of"]
+__all__ = ["ALLOW", "Dialing", "FailureStatus", "OutboundLegs", "Outcome", "apply_media", "offer_on", "peer_of"]

@@ -30,7 +30,7 @@ from ..media.mixer import TapMixer
 from ..media.player import Player, hold_player, ringback_player
 from ..media.relay import Bridge
 from ..numbers import normalise_number
-from ..settings import TransferConfig
+from ..settings import LegPolicy, TransferConfig
 from ..sip.build import reason_phrase
 from ..sip.caller_id import outgoing_identity
 from ..sip.errors import SipError
@@ -110,7 +110,7 @@ class Transfers:
             self.feed(call, transfer, Input.FAILED, "policy", why)
             return transfer
         transfer.uri = str(uri)
-        transfer.transport = self.transport_for(target, transfer.uri)
+        transfer.legs = self.legs_for(target, transfer.uri)
         mapping = transfer.options.context_headers
         if mapping is None:  # a bot's or the API's transfer to an agent profile's URI
             mapping = self.config.agent_context_headers.get(transfer.uri)
@@ -138,12 +138,12 @@ class Transfers:
         else:
             self._by_refer(call, transfer, uri, headers)
 
-    def transport_for(self, target: str, uri: str) -> str | None:
-        """The profile's ``transport:`` for a leg to ``uri``: the agent profile's with
-        that URI, the trunk's for a phone number; None: the URI's own (UDP)."""
+    def legs_for(self, target: str, uri: str) -> LegPolicy:
+        """How a leg to ``uri`` is placed: as the agent profile with that URI says, as
+        the trunk's carrier says for a phone number; else the defaults."""
         if normalise_number(target, self.config.country_code) is not None:
-            return self.config.trunk_transport
-        return self.config.transports.get(uri)
+            return self.config.trunk_legs
+        return self.config.legs.get(uri) or LegPolicy()
 
     def resolve(self, target: str) -> tuple[SipUri | None, str]:
         """The URI to dial and, when refused, why. Policy first: nothing unlisted leaves."""
@@ -210,11 +210,11 @@ class Transfers:
                 self._stop_flow(call)
             transfer.player = self._waiting_audio(caller)
 
-        from_ = self.identity(call, transfer, peer_of(uri, transfer.transport), headers)
+        from_ = self.identity(call, transfer, peer_of(uri, transfer.legs.transport), headers)
         leg = await dial_leg(
             self.engine, call, "agent", uri,
             LegInvite(answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout,
-                      from_=from_, headers=tuple(headers), transport=transfer.transport),
+                      from_=from_, headers=tuple(headers), policy=transfer.legs),
             while_in=CallState.CONNECTED, prepare=prepare, dialling=LegDialing("agent", str(uri), transfer.id),
             on_progress=lambda response: self.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._agent_answered(call, transfer, dialled[0], media),

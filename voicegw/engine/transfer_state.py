@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..media.player import Player
+from ..settings import LegPolicy
 from ..sip.caller_id import CallerIdPolicy
 from .outbound import FailureStatus
 from .transfer_machine import State, TransferMachine
@@ -55,9 +56,9 @@ class Transfer:
     target: str
     uri: str = ""
     trigger: str = "api"
-    transport: str | None = None
-    """How an INVITE to ``uri`` travels when the URI names no transport: its profile's
-    (or, for a number, the trunk's) ``transport:``; None: UDP."""
+    legs: LegPolicy = field(default_factory=LegPolicy)
+    """How a leg to ``uri`` is placed: its profile's (or, for a number, the trunk's)
+    transport and SRTP policy."""
     machine: TransferMachine = field(default_factory=TransferMachine)
     """Where the attempt stands (engine/transfer_machine.py); the one source of its state."""
     status: FailureStatus | None = None

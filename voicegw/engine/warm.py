@@ -79,7 +79,7 @@ class WarmTransfers:
         engine = self.engine
         hold = await self._hold(call, settings)  # the caller waits from now on
         headers = list(headers)
-        from_ = engine.transfers.identity(call, transfer, peer_of(uri, transfer.transport), headers)
+        from_ = engine.transfers.identity(call, transfer, peer_of(uri, transfer.legs.transport), headers)
         made: list[WarmTransfer] = []
 
         def prepare(leg: Leg) -> None:
@@ -92,7 +92,7 @@ class WarmTransfers:
         leg = await dial_leg(
             engine, call, "agent", uri,
             LegInvite(answer_timeout=transfer.options.ring_timeout or engine.transfers.config.ring_timeout,
-                      from_=from_, headers=tuple(headers), transport=transfer.transport),
+                      from_=from_, headers=tuple(headers), policy=transfer.legs),
             while_in=CallState.CONNECTED, prepare=prepare,
             dialling=LegConsulting("agent", str(uri), transfer.id),
             on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),

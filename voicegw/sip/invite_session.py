@@ -261,7 +261,7 @@ class InviteSession(SessionActions):
                     if fits is not None:
                         ctx.sdp, ctx.media = fits
                     else:
-                        ctx.status, ctx.reason = 488, "unusable answer in the 2xx"
+                        ctx.status, ctx.reason = 488, f"unusable answer in the 2xx: {self._unfit(response.body)}"
                         return I.RECV_2XX_BAD_SDP, ctx
                 return I.RECV_2XX, ctx
             early = self.state in (S.CALLING, S.EARLY)

@@ -132,6 +132,18 @@ class SessionActions:
         except SipError:
             return None
 
+    def _unfit(self, body: bytes) -> str:
+        """Why ``body`` does not answer our pending offer (for the failure's reason:
+        e.g. an RTP/SAVP offer answered with plain RTP)."""
+        answer = _sdp(body)
+        if answer is None or self.oa.pending_offer is None:
+            return "no SDP"
+        try:
+            negotiate(self.oa.pending_offer, answer, local_is_offerer=True)
+        except SipError as error:
+            return error.reason
+        return "fits"
+
     # UAC ---------------------------------------------------------------------------
     def _do_send_invite(self, ctx: _Context) -> None:
         invite = ctx.request

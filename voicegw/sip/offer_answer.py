@@ -233,7 +233,8 @@ def negotiate(
         pt, codec = audio[0]
         events = [p for p, c in answered.items() if c.is_telephone_event]
         mine = local.direction.intersect(_offered_direction(remote).reversed())
-        srtp = _srtp_keys(off, ans, local_is_offerer) if off.is_srtp or ans.is_srtp else None
+        srtp = (_srtp_keys(off, ans, local_is_offerer) if off.is_srtp or ans.is_srtp
+                else _best_effort_keys(off, ans, local_is_offerer))
         return NegotiatedMedia(
             index=index,
             payload_type=pt,
@@ -249,10 +250,11 @@ def negotiate(
     raise _fail("no audio stream accepted")
 
 
-def _srtp_keys(off: MediaDescription, ans: MediaDescription, local_is_offerer: bool) -> SrtpKeys:
+def _srtp_keys(off: MediaDescription, ans: MediaDescription, local_is_offerer: bool, *,
+               best_effort: bool = False) -> SrtpKeys:
     """RFC 4568 7.1.2/7.1.3: the answer has one a=crypto, with the tag and suite of an
     offered one; each side's line carries the key it sends with."""
-    if not (off.is_srtp and ans.is_srtp):
+    if not best_effort and not (off.is_srtp and ans.is_srtp):
         raise _fail("RTP/SAVP answered with another transport")
     answered = [c for c in ans.crypto() if c.usable]
     if len(answered) != 1:
@@ -263,6 +265,19 @@ def _srtp_keys(off: MediaDescription, ans: MediaDescription, local_is_offerer: b
         raise _fail("the answer's a=crypto does not match an offered one")
     local, remote = (offered, chosen) if local_is_offerer else (chosen, offered)
     return SrtpKeys(offered.suite, remote.key_salt, local.key_salt, offered.tag)
+
+
+def _best_effort_keys(off: MediaDescription, ans: MediaDescription, local_is_offerer: bool) -> SrtpKeys | None:
+    """Best-effort SRTP: RTP/AVP with a=crypto in the offer (engine/outbound.py
+    offer_on, Asterisk's media_encryption_optimistic). An answer that keys it as
+    RFC 4568 says runs SRTP; one without a=crypto, or with one that does not fit,
+    stays plain RTP: the offer promised nothing more."""
+    if not off.crypto() or not ans.crypto():
+        return None
+    try:
+        return _srtp_keys(off, ans, local_is_offerer, best_effort=True)
+    except ParseError:
+        return None
 
 
 # -- negotiation state ------------------------------------------------------------------
