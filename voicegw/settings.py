@@ -132,6 +132,11 @@ class EngineConfig:
     bot_uri: str | None = None
     """The bot's SIP URI (host an IP literal); None runs ``flow`` locally."""
     bot_answer_timeout: float = 30.0
+    media_inactivity_timeout: float = 60.0
+    """Seconds without RTP from a leg that should be sending before the call ends
+    (``media_timeout``); 0: never (engine/media_watch.py)."""
+    media_hold_timeout: float = 600.0
+    """The same while a leg is on hold (sendonly/inactive); 0: never."""
     flow: Flow = DEMO_FLOW
     router: Router | None = None
     """Picks each new call's channel (``routes:``); None: every call is on channel

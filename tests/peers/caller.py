@@ -105,6 +105,16 @@ class Caller:
         ).encode() + body
         self.sip.sendto(data, self.daemon)
 
+    def reinvite(self, direction: str, timeout: float = 10.0) -> Response:
+        """A re-INVITE offering ``direction`` (hold: sendonly or inactive), ACKed."""
+        self.cseq += 1
+        cseq = self.cseq
+        self._send_in_dialog("INVITE", cseq=cseq, body=self.sdp(direction).replace(b"o=alice 1 1", b"o=alice 1 2"))
+        final = self.wait_response("INVITE", timeout)
+        if 200 <= final.status < 300:
+            self._send_in_dialog("ACK", cseq=cseq)
+        return final
+
     def bye(self, timeout: float = 5.0) -> Response:
         self._send_in_dialog("BYE")
         return self.wait_response("BYE", timeout)

@@ -305,7 +305,7 @@ class CallLab:
     bot_port: int | None = None
 
     def start_voicegw(self, *, bot: bool = True, calls: dict[str, object] | None = None,
-                      rtp_ports: int = 40) -> DaemonProcess:
+                      rtp_ports: int = 40, media: dict[str, object] | None = None) -> DaemonProcess:
         """``voicegw run`` on a free port with its own RTP range; with ``bot`` its
         --bot-uri points at :attr:`bot_port` (where :meth:`bot` listens)."""
         low = free_block(rtp_ports)
@@ -317,6 +317,8 @@ class CallLab:
         config: dict[str, object] = {"api": {"enabled": False}}
         if calls:
             config["calls"] = calls
+        if media:
+            config["media"] = media
         path = self.workdir / "voicegw.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         args += ["--config", str(path)]

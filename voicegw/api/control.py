@@ -70,7 +70,7 @@ class Control:
         """Every call seen, by key; ended ones beyond ``keep_ended`` dropped oldest first."""
         self.transfers: OrderedDict[str, Transfer] = OrderedDict()
         self.outcomes: Counter[str] = Counter()
-        """Ended calls by cause (hung up, failed, cancelled)."""
+        """Ended calls by cause (hung up, failed, cancelled, media_timeout)."""
         self.transfer_outcomes: Counter[tuple[str, str]] = Counter()
         """(method, started|succeeded|failed) -> transfers."""
         self.fallback_actions: Counter[str] = Counter()

@@ -21,7 +21,7 @@ class Totals(BaseModel):
     calls: int = Field(description="Calls admitted since start.")
     answered: int
     failed: int
-    by_outcome: dict[str, int] = Field(description="Ended calls by cause: hung up, failed, cancelled.")
+    by_outcome: dict[str, int] = Field(description="Ended calls by cause: hung up, failed, cancelled, media_timeout.")
     by_sip_code: dict[str, int] = Field(description="Final responses voicegw sent to INVITEs, by status code.")
     refused: dict[str, int] = Field(default_factory=dict, description=(
         "New calls voicegw refused, by cause (the Reason header's text: overload, port_pool, "

@@ -55,6 +55,10 @@ class CallConfig:
     """The bot's SIP URI (host an IP literal); None runs the built-in demo flow."""
     rtp_port_min: int = 20000
     rtp_port_max: int = 21998
+    media_inactivity_timeout: float = 60.0
+    """``media.inactivity_timeout``: seconds without RTP before a call ends; 0: never."""
+    media_hold_timeout: float = 600.0
+    """``media.hold_timeout``: the same while a leg is on hold; 0: never."""
     trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
     """Carriers/SBCs allowed to place calls (CIDRs); others get 403, or a digest
     challenge when ``auth_users`` is set."""

@@ -220,6 +220,11 @@ class MediaSection(Strict):
     default: sip.external_host."""
     rtp_port_min: Annotated[int, Field(ge=1024, le=65535)] = 20000
     rtp_port_max: Annotated[int, Field(ge=1024, le=65535)] = 21998
+    inactivity_timeout: Annotated[float, Field(ge=0)] = 60.0
+    """Seconds without RTP from a leg that should be sending before the call ends with
+    cause media_timeout (Asterisk's rtptimeout, rtpengine's timeout); 0: never."""
+    hold_timeout: Annotated[float, Field(ge=0)] = 600.0
+    """The same while a leg is on hold (sendonly/inactive); 0: never."""
 
     @model_validator(mode="after")
     def _range(self) -> MediaSection:
@@ -315,7 +320,8 @@ def _address_or_cidr(value: str) -> str:
 NonEmpty = Annotated[str, Field(min_length=1)]
 #: calls: settings that have moved to another section.
 MOVED = {"rtp_port_min": "media.rtp_port_min", "rtp_port_max": "media.rtp_port_max",
-         "tts_cache_dir": "paths.tts_cache"}
+         "tts_cache_dir": "paths.tts_cache", "media_inactivity_timeout": "media.inactivity_timeout",
+         "media_hold_timeout": "media.hold_timeout"}
 
 CallsSection = _section(CallConfig, "CallsSection", {
     "bot_uri": SipUriText | None,

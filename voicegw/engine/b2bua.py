@@ -85,6 +85,7 @@ from .events import (
     SessionRefreshed,
 )
 from .flow_exec import FlowExecutor
+from .media_watch import MediaWatch
 from .outbound import FailureStatus, OutboundLegs, apply_media, offer_on
 from .refusals import Refusals
 from .replaces import replacing_invite
@@ -404,6 +405,27 @@ class Engine:
         session.handle(Accept(call.caller_sdp))
         call.apply(CallInput.ANSWERED, self.now())
         self.totals["answered"] += 1
+        self._watch_media(call)
+
+    def _watch_media(self, call: Call) -> None:
+        """From the answer on, a leg that stops sending RTP ends the call
+        (engine/media_watch.py; ``media.inactivity_timeout``, ``media.hold_timeout``)."""
+        call.media_watch = MediaWatch.of(self.config.media_inactivity_timeout, self.config.media_hold_timeout)
+        if call.media_watch is not None:
+            self.timers.after(call, "media", call.media_watch.interval, lambda now: self._check_media(call, now))
+
+    def _check_media(self, call: Call, now: float) -> None:
+        watch = call.media_watch
+        if call.state is not CallState.CONNECTED or watch is None:
+            return
+        silence = watch.check(call, (r for r in call.resources if isinstance(r, Bridge)), now)
+        if silence is None:
+            self.timers.after(call, "media", watch.interval, lambda now: self._check_media(call, now))
+            return
+        log.warning("call.media_timeout", call_id=call.id, leg=silence.role, silent_for=round(silence.seconds, 1),
+                    held=silence.held)
+        self.end(call, CallInput.MEDIA_TIMEOUT, f"no RTP from the {silence.role} for {silence.seconds:.0f} s"
+                 + (" (on hold)" if silence.held else ""))
 
     def register(self, call: Call, leg: Leg) -> None:
         assert leg.dialog is not None

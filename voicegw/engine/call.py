@@ -2,7 +2,7 @@
 
 ::
 
-    SETUP --bot answered / local flow answered--> CONNECTED --BYE either side--> ENDED
+    SETUP --bot answered / local flow answered--> CONNECTED --BYE either side / no RTP--> ENDED
       |  \\--bot failed / timed out / caller CANCEL--> ENDED
 
 Every change is recorded on the call's timeline as a typed event
@@ -37,6 +37,8 @@ class CallInput(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     HUNG_UP = "hung up"
+    MEDIA_TIMEOUT = "media_timeout"
+    """No RTP from a leg that should be sending (engine/media_watch.py)."""
 
 
 TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
@@ -46,6 +48,7 @@ TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (CallState.SETUP, CallInput.HUNG_UP): CallState.ENDED,
     (CallState.CONNECTED, CallInput.HUNG_UP): CallState.ENDED,
     (CallState.CONNECTED, CallInput.FAILED): CallState.ENDED,
+    (CallState.CONNECTED, CallInput.MEDIA_TIMEOUT): CallState.ENDED,
 }
 
 
@@ -109,6 +112,8 @@ class Call:
     transfers that follow (a flow's agent_transfer after its bot node)."""
     transfer: Any = None
     """The transfer in progress or last done (engine.transfer_state.Transfer)."""
+    media_watch: Any = None
+    """Its RTP inactivity check once answered (engine.media_watch.MediaWatch), or None."""
     timers: dict[str, Any] = field(default_factory=dict)
     """Named loop timer handles (a warm transfer's confirm timeout), cancelled at the end."""
     timeline: list[tuple[float, CallEvent]] = field(default_factory=list)

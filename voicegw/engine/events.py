@@ -101,7 +101,8 @@ class CallEnded(CallEvent):
     NAME = "call.ended"
     OMIT_IF_NONE = frozenset({"status"})
     cause: str
-    """What ended it: ``hung up``, ``failed`` (setup failed), ``cancelled`` (caller CANCEL)."""
+    """What ended it: ``hung up``, ``failed`` (setup failed), ``cancelled`` (caller CANCEL),
+    ``media_timeout`` (no RTP from a leg, engine/media_watch.py)."""
     reason: str
     """Why, in words: ``caller hung up``, ``Busy Here (bot: 486)``..."""
     status: int | None = None

@@ -307,6 +307,11 @@ class Bridge:
     def transcoding(self) -> bool:
         return self.a.payload_type != self.b.payload_type
 
+    def packets_from(self, ep: MediaEndpoint) -> int:
+        """RTP packets this bridge received from ``ep`` (0 if ``ep`` is neither side):
+        the counters its hot path keeps anyway, read by the inactivity check."""
+        return sum(d.packets for d in (self._ab, self._ba) if d.src is ep)
+
     def statistics(self) -> BridgeStatistics:
         return BridgeStatistics(self._ab.statistics(), self._ba.statistics(),
                                 self._rtcp_ab.statistics(), self._rtcp_ba.statistics(),
