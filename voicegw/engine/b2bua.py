@@ -65,8 +65,10 @@ from ..sip.transaction import T1
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
+from .control_io import CallEnded
 from .dial import LegInvite, NotDialled, dial_leg
 from .event_log import EventLog
+from .executor import Executor
 from .events import (
     CallEvent,
     CallStarted,
@@ -90,7 +92,6 @@ from .outbound import FailureStatus, OutboundLegs, apply_media, offer_on
 from .refusals import Refusals
 from .replaces import replacing_invite
 from .stats import EngineStatistics, engine_statistics
-from .timers import CallTimers
 from .transfer import Transfers
 
 log = structlog.get_logger("voicegw.engine")
@@ -141,8 +142,11 @@ class Engine:
             send=lambda request, dest: self.sip.send_request(request, dest),
             register=self.register, track=self._track, respond=self.respond,
             dialog_events=self._session_event,
+            feed=lambda call, event: self.executor.feed(call, event), now=self.now,
         )
-        self.timers = CallTimers(lambda: self.loop)
+        self.executor = Executor(lambda: self.loop, self.outbound, self._forget, self.FORGET_AFTER)
+        """Feeds each call's controller (engine/controller.py) and carries out its commands."""
+        self.timers = self.executor.timers
         """Where the helpers arm their per-call timers; a handler gets ``now``."""
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self, self.tts)
@@ -680,9 +684,8 @@ class Engine:
         for leg in call.legs():
             if leg.ended:
                 continue
-            if leg.dialing is not None and not leg.dialing.answered:
+            if leg.dialing is not None:  # still ringing: the controller CANCELs it
                 self.outbound.give_up(leg.dialing)
-                leg.ended = True
             elif leg.session is None or leg.session.state not in _UP:
                 self.outbound.hang_up(leg)  # CANCEL, a final response, or nothing to end
             else:
@@ -705,7 +708,7 @@ class Engine:
         # keeps a while, must not keep the task
         call.flow_task = None
         call.lighten()
-        self.loop.call_later(self.FORGET_AFTER, self._forget, call)  # late retransmissions still match
+        self.executor.feed(call, CallEnded(self.now()))  # forgotten 64*T1 later: late retransmissions still match
 
     def _forget(self, call: Call) -> None:
         """Drop every index entry of an ended call: its dialogs (legs replaced or

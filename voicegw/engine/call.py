@@ -114,8 +114,11 @@ class Call:
     """The transfer in progress or last done (engine.transfer_state.Transfer)."""
     media_watch: Any = None
     """Its RTP inactivity check once answered (engine.media_watch.MediaWatch), or None."""
-    timers: dict[str, Any] = field(default_factory=dict)
-    """Named loop timer handles (a warm transfer's confirm timeout), cancelled at the end."""
+    timers: dict[Any, Any] = field(default_factory=dict)
+    """Named loop timer handles (a warm transfer's confirm timeout, a leg's ring timer),
+    cancelled at the end (engine/executor.py)."""
+    controller: Any = None
+    """The call's controller (engine/controller.py), made by the executor on first use."""
     timeline: list[tuple[float, CallEvent]] = field(default_factory=list)
     """(loop time, event) for everything that happened to the call, oldest first."""
     tasks: set[Any] = field(default_factory=set)
@@ -177,7 +180,7 @@ class Call:
         """Unique per call even when a caller reuses a Call-ID (our tag differs)."""
         return f"{self.id};{self.local_tag}"
 
-    def cancel_timer(self, name: str) -> None:
+    def cancel_timer(self, name: Any) -> None:
         handle = self.timers.pop(name, None)
         if handle is not None:
             handle.cancel()

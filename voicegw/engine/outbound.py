@@ -4,12 +4,14 @@ Every leg runs on its own INVITE session (:mod:`voicegw.sip.invite_session`, dri
 :class:`~voicegw.engine.leg_session.LegSession`), which owns 2xx/ACK, CANCEL, BYE,
 re-INVITE/UPDATE with 491 glare, and session timers. This module builds them:
 
-- ``dial``: one ``Dialing`` per INVITE voicegw sends. It owns the leg's SDP offer
-  and the no-answer timer, and turns the session's events into three callbacks until
-  the attempt is decided (answered, failed, given up); from then on the leg's events
-  go to the engine (``dialog_events``). The session ACKs every 2xx, retransmissions
-  included (13.2.2.4), ACKs and BYEs a 2xx that arrives after we gave up, and holds a
-  CANCEL until the INVITE got a provisional response (9.1);
+- ``dial``: one ``Dialing`` per INVITE voicegw sends. It holds the leg's SDP offer
+  and whoever dialled it (three callbacks); the session's events go to the call's
+  controller as typed inputs (``feed``: engine/control_io.py), which decides the
+  attempt (answered, failed, given up at its ring timer) and has the executor tell the
+  dialler; from then on the leg's events go to the engine (``dialog_events``). The
+  session ACKs every 2xx, retransmissions included (13.2.2.4), ACKs and BYEs a 2xx
+  that arrives after we gave up, and holds a CANCEL until the INVITE got a provisional
+  response (9.1);
 - ``take``: the session of an INVITE we received (the caller's, or one with Replaces).
 
 What a leg means (answer the caller, swap the bridge to an agent) is the caller's
@@ -18,8 +20,6 @@ business, through the callbacks.
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +49,7 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.uri import SipUri
 from .call import Call, Leg
+from .control_io import Input, LegAnswered, LegDialled, LegDropped, LegFailed, LegProgressed
 from .leg_session import Answered, LegSession, Wire, new_session
 
 #: A failure: the final status, ``"no_answer"`` when our ring timeout gave up on it, or
@@ -57,13 +58,6 @@ FailureStatus = int | str
 
 DialogEvents = Callable[[Call, Leg, Output], None]
 """The engine's handler of a leg's session events once no ``Dialing`` has them."""
-
-
-class Outcome(enum.Enum):
-    RINGING = "ringing"
-    ANSWERED = "answered"
-    FAILED = "failed"
-    GAVE_UP = "gave up"  # we cancelled it (no answer in time, the call ended)
 
 
 @dataclass(eq=False)
@@ -76,28 +70,28 @@ class Dialing:
     """Told the negotiated media of the 2xx (the response itself stays in the session)."""
     on_failure: Callable[[FailureStatus, str], None]
     session: LegSession | None = None
-    outcome: Outcome = Outcome.RINGING
-    timer: asyncio.TimerHandle | None = None
 
-    @property
-    def answered(self) -> bool:
-        return self.outcome is Outcome.ANSWERED
-
-    @property
-    def given_up(self) -> bool:
-        return self.outcome in (Outcome.FAILED, Outcome.GAVE_UP)
+    def end(self) -> None:
+        """CANCEL the INVITE (held until a provisional response, 9.1), or end the
+        session whatever its state."""
+        if self.session is not None:
+            self.session.end()
 
 
 class OutboundLegs:
     """Builds the legs' INVITE sessions for the engine. ``send`` is the endpoint's
     ``send_request``, ``respond`` the engine's; ``register`` registers a new dialog with
-    the engine; ``dialog_events`` takes a leg's session events once it is set up."""
+    the engine; ``dialog_events`` takes a leg's session events once it is set up;
+    ``feed`` hands a dial attempt's inputs to the call's controller (through the
+    executor) and ``now`` is the loop's clock, read here to date a ring timeout."""
 
     def __init__(self, *, addresses: AddressPolicy, sip_port: int, send: Callable[[Request, Address], str],
                  register: Callable[[Call, Leg], None],
                  track: Callable[[str, Callable[[Event], None], Call], None],
                  respond: Callable[[str, Response], None] | None = None,
                  dialog_events: DialogEvents | None = None,
+                 feed: Callable[[Call, Input], None] | None = None,
+                 now: Callable[[], float] | None = None,
                  tls_port: int = 5061) -> None:
         self.addresses = addresses
         """Which of our addresses each peer is told (NAT: sip/advertise.py)."""
@@ -105,6 +99,8 @@ class OutboundLegs:
         self.tls_port = tls_port
         self._wire = Wire(send=send, respond=respond or _no_response, track=track, register=register)
         self.dialog_events: DialogEvents = dialog_events or _no_events
+        self.feed: Callable[[Call, Input], None] = feed or _no_feed
+        self._now = now or _no_clock
 
     def contact_for(self, peer: Address) -> str:
         """Our Contact on a leg to ``peer``, with the address ``peer`` can reach
@@ -186,8 +182,8 @@ class OutboundLegs:
         session = new_session(DialogRole.UAC, self.session_config(leg.peer))
         glue = LegSession(call, leg, session, self._wire, lambda output: self._event(dialing, output))
         dialing.session = leg.session = glue
-        loop = asyncio.get_running_loop()
-        dialing.timer = loop.call_later(answer_timeout, self._no_answer, dialing)
+        # the ring timer is armed before the INVITE leaves: a failure at once finds it
+        self.feed(call, LegDialled(dialing, self._now() + answer_timeout))
         glue.handle(Invite(invite))
         return dialing
 
@@ -203,17 +199,10 @@ class OutboundLegs:
         leg.session.reoffer(offer, answered)
 
     def give_up(self, dialing: Dialing) -> None:
-        """Stop the attempt: CANCEL while it rings (held until a provisional response,
-        9.1), BYE if it already answered."""
-        if dialing.given_up:
-            return
-        answered = dialing.answered
-        self._decide(dialing, Outcome.GAVE_UP)
-        if answered:
-            self.hang_up(dialing.leg)
-        elif dialing.session is not None:
-            dialing.session.end()
-            dialing.leg.ended = True
+        """Stop an attempt that still rings: CANCEL (held until a provisional response,
+        9.1). An attempt already decided is the engine's leg: ``hang_up`` it."""
+        self.feed(dialing.call, LegDropped(dialing))
+        dialing.leg.ended = True
 
     def cancel(self, leg: Leg) -> None:
         """CANCEL the leg's INVITE (9.1), or end its session whatever its state."""
@@ -234,43 +223,26 @@ class OutboundLegs:
 
     # ------------------------------------------------------------------ the attempt
     def _event(self, dialing: Dialing, output: Output) -> None:
-        if dialing.outcome is not Outcome.RINGING:
-            if dialing.outcome is Outcome.ANSWERED:
-                self.dialog_events(dialing.call, dialing.leg, output)
-            return
+        """A ringing leg's session event, as the controller's input (it ignores what
+        comes after the attempt is decided)."""
         if isinstance(output, ProgressReceived):
-            dialing.on_progress(output.response)
+            self.feed(dialing.call, LegProgressed(dialing, output.response))
         elif isinstance(output, MediaUpdated) and dialing.session is not None \
                 and dialing.session.state is State.CONFIRMED:
-            self._decide(dialing, Outcome.ANSWERED)
-            dialing.on_answer(None, output.media)
+            self.feed(dialing.call, LegAnswered(dialing, output.media))
         elif isinstance(output, Terminated):
-            self._decide(dialing, Outcome.FAILED)
-            dialing.on_failure(*_failure(output))
+            self.feed(dialing.call, LegFailed(dialing, *_failure(output)))
 
-    def _decide(self, dialing: Dialing, outcome: Outcome) -> None:
-        """The attempt is decided: its timer is cancelled, the leg's later events go to
-        the engine, and the leg and session let go of the Dialing (else reference
-        cycles that only the cyclic collector frees, one set per call)."""
-        dialing.outcome = outcome
-        if dialing.timer is not None:
-            dialing.timer.cancel()
-            dialing.timer = None
+    def decide(self, dialing: Dialing, answered: bool) -> None:
+        """The controller decided the attempt: the leg's later events go to the engine
+        (answered) or nowhere, and the leg and session let go of the Dialing (else
+        reference cycles that only the cyclic collector frees, one set per call)."""
         if dialing.leg.dialing is dialing:
             dialing.leg.dialing = None
         glue = dialing.session
         if glue is not None and glue.on_event is not None:
             call, leg, events = dialing.call, dialing.leg, self.dialog_events
-            glue.on_event = (lambda output: events(call, leg, output)) if outcome is Outcome.ANSWERED else None
-
-    def _no_answer(self, dialing: Dialing) -> None:
-        dialing.timer = None
-        if dialing.outcome is not Outcome.RINGING:
-            return
-        self._decide(dialing, Outcome.GAVE_UP)
-        if dialing.session is not None:
-            dialing.session.end()
-        dialing.on_failure("no_answer", "no answer")  # the ring timeout (fallback_policy.py)
+            glue.on_event = (lambda output: events(call, leg, output)) if answered else None
 
 
 ALLOW = ", ".join(ALLOWED_METHODS)
@@ -292,6 +264,14 @@ def _no_response(transaction_id: str, response: Response) -> None:
 
 def _no_events(call: Call, leg: Leg, output: Output) -> None:
     return None
+
+
+def _no_feed(call: Call, event: Input) -> None:
+    raise RuntimeError("this OutboundLegs dials no leg")
+
+
+def _no_clock() -> float:
+    raise RuntimeError("this OutboundLegs dials no leg")
 
 
 def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
@@ -335,4 +315,4 @@ def peer_of(uri: SipUri, transport: str | None = None) -> Address:
     return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
 
 
-__all__ = ["ALLOW", "Dialing", "FailureStatus", "OutboundLegs", "Outcome", "apply_media", "offer_on", "peer_of"]
+__all__ = ["ALLOW", "Dialing", "FailureStatus", "OutboundLegs", "apply_media", "offer_on", "peer_of"]

@@ -27,7 +27,7 @@ from ..sip.message import Request, Response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallInput, Leg
 from .outbound import OutboundLegs
-from .timers import CallTimers
+from .executor import CallTimers
 from .transfer_state import Transfer, TransferMethod, TransferOptions
 
 
@@ -80,7 +80,7 @@ class CallHost(Protocol):
 
     @property
     def timers(self) -> CallTimers:
-        """Per-call named timers whose handlers are told ``now`` (engine/timers.py)."""
+        """Per-call named timers whose handlers are told ``now`` (engine/executor.py)."""
         ...
 
     @property

@@ -59,8 +59,7 @@ def engine_statistics(calls: Collection[Call], *, tasks: Collection[asyncio.Task
     for call in calls:
         call_legs = call.legs()
         legs += len(call_legs)
-        timers += len(call.timers) + sum(
-            1 for leg in call_legs if leg.dialing is not None and leg.dialing.timer is not None)
+        timers += len(call.timers)  # ring timers included (engine/executor.py)
         running += sum(1 for task in call.tasks if not task.done())
         for resource in call.resources:
             if isinstance(resource, Bridge) and not resource.closed:

@@ -11,7 +11,7 @@ What each outcome means (and when the bot gets its BYE) is decided by the attemp
 machine, engine/transfer_machine.py; :meth:`Transfers.feed` is where its actions are
 carried out, and the one path its outcome takes (the record, the bot's NOTIFY, the
 fallback runner waiting in :meth:`Transfers.settled`). Legs are dialled by
-engine/dial.py; timers go through engine/timers.py.
+engine/dial.py; timers go through engine/executor.py.
 """
 
 from __future__ import annotations

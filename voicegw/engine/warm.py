@@ -165,7 +165,7 @@ class WarmTransfers:
         elif action is Action.HANG_UP_AGENT:
             call.cancel_timer("confirm")
             leg = warm.leg
-            if leg.dialing is not None and not leg.dialing.answered:
+            if leg.dialing is not None:  # still ringing
                 engine.outbound.give_up(leg.dialing)
             else:
                 engine.outbound.hang_up(leg)

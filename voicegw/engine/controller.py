@@ -1,0 +1,159 @@
+"""A call's controller: typed inputs in, commands out (engine/control_io.py).
+
+Pure, like sip/transaction.py: no loop, no socket, no clock. A timer is a
+:class:`StartTimer` command with a due time computed from the ``now`` of the input
+that asked for it, and comes back as a :class:`TimerFired` input with the ``now``
+it fired at. The executor (engine/executor.py) feeds the inputs and carries the
+commands out against the SIP endpoint, the media layer and the store.
+
+It holds, so far, each outgoing leg's dial attempt (one ``Phase`` enum and one
+``TABLE`` of ``(phase, what happened) -> (steps, next phase)``) and the call's
+end (the forget timer)::
+
+    RINGING --progress--> RINGING (told)
+       |--answered--> ANSWERED   (ring timer stopped, told)
+       |--failed----> FAILED     (ring timer stopped, told)
+       |--ring timer-> GAVE_UP   (CANCEL, told "no_answer": fallback_policy.py's name)
+       +--dropped---> GAVE_UP    (ring timer stopped, CANCEL)
+
+A decided attempt is forgotten at once: late inputs for it (a 1xx after the ring
+timer, a second failure) find nothing and mean nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .control_io import (
+    Attempt,
+    CallEnded,
+    Cancel,
+    CancelTimer,
+    Command,
+    Decide,
+    Forget,
+    Input,
+    LegAnswered,
+    LegDialled,
+    LegDropped,
+    LegFailed,
+    LegProgressed,
+    StartTimer,
+    TellAnswer,
+    TellFailure,
+    TellProgress,
+    Timer,
+    TimerFired,
+)
+
+
+class Phase(enum.Enum):
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    GAVE_UP = "gave up"
+
+
+class Happened(enum.Enum):
+    PROGRESS = "a provisional response"
+    ANSWERED = "the session is confirmed"
+    FAILED = "the session ended first"
+    RING_TIMEOUT = "the ring timer fired"
+    DROPPED = "the call no longer wants the leg"
+
+
+class Step(enum.Enum):
+    STOP_RING_TIMER = "cancel the ring timer"
+    DECIDE = "the attempt is over: route the leg's later events"
+    CANCEL = "CANCEL the INVITE"
+    TELL_PROGRESS = "tell the dialler of the 1xx"
+    TELL_ANSWER = "tell the dialler of the answer"
+    TELL_FAILURE = "tell the dialler of the failure"
+    TELL_NO_ANSWER = "tell the dialler nobody answered"
+
+
+P, H, St = Phase, Happened, Step
+#: (phase, what happened) -> (steps in order, next phase). The decision comes before
+#: the tell: whoever dialled may act on the leg at once (hang it up, dial again).
+TABLE: dict[tuple[Phase, Happened], tuple[tuple[Step, ...], Phase]] = {
+    (P.RINGING, H.PROGRESS): ((St.TELL_PROGRESS,), P.RINGING),
+    (P.RINGING, H.ANSWERED): ((St.STOP_RING_TIMER, St.DECIDE, St.TELL_ANSWER), P.ANSWERED),
+    (P.RINGING, H.FAILED): ((St.STOP_RING_TIMER, St.DECIDE, St.TELL_FAILURE), P.FAILED),
+    (P.RINGING, H.RING_TIMEOUT): ((St.DECIDE, St.CANCEL, St.TELL_NO_ANSWER), P.GAVE_UP),
+    (P.RINGING, H.DROPPED): ((St.STOP_RING_TIMER, St.DECIDE, St.CANCEL), P.GAVE_UP),
+}
+
+
+class CallController:
+    """One call's controller. ``forget_after``: how long an ended call stays indexed
+    (64*T1, RFC 3261 13.2.2.4)."""
+
+    __slots__ = ("_ringing", "_forget_after", "ended")
+
+    def __init__(self, forget_after: float) -> None:
+        self._ringing: dict[Attempt, Phase] = {}
+        """Attempts not decided yet (a decided one is forgotten at once)."""
+        self._forget_after = forget_after
+        self.ended = False
+
+    def ringing(self, attempt: Attempt) -> bool:
+        return attempt in self._ringing
+
+    def feed(self, event: Input) -> tuple[Command, ...]:
+        if isinstance(event, LegDialled):
+            if self.ended:
+                return ()
+            self._ringing[event.attempt] = P.RINGING
+            return (StartTimer(Timer.NO_ANSWER, event.due, event.attempt),)
+        if isinstance(event, CallEnded):
+            if self.ended:
+                return ()
+            self.ended = True
+            return (StartTimer(Timer.FORGET, event.now + self._forget_after),)
+        if isinstance(event, TimerFired):
+            if event.timer is Timer.FORGET:
+                return (Forget(),)
+            return self._attempt(event.attempt, H.RING_TIMEOUT, event)
+        if isinstance(event, LegProgressed):
+            return self._attempt(event.attempt, H.PROGRESS, event)
+        if isinstance(event, LegAnswered):
+            return self._attempt(event.attempt, H.ANSWERED, event)
+        if isinstance(event, LegFailed):
+            return self._attempt(event.attempt, H.FAILED, event)
+        return self._attempt(event.attempt, H.DROPPED, event)
+
+    def _attempt(self, attempt: Attempt | None, happened: Happened, event: Input) -> tuple[Command, ...]:
+        current = self._ringing.get(attempt)
+        if current is None:
+            return ()  # decided already: a late input means nothing
+        row = TABLE.get((current, happened))
+        if row is None:
+            return ()
+        steps, phase = row
+        if phase is P.RINGING:
+            self._ringing[attempt] = phase
+        else:
+            del self._ringing[attempt]
+        return tuple(_command(step, attempt, phase, event) for step in steps)
+
+
+def _command(step: Step, attempt: Attempt, phase: Phase, event: Input) -> Command:
+    if step is St.STOP_RING_TIMER:
+        return CancelTimer(Timer.NO_ANSWER, attempt)
+    if step is St.DECIDE:
+        return Decide(attempt, answered=phase is P.ANSWERED)
+    if step is St.CANCEL:
+        return Cancel(attempt)
+    if step is St.TELL_PROGRESS:
+        assert isinstance(event, LegProgressed)
+        return TellProgress(attempt, event.response)
+    if step is St.TELL_ANSWER:
+        assert isinstance(event, LegAnswered)
+        return TellAnswer(attempt, event.media)
+    if step is St.TELL_FAILURE:
+        assert isinstance(event, LegFailed)
+        return TellFailure(attempt, event.status, event.reason)
+    return TellFailure(attempt, "no_answer", "no answer")  # the ring timeout (fallback_policy.py)
+
+
+__all__ = ["CallController", "Happened", "Phase", "Step", "TABLE"]

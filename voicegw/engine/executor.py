@@ -1,0 +1,123 @@
+"""The executor: feeds a call's controller and carries its commands out.
+
+The controller (engine/controller.py) is pure; this is the one engine module that
+turns its commands into effects on the event loop: it arms and cancels the timers
+(the loop's clock is read here, at the edge, and comes back as ``TimerFired(now)``),
+ends an outgoing leg's INVITE on its session, tells whoever dialled a leg what became
+of it, and drops an ended call from the engine's indexes. The helpers' own named
+timers (a warm transfer's confirm timeout, a REFER's subscription) are armed through
+the same :class:`CallTimers`.
+
+Why a timer handle is kept on the call: ``Engine.end`` cancels every timer a call
+still holds. The forget timer is the exception, armed after the end on purpose: the
+loop alone holds it, and it drops the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from .call import Call
+from .control_io import (
+    Cancel,
+    CancelTimer,
+    Command,
+    Decide,
+    Forget,
+    Input,
+    StartTimer,
+    TellAnswer,
+    TellFailure,
+    TellProgress,
+    Timer,
+    TimerFired,
+)
+from .controller import CallController
+from .outbound import Dialing, OutboundLegs
+
+TimerHandler = Callable[[float], None]
+"""Called with the loop time the timer fired at."""
+
+
+class CallTimers:
+    """Named per-call timers on the loop: arming a name again replaces its timer; a
+    timer that fired is forgotten at once, so its handle never keeps the call alive."""
+
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        self._loop = loop
+
+    def arm(self, call: Call, name: Any, due: float, fire: TimerHandler) -> None:
+        """Fire ``fire(now)`` at loop time ``due`` (at once if it is past)."""
+        call.cancel_timer(name)
+        call.timers[name] = self._loop().call_at(due, self._fire, call, name, fire)
+
+    def after(self, call: Call, name: Any, delay: float, fire: TimerHandler) -> None:
+        """Fire ``fire(now)`` ``delay`` seconds from now."""
+        self.arm(call, name, self._loop().time() + delay, fire)
+
+    def _fire(self, call: Call, name: Any, fire: TimerHandler) -> None:
+        call.timers.pop(name, None)
+        fire(self._loop().time())
+
+
+class Executor:
+    """``forget`` drops an ended call from the engine's indexes; ``forget_after`` is
+    how long it stays (64*T1)."""
+
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop], outbound: OutboundLegs,
+                 forget: Callable[[Call], None], forget_after: float) -> None:
+        self._loop = loop
+        self.timers = CallTimers(loop)
+        self._outbound = outbound
+        self._forget = forget
+        self._forget_after = forget_after
+
+    def controller(self, call: Call) -> CallController:
+        controller = call.controller
+        if controller is None:
+            controller = call.controller = CallController(self._forget_after)
+        return controller
+
+    def feed(self, call: Call, event: Input) -> None:
+        """Feed the call's controller one input and carry out its commands, in order."""
+        for command in self.controller(call).feed(event):
+            self._carry_out(call, command)
+
+    def _carry_out(self, call: Call, command: Command) -> None:
+        if isinstance(command, StartTimer):
+            self._start_timer(call, command)
+        elif isinstance(command, CancelTimer):
+            call.cancel_timer((command.timer, command.attempt))
+        elif isinstance(command, Decide):
+            self._outbound.decide(_dialing(command.attempt), command.answered)
+        elif isinstance(command, Cancel):
+            _dialing(command.attempt).end()
+        elif isinstance(command, TellProgress):
+            _dialing(command.attempt).on_progress(command.response)
+        elif isinstance(command, TellAnswer):
+            _dialing(command.attempt).on_answer(None, command.media)
+        elif isinstance(command, TellFailure):
+            _dialing(command.attempt).on_failure(command.status, command.reason)
+        elif isinstance(command, Forget):
+            self._forget(call)
+
+    def _start_timer(self, call: Call, command: StartTimer) -> None:
+        timer, attempt = command.timer, command.attempt
+        if timer is Timer.FORGET:
+            self._loop().call_at(command.due, self._fired, call, timer, attempt)
+        else:
+            self.timers.arm(call, (timer, attempt), command.due,
+                            lambda now: self.feed(call, TimerFired(timer, now, attempt)))
+
+    def _fired(self, call: Call, timer: Timer, attempt: object) -> None:
+        self.feed(call, TimerFired(timer, self._loop().time(), attempt))
+
+
+def _dialing(attempt: object) -> Dialing:
+    assert isinstance(attempt, Dialing)
+    return attempt
+
+
+__all__ = ["CallTimers", "Executor", "TimerHandler"]
