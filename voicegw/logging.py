@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 import structlog
@@ -16,12 +17,21 @@ import structlog
 LEVELS = ("debug", "info", "warning", "error")
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send structlog events at ``level`` and above to ``stream`` as JSON lines."""
+def configure(level: str = "info", stream: TextIO | None = None,
+              fields: Mapping[str, object] | None = None) -> None:
+    """Send structlog events at ``level`` and above to ``stream`` as JSON lines, each
+    with ``fields`` (a worker's ``{"worker": I}``: the workers share one stderr)."""
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+    fixed = dict(fields or {})
+
+    def add_fields(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+        event.update(fixed)
+        return event
+
     structlog.configure(
         processors=[
+            *((add_fields,) if fixed else ()),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

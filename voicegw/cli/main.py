@@ -36,9 +36,16 @@ def cli() -> None:
 @click.option("--bot-uri", help="Bridge calls to this SIP bot (default: the built-in demo flow).")
 @click.option("--rtp-ports", help="RTP port range MIN-MAX (default 20000-21998).")
 @click.option("--agent-uri", help="The demo flow's agent: DTMF 0 transfers the caller there.")
+@click.option("--workers", "workers", type=click.IntRange(1, 256),
+              help="Run N worker processes (docs/scaling.md): worker I on SIP port --sip-port + I and the "
+              "I-th slice of the RTP range, one control API for all of them, dead workers restarted.")
+@click.option("--worker", "worker", type=click.IntRange(0, 255), hidden=True,
+              help="Run as worker I of a supervisor (set by --workers): API on loopback, logs tagged.")
+@click.option("--api-public-url", hidden=True, help="Base URL of the API links (a worker's: the supervisor's).")
 def run(
     config_file: Path | None, sip_host: str | None, sip_port: int | None, api_port: int | None,
     log_level: str | None, bot_uri: str | None, rtp_ports: str | None, agent_uri: str | None,
+    workers: int | None, worker: int | None, api_public_url: str | None,
 ) -> None:
     """Run the daemon in the foreground; logs are JSON lines on stderr."""
 
@@ -53,6 +60,9 @@ def run(
         config = dataclasses.replace(config, sip=sip, log_level=log_level or config.log_level)
         if api_port is not None:
             config = dataclasses.replace(config, api=dataclasses.replace(config.api, port=api_port))
+        if worker is not None:  # a supervisor's worker: its API is for the supervisor only
+            config = dataclasses.replace(config, api=dataclasses.replace(
+                config.api, host="127.0.0.1", public_url=api_public_url or config.api.public_url))
         calls: dict[str, object] = {}
         if bot_uri is not None:
             calls["bot_uri"] = bot_uri
@@ -73,9 +83,17 @@ def run(
     config = build()
 
     from .. import logging as vlogging
+
+    vlogging.configure(config.log_level, fields={"worker": worker} if worker is not None else None)
+    if workers is not None:
+        passed = [("--config", config_file), ("--sip-host", sip_host), ("--log-level", log_level),
+                  ("--bot-uri", bot_uri), ("--agent-uri", agent_uri)]
+        from ..workers.run import run as run_workers
+
+        sys.exit(run_workers(config, workers, [str(x) for flag, value in passed if value is not None
+                                               for x in (flag, value)]))
     from ..daemon import run as run_daemon
 
-    vlogging.configure(config.log_level)
     sys.exit(run_daemon(config, loader=build))
 
 

@@ -1,0 +1,30 @@
+"""``voicegw run --workers N``: the supervisor on its own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import click
+
+from .. import __version__
+from ..config.defaults import DaemonConfig
+from .plan import PlanError, plan
+from .supervisor import Supervisor
+
+
+def run(config: DaemonConfig, count: int, args: Sequence[str]) -> int:
+    """Start ``count`` workers with the operator's ``args``; the exit code."""
+    if config.tls.enabled and count > 1:
+        # one TLS port cannot be bound by N processes: terminate TLS at Kamailio
+        raise click.UsageError("--workers: tls.enabled needs one process; terminate TLS at the proxy "
+                               "in front (docs/scaling.md)")
+    sip = config.sip
+    base = sip.udp_port if sip.udp_port is not None else sip.tcp_port
+    try:
+        plans = plan(count, base or 0, config.calls.rtp_port_min, config.calls.rtp_port_max)
+    except PlanError as error:
+        raise click.UsageError(str(error)) from None
+    supervisor = Supervisor(plans, args, api=config.api if config.api.enabled else None, version=__version__)
+    with asyncio.Runner() as runner:
+        return runner.run(supervisor.serve())
