@@ -165,6 +165,10 @@ def register(cli: click.Group) -> None:
         for row in data["transfers"]:
             table.add_row(f"transfers {row['method']}",
                           f"{row['started']} started, {row['succeeded']} succeeded, {row['failed']} failed")
+        for row in data.get("workers", ()):  # voicegw run --workers N (docs/scaling.md)
+            state = "up" if row["alive"] and row["ready"] else ("starting" if row["alive"] else "down")
+            table.add_row(f"worker {row['index']}", f"{state}, pid {row['pid']}, SIP port {row['sip_port']}, "
+                          f"RTP {row['rtp_ports']}, {row['restarts']} restarts")
         out.print(table)
 
     @api_command(cli, "calls", help="Calls in progress (--all: and recently ended).")
@@ -177,12 +181,13 @@ def register(cli: click.Group) -> None:
             out.print("no calls in progress" if not show_all else "no calls")
             return
         table = Table()
-        for column in ("call id", "state", "caller", "channel", "since", "duration", "legs", "transfer",
-                       "ended because"):
+        workers = any("worker" in call for call in data)  # the supervisor's API (--workers N)
+        for column in ("call id", *(("worker",) if workers else ()), "state", "caller", "channel", "since",
+                       "duration", "legs", "transfer", "ended because"):
             table.add_column(column, overflow="fold")
         for call in data:
-            table.add_row(call["id"], call["state"], call["caller"], call.get("channel") or "-",
-                          when(call["created_at"]),
+            table.add_row(call["id"], *((str(call.get("worker", "")),) if workers else ()), call["state"],
+                          call["caller"], call.get("channel") or "-", when(call["created_at"]),
                           duration(call["duration_seconds"]), ",".join(call["legs"]),
                           transfer_text(call["transfer"]), call["end_reason"])
         out.print(table)
