@@ -39,7 +39,10 @@ def configure(level: str = "info", stream: TextIO | None = None,
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # one write() per line (PrintLogger's print() writes the newline apart): the
+        # workers of ``voicegw run --workers N`` share one stderr, and two writes per
+        # line let their lines interleave
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
 

@@ -13,6 +13,7 @@ deploy/kamailio/kamailio.cfg (the dispatcher), each on free ports, in its own ru
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +203,39 @@ class Dispatcher:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+_BLOCK = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)\n([^\n]*)\n\n([^\n]*)\n(.*?)(?=^-{20,} |\Z)",
+                    re.M | re.S)
+
+
+@dataclass
+class CallOutcome:
+    """One sipp UAC call as its ``-trace_msg`` log shows it."""
+
+    invited_at: float
+    """Wall-clock time sipp first sent the INVITE."""
+    answered: bool = False
+    """A 200 to the INVITE came back."""
+    completed: bool = False
+    """A 200 to the BYE came back: the call went through from start to end."""
+
+
+def call_outcomes(path: Path) -> dict[str, CallOutcome]:
+    """Every call of a sipp UAC's message log, by Call-ID."""
+    calls: dict[str, CallOutcome] = {}
+    for stamp, info, first, rest in _BLOCK.findall(path.read_text(errors="replace")):
+        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", rest, re.M | re.I)
+        cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", rest, re.M | re.I)
+        if call_id is None or cseq is None:
+            continue
+        key = call_id.group(1)
+        if key not in calls and " sent " in info and first.startswith("INVITE "):
+            calls[key] = CallOutcome(datetime.fromisoformat(stamp.replace("\t", " ")).timestamp())
+        call = calls.get(key)
+        if call is not None and " received " in info and first.startswith("SIP/2.0 200"):
+            if cseq.group(1) == "INVITE":
+                call.answered = True
+            elif cseq.group(1) == "BYE":
+                call.completed = True
+    return calls

@@ -1,0 +1,105 @@
+"""kill -9 of one of two voicegw workers behind Kamailio's dispatcher, under load.
+
+sipp calls at a modest rate through the shipped deploy/kamailio/kamailio.cfg (OPTIONS
+pings every second, 1.5 s for a worker to answer) to ``voicegw run --workers 2``;
+a few seconds in, worker 1 gets SIGKILL. Checked: once Kamailio has had the ping
+interval and the ping's timeout to notice (kill + 1 s + 1.5 s), at most 1% of the new
+calls fail (in practice none: an INVITE to the dead worker fails over to the other);
+the supervisor restarts worker 1; every call that was answered has exactly one record
+in the shared store, and those the dead worker held are closed as ``restart`` by the
+new process's crash recovery; Kamailio's trace shows the failovers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from peers.calls import HOST, SCENARIOS, SIPP, SippPeer
+from peers.daemon import wait_until
+from peers.farm import KAMAILIO, Dispatcher, Workers, call_outcomes
+from peers.net import free_port
+
+pytestmark = [
+    pytest.mark.wire,
+    pytest.mark.skipif(SIPP is None, reason="sipp not installed: run scripts/bootstrap"),
+    pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed: run scripts/bootstrap"),
+]
+
+RATE, CALLS, HOLD_MS = 8, 240, 1500
+PING_INTERVAL, FR_TIMER_MS = 1, 1500
+KILL_AFTER = 8.0
+"""Seconds into the load when worker 1 is killed."""
+
+
+def test_kill_one_worker_under_load(tmp_path: Path) -> None:
+    bot_port = free_port(HOST)
+    workers = Workers(tmp_path, 2, args=("--bot-uri", f"sip:bot@{HOST}:{bot_port}"), rtp_ports=400)
+    dispatcher: Dispatcher | None = None
+    peers: list[SippPeer] = []
+
+    def report() -> str:
+        parts = [p.report()[-3000:] for p in peers] + ["\n".join(workers.lines[-40:])]
+        if dispatcher is not None:
+            parts.append("\n".join(dispatcher.text().splitlines()[-40:]))
+        return "\n".join(parts)
+
+    workers.start()
+    try:
+        dispatcher = Dispatcher(tmp_path, workers.ports, ping_interval=PING_INTERVAL,
+                                fr_timer_ms=FR_TIMER_MS).start()
+        bot = SippPeer("bot", SCENARIOS / "b2bua_bot_answer.xml", tmp_path, port=bot_port, calls=CALLS * 2,
+                       timeout=240)
+        peers.append(bot.start())
+        carrier = SippPeer("carrier", SCENARIOS / "b2bua_uac_bench.xml", tmp_path, remote=dispatcher.address,
+                           calls=CALLS, timeout=240, extra=("-r", str(RATE), "-d", str(HOLD_MS)))
+        peers.append(carrier.start())
+        time.sleep(KILL_AFTER)
+        killed_pid = workers.kill_worker(1)
+        killed_at = time.time()
+        carrier.wait(240)  # it fails the calls the dead worker held: its exit code is not the verdict
+        calls = call_outcomes(carrier.message_file)
+        assert len(calls) == CALLS, report()
+
+        settled = killed_at + PING_INTERVAL + FR_TIMER_MS / 1000
+        later = [c for c in calls.values() if c.invited_at >= settled]
+        failed = [c for c in later if not c.completed]
+        assert len(later) > CALLS // 2, "most of the load comes after the kill"
+        assert len(failed) <= len(later) // 100, f"{len(failed)} of {len(later)} new calls failed\n{report()}"
+
+        # the supervisor restarted worker 1 (a new pid), and Kamailio failed calls over
+        assert wait_until(lambda: workers.events("worker.restarted", worker=1), 90.0), report()
+        assert workers.worker_pid(1) != killed_pid
+        died, = workers.events("worker.died", worker=1)
+        assert died["exit_code"] == -9 and died["pid"] == killed_pid
+
+        answered = {call_id for call_id, c in calls.items() if c.answered}
+        records: dict[str, list[dict]] = {}
+
+        def all_recorded() -> bool:
+            rows = workers.http("GET", "/records", params={"limit": 10_000}).json()["records"]
+            records.clear()
+            for row in rows:
+                records.setdefault(row["call_id"], []).append(row)
+            return answered <= records.keys() and all(r["state"] == "ended" for rows in records.values()
+                                                      for r in rows)
+
+        assert wait_until(all_recorded, 60.0, 0.5), \
+            f"{len(answered - records.keys())} answered calls without a record\n{report()}"
+        doubles = {k: v for k, v in records.items() if k in answered and len(v) != 1}
+        assert not doubles, doubles
+        restarted = [k for k in answered if records[k][0]["outcome"] == "restart"]
+        assert restarted, "the calls worker 1 held are closed as restart by the recovery"
+        assert all(not calls[k].completed for k in restarted), "only calls cut by the kill"
+    finally:
+        for peer in peers:
+            peer.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
+        if workers.running():
+            try:
+                workers.terminate()
+            finally:
+                workers.kill()
