@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI, Request
@@ -29,8 +29,18 @@ from fastapi.responses import JSONResponse, Response
 
 from .aggregate import merge_calls, merge_metrics, merge_status
 
-if TYPE_CHECKING:
-    from .supervisor import Supervisor
+
+class WorkerSet(Protocol):
+    """What the API needs of the supervisor (supervisor.py)."""
+
+    count: int
+    version: str
+
+    def worker_api(self, index: int) -> str | None:
+        """The base URL of worker ``index``'s API; None while it is not running."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per worker: index, pid, alive, ready, ports, restarts."""
 
 ASK_TIMEOUT = 10.0
 """Seconds a worker's API may take; a worker that takes longer counts as not answering."""
@@ -38,7 +48,7 @@ ASK_TIMEOUT = 10.0
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "server", "date"}
 
 
-def create_app(supervisor: Supervisor) -> FastAPI:
+def create_app(supervisor: WorkerSet) -> FastAPI:
     app = FastAPI(title="voicegw control API (workers)", docs_url=None, redoc_url=None, openapi_url=None)
     client = httpx.AsyncClient(timeout=ASK_TIMEOUT)
     app.state.client = client

@@ -4,20 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 
 from ..api.server import _bind, _quiet_uvicorn
 from ..config.defaults import ApiConfig
-from .api import create_app
-
-if TYPE_CHECKING:
-    from .supervisor import Supervisor
+from .api import WorkerSet, create_app
 
 
 class AggregateServer:
-    def __init__(self, supervisor: Supervisor, config: ApiConfig) -> None:
+    def __init__(self, supervisor: WorkerSet, config: ApiConfig) -> None:
         self.supervisor = supervisor
         self.config = config
         self.url = ""
