@@ -6,7 +6,8 @@ a few seconds in, worker 1 gets SIGKILL. Checked: once Kamailio has had the ping
 interval and the ping's timeout to notice (kill + 1 s + 1.5 s), at most 1% of the new
 calls fail (in practice none: an INVITE to the dead worker fails over to the other);
 the supervisor restarts worker 1; every call that was answered has exactly one record
-in the shared store, and those the dead worker held are closed as ``restart`` by the
+in the shared store (one SQLite file, or a PostgreSQL database from a throwaway
+cluster), each naming its worker, and those the dead worker held are closed as ``restart`` by the
 new process's crash recovery; Kamailio's trace shows the failovers.
 """
 
@@ -24,6 +25,7 @@ from peers.net import free_port
 
 pytestmark = [
     pytest.mark.wire,
+    pytest.mark.timeout(300),  # two workers and Kamailio start, then a load: minutes on a loaded box
     pytest.mark.skipif(SIPP is None, reason="sipp not installed: run scripts/bootstrap"),
     pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed: run scripts/bootstrap"),
 ]
@@ -34,9 +36,12 @@ KILL_AFTER = 8.0
 """Seconds into the load when worker 1 is killed."""
 
 
-def test_kill_one_worker_under_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_one_worker_under_load(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     bot_port = free_port(HOST)
-    workers = Workers(tmp_path, 2, args=("--bot-uri", f"sip:bot@{HOST}:{bot_port}"), rtp_ports=400)
+    store = {"backend": "postgres", "dsn": request.getfixturevalue("pg_dsn")} if backend == "postgres" else {}
+    workers = Workers(tmp_path, 2, args=("--bot-uri", f"sip:bot@{HOST}:{bot_port}"), rtp_ports=400,
+                      sections={"store": store} if store else None)
     dispatcher: Dispatcher | None = None
     peers: list[SippPeer] = []
 
@@ -93,6 +98,9 @@ def test_kill_one_worker_under_load(tmp_path: Path) -> None:
         restarted = [k for k in answered if records[k][0]["outcome"] == "restart"]
         assert restarted, "the calls worker 1 held are closed as restart by the recovery"
         assert all(not calls[k].completed for k in restarted), "only calls cut by the kill"
+        # each record names its worker (VOICEGW_WORKER_ID set by the supervisor)
+        assert {records[k][0]["worker"] for k in answered} == {"0", "1"}
+        assert {records[k][0]["worker"] for k in restarted} == {"1"}
     finally:
         for peer in peers:
             peer.stop()

@@ -27,6 +27,7 @@ from peers.net import free_port
 
 pytestmark = [
     pytest.mark.wire,
+    pytest.mark.timeout(240),  # two workers and Kamailio start, then a load: minutes on a loaded box
     pytest.mark.skipif(SIPP is None, reason="sipp not installed: run scripts/bootstrap"),
     pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed: run scripts/bootstrap"),
 ]

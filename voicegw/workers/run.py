@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 
 import click
@@ -25,6 +26,9 @@ def run(config: DaemonConfig, count: int, args: Sequence[str]) -> int:
         plans = plan(count, base or 0, config.calls.rtp_port_min, config.calls.rtp_port_max)
     except PlanError as error:
         raise click.UsageError(str(error)) from None
-    supervisor = Supervisor(plans, args, api=config.api if config.api.enabled else None, version=__version__)
+    # a host's workers are PREFIX-0..N-1 in the records when the host has a name there
+    prefix = os.environ.get("VOICEGW_WORKER_ID") or getattr(getattr(config, "store", None), "worker_id", None)
+    supervisor = Supervisor(plans, args, api=config.api if config.api.enabled else None, version=__version__,
+                            name_prefix=prefix)
     with asyncio.Runner() as runner:
         return runner.run(supervisor.serve())

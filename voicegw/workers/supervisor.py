@@ -64,9 +64,12 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, plans: Sequence[WorkerPlan], args: Sequence[str], *, api: Any, version: str) -> None:
+    def __init__(self, plans: Sequence[WorkerPlan], args: Sequence[str], *, api: Any, version: str,
+                 name_prefix: str | None = None) -> None:
         """``args``: the operator's ``voicegw run`` flags every worker gets; ``api``: the
-        daemon's ApiConfig (None: no control API, and the workers run without one)."""
+        daemon's ApiConfig (None: no control API, and the workers run without one);
+        ``name_prefix``: the store's worker id of this host (``PREFIX-I`` per worker)."""
+        self.name_prefix = name_prefix
         self.api_config = api
         self.version = version
         self.args = list(args)
@@ -103,8 +106,12 @@ class Supervisor:
     async def _spawn(self, worker: Worker) -> None:
         worker.ready = False
         worker.started_at = time.monotonic()
+        # the records name each worker's runs and calls (store/backend.py: $VOICEGW_WORKER_ID)
+        index = worker.plan.index
+        name = f"{self.name_prefix}-{index}" if self.name_prefix else str(index)
         worker.process = await asyncio.create_subprocess_exec(
-            *self._command(worker), stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            *self._command(worker), stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            env=dict(os.environ, VOICEGW_WORKER_ID=name))
         log.info("worker.started", worker=worker.plan.index, pid=worker.process.pid,
                  sip_port=worker.plan.sip_port, rtp_ports=worker.plan.rtp_ports, restarts=worker.restarts)
 
