@@ -844,3 +844,51 @@ def test_glare_back_off_draws_stay_in_their_ranges(data) -> None:
     pair.run()
     pair.flush()
     assert pair.a.get_timer() is None and pair.b.get_timer() is None
+
+
+def _reliable(invite: Request, status: int, rseq: int, sdp: SessionDescription | None = None) -> Response:
+    response = make_response(invite, status, to_tag="btag", headers=Headers([
+        ("Contact", "<sip:bot@10.0.0.2:5060>"), ("Require", "100rel"), ("RSeq", str(rseq))]))
+    if sdp is not None:
+        response.set_body(bytes(sdp), "application/sdp")
+    return wire(response)  # type: ignore[return-value]
+
+
+def test_uac_pracks_each_reliable_provisional_once_in_order() -> None:
+    """RFC 3262: our INVITE says Supported: 100rel; each reliable 1xx (Require: 100rel,
+    RSeq) gets a PRACK in its early dialog with RAck = RSeq, CSeq number, method (7.2);
+    a retransmission or an RSeq out of order is neither PRACKed nor processed (4)."""
+    pair = Pair()
+    pair.start()
+    pair.run()
+    (invite,) = pair.requests("a", "INVITE")
+    assert "100rel" in [t.strip() for v in invite.headers.values("supported") for t in v.split(",")]
+    answer = answer_to(pair.b, "b")
+    first = _reliable(invite, 183, 7, answer)
+    pair.do("a", IncomingResponse(first))
+    (prack,) = pair.requests("a", "PRACK")
+    assert prack.headers.get("rack") == "7 1 INVITE" and prack.cseq.method == "PRACK" and prack.cseq.seq > 1
+    assert prack.to.tag == "btag" and prack.call_id == invite.call_id and prack.uri == "sip:bot@10.0.0.2:5060"
+    (progress,) = pair.events("a", ProgressReceived)
+    assert progress.early_media is not None  # RFC 3262 5: the answer to our offer
+    assert pair.a.oa.state is OAState.NEGOTIATED
+    pair.do("a", IncomingResponse(first))  # a retransmission (our PRACK was slow)
+    pair.do("a", IncomingResponse(_reliable(invite, 180, 9)))  # out of order
+    assert len(pair.requests("a", "PRACK")) == 1 and len(pair.events("a", ProgressReceived)) == 1
+    pair.do("a", IncomingResponse(_reliable(invite, 180, 8)))
+    assert [p.headers.get("rack") for p in pair.requests("a", "PRACK")] == ["7 1 INVITE", "8 1 INVITE"]
+    ok = make_response(invite, 200, to_tag="btag", headers=Headers([("Contact", "<sip:bot@10.0.0.2:5060>")]))
+    pair.do("a", IncomingResponse(wire(ok)))  # no SDP: the answer came in the 183
+    assert pair.a.state is State.CONFIRMED and len(pair.requests("a", "ACK")) == 1
+    (media,) = pair.events("a", MediaUpdated)
+    assert media.media.remote_port == 50000
+
+
+def test_uac_unreliable_provisional_gets_no_prack() -> None:
+    pair = Pair()
+    pair.start()
+    pair.run()
+    (invite,) = pair.requests("a", "INVITE")
+    plain = make_response(invite, 180, to_tag="btag", headers=Headers([("RSeq", "1")]))  # no Require
+    pair.do("a", IncomingResponse(wire(plain)))
+    assert not pair.requests("a", "PRACK") and pair.a.state is State.EARLY

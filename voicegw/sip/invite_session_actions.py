@@ -48,6 +48,9 @@ class SessionConfig:
     """The Allow value our 2xx to an INVITE carries (13.3.1.4: it "SHOULD contain the
     Allow header field"; the core's list); "" for none. A peer that sees UPDATE in it
     gets our session refreshes as UPDATE (RFC 4028 9)."""
+    reliable_provisional: bool = True
+    """UAC: ``Supported: 100rel`` in our INVITE, and a PRACK for each reliable 1xx
+    (RFC 3262 4)."""
 
 
 @dataclass
@@ -74,6 +77,18 @@ def _sdp(body: bytes) -> SessionDescription | None:
         return SessionDescription.parse(body)
     except SipError:
         return None
+
+
+def _reliable(response: Response) -> int | None:
+    """The RSeq of a reliable provisional response (RFC 3262 3: 101-199 with a To tag,
+    ``Require: 100rel`` and RSeq); None for any other."""
+    if not 100 < response.status < 200 or not response.to.tag:
+        return None
+    required = {t.strip().lower() for v in response.headers.values("require") for t in v.split(",")}
+    value = (response.headers.get("rseq") or "").strip()
+    if "100rel" not in required or not value.isdigit() or not 1 <= int(value) <= 2**31 - 1:
+        return None
+    return int(value)
 
 
 def _allows_update(message: Request | Response) -> bool:
@@ -108,6 +123,8 @@ class SessionActions:
         self._uas_timer: Negotiated | None = None  # what the INVITE's Session-Expires settled
         self._uas_timer_headers: HeaderList = ()
         self._peer_allows_update = False
+        self._rseq: int | None = None  # UAC: the last in-order reliable 1xx we PRACKed (RFC 3262 4)
+        self._answer_in_1xx = False  # UAC: our offer was answered in a reliable 1xx
         self._early_sdp: SessionDescription | None = None  # our last 1xx's SDP
         self._acks: dict[tuple[int, str], tuple[Request, Uri | None]] = {}
         self._unacked: tuple[str, Response] | None = None  # our 2xx awaiting its ACK
@@ -153,6 +170,8 @@ class SessionActions:
         if self._asked_interval is not None and "session-expires" not in invite.headers:
             for name, value in uac_headers(self._asked_interval, self._min_se, None):
                 invite.headers.add(name, value)
+        if self.config.reliable_provisional:
+            invite.headers.add("Supported", "100rel")  # RFC 3262 3: we PRACK reliable 1xx
         offer = _sdp(invite.body)
         if offer is not None:
             self.oa.local_offer(offer)
@@ -180,6 +199,7 @@ class SessionActions:
         if self.dialog is not None:
             self.dialog.terminate()
             self.dialog = None
+        self._rseq = None  # RSeq counts per dialog (RFC 3262 3)
         self._invite = invite
         self._out.append(io.SendRequest(invite, None))
 
@@ -209,8 +229,37 @@ class SessionActions:
                     self.dialog.receive_response(response)
             except SipError:
                 pass  # another fork's early dialog: we follow the first
+        rseq = _reliable(response)
+        if rseq is not None and self.config.reliable_provisional:
+            if not self._prack(response, rseq):
+                return  # a retransmission, or out of order: "MUST NOT be processed further" (RFC 3262 4)
+            if response.body and self.oa.state is OAState.LOCAL_OFFER_SENT:
+                fits = self._fits(response.body)
+                if fits is not None:
+                    # RFC 3262 5: the SDP of a reliable 1xx is the answer to our offer;
+                    # the 2xx then carries none (or the same) and the media is settled now
+                    media = self.oa.remote_answer(*fits)
+                    self._answer_in_1xx = True
+                    self._out.append(io.ProgressReceived(response, media))
+                    return
         early = self._fits(response.body) if response.body else None
         self._out.append(io.ProgressReceived(response, None if early is None else early[1]))
+
+    def _prack(self, response: Response, rseq: int) -> bool:
+        """PRACK a reliable 1xx of our dialog: RAck is its RSeq, CSeq number and method
+        (RFC 3262 7.2); only the first, then each one higher than the last (RFC 3262 4:
+        a retransmission is not PRACKed again: our PRACK's own transaction retransmits).
+        False when the response is not to be processed."""
+        dialog = self.dialog
+        if dialog is None or dialog.id.remote_tag != response.to.tag:
+            return False  # another fork's: we follow the first dialog only
+        if self._rseq is not None and rseq != self._rseq + 1:
+            return False
+        self._rseq = rseq
+        prack, hop = dialog.create_request(
+            "PRACK", extra_headers=[("RAck", f"{rseq} {response.cseq.seq} {response.cseq.method}")])
+        self._out.append(io.SendRequest(prack, hop))
+        return True
 
     def _ack(self, dialog: Dialog, response: Response) -> None:
         seq = response.cseq.seq
@@ -232,6 +281,9 @@ class SessionActions:
         if self.oa.state is OAState.LOCAL_OFFER_SENT:
             assert ctx.sdp is not None  # the classifier checked that it fits
             self._out.append(io.MediaUpdated(self.oa.remote_answer(ctx.sdp, ctx.media)))
+        elif self._answer_in_1xx and self.oa.negotiated is not None:
+            self._answer_in_1xx = False  # answered in a reliable 1xx: the call is up with it
+            self._out.append(io.MediaUpdated(self.oa.negotiated))
         self._arm_session_timer(uac_negotiated(response), ctx.now)  # RFC 4028 7.2
 
     def _do_ack_and_bye(self, ctx: _Context) -> None:
