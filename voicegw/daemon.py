@@ -396,6 +396,14 @@ class Daemon:
         self.control.transcripts.max_uses = api.transcript_max_uses
         self.control.transcripts.ttl = api.transcript_ttl
         self.endpoint.trace = self.control.trace
+        if self.config.desk.enabled:  # aiortc is imported only when the desk is on
+            from .desk.service import DeskService
+
+            import ipaddress
+
+            secure = api.host != "localhost" and not ipaddress.ip_address(api.host).is_loopback
+            self.control.desk = engine.desk = DeskService(self.config.desk, engine.config.policy.rtp_host,
+                                                          secure=secure)
         server = ApiServer(self.control, api)
         try:
             await server.start()

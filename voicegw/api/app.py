@@ -60,6 +60,12 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
             raise HTTPException(404, f"no call {call_id!r}")
         return call
 
+    desk = getattr(control, "desk", None)
+    if desk is not None:  # the agent desk (voicegw/desk/web.py), only when configured
+        from ..desk.web import desk_router
+
+        app.include_router(desk_router(desk))
+
     @app.get("/health", response_model=m.Health, tags=["daemon"],
              responses={503: {"model": m.Health, "description": "Draining: stopping, no new calls."}})
     async def health() -> Any:

@@ -81,6 +81,8 @@ class Control:
         self.transfer_context: dict[str, dict[str, str]] = {}
         """Transfer id -> the context the API gave it (transcript link, summary)."""
         self.public_url = ""
+        self.desk: Any = None
+        """The agent desk (voicegw/desk/service.DeskService) when configured: /desk."""
         """Base URL of the transcript links (set by the API server)."""
         self._ended: deque[str] = deque()
         """Keys of ended calls, oldest first (what ``_trim`` forgets)."""

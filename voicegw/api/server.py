@@ -80,9 +80,13 @@ class ApiServer:
         self.token = config.token or tokens.load_or_create(config.token_file)
         _quiet_uvicorn()
         registry, self.lag = registry_for(self.control)
+        desk = getattr(self.control, "desk", None)
+        tls = {}
+        if desk is not None and desk.config.tls_cert_file:  # the desk's TLS (docs/security.md)
+            tls = {"ssl_certfile": desk.config.tls_cert_file, "ssl_keyfile": desk.config.tls_key_file}
         server_config = uvicorn.Config(
             None, host=config.host, port=config.port, lifespan="off", access_log=False, log_config=None,
-            server_header=False, timeout_graceful_shutdown=2, limit_concurrency=200,
+            server_header=False, timeout_graceful_shutdown=2, limit_concurrency=200, **tls,
         )
         server = uvicorn.Server(server_config)
         # the app needs the bound port (port 0: any free one) for its links, so bind first
@@ -90,7 +94,7 @@ class ApiServer:
         sockets = [_bind(config.host, config.port)]
         port = sockets[0].getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}"
         app = create_app(self.control, self.token, (config.public_url or self.url).rstrip("/"))
         app.state.registry = registry
         server_config.app = app

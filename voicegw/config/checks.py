@@ -56,6 +56,11 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
         tcp = d.sip.tcp_port if d.sip.tcp_port is not None else d.sip.port
         if d.api.port == tcp and tcp != 0:
             problems.append(doc.problem(("api", "port"), f"{d.api.port} is also the SIP TCP port"))
+    if d.desk.enabled and not d.api.enabled:
+        problems.append(doc.problem(("desk", "enabled"), "the desk is served by the control API: api.enabled"))
+    if d.desk.enabled and not _loopback(d.api.host) and d.desk.tls_cert_file is None:
+        problems.append(doc.problem(("desk", "tls_cert_file"), "the desk needs TLS when the API listens "
+                                    f"outside loopback ({d.api.host}): tls_cert_file and tls_key_file"))
     for name in PASS_THROUGH:  # a section's own check (tls: cert_file with key_file...)
         plain = _plain(getattr(DaemonConfig(), name), getattr(d, name))
         checker = getattr(plain, "check", None)
@@ -227,3 +232,12 @@ def _prompt_files(config: LoadedConfig) -> list[tuple[Source, tuple[Any, ...], s
 def _unknown(what: str, name: str, known: list[str]) -> str:
     listed = ", ".join(sorted(known)) if known else "none defined"
     return f"unknown {what} {name!r} (known: {listed})"
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -176,6 +176,10 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         built = replace(built, tls=replace(tls, **files))
     if "api" in fields and built.api.token_file:
         built = replace(built, api=replace(built.api, token_file=str(resolve(config, built.api.token_file))))
+    if "desk" in fields:  # the desk's certificate files relative to the config file too
+        files = {k: str(resolve(config, v)) for k in ("tls_cert_file", "tls_key_file")
+                 if (v := getattr(built.desk, k))}
+        built = replace(built, desk=replace(built.desk, **files))
     # hand-over for the daemon (see the module docstring of daemon.engine_config)
     if "source" in fields:
         built = replace(built, source=config)  # type: ignore[call-arg]
@@ -563,6 +567,13 @@ def _resolve_target(config: LoadedConfig, text: str, method: str, document: Docu
             return None, None
         if not _allowed(config, number):
             problems.append(document.problem(path, f"{number} matches no transfer_allow pattern"))
+            return None, None
+        return text, None
+    if text.startswith("desk:"):  # the agent desk: never leaves the box, no allow-list
+        desk = config.daemon.desk
+        name = text[len("desk:"):]
+        if name not in desk.agents and name not in desk.queues:
+            problems.append(document.problem(path, f"{text}: no desk agent or queue {name!r} (desk.agents, desk.queues)"))
             return None, None
         return text, None
     if text.startswith(("sip:", "sips:")):

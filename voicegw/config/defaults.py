@@ -115,6 +115,52 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeskConfig:
+    """The WebRTC agent desk at ``/desk`` on the control API's server (voicegw/desk/,
+    docs/security.md). Off by default."""
+
+    enabled: bool = False
+    agents: dict[str, str] = field(default_factory=dict)
+    """Agent name -> scrypt hash of the password (``voicegw desk-password`` makes one);
+    a ``desk:NAME`` target rings that agent."""
+    queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Queue name -> agent names in ring order; ``desk:QUEUE`` rings the first available."""
+    session_ttl: float = 8 * 3600.0
+    """Seconds a sign-in lasts (one shift); then the page asks again."""
+    sign_in_limit: int = 5
+    """Failed sign-ins per minute per source address and per agent before 429."""
+    ice_host: str | None = None
+    """The address of the desk's ICE host candidates (what browsers send media to);
+    None: the media host (media.host)."""
+    codecs: tuple[str, ...] = ("opus", "PCMU", "PCMA")
+    """The browser leg's codecs in order of preference."""
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    """A certificate and key for the control API's server: required when the desk is
+    on and the API listens outside loopback (browsers only give a microphone to a
+    secure context, and the sign-in cookie must not cross the network in clear)."""
+
+    def check(self) -> None:
+        """ValueError naming what is wrong (config/checks.py locates it)."""
+        from ..desk.passwords import well_formed
+
+        for name, stored in self.agents.items():
+            if not well_formed(stored):
+                raise ValueError(f"agents.{name}: not a scrypt hash (make one with voicegw desk-password)")
+        for queue, members in self.queues.items():
+            if queue in self.agents:
+                raise ValueError(f"queues.{queue}: also an agent's name")
+            for member in members:
+                if member not in self.agents:
+                    raise ValueError(f"queues.{queue}: {member!r} is not an agent")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        for codec in self.codecs:
+            if codec.lower() not in ("opus", "pcmu", "pcma"):
+                raise ValueError(f"codecs: {codec!r} is not opus, PCMU or PCMA")
+
+
+@dataclass(frozen=True, slots=True)
 class LifecycleConfig:
     drain_deadline: float = 30.0
     """SIGTERM: seconds active calls may go on before the rest are hung up (new
@@ -155,6 +201,8 @@ class DaemonConfig:
     user_agent: str = "voicegw/0.1.0"
     api: ApiConfig = field(default_factory=ApiConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    desk: DeskConfig = field(default_factory=DeskConfig)
+    """The WebRTC agent desk (off by default)."""
     tls: TlsConfig = field(default_factory=TlsConfig)
     """SIP over TLS (sips): listener, certificates, peer checks (transport/tls.py)."""
     records_dir: str | None = None

@@ -235,6 +235,9 @@ def check_target(value: str) -> str:
         return value
     if value.startswith(("sip:", "sips:")):
         return check_sip_uri(value)
+    if value.startswith("desk:"):  # an agent or queue of the desk (voicegw/desk/)
+        check_name(value[len("desk:"):])
+        return value
     check_name(value)  # a profile name, checked against the profiles later
     return value
 

@@ -66,6 +66,7 @@ from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .control_io import CallEnded
+from .desk_leg import AgentDesk
 from .dial import LegInvite, NotDialled, dial_leg
 from .event_log import EventLog
 from .executor import Executor
@@ -148,6 +149,8 @@ class Engine:
         """Feeds each call's controller (engine/controller.py) and carries out its commands."""
         self.timers = self.executor.timers
         """Where the helpers arm their per-call timers; a handler gets ``now``."""
+        self.desk: AgentDesk | None = None
+        """The agent desk (voicegw/desk/) when the daemon runs it: ``desk:`` targets."""
         self.transfers = Transfers(self)
         self.flows = FlowExecutor(self, self.tts)
         self.durable: Callable[[], Any] | None = None
@@ -567,14 +570,20 @@ class Engine:
         else:
             self.respond(event.transaction_id, leg.dialog.respond(request, 501))
 
-    def _hung_up(self, call: Call, leg: Leg, bye: Request) -> None:
+    def leg_hung_up(self, call: Call, leg: Leg) -> None:
+        """A leg without a SIP session ended from its side (a desk agent hung up on
+        the page, engine/desk_leg.py): what a BYE from it would do."""
+        if not leg.ended and call.state is not CallState.ENDED:
+            self._hung_up(call, leg, None)
+
+    def _hung_up(self, call: Call, leg: Leg, bye: Request | None) -> None:
         """The leg's peer sent BYE (its session answered it 200)."""
         call.record(self.now(), LegHungUp(leg.role))
         leg.ended = True
         if leg is call.bot and call.agent is not None:
             self.transfers.bot_left(call)
             return  # the bot leaving after a transfer ends nothing else
-        if leg is call.bot:  # a bot may hand its context back on its BYE
+        if leg is call.bot and bye is not None:  # a bot may hand its context back on its BYE
             call.context.update(context_from_bot(bye.headers, ()))
         if leg is call.bot and self.flows.bot_hung_up(call):
             return  # the flow that connected the bot goes on with the caller

@@ -26,6 +26,7 @@ from ..sip.events import Address, Event
 from ..sip.message import Request, Response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from .call import Call, CallInput, Leg
+from .desk_leg import AgentDesk
 from .outbound import OutboundLegs
 from .executor import CallTimers
 from .transfer_state import Transfer, TransferMethod, TransferOptions
@@ -64,6 +65,12 @@ class CallHost(Protocol):
 
     @property
     def config(self) -> EngineConfig: ...
+
+    desk: AgentDesk | None
+    """The agent desk, when the daemon runs one (``desk:`` targets)."""
+
+    def leg_hung_up(self, call: Call, leg: Leg) -> None:
+        """A leg without a SIP session (a desk agent) hung up."""
 
     @property
     def outbound(self) -> OutboundLegs:

@@ -49,6 +49,8 @@ from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, Leg
+from .desk import DeskTransfers
+from .desk_leg import desk_name
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     LegByeSent,
@@ -76,6 +78,7 @@ class Transfers:
     def __init__(self, engine: CallHost) -> None:
         self.engine = engine
         self.warm = WarmTransfers(engine)
+        self.desk = DeskTransfers(engine, self)
         self.context_source: Callable[[Call], dict[str, str]] | None = None
         """The call's context from outside the engine (the API's transcript link and
         summary), for every transfer: flow, bot and API ones alike."""
@@ -105,6 +108,8 @@ class Transfers:
         if call.state is not CallState.CONNECTED:
             self.feed(call, transfer, Input.CALLER_GONE, "call_state", "the call is not connected")
             return transfer
+        if desk_name(target) is not None:
+            return self._to_desk(call, transfer, context)
         uri, why = self.resolve(target)
         if uri is None:
             self.feed(call, transfer, Input.FAILED, "policy", why)
@@ -117,6 +122,12 @@ class Transfers:
         headers = self.context_headers(call, context or {}, mapping)
         headers += [(name, _header_safe(value)) for name, value in transfer.options.headers]
         self.engine.spawn(self._carry_out(call, transfer, uri, headers, context), call)
+        return transfer
+
+    def _to_desk(self, call: Call, transfer: Transfer, context: dict[str, str] | None) -> Transfer:
+        """A ``desk:`` target (engine/desk.py): never leaves the box, so no allow-list."""
+        values = {**self._context_values(call), **(context or {})}
+        self.engine.spawn(self.desk.run(call, transfer, values), call)
         return transfer
 
     async def _carry_out(self, call: Call, transfer: Transfer, uri: SipUri,
@@ -203,12 +214,7 @@ class Transfers:
 
         def prepare(leg: Leg) -> None:
             dialled.append(leg)
-            self.feed(call, transfer, Input.DIALLED)
-            if transfer.trigger == "flow":
-                self._stop_prompts(call)  # the flow waits for the outcome
-            else:
-                self._stop_flow(call)
-            transfer.player = self._waiting_audio(caller)
+            self.agent_ringing(call, transfer)
 
         from_ = self.identity(call, transfer, peer_of(uri, transfer.legs.transport), headers)
         leg = await dial_leg(
@@ -222,6 +228,24 @@ class Transfers:
         )
         if leg is NotDialled.NO_PORTS:
             self.feed(call, transfer, Input.FAILED, 503, "no media ports")
+
+    def agent_ringing(self, call: Call, transfer: Transfer) -> None:
+        """An agent leg is being rung (SIP or desk): the caller hears ringback or hold."""
+        assert call.caller.endpoint is not None
+        self.feed(call, transfer, Input.DIALLED)
+        if transfer.trigger == "flow":
+            self._stop_prompts(call)  # the flow waits for the outcome
+        else:
+            self._stop_flow(call)
+        transfer.player = self._waiting_audio(call.caller)
+
+    def agent_failed(self, call: Call, transfer: Transfer, leg: Leg | None, status: FailureStatus,
+                     reason: str) -> None:
+        """The agent leg was not taken (a desk agent declined, or nobody was there)."""
+        self.feed(call, transfer, Input.FAILED, status, reason, leg=leg)
+
+    def agent_taken(self, call: Call, transfer: Transfer, leg: Leg, reason: str) -> None:
+        self.feed(call, transfer, Input.CONNECTED, 200, reason, leg=leg)
 
     def _waiting_audio(self, caller: Leg) -> Player | None:
         assert caller.endpoint is not None

@@ -8,7 +8,8 @@ Rules are matched by the most specific key: the exact code (``486``), then the c
 (``4xx``), then a named condition (``timeout``, ``policy``, ``no_final``,
 ``declined`` = 603/607/608, ``no_answer`` = 408/480 or our ring timeout (which a
 ``timeout`` rule takes when there is no ``no_answer`` rule), ``cancelled``, ``auth`` (the carrier's digest challenge could not be answered),
-``dns`` (the target's name did not resolve)), then the default rule.
+``dns`` (the target's name did not resolve), ``no_agent`` (no desk agent available)),
+then the default rule.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ NAMED_MATCHES: dict[str, frozenset[int]] = {
     "auth": frozenset(),
     # the target's name did not resolve (RFC 3263: NXDOMAIN, no usable record, a DNS timeout)
     "dns": frozenset(),
+    # a desk:AGENT or desk:QUEUE target with nobody available to ring (voicegw/desk/)
+    "no_agent": frozenset(),
 }
 #: Statuses that are not SIP codes.
 NAMED_STATUSES = frozenset(NAMED_MATCHES)

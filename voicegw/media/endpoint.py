@@ -121,6 +121,9 @@ class MediaEndpoint:
         self.rtcp = RtpSocket(self._receive_rtcp)
         self._pool = pool
         self._on_change: Callable[[], None] | None = None
+        self.on_close: Callable[[], None] | None = None
+        """Told once when the endpoint closes: the desk's agent leg (voicegw/desk/) has
+        no SIP session, and every way the engine ends an agent leg closes its endpoint."""
         self._loop = asyncio.get_running_loop()
         self.packets_in = self.octets_in = self.packets_out = self.octets_out = 0
         self.dropped = self.dtmf_digits = 0
@@ -292,6 +295,9 @@ class MediaEndpoint:
         # what was installed on it (a bridge's refresh, the flow's DTMF handler) holds
         # the call's objects: dropped, so the endpoint holds nothing of the call
         self._on_change = self.on_dtmf = None
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
 
 async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEndpoint:

@@ -1,0 +1,220 @@
+"""The WebRTC agent desk in a real browser (issue 15): headless Debian chromium takes a
+transferred call at ``/desk``.
+
+One daemon for the module with the desk on (agent ``alice``, a scrypt hash in the
+config) and a flow whose ``agent_transfer`` node rings ``desk:alice``; its fallback
+sends a 603 (declined at the desk) and ``no_agent`` to an ``apology`` prompt (1900 Hz).
+The caller is the scripted RTP caller of tests/peers (peers.agent.Carrier): it
+presses 1, sends a 1000 Hz tone and records what it gets. The browser's microphone is
+chromium's fake device playing a 600 Hz WAV. Asserted on what crossed the wire: the
+caller hears 600 Hz (Goertzel on its PCMU), the page hears 1000 Hz (a WebAudio
+analyser on the remote track, read through the driver), the context panel shows the
+UUI and summary, a decline plays the fallback's prompt to the caller, and with nobody
+signed in the transfer fails with ``no_agent`` at once.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from peers.agent import Carrier
+from peers.browser import available, chromium
+from peers.ops import OpsDaemon
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from voicegw.desk.passwords import hash_password
+from voicegw.media import g711
+from voicegw.media.tones import goertzel_power
+from voicegw.media.wav import write_wav
+
+pytestmark = [
+    pytest.mark.wire,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not available(), reason="chromium/chromedriver missing: run scripts/bootstrap"),
+]
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"
+AGENT_HZ, CALLER_HZ, APOLOGY_HZ = 600, 1000, 1900
+
+
+def _tone(freq: float, seconds: float, rate: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (10000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def _agent_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as w:  # chromium's fake microphone loops it
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(_tone(AGENT_HZ, 2.0, 48000).tobytes())
+    return path
+
+
+def dominant(payload: bytes, freqs: tuple[float, ...]) -> float | None:
+    samples = g711.ulaw_decode(payload).astype(np.float64)
+    if np.sqrt(np.mean(samples**2)) < 300:
+        return None
+    total = float(np.mean((samples / 32768.0) ** 2))
+    powers = {f: goertzel_power(samples, f) for f in freqs}
+    best = max(powers, key=powers.__getitem__)
+    return best if powers[best] > 0.3 * total else None
+
+
+def heard(caller: Carrier, since: float, freq: float) -> int:
+    """How many 20 ms packets since ``since`` carried ``freq`` above all else."""
+    freqs = (AGENT_HZ, CALLER_HZ, APOLOGY_HZ)
+    return sum(1 for when, data in list(caller.rtp_log)
+               if when >= since and len(data) > 12 and data[1] & 0x7F == 0 and dominant(data[12:], freqs) == freq)
+
+
+@dataclass
+class Lab:
+    ops: OpsDaemon
+    workdir: Path
+    wav: Path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    workdir = tmp_path_factory.mktemp("desk")
+    apology = workdir / "apology.wav"
+    write_wav(apology, np.concatenate([_tone(APOLOGY_HZ, 0.6), np.zeros(1600, dtype=np.int16)]))
+    flows = workdir / "flows"
+    flows.mkdir()
+    flow = {
+        "name": "desk", "start": "menu",
+        "nodes": {
+            "menu": {"type": "collect", "routes": {"1": "agent"}, "timeout": 60, "on_timeout": "hangup"},
+            "agent": {"type": "agent_transfer", "target": "desk:alice", "method": "invite",
+                      "fallback": {"rules": [{"match": [603, "no_agent"], "action": "goto", "node": "apology"}],
+                                   "default": {"action": "goto", "node": "apology"}}},
+            "apology": {"type": "message", "file": str(apology), "next": "menu"},
+            "hangup": {"type": "hangup"},
+        },
+    }
+    (flows / "desk.yaml").write_text(yaml.safe_dump(flow, sort_keys=False))
+    ops = OpsDaemon(workdir / "daemon", config={
+        "calls": {"ring_timeout": 15, "ringback": "silence"},
+        "flows_dir": str(flows), "default_flow": "desk",
+        "desk": {"enabled": True, "agents": {"alice": hash_password(PASSWORD)}},
+    })
+    with ops:
+        yield Lab(ops, workdir, _agent_wav(workdir / "agent.wav"))
+
+
+@pytest.fixture
+def browser(lab: Lab, tmp_path: Path) -> Iterator[Any]:
+    driver = chromium(lab.wav, tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(lab: Lab, driver: Any) -> None:
+    driver.get(f"{lab.ops.url}/desk")
+    wait = WebDriverWait(driver, 10)
+    wait.until(lambda d: d.find_element(By.ID, "sign-in").is_displayed())
+    driver.find_element(By.ID, "agent").send_keys("alice")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#sign-in button").click()
+    wait.until(lambda d: d.execute_script("return window.voicegwDesk.presence") == "away")
+    driver.find_element(By.CSS_SELECTOR, "#presence option[value=available]").click()
+    wait.until(lambda d: d.execute_script("return window.voicegwDesk.presence") == "available")
+
+
+def timeline(lab: Lab, caller: Carrier) -> list[tuple[str, dict[str, Any]]]:
+    data = lab.ops.http("GET", f"/calls/{caller.call_id}").json()
+    return [(entry["event"], entry["detail"]) for entry in data["timeline"]]
+
+
+def call_with_context(lab: Lab) -> Carrier:
+    caller = Carrier(lab.ops.address)
+    assert caller.invite().status == 200
+    caller.listen(0.2)
+    r = lab.ops.http("POST", f"/calls/{caller.call_id}/transcript", json={
+        "transcript": "bot: hello\ncaller: my parcel", "summary": "wants to move a delivery"})
+    assert r.status_code == 201, r.text
+    r = lab.ops.http("PATCH", f"/calls/{caller.call_id}/context", json={"context": {
+        "bot_session": "uui-7f3a", "ivr.account": "4711"}})
+    assert r.status_code == 200, r.text
+    caller.send_dtmf("1")
+    return caller
+
+
+def incoming(driver: Any) -> None:
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "incoming").is_displayed())
+
+
+def test_agent_accepts_in_the_browser_and_both_sides_hear_each_other(lab: Lab, browser: Any) -> None:
+    sign_in(lab, browser)
+    caller = call_with_context(lab)
+    try:
+        incoming(browser)
+        text = {i: browser.find_element(By.ID, i).text for i in ("ctx-uui", "ctx-summary", "ctx-x", "ctx-flow")}
+        assert text["ctx-uui"] == "uui-7f3a" and text["ctx-summary"] == "wants to move a delivery", text
+        assert text["ctx-x"] == "account=4711" and text["ctx-flow"] == "desk", text
+        link = browser.find_element(By.CSS_SELECTOR, "#ctx-transcript a").get_attribute("href")
+        assert link.startswith(f"{lab.ops.url}/t/"), link
+        browser.save_screenshot(str(ROOT / "docs" / "desk.png"))
+        browser.find_element(By.ID, "accept").click()
+        assert caller.listen(10, lambda: any(e == "transfer.succeeded" for e, _ in timeline(lab, caller)))
+        # the caller talks (1000 Hz) for up to 8 s while both sides listen
+        start, tone = time.monotonic(), g711.ulaw_encode(_tone(CALLER_HZ, 0.02))
+        page = None
+        for i in range(400):
+            caller.send_rtp(tone)
+            caller.listen(0.02)
+            if i % 25 == 24:
+                page = browser.execute_script(f"return window.voicegwDesk.spectrum({CALLER_HZ})")
+                if page and abs(page["peak"] - CALLER_HZ) < 30 and heard(caller, start, AGENT_HZ) >= 25:
+                    break
+        assert heard(caller, start, AGENT_HZ) >= 25, "the caller hears the agent's microphone (600 Hz)"
+        assert page is not None and abs(page["peak"] - CALLER_HZ) < 30 and page["peakLevel"] > -60, page
+        browser.find_element(By.ID, "hangup").click()
+        assert caller.listen(5, lambda: caller.got_request("BYE")), "the agent's hang-up ends the call"
+        events = [e for e, _ in timeline(lab, caller)]
+        assert "leg.agent.bye" in events, events
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
+
+
+def test_a_decline_at_the_desk_sends_the_caller_to_the_fallback(lab: Lab, browser: Any) -> None:
+    sign_in(lab, browser)
+    caller = call_with_context(lab)
+    try:
+        incoming(browser)
+        declined = time.monotonic()
+        browser.find_element(By.ID, "decline").click()
+        assert caller.listen(8, lambda: heard(caller, declined, APOLOGY_HZ) >= 20), "the apology prompt plays"
+        failed = next(d for e, d in timeline(lab, caller) if e == "transfer.failed")
+        assert failed["status"] == 603, failed
+        assert not caller.got_request("BYE"), "a declined transfer never drops the caller"
+        assert caller.bye().status == 200
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
+
+
+def test_nobody_at_the_desk_fails_with_no_agent_at_once(lab: Lab) -> None:
+    caller = call_with_context(lab)
+    try:
+        assert caller.listen(8, lambda: any(e == "transfer.failed" for e, _ in timeline(lab, caller)))
+        failed = next(d for e, d in timeline(lab, caller) if e == "transfer.failed")
+        assert failed["status"] == "no_agent", failed
+        assert caller.listen(8, lambda: heard(caller, 0, APOLOGY_HZ) >= 20), "the fallback's prompt plays"
+        assert caller.bye().status == 200
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
