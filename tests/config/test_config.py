@@ -313,7 +313,7 @@ CASES = {
                 on_failure: {busy: a}
             """},
         ["flows/main.yaml:5: nodes.a.on_failure.busy: 'busy' is not a failure status (expected a SIP "
-         "code 300-699, 4xx/5xx/6xx, timeout, policy, no_final, declined, no_answer, cancelled, auth, dns)"],
+         "code 300-699, 4xx/5xx/6xx, timeout, policy, no_final, declined, no_answer, cancelled, auth, dns, no_agent)"],
     ),
     "fallback exhausted must end or goto": (
         {"sip_profiles/ag.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n",

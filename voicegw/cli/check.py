@@ -31,7 +31,7 @@ from .simulate import SimulateError, parse_status, parse_target, render, simulat
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--simulate", "simulate_target", metavar="FLOW:NODE:STATUS",
               help="Dry-run a transfer failure at an agent_transfer node: STATUS is a SIP code, "
-                   "timeout, policy, no_final, declined, no_answer, cancelled, or all.")
+                   "timeout, policy, no_final, declined, no_answer, cancelled, no_agent, or all.")
 def check(config_file: Path | None, as_json: bool, simulate_target: str | None) -> None:
     """Validate the config, profiles and flows; print each problem as file:line: field: message."""
     dirs: dict[str, Path | None] = {}

@@ -131,6 +131,23 @@ _register_probe(cli)
 from .trunks import register as _register_trunks  # noqa: E402
 
 _register_trunks(cli)
+
+
+@cli.command("desk-password")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (scripts).")
+def desk_password(password_stdin: bool) -> None:
+    """Print the scrypt hash of a desk agent's password, for ``desk.agents`` in voicegw.yaml."""
+    import sys
+
+    from ..desk.passwords import hash_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.UsageError("an empty password")
+    click.echo(hash_password(password))
 # ------------------------------------------------------------------------------------------
 
 

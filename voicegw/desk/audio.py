@@ -146,4 +146,4 @@ class DeskAudio(asyncio.DatagramProtocol):
             self.transport = None
 
 
-__all__ = ["CallerTrack", "DeskAudio", "FRAME", "RATE"]
+__all__ = ["FRAME", "RATE", "CallerTrack", "DeskAudio"]

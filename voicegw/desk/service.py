@@ -183,7 +183,7 @@ class DeskService:
             offer.timer = None
         try:
             answer = await self._negotiate(offer, sdp)
-        except Exception as error:  # a bad offer from the page, ICE or codec failure
+        except Exception as error:  # noqa: BLE001 - a bad offer from the page, ICE or codec failure
             log.warning("desk.negotiation_failed", offer=offer.id, error=repr(error))
             offer.state = OfferState.RINGING
             self._end(offer, 488, f"the page's offer could not be answered: {error}")

@@ -77,4 +77,4 @@ class SignInLimit:
             self._failures.setdefault(key, deque()).append(now)
 
 
-__all__ = ["Session", "SignInLimit", "Sessions"]
+__all__ = ["Session", "Sessions", "SignInLimit"]

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .passwords import verify_password
 from .service import DeskService
-from .sessions import SignInLimit, Sessions
+from .sessions import Sessions, SignInLimit
 
 COOKIE = "voicegw_desk"
 _FILES = {"desk.js": "text/javascript", "desk.css": "text/css"}

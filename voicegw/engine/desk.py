@@ -8,7 +8,7 @@ after (bridge swap, BYE to the bot, fallback rules, post-agent flow) is the mach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..media.endpoint import open_endpoint
 from ..media.player import Player, hold_player
@@ -16,16 +16,31 @@ from ..media.ports import PortPoolExhausted
 from .call import Call, CallState, Leg
 from .desk_leg import DeskLegEvents, desk_name, desk_peer
 from .events import LegDialing
+from .outbound import FailureStatus
 from .ports import CallHost
 from .transfer_machine import Input
 from .transfer_state import Transfer, TransferMethod
 
-if TYPE_CHECKING:
-    from .transfer import Transfers
+
+class AgentLegs(Protocol):
+    """What this module needs of engine/transfer.py's Transfers (no import: a cycle)."""
+
+    @property
+    def config(self) -> Any: ...
+
+    def feed(self, call: Call, transfer: Transfer, event: Input, status: FailureStatus | None = None,
+             reason: str = "", **kwargs: Any) -> None: ...
+
+    def agent_ringing(self, call: Call, transfer: Transfer) -> None: ...
+
+    def agent_failed(self, call: Call, transfer: Transfer, leg: Leg | None, status: FailureStatus,
+                     reason: str) -> None: ...
+
+    def agent_taken(self, call: Call, transfer: Transfer, leg: Leg, reason: str) -> None: ...
 
 
 class DeskTransfers:
-    def __init__(self, engine: CallHost, transfers: Transfers) -> None:
+    def __init__(self, engine: CallHost, transfers: AgentLegs) -> None:
         self.engine = engine
         self.transfers = transfers
         self._holds: dict[Leg, Player] = {}

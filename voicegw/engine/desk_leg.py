@@ -60,4 +60,4 @@ def desk_peer(agent: str) -> Address:
     return Address("desk", agent, 0)
 
 
-__all__ = ["AgentDesk", "DeskLegEvents", "PREFIX", "desk_name", "desk_peer"]
+__all__ = ["PREFIX", "AgentDesk", "DeskLegEvents", "desk_name", "desk_peer"]
