@@ -142,6 +142,7 @@ class DeskService:
             held.remove(connection)
             agent.connections -= 1
         if not agent.online:
+            agent.chosen = Presence.AWAY  # the next sign-in starts away, until the agent says
             for offer in list(self.offers.values()):
                 if offer.agent is agent:
                     self._end(offer, 480, "the agent's page closed")
