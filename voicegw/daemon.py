@@ -270,9 +270,12 @@ class Daemon:
         if self.config.health_checks:
             from .gateways import Gateways
 
-            self.gateways = Gateways(self.endpoint, self.config.sip, self.config.health_checks)
+            self.gateways = Gateways(self.endpoint, self.config.sip, self.config.health_checks,
+                                     self.config.dns)
             self.taps.append(self.gateways.tap)
             self.gateways.start()
+            if hasattr(self.application, "gateways"):
+                self.application.gateways = self.gateways  # the dial path skips gateways down
         if not self.config.registrations:
             return
         from .registrar import Registrations

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .engine.destinations import PeerPolicies
 from .flow.fallback_policy import FallbackPolicy
 from .flow.router import DEFAULT_CHANNEL, CallFacts, Channel, Router
 from .flow.runner import DEMO_FLOW, Flow
 from .sip.advertise import AddressPolicy
 from .sip.caller_id import CallerIdPolicy
+from .transport.dns import DnsSettings
 
 
 @dataclass
@@ -143,6 +145,11 @@ class EngineConfig:
     ``default`` with ``flow`` (or ``bot_uri``)."""
     tts_cache_dir: str = "var/tts"
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    peers: PeerPolicies = field(default_factory=PeerPolicies)
+    """Per dialled host: the profile's digest account, outbound proxy and gateways
+    (engine/destinations.py)."""
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    """The daemon's ``dns:`` section: how names in targets are resolved (RFC 3263)."""
 
     def channel_for(self, facts: CallFacts) -> Channel:
         """The channel a new call is on: the first route it matches (flow/router.py)."""

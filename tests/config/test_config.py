@@ -236,9 +236,8 @@ CASES = {
         ["sip_profiles/agent-x.yaml:3: transport: must be one of 'udp', 'tcp' or 'tls', not 'sctp'"],
     ),
     "profile: bad uri host": (
-        {"sip_profiles/bot.yaml": "kind: bot\nuri: sip:bot@bot.example.com\n"},
-        ["sip_profiles/bot.yaml:2: uri: 'sip:bot@bot.example.com': the host must be an IP address "
-         "(voicegw does not resolve DNS names yet)"],
+        {"sip_profiles/bot.yaml": "kind: bot\nuri: sip:bot@bot..example.com\n"},
+        ["sip_profiles/bot.yaml:2: uri: 'sip:bot@bot..example.com' is not a SIP URI (bad host)"],
     ),
     "profile: unknown kind": (
         {"sip_profiles/x.yaml": "kind: pbx\n"},

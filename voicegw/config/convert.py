@@ -33,6 +33,7 @@ from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackP
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..numbers import is_number, normalise_number
+from ..engine.destinations import PeerPolicies, PeerPolicy
 from ..settings import EngineConfig, LegPolicy, TransferConfig, WarmSettings
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
@@ -232,6 +233,27 @@ def registrations(config: LoadedConfig) -> tuple[RegistrationConfig, ...]:
     return tuple(found)
 
 
+def peer_policies(config: LoadedConfig) -> PeerPolicies:
+    """Per dialled host (and port): the ``auth``, ``outbound_proxy`` and gateway health
+    of the profile that names it (an agent's or bot's ``uri``, a carrier's ``trunk``;
+    the default carrier's trunk may be ``calls.trunk``). The first profile wins."""
+    found: dict[tuple[str, int | None], PeerPolicy] = {}
+    carrier = default_carrier(config)
+    for name, profile in config.profiles.items():
+        model = profile.model
+        if isinstance(model, CarrierProfile):
+            uri = model.trunk or (config.daemon.calls.trunk if model is carrier else None)
+            gateways = name if model.health is not None else None
+        else:
+            uri, gateways = model.uri, None
+        if uri is None or (model.auth is None and model.outbound_proxy is None and gateways is None):
+            continue
+        found.setdefault(PeerPolicies.key(uri), PeerPolicy(
+            account=account(config, name, model.auth), outbound_proxy=model.outbound_proxy,
+            gateways=gateways))
+    return PeerPolicies(found)
+
+
 def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:
     """Every carrier profile's ``health:``, plain; the target defaults to the trunk's host."""
     found = []
@@ -344,6 +366,8 @@ def engine_config(daemon: DaemonConfig) -> EngineConfig:
         flow=flow,
         router=channels,
         transfer=TransferConfig(**{k: v for k, v in transfer.items() if k in known}),
+        peers=peer_policies(config) if config is not None else PeerPolicies(),
+        dns=daemon.dns,
     )
 
 

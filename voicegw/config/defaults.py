@@ -17,6 +17,7 @@ from typing import Any
 from ..settings import WarmSettings
 from ..sip.advertise import AddressPolicy
 from ..sip.gateway_health import TrunkHealthConfig
+from ..transport.dns import DnsSettings
 from ..sip.registration import RegistrationConfig
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
@@ -205,6 +206,9 @@ class DaemonConfig:
     """The WebRTC agent desk (off by default)."""
     tls: TlsConfig = field(default_factory=TlsConfig)
     """SIP over TLS (sips): listener, certificates, peer checks (transport/tls.py)."""
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    """How names in targets, trunks and proxies are resolved (RFC 3263,
+    transport/dns.py): ``servers`` (empty: the system's resolver), ``port``, ``timeout``."""
     records_dir: str | None = None
     """Folder of the records database (``voicegw.db``), from ``paths.records_dir``; None:
     ``./var`` under the working directory (store/sqlite.store_path)."""

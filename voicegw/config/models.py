@@ -378,6 +378,7 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
     "api": {"host": IpAddress, "port": Port, "token": NonEmpty | None,
             "public_url": Annotated[str, Field(pattern=r"^https?://")] | None},
     "guard": {"whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None},
+    "dns": {"servers": list[IpAddress], "port": Port, "timeout": Annotated[float, Field(gt=0, le=60)]},
 }
 _OWN_SECTIONS = ("sip", "calls", "limits", "tls", "store")  # tls, store: their sections above
 _DAEMON_HINTS = typing.get_type_hints(DaemonConfig)
@@ -559,6 +560,14 @@ class ProfileBase(Strict):
     timeouts: Timeouts = Timeouts()
     fallback: Fallback | None = None
     """Default fallback for transfers to this profile."""
+    auth: Auth | None = None
+    """Digest credentials for this peer's challenges (RFC 3261 22.2): its 401/407 to our
+    INVITEs (and, for a carrier, its REGISTER); at most two challenges per request,
+    then the attempt fails with status ``auth``."""
+    outbound_proxy: RegistrarUri | None = None
+    """Send every INVITE to this peer through this proxy: a pre-loaded Route
+    ``<proxy;lr>`` (RFC 3261 8.1.2, loose routing); the proxy's name is resolved by
+    RFC 3263 instead of the target's."""
 
 
 class CarrierProfile(ProfileBase):
@@ -575,8 +584,6 @@ class CarrierProfile(ProfileBase):
     caller_id: CallerId = CallerId()
     """Caller ID of transfers to numbers through this carrier (and to agents whose
     profile has none)."""
-    auth: Auth | None = None
-    """Digest credentials for this carrier's challenges (REGISTER today)."""
     health: HealthCheck | None = None
     """Ping the carrier's gateways; their state is in ``voicegw trunks`` and /metrics."""
     registration: Register | None = Field(default=None, alias="register")

@@ -62,8 +62,9 @@ Cidr = Annotated[str, AfterValidator(check_cidr)]
 
 
 def check_sip_uri(value: str) -> str:
-    """A sip:/sips: URI whose host is an IP literal and that carries no headers: the
-    engine dials it without DNS, and embedded headers could smuggle Route/Replaces."""
+    """A sip:/sips: URI that carries no headers (embedded headers could smuggle
+    Route/Replaces). Its host may be an IP literal or a name (the parser checks it,
+    RFC 3261 25.1): the dial path resolves names by RFC 3263 (transport/dns.py)."""
     try:
         uri = parse_uri(value)
     except SipError as error:
@@ -72,12 +73,6 @@ def check_sip_uri(value: str) -> str:
         raise ValueError(f"{value!r} must be a sip: or sips: URI")
     if uri.headers:
         raise ValueError(f"{value!r}: headers inside the URI ('?...') are not allowed")
-    try:
-        ipaddress.ip_address(uri.host.strip("[]"))
-    except ValueError:
-        raise ValueError(
-            f"{value!r}: the host must be an IP address (voicegw does not resolve DNS names yet)"
-        ) from None
     return value
 
 

@@ -63,6 +63,7 @@ from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
 from ..sip.transaction import T1
 from ..sip.uri import SipUri, parse_uri
+from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .control_io import CallEnded
@@ -160,10 +161,22 @@ class Engine:
         """Set when the daemon shuts down: new calls get 503 + Retry-After."""
         self.refusals = Refusals()
         """Calls refused, by cause (the engine's and, through the daemon, the UA core's)."""
+        self.gateways: Any = None
+        """The carrier gateways' health (voicegw/gateways.py), set by the daemon while
+        serving: the dial path skips gateways marked down."""
+        self._resolver: Resolver | None = None
         self.listeners: list[EventListener] = [EventLog()]
         """Watchers of every call's timeline (the log; the daemon adds the records, the
         API and metrics), called with (call, time, typed event). A listener must not
         block: it runs on the signalling path."""
+
+    @property
+    def resolver(self) -> Resolver:
+        """RFC 3263 lookups for the dial path (transport/dns.py), with their cache; made
+        at first use (the system resolver reads resolv.conf)."""
+        if self._resolver is None:
+            self._resolver = Resolver(self.config.dns, lambda: self.loop.time())
+        return self._resolver
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

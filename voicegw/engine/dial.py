@@ -15,9 +15,12 @@ of engine/outbound.py. What is the same everywhere lives here:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import structlog
 
 from ..media.endpoint import open_endpoint
 from ..media.ports import PortPoolExhausted
@@ -25,10 +28,14 @@ from ..settings import LegPolicy
 from ..sip.message import Response
 from ..sip.offer_answer import NegotiatedMedia
 from ..sip.uri import SipUri
+from ..transport.dns import DnsError
 from .call import Call, CallState, Leg
+from .destinations import FAILOVER, GatewaysDown, locate
 from .events import CallEvent
 from .outbound import FailureStatus, peer_of
 from .ports import CallHost
+
+log = structlog.get_logger("voicegw.engine")
 
 
 class NotDialled(enum.Enum):
@@ -66,7 +73,12 @@ async def dial_leg(
 ) -> Leg | NotDialled:
     """Dial ``uri`` as the call's ``role`` leg (``"bot"`` or ``"agent"``) while the call
     stays ``while_in``. ``dialling`` is recorded before the INVITE leaves; ``prepare``
-    sees the new leg first (its DTMF handler, the transfer's own bookkeeping)."""
+    sees the new leg first (its DTMF handler, the transfer's own bookkeeping).
+
+    The URI (or its profile's outbound proxy) is located first (RFC 3263, cached): a
+    DNS failure is ``on_failure("dns", why)``, a carrier whose gateways are all down
+    ``on_failure(503, why)``. A 408, 503 or timeout of one target moves the same leg on
+    to the next (RFC 3263 4.3); ``on_failure`` hears the last target's failure."""
     try:
         endpoint = await open_endpoint(host.config.policy.rtp_host, host.pool)
     except PortPoolExhausted:
@@ -83,10 +95,51 @@ async def dial_leg(
         prepare(leg)
     if dialling is not None:
         call.record(host.now(), dialling)
-    leg.dialing = host.outbound.dial(
-        call, leg, uri, caller_user=invite.caller_user, from_=invite.from_, max_forwards=invite.max_forwards,
-        answer_timeout=invite.answer_timeout, extra_headers=list(invite.headers), srtp=invite.policy.srtp,
-        on_progress=on_progress, on_answer=on_answer, on_failure=on_failure)
+    policy = host.config.peers.for_uri(uri)
+    try:
+        targets = await locate(host.resolver, host.gateways, uri, policy, invite.policy.transport)
+    except DnsError as error:
+        log.warning("dial.dns_failed", call_id=call.id, role=role, host=error.host, reason=error.reason)
+        leg.ended = True
+        on_failure("dns", f"DNS: {error}")
+        return leg
+    except GatewaysDown as error:
+        log.warning("dial.gateways_down", call_id=call.id, role=role, reason=str(error))
+        leg.ended = True
+        on_failure(503, str(error))
+        return leg
+    if call.state is not while_in:  # the call moved on during the lookup: send nothing
+        leg.ended = True
+        return leg
+    left = list(targets)
+
+    def attempt() -> None:
+        leg.peer = left.pop(0)
+        leg.ended, leg.session, leg.dialog = False, None, None
+        leg.dialing = host.outbound.dial(
+            call, leg, uri, caller_user=invite.caller_user, from_=invite.from_,
+            max_forwards=invite.max_forwards, answer_timeout=invite.answer_timeout,
+            extra_headers=list(invite.headers), srtp=invite.policy.srtp, on_progress=on_progress, on_answer=on_answer,
+            on_failure=failed, account=policy.account if policy else None,
+            route=policy.route() if policy else None)
+
+    def failed(status: FailureStatus, reason: str) -> None:
+        if status not in FAILOVER or not left:
+            on_failure(status, reason)
+            return
+        log.info("dial.failover", call_id=call.id, role=role, target=str(leg.peer), status=status,
+                 reason=reason, next=str(left[0]))
+        # after the failed session has let go of the leg (it marks it ended)
+        asyncio.get_running_loop().call_soon(next_target, status, reason)
+
+    def next_target(status: FailureStatus, reason: str) -> None:
+        if call.state is not while_in or (role == "agent" and call.agent is not leg) \
+                or (role == "bot" and call.bot is not leg):
+            on_failure(status, reason)  # the call moved on meanwhile: report the last one
+            return
+        attempt()
+
+    attempt()
     return leg
 
 

@@ -38,6 +38,7 @@ from ..sip.events import Address, Event, ResponseReceived, TransactionTimedOut
 from ..sip.invite_session import InviteSession
 from ..sip.invite_session_actions import SessionConfig
 from ..sip.invite_session_io import (
+    Authorizer,
     IncomingResponse,
     Modify,
     ModifyCompleted,
@@ -216,10 +217,11 @@ def _ignore(media: NegotiatedMedia) -> None:
     return None
 
 
-def new_session(role: DialogRole, config: SessionConfig, local_tag: str = "") -> InviteSession:
+def new_session(role: DialogRole, config: SessionConfig, local_tag: str = "",
+                authorizer: Authorizer | None = None) -> InviteSession:
     """An INVITE session with the 491 back-off (14.1) and Retry-After (14.2) drawn
-    from ``random.randint``."""
-    return InviteSession(role, config, randint=random.randint, local_tag=local_tag)
+    from ``random.randint``; ``authorizer`` answers a UAC's 401/407 (22.2)."""
+    return InviteSession(role, config, randint=random.randint, local_tag=local_tag, authorizer=authorizer)
 
 
 

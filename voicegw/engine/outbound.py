@@ -21,6 +21,7 @@ business, through the callbacks.
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from ..sip.advertise import AddressPolicy
 from ..sip.build import new_call_id, new_tag
 from ..sip.core import ALLOWED_METHODS
 from ..sip.dialog_table import DialogRole
+from ..sip.digest_client import Account, Authorized, DigestClient
 from ..sip.events import Address, Event
 from ..sip.invite_session_actions import SessionConfig
 from ..sip.invite_session_io import (
@@ -70,6 +72,8 @@ class Dialing:
     """Told the negotiated media of the 2xx (the response itself stays in the session)."""
     on_failure: Callable[[FailureStatus, str], None]
     session: LegSession | None = None
+    answering: Answering | None = None
+    """Answers the peer's digest challenges when its profile has ``auth``."""
 
     def end(self) -> None:
         """CANCEL the INVITE (held until a provisional response, 9.1), or end the
@@ -101,6 +105,15 @@ class OutboundLegs:
         self.dialog_events: DialogEvents = dialog_events or _no_events
         self.feed: Callable[[Call, Input], None] = feed or _no_feed
         self._now = now or _no_clock
+        self._digests: dict[Account, DigestClient] = {}
+
+    def _digest(self, account: Account) -> DigestClient:
+        """One client per account: ``nc`` counts the uses of a nonce across calls
+        (RFC 7616 3.4)."""
+        client = self._digests.get(account)
+        if client is None:
+            client = self._digests[account] = DigestClient(account, lambda: secrets.token_hex(8))
+        return client
 
     def contact_for(self, peer: Address) -> str:
         """Our Contact on a leg to ``peer``, with the address ``peer`` can reach
@@ -154,10 +167,14 @@ class OutboundLegs:
         on_failure: Callable[[FailureStatus, str], None],
         from_: str | None = None,
         srtp: str = "off",
+        account: Account | None = None,
+        route: str | None = None,
     ) -> Dialing:
         """``from_``: the From value without tag (a profile's caller ID,
         sip/caller_id.py); None: the caller's user at our address. ``srtp``: the
-        profile's SRTP offer (off, optional, required; see offer_on)."""
+        profile's SRTP offer (off, optional, required; see offer_on). ``account``: the
+        target profile's digest credentials (RFC 3261 22.2); ``route``: a pre-loaded
+        Route (the profile's outbound proxy, 8.1.2). ``leg.peer`` is where it is sent."""
         assert leg.endpoint is not None
         ours = self.addresses.advertised(leg.peer.host)
         builder = SdpBuilder(session_id=random.getrandbits(48), address=ours.media_host)
@@ -173,13 +190,16 @@ class OutboundLegs:
             ("CSeq", "1 INVITE"),
             ("Contact", self.contact_for(leg.peer)),
             ("Max-Forwards", str(max(max_forwards, 0))),
+            *((("Route", route),) if route else ()),
             *extra_headers,
         ])
         invite = Request("INVITE", str(uri), headers)
         invite.set_body(bytes(offer), "application/sdp")
         leg.invite = invite
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
-        session = new_session(DialogRole.UAC, self.session_config(leg.peer))
+        if account is not None:
+            dialing.answering = Answering(self._digest(account))
+        session = new_session(DialogRole.UAC, self.session_config(leg.peer), authorizer=dialing.answering)
         glue = LegSession(call, leg, session, self._wire, lambda output: self._event(dialing, output))
         dialing.session = leg.session = glue
         # the ring timer is armed before the INVITE leaves: a failure at once finds it
@@ -231,7 +251,7 @@ class OutboundLegs:
                 and dialing.session.state is State.CONFIRMED:
             self.feed(dialing.call, LegAnswered(dialing, output.media))
         elif isinstance(output, Terminated):
-            self.feed(dialing.call, LegFailed(dialing, *_failure(output)))
+            self.feed(dialing.call, LegFailed(dialing, *_failure(output, dialing.answering)))
 
     def decide(self, dialing: Dialing, answered: bool) -> None:
         """The controller decided the attempt: the leg's later events go to the engine
@@ -250,7 +270,35 @@ ALLOW = ", ".join(ALLOWED_METHODS)
 UPDATE there gets our refreshes as UPDATE)."""
 
 
-def _failure(end: Terminated) -> tuple[FailureStatus, str]:
+class Answering:
+    """The session's Authorizer (sip/invite_session_io.py) for one INVITE: the digest
+    client's answer, and why it could not answer (for the failure's reason). Neither
+    the password nor the credentials are kept or logged."""
+
+    def __init__(self, client: DigestClient) -> None:
+        self.client = client
+        self.refused = ""
+        self.answered = 0
+
+    def __call__(self, request: Request, challenge: Response) -> list[tuple[str, str]] | None:
+        result = self.client.answer(request, challenge)
+        if isinstance(result, Authorized):
+            self.answered += 1
+            return result.headers
+        self.refused = result.reason
+        return None
+
+
+def _failure(end: Terminated, answering: Answering | None = None) -> tuple[FailureStatus, str]:
+    """The attempt's failure status: a 401/407 we could not (or may no longer) answer
+    is ``auth`` (RFC 3261 22.2: no loop on refused credentials; issue 12: at most two
+    challenges per request), which fallback rules match."""
+    if end.status in (401, 407):
+        if answering is None:
+            return "auth", f"{end.status} challenge, and the target's profile has no auth"
+        if answering.refused:
+            return "auth", f"{end.status} challenge not answered: {answering.refused}"
+        return "auth", f"{end.status} challenge after {answering.answered} answered"
     if end.cause is Cause.TIMEOUT:
         return "timeout", "no response (Timer B)"
     if end.status == 503 and end.reason == "transport failure":

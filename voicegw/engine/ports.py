@@ -25,6 +25,7 @@ from ..sip.dialog_table import DialogId
 from ..sip.events import Address, Event
 from ..sip.message import Request, Response
 from ..sip.sdp import SdpBuilder, SessionDescription
+from ..transport.dns import Resolver
 from .call import Call, CallInput, Leg
 from .desk_leg import AgentDesk
 from .outbound import OutboundLegs
@@ -84,6 +85,14 @@ class CallHost(Protocol):
 
     @property
     def transfers(self) -> TransferPort: ...
+
+    @property
+    def resolver(self) -> Resolver:
+        """RFC 3263 lookups, cached (transport/dns.py)."""
+        ...
+
+    gateways: Any
+    """The carrier gateways' health (voicegw/gateways.GatewayStates), or None."""
 
     @property
     def timers(self) -> CallTimers:

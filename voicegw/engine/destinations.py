@@ -1,0 +1,91 @@
+"""Where an outgoing INVITE goes, and with what: the profile a dialled URI belongs to
+(its digest account, its outbound proxy, its gateways' health) and the ordered list of
+transport addresses to try (RFC 3263).
+
+- :class:`PeerPolicies` maps a dialled URI's host (and port) to the :class:`PeerPolicy`
+  of the profile that names it: an agent's or bot's ``uri``, a carrier's ``trunk``.
+  The config builds it once (config/convert.py); the dial path asks it per INVITE.
+- :func:`locate` resolves the URI (or the outbound proxy, RFC 3261 8.1.2: the request
+  goes to the first Route) with transport/dns.py; a carrier whose gateways are pinged
+  (``health:``) has the gateways marked down skipped (voicegw/gateways.py).
+- :data:`FAILOVER` is when the next target is tried (RFC 3263 4.3): 408, 503 (a
+  transport error is a 503, RFC 3261 8.1.3.1) and a timeout; nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sip.digest_client import Account
+from ..sip.events import Address
+from ..sip.gateway_health import Health
+from ..sip.uri import SipUri, parse_uri
+from ..transport.dns import Resolver
+
+#: failures after which the next located target is tried (RFC 3263 4.3)
+FAILOVER = frozenset({408, 503, "timeout"})
+
+
+class GatewaysDown(Exception):
+    """Every located gateway of the carrier is marked down by its pings."""
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """What one profile says about INVITEs to it."""
+
+    account: Account | None = None
+    """Digest credentials for its 401/407 (profile ``auth``)."""
+    outbound_proxy: str | None = None
+    """A SIP URI: pre-loaded as ``Route: <proxy;lr>`` and where the INVITE is sent."""
+    gateways: str | None = None
+    """The carrier profile whose gateway health filters the targets (``health:``)."""
+
+    def route(self) -> str | None:
+        """The pre-loaded Route value (RFC 3261 8.1.2; ``lr``: loose routing, 16.12)."""
+        if self.outbound_proxy is None:
+            return None
+        uri = self.outbound_proxy
+        return f"<{uri}>" if ";lr" in uri else f"<{uri};lr>"
+
+
+@dataclass(frozen=True)
+class PeerPolicies:
+    """Dialled URI host (lower case) and port (None: any port) -> policy."""
+
+    by_host: Mapping[tuple[str, int | None], PeerPolicy] = field(default_factory=dict)
+
+    def for_uri(self, uri: SipUri) -> PeerPolicy | None:
+        host = uri.host.strip("[]").lower()
+        return self.by_host.get((host, uri.port)) or self.by_host.get((host, None))
+
+    @staticmethod
+    def key(uri_text: str) -> tuple[str, int | None]:
+        """The key of a profile's URI (a trunk template's ``{number}`` may be in it)."""
+        uri = parse_uri(uri_text.replace("{number}", "0"))
+        assert isinstance(uri, SipUri)
+        return uri.host.strip("[]").lower(), uri.port
+
+
+async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
+                 policy: PeerPolicy | None) -> list[Address]:
+    """The transport addresses to try for ``uri``, in order; DnsError when there is
+    none (no record, NXDOMAIN, a timeout, a CNAME loop); GatewaysDown when the
+    health checks marked every one down (the attempt fails with 503)."""
+    where = uri
+    if policy is not None and policy.outbound_proxy is not None:
+        proxy = parse_uri(policy.outbound_proxy)
+        assert isinstance(proxy, SipUri)
+        where = proxy
+    targets = [Address(t.transport, t.address, t.port) for t in await resolver.locate(where)]
+    if policy is not None and policy.gateways is not None and gateways is not None:
+        up = [a for a in targets if gateways.state(policy.gateways, a) is not Health.DOWN]
+        if not up:
+            raise GatewaysDown(f"every gateway of {policy.gateways} is down")
+        targets = up
+    return targets
+
+
+__all__ = ["FAILOVER", "GatewaysDown", "PeerPolicies", "PeerPolicy", "locate"]
