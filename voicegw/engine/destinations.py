@@ -21,6 +21,7 @@ from typing import Any
 from ..sip.digest_client import Account
 from ..sip.events import Address
 from ..sip.gateway_health import Health
+from ..sip.locate import DEFAULT_PORTS
 from ..sip.uri import SipUri, parse_uri
 from ..transport.dns import Resolver
 
@@ -70,8 +71,9 @@ class PeerPolicies:
 
 
 async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
-                 policy: PeerPolicy | None) -> list[Address]:
-    """The transport addresses to try for ``uri``, in order; DnsError when there is
+                 policy: PeerPolicy | None, transport: str | None = None) -> list[Address]:
+    """The transport addresses to try for ``uri`` (over ``transport``, the profile's,
+    when the URI names none), in order; DnsError when there is
     none (no record, NXDOMAIN, a timeout, a CNAME loop); GatewaysDown when the
     health checks marked every one down (the attempt fails with 503)."""
     where = uri
@@ -79,7 +81,13 @@ async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
         proxy = parse_uri(policy.outbound_proxy)
         assert isinstance(proxy, SipUri)
         where = proxy
-    targets = [Address(t.transport, t.address, t.port) for t in await resolver.locate(where)]
+    if transport is not None and where.transport is None and where.scheme == "sip":
+        # the profile's transport: only its SRV records, and the host itself over it
+        targets = [Address(transport, t.address, t.port if t.transport == transport
+                           else where.port or DEFAULT_PORTS[transport])
+                   for t in await resolver.locate(where, (transport,))]
+    else:
+        targets = [Address(t.transport, t.address, t.port) for t in await resolver.locate(where)]
     if policy is not None and policy.gateways is not None and gateways is not None:
         up = [a for a in targets if gateways.state(policy.gateways, a) is not Health.DOWN]
         if not up:

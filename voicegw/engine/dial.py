@@ -119,7 +119,8 @@ async def dial_leg(
         leg.dialing = host.outbound.dial(
             call, leg, uri, caller_user=invite.caller_user, from_=invite.from_,
             max_forwards=invite.max_forwards, answer_timeout=invite.answer_timeout,
-            extra_headers=list(invite.headers), srtp=invite.policy.srtp, on_progress=on_progress, on_answer=on_answer,
+            extra_headers=list(invite.headers), srtp=invite.policy.srtp,
+            on_progress=on_progress, on_answer=on_answer,
             on_failure=failed, account=policy.account if policy else None,
             route=policy.route() if policy else None)
 
