@@ -461,3 +461,23 @@ def test_input_before_core_is_dropped_and_close_is_idempotent(run):
 
 def test_tcp_connect_failure_ends_the_client_transaction(run):
     run(_tcp_connect_failure_ends_the_client_transaction)
+
+
+def test_the_sip_socket_has_a_receive_buffer_that_outlasts_a_stalled_loop() -> None:
+    """Issue 16: with Linux's default SO_RCVBUF, datagrams that came while the loop was
+    held up for a second were dropped (a 202 lost, the REFER resent); the kernel
+    grants twice what is asked, capped at net.core.rmem_max (socket(7))."""
+    import socket
+    from pathlib import Path
+
+    from voicegw.transport.udp import RECEIVE_BUFFER, open_udp
+
+    async def granted() -> int:
+        endpoint = await open_udp("127.0.0.1", 0, lambda data, source: None, 65535)
+        try:
+            return endpoint._transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            endpoint.close()
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    assert asyncio.run(granted()) >= 2 * min(RECEIVE_BUFFER, rmem_max)

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..sip.events import Address
 
 DatagramHandler = Callable[[bytes, Address], None]
+
+RECEIVE_BUFFER = 4 * 1024 * 1024
+"""SO_RCVBUF asked for the SIP socket (the kernel caps it at net.core.rmem_max).
+Linux's default (~208 KiB, some 100 datagrams as it counts them) overflows while the
+loop is held up for a second (a full garbage collection over a big heap, a loaded
+box): the lost responses turned into retransmissions peers do not expect (a REFER
+resent after its 202 was dropped made sipp's carrier abort its call; issue 16)."""
 
 
 @dataclass(slots=True)
@@ -106,4 +114,10 @@ async def open_udp(
     _, protocol = await loop.create_datagram_endpoint(
         lambda: UdpEndpoint(on_datagram, max_size), local_addr=(host, port)
     )
+    sock = protocol._transport.get_extra_info("socket") if protocol._transport is not None else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass  # the default buffer still works, with less slack
     return protocol
