@@ -3,7 +3,7 @@
 (``GET /debug/objects``) is back to what it held before, no task or timer is left, and a
 full garbage collection finds no cycle per call.
 
-Five daemons (each its own config, API port and token, RTP range), started together
+Six daemons (each its own config, API port and token, RTP range), started together
 and loaded at once so the module takes about a minute on a quiet machine: the calls
 (``CALLS`` per path, 400 in all), then the 64*T1 (32 s) an ended call and its
 transactions stay for late retransmissions. A leak of one object per call shows with
@@ -13,7 +13,8 @@ daemon with a sipp bot runs, one after the other, the caller <-> bot bridge, the
 caller's CANCEL and failed calls (the bot's 486, then the bot's silence until voicegw
 gives up); one runs the demo flow (TTS prompt, 1 pressed) and its transfer by INVITE
 (0 pressed) side by side; three carry out the bot's REFER by INVITE, by REFER to the
-carrier and as a warm transfer.
+carrier and as a warm transfer; one bridges a caller and a bot that both send no RTP
+until voicegw's inactivity timeout ends the call (``media_timeout``).
 
 What is asserted per path, after the load, against the daemon's own counters: the
 engine's calls, legs, dialogs, handlers, media endpoints, bridges, players, timers,
@@ -236,6 +237,10 @@ def path_runs(root: Path) -> list[PathRun]:
                     "hold": "tts", "briefing_text": "Incoming transfer from the leak test."}}},
                 [Phase("warm", "b2bua_uac_bench.xml", bot="bot_refer.xml", hold_ms=4000)],
                 bot_keys=refer_bot, agent="agent_answer.xml"),
+        # nobody sends RTP and nobody hangs up: every call ends by voicegw's inactivity
+        # timeout (media_timeout, BYE on both legs)
+        PathRun("media_timeout", root / "media_timeout", {"media": {"inactivity_timeout": 1}},
+                [Phase("media_timeout", "b2bua_uac_wait_bye.xml", bot="b2bua_bot_answer.xml", hold_ms=0)]),
     ]
 
 
@@ -284,7 +289,8 @@ def report(run: PathRun) -> str:
 
 
 GROUPS = {"bot": ("bridge", "cancel", "fail"), "flow": ("demo", "invite_transfer"),
-          "bot_refer": ("bot_refer",), "refer_transfer": ("refer_transfer",), "warm": ("warm",)}
+          "bot_refer": ("bot_refer",), "refer_transfer": ("refer_transfer",), "warm": ("warm",),
+          "media_timeout": ("media_timeout",)}
 
 
 @pytest.mark.parametrize("group", list(GROUPS), ids=["-".join(paths) for paths in GROUPS.values()])
@@ -300,6 +306,10 @@ def test_the_daemon_lets_go_of_every_call(soaked: dict[str, PathRun], group: str
     assert engine["total_calls"] == run.calls, report(run)
     if any(path in ("invite_transfer", "bot_refer", "refer_transfer", "warm") for path in GROUPS[group]):
         assert after["api"]["transfers_kept"] > 0, report(run)
+    if group == "media_timeout":  # every call was ended by the inactivity timeout
+        assert run.daemon is not None
+        timed_out = [e for e in run.daemon.events() if e.get("event") == "call.media_timeout"]
+        assert len(timed_out) == run.calls, report(run)
     # the engine holds nothing of them
     for key in ENGINE_KEYS:
         assert engine[key] == before["engine"][key] == 0, (key, report(run))

@@ -20,6 +20,7 @@ import pytest
 from peers.caller import Caller
 from peers.calls import CallLab
 from peers.daemon import DaemonProcess
+from peers.lab import bot, start_voicegw
 
 TIMEOUT = 2
 #: How long a test waits for what should come within TIMEOUT plus a check interval.
@@ -137,3 +138,31 @@ def test_a_bridged_bot_that_sends_no_rtp_ends_the_call_on_every_leg(lab: CallLab
     assert [(e["leg"], e["held"]) for e in logged] == [("bot", False)]
     cause, reason = end_cause(caller.call_id) or ("", "")
     assert cause == "media_timeout" and reason.startswith("no RTP from the bot"), (cause, reason)
+
+
+@pytest.mark.wire
+def test_a_carrier_that_vanishes_during_a_refer_transfer_is_hung_up(lab: CallLab, caller_of) -> None:
+    """The refer_transfer soak's 1,100 stuck calls (issue 16 d): the carrier (sipp) took
+    the REFER, then dropped the call on its side without a usable BYE and sent nothing
+    more. voicegw waited for the final NOTIFY (60 s), gave the call back to the bot,
+    and kept it for ever. Here the carrier accepts the REFER, sends no NOTIFY and no
+    more RTP: the inactivity timeout ends the call, long before the NOTIFY timeout,
+    with a BYE to the carrier and to the bot."""
+    target = "sip:agent@192.0.2.10:5060"  # never reached: the carrier would dial it
+    daemon = start_voicegw(lab, transfer_allow=[target], transfer_method="refer",
+                           sections={"media": {"inactivity_timeout": TIMEOUT}})
+    b = bot(lab, "bot_refer.xml", target)
+    carrier = caller_of()
+    assert carrier.invite().status == 200
+    deadline = time.monotonic() + PATIENCE
+    while not carrier.got_request("REFER") and time.monotonic() < deadline:
+        talk(carrier, 0.2)  # the caller speaks until voicegw REFERs it (answered 200)
+    assert carrier.got_request("REFER"), "no REFER from voicegw"
+    assert quiet(carrier, PATIENCE), "no BYE to the carrier that went silent after the REFER"
+    assert not carrier.got_request("NOTIFY")
+    logged = timeouts_logged(daemon)
+    assert [(e["leg"], e["held"]) for e in logged] == [("caller", False)]
+    cause, _ = end_cause(carrier.call_id) or ("", "")
+    assert cause == "media_timeout"
+    b.wait(20)  # the bot's scenario may not expect a BYE while it waits for NOTIFYs
+    assert "in BYE" in b.flow(), b.flow()
