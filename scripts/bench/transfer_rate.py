@@ -21,11 +21,23 @@ At each rate (transfers started per second) for ``--seconds`` seconds:
   this is all voicegw's (plus sipp's turnaround);
 - the daemon's CPU in % of one core over the run.
 
+Options for the trunk features (issue 12):
+
+- ``--auth``: the agent demands digest auth on every INVITE (tests/peers/scenarios/
+  agent_auth.xml: 401, then the answer is checked by sipp's verifyauth): voicegw ACKs
+  the 401 and sends the INVITE again with credentials (an agent profile with ``auth``);
+  compare the rate and latency with a run without it;
+- ``--dns``: the REFER names the agent by a host name served by dnsmasq on a loopback
+  port (the daemon's ``dns:`` points there); ``dns_queries`` is what dnsmasq was asked
+  during the run: the first transfer's A and AAAA, then nothing (the cache), so
+  ``dns_queries_per_call`` after the first is 0.
+
 Prints a table, then one JSON line. Loopback only; every process started here is
 stopped here, by its PID.
 
     .venv/bin/python scripts/bench/transfer_rate.py                       # 50,100,150,200/s x 5 s
     .venv/bin/python scripts/bench/transfer_rate.py --rates 100 --seconds 10
+    .venv/bin/python scripts/bench/transfer_rate.py --rates 100 --seconds 10 --auth --dns
 """
 
 from __future__ import annotations
@@ -78,13 +90,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+AUTH_PASSWORD = "s3cret-pw"  # what agent_auth.xml checks (user agent7)
+AGENT_NAME = "agent.voicegw.test"
+
+
 class Daemon:
-    def __init__(self, work: Path, bot_port: int, agent_port: int, rtp: str) -> None:
+    def __init__(self, work: Path, bot_port: int, agent_port: int, rtp: str, *,
+                 auth: bool = False, dns_port: int | None = None) -> None:
         self.port = free_port()
         config = work / "voicegw.yaml"
-        config.write_text(
-            "calls:\n  transfer_method: invite\n  ring_timeout: 10\n"
-            f"  transfer_allow: ['sip:*@{HOST}:{agent_port}']\napi:\n  enabled: false\n", encoding="utf-8")
+        agent_host = AGENT_NAME if dns_port else HOST
+        text = ("calls:\n  transfer_method: invite\n  ring_timeout: 10\n"
+                f"  transfer_allow: ['sip:*@{agent_host}:{agent_port}']\napi:\n  enabled: false\n")
+        if auth:  # the agent's profile answers its challenges
+            (work / "profiles").mkdir(exist_ok=True)
+            (work / "profiles" / "agent.yaml").write_text(
+                f"kind: agent\nuri: 'sip:agent@{agent_host}:{agent_port}'\n"
+                f"auth: {{username: agent7, password: {AUTH_PASSWORD}}}\n", encoding="utf-8")
+            text += f"profiles_dir: {work / 'profiles'}\n"
+        if dns_port:
+            text += f"dns: {{servers: ['{HOST}'], port: {dns_port}, timeout: 2}}\n"
+        config.write_text(text, encoding="utf-8")
         self.cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", HOST, "--sip-port", str(self.port),
                     "--bot-uri", f"sip:bot@{HOST}:{bot_port}", "--rtp-ports", rtp, "--config", str(config)]
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", VOICEGW_DB=str(work / "voicegw.db"))
@@ -126,7 +152,38 @@ class Daemon:
                 self.proc.wait(5)
 
 
-def sipp(work: Path, name: str, scenario: str, port: int, calls: int, *extra: str,
+def agent_auth_scenario(work: Path) -> Path:
+    """agent_auth.xml with its placeholders filled: a 401 with WWW-Authenticate, MD5."""
+    text = (SCENARIOS / "agent_auth.xml").read_text(encoding="utf-8")
+    for key, value in (("STATUS", "401 Unauthorized"), ("HEADER", "WWW-Authenticate"), ("ALGORITHM", "MD5")):
+        text = text.replace(f"@{key}@", value)
+    path = work / "agent_auth.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Dnsmasq:
+    """dnsmasq on a free loopback port answering for AGENT_NAME (A only), logging queries."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.log = work / "dnsmasq.log"
+        self.proc = subprocess.Popen(
+            [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+             "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={HOST}", f"--port={self.port}",
+             "--local=/voicegw.test/", "--local-ttl=300", "--log-queries", f"--log-facility={self.log}",
+             f"--pid-file={work / 'dnsmasq.pid'}", "--user=root", f"--host-record={AGENT_NAME},{HOST}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: udp_taken(self.port) or self.proc.poll() is not None, 5)
+
+    def queries(self) -> int:
+        return self.log.read_text().count("query[") if self.log.exists() else 0
+
+    def stop(self) -> None:
+        stop(self.proc, 0)  # type: ignore[arg-type]
+
+
+def sipp(work: Path, name: str, scenario: str | Path, port: int, calls: int, *extra: str,
          remote: tuple[str, int] | None = None) -> subprocess.Popen[str]:
     media = free_port() & ~1
     cmd = [SIPP, *([f"{remote[0]}:{remote[1]}"] if remote else []), "-sf", str(SCENARIOS / scenario),
@@ -168,18 +225,21 @@ def stop(proc: subprocess.Popen[str], timeout: float) -> int:
         return -1
 
 
-def run_rate(rate: int, seconds: float, hold_ms: int, rtp: str) -> dict:
+def run_rate(rate: int, seconds: float, hold_ms: int, rtp: str, auth: bool = False, dns: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"transfer-rate-{rate}-"))
     calls = int(rate * seconds)
     bot_port, agent_port = free_port(), free_port()
-    daemon = Daemon(work, bot_port, agent_port, rtp)
+    server = Dnsmasq(work) if dns else None
+    daemon = Daemon(work, bot_port, agent_port, rtp, auth=auth, dns_port=server.port if server else None)
     daemon.start()
     procs: dict[str, subprocess.Popen[str]] = {}
     codes: dict[str, int] = {}
+    agent_host = AGENT_NAME if dns else HOST
     try:
-        procs["agent"] = sipp(work, "agent", "agent_answer.xml", agent_port, calls)
+        procs["agent"] = sipp(work, "agent", agent_auth_scenario(work) if auth else "agent_answer.xml",
+                              agent_port, calls)
         procs["bot"] = sipp(work, "bot", "bot_refer.xml", bot_port, calls,
-                            "-key", "refer_to", f"sip:agent@{HOST}:{agent_port}")
+                            "-key", "refer_to", f"sip:agent@{agent_host}:{agent_port}")
         cpu0, t0 = cpu_seconds(daemon.proc.pid), time.monotonic()  # type: ignore[union-attr]
         procs["caller"] = sipp(work, "caller", "b2bua_uac_bench.xml", free_port(), calls,
                                "-r", str(rate), "-l", str(max(10, calls)), "-d", str(hold_ms),
@@ -195,6 +255,9 @@ def run_rate(rate: int, seconds: float, hold_ms: int, rtp: str) -> dict:
             if proc.poll() is None:
                 stop(proc, 0)
         daemon.stop()
+        asked = server.queries() if server else 0
+        if server is not None:
+            server.stop()
     (work / "voicegw.log").write_text("".join(daemon.lines), encoding="utf-8")
     events = daemon.events()
     started = {e["transfer_id"]: e for e in events if e.get("event") == "transfer.started"}
@@ -217,6 +280,10 @@ def run_rate(rate: int, seconds: float, hold_ms: int, rtp: str) -> dict:
                               "max": round(max(latencies, default=float("nan")), 2)},
         "refer_log_gap_ms_max": round(gap, 2),
         "daemon_cpu_pct": round(cpu * 100, 1),
+        "auth": auth,
+        # the first transfer asks A and AAAA of the agent's name; the cache the rest
+        "dns_queries": asked if dns else None,
+        "dns_queries_per_call": round(max(asked - 2, 0) / max(calls - 1, 1), 4) if dns else None,
         "workdir": str(work),
     }
     result["ok"] = (result["succeeded"] == calls and result["failed"] == 0 and not errors
@@ -236,6 +303,8 @@ def main() -> int:
     # land: a port held inside voicegw's range fails that call's setup under uvloop
     # (media/endpoint.py skips a busy port only when the OSError carries EADDRINUSE)
     parser.add_argument("--rtp-ports", default="10000-19999", help="voicegw's RTP range (3 endpoints per call)")
+    parser.add_argument("--auth", action="store_true", help="the agent challenges every INVITE (digest, 401)")
+    parser.add_argument("--dns", action="store_true", help="the agent by a name (dnsmasq); counts DNS queries")
     args = parser.parse_args()
     if SIPP is None:
         print("sipp is not installed: run scripts/bootstrap", file=sys.stderr)
@@ -248,18 +317,20 @@ def main() -> int:
     except (OSError, StopIteration):
         pass
     print(f"transfer_rate: bot REFER -> INVITE bridge to a sipp agent; {args.seconds:g} s per rate, "
-          f"hold {args.hold} ms; {machine}")
+          f"hold {args.hold} ms{'; digest auth on every INVITE' if args.auth else ''}"
+          f"{'; agent by DNS name' if args.dns else ''}; {machine}")
     print(f"{'rate/s':>7} {'calls':>6} {'ok':>6} {'failed':>6} {'sipp fail c/b/a':>16} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu %':>6}")
     results = []
     for rate in (int(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.seconds, args.hold, args.rtp_ports)
+        r = run_rate(rate, args.seconds, args.hold, args.rtp_ports, auth=args.auth, dns=args.dns)
         results.append(r)
         sf = r["sipp_failed"]
         lat = r["refer_to_media_ms"]
         print(f"{rate:>7} {r['calls']:>6} {r['succeeded']:>6} {r['failed']:>6} "
               f"{sf['caller']:>6}/{sf['bot']}/{sf['agent']:<6} {lat['p50']:>8} {lat['p99']:>8} {lat['max']:>8} "
-              f"{r['daemon_cpu_pct']:>6}" + ("" if r["ok"] else f"  NOT OK (logs: {r['workdir']})"), flush=True)
+              f"{r['daemon_cpu_pct']:>6}" + (f"  dns queries {r['dns_queries']}" if args.dns else "")
+              + ("" if r["ok"] else f"  NOT OK (logs: {r['workdir']})"), flush=True)
     best = max((r["rate"] for r in results if r["ok"]), default=0)
     print(f"highest rate with every transfer successful and 0 failures: {best}/s")
     print(json.dumps({"bench": "transfer_rate", "machine": machine, "seconds": args.seconds,
