@@ -1,0 +1,66 @@
+"""A real rtpengine (Debian's rtpengine-daemon) in userspace on loopback, for one test.
+
+``--table=-1``: no kernel module, every packet in userspace. Its own ng port, DTMF log
+destination and RTP port range (picked from free ports), ``--foreground``, its log in the
+test's directory; stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from voicegw.media.rtpengine_ng import NgClient, NgError
+
+from .net import free_port
+
+RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
+
+
+class Rtpengine:
+    def __init__(self, workdir: Path, ports: int = 200) -> None:
+        self.ng = ("127.0.0.1", free_port())
+        self.dtmf = ("127.0.0.1", free_port())
+        # a range of its own, derived from the free ng port so parallel tests differ
+        self.port_min = 34000 + 2 * ports * (self.ng[1] % 40)
+        self.port_max = self.port_min + ports - 1
+        self.log_path = workdir / "rtpengine.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [RTPENGINE, "--table=-1", "--interface=127.0.0.1",
+             f"--listen-ng={self.ng[0]}:{self.ng[1]}",
+             f"--dtmf-log-dest={self.dtmf[0]}:{self.dtmf[1]}",
+             f"--port-min={self.port_min}", f"--port-max={self.port_max}",
+             "--foreground", "--log-stderr", "-L", "6", "--num-threads=1",
+             f"--pidfile={workdir / 'rtpengine.pid'}"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, seconds: float = 10.0) -> None:
+        with NgClient(self.ng, timeout=0.5, retransmit=0.1) as client:
+            deadline = time.monotonic() + seconds
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (NgError, TimeoutError):
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"rtpengine did not start: {self.log()[-2000:]}")
+                    time.sleep(0.1)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
