@@ -25,7 +25,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from ..flow.router import CallFacts
-from ..media.endpoint import open_endpoint
+from ..media.plane import BRIDGES, MediaPlane, RelayPlane
 from ..media.ports import PortPool, PortPoolExhausted
 from ..media.relay import Bridge
 from ..media.srtp import new_key as new_srtp_key
@@ -129,6 +129,8 @@ class Engine:
         self.config = config or EngineConfig()
         self.pool = PortPool(self.config.rtp_port_min, self.config.rtp_port_max)
         self.tts = EspeakTts(self.config.tts_cache_dir)
+        self.media: MediaPlane = RelayPlane(self.config.policy.rtp_host, self.pool)
+        """Where legs' media lives: the in-process relay, or rtpengine (the daemon sets it)."""
         self.calls: dict[str, Call] = {}
         self._by_dialog: dict[DialogId, tuple[Call, Leg]] = {}
         self._by_transaction: dict[str, Callable[[Event], None]] = {}
@@ -332,7 +334,7 @@ class Engine:
         call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow, channel.name))
         leg = call.caller
         try:
-            leg.endpoint = await open_endpoint(self.config.policy.rtp_host, self.pool)
+            leg.endpoint = await self.media.open_endpoint(call.id, "caller")
             leg.sdp = self.sdp_builder(leg.peer)
             leg.srtp_key = new_srtp_key()
             answer = self.answer(leg, offer)
@@ -524,7 +526,7 @@ class Engine:
         except SipError:
             return  # unusable early SDP: wait for the 2xx
         apply_media(leg.endpoint, media)
-        call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+        call.resources.append(self.media.bridge(call.caller.endpoint, leg.endpoint))
         self._caller_progress(call, Progress(183, call.caller_sdp))
         call.record(self.now(), LegEarlyMedia("bot"))
 
@@ -537,7 +539,7 @@ class Engine:
         apply_media(leg.endpoint, media)
         bridge = self.bridge(call)
         if bridge is None:
-            call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+            call.resources.append(self.media.bridge(call.caller.endpoint, leg.endpoint))
         else:
             bridge.refresh()  # early media already flows; the 2xx's SDP is the final answer
         call.record(self.now(), LegAnswered("bot"))
@@ -690,7 +692,7 @@ class Engine:
 
     @staticmethod
     def bridge(call: Call) -> Bridge | None:
-        return next((r for r in call.resources if isinstance(r, Bridge) and not r.closed), None)
+        return next((r for r in call.resources if isinstance(r, BRIDGES) and not r.closed), None)
 
     # ------------------------------------------------------------------ ending
     def end(self, call: Call, cause: CallInput, reason: str,

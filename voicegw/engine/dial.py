@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ..media.endpoint import open_endpoint
 from ..media.ports import PortPoolExhausted
 from ..settings import LegPolicy
 from ..sip.message import Response
@@ -80,7 +79,7 @@ async def dial_leg(
     ``on_failure(503, why)``. A 408, 503 or timeout of one target moves the same leg on
     to the next (RFC 3263 4.3); ``on_failure`` hears the last target's failure."""
     try:
-        endpoint = await open_endpoint(host.config.policy.rtp_host, host.pool)
+        endpoint = await host.media.open_endpoint(call.id, role)
     except PortPoolExhausted:
         return NotDialled.NO_PORTS
     if call.state is not while_in:

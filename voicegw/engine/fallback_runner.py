@@ -14,15 +14,14 @@ from typing import Any
 import numpy as np
 import structlog
 
-from ..media.player import play_samples
+from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
 from ..media.prompts import load_prompt
 from ..media.wav import WavError
 from .call import Call, CallState
-from ..flow.fallback_policy import NAMED_STATUSES, Attempt, FallbackPolicy, FallbackRule, Prompt
 from .events import FallbackDecided, FallbackPromptPlayed
 from .fallback import EndCall, FallbackMachine, GoToNode, PlayPrompt, StartAttempt
-from .transfer_state import Transfer, TransferOptions, TransferState
 from .ports import CallHost
+from .transfer_state import Transfer, TransferOptions, TransferState
 
 log = structlog.get_logger("voicegw.fallback")
 
@@ -115,6 +114,6 @@ async def _play(engine: CallHost, call: Call, prompt: Prompt) -> None:
     else:
         samples = await engine.render(prompt.text or "")
     call.record(engine.now(), FallbackPromptPlayed(prompt.text, prompt.file))
-    player = play_samples(endpoint, samples)
+    player = engine.media.play(endpoint, samples)
     call.resources.append(player)
     await player.wait()

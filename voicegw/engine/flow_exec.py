@@ -23,14 +23,13 @@ from ..flow.runner import (
     WaitForDigit,
 )
 from ..media import tones
-from ..media.player import play_samples
 from ..media.prompts import load_prompt
-from ..media.relay import Bridge
 from ..media.tts import EspeakTts, TtsError
 from ..media.wav import WavError
 from ..settings import LegPolicy
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
+from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     FlowDtmfReceived,
     FlowEnded,
@@ -40,7 +39,6 @@ from .events import (
     LegDialing,
     LegFailed,
 )
-from .dial import LegInvite, NotDialled, dial_leg
 from .fallback_runner import transfer_with_fallback
 from .outbound import apply_media
 from .ports import CallHost
@@ -81,7 +79,7 @@ class FlowExecutor:
                 samples = self._wav(action.file) if action.file else None
                 if samples is None:
                     samples = await self.render(action.text)
-                player = play_samples(endpoint, samples)
+                player = engine.media.play(endpoint, samples)
                 call.resources.append(player)
                 await player.wait()
                 action = runner.prompt_finished()
@@ -132,7 +130,7 @@ class FlowExecutor:
         def answered(leg: Leg, media: object) -> None:
             assert leg.endpoint is not None
             apply_media(leg.endpoint, media)  # type: ignore[arg-type]
-            call.resources.append(Bridge(caller.endpoint, leg.endpoint))  # type: ignore[arg-type]
+            call.resources.append(engine.media.bridge(caller.endpoint, leg.endpoint))  # type: ignore[arg-type]
             call.record(engine.now(), LegAnswered("bot"))
 
         def failed(leg: Leg, status: object, reason: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..media.plane import MediaPlane
 from ..media.ports import PortPool
 from ..media.relay import Bridge
 from ..settings import EngineConfig, TransferConfig
@@ -80,7 +81,12 @@ class CallHost(Protocol):
 
     @property
     def pool(self) -> PortPool:
-        """Where a new leg's RTP endpoint takes its ports."""
+        """Where a new leg's RTP endpoint takes its ports (the in-process relay)."""
+        ...
+
+    @property
+    def media(self) -> MediaPlane:
+        """Opens legs' endpoints, bridges them, plays to them (media/plane.py)."""
         ...
 
     @property

@@ -8,10 +8,8 @@ names no confirmed dialog of ours is refused with 481 (RFC 3891 3).
 
 from __future__ import annotations
 
-from ..media.endpoint import open_endpoint
-from ..media.player import Player
+from ..media.plane import PLAYERS
 from ..media.ports import PortPoolExhausted
-from ..media.relay import Bridge
 from ..sip.build import make_response, new_tag
 from ..sip.dialog_table import DialogId
 from ..sip.errors import SipError
@@ -54,10 +52,9 @@ async def replacing_invite(engine: ReplacesHost, event: RequestReceived) -> None
         engine.respond(event.transaction_id, refusal)  # type: ignore[arg-type]
         return
     call, old = found
-    config = engine.config
     leg = Leg(old.role, source, invite=invite, transaction_id=event.transaction_id)
     try:
-        leg.endpoint = await open_endpoint(config.policy.rtp_host, engine.pool)
+        leg.endpoint = await engine.media.open_endpoint(call.id, old.role)
         leg.sdp = engine.sdp_builder(source)
         leg.srtp_key = old.srtp_key
         answer = engine.answer(leg, SessionDescription.parse(invite.body))
@@ -90,7 +87,7 @@ def swap_leg(engine: ReplacesHost, call: Call, old: Leg, new: Leg) -> None:
         if bridge is not None:
             far = bridge.b
             bridge.close()
-            call.resources.append(Bridge(new.endpoint, far))
+            call.resources.append(engine.media.bridge(new.endpoint, far))
         elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
             call.flow_task.cancel()
             call.flow_task = engine.spawn(engine.run_flow(call), call)
@@ -100,6 +97,6 @@ def swap_leg(engine: ReplacesHost, call: Call, old: Leg, new: Leg) -> None:
             bridge.replace_b(new.endpoint)
     if old.endpoint is not None:
         for resource in call.resources:  # a prompt still playing to the replaced leg
-            if isinstance(resource, Player) and resource.endpoint is old.endpoint:
+            if isinstance(resource, PLAYERS) and resource.endpoint is old.endpoint:
                 resource.stop()
         old.endpoint.close()

@@ -13,9 +13,8 @@ import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ..media.player import Player
+from ..media.plane import BRIDGES, PLAYERS
 from ..media.ports import PortPool
-from ..media.relay import Bridge
 from .call import Call, CallState
 
 
@@ -62,9 +61,9 @@ def engine_statistics(calls: Collection[Call], *, tasks: Collection[asyncio.Task
         timers += len(call.timers)  # ring timers included (engine/executor.py)
         running += sum(1 for task in call.tasks if not task.done())
         for resource in call.resources:
-            if isinstance(resource, Bridge) and not resource.closed:
+            if isinstance(resource, BRIDGES) and not resource.closed:
                 bridges += 1
-            elif isinstance(resource, Player) and resource.running:
+            elif isinstance(resource, PLAYERS) and resource.running:
                 players += 1
         transfer = call.transfer
         if transfer is not None and not transfer.done:

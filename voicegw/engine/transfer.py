@@ -27,7 +27,7 @@ from structlog.contextvars import bound_contextvars
 
 from ..flow.fallback_policy import Attempt
 from ..media.mixer import TapMixer
-from ..media.player import Player, hold_player, ringback_player
+from ..media.player import Player
 from ..media.relay import Bridge
 from ..numbers import normalise_number
 from ..settings import LegPolicy, TransferConfig
@@ -250,9 +250,9 @@ class Transfers:
     def _waiting_audio(self, caller: Leg) -> Player | None:
         assert caller.endpoint is not None
         if self.config.ringback == "ringback":
-            return ringback_player(caller.endpoint)
+            return self.engine.media.ringback(caller.endpoint)
         if self.config.ringback == "hold":
-            return hold_player(caller.endpoint)
+            return self.engine.media.hold(caller.endpoint)
         return None
 
     def progress(self, call: Call, transfer: Transfer, status: int) -> None:
@@ -269,12 +269,12 @@ class Transfers:
         assert leg.endpoint is not None and call.caller.endpoint is not None
         bridge = self.engine.bridge(call)
         if bridge is None:
-            call.resources.append(Bridge(call.caller.endpoint, leg.endpoint))
+            call.resources.append(self.engine.media.bridge(call.caller.endpoint, leg.endpoint))
             return
         old = bridge.replace_b(leg.endpoint)
         bot = call.bot
         alive = bot is not None and not bot.ended
-        listens = (self.config.bot_listens and transfer.method is TransferMethod.INVITE and alive
+        listens = (self.config.bot_listens and isinstance(bridge, Bridge) and transfer.method is TransferMethod.INVITE and alive
                    and bot is not None and bot.endpoint is old)
         steps = bot_steps(How.BRIDGED, Moment.CONNECTED, transfer.trigger == "bot", listens)
         if Step.BOT_LISTENS in steps:

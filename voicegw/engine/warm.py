@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import structlog
 
-from ..media.player import Player, hold_player, play_samples
+from ..media.player import Player
 from ..media.prompts import load_prompt
-from ..media.relay import Bridge
 from ..media.wav import WavError
 from ..settings import WarmSettings
 from ..sip.events import TransactionTimedOut
@@ -187,17 +186,17 @@ class WarmTransfers:
         assert endpoint is not None
         if settings.hold == "music" and settings.hold_file:
             try:
-                return hold_player(endpoint, load_prompt(settings.hold_file))
+                return self.engine.media.hold(endpoint, load_prompt(settings.hold_file))
             except (OSError, WavError) as error:
                 log.warning("warm.hold_unreadable", file=settings.hold_file, error=str(error))
-                return hold_player(endpoint)
+                return self.engine.media.hold(endpoint)
         if settings.hold == "music":
-            return hold_player(endpoint)
+            return self.engine.media.hold(endpoint)
         if settings.hold == "tts":
             notice = await self.engine.render(settings.hold_text)
-            return hold_player(endpoint, np.concatenate([notice, np.zeros(8000 * 20, dtype=np.int16)]))
+            return self.engine.media.hold(endpoint, np.concatenate([notice, np.zeros(8000 * 20, dtype=np.int16)]))
         if settings.hold == "silence":
-            return hold_player(endpoint, np.zeros(8000, dtype=np.int16))
+            return self.engine.media.hold(endpoint, np.zeros(8000, dtype=np.int16))
         return None  # "bot": the caller keeps talking to the bot
 
     def _answered(self, call: Call, warm: WarmTransfer, media: Any) -> None:
@@ -223,7 +222,7 @@ class WarmTransfers:
                 log.warning("warm.briefing_unreadable", file=settings.briefing_file, error=str(error))
         if parts and warm.machine.state is State.BRIEFING:
             call.record(self.engine.now(), BriefingStarted(warm.transfer.id))
-            warm.briefing = play_samples(endpoint, np.concatenate(parts))
+            warm.briefing = self.engine.media.play(endpoint, np.concatenate(parts))
             call.resources.append(warm.briefing)
             await warm.briefing.wait()
         if settings.bot_briefing_seconds > 0 and warm.machine.state is State.BRIEFING:
@@ -241,7 +240,7 @@ class WarmTransfers:
         if bot is None or bot.ended or bot.endpoint is None or agent.endpoint is None or caller_bridge is None:
             return
         caller_bridge.close()
-        warm.live = Bridge(bot.endpoint, agent.endpoint)
+        warm.live = self.engine.media.bridge(bot.endpoint, agent.endpoint)
         call.record(self.engine.now(), LiveBriefingStarted(warm.transfer.id, seconds))
         over = warm.live_over = self.engine.loop.create_future()
         self.engine.timers.after(call, "live", seconds, lambda now: _resolve(over))
@@ -261,7 +260,7 @@ class WarmTransfers:
         bot, caller = call.bot, call.caller
         if (bot is not None and not bot.ended and bot.endpoint is not None and caller.endpoint is not None
                 and not caller.endpoint.closed):
-            call.resources.append(Bridge(caller.endpoint, bot.endpoint))
+            call.resources.append(self.engine.media.bridge(caller.endpoint, bot.endpoint))
 
     def _digit(self, call: Call, warm: WarmTransfer, digit: str) -> None:
         call.record(self.engine.now(), AgentDtmfReceived(warm.transfer.id, digit))

@@ -122,14 +122,14 @@ class RelayBackend:
             leg.bridge.refresh()
 
     async def bridge(self, a: RelayLeg, b: RelayLeg) -> None:  # type: ignore[override]
-        if a.bridge is not None and not a.bridge.closed and b.bridge is None:
+        if (a.bridge is not None and not a.bridge.closed and b.bridge is None
+                and a.bridge.a is a.endpoint):
             # a transfer: a keeps one continuous stream (relay.Bridge.replace_b)
-            if a.bridge.a is a.endpoint:
-                old = a.bridge.replace_b(b.endpoint)
-                b.bridge = a.bridge
-                if (out := self._legs.get(old)) is not None:
-                    out.bridge = None
-                return
+            old = a.bridge.replace_b(b.endpoint)
+            b.bridge = a.bridge
+            if (out := self._legs.get(old)) is not None:
+                out.bridge = None
+            return
         await self.unbridge(a)
         await self.unbridge(b)
         a.bridge = b.bridge = Bridge(a.endpoint, b.endpoint)

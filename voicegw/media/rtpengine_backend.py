@@ -49,8 +49,8 @@ PEER, VG = "peer", "vg"
 FLAGS = ["port-latching"]
 _DIGITS = "0123456789*#ABCD"  # RFC 4733 section 3.2, events 0-15
 _CODECS = {0: "PCMU/8000", 8: "PCMA/8000"}
-_PORT = re.compile(r"^m=audio (\d+) ", re.M)
-_ADDR = re.compile(r"^c=IN IP[46] (\S+)", re.M)
+_PORT = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
+_ADDR = re.compile(r"^c=IN IP[46] (\S+)", re.MULTILINE)
 
 
 def sdp_for(address: str, port: int, payload_type: int, dtmf: int | None, version: int) -> str:
