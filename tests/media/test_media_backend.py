@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
