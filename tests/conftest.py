@@ -156,3 +156,16 @@ def pjsua(tmp_path, request):
             print(agents.report())
         # whatever reached PJSIP must parse: a message it dropped is a sender's bug
         assert not agents.dropped(), agents.dropped()
+
+
+@pytest.fixture
+def rtpengine(tmp_path):
+    """A real rtpengine in userspace on loopback for one test (tests/peers/rtpengine.py):
+    its own ng port, DTMF log destination and RTP port range; stopped by its PID."""
+    from peers.rtpengine import Rtpengine
+
+    engine = Rtpengine(tmp_path)
+    try:
+        yield engine
+    finally:
+        engine.stop()

@@ -205,7 +205,7 @@ class Daemon:
                       udp_port=sip.udp_port, tcp_port=sip.tcp_port)
             await self._close_store()
             return 1
-        if not await self._start_tls():
+        if not await self._start_tls() or not await self._start_media():
             await self.endpoint.close()
             await self._close_store()
             return 1
@@ -261,6 +261,8 @@ class Daemon:
             if self.api is not None:
                 await self.api.close()
             await self.endpoint.close()
+            if (engine := self._engine()) is not None:
+                await engine.media.close()
             await self._close_store()
             log.info("daemon.stopped", statistics=_plain(self.endpoint.statistics()))
         return 0
@@ -283,6 +285,28 @@ class Daemon:
         self.registrations = Registrations(self.endpoint, self.config.sip, self.config.registrations)
         self.taps.append(self.registrations.tap)
         self.registrations.start()
+
+    # ------------------------------------------------------------------ media plane
+    async def _start_media(self) -> bool:
+        """With ``media.backend: rtpengine``, the engine's legs go through rtpengine: its
+        ng port must answer a ping now (False, logged, when it does not)."""
+        media = self.config.media_plane
+        engine = self._engine()
+        if media.backend != "rtpengine" or engine is None:
+            return True
+        from .media.plane import RtpenginePlane
+        from .media.rtpengine_ng import NgError
+
+        try:
+            plane = await RtpenginePlane.connect(media.rtpengine_ng, media.rtpengine_dtmf,
+                                                 media.rtpengine_files)
+            await plane.backend.client.request({"command": "ping"})
+        except (NgError, TimeoutError, OSError) as error:
+            log.error("daemon.failed", error=f"rtpengine: {error}", ng=f"{media.rtpengine_ng}")
+            return False
+        engine.media = plane
+        log.info("media.rtpengine", ng=f"{media.rtpengine_ng}", dtmf=f"{media.rtpengine_dtmf}")
+        return True
 
     # ------------------------------------------------------------------ TLS (sips)
     async def _start_tls(self) -> bool:

@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 import pytest
-from peers.rtpengine import Rtpengine
+from peers.calls import free_block
 
 from voicegw.media import dtmf, g711, tones, wav
 from voicegw.media.backend import MediaBackend, RelayBackend, RemoteMedia
@@ -83,17 +83,17 @@ def hears(peer: RtpPeer, hz: float, since: int = 0) -> bool:
 
 
 @pytest.fixture(params=["relay", "rtpengine"])
-async def backend(request, tmp_path):
+async def backend(request):
     if request.param == "relay":
-        yield RelayBackend("127.0.0.1", PortPool(41000, 41000 + 2 * 50 - 1))
+        low = free_block(40)
+        yield RelayBackend("127.0.0.1", PortPool(low, low + 39))
         return
-    engine = Rtpengine(tmp_path)
+    engine = request.getfixturevalue("rtpengine")
     media = await RtpengineBackend.connect(engine.ng, dtmf_listen=engine.dtmf)
     try:
         yield media
     finally:
         await media.close()
-        engine.stop()
 
 
 async def peers(n: int) -> list[RtpPeer]:
@@ -108,7 +108,10 @@ async def peers(n: int) -> list[RtpPeer]:
 
 async def leg(media: MediaBackend, name: str, peer: RtpPeer):
     opened = await media.open_leg("call-1", name)
+    port = opened.local
     await media.set_remote(opened, peer.remote())
+    # the port was in voicegw's SDP before the peer's answer came: it must stay
+    assert opened.local == port
     return opened
 
 

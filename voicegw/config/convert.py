@@ -40,7 +40,7 @@ from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
 from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
-from .defaults import CallConfig, DaemonConfig, SipConfig, StoreConfig
+from .defaults import CallConfig, DaemonConfig, MediaPlaneConfig, SipConfig, StoreConfig
 from .errors import ConfigError, Problem
 from .loader import Document, LoadedConfig, Source
 from .models import (
@@ -166,6 +166,7 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
         records_dir=records_dir, store=store_config(config), registrations=registrations(config),
         health_checks=health_checks(config),
+        media_plane=media_plane(config),
     )
     fields = DaemonConfig.__dataclass_fields__
     for name in PASS_THROUGH:
@@ -719,7 +720,23 @@ def _fallback_problem(error: FallbackConfigError, rules: _Rules, layer: _Layer |
     return Problem("", None, error.path, error.message)
 
 
+def _split(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def media_plane(config: LoadedConfig) -> MediaPlaneConfig:
+    """``media.backend`` and ``media.rtpengine`` (its files folder relative to the config)."""
+    media = config.daemon.media
+    engine = media.rtpengine
+    return MediaPlaneConfig(
+        backend=media.backend, rtpengine_ng=_split(engine.ng),
+        rtpengine_dtmf=_split(engine.dtmf_listen) if engine.dtmf_listen else None,
+        rtpengine_files=str(resolve(config, engine.files)))
+
+
 __all__ = [
     "allow_list", "build_flow", "country_code", "daemon_config", "default_carrier",
-    "engine_config", "resolve", "router", "trusted_sources",
+    "engine_config", "media_plane", "resolve", "router", "trusted_sources",
 ]
+

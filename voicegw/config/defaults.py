@@ -190,6 +190,18 @@ class StoreConfig:
     which worker owns a call; None: not named."""
 
 
+@dataclass(frozen=True, slots=True)
+class MediaPlaneConfig:
+    """Which media backend carries RTP (``media.backend``, media/plane.py)."""
+
+    backend: str = "relay"
+    """relay (in-process, the default) or rtpengine."""
+    rtpengine_ng: tuple[str, int] = ("127.0.0.1", 2223)
+    rtpengine_dtmf: tuple[str, int] | None = None
+    """Where voicegw listens for rtpengine's DTMF log (``--dtmf-log-dest``)."""
+    rtpengine_files: str = "var/rtpengine"
+
+
 # -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
@@ -218,6 +230,8 @@ class DaemonConfig:
     """The carrier profiles' ``register:`` (voicegw/registrar.py keeps them up)."""
     health_checks: tuple[TrunkHealthConfig, ...] = ()
     """The carrier profiles' ``health:`` (voicegw/gateways.py pings their gateways)."""
+    media_plane: MediaPlaneConfig = field(default_factory=MediaPlaneConfig)
+    """The media backend (``media.backend`` and ``media.rtpengine``)."""
     source: Any = field(default=None, compare=False)
     """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
     for the engine. None for the embedded default."""

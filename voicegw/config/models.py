@@ -212,7 +212,34 @@ class SipSection(Strict):
         return value
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    ipaddress.ip_address(host.strip("[]"))
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class RtpengineSection(Strict):
+    """rtpengine as the media plane (``media.backend: rtpengine``; docs/scaling.md)."""
+
+    ng: HostPort = "127.0.0.1:2223"
+    """rtpengine's ng control port (its ``--listen-ng``)."""
+    dtmf_listen: HostPort | None = None
+    """Where voicegw hears rtpengine's DTMF events (its ``--dtmf-log-dest``); None: no
+    DTMF from callers (flows that wait for digits time out)."""
+    files: str = "var/rtpengine"
+    """Folder of the WAV files rtpengine plays (prompts, TTS, ringback, hold):
+    rtpengine must be able to read it (same host)."""
+
+
 class MediaSection(Strict):
+    backend: Literal["relay", "rtpengine"] = "relay"
+    """relay: RTP through voicegw's own process; rtpengine: through rtpengine."""
+    rtpengine: RtpengineSection = RtpengineSection()
     host: IpAddress | None = None
     """RTP bind address; default: sip.host."""
     external_host: IpAddress | None = None
@@ -380,7 +407,8 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
     "guard": {"whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None},
     "dns": {"servers": list[IpAddress], "port": Port, "timeout": Annotated[float, Field(gt=0, le=60)]},
 }
-_OWN_SECTIONS = ("sip", "calls", "limits", "tls", "store")  # tls, store: their sections above
+_OWN_SECTIONS = ("sip", "calls", "limits", "tls", "store", "media_plane")  # tls, store: their
+# sections above; media_plane: from the media section (MediaSection, convert.media_plane)
 _DAEMON_HINTS = typing.get_type_hints(DaemonConfig)
 PASS_THROUGH: dict[str, type[BaseModel]] = {
     f.name: _section(_DAEMON_HINTS[f.name], f"{f.name.title()}Section", SECTION_TYPES.get(f.name, {}))

@@ -139,7 +139,7 @@ class RtpengineBackend:
         media = leg.remote or RemoteMedia(*DISCARD)
         leg.version += 1
         offered = await self._request(
-            "offer", leg, from_tag=VG, to_tag=PEER if leg.remote else None,
+            "offer", leg, from_tag=VG, to_tag=PEER,
             sdp=sdp_for(target[0], target[1], media.payload_type, media.dtmf_payload_type,
                         leg.version),
             replace=["origin", "session-connection"], flags=FLAGS)
