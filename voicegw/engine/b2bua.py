@@ -432,6 +432,8 @@ class Engine:
     def _watch_media(self, call: Call) -> None:
         """From the answer on, a leg that stops sending RTP ends the call
         (engine/media_watch.py; ``media.inactivity_timeout``, ``media.hold_timeout``)."""
+        if not self.media.watches_rtp:
+            return  # rtpengine counts the packets, not voicegw (docs/scaling.md)
         call.media_watch = MediaWatch.of(self.config.media_inactivity_timeout, self.config.media_hold_timeout)
         if call.media_watch is not None:
             self.timers.after(call, "media", call.media_watch.interval, lambda now: self._check_media(call, now))

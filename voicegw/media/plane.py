@@ -48,6 +48,9 @@ __all__ = ["BRIDGES", "PLAYERS", "MediaPlane", "RelayPlane", "RtpengineBridge",
 class RelayPlane:
     """The in-process relay (the default)."""
 
+    watches_rtp = True
+    """The engine's RTP inactivity check can read this plane's packet counters."""
+
     def __init__(self, host: str, pool: PortPool) -> None:
         self.host, self.pool = host, pool
 
@@ -106,6 +109,7 @@ class RtpengineEndpoint:
         self.payload_type = 0
         self.dtmf_payload_type: int | None = 101
         self.remote_rtp: tuple[str, int] | None = None
+        self.srtp = None  # plain RTP/AVP only (set_srtp)
         self.closed = False
         self._on_dtmf: Callable[[str], None] | None = None
 
@@ -216,6 +220,9 @@ class RtpenginePlayer:
 
 class RtpenginePlane:
     """rtpengine as the media plane: ``await RtpenginePlane.connect(...)``."""
+
+    watches_rtp = False
+    """No per-packet counters here: rtpengine's own ``--timeout`` ends silent legs."""
 
     def __init__(self, backend: RtpengineBackend, files: Path) -> None:
         self.backend = backend
