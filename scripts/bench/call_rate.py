@@ -196,6 +196,25 @@ def start_voicegw(work: Path, uas_port: int | None, rtp_ports: str = "20000-3199
     return server
 
 
+def start_rtpengine(work: Path) -> tuple[subprocess.Popen, str]:
+    """rtpengine in userspace (no kernel module), one thread, its own ng and DTMF ports and
+    RTP range; and the ``media:`` section that points ``voicegw run`` at it."""
+    binary = shutil.which("rtpengine") or "/usr/bin/rtpengine"
+    ng, dtmf = free_port(), free_port()
+    log = (work / "rtpengine.log").open("w")
+    proc = subprocess.Popen(
+        [binary, "--table=-1", f"--interface={HOST}", f"--listen-ng={HOST}:{ng}",
+         f"--dtmf-log-dest={HOST}:{dtmf}", "--port-min=40000", "--port-max=59999", "--foreground",
+         "--log-stderr", "-L", "4", "--num-threads=1", f"--pidfile={work / 'rtpengine.pid'}"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        raise SystemExit("rtpengine did not start:\n" + (work / "rtpengine.log").read_text()[-2000:])
+    section = (f"media:\n  backend: rtpengine\n  rtpengine:\n    ng: {HOST}:{ng}\n"
+               f"    dtmf_listen: {HOST}:{dtmf}\n    files: {work / 'rtpengine-files'}\n")
+    return proc, section
+
+
 def ensure_kamailio() -> str | None:
     found = shutil.which("kamailio") or (Path("/usr/sbin/kamailio").exists() and "/usr/sbin/kamailio")
     if found:
@@ -468,11 +487,14 @@ def run_step(sipp: str, server: Server, scenario: Path, mode: str, rate: int, se
         "-max_recv_loops", "10000", "-max_sched_loops", "10000",
     ]
     pids = server.pids
+    helpers = getattr(server, "helpers", [])
     cpu0, t0, udp0 = cpu_seconds(pids), time.monotonic(), udp_datagrams_in()
+    helper0 = cpu_seconds(helpers)
     proc = subprocess.run(cmd, cwd=step_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=seconds + hold_ms / 1000 + 70)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
+    helper_cpu = cpu_seconds(helpers) - helper0
     udp = udp_datagrams_in() - udp0
     stats, rtts = sipp_results(step_dir)
 
@@ -493,6 +515,8 @@ def run_step(sipp: str, server: Server, scenario: Path, mode: str, rate: int, se
     step.sipp_exit, step.seconds = proc.returncode, round(elapsed, 1)
     step.load_1min = round(os.getloadavg()[0], 2)
     step.udp_in_per_call = round(udp / step.attempted, 1) if step.attempted else 0.0
+    if helpers and elapsed:
+        step.notes.append(f"rtpengine cpu {round(100 * helper_cpu / elapsed, 1)}%")
     if step.attempted < calls:
         step.notes.append(f"sipp started {step.attempted} of {calls} calls")
     if not stats:
@@ -508,6 +532,10 @@ def main() -> int:
     parser.add_argument("--hold-ms", type=int, default=1000, help="call length after the ACK")
     parser.add_argument("--modes", default="sig,rtp", help="sig (signalling only), rtp (with RTP)")
     parser.add_argument("--no-kamailio", action="store_true", help="voicegw only")
+    parser.add_argument("--media", default="relay",
+                        help="voicegw's media.backend: relay, rtpengine, or both (relay,rtpengine); "
+                             "with rtpengine the target is named voicegw+rtpengine and rtpengine's "
+                             "own CPU is a note on each step")
     parser.add_argument("--target", default=None,
                         help="comma-separated: voicegw, kamailio, asterisk, freeswitch (default voicegw,kamailio)")
     parser.add_argument("--log-level", default="info", help="voicegw's --log-level (default info)")
@@ -533,6 +561,10 @@ def main() -> int:
     freeswitch = ensure_freeswitch() if "freeswitch" in wanted else None
     found = {"voicegw": True, "kamailio": kamailio, "asterisk": asterisk, "freeswitch": freeswitch}
     targets = [t for t in ("voicegw", "kamailio", "asterisk", "freeswitch") if t in wanted and found[t]]
+    media = [m for m in args.media.split(",") if m in ("relay", "rtpengine")] or ["relay"]
+    if "voicegw" in targets and "rtpengine" in media:
+        at = targets.index("voicegw")
+        targets[at:at + 1] = [*(["voicegw"] if "relay" in media else []), "voicegw+rtpengine"]
 
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     if load_before[0] > 0.5:
@@ -553,9 +585,16 @@ def main() -> int:
                 run_dir.mkdir()
                 uas, uas_port = start_uas(sipp, run_dir, rtp_echo=mode == "rtp")
                 server = None
+                rtpengine = None
                 try:
                     if target == "voicegw":
                         server = start_voicegw(run_dir, uas_port, log_level=args.log_level)
+                    elif target == "voicegw+rtpengine":
+                        rtpengine, section = start_rtpengine(run_dir)
+                        server = start_voicegw(run_dir, uas_port, log_level=args.log_level,
+                                               config_text="api:\n  enabled: false\n" + section)
+                        server.name = target
+                        server.helpers = [rtpengine.pid]  # type: ignore[attr-defined]
                     elif target == "kamailio":
                         server = start_kamailio(kamailio, run_dir, uas_port)  # type: ignore[arg-type]
                     elif target == "asterisk":
@@ -576,6 +615,8 @@ def main() -> int:
                 finally:
                     if server is not None:
                         exits[f"{target}-{mode}"] = server.stop()
+                    if rtpengine is not None:
+                        stop_process(rtpengine)
                     stop_process(uas)
 
     best: dict[str, int | None] = {}

@@ -9,7 +9,8 @@ The engine keeps its synchronous vocabulary (a leg's ``endpoint``, ``Bridge(a, b
 - ``RtpenginePlane`` hands out stand-ins with the same surface whose effects are ng
   requests to rtpengine (backend.py's ``MediaBackend`` calls on ``RtpengineBackend``).
   The engine's calls are synchronous, rtpengine's replies are not: the requests run in
-  the order the engine made them, one at a time, on one task chain; a failed one is
+  the order the engine made them, one at a time per call (a chain of tasks per call:
+  calls do not wait for one another); a failed one is
   logged and the call goes on (rtpengine's own timeouts clean up).
 
 Samples to play (prompts, TTS, hold music, ringback) become WAV files in a directory of
@@ -77,15 +78,15 @@ class RelayPlane:
 _NO_FLOW = FlowStatistics(0, 0, 0, 0, 0)
 
 
-class _Chain:
-    """Runs the engine's media requests in the order made, one at a time."""
+class _Chains:
+    """Runs each call's media requests in the order made, one at a time."""
 
     def __init__(self) -> None:
-        self._tail: asyncio.Future[None] | None = None
+        self._tails: dict[str, asyncio.Future[None]] = {}
         self.failures = 0
 
-    def run(self, make: Callable[[], Awaitable[Any]]) -> asyncio.Future[None]:
-        previous = self._tail
+    def run(self, key: str, make: Callable[[], Awaitable[Any]]) -> asyncio.Future[None]:
+        previous = self._tails.get(key)
 
         async def step() -> None:
             if previous is not None:
@@ -96,15 +97,20 @@ class _Chain:
                 self.failures += 1
                 log.warning("rtpengine request failed: %s", error)
 
-        self._tail = asyncio.ensure_future(step())
-        return self._tail
+        tail = self._tails[key] = asyncio.ensure_future(step())
+        tail.add_done_callback(lambda done: self._tails.pop(key, None) if self._tails.get(key) is done else None)
+        return tail
+
+    async def drain(self) -> None:
+        while self._tails:
+            await asyncio.wait(list(self._tails.values()))
 
 
 class RtpengineEndpoint:
     """A leg on rtpengine, as the engine sees an endpoint: ``port`` is rtpengine's."""
 
-    def __init__(self, plane: RtpenginePlane, leg: RtpengineLeg) -> None:
-        self.plane, self.leg = plane, leg
+    def __init__(self, plane: RtpenginePlane, call_id: str, leg: RtpengineLeg) -> None:
+        self.plane, self.call_id, self.leg = plane, call_id, leg
         self.host, self.port = leg.local
         self.payload_type = 0
         self.dtmf_payload_type: int | None = 101
@@ -125,7 +131,7 @@ class RtpengineEndpoint:
     def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         self.remote_rtp = (host, port)
         remote = RemoteMedia(host, port, self.payload_type, self.dtmf_payload_type)
-        self.plane.chain.run(lambda: self.plane.backend.set_remote(self.leg, remote))
+        self.plane.chain.run(self.call_id, lambda: self.plane.backend.set_remote(self.leg, remote))
 
     def set_srtp(self, inbound_key: bytes | None, outbound_key: bytes | None = None,
                  suite: str | None = None) -> None:
@@ -144,7 +150,7 @@ class RtpengineEndpoint:
         if not self.closed:
             self.closed = True
             self._on_dtmf = None
-            self.plane.chain.run(lambda: self.plane.backend.close_leg(self.leg))
+            self.plane.chain.run(self.call_id, lambda: self.plane.backend.close_leg(self.leg))
 
 
 class RtpengineBridge:
@@ -155,7 +161,7 @@ class RtpengineBridge:
         self.swaps = 0
         self.closed = False
         self.transcoding = False
-        plane.chain.run(lambda: plane.backend.bridge(a.leg, b.leg))
+        plane.chain.run(a.call_id, lambda: plane.backend.bridge(a.leg, b.leg))
 
     def refresh(self) -> None:
         pass  # set_remote re-negotiates the partner itself
@@ -168,7 +174,7 @@ class RtpengineBridge:
             raise RuntimeError("bridge is closed")
         old, self.b = self.b, new
         self.swaps += 1
-        self.plane.chain.run(lambda: self.plane.backend.bridge(self.a.leg, new.leg))
+        self.plane.chain.run(self.a.call_id, lambda: self.plane.backend.bridge(self.a.leg, new.leg))
         return old
 
     def statistics(self) -> BridgeStatistics:
@@ -178,7 +184,7 @@ class RtpengineBridge:
         if not self.closed:
             self.closed = True
             a = self.a.leg
-            self.plane.chain.run(lambda: self.plane.backend.unbridge(a))
+            self.plane.chain.run(self.a.call_id, lambda: self.plane.backend.unbridge(a))
 
 
 class RtpenginePlayer:
@@ -198,7 +204,7 @@ class RtpenginePlayer:
             finally:
                 if self.running and not loop:
                     self._timer = asyncio.get_running_loop().call_later(seconds, self._finish)
-        plane.chain.run(start)
+        plane.chain.run(endpoint.call_id, start)
 
     def _finish(self) -> None:
         self.running = False
@@ -212,7 +218,7 @@ class RtpenginePlayer:
             self._timer.cancel()
         self._finish()
         leg = self.endpoint.leg
-        self.plane.chain.run(lambda: self.plane.backend.stop_play(leg))
+        self.plane.chain.run(self.endpoint.call_id, lambda: self.plane.backend.stop_play(leg))
 
     async def wait(self) -> None:
         await asyncio.shield(self._done)
@@ -227,7 +233,7 @@ class RtpenginePlane:
     def __init__(self, backend: RtpengineBackend, files: Path) -> None:
         self.backend = backend
         self.files = files
-        self.chain = _Chain()
+        self.chain = _Chains()
         self._legs = itertools.count(1)
         files.mkdir(parents=True, exist_ok=True)
 
@@ -238,7 +244,7 @@ class RtpenginePlane:
 
     async def open_endpoint(self, call_id: str, role: str) -> RtpengineEndpoint:
         leg = await self.backend.open_leg(call_id, f"{role}-{next(self._legs)}")
-        return RtpengineEndpoint(self, leg)
+        return RtpengineEndpoint(self, call_id, leg)
 
     def bridge(self, a: RtpengineEndpoint, b: RtpengineEndpoint) -> RtpengineBridge:
         return RtpengineBridge(self, a, b)
@@ -265,7 +271,7 @@ class RtpenginePlane:
                          else tones.generate(tones.HOLD_BEEP, 10.0), loop=True)
 
     async def close(self) -> None:
-        await self.chain.run(lambda: asyncio.sleep(0))
+        await self.chain.drain()
         await self.backend.close()
 
 
