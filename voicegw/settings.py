@@ -7,15 +7,54 @@ reaches the core as plain dataclasses). Pure data: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .engine.destinations import PeerPolicies
 from .flow.fallback_policy import FallbackPolicy
 from .flow.router import DEFAULT_CHANNEL, CallFacts, Channel, Router
 from .flow.runner import DEMO_FLOW, Flow
 from .sip.advertise import AddressPolicy
 from .sip.caller_id import CallerIdPolicy
+from .sip.digest_client import Account
+from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsSettings
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """What one profile says about INVITEs to it."""
+
+    account: Account | None = None
+    """Digest credentials for its 401/407 (profile ``auth``)."""
+    outbound_proxy: str | None = None
+    """A SIP URI: pre-loaded as ``Route: <proxy;lr>`` and where the INVITE is sent."""
+    gateways: str | None = None
+    """The carrier profile whose gateway health filters the targets (``health:``)."""
+
+    def route(self) -> str | None:
+        """The pre-loaded Route value (RFC 3261 8.1.2; ``lr``: loose routing, 16.12)."""
+        if self.outbound_proxy is None:
+            return None
+        uri = self.outbound_proxy
+        return f"<{uri}>" if ";lr" in uri else f"<{uri};lr>"
+
+
+@dataclass(frozen=True)
+class PeerPolicies:
+    """Dialled URI host (lower case) and port (None: any port) -> policy."""
+
+    by_host: Mapping[tuple[str, int | None], PeerPolicy] = field(default_factory=dict)
+
+    def for_uri(self, uri: SipUri) -> PeerPolicy | None:
+        host = uri.host.strip("[]").lower()
+        return self.by_host.get((host, uri.port)) or self.by_host.get((host, None))
+
+    @staticmethod
+    def key(uri_text: str) -> tuple[str, int | None]:
+        """The key of a profile's URI (a trunk template's ``{number}`` may be in it)."""
+        uri = parse_uri(uri_text.replace("{number}", "0"))
+        assert isinstance(uri, SipUri)
+        return uri.host.strip("[]").lower(), uri.port
 
 
 @dataclass
@@ -147,7 +186,7 @@ class EngineConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     peers: PeerPolicies = field(default_factory=PeerPolicies)
     """Per dialled host: the profile's digest account, outbound proxy and gateways
-    (engine/destinations.py)."""
+    (the dial path: engine/destinations.py)."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     """The daemon's ``dns:`` section: how names in targets are resolved (RFC 3263)."""
 

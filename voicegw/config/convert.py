@@ -33,8 +33,14 @@ from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackP
 from ..flow.fallback_policy import Prompt as PlainPrompt
 from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
 from ..numbers import is_number, normalise_number
-from ..engine.destinations import PeerPolicies, PeerPolicy
-from ..settings import EngineConfig, LegPolicy, TransferConfig, WarmSettings
+from ..settings import (
+    EngineConfig,
+    LegPolicy,
+    PeerPolicies,
+    PeerPolicy,
+    TransferConfig,
+    WarmSettings,
+)
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig

@@ -2,9 +2,9 @@
 (its digest account, its outbound proxy, its gateways' health) and the ordered list of
 transport addresses to try (RFC 3263).
 
-- :class:`PeerPolicies` maps a dialled URI's host (and port) to the :class:`PeerPolicy`
-  of the profile that names it: an agent's or bot's ``uri``, a carrier's ``trunk``.
-  The config builds it once (config/convert.py); the dial path asks it per INVITE.
+- ``PeerPolicies`` (voicegw/settings.py: plain data the config builds once) maps a
+  dialled URI's host (and port) to the ``PeerPolicy`` of the profile that names it;
+  the dial path asks it per INVITE.
 - :func:`locate` resolves the URI (or the outbound proxy, RFC 3261 8.1.2: the request
   goes to the first Route) with transport/dns.py; a carrier whose gateways are pinged
   (``health:``) has the gateways marked down skipped (voicegw/gateways.py).
@@ -14,11 +14,9 @@ transport addresses to try (RFC 3263).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..sip.digest_client import Account
+from ..settings import PeerPolicy
 from ..sip.events import Address
 from ..sip.gateway_health import Health
 from ..sip.locate import DEFAULT_PORTS
@@ -31,43 +29,6 @@ FAILOVER = frozenset({408, 503, "timeout"})
 
 class GatewaysDown(Exception):
     """Every located gateway of the carrier is marked down by its pings."""
-
-
-@dataclass(frozen=True)
-class PeerPolicy:
-    """What one profile says about INVITEs to it."""
-
-    account: Account | None = None
-    """Digest credentials for its 401/407 (profile ``auth``)."""
-    outbound_proxy: str | None = None
-    """A SIP URI: pre-loaded as ``Route: <proxy;lr>`` and where the INVITE is sent."""
-    gateways: str | None = None
-    """The carrier profile whose gateway health filters the targets (``health:``)."""
-
-    def route(self) -> str | None:
-        """The pre-loaded Route value (RFC 3261 8.1.2; ``lr``: loose routing, 16.12)."""
-        if self.outbound_proxy is None:
-            return None
-        uri = self.outbound_proxy
-        return f"<{uri}>" if ";lr" in uri else f"<{uri};lr>"
-
-
-@dataclass(frozen=True)
-class PeerPolicies:
-    """Dialled URI host (lower case) and port (None: any port) -> policy."""
-
-    by_host: Mapping[tuple[str, int | None], PeerPolicy] = field(default_factory=dict)
-
-    def for_uri(self, uri: SipUri) -> PeerPolicy | None:
-        host = uri.host.strip("[]").lower()
-        return self.by_host.get((host, uri.port)) or self.by_host.get((host, None))
-
-    @staticmethod
-    def key(uri_text: str) -> tuple[str, int | None]:
-        """The key of a profile's URI (a trunk template's ``{number}`` may be in it)."""
-        uri = parse_uri(uri_text.replace("{number}", "0"))
-        assert isinstance(uri, SipUri)
-        return uri.host.strip("[]").lower(), uri.port
 
 
 async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
@@ -96,4 +57,4 @@ async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
     return targets
 
 
-__all__ = ["FAILOVER", "GatewaysDown", "PeerPolicies", "PeerPolicy", "locate"]
+__all__ = ["FAILOVER", "GatewaysDown", "locate"]
