@@ -43,6 +43,7 @@ bench: $(STAMP) bootstrap
 	$(PY) scripts/bench/call_memory.py
 	$(PY) scripts/bench/transfer_rate.py
 	$(PY) scripts/bench/warm_complete.py
+	$(PY) scripts/bench/store_writer.py --calls 2000
 
 # A scripted call with sipp peers: the bot REFERs -> voicegw REFERs the carrier, which
 # NOTIFYs 486 -> hold prompt -> INVITE to the agent -> answered; prints the call's SIP

@@ -40,6 +40,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,11 +246,13 @@ class Writer:
 
     def _transaction(self, entries: list[Entry]) -> None:
         conn = self.conn
-        conn.execute(self._begin)
+        batch = getattr(conn, "batch", None)  # PostgreSQL: pipeline mode (dialect.PgConnection)
         try:
-            for entry in entries:
-                self._apply(conn, self.run_id, entry)
-            conn.execute("COMMIT")
+            with batch() if batch is not None else nullcontext():
+                conn.execute(self._begin)
+                for entry in entries:
+                    self._apply(conn, self.run_id, entry)
+                conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
