@@ -31,6 +31,7 @@ recovered, their timeline still grows).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -46,6 +47,11 @@ from .schema import migrate
 from .writer import Writer
 
 log = structlog.get_logger("voicegw.store")
+
+# psycopg's own logger says "error ignored terminating <Pipeline>" when a batch's
+# connection was lost: the writer logs that outage itself (store.outage), and stderr is
+# the daemon's JSON log, so the driver's line must not reach Python's last-resort handler
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT = 5
 """Seconds to reach the server when the DSN does not say (``connect_timeout``)."""
