@@ -241,7 +241,7 @@ class RegisteredAgent(Agent):
 # ------------------------------------------------------------------------------ voicegw
 def start_voicegw(workdir: Path, port: int, *, calls: dict[str, Any] | None = None,
                   flow: dict[str, Any] | None = None, args: tuple[str, ...] = (),
-                  rtp_ports: int = 40) -> DaemonProcess:
+                  rtp_ports: int = 40, profiles: str | None = None) -> DaemonProcess:
     """``voicegw run`` on 127.0.0.1:``port`` (where the PBX sends and expects it), with
     ``calls`` and, when given, ``flow`` as the default flow; the control API is off."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +253,8 @@ def start_voicegw(workdir: Path, port: int, *, calls: dict[str, Any] | None = No
         flows.mkdir(exist_ok=True)
         (flows / "test.yaml").write_text(yaml.safe_dump(flow, sort_keys=False), encoding="utf-8")
         config.update(flows_dir=str(flows), default_flow="test")
+    if profiles is not None:  # a sip_profiles folder
+        config["profiles_dir"] = profiles
     path = workdir / "voicegw.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     low = free_block(rtp_ports)
