@@ -10,6 +10,10 @@ message in and out exactly as it crossed the wire. It
 - counts responses by direction and status code, and the final responses voicegw
   sent to INVITEs (what callers were told), for /status and /metrics.
 
+The ``response`` hash of an ``Authorization`` or ``Proxy-Authorization`` (ours to a
+carrier's challenge, or a caller's to ours) is kept as ``"redacted"``: with the nonce
+beside it, it could be brute-forced for the password.
+
 The tap runs on the signalling path: a regex for the Call-ID and a dict look-up, no
 full parse, no logging.
 """
@@ -25,6 +29,10 @@ from ..sip.events import Address
 # RFC 3261 20.8 / 7.3.3: "Call-ID" or its compact form "i", any case
 _CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)", re.IGNORECASE)
 _CSEQ = re.compile(rb"\r\n(?:cseq)[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.IGNORECASE)
+# digest answers (RFC 3261 22.4): the response hash can be attacked offline for the
+# password, so the ladder keeps the header but not the hash
+_DIGEST_RESPONSE = re.compile(rb"(\r\n(?:proxy-)?authorization[ \t]*:[^\r\n]*?\bresponse[ \t]*=[ \t]*)"
+                              rb"(\"[^\"\r\n]*\"|[^,\s]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,8 @@ class SipTrace:
             return
         call_id = match.group(1).strip().decode("utf-8", "replace")
         kept = data[: self.max_message]
+        if b"uthorization" in kept or b"UTHORIZATION" in kept:
+            kept = _DIGEST_RESPONSE.sub(rb'\1"redacted"', kept)
         end = kept.find(b"\r\n")
         first_line = (kept[:end] if end >= 0 else kept[:200]).decode("utf-8", "replace")
         entry = TraceEntry(now, direction, f"{peer.transport}:{peer.host}:{peer.port}", first_line, kept)
