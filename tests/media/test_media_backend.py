@@ -178,3 +178,23 @@ async def test_dtmf_from_the_caller_reaches_the_handler(backend):
     assert digits == ["5", "#"]
     for x in (a, b):
         await backend.close_leg(x)
+
+
+async def test_hold_music_loops_until_stopped(backend, tmp_path):
+    """Ringback and hold music are short files played in a loop: still heard after the
+    file's length, and silent once stopped."""
+    caller, = await peers(1)
+    a = await leg(backend, "caller", caller)
+    music = tmp_path / "hold.wav"
+    wav.write_wav(music, tones.generate(tones.ToneSpec((PROMPT_HZ,), (), level_dbm0=-10.0), 0.4))
+    await backend.play(a, music, loop=True)
+    await caller.tone(a.local, CALLER_HZ, 0.6)
+    mark = len(caller.received)
+    await caller.tone(a.local, CALLER_HZ, 0.8)  # past two lengths of the file
+    assert hears(caller, PROMPT_HZ, since=mark)
+    await backend.stop_play(a)
+    await caller.tone(a.local, CALLER_HZ, 0.3)
+    mark = len(caller.received)
+    await caller.tone(a.local, CALLER_HZ, 0.6)
+    assert not hears(caller, PROMPT_HZ, since=mark)
+    await backend.close_leg(a)
