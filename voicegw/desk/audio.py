@@ -28,9 +28,10 @@ from ..media.rtp import RTP_HEADER_SIZE, RtpError, build_rtp, payload_bounds
 RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz (RFC 3551 4.5.14: PCMU's default packetisation)
 _TIME_BASE = fractions.Fraction(1, RATE)
-_QUEUE = 10
-"""Frames of caller audio kept for the browser (200 ms): more means the track fell
-behind, and the oldest are dropped rather than adding delay."""
+_QUEUE = 3
+"""Frames of caller audio kept for the browser (60 ms of jitter): the track and the
+call both run at 50 frames/s, so whatever stands in this queue stays there as delay;
+past it the oldest frame is dropped (measured: a 10-frame queue added ~200 ms)."""
 
 
 class CallerTrack(MediaStreamTrack):
