@@ -5,7 +5,7 @@ calls (peers/caller.py) against real daemons and a throwaway PostgreSQL cluster
 - a call's record appears with its SIP status, its outcome and the worker that owned it;
 - two workers share the database; one is killed (SIGKILL) with a call up; when it is
   started again it closes its dead run's call as ``restart``, while the other worker's
-  call, still up, is left alone;
+  call (its run alive) is left alone;
 - a server that refuses connections at start stops the daemon with one log line naming
   the server (no traceback, no password);
 - PostgreSQL stopped while the daemon runs: calls are still answered and hung up, and
@@ -98,11 +98,17 @@ def test_a_killed_worker_has_its_calls_closed_as_restart_when_it_starts_again(tm
         state, status, outcome, worker, run_id, reason = call_row(pg_dsn, cut.call_id)
         assert (state, outcome, reason, worker, run_id) == ("ended", "restart", "restart", "w1", killed_run)
         assert status == 200  # it had been answered
-        # the other worker's call is alive and untouched
-        assert call_row(pg_dsn, kept.call_id)[:4] == ("connected", 200, None, "w2")
+        # the other worker's call is left alone: its run is live, its call is not closed
+        # as restart (the demo flow ends it by itself after ~20 s, which on a loaded box
+        # may come before this check: then it is completed, never restart)
+        state, status, outcome, worker, run_id, reason = call_row(pg_dsn, kept.call_id)
+        assert (status, worker) == (200, "w2") and "restart" not in (outcome, reason)
+        assert (state, outcome) in (("connected", None), ("ended", "completed"))
+        assert row(pg_dsn, "SELECT recovered_by FROM runs WHERE id = %s", run_id) == (None,)
         assert row(pg_dsn, "SELECT recovered_by IS NOT NULL FROM runs WHERE id = %s", killed_run) == (True,)
-        assert kept.bye().status == 200
-        assert wait_until(lambda: call_row(pg_dsn, kept.call_id)[2] == "completed", timeout=10)
+        if state == "connected":
+            assert kept.bye().status == 200
+        assert wait_until(lambda: call_row(pg_dsn, kept.call_id)[2] == "completed", timeout=30)
         assert w2.terminate() == 0 and again.terminate() == 0
     finally:
         for c in callers:
