@@ -8,8 +8,9 @@ calls (peers/caller.py) against real daemons and a throwaway PostgreSQL cluster
   call (its run alive) is left alone;
 - a server that refuses connections at start stops the daemon with one log line naming
   the server (no traceback, no password);
-- PostgreSQL stopped while the daemon runs: calls are still answered and hung up, and
-  their records are written once the server is back.
+- PostgreSQL stopped while the daemon runs: calls are still answered and hung up, the
+  control API's /status still answers (without the records' totals) while /records
+  says 503, and the records are written once the server is back.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import yaml
@@ -146,6 +148,13 @@ def test_calls_go_on_through_an_outage_and_their_records_arrive_after_it(tmp_pat
                 ids.append(caller.call_id)
                 caller.close()
             assert wait_until(lambda: any('"store.outage"' in line for line in d.lines), timeout=30)
+            api = httpx.Client(base_url=f"http://127.0.0.1:{d.api_port}", timeout=30, headers={
+                "Authorization": f"Bearer {(d.workdir / 'var' / 'api.token').read_text().strip()}"})
+            with api:
+                status = api.get("/status")
+                assert status.status_code == 200 and status.json()["records"] is None, status.text
+                records = api.get("/records")
+                assert records.status_code == 503 and "unreachable" in records.json()["detail"], records.text
             cluster.start()
             assert wait_until(lambda: all((call_row(dsn, i) or ("",))[0] == "ended" for i in ids), timeout=60)
             for call_id in ids:

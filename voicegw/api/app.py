@@ -28,6 +28,7 @@ from ..engine.consult import ConsultError
 from ..engine.events import CallEnded, CallStarted, TranscriptAttached
 from ..engine.transfer_state import Transfer, TransferState
 from ..metrics import process_snapshot
+from ..store import StoreUnavailable
 from . import models as m
 from .control import Control
 from .transcripts import LinkGone
@@ -44,6 +45,11 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     app.state.control = control
     control.public_url = public_url
     expected = token.encode()
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+        # the records database is away (PostgreSQL outage): a read fails, calls go on
+        return JSONResponse({"detail": str(error)}, status_code=503)
 
     async def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         given = credentials.credentials.encode() if credentials is not None else b""
@@ -80,16 +86,19 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         methods = sorted({method for method, _ in control.transfer_outcomes})
         records = None
         store = control.store
-        if store is not None and hasattr(store, "totals"):
-            records = _plain(await _maybe_await(await asyncio.to_thread(store.totals)))
-            records = records if isinstance(records, dict) else {"totals": records}
         containment = None
-        if store is not None and hasattr(store, "report"):
-            midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-            today = (await asyncio.to_thread(store.report, since=midnight.timestamp()))["total"]
-            containment = m.Containment(since=midnight, calls=today["calls"], reached=today["reached"],
-                                        contained=today["dispositions"]["contained"],
-                                        rate=today["containment_rate"])
+        try:  # /status answers through a records outage, without the records' parts
+            if store is not None and hasattr(store, "totals"):
+                records = _plain(await _maybe_await(await asyncio.to_thread(store.totals)))
+                records = records if isinstance(records, dict) else {"totals": records}
+            if store is not None and hasattr(store, "report"):
+                midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+                today = (await asyncio.to_thread(store.report, since=midnight.timestamp()))["total"]
+                containment = m.Containment(since=midnight, calls=today["calls"], reached=today["reached"],
+                                            contained=today["dispositions"]["contained"],
+                                            rate=today["containment_rate"])
+        except StoreUnavailable:
+            records, containment = None, None
         return m.Status(
             containment=containment,
             version=control.version, pid=os.getpid(), started_at=_dt(control.started_wall),
