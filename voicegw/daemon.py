@@ -166,6 +166,8 @@ class Daemon:
         self.collector: PeriodicCollector | None = None
         """The full garbage collections on a clock (memory.py), while serving."""
         self.registrations: Any = None
+        self.keepalives: Any = None
+        """Keep-alives toward the profiles that ask for them (voicegw/keepalives.py)."""
         self.gateways: Any = None
         """The carrier gateways' OPTIONS pings while serving (voicegw/gateways.py); the
         dial path may read it as gateways.GatewayStates."""
@@ -253,6 +255,8 @@ class Daemon:
         finally:
             if self.gateways is not None:
                 await self.gateways.stop()
+            if self.keepalives is not None:
+                await self.keepalives.stop()
             if self.registrations is not None:  # Expires: 0 for every binding (bounded)
                 await self.registrations.stop()
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -278,6 +282,12 @@ class Daemon:
             self.gateways.start()
             if hasattr(self.application, "gateways"):
                 self.application.gateways = self.gateways  # the dial path skips gateways down
+        if self.config.keepalives:
+            from .keepalives import Keepalives
+
+            self.keepalives = Keepalives(self.endpoint, self.config.sip, self.config.keepalives, self.config.dns)
+            self.taps.append(self.keepalives.tap)
+            self.keepalives.start()
         if not self.config.registrations:
             return
         from .registrar import Registrations
@@ -461,7 +471,7 @@ class Daemon:
             engine.reconfigure(engine_config(config))
         except Exception as error:
             return refuse(str(error))
-        fixed = ("sip", "api", "limits", "tls", "registrations", "health_checks")
+        fixed = ("sip", "api", "limits", "tls", "registrations", "health_checks", "keepalives")
         notes = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]
         self.config = dataclasses.replace(config, **{name: getattr(self.config, name) for name in fixed})
         detail = "reloaded" + (f"; {', '.join(notes)} changes need a restart" if notes else "")

@@ -44,6 +44,7 @@ from ..settings import (
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
+from ..sip.keepalive import KeepaliveConfig
 from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, MediaPlaneConfig, SipConfig, StoreConfig
@@ -172,7 +173,7 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         user_agent=d.user_agent, limits=_plain(DaemonConfig().limits, d.limits),
         records_dir=records_dir, store=store_config(config), registrations=registrations(config),
         health_checks=health_checks(config),
-        media_plane=media_plane(config),
+        media_plane=media_plane(config), keepalives=keepalives(config),
     )
     fields = DaemonConfig.__dataclass_fields__
     for name in PASS_THROUGH:
@@ -259,6 +260,41 @@ def peer_policies(config: LoadedConfig) -> PeerPolicies:
             account=account(config, name, model.auth), outbound_proxy=model.outbound_proxy,
             gateways=gateways))
     return PeerPolicies(found)
+
+
+def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:
+    """Every profile's ``keepalive:``, plain, with its target: an agent's or bot's
+    ``uri``; a carrier's trunk host (else its registrar, else its health target)."""
+    found = []
+    for name, loaded in sorted(config.profiles.items()):
+        profile = loaded.model
+        if profile.keepalive is None:
+            continue
+        if isinstance(profile, CarrierProfile):
+            target = _carrier_target(profile)
+            if target is None:
+                raise ConfigError([Problem(str(loaded.document.path), None, "keepalive",
+                                           "keep-alives need a trunk, register or health target")])
+        else:
+            target = profile.uri
+        uri = parse_uri(target)
+        transport = "tls" if getattr(uri, "scheme", "sip") == "sips" else (
+            getattr(uri, "transport", None) or profile.transport)
+        found.append(KeepaliveConfig(profile=name, target=target, transport=transport,
+                                     interval=profile.keepalive.interval, timeout=profile.keepalive.timeout))
+    return tuple(found)
+
+
+def _carrier_target(carrier: CarrierProfile) -> str | None:
+    if carrier.trunk is not None:
+        uri = parse_uri(str(carrier.trunk).replace("{number}", "x"))
+        port = f":{uri.port}" if getattr(uri, "port", None) else ""
+        return f"{getattr(uri, 'scheme', 'sip')}:{uri.host}{port}"  # type: ignore[union-attr]
+    if carrier.registration is not None:
+        return carrier.registration.registrar
+    if carrier.health is not None and carrier.health.target is not None:
+        return carrier.health.target
+    return None
 
 
 def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:

@@ -17,8 +17,9 @@ from typing import Any
 from ..settings import WarmSettings
 from ..sip.advertise import AddressPolicy
 from ..sip.gateway_health import TrunkHealthConfig
-from ..transport.dns import DnsSettings
+from ..sip.keepalive import KeepaliveConfig
 from ..sip.registration import RegistrationConfig
+from ..transport.dns import DnsSettings
 from ..transport.guard import GuardConfig
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
@@ -232,6 +233,8 @@ class DaemonConfig:
     """The carrier profiles' ``health:`` (voicegw/gateways.py pings their gateways)."""
     media_plane: MediaPlaneConfig = field(default_factory=MediaPlaneConfig)
     """The media backend (``media.backend`` and ``media.rtpengine``)."""
+    keepalives: tuple[KeepaliveConfig, ...] = ()
+    """The profiles' ``keepalive:`` (voicegw/keepalives.py)."""
     source: Any = field(default=None, compare=False)
     """The loaded files (config.loader.LoadedConfig) this came from: flows and profiles
     for the engine. None for the embedded default."""

@@ -572,6 +572,16 @@ def _caller_id_auth(caller_id: CallerId | None, auth: Any) -> None:
         raise ValueError("caller_id.number auth needs the profile's auth: (its username is the From user)")
 
 
+class Keepalive(Strict):
+    """Keep-alives toward this profile's peer (voicegw/keepalives.py): a CRLF ping on
+    TCP/TLS (RFC 5626 3.5.1), an OPTIONS on UDP."""
+
+    interval: Annotated[float, Field(gt=0)]
+    """Seconds between two keep-alives (a NAT's UDP binding often lasts 30 s)."""
+    timeout: Seconds = 5.0
+    """An OPTIONS unanswered, or a connection gone, by then is a failed keep-alive (logged)."""
+
+
 class ProfileBase(Strict):
     name: Name
     """Default: the file name without .yaml."""
@@ -596,6 +606,8 @@ class ProfileBase(Strict):
     """Send every INVITE to this peer through this proxy: a pre-loaded Route
     ``<proxy;lr>`` (RFC 3261 8.1.2, loose routing); the proxy's name is resolved by
     RFC 3263 instead of the target's."""
+    keepalive: Keepalive | None = None
+    """Keep-alives toward its peer (NAT bindings); none by default."""
 
 
 class CarrierProfile(ProfileBase):

@@ -199,6 +199,20 @@ class SipEndpoint:
         self._service()
         return transaction_id
 
+    def send_ping(self, data: bytes, destination: Address) -> bool:
+        """Write ``data`` (a CRLF keep-alive, RFC 5626 3.5.1) on the TCP/TLS connection
+        to ``destination``, opening one when there is none; False: no such transport."""
+        stream = {"tcp": self._tcp, "tls": self._tls}.get(destination.transport)
+        if stream is None:
+            return False
+        stream.send(data, destination)
+        return True
+
+    def connected(self, destination: Address) -> bool:
+        """A TCP/TLS connection to ``destination`` is open (or being opened)."""
+        stream = {"tcp": self._tcp, "tls": self._tls}.get(destination.transport)
+        return stream is not None and stream.connection(destination) is not None
+
     def statistics(self) -> EndpointStatistics:
         addresses = [str(a) for a in (self.udp_address, self.tcp_address, self.tls_address)
                      if a is not None]
