@@ -183,8 +183,18 @@ class RtpengineBridge:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            a = self.a.leg
-            self.plane.chain.run(self.a.call_id, lambda: self.plane.backend.unbridge(a))
+            a, b = self.a, self.b
+            self.plane.chain.run(a.call_id, lambda: self._unbridge(a, b))
+
+    async def _unbridge(self, a: RtpengineEndpoint, b: RtpengineEndpoint) -> None:
+        if a.closed and b.closed:
+            # the call ended: both legs are deleted next on this chain, so pointing their
+            # vg sides elsewhere first would be 4 ng requests for nothing
+            for side, other in ((a.leg, b.leg), (b.leg, a.leg)):
+                if side.partner is other:
+                    side.partner = None
+            return
+        await self.plane.backend.unbridge(a.leg)
 
 
 class RtpenginePlayer:
