@@ -110,6 +110,8 @@ class PgCluster:
         """A new empty database; its DSN."""
         self._databases += 1
         name = f"records{self._databases}"
+        import psycopg  # here, not at import: conftest imports this module for every test
+
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
