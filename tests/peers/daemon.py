@@ -25,6 +25,7 @@ class DaemonProcess:
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *args: str) -> None:
         self.host = host
+        self._own_port = port is None
         self.port = port or free_port(host)
         self.args = args
         self.lines: list[str] = []
@@ -39,20 +40,42 @@ class DaemonProcess:
         return self.host, self.port
 
     def start(self, timeout: float = 60.0) -> DaemonProcess:
+        """Start and wait for ``daemon.started``. A port picked here can be taken by
+        another process before the daemon binds it (free_port is racy, and parallel
+        test workers, sipp and PBXs all draw from the ephemeral range): then, and only
+        for ports picked here, try again on new ones, at most ``PORT_RETRIES`` times."""
+        for attempt in range(self.PORT_RETRIES + 1):
+            if self._launch(timeout):
+                return self
+            lost_race = any("address already in use" in line for line in self.lines[-20:])
+            if not (lost_race and self._own_port and attempt < self.PORT_RETRIES):
+                break
+            self.port = free_port(self.host)
+            self.lines.clear()
+        raise RuntimeError("daemon did not start:\n" + "\n".join(self.lines[-20:]))
+
+    PORT_RETRIES = 2
+
+    def _launch(self, timeout: float) -> bool:
+        """One start; False (the process stopped) if it exits or is not up in time."""
         args = self._isolated_args(list(self.args))
         cmd = [sys.executable, "-m", "voicegw", "run", "--sip-host", self.host,
                "--sip-port", str(self.port), *args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._started.clear()
         self._proc = subprocess.Popen(
             cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._started.wait(timeout) or self._proc.poll() is not None:
-            self.kill()
-            raise RuntimeError("daemon did not start:\n" + "\n".join(self.lines[-20:]))
-        return self
+        deadline = time.monotonic() + timeout
+        while not self._started.wait(0.1):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                self._reader.join(5)  # its last lines say why
+                return False
+        return True
 
     def _isolated_args(self, args: list[str]) -> list[str]:
         """Each test daemon gets its own working directory (records, API token) and a
