@@ -712,7 +712,7 @@ class Engine:
                 continue
             if leg.dialing is not None:  # still ringing: the controller CANCELs it
                 self.outbound.give_up(leg.dialing)
-            elif leg.session is None or leg.session.state not in _UP:
+            elif not leg.up:  # BYE only on a set-up leg (the caller's held for its ACK, 15)
                 self.outbound.hang_up(leg)  # CANCEL, a final response, or nothing to end
             else:
                 self.outbound.hang_up(leg, caller_headers if leg is call.caller else None)
@@ -772,10 +772,6 @@ class Engine:
 #: In-dialog requests that are the INVITE session's (the dialog keeps REFER, NOTIFY,
 #: INFO and OPTIONS).
 _SESSION_METHODS = ("ACK", "BYE", "INVITE", "UPDATE")
-#: Session states where ending the leg means a BYE (for the caller's 2xx not yet ACKed,
-#: sent once the ACK comes, RFC 3261 15).
-_UP = (SessionState.CONNECTING, SessionState.CONFIRMED, SessionState.REINVITING, SessionState.GLARE,
-       SessionState.REINVITED)
 
 
 def _extra_headers(response: Response) -> tuple[tuple[str, str], ...]:

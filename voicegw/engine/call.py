@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..sip.events import Address
+from ..sip.invite_session_table import State as SessionState
 from .disposition import disposition
 from .events import CallConnected, CallDisposed, CallEnded, CallEvent, CallStarted
 from ..sip.message import Request
@@ -81,6 +82,20 @@ class Leg:
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""
     ended: bool = False
+
+    @property
+    def up(self) -> bool:
+        """The leg's dialog is set up and nobody hung it up yet, as its INVITE session
+        (sip/invite_session_table.py) says: the state the transfers read, never a flag
+        of their own. A leg still ringing, cancelled, failed or after a BYE either way
+        is not up."""
+        return self.session is not None and self.session.state in _UP
+
+
+#: Session states of a leg that is set up: answered (our 2xx awaiting its ACK counts),
+#: a re-INVITE or UPDATE under way either way, or its 491 back-off (RFC 3261 14.1).
+_UP = frozenset({SessionState.CONNECTING, SessionState.CONFIRMED, SessionState.REINVITING,
+                 SessionState.GLARE, SessionState.REINVITED})
 
 
 @dataclass(eq=False)

@@ -224,6 +224,14 @@ class OutboundLegs:
         self.feed(dialing.call, LegDropped(dialing))
         dialing.leg.ended = True
 
+    def drop(self, leg: Leg) -> None:
+        """Let go of an outgoing leg whatever became of it: CANCEL while its attempt
+        rings (the controller decides it), BYE once it is set up."""
+        if leg.dialing is not None:
+            self.give_up(leg.dialing)
+        else:
+            self.hang_up(leg)
+
     def cancel(self, leg: Leg) -> None:
         """CANCEL the leg's INVITE (9.1), or end its session whatever its state."""
         if leg.session is not None:
@@ -236,7 +244,7 @@ class OutboundLegs:
         leg.ended = True
         if glue is None or glue.terminated:
             return
-        if glue.state in (State.CONNECTING, State.CONFIRMED, State.REINVITING, State.GLARE, State.REINVITED):
+        if leg.up:
             glue.handle(Bye(tuple(extra_headers or ())))
         else:
             glue.end()

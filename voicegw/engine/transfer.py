@@ -273,7 +273,7 @@ class Transfers:
             return
         old = bridge.replace_b(leg.endpoint)
         bot = call.bot
-        alive = bot is not None and not bot.ended
+        alive = bot is not None and bot.up
         listens = (self.config.bot_listens and isinstance(bridge, Bridge) and transfer.method is TransferMethod.INVITE and alive
                    and bot is not None and bot.endpoint is old)
         steps = bot_steps(How.BRIDGED, Moment.CONNECTED, transfer.trigger == "bot", listens)
@@ -439,7 +439,7 @@ class Transfers:
 
     def _report_to_bot(self, call: Call, leg: Leg, incoming: IncomingRefer, transfer: Transfer) -> None:
         """NOTIFY the bot with the real progress of the new leg (100, 180, final)."""
-        if leg.ended:  # the bot hung up: its BYE ended the subscription with the dialog
+        if not leg.up:  # the bot hung up: its BYE ended the subscription with the dialog
             return
         now = self.engine.now()
         if transfer.done:
@@ -469,7 +469,7 @@ class Transfers:
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""
         transfer = call.transfer
-        if incoming.subscription_over and transfer is not None and not leg.ended:
+        if incoming.subscription_over and transfer is not None and leg.up:
             self.feed(call, transfer, Input.BOT_TOLD)
 
     # ------------------------------------------------------------------ outcome
@@ -550,7 +550,7 @@ class Transfers:
 
     def _bot_steps(self, call: Call, steps: tuple[Step, ...], reason: str) -> None:
         for step in steps:
-            if step is Step.BYE_BOT and call.bot is not None and not call.bot.ended:
+            if step is Step.BYE_BOT and call.bot is not None and call.bot.up:
                 self.engine.outbound.hang_up(call.bot)
                 call.record(self.engine.now(), LegByeSent("bot"))
             elif step is Step.BYE_CALLER:

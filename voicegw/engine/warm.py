@@ -163,11 +163,7 @@ class WarmTransfers:
                 self._bridge(call, warm)
         elif action is Action.HANG_UP_AGENT:
             call.cancel_timer("confirm")
-            leg = warm.leg
-            if leg.dialing is not None:  # still ringing
-                engine.outbound.give_up(leg.dialing)
-            else:
-                engine.outbound.hang_up(leg)
+            engine.outbound.drop(warm.leg)
             self._drop_agent(call, warm)
         elif action is Action.STOP_HOLD:
             if warm.hold is not None:
@@ -237,7 +233,7 @@ class WarmTransfers:
         ``seconds``, the caller off the bot meanwhile (never on the agent's leg)."""
         bot, agent = call.bot, warm.leg
         caller_bridge = self.engine.bridge(call)
-        if bot is None or bot.ended or bot.endpoint is None or agent.endpoint is None or caller_bridge is None:
+        if bot is None or not bot.up or bot.endpoint is None or agent.endpoint is None or caller_bridge is None:
             return
         caller_bridge.close()
         warm.live = self.engine.media.bridge(bot.endpoint, agent.endpoint)
@@ -258,7 +254,7 @@ class WarmTransfers:
             return
         live.close()
         bot, caller = call.bot, call.caller
-        if (bot is not None and not bot.ended and bot.endpoint is not None and caller.endpoint is not None
+        if (bot is not None and bot.up and bot.endpoint is not None and caller.endpoint is not None
                 and not caller.endpoint.closed):
             call.resources.append(self.engine.media.bridge(caller.endpoint, bot.endpoint))
 
