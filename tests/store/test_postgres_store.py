@@ -124,3 +124,24 @@ def test_an_outage_keeps_the_records_queued_and_writes_them_when_the_server_is_b
             assert again.recovery.runs == ()
         finally:
             again.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_stop_during_an_outage_gives_up_after_its_timeout_and_says_what_was_lost() -> None:
+    with PgCluster() as cluster:
+        s = PgStore.open(cluster.dsn(), worker="w1")
+        s.record("x;1", "x", CallStarted("udp:127.0.0.1:5062", "sip:x@y", "a"))
+        assert s.flush(10)
+        cluster.stop(signal.SIGINT)
+        for _ in range(3):
+            s.record("x;1", "x", LegAcked("caller"))
+        with capture_logs() as logs:
+            started = time.monotonic()
+            assert not s.close(timeout=2)  # the records cannot be written: not a clean stop
+            assert time.monotonic() - started < 20  # bounded: the daemon's stop is not held
+            s.writer._thread.join(10)  # the thread gives up its retries at once
+            assert not s.writer._thread.is_alive()
+        stats = s.writer.statistics()
+        assert (stats.written, stats.failed, stats.queued) == (1, 3, 0)
+        names = [e["event"] for e in logs]
+        assert "store.flush_timeout" in names and "store.outage_abandoned" in names
