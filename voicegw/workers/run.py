@@ -29,6 +29,6 @@ def run(config: DaemonConfig, count: int, args: Sequence[str]) -> int:
     # a host's workers are PREFIX-0..N-1 in the records when the host has a name there
     prefix = os.environ.get("VOICEGW_WORKER_ID") or getattr(getattr(config, "store", None), "worker_id", None)
     supervisor = Supervisor(plans, args, api=config.api if config.api.enabled else None, version=__version__,
-                            name_prefix=prefix)
+                            name_prefix=prefix, sip_host=sip.host)
     with asyncio.Runner() as runner:
         return runner.run(supervisor.serve())

@@ -63,13 +63,25 @@ class Worker:
     exits: list[int] = field(default_factory=list)
 
 
+def _options(host: str, port: int, local: tuple[Any, ...]) -> bytes:
+    """A minimal out-of-dialog OPTIONS (the supervisor's readiness probe)."""
+    branch, tag = os.urandom(6).hex(), os.urandom(4).hex()
+    target = f"[{host}]" if ":" in host else host
+    return (f"OPTIONS sip:{target}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch=z9hG4bK{branch};rport\r\n"
+            f"From: <sip:supervisor@{target}>;tag={tag}\r\nTo: <sip:{target}:{port}>\r\n"
+            f"Call-ID: {branch}@supervisor\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
 class Supervisor:
     def __init__(self, plans: Sequence[WorkerPlan], args: Sequence[str], *, api: Any, version: str,
-                 name_prefix: str | None = None) -> None:
+                 name_prefix: str | None = None, sip_host: str = "127.0.0.1") -> None:
         """``args``: the operator's ``voicegw run`` flags every worker gets; ``api``: the
         daemon's ApiConfig (None: no control API, and the workers run without one);
         ``name_prefix``: the store's worker id of this host (``PREFIX-I`` per worker)."""
         self.name_prefix = name_prefix
+        self.sip_host = sip_host
         self.api_config = api
         self.version = version
         self.args = list(args)
@@ -116,14 +128,16 @@ class Supervisor:
                  sip_port=worker.plan.sip_port, rtp_ports=worker.plan.rtp_ports, restarts=worker.restarts)
 
     async def _wait_ready(self, worker: Worker) -> bool:
-        """Until the worker's API answers /health (or, without an API, a moment)."""
+        """Until the worker answers an OPTIONS on its SIP port, then /health on its API
+        (when it has one): what Kamailio and the operator will ask of it."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        if not await self._sip_answers(worker, deadline):
+            return False
         if worker.api_port is None:
-            await asyncio.sleep(1.0)
-            worker.ready = worker.process is not None and worker.process.returncode is None
-            return worker.ready
+            worker.ready = True
+            return True
         import httpx
 
-        deadline = time.monotonic() + READY_TIMEOUT
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline and not self._stopping:
                 if worker.process is None or worker.process.returncode is not None:
@@ -136,6 +150,32 @@ class Supervisor:
                 worker.ready = True
                 return True
         return False
+
+    async def _sip_answers(self, worker: Worker, deadline: float) -> bool:
+        """An OPTIONS to the worker's UDP port (RFC 3261 section 11) until any answer."""
+        loop = asyncio.get_running_loop()
+        host = "127.0.0.1" if self.sip_host in ("0.0.0.0", "::", "") else self.sip_host
+        answered = asyncio.Event()
+
+        class _Probe(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                if data.startswith(b"SIP/2.0 "):
+                    answered.set()
+
+        transport, _ = await loop.create_datagram_endpoint(_Probe, remote_addr=(host, worker.plan.sip_port))
+        try:
+            while time.monotonic() < deadline and not self._stopping:
+                if worker.process is None or worker.process.returncode is not None:
+                    return False
+                transport.sendto(_options(host, worker.plan.sip_port, transport.get_extra_info("sockname")))
+                try:
+                    await asyncio.wait_for(answered.wait(), 0.5)
+                    return True
+                except asyncio.TimeoutError:
+                    continue
+            return False
+        finally:
+            transport.close()
 
     async def _watch(self, worker: Worker) -> None:
         """Restart the worker whenever it exits, until the supervisor stops."""
