@@ -97,7 +97,10 @@ def test_kill_one_worker_under_load(tmp_path: Path, backend: str, request: pytes
         assert not doubles, doubles
         restarted = [k for k in answered if records[k][0]["outcome"] == "restart"]
         assert restarted, "the calls worker 1 held are closed as restart by the recovery"
-        assert all(not calls[k].completed for k in restarted), "only calls cut by the kill"
+        # only calls up at the kill; one may have ended just before it (its 200 to the BYE
+        # sent, its end still in the batching writer's queue: the store keeps no promise
+        # for a call's end, only for a transfer's start)
+        assert all(calls[k].invited_at < killed_at for k in restarted), "only calls up at the kill"
         # each record names its worker (VOICEGW_WORKER_ID set by the supervisor)
         assert {records[k][0]["worker"] for k in answered} == {"0", "1"}
         assert {records[k][0]["worker"] for k in restarted} == {"1"}
