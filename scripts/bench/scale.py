@@ -7,7 +7,7 @@ and rising rates as call_rate.py (tests/peers/scenarios/b2bua_uac_bench.xml: 1xx
 optional and unordered; ``--modes rtp`` plays PCMU and the UAS echoes it). For each
 setup the highest rate whose step had 0 failed calls is its capacity; the ratio is
 farm / single. CPU per step: every process of the setup (voicegw's supervisor and
-workers, Kamailio's processes) in % of one core.
+workers, Kamailio's processes, rtpengine when it relays the media) in % of one core.
 
 Memory per call: the setup's RSS (all its processes) before and with ``--memory-calls``
 calls up (held), divided by their number (call_memory.py does this in depth for one
@@ -53,15 +53,25 @@ DISPATCHER_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
 DEFAULT_RATES = (100, 200, 300, 400, 500, 600, 700, 800)
 
 
-class Farm(Server):
-    """The supervisor (and its workers) plus Kamailio: what a farm step measures."""
+class Single(Server):
+    """One voicegw, plus the rtpengine it uses (when it does): what a single step measures."""
+
+    extra: list[int] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) + [p for pid in self.extra for p in process_tree(pid)]
+
+
+class Farm(Single):
+    """The supervisor (and its workers) plus Kamailio (and rtpengine): what a farm step measures."""
 
     kamailio: subprocess.Popen | None = None
 
     @property
     def pids(self) -> list[int]:
         kamailio = process_tree(self.kamailio.pid) if self.kamailio is not None else []
-        return process_tree(self.proc.pid) + kamailio
+        return super().pids + kamailio
 
     def stop(self) -> int | None:
         if self.kamailio is not None:
@@ -121,12 +131,16 @@ def start_rtpengine(work: Path) -> tuple[subprocess.Popen, str]:
     binary = shutil.which("rtpengine") or "/usr/bin/rtpengine"
     if not Path(binary).exists():
         raise SystemExit("rtpengine is not installed (scripts/bootstrap: rtpengine-daemon)")
-    ng = free_port()
-    proc = subprocess.Popen([binary, "--table=-1", f"--interface={HOST}", f"--listen-ng={HOST}:{ng}",
+    ng, cli = free_port(), free_port()
+    proc = subprocess.Popen([binary, "--config-file=none", "--table=-1", f"--interface={HOST}", f"--listen-ng={HOST}:{ng}",
+                             f"--listen-cli={HOST}:{cli}",
                              "--port-min=40000", "--port-max=49999", "--foreground", "--log-stderr", "-L", "3",
                              "--num-threads=1"], cwd=work, stdin=subprocess.DEVNULL,
                             stdout=(work / "rtpengine.log").open("wb"), stderr=subprocess.STDOUT)
-    if not wait_for(lambda: udp_taken(ng) or proc.poll() is not None, 10) or proc.poll() is not None:
+    wait_for(lambda: udp_taken(ng) or proc.poll() is not None, 10)
+    time.sleep(0.5)  # it binds the ng port before the others, and may still fail on one
+    if not udp_taken(ng) or proc.poll() is not None:
+        stop_process(proc)
         raise SystemExit("rtpengine did not start:\n" + (work / "rtpengine.log").read_text(errors="replace"))
     return proc, f"{HOST}:{ng}"
 
@@ -211,13 +225,14 @@ def main() -> int:
                     server: Server | None = None
                     try:
                         if setup == "single":
-                            server = start_voicegw(run_dir, uas_port, log_level=args.log_level,
-                                                   config_text=config_text(extra, max_calls), cwd=run_dir, timeout=60)
-                            server.name = "single"
+                            alone = start_voicegw(run_dir, uas_port, log_level=args.log_level,
+                                                  config_text=config_text(extra, max_calls), cwd=run_dir, timeout=60)
+                            server = Single("single", alone.proc, alone.port, alone.log)
                         else:
                             server = start_farm(run_dir, kamailio, uas_port, args.workers, extra, args.log_level,
                                                 max_calls)
                             server.name = f"farm{args.workers}"
+                        server.extra = [rtpengine.pid] if rtpengine is not None else []
                         failures = 0
                         for rate in rates:
                             step = run_step(sipp, server, scenario, mode, rate, args.seconds, args.hold_ms, run_dir)
