@@ -43,7 +43,7 @@ pytestmark = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
-AGENT_HZ, CALLER_HZ, APOLOGY_HZ = 600, 1000, 1900
+AGENT_HZ, CALLER_HZ, APOLOGY_HZ, BRIEFING_HZ = 600, 1000, 1900, 1400
 
 
 def _tone(freq: float, seconds: float, rate: int = 8000) -> np.ndarray:
@@ -94,7 +94,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     flow = {
         "name": "desk", "start": "menu",
         "nodes": {
-            "menu": {"type": "collect", "routes": {"1": "agent"}, "timeout": 60, "on_timeout": "hangup"},
+            "menu": {"type": "collect", "routes": {"1": "agent", "2": "warm"}, "timeout": 60,
+                     "on_timeout": "hangup"},
+            "warm": {"type": "agent_transfer", "target": "desk:sales", "method": "warm",
+                     "fallback": {"default": {"action": "goto", "node": "apology"}}},
             "agent": {"type": "agent_transfer", "target": "desk:alice", "method": "invite",
                       "fallback": {"rules": [{"match": [603, "no_agent"], "action": "goto", "node": "apology"}],
                                    "default": {"action": "goto", "node": "apology"}}},
@@ -103,10 +106,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         },
     }
     (flows / "desk.yaml").write_text(yaml.safe_dump(flow, sort_keys=False))
+    briefing = workdir / "briefing.wav"
+    write_wav(briefing, _tone(BRIEFING_HZ, 4.0))
     ops = OpsDaemon(workdir / "daemon", config={
-        "calls": {"ring_timeout": 15, "ringback": "silence"},
+        "calls": {"ring_timeout": 15, "ringback": "silence",
+                  "warm": {"hold": "silence", "briefing_text": "", "briefing_file": str(briefing),
+                           "confirm": True, "confirm_timeout": 30}},
         "flows_dir": str(flows), "default_flow": "desk",
-        "desk": {"enabled": True, "agents": {"alice": hash_password(PASSWORD)}},
+        "desk": {"enabled": True, "agents": {"alice": hash_password(PASSWORD)}, "queues": {"sales": ["alice"]}},
     })
     with ops:
         yield Lab(ops, workdir, _agent_wav(workdir / "agent.wav"))
@@ -138,7 +145,7 @@ def timeline(lab: Lab, caller: Carrier) -> list[tuple[str, dict[str, Any]]]:
     return [(entry["event"], entry["detail"]) for entry in data["timeline"]]
 
 
-def call_with_context(lab: Lab) -> Carrier:
+def call_with_context(lab: Lab, key: str = "1") -> Carrier:
     caller = Carrier(lab.ops.address)
     assert caller.invite().status == 200
     caller.listen(0.2)
@@ -148,7 +155,7 @@ def call_with_context(lab: Lab) -> Carrier:
     r = lab.ops.http("PATCH", f"/calls/{caller.call_id}/context", json={"context": {
         "bot_session": "uui-7f3a", "ivr.account": "4711"}})
     assert r.status_code == 200, r.text
-    caller.send_dtmf("1")
+    caller.send_dtmf(key)
     return caller
 
 
@@ -185,6 +192,41 @@ def test_agent_accepts_in_the_browser_and_both_sides_hear_each_other(lab: Lab, b
         assert caller.listen(5, lambda: caller.got_request("BYE")), "the agent's hang-up ends the call"
         events = [e for e, _ in timeline(lab, caller)]
         assert "leg.agent.bye" in events, events
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
+
+
+def page_hears(driver: Any, freq: float, seconds: float, also: Any = None) -> dict[str, float] | None:
+    """Poll the page's analyser until ``freq`` is the loudest (and ``also()`` holds)."""
+    page = None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        page = driver.execute_script(f"return window.voicegwDesk.spectrum({freq})")
+        if page and abs(page["peak"] - freq) < 30 and page["peakLevel"] > -60 and (also is None or also()):
+            return page
+        time.sleep(0.1)
+    return page
+
+
+def test_a_warm_transfer_to_a_desk_queue_briefs_the_agent_then_connects_on_accept(lab: Lab, browser: Any) -> None:
+    sign_in(lab, browser)
+    caller = call_with_context(lab, "2")
+    try:
+        incoming(browser)
+        assert browser.find_element(By.ID, "incoming-title").text == "Incoming warm transfer"
+        browser.find_element(By.ID, "accept").click()
+        page = page_hears(browser, BRIEFING_HZ, 8)
+        assert page is not None and abs(page["peak"] - BRIEFING_HZ) < 30, ("the briefing plays into the page", page)
+        since = time.monotonic()
+        assert heard(caller, since - 3, BRIEFING_HZ) == 0, "the caller never hears the briefing"
+        browser.find_element(By.ID, "warm-accept").click()
+        assert caller.listen(10, lambda: any(e == "transfer.succeeded" for e, _ in timeline(lab, caller)))
+        assert caller.listen(8, lambda: heard(caller, since, AGENT_HZ) >= 25), "caller and agent are connected"
+        moved = [d.get("state") for e, d in timeline(lab, caller) if e == "transfer.warm"]
+        assert "completed" in moved, moved
+        browser.find_element(By.ID, "hangup").click()
+        assert caller.listen(5, lambda: caller.got_request("BYE"))
     finally:
         caller.hang_up_quietly()
         caller.close()

@@ -405,6 +405,7 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
     "api": {"host": IpAddress, "port": Port, "token": NonEmpty | None,
             "public_url": Annotated[str, Field(pattern=r"^https?://")] | None},
     "guard": {"whitelist": list[Annotated[str, AfterValidator(_address_or_cidr)]] | None},
+    "desk": {"queues": dict[str, list[str]]},  # YAML lists (the dataclass keeps tuples)
     "dns": {"servers": list[IpAddress], "port": Port, "timeout": Annotated[float, Field(gt=0, le=60)]},
 }
 _OWN_SECTIONS = ("sip", "calls", "limits", "tls", "store", "media_plane")  # tls, store: their

@@ -167,6 +167,9 @@ class DeskService:
         elif kind == "hold" and offer is not None and offer.audio is not None and offer.state is OfferState.TALKING:
             offer.held = offer.audio.held = bool(message.get("on"))
             offer.events.hold(offer.held)
+        elif (kind == "warm" and offer is not None and offer.state is OfferState.TALKING
+              and offer.events.warm is not None and isinstance(message.get("action"), str)):
+            offer.events.warm(message["action"])
         else:
             self._send(connection, {"type": "error", "message": f"cannot {kind} now"})
 

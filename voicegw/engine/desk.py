@@ -8,6 +8,7 @@ after (bridge swap, BYE to the bot, fallback rules, post-agent flow) is the mach
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..media.endpoint import open_endpoint
@@ -27,6 +28,9 @@ class AgentLegs(Protocol):
 
     @property
     def config(self) -> Any: ...
+
+    @property
+    def warm(self) -> Any: ...
 
     def feed(self, call: Call, transfer: Transfer, event: Input, status: FailureStatus | None = None,
              reason: str = "", **kwargs: Any) -> None: ...
@@ -52,49 +56,70 @@ class DeskTransfers:
         if desk is None or not desk.known(name):
             transfers.agent_failed(call, transfer, None, "policy", f"no desk agent or queue {name!r}")
             return
-        if transfer.method is not TransferMethod.INVITE:
+        if transfer.method not in (TransferMethod.INVITE, TransferMethod.WARM):
             transfers.agent_failed(call, transfer, None, "policy",
-                                   f"desk targets take invite transfers, not {transfer.method.value}")
+                                   f"desk targets take invite or warm transfers, not {transfer.method.value}")
             return
         await self.engine.recorded()  # written before acting, as every transfer
         if transfer.done or call.state is not CallState.CONNECTED:
             transfers.feed(call, transfer, Input.CALLER_GONE, "call_ended", "the call ended before the transfer left")
             return
-        if not desk.available(name):
-            transfers.agent_failed(call, transfer, None, "no_agent", f"no desk agent available for {name}")
+        if transfer.method is TransferMethod.WARM:
+            transfers.feed(call, transfer, Input.CONSULTING)
+            await transfers.warm.run_desk(call, transfer, transfers.config.warm, context, self)
             return
+
+        def events(leg: Leg) -> DeskLegEvents:
+            return DeskLegEvents(
+                answered=lambda: transfers.agent_taken(call, transfer, leg, "desk agent accepted"),
+                failed=lambda status, reason: transfers.agent_failed(call, transfer, leg, status, reason),
+                hung_up=lambda: self.hung_up(call, leg),
+                hold=lambda on: self.hold(call, leg, on),
+            )
+
+        rung = await self.ring(call, transfer, context, dialling=LegDialing("agent", transfer.target, transfer.id),
+                               prepare=lambda leg: transfers.agent_ringing(call, transfer), events=events)
+        if not isinstance(rung, Leg):
+            status, reason, leg = rung
+            if status == "call_ended":
+                if not transfer.done:
+                    transfers.feed(call, transfer, Input.CALLER_GONE, status, reason)
+            else:
+                transfers.agent_failed(call, transfer, leg, status, reason)
+
+    async def ring(self, call: Call, transfer: Transfer, context: dict[str, str], *, dialling: Any,
+                   prepare: Callable[[Leg], None], events: Callable[[Leg], DeskLegEvents],
+                   ) -> Leg | tuple[FailureStatus, str, Leg | None]:
+        """Ring the target's agent on a new agent leg (INVITE or warm consult); the leg,
+        or (status, reason, leg or None) when nothing rang."""
+        desk = self.engine.desk
+        name = desk_name(transfer.target) or ""
+        if desk is None or not desk.available(name):
+            return "no_agent", f"no desk agent available for {name}", None
         try:
             endpoint = await open_endpoint(self.engine.config.policy.rtp_host, self.engine.pool)
         except PortPoolExhausted:
-            transfers.agent_failed(call, transfer, None, 503, "no media ports")
-            return
+            return 503, "no media ports", None
         if transfer.done or call.state is not CallState.CONNECTED:
             endpoint.close()
-            if not transfer.done:
-                transfers.feed(call, transfer, Input.CALLER_GONE, "call_ended", "the caller hung up")
-            return
+            return "call_ended", "the caller hung up", None
         endpoint.dtmf_payload_type = None  # the desk leg is PCMU only (desk/audio.py)
         leg = Leg("agent", desk_peer(name), endpoint=endpoint)
         call.agent = leg
-        transfers.agent_ringing(call, transfer)
-        call.record(self.engine.now(), LegDialing("agent", transfer.target, transfer.id))
-        events = DeskLegEvents(
-            answered=lambda: transfers.agent_taken(call, transfer, leg, "desk agent accepted"),
-            failed=lambda status, reason: transfers.agent_failed(call, transfer, leg, status, reason),
-            hung_up=lambda: self._hung_up(call, leg),
-            hold=lambda on: self._hold(call, leg, on),
-        )
-        timeout = transfer.options.ring_timeout or transfers.config.ring_timeout
+        prepare(leg)
+        call.record(self.engine.now(), dialling)
+        timeout = transfer.options.ring_timeout or self.transfers.config.ring_timeout
         context = {**context, "channel": getattr(call.channel, "name", "") or "",
                    "flow": getattr(getattr(call.channel, "flow", None), "name", "") or ""}
-        if desk.ring(name, context, endpoint, timeout, events) is None:
-            transfers.agent_failed(call, transfer, leg, "no_agent", f"no desk agent available for {name}")
+        if desk.ring(name, context, endpoint, timeout, events(leg)) is None:
+            return "no_agent", f"no desk agent available for {name}", leg
+        return leg
 
-    def _hung_up(self, call: Call, leg: Leg) -> None:
-        self._hold(call, leg, False)
+    def hung_up(self, call: Call, leg: Leg) -> None:
+        self.hold(call, leg, False)
         self.engine.leg_hung_up(call, leg)
 
-    def _hold(self, call: Call, leg: Leg, on: bool) -> None:
+    def hold(self, call: Call, leg: Leg, on: bool) -> None:
         """The agent's hold: the caller hears the hold player (it takes the caller's
         endpoint from the bridge, which takes it back when the player stops)."""
         player = self._holds.pop(leg, None)

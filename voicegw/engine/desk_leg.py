@@ -37,6 +37,9 @@ class DeskLegEvents:
     """The agent hung up on the page (the engine's BYE-from-agent path)."""
     hold: Callable[[bool], None]
     """The agent put the caller on hold (True) or took them off it (False)."""
+    warm: Callable[[str], None] | None = None
+    """A warm transfer's consult leg: the agent's ``accept``, ``decline``, ``complete``
+    or ``cancel`` (engine/warm.py feeds them to the consult machine)."""
 
 
 class AgentDesk(Protocol):

@@ -34,6 +34,7 @@ from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUn
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
 from .consult import Action, ConsultError, ConsultMachine, Input, State
+from .desk_leg import DeskLegEvents
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     AgentDtmfReceived,
@@ -104,6 +105,51 @@ class WarmTransfers:
         if leg is NotDialled.NO_PORTS:
             engine.transfers.finish(call, transfer, 503, "no media ports")
 
+    async def run_desk(self, call: Call, transfer: Transfer, settings: WarmSettings, context: dict[str, str],
+                       desk: Any) -> None:
+        """The consult leg to an agent at the desk (engine/desk.py ``ring``): the page
+        rings, the agent's accept is the answer, the briefing plays into the page, and
+        the page's warm controls are the agent's keys (accept, decline) and the
+        operator's (complete, cancel)."""
+        hold = await self._hold(call, settings)
+        made: list[WarmTransfer] = []
+
+        def prepare(leg: Leg) -> None:
+            warm = WarmTransfer(transfer, settings, ConsultMachine(), leg, hold=hold, context=context)
+            made.append(warm)
+            self.by_call[call.key] = warm
+
+        def events(leg: Leg) -> DeskLegEvents:
+            return DeskLegEvents(
+                answered=lambda: self._feed(call, made[0], Input.ANSWERED),
+                failed=lambda status, reason: self._feed(call, made[0], Input.DIAL_FAILED, status, reason),
+                hung_up=lambda: desk.hung_up(call, leg),
+                hold=lambda on: desk.hold(call, leg, on),
+                warm=lambda action: self._desk_action(call, made[0], action),
+            )
+
+        rung = await desk.ring(call, transfer, {**context, "warm": "1"},
+                               dialling=LegConsulting("agent", transfer.target, transfer.id),
+                               prepare=prepare, events=events)
+        if isinstance(rung, Leg):
+            return
+        status, reason, _ = rung
+        if made:
+            self._feed(call, made[0], Input.DIAL_FAILED, status, reason)
+            return
+        if hold is not None:
+            hold.stop()
+        self.engine.transfers.finish(call, transfer, status, reason)
+
+    def _desk_action(self, call: Call, warm: WarmTransfer, action: str) -> None:
+        event = _DESK_ACTIONS.get(action)
+        if event is None:
+            return
+        try:
+            self._feed(call, warm, event, reason="the agent declined" if event is Input.DECLINED else "cancelled")
+        except ConsultError as error:  # e.g. complete before the briefing: the page is told nothing
+            log.info("warm.desk_action_refused", action=action, error=str(error))
+
     def complete(self, call: Call) -> None:
         """Connect now (flow, API, CLI); raises ConsultError before the agent answered."""
         self._feed(call, self._get(call), Input.COMPLETE)
@@ -157,7 +203,7 @@ class WarmTransfers:
             call.cancel_timer("confirm")
             if warm.briefing is not None:
                 warm.briefing.stop()
-            if warm.settings.complete_by == "refer":
+            if warm.settings.complete_by == "refer" and warm.leg.dialog is not None:  # a desk leg has no dialog
                 self._refer_replaces(call, warm)
             else:
                 self._bridge(call, warm)
@@ -330,6 +376,10 @@ class WarmTransfers:
             leg.endpoint.close()
         if call.agent is leg:
             call.agent = None
+
+
+_DESK_ACTIONS = {"accept": Input.ACCEPTED, "decline": Input.DECLINED, "complete": Input.COMPLETE,
+                 "cancel": Input.CANCEL}
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:

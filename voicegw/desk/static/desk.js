@@ -83,8 +83,8 @@ function handle(m) {
     case "hello": setPresence(m.presence); break;
     case "presence": setPresence(m.status); break;
     case "incoming":
-      desk.offer = m.offer; showContext(m.context);
-      $("incoming-title").textContent = "Incoming transfer";
+      desk.offer = m.offer; desk.warm = m.context.warm === "1"; showContext(m.context);
+      $("incoming-title").textContent = desk.warm ? "Incoming warm transfer" : "Incoming transfer";
       show("incoming", true); ringing(true);
       $("status").textContent = `Ringing: ${m.context.caller || "a caller"} (${m.timeout} s to answer).`;
       break;
@@ -102,6 +102,17 @@ function handle(m) {
 function ringing(on) {
   document.querySelector(".buttons.ringing").hidden = !on;
   document.querySelector(".buttons.talking").hidden = on;
+  document.querySelector(".buttons.warm").hidden = on || !desk.warm;
+}
+
+// A warm transfer's controls: the agent's accept/decline after the briefing, and
+// complete/cancel (the same as the operator's POST /calls/{id}/transfer/complete|cancel).
+for (const action of ["accept", "decline", "complete", "cancel"]) {
+  $(`warm-${action}`).addEventListener("click", () => {
+    send({ type: "warm", offer: desk.offer, action });
+    desk.warm = false;
+    document.querySelector(".buttons.warm").hidden = true;
+  });
 }
 
 $("accept").addEventListener("click", accept);
