@@ -36,7 +36,7 @@ def test_sessions_expire_and_close() -> None:
 
 
 def test_sign_in_is_limited_per_source_and_per_agent_in_a_sliding_window() -> None:
-    limit = SignInLimit(limit=3, window=60)
+    limit = SignInLimit(limit=3, window=60, per_source=3)
     for i in range(3):
         assert limit.allowed("10.0.0.1", "alice", i)
         limit.failed("10.0.0.1", "alice", i)
@@ -61,3 +61,12 @@ def test_a_queue_rings_its_first_available_agent_and_an_agent_only_themselves() 
     assert alice.presence is Presence.BUSY and roster.pick("sales") is bob
     bob.connections = 0
     assert roster.pick("sales") is None and roster.pick("bob") is None
+
+
+def test_a_shared_address_gets_four_times_an_agents_limit_by_default() -> None:
+    limit = SignInLimit(limit=2, window=60)
+    for i, agent in enumerate(["a", "a", "b", "b", "c", "c", "d", "d"]):
+        assert limit.allowed("nat", agent, i)
+        limit.failed("nat", agent, i)
+    assert not limit.allowed("nat", "e", 9), "8 failures from one address"
+    assert not limit.allowed("elsewhere", "a", 9) and limit.allowed("elsewhere", "e", 9)

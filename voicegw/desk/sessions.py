@@ -3,7 +3,7 @@
 A session is a random 256-bit token (the cookie's value) that names one agent; it
 expires ``ttl`` seconds after sign-in whatever the activity (an agent signs in once a
 shift). Sign-in failures are counted per source address and per agent name in a
-sliding window: past ``limit`` failures either way, sign-in is refused (429) until the
+sliding window: past the limit either way, sign-in is refused (429) until the
 window has moved on, so a password cannot be guessed at speed from one address or
 spread over many against one agent (OWASP authentication cheat sheet).
 """
@@ -54,10 +54,13 @@ class Sessions:
 
 
 class SignInLimit:
-    """At most ``limit`` failed sign-ins per ``window`` seconds per source and per agent."""
+    """At most ``limit`` failed sign-ins per ``window`` seconds per agent, and
+    ``per_source`` (default 4 x ``limit``) per source address: a contact centre's
+    agents often share one NAT address, and one agent's typos must not lock them all."""
 
-    def __init__(self, limit: int = 5, window: float = 60.0) -> None:
+    def __init__(self, limit: int = 5, window: float = 60.0, per_source: int | None = None) -> None:
         self.limit, self.window = limit, window
+        self.per_source = per_source if per_source is not None else 4 * limit
         self._failures: dict[str, deque[float]] = {}
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -70,7 +73,8 @@ class SignInLimit:
         return times
 
     def allowed(self, source: str, agent: str, now: float) -> bool:
-        return all(len(self._recent(key, now)) < self.limit for key in (f"s:{source}", f"a:{agent}"))
+        return (len(self._recent(f"s:{source}", now)) < self.per_source
+                and len(self._recent(f"a:{agent}", now)) < self.limit)
 
     def failed(self, source: str, agent: str, now: float) -> None:
         for key in (f"s:{source}", f"a:{agent}"):
