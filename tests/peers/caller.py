@@ -73,22 +73,25 @@ class Caller:
             f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n"
         ).encode()
 
-    def invite(self, extra: str = "", timeout: float = 10.0) -> Response:
-        """INVITE, wait for the final response, ACK it (2xx); returns the final."""
+    def invite(self, extra: str = "", timeout: float = 10.0, *, offer: bool = True) -> Response:
+        """INVITE, wait for the final response, ACK it (2xx); returns the final.
+        ``offer=False``: a delayed offer - no SDP in the INVITE, our answer to the
+        2xx's offer in the ACK (RFC 3261 13.2.1)."""
         branch = f"z9hG4bK{random.getrandbits(48):x}"
         self.invite_branch = branch
-        body = self.sdp()
+        body = self.sdp() if offer else b""
+        ctype = "Content-Type: application/sdp\r\n" if offer else ""
         data = (
             f"INVITE sip:{self.request_user}@{self.daemon[0]}:{self.daemon[1]} SIP/2.0\r\n"
             + self._headers("INVITE", 1, branch, None) + extra
-            + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n"
+            + f"{ctype}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         self.sip.sendto(data, self.daemon)
         final = self.wait_response("INVITE", timeout)
         if 200 <= final.status < 300:
             self.to_tag = final.to.tag
             self.remote_media = _media_address(final.body)
-            self._send_in_dialog("ACK", cseq=1)
+            self._send_in_dialog("ACK", cseq=1, body=b"" if offer else self.sdp())
         return final
 
     def _send_in_dialog(self, method: str, cseq: int | None = None, body: bytes = b"",

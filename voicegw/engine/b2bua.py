@@ -47,6 +47,7 @@ from ..sip.invite_session_io import (
     Accept,
     IncomingCancel,
     IncomingRequest,
+    MediaUpdated,
     ModifyReceived,
     Output,
     Progress,
@@ -317,7 +318,7 @@ class Engine:
         if reject is not None:
             self.respond(event.transaction_id, reject)
             return
-        offer = SessionDescription.parse(invite.body)
+        offer = SessionDescription.parse(invite.body) if invite.body else None
         now = self.now()
         call = Call(id=invite.call_id, caller=Leg("caller", source, invite=invite, transaction_id=event.transaction_id),
                     created=now, local_tag=new_tag(), listener=self._emit)
@@ -337,7 +338,7 @@ class Engine:
             leg.endpoint = await self.media.open_endpoint(call.id, "caller")
             leg.sdp = self.sdp_builder(leg.peer)
             leg.srtp_key = new_srtp_key()
-            answer = self.answer(leg, offer)
+            answer = self.answer(leg, offer) if offer is not None else None
         except SipError as error:
             return self._fail_setup(call, 488, f"Not Acceptable Here ({error.reason})")
         except PortPoolExhausted:
@@ -345,8 +346,13 @@ class Engine:
         if call.state is CallState.ENDED:  # CANCEL arrived while we opened the port
             leg.endpoint.close()
             return
-        call.caller_sdp = leg.sdp.stamp(answer.sdp)
-        apply_media(leg.endpoint, answer.negotiated)
+        if answer is not None:
+            call.caller_sdp = leg.sdp.stamp(answer.sdp)
+            apply_media(leg.endpoint, answer.negotiated)
+        else:
+            # delayed offer (RFC 3261 13.2.1): our offer goes in the 2xx, and the media
+            # is set when the caller's answer arrives in the ACK (MediaUpdated)
+            call.caller_sdp = offer_on(leg)
         if channel.bot_uri:
             await self._dial_bot(call, invite)
         else:
@@ -367,8 +373,7 @@ class Engine:
             self.refusals.note(Cause.BAD_REQUEST, 400, call_id=invite.call_id, detail=problem, source=str(source))
             return make_response(invite, 400, f"Bad Request ({problem})", to_tag=new_tag())
         if not invite.body:
-            # An offerless INVITE wants our offer in the 2xx; not supported yet.
-            return make_response(invite, 488, "Not Acceptable Here (INVITE without SDP offer)", to_tag=new_tag())
+            return None  # delayed offer: ours goes in the 2xx, the answer comes in the ACK (13.2.1)
         try:
             SessionDescription.parse(invite.body)
         except SipError as error:
@@ -529,7 +534,9 @@ class Engine:
             return  # unusable early SDP: wait for the 2xx
         apply_media(leg.endpoint, media)
         call.resources.append(self.media.bridge(call.caller.endpoint, leg.endpoint))
-        self._caller_progress(call, Progress(183, call.caller_sdp))
+        # no SDP in an unreliable 183 when the caller sent no offer: ours belongs in the 2xx
+        delayed = call.caller.invite is not None and not call.caller.invite.body
+        self._caller_progress(call, Progress(183, None if delayed else call.caller_sdp))
         call.record(self.now(), LegEarlyMedia("bot"))
 
     def _bot_answered(self, call: Call, media: NegotiatedMedia) -> None:
@@ -615,6 +622,12 @@ class Engine:
         caller, from its INVITE on)."""
         if isinstance(output, ModifyReceived):
             self._reinvite(call, leg, output)
+        elif isinstance(output, MediaUpdated) and leg is call.caller and leg.endpoint is not None:
+            # the answer to our offer: in the ACK of a delayed-offer INVITE (13.2.1)
+            apply_media(leg.endpoint, output.media)
+            bridge = self.bridge(call)
+            if bridge is not None:
+                bridge.refresh()
         elif isinstance(output, SessionTimerStarted):
             if leg is call.caller and call.state is CallState.CONNECTED:
                 call.record(self.now(), SessionRefreshed())
