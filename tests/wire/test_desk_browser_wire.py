@@ -9,8 +9,11 @@ presses 1, sends a 1000 Hz tone and records what it gets. The browser's micropho
 chromium's fake device playing a 600 Hz WAV. Asserted on what crossed the wire: the
 caller hears 600 Hz (Goertzel on its PCMU), the page hears 1000 Hz (a WebAudio
 analyser on the remote track, read through the driver), the context panel shows the
-UUI and summary, a decline plays the fallback's prompt to the caller, and with nobody
-signed in the transfer fails with ``no_agent`` at once.
+UUI, X-header values, summary and transcript link, mute silences the agent for the
+caller, a decline (603) and a ring not accepted within calls.ring_timeout (6 s,
+``no_answer``) play the fallback's prompt to the caller, a warm transfer to a queue
+briefs the agent in the page (the caller never hears it) and connects on accept, and
+with nobody signed in the transfer fails with ``no_agent`` at once.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "warm": {"type": "agent_transfer", "target": "desk:sales", "method": "warm",
                      "fallback": {"default": {"action": "goto", "node": "apology"}}},
             "agent": {"type": "agent_transfer", "target": "desk:alice", "method": "invite",
-                      "fallback": {"rules": [{"match": [603, "no_agent"], "action": "goto", "node": "apology"}],
+                      "fallback": {"rules": [{"match": [603, "no_agent", "no_answer"], "action": "goto", "node": "apology"}],
                                    "default": {"action": "goto", "node": "apology"}}},
             "apology": {"type": "message", "file": str(apology), "next": "menu"},
             "hangup": {"type": "hangup"},
@@ -109,7 +112,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     briefing = workdir / "briefing.wav"
     write_wav(briefing, _tone(BRIEFING_HZ, 4.0))
     ops = OpsDaemon(workdir / "daemon", config={
-        "calls": {"ring_timeout": 15, "ringback": "silence",
+        "calls": {"ring_timeout": 6, "ringback": "silence",
                   "warm": {"hold": "silence", "briefing_text": "", "briefing_file": str(briefing),
                            "confirm": True, "confirm_timeout": 30}},
         "flows_dir": str(flows), "default_flow": "desk",
@@ -188,6 +191,14 @@ def test_agent_accepts_in_the_browser_and_both_sides_hear_each_other(lab: Lab, b
                     break
         assert heard(caller, start, AGENT_HZ) >= 25, "the caller hears the agent's microphone (600 Hz)"
         assert page is not None and abs(page["peak"] - CALLER_HZ) < 30 and page["peakLevel"] > -60, page
+        browser.find_element(By.ID, "mute").click()
+        caller.listen(0.5)
+        muted = time.monotonic()
+        caller.listen(1.5)
+        assert heard(caller, muted, AGENT_HZ) == 0, "muted: the caller hears nothing of the agent"
+        browser.find_element(By.ID, "mute").click()
+        unmuted = time.monotonic()
+        assert caller.listen(5, lambda: heard(caller, unmuted, AGENT_HZ) >= 25), "unmuted: the agent again"
         browser.find_element(By.ID, "hangup").click()
         assert caller.listen(5, lambda: caller.got_request("BYE")), "the agent's hang-up ends the call"
         events = [e for e, _ in timeline(lab, caller)]
@@ -227,6 +238,24 @@ def test_a_warm_transfer_to_a_desk_queue_briefs_the_agent_then_connects_on_accep
         assert "completed" in moved, moved
         browser.find_element(By.ID, "hangup").click()
         assert caller.listen(5, lambda: caller.got_request("BYE"))
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
+
+
+def test_a_ring_the_agent_does_not_accept_in_time_is_no_answer_and_leaves_the_page(lab: Lab, browser: Any) -> None:
+    sign_in(lab, browser)
+    caller = call_with_context(lab)
+    try:
+        incoming(browser)
+        rang = time.monotonic()
+        assert caller.listen(12, lambda: heard(caller, rang, APOLOGY_HZ) >= 20), "the no_answer rule's node plays"
+        failed = next(d for e, d in timeline(lab, caller) if e == "transfer.failed")
+        assert failed["status"] == "no_answer", failed
+        WebDriverWait(browser, 5).until(lambda d: not d.find_element(By.ID, "incoming").is_displayed())
+        assert "not accepted in time" in browser.find_element(By.ID, "status").text
+        assert browser.execute_script("return window.voicegwDesk.presence") == "available", "free again"
+        assert caller.bye().status == 200
     finally:
         caller.hang_up_quietly()
         caller.close()
