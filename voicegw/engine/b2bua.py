@@ -447,7 +447,7 @@ class Engine:
         watch = call.media_watch
         if call.state is not CallState.CONNECTED or watch is None:
             return
-        silence = watch.check(call, (r for r in call.resources if isinstance(r, Bridge)), now)
+        silence = watch.check(call, (r for r in call.resources if isinstance(r, BRIDGES)), now)
         if silence is None:
             self.timers.after(call, "media", watch.interval, lambda now: self._check_media(call, now))
             return

@@ -9,7 +9,9 @@ RFC 3264 8.4; the far side then answers recvonly and sends nothing either).
 
 Which legs should be sending: the caller's, and the legs voicegw relays media between
 (the sides of the call's open bridge), once their INVITE session is up. A bot that
-only listens to a transferred call (a tap), or a leg still ringing, is not watched.
+only listens to a transferred call (a tap), or a leg still ringing, is not watched;
+nor is a leg on rtpengine (``media.backend: rtpengine``): voicegw sees none of its
+packets, rtpengine's own ``timeout`` is the one that applies there.
 
 Pure: no packet is timed. The counters the receive paths keep anyway (the endpoint's
 own, a bridge's per direction) are compared between two checks, which the engine runs
@@ -99,13 +101,14 @@ def watched_legs(call: Call, bridges: list[Any]) -> list[Leg]:
     return [leg for leg in call.legs()
             if not leg.ended and leg.endpoint is not None and not leg.endpoint.closed
             and leg.session is not None and leg.session.state in _SENDING
+            and hasattr(leg.endpoint, "packets_in")  # relayed here, not by rtpengine
             and (leg is call.caller or id(leg.endpoint) in bridged)]
 
 
 def received(endpoint: Any, bridges: list[Any]) -> int:
     """RTP packets that reached ``endpoint`` so far: while unbridged the endpoint
     counts them, while bridged the bridge does."""
-    return endpoint.packets_in + sum(b.packets_from(endpoint) for b in bridges)
+    return endpoint.packets_in + sum(b.packets_from(endpoint) for b in bridges if hasattr(b, "packets_from"))
 
 
 __all__ = ["MediaWatch", "Silence", "watched_legs"]
