@@ -61,3 +61,17 @@ def test_run_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "voicegw.yaml:2: sip.hots: unknown field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_a_desk_outside_loopback_without_tls_and_bad_desk_entries(tmp_path: Path) -> None:
+    (tmp_path / "voicegw.yaml").write_text(
+        "api:\n  host: 0.0.0.0\ndesk:\n  enabled: true\n  agents:\n    alice: plain-password\n")
+    result = voicegw("check", "--config", "voicegw.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = {(e["field"], e["message"]) for e in json.loads(result.stdout)["errors"]}
+    assert any(field == "desk.tls_cert_file" and "needs TLS" in message for field, message in errors), errors
+    assert any(field == "desk" and "not a scrypt hash" in message for field, message in errors), errors
+    (tmp_path / "voicegw.yaml").write_text("desk:\n  enabled: true\n  queues:\n    sales: [bob]\n")
+    result = voicegw("check", "--config", "voicegw.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert [e["message"] for e in json.loads(result.stdout)["errors"]] == ["queues.sales: 'bob' is not an agent"]
