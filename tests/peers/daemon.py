@@ -96,6 +96,10 @@ class DaemonProcess:
         # on a busy machine the loop runs late, and a 503 "overloaded" would fail tests
         # about something else.
         data.setdefault("guard", {}).setdefault("max_loop_lag", 0)
+        # Nor an RTP inactivity timeout (media.inactivity_timeout, 60 s by default): many
+        # tests' sipp callers send no RTP, and on a loaded machine a test can outlast it.
+        # The tests about it set it themselves (test_media_timeout_wire, test_leak_wire).
+        data.setdefault("media", {}).setdefault("inactivity_timeout", 0)
         data.setdefault("profiles_dir", None)
         data.setdefault("flows_dir", None)
         config = self.workdir / "voicegw-test.yaml"
