@@ -292,7 +292,8 @@ class Daemon:
             return
         from .registrar import Registrations
 
-        self.registrations = Registrations(self.endpoint, self.config.sip, self.config.registrations)
+        self.registrations = Registrations(self.endpoint, self.config.sip, self.config.registrations,
+                                           self.config.dns)  # names via the daemon's dns:, as dialled targets
         self.taps.append(self.registrations.tap)
         self.registrations.start()
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from peers.daemon import wait_until
+from peers.dnsmasq import DNSMASQ, Dnsmasq
 from peers.ops import OpsDaemon, Sipp
 from peers.sipp import SIPP
 
@@ -163,3 +164,35 @@ def test_a_registrar_that_never_answers_times_out_and_is_retried(tmp_path: Path)
     numbers = [int(m.group(1)) for m in cseqs if m]
     assert numbers[0] == 1 and numbers == sorted(numbers)
 
+
+
+@pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq missing: run scripts/bootstrap")
+def test_a_registrar_named_in_dns_is_located_through_the_daemons_dns_settings(tmp_path: Path) -> None:
+    """The registrar's name is known only to the daemon's ``dns:`` server (dnsmasq), not
+    to the system's resolver: the REGISTER reaches it only when the registrar service
+    resolves through those settings (issue 12 item 2/3)."""
+    registrar = Sipp(tmp_path, "registrar", "registrar_auth.xml", timeout=60).start()
+    dns = Dnsmasq(tmp_path, ["host-record=registrar.voicegw.test,127.0.0.1"]).start()
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "secret").write_text(PASSWORD + "\n")
+    (profiles / "pbx.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"],
+        "auth": {"username": "trunk1", "password_file": "secret"},
+        "register": {"registrar": f"sip:registrar.voicegw.test:{registrar.port}",
+                     "aor": "sip:trunk1@voicegw.test", "expires": 300}}))
+    ops = OpsDaemon(tmp_path / "daemon", config={
+        "profiles_dir": str(profiles), "dns": {"servers": ["127.0.0.1"], "port": dns.port, "timeout": 2.0}})
+    try:
+        ops.start()
+        assert wait_until(lambda: ops.logged("register.registered"), 20), ops.daemon.lines[-20:]
+        assert not ops.logged("register.dns_failed")
+        assert registration(ops)["state"] == "registered"
+    finally:
+        ops.daemon.kill()
+        registrar.stop()
+        dns.stop()
+    assert any(q.startswith("A] registrar.voicegw.test") for q in dns.queries()), dns.queries()
+    sent = registers(registrar.output())
+    assert sent and sent[0][1]["cseq"] == "1 REGISTER"
+    assert f'uri="sip:registrar.voicegw.test:{registrar.port}"' in sent[1][1]["authorization"]
