@@ -305,13 +305,28 @@ def test_framer_pipelined_messages_and_keepalives() -> None:
     assert framer.feed(INVITE[50:]) == [INVITE]
 
 
-def test_framer_counts_ping_split_across_reads() -> None:
+def test_framer_counts_ping_split_inside_a_crlf() -> None:
+    framer = StreamFramer()
+    assert framer.feed(b"\r\n\r") == []
+    assert framer.feed(b"\n") == []
+    assert framer.pings == 1
+    framer.feed(b"\r")
+    framer.feed(b"\n\r\n")
+    assert framer.pings == 2
+    framer.feed(b"\r\n\r\n\r\n\r\n")
+    assert (framer.pings, framer.pongs) == (4, 0)
+
+
+def test_framer_two_pongs_in_a_row_are_not_a_ping() -> None:
+    # RFC 5626 4.4.1: a pong is one CRLF; two reads of one CRLF each are two pongs
     framer = StreamFramer()
     assert framer.feed(b"\r\n") == []
     assert framer.feed(b"\r\n") == []
-    assert framer.pings == 1
-    framer.feed(b"\r\n\r\n\r\n\r\n")
-    assert framer.pings == 3
+    assert (framer.pings, framer.pongs) == (0, 2)
+    framer.feed(b"\r\n\r\n\r\n")  # a ping then a pong in one read
+    assert (framer.pings, framer.pongs) == (1, 3)
+    assert framer.feed(b"\r\n" + INVITE) == [INVITE]  # a pong before a message
+    assert (framer.pings, framer.pongs) == (1, 4) and framer.buffered == 0
 
 
 def test_framer_missing_content_length() -> None:

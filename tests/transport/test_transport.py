@@ -303,6 +303,30 @@ async def _tcp_idle_timeout_closes():
         await ep.close()
 
 
+async def _tcp_pongs_are_not_answered():
+    # RFC 5626 4.4.1: two single-CRLF pongs in a row are no ping; only CRLFCRLF is
+    ep, _ = await start_endpoint()
+    try:
+        reader, writer = await asyncio.open_connection(HOST, ep.tcp_address.port)
+        for pongs in (1, 2):
+            writer.write(b"\r\n")
+            async with asyncio.timeout(5):  # each pong in its own read
+                while ep.statistics().tcp.pongs < pongs:
+                    await asyncio.sleep(0.01)
+        assert ep.statistics().tcp.pings == 0
+        writer.write(options((HOST, ep.tcp_address.port), writer.get_extra_info("sockname"), "TCP"))
+        async with asyncio.timeout(2):
+            first = await reader.readuntil(b"\r\n")
+        assert first.startswith(b"SIP/2.0 200"), first  # no pong went out before it
+        await read_message(reader)  # the rest of the 200
+        writer.write(b"\r\n\r\n")  # a real ping is still answered with one CRLF
+        assert await asyncio.wait_for(reader.readexactly(2), 2) == b"\r\n"
+        assert ep.statistics().tcp.pings == 1
+        writer.close()
+    finally:
+        await ep.close()
+
+
 async def _outbound_tcp_request_opens_and_reuses_one_connection():
     ep, app = await start_endpoint()
     accepted: list[asyncio.StreamWriter] = []
@@ -445,6 +469,10 @@ def test_tcp_connections_per_ip_limit(run):
 
 def test_tcp_idle_timeout_closes(run):
     run(_tcp_idle_timeout_closes)
+
+
+def test_tcp_pongs_are_not_answered(run):
+    run(_tcp_pongs_are_not_answered)
 
 
 def test_outbound_tcp_request_opens_and_reuses_one_connection(run):

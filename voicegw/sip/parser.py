@@ -220,14 +220,21 @@ class StreamFramer:
     A framing error raises ParseError; the connection is then unusable and must be
     closed after answering (if the bad message looked like a request).
     Keep-alive CRLFs between messages are skipped; ``pings`` counts double-CRLF
-    pings (RFC 5626 4.4.1) so the transport can answer each with a single CRLF.
+    pings (RFC 5626 4.4.1) so the transport can answer each with a single CRLF, and
+    ``pongs`` the single-CRLF pongs (the answers to our own pings, 3.5.1).
+
+    A ping split inside a CRLF ("\\r\\n\\r" then "\\n") is still one ping, but a read that
+    ends on a whole CRLF closes the run: two single-CRLF pongs arriving one after the
+    other are two pongs, not a ping to be answered (4.4.1: only a double CRLF is a
+    ping; answering pongs would echo between two stacks).
     """
 
     def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buffer = bytearray()
         self._max = max_message_size
         self.pings = 0
-        self._crlf_run = 0  # CR/LF octets seen since the last message, across reads
+        self.pongs = 0
+        self._crlf_run = 0  # CR/LF octets of the current run, carried over a split CRLF
 
     def feed(self, data: bytes) -> list[bytes]:
         """Whole messages completed by ``data``; raises :class:`FramingError`."""
@@ -249,14 +256,17 @@ class StreamFramer:
             while skip < len(buf) and buf[skip] in (13, 10):
                 skip += 1
             if skip:
-                # a ping is a double CRLF (RFC 5626 4.4.1), which may arrive split
-                # over several reads: count whole runs of four octets
+                # a ping is a double CRLF (RFC 5626 4.4.1): count whole runs of four
+                # octets, carried over a read that ends inside a CRLF
                 run = self._crlf_run + skip
                 self.pings += run // 4 - self._crlf_run // 4
                 self._crlf_run = run
+                ends_on_lf = buf[skip - 1] == 10
                 del buf[:skip]
+                if not buf and ends_on_lf:
+                    self._close_run()  # a whole CRLF ends the read: a pong, not half a ping
                 continue
-            self._crlf_run = 0
+            self._close_run()
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._max:
@@ -274,6 +284,11 @@ class StreamFramer:
                 break
             messages.append(bytes(buf[:total]))
             del buf[:total]
+
+    def _close_run(self) -> None:
+        if self._crlf_run % 4 == 2:
+            self.pongs += 1
+        self._crlf_run = 0
 
     @property
     def buffered(self) -> int:

@@ -50,6 +50,7 @@ class TcpStatistics:
     messages_out: int = 0
     dropped_out: int = 0
     pings: int = 0
+    pongs: int = 0
 
 
 class TcpConnection(asyncio.Protocol):
@@ -63,6 +64,7 @@ class TcpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._framer = StreamFramer(manager.limits.max_message_size)
         self._pings = 0
+        self._pongs = 0
         self._pending: list[bytes] = []  # queued while connecting
         self._pending_size = 0
         self._closing = False
@@ -177,6 +179,8 @@ class TcpConnection(asyncio.Protocol):
 
     def _answer_pings(self) -> None:
         # RFC 5626 4.4.1: a double-CRLF ping is answered with a single CRLF pong
+        self._manager.stats.pongs += self._framer.pongs - self._pongs
+        self._pongs = self._framer.pongs
         pings = self._framer.pings
         if pings != self._pings and self._transport is not None:
             self._manager.stats.pings += pings - self._pings
