@@ -36,6 +36,7 @@ from .events import (
     TransactionTerminated,
 )
 from .grammar import split_quoted
+from .ack_store import AckStore
 from .advertise import AddressPolicy
 from .headers import MAGIC_COOKIE, Via
 from .message import Headers, Request, Response
@@ -95,6 +96,10 @@ class CoreStatistics:
     """2xx responses to INVITEs waiting for their ACK (matched by dialog, 17.1.1.3)."""
     timer_entries: int = 0
     """Entries in the timer heap (stale ones are dropped lazily, when they come due)."""
+    acks_kept: int = 0
+    """ACKs of 2xx responses to our INVITEs, kept 64*T1 to answer the 2xx's copies."""
+    acks_resent: int = 0
+    """Copies of a 2xx the core ACKed again itself (13.2.2.4)."""
 
 
 DialogKey = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
@@ -124,6 +129,9 @@ class UserAgentCore:
         # ACKs for 2xx carry a new branch (17.1.1.3); find the INVITE by dialog instead.
         self._accepted: dict[tuple[str, int, str], str] = {}
         self._dialogs: set[DialogKey] = set()
+        # ACKs of 2xx to our INVITEs: the core re-ACKs a 2xx's copies itself (13.2.2.4),
+        # so the application may forget an ended call at once (sip/ack_store.py)
+        self._acks = AckStore()
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
         self._timers = _Timers()
@@ -172,16 +180,18 @@ class UserAgentCore:
         return out
 
     def get_timer(self) -> float | None:
+        expiry = self._acks.next_expiry()
         heap = self._timers.heap
         while heap:
             due, _, tx_id = heap[0]
             tx = self._server.get(tx_id) or self._client.get(tx_id)
             if tx is not None and tx.get_timer() == due:
-                return due
+                return due if expiry is None else min(due, expiry)
             heapq.heappop(heap)  # stale: the transaction moved on or is gone
-        return None
+        return expiry
 
     def handle_timer(self, now: float) -> None:
+        self._acks.expire(now)
         heap = self._timers.heap
         while heap and heap[0][0] <= now:
             due, _, tx_id = heapq.heappop(heap)
@@ -221,7 +231,8 @@ class UserAgentCore:
         return sent
 
     def send_request(self, request: Request, destination: Address, now: float) -> str:
-        """Send a request. ACK for a 2xx goes out once, with no transaction ("" returned);
+        """Send a request. ACK for a 2xx goes out at once, with no transaction ("" returned),
+        and the core keeps it 64*T1 to send it again for each copy of that 2xx;
         anything else starts a client transaction whose id is returned."""
         via = request.headers.get("via")
         if via is None:
@@ -233,8 +244,10 @@ class UserAgentCore:
             request.headers.add("Max-Forwards", "70")
         if "content-length" not in request.headers:
             request.headers.add("Content-Length", str(len(request.body)))
-        if request.method == "ACK":
-            self._queue(bytes(request), destination)
+        if request.method == "ACK":  # of a 2xx: a non-2xx's is its transaction's (17.1.1.3)
+            data = bytes(request)
+            self._queue(data, destination)
+            self._acks.remember(request, data, destination, now)
             return ""
         tx_id = f"{branch}|{request.method}"
         tx = ClientTransaction(tx_id, request, destination, now, reliable=destination.transport != "udp")
@@ -269,6 +282,7 @@ class UserAgentCore:
         self.stats.dialogs = len(self._dialogs)
         self.stats.accepted = len(self._accepted)
         self.stats.timer_entries = len(self._timers.heap)
+        self.stats.acks_kept = len(self._acks)
         return CoreStatistics(**vars(self.stats))
 
     # ------------------------------------------------------------------ internals
@@ -279,6 +293,14 @@ class UserAgentCore:
             method = response.cseq.method
         except SipError:
             self.stats.dropped += 1
+            return
+        try:
+            kept = self._acks.match(response, now)
+        except SipError:
+            kept = None  # no From or To tag to match by: not a copy of any 2xx we ACKed
+        if kept is not None:  # a copy of a 2xx we ACKed: its ACK was lost (13.2.2.4)
+            self._queue(kept.data, kept.destination)
+            self.stats.acks_resent += 1
             return
         tx = self._client.get(f"{branch}|{method}")
         if tx is None:
