@@ -43,11 +43,22 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from call_rate import (  # noqa: E402
-    HOST, ROOT, Server, Step, ensure_kamailio, free_media_port, process_tree, rss_kib, run_step,
-    scenario_for, start_uas, start_voicegw, stop_process,
+from call_rate import (
+    HOST,
+    ROOT,
+    Server,
+    Step,
+    ensure_kamailio,
+    free_media_port,
+    process_tree,
+    rss_kib,
+    run_step,
+    scenario_for,
+    start_uas,
+    start_voicegw,
+    stop_process,
 )
-from netutil import free_port, udp_taken, wait_for  # noqa: E402
+from netutil import free_port, udp_taken, wait_for
 
 DISPATCHER_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
 DEFAULT_RATES = (100, 200, 300, 400, 500, 600, 700, 800)
@@ -56,7 +67,7 @@ DEFAULT_RATES = (100, 200, 300, 400, 500, 600, 700, 800)
 class Single(Server):
     """One voicegw, plus the rtpengine it uses (when it does): what a single step measures."""
 
-    extra: list[int] = []
+    extra: tuple[int, ...] = ()
 
     @property
     def pids(self) -> list[int]:
@@ -232,7 +243,7 @@ def main() -> int:
                             server = start_farm(run_dir, kamailio, uas_port, args.workers, extra, args.log_level,
                                                 max_calls)
                             server.name = f"farm{args.workers}"
-                        server.extra = [rtpengine.pid] if rtpengine is not None else []
+                        server.extra = (rtpengine.pid,) if rtpengine is not None else ()
                         failures = 0
                         for rate in rates:
                             step = run_step(sipp, server, scenario, mode, rate, args.seconds, args.hold_ms, run_dir)

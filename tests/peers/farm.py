@@ -13,8 +13,8 @@ deploy/kamailio/kamailio.cfg (the dispatcher), each on free ports, in its own ru
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +44,37 @@ def _tcp_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+class HeldPort:
+    """A UDP port kept bound between the peers that use it in turn (the module's bot,
+    which the workers' --bot-uri names): free_port() hands out ephemeral ports, and
+    another process's client socket could take this one between two tests."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((HOST, 0))
+        self.port = self._sock.getsockname()[1]
+
+    def release(self) -> None:
+        """Just before the peer binds it."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def hold(self) -> None:
+        """Again, once the peer has exited (a few tries: its socket may linger a moment)."""
+        for _ in range(50):
+            if self._sock is not None:
+                return
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((HOST, self.port))
+            except OSError:
+                sock.close()
+                wait_until(lambda: False, 0.1)
+                continue
+            self._sock = sock
 
 
 def free_ports(count: int) -> int:
@@ -134,7 +165,7 @@ class Workers:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "voicegw", *args, "--api", self.api, "--token-file",
                                str(self.token_file)], cwd=self.workdir, capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, COLUMNS="250"))
+                              check=False, env=dict(os.environ, COLUMNS="250"))
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -174,7 +205,7 @@ class Dispatcher:
         return [KAMAILIO, "-f", str(KAMAILIO_CFG), *(x for d in self.defines for x in ("-A", d)), *extra]
 
     def start(self) -> Dispatcher:
-        check = subprocess.run(self.command("-c"), capture_output=True, text=True, timeout=20)
+        check = subprocess.run(self.command("-c"), capture_output=True, text=True, timeout=20, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
         self.proc = subprocess.Popen(self.command("-P", str(self.pidfile), "-DD", "-E"), cwd=self.workdir,
                                      stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
@@ -206,7 +237,7 @@ class Dispatcher:
 
 
 _BLOCK = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)\n([^\n]*)\n\n([^\n]*)\n(.*?)(?=^-{20,} |\Z)",
-                    re.M | re.S)
+                    re.MULTILINE | re.DOTALL)
 
 
 @dataclass
@@ -225,8 +256,8 @@ def call_outcomes(path: Path) -> dict[str, CallOutcome]:
     """Every call of a sipp UAC's message log, by Call-ID."""
     calls: dict[str, CallOutcome] = {}
     for stamp, info, first, rest in _BLOCK.findall(path.read_text(errors="replace")):
-        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", rest, re.M | re.I)
-        cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", rest, re.M | re.I)
+        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", rest, re.MULTILINE | re.IGNORECASE)
+        cseq = re.search(r"^CSeq:\s*\d+\s+(\w+)", rest, re.MULTILINE | re.IGNORECASE)
         if call_id is None or cseq is None:
             continue
         key = call_id.group(1)

@@ -14,16 +14,13 @@ of both workers through that API.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from peers.calls import HOST, SIPP, SippPeer
 from peers.daemon import wait_until
-from peers.farm import KAMAILIO, Dispatcher, Workers
-from peers.net import free_port
+from peers.farm import KAMAILIO, Dispatcher, HeldPort, Workers
 
 pytestmark = [
     pytest.mark.wire,
@@ -36,7 +33,8 @@ pytestmark = [
 class Farm:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.bot_port = free_port(HOST)
+        self.bot_hold = HeldPort()
+        self.bot_port = self.bot_hold.port
         self.workers = Workers(workdir, 2, args=("--bot-uri", f"sip:bot@{HOST}:{self.bot_port}"), calls={
             "transfer_allow": [f"sip:*@{HOST}:*"], "transfer_method": "invite",
             "warm": {"hold": "silence", "briefing_text": "Transfer.", "confirm": False, "auto_complete": True},
@@ -57,6 +55,7 @@ class Farm:
         return self.sipp("carrier", scenario, remote=self.dispatcher.address, **kwargs)
 
     def bot(self, scenario: str, **kwargs: object) -> SippPeer:
+        self.bot_hold.release()
         return self.sipp("bot", scenario, port=self.bot_port, **kwargs)
 
     def finish(self, *peers: SippPeer, timeout: float = 40.0) -> None:
@@ -117,6 +116,7 @@ def farm(_farm: Farm, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
     yield _farm
     for peer in _farm.peers:
         peer.stop()
+    _farm.bot_hold.hold()
     errors = [line for line in _farm.workers.lines[since:] if '"level": "error"' in line]
     assert not errors, errors[:5]
     assert _farm.workers.running(), _farm.report()

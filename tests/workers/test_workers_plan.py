@@ -4,6 +4,8 @@ workers (voicegw/workers/plan.py) and how their API answers are merged
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ def test_workers_never_share_a_port(count: int, base: int, low: int, width: int)
     for worker in workers:
         assert worker.rtp_min % 2 == 0 and (worker.rtp_max - worker.rtp_min + 1) % 2 == 0
         assert low <= worker.rtp_min < worker.rtp_max <= low + width
-    for a, b in zip(workers, workers[1:]):
+    for a, b in itertools.pairwise(workers):
         assert a.rtp_max < b.rtp_min
 
 

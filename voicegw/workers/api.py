@@ -20,7 +20,7 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -95,7 +95,7 @@ def create_app(supervisor: WorkerSet) -> FastAPI:
         if (problem := refused(answers)) is not None:
             return problem
         now = time.time()
-        own = {"pid": os.getpid(), "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        own = {"pid": os.getpid(), "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
                "uptime_seconds": now - started, "workers": supervisor.rows()}
         return JSONResponse(merge_status([a.json() for _, a in answers], own))
 

@@ -51,11 +51,11 @@ class AggregateServer:
         if self._ticker is not None:
             try:
                 await asyncio.wait_for(self._ticker, 2)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 self._ticker.cancel()
         try:
             await asyncio.wait_for(server.shutdown(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await self._app.state.client.aclose()
         self._server = None

@@ -171,7 +171,7 @@ class Supervisor:
                 try:
                     await asyncio.wait_for(answered.wait(), 0.5)
                     return True
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
             return False
         finally:
@@ -193,7 +193,7 @@ class Supervisor:
             try:
                 await asyncio.wait_for(self._stop.wait(), worker.backoff)
                 return  # stopping meanwhile: no restart
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             worker.restarts += 1
             await self._spawn(worker)
