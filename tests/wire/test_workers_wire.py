@@ -197,8 +197,11 @@ def test_transfer_through_the_dispatcher_reaches_the_owning_worker(farm: Farm, m
         notifies = farm.routed_to("NOTIFY", call["id"])
         assert len(notifies) == 3 and all(f":{port}" in r for r in notifies), (notifies, port)
         assert farm.routed_to("REFER", call["id"]), "voicegw's REFER went by Kamailio"
-    succeeded = [e for e in farm.workers.events("transfer.succeeded") if e.get("call_id") == call["id"]]
-    assert [e["worker"] for e in succeeded] == [call["worker"]], succeeded
+    # the log line may be read from the workers' pipe a moment after the API answered
+    def succeeded() -> list[int]:
+        return [e["worker"] for e in farm.workers.events("transfer.succeeded") if e.get("call_id") == call["id"]]
+
+    assert wait_until(lambda: succeeded() == [call["worker"]], 5.0), succeeded()
 
 
 def test_bot_refer_through_the_dispatcher(farm: Farm) -> None:
