@@ -197,7 +197,10 @@ class Dispatcher:
         self.log = workdir / "kamailio.log"
         self.pidfile = workdir / "kamailio.pid"
         self.defines = [f"LISTEN=udp:{HOST}:{self.port}", f'DISPATCHER_LIST="{self.list_file}"',
-                        f"PING_INTERVAL={ping_interval}", f"FR_TIMER={fr_timer_ms}", "WITH_TRACE"]
+                        f"PING_INTERVAL={ping_interval}", f"FR_TIMER={fr_timer_ms}", "WITH_TRACE",
+                        # one receiver: with two, the 200 to a NOTIFY and the BYE voicegw sends
+                        # right after it can pass each other (sipp's carrier scenarios are strict)
+                        "CHILDREN=1"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *extra: str) -> list[str]:
