@@ -219,8 +219,9 @@ class Daemon:
                 udp_port=udp.port if udp else (tcp.port if tcp else 5060),
                 tcp_port=tcp.port if tcp else (udp.port if udp else 5060),
                 user_agent=self.config.user_agent,
-                # RFC 4028 session timers and RFC 4488 Refer-Sub: the engine honours both
-                supported=("timer", "norefersub", "replaces"),
+                # RFC 4028 session timers, RFC 4488 Refer-Sub, RFC 3891 Replaces and
+                # RFC 3262 reliable 1xx (the caller's INVITE session sends them)
+                supported=("timer", "norefersub", "replaces", "100rel"),
             )
         )
         self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source

@@ -892,3 +892,97 @@ def test_uac_unreliable_provisional_gets_no_prack() -> None:
     plain = make_response(invite, 180, to_tag="btag", headers=Headers([("RSeq", "1")]))  # no Require
     pair.do("a", IncomingResponse(wire(plain)))
     assert not pair.requests("a", "PRACK") and pair.a.state is State.EARLY
+
+
+# ------------------------------------------------- UAS reliable 1xx (RFC 3262 3)
+def _rseq_of(response: Response) -> str | None:
+    return response.headers.get("rseq")
+
+
+def test_uas_sends_its_sdp_1xx_reliably_and_holds_the_2xx_for_the_prack() -> None:
+    """RFC 3262 3: an INVITE with Supported: 100rel gets the 183 with SDP reliably
+    (Require: 100rel, RSeq); the 2xx is not sent before that 183 is PRACKed."""
+    pair = Pair()
+    pair.start()
+    pair.run()
+    sdp = answer_to(pair.b, "b")
+    pair.do("b", Progress(183, sdp))
+    (early,) = pair.responses("b", 183)
+    assert early.headers.get("require") == "100rel" and _rseq_of(early) == "1"
+    pair.do("b", Accept(sdp))  # the PRACK has not come: held
+    assert not pair.responses("b", 200) and pair.b.state is State.EARLY
+    pair.run()  # A PRACKs; B answers it 200, then sends the 2xx
+    statuses = [(r.status, r.cseq.method) for r in pair.responses("b")]
+    assert statuses == [(183, "INVITE"), (200, "PRACK"), (200, "INVITE")], statuses
+    assert pair.a.state is State.CONFIRMED and pair.b.state is State.CONFIRMED
+    (prack,) = pair.requests("a", "PRACK")
+    assert prack.headers.get("rack") == "1 1 INVITE"
+
+
+def test_uas_without_an_sdp_180_unreliable_unless_required() -> None:
+    supported = Pair()
+    supported.start()
+    supported.run()
+    supported.do("b", Progress(180))
+    (ringing,) = supported.responses("b", 180)
+    assert _rseq_of(ringing) is None and "require" not in ringing.headers
+    required = Pair()
+    required.start(new_invite((("Require", "100rel"),)))
+    required.run()
+    required.do("b", Progress(180))
+    (ringing,) = required.responses("b", 180)
+    assert ringing.headers.get("require") == "100rel" and _rseq_of(ringing) == "1"
+    plain = Pair(cfg_a=SessionConfig(local_via=CFG_A.local_via, contact=CFG_A.contact, reliable_provisional=False))
+    plain.start()
+    plain.run()
+    plain.do("b", Progress(183, answer_to(plain.b, "b")))
+    (early,) = plain.responses("b", 183)
+    assert _rseq_of(early) is None  # no 100rel in the INVITE: nothing reliable
+
+
+def test_uas_retransmits_the_reliable_1xx_doubling_then_fails_the_invite_500() -> None:
+    """RFC 3262 3: retransmitted at T1, doubling (no T2 cap) until the PRACK; after
+    64*T1 without one the INVITE is rejected with a 5xx."""
+    pair = Pair()
+    pair.start()
+    pair.run()
+    pair.do("b", Progress(183, answer_to(pair.b, "b")))
+    pair.flight.clear()  # the 183 and its retransmissions are lost
+    sent_at = []
+    while pair.b.get_timer() is not None and pair.now < 40:
+        pair.now = pair.b.get_timer()  # type: ignore[assignment]
+        before = len(pair.out["b"])
+        pair._take("b", pair.b.handle_timer(pair.now))
+        pair.flight.clear()
+        if any(isinstance(o, RetransmitResponse) for o in pair.out["b"][before:]):
+            sent_at.append(pair.now)
+    gaps = [round(b - a, 3) for a, b in zip([0.0, *sent_at], sent_at)]
+    assert gaps == [T1 * 2**n for n in range(6)], gaps
+    assert [r.status for r in pair.responses("b") if r.status >= 200] == [500]
+    (end,) = pair.events("b", Terminated)
+    assert end.cause is Cause.NO_PRACK and end.status == 500 and pair.now == 64 * T1
+    assert pair.b.get_timer() is None
+
+
+def test_uas_prack_for_no_pending_1xx_gets_481_and_a_second_1xx_waits() -> None:
+    pair = Pair()
+    pair.start(new_invite((("Require", "100rel"),)))
+    pair.run()
+    pair.do("b", Progress(180))
+    pair.do("b", Progress(183, answer_to(pair.b, "b")))  # waits for the 180's PRACK
+    assert [r.status for r in pair.responses("b")] == [180]
+    pair.deliver(len(pair.flight) - 1)  # the 180 reaches A: it PRACKs
+    (prack,) = pair.requests("a", "PRACK")
+    wrong = wire(prack)
+    wrong.headers.set("RAck", "99 1 INVITE")
+    wrong.headers.set("Via", wrong.headers.get("via").replace("branch=", "branch=x"))  # type: ignore[union-attr]
+    pair.do("b", IncomingRequest(wrong, "tx-wrong"))
+    assert [r.status for r in pair.responses("b") if r.cseq.method == "PRACK"] == [481]
+    assert pair.b.state is State.EARLY
+    pair.run()  # the real PRACK: 200, and the 183 goes out (RSeq + 1)
+    early = pair.responses("b", 183)
+    assert early and _rseq_of(early[0]) == "2" and early[0].headers.get("require") == "100rel"
+    assert [p.headers.get("rack") for p in pair.requests("a", "PRACK")] == ["1 1 INVITE", "2 1 INVITE"]
+    pair.do("b", Accept(answer_to(pair.b, "b")))
+    pair.run()
+    assert pair.a.state is State.CONFIRMED and pair.b.state is State.CONFIRMED

@@ -640,6 +640,11 @@ class Engine:
             elif output.cause is SessionCause.NO_ACK:
                 # 13.3.1.4: our 2xx was never ACKed: the peer is gone
                 self.end(call, CallInput.HUNG_UP, f"{leg.role} never acknowledged the answer")
+            elif output.cause is SessionCause.NO_PRACK and leg is call.caller:
+                # RFC 3262 3: the session already failed the INVITE with a 500
+                leg.ended = True
+                self.totals["failed"] += 1
+                self.end(call, CallInput.FAILED, "the caller never PRACKed our reliable 1xx", status=500)
             elif output.cause is SessionCause.DIALOG_GONE and not leg.ended:
                 # 12.2.1.2: 481/408 to our re-INVITE: the peer's dialog is gone
                 leg.ended = True
@@ -784,7 +789,7 @@ class Engine:
 
 #: In-dialog requests that are the INVITE session's (the dialog keeps REFER, NOTIFY,
 #: INFO and OPTIONS).
-_SESSION_METHODS = ("ACK", "BYE", "INVITE", "UPDATE")
+_SESSION_METHODS = ("ACK", "BYE", "INVITE", "UPDATE", "PRACK")
 
 
 def _extra_headers(response: Response) -> tuple[tuple[str, str], ...]:

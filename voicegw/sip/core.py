@@ -46,9 +46,9 @@ from .transaction import ClientTransaction, ServerTransaction, State, Transactio
 from .validate import check_request
 
 #: Methods the core hands to the application.
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY", "PRACK")
 #: Methods we know but do not serve: 405 with Allow (8.2.1); anything else is 501.
-KNOWN_METHODS = frozenset(ALLOWED_METHODS) | {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK"}
+KNOWN_METHODS = frozenset(ALLOWED_METHODS) | {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE"}
 #: Methods that only make sense inside a dialog: outside one they get 481.
 _IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "NOTIFY", "PRACK"})
 _SDP_TYPES = ("application/sdp",)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .dialog_table import DialogRole
 from .errors import DialogError, SipError
-from .invite_session_actions import SDP, SessionActions, _Context, _sdp
+from .invite_session_actions import SDP, SessionActions, _Context, _rack, _sdp
 from .invite_session_io import (
     Accept,
     Bye,
@@ -142,6 +142,10 @@ class InviteSession(SessionActions):
             if isinstance(item, Progress):
                 self._require(item.status in range(101, 200), "a provisional status is 101-199")
                 ctx.media = self._check_answer(item.sdp)
+                if self._reliable_out is not None and self._wants_reliable(item):
+                    # RFC 3262 3: no second reliable 1xx before the first is PRACKed
+                    self._queue_progress(item)
+                    return None, ctx
                 return I.PROGRESS, ctx
             if isinstance(item, Reject):
                 self._require(item.status in range(300, 700), "a final error is 300-699")
@@ -151,6 +155,8 @@ class InviteSession(SessionActions):
             if self.state is S.REINVITED:
                 sdp = item.sdp
             ctx.sdp, ctx.media = sdp, self._check_answer(sdp, required=True)
+            if self._reliable_out is not None and self.state is S.EARLY:
+                return I.ACCEPT_HELD, ctx  # RFC 3262 3: the 2xx waits for the PRACK
             return I.ACCEPT, ctx
         if isinstance(item, Cancel):
             self._require(uac, "only a UAC cancels its INVITE")
@@ -195,7 +201,7 @@ class InviteSession(SessionActions):
             if self.state is not S.NULL:
                 return I.RECV_INVITE, ctx  # ignored: retransmissions are the core's
             return self._classify_offer(request, ctx, I.RECV_INVITE)
-        if method not in ("ACK", "BYE", "INVITE", "UPDATE"):
+        if method not in ("ACK", "BYE", "INVITE", "UPDATE", "PRACK"):
             raise InviteSessionError(f"{method} is not the INVITE session's")
         # The dialog's own checks come first (12.2.2): that it exists and is this one
         # (481) and the order of CSeq numbers (500); they also move the remote target.
@@ -211,6 +217,8 @@ class InviteSession(SessionActions):
             return I.RECV_ACK, ctx
         if method == "BYE":
             return I.RECV_BYE, ctx
+        if method == "PRACK":
+            return self._classify_prack(request, ctx)
         if method == "INVITE":
             if self._unacked is not None:
                 # our 2xx to the last INVITE is not ACKed: that INVITE is still in
@@ -221,6 +229,20 @@ class InviteSession(SessionActions):
         if not request.body:
             return self._classify_offer(request, ctx, I.RECV_REFRESH)
         return self._classify_offer(request, ctx, I.RECV_UPDATE_OFFER)
+
+    def _classify_prack(self, request: Request, ctx: _Context) -> tuple[Input, _Context]:
+        """RFC 3262 7.2: RAck is the RSeq, CSeq number and method of the 1xx it
+        acknowledges; one that matches no unacknowledged reliable 1xx gets 481 (3)."""
+        pending = self._reliable_out
+        if pending is None or _rack(request) != (pending[0], pending[1].cseq.seq, "INVITE"):
+            ctx.status = 481
+            return I.RECV_PRACK_UNMATCHED, ctx
+        held = self._held_accept
+        if held is None:
+            return I.RECV_PRACK, ctx
+        self._held_accept = None
+        ctx.item, ctx.sdp, ctx.media = held.item, held.sdp, held.media
+        return I.RECV_PRACK_RELEASE, ctx
 
     def _classify_offer(self, request: Request, ctx: _Context, kind: Input) -> tuple[Input, _Context]:
         """A request we may take: refused first for its Session-Expires (422, RFC 4028

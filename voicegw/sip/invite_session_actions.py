@@ -91,6 +91,18 @@ def _reliable(response: Response) -> int | None:
     return int(value)
 
 
+def _tags(message: Request, name: str) -> set[str]:
+    return {t.strip().lower() for v in message.headers.values(name) for t in v.split(",")}
+
+
+def _rack(request: Request) -> tuple[int, int, str] | None:
+    """A PRACK's RAck: the RSeq, CSeq number and method it acknowledges (RFC 3262 7.2)."""
+    parts = (request.headers.get("rack") or "").split()
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return int(parts[0]), int(parts[1]), parts[2].upper()
+
+
 def _allows_update(message: Request | Response) -> bool:
     return any(m.strip().upper() == "UPDATE" for v in message.headers.values("allow") for m in v.split(","))
 
@@ -126,6 +138,15 @@ class SessionActions:
         self._rseq: int | None = None  # UAC: the last in-order reliable 1xx we PRACKed (RFC 3262 4)
         self._answer_in_1xx = False  # UAC: our offer was answered in a reliable 1xx
         self._early_sdp: SessionDescription | None = None  # our last 1xx's SDP
+        # UAS, RFC 3262: what the INVITE said of 100rel ("require", "supported" or ""),
+        # our next RSeq, the reliable 1xx awaiting its PRACK (RSeq, response), a 1xx
+        # queued behind it and a 2xx held for it
+        self._peer_100rel = ""
+        self._next_rseq: int | None = None
+        self._reliable_out: tuple[int, Response] | None = None
+        self._reliable_interval = T1
+        self._queued_progress: io.Progress | None = None
+        self._held_accept: _Context | None = None
         self._acks: dict[tuple[int, str], tuple[Request, Uri | None]] = {}
         self._unacked: tuple[str, Response] | None = None  # our 2xx awaiting its ACK
         self._retransmit_interval = T1
@@ -334,6 +355,10 @@ class SessionActions:
             self.oa.remote_offer(ctx.sdp)
         decision = uas_negotiate(invite, self.config.min_se)
         self._uas_timer, self._uas_timer_headers = decision.negotiated, decision.headers
+        if "100rel" in _tags(invite, "require"):
+            self._peer_100rel = "require"
+        elif "100rel" in _tags(invite, "supported"):
+            self._peer_100rel = "supported"
 
     def _respond_invite(self, status: int, reason: str | None, *, sdp: SessionDescription | None = None,
                         headers: HeaderList = ()) -> Response:
@@ -360,9 +385,65 @@ class SessionActions:
     def _do_send_provisional(self, ctx: _Context) -> None:
         item = ctx.item
         assert isinstance(item, io.Progress)
+        self._provisional(item, ctx.now)
+
+    def _provisional(self, item: io.Progress, now: float) -> None:
         if item.sdp is not None:
             self._early_sdp = item.sdp
-        self._respond_invite(item.status, item.reason, sdp=item.sdp, headers=item.headers)
+        if not self._wants_reliable(item):
+            self._respond_invite(item.status, item.reason, sdp=item.sdp, headers=item.headers)
+            return
+        # RFC 3262 3: the first RSeq uniformly in 1..2**31-1, then one more each time
+        rseq = self._randint(1, 2**31 - 1) if self._next_rseq is None else self._next_rseq
+        self._next_rseq = rseq + 1
+        headers = (*item.headers, ("Require", "100rel"), ("RSeq", str(rseq)))
+        response = self._respond_invite(item.status, item.reason, sdp=item.sdp, headers=headers)
+        self._reliable_out = (rseq, response)
+        self._reliable_interval = T1
+        self.timers[I.TIMER_1XX] = now + T1
+        self.timers[I.TIMER_NO_PRACK] = now + 64 * T1
+
+    def _wants_reliable(self, item: io.Progress) -> bool:
+        """RFC 3262 3: every 1xx reliably when the INVITE requires 100rel; when it
+        only supports it, the 1xx that carry SDP (their early media must not be lost)."""
+        if self.role is not DialogRole.UAS:
+            return False
+        return self._peer_100rel == "require" or (self._peer_100rel == "supported" and item.sdp is not None)
+
+    def _queue_progress(self, item: io.Progress) -> None:
+        """A 1xx while the last reliable one is not PRACKed waits for that PRACK; only
+        the latest waits, but one with SDP is not replaced by one without."""
+        queued = self._queued_progress
+        if queued is None or item.sdp is not None or queued.sdp is None:
+            self._queued_progress = item
+
+    def _do_resend_1xx(self, ctx: _Context) -> None:
+        """RFC 3262 3: "an interval that starts at T1 seconds and doubles for each
+        retransmission" (no T2 cap), until the PRACK or 64*T1."""
+        if self._reliable_out is None:
+            return
+        self._out.append(io.RetransmitResponse(self._invite_tx, self._reliable_out[1]))
+        self._reliable_interval *= 2
+        self.timers[I.TIMER_1XX] = ctx.now + self._reliable_interval
+
+    def _do_answer_prack(self, ctx: _Context) -> None:
+        request = ctx.request
+        assert request is not None and self.dialog is not None
+        self._out.append(io.SendResponse(ctx.transaction_id, self.dialog.respond(request, 200)))
+        self._reliable_out = None
+        self.timers.pop(I.TIMER_1XX, None)
+        self.timers.pop(I.TIMER_NO_PRACK, None)
+        queued, self._queued_progress = self._queued_progress, None
+        if queued is not None and not isinstance(ctx.item, io.Accept):
+            self._provisional(queued, ctx.now)  # the 1xx that waited (a held 2xx supersedes it)
+
+    def _do_hold_2xx(self, ctx: _Context) -> None:
+        self._held_accept = ctx
+
+    def _do_send_no_prack(self, ctx: _Context) -> None:
+        reason = "Reliable Provisional Response Not Acknowledged"
+        self._respond_invite(500, reason)
+        ctx.status, ctx.reason = 500, "no PRACK for our reliable 1xx in 64*T1"
 
     def _do_send_2xx(self, ctx: _Context) -> None:
         item = ctx.item

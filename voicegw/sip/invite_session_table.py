@@ -28,6 +28,7 @@ spells out that PJSIP keeps in flags::
                           v                                 v
                     CANCEL_PENDING ------1xx/CANCEL----> CANCELLING -487/2xx+BYE/64*T1-> DISCONNECTED
   UAS:  NULL -INVITE-> INCOMING -1xx-> EARLY -2xx-> CONNECTING -ACK-> CONFIRMED
+        (RFC 3262: a reliable 1xx keeps EARLY until its PRACK; a 2xx waits for it there)
                                                        | bye (15: wait for the ACK)
                                                        v
                                                   DISCONNECTING -ACK or 64*T1, BYE-> DISCONNECTED
@@ -85,6 +86,10 @@ class Input(enum.Enum):
     RECV_REINVITE = "re-INVITE received"
     RECV_UPDATE_OFFER = "UPDATE with an offer received"
     RECV_REFRESH = "UPDATE without an offer received"
+    RECV_PRACK = "PRACK for our unacknowledged reliable 1xx"  # RFC 3262 3
+    RECV_PRACK_RELEASE = "PRACK for our reliable 1xx, a 2xx held for it"
+    RECV_PRACK_UNMATCHED = "PRACK matching no unacknowledged reliable 1xx"  # 481
+    ACCEPT_HELD = "send a 2xx while our reliable 1xx is unacknowledged"
     # --- responses to our INVITE ------------------------------------------------------
     RECV_100 = "1xx without To tag"
     RECV_1XX = "1xx with To tag"
@@ -109,6 +114,8 @@ class Input(enum.Enum):
     TIMER_GLARE = "491 back-off over"
     TIMER_REFRESH = "session refresh due"
     TIMER_EXPIRE = "session about to expire"
+    TIMER_1XX = "reliable 1xx retransmission timer"  # RFC 3262 3
+    TIMER_NO_PRACK = "no PRACK in 64*T1"
 
 
 class Action(enum.Enum):
@@ -145,6 +152,10 @@ class Action(enum.Enum):
     ANSWER_REFRESH = enum.auto()  # 200 to an UPDATE without offer (RFC 4028 9)
     REFRESH = enum.auto()  # we are the refresher: UPDATE or re-INVITE (RFC 4028 7.4)
     OWE_REFRESH = enum.auto()  # refresh due while busy: do it once idle again
+    RESEND_1XX = enum.auto()  # the reliable 1xx again, T1 doubling (RFC 3262 3)
+    ANSWER_PRACK = enum.auto()  # 200, stop the 1xx timers, send a queued 1xx (RFC 3262 3)
+    HOLD_2XX = enum.auto()  # "MUST NOT send a final response" before the PRACK (RFC 3262 3)
+    SEND_NO_PRACK = enum.auto()  # 64*T1 without PRACK: "reject ... with a 5xx" (RFC 3262 3)
 
 
 class Cause(enum.Enum):
@@ -159,6 +170,7 @@ class Cause(enum.Enum):
     NO_ACK = "no_ack"  # our 2xx was never ACKed (13.3.1.4)
     SESSION_EXPIRED = "session_expired"  # RFC 4028 10
     DIALOG_GONE = "dialog_gone"  # 481/408 to a mid-dialog request (12.2.1.2)
+    NO_PRACK = "no_prack"  # our reliable 1xx was never PRACKed (RFC 3262 3): we sent 5xx
 
 
 class InviteSessionError(SipError):
@@ -220,6 +232,15 @@ def _rows() -> dict[tuple[State, Input], Row]:
         t[(state, I.ACCEPT)] = ((A.SEND_2XX,), S.CONNECTING, None)
         t[(state, I.REJECT)] = ((A.SEND_FINAL,), D, C.REJECTED)
         t[(state, I.RECV_CANCEL)] = ((A.SEND_487,), D, C.CANCELLED)  # 9.2
+    # RFC 3262 3: a reliable 1xx is retransmitted until its PRACK (T1 doubling), the
+    # 2xx waits for that PRACK, and 64*T1 without it fails the INVITE with a 5xx
+    t[(S.EARLY, I.TIMER_1XX)] = ((A.RESEND_1XX,), S.EARLY, None)
+    t[(S.EARLY, I.TIMER_NO_PRACK)] = ((A.SEND_NO_PRACK,), D, C.NO_PRACK)
+    t[(S.EARLY, I.RECV_PRACK)] = ((A.ANSWER_PRACK,), S.EARLY, None)
+    t[(S.EARLY, I.ACCEPT_HELD)] = ((A.HOLD_2XX,), S.EARLY, None)
+    t[(S.EARLY, I.RECV_PRACK_RELEASE)] = ((A.ANSWER_PRACK, A.SEND_2XX), S.CONNECTING, None)
+    for state in (S.EARLY, *_DIALOG_UP):
+        t[(state, I.RECV_PRACK_UNMATCHED)] = ((A.REFUSE,), state, None)  # 481 (RFC 3262 3)
     # 15: "the caller's UA MAY send a BYE for either confirmed or early dialogs"; the
     # UAS answers it and 487s the INVITE (15.1.2). A UAC in EARLY or CANCELLING with
     # an early dialog answers a BYE too (a callee must not send it, but did).
@@ -280,9 +301,10 @@ def _rows() -> dict[tuple[State, Input], Row]:
 
 TABLE: dict[tuple[State, Input], Row] = _rows()
 
-_COMMANDS = (I.INVITE, I.PROGRESS, I.ACCEPT, I.REJECT, I.CANCEL, I.BYE, I.MODIFY)
+_COMMANDS = (I.INVITE, I.PROGRESS, I.ACCEPT, I.ACCEPT_HELD, I.REJECT, I.CANCEL, I.BYE, I.MODIFY)
 _REQUESTS = (I.RECV_INVITE, I.RECV_UNACCEPTABLE, I.RECV_BYE, I.RECV_REINVITE,
-             I.RECV_UPDATE_OFFER, I.RECV_REFRESH)
+             I.RECV_UPDATE_OFFER, I.RECV_REFRESH, I.RECV_PRACK, I.RECV_PRACK_RELEASE,
+             I.RECV_PRACK_UNMATCHED)
 
 
 def _request_status(state: State) -> int:
