@@ -189,7 +189,7 @@ class Gateways:
             self.dns_error[config.trunk] = error.reason
             return None
         self.dns_error.pop(config.trunk, None)
-        return [Address(t.transport, t.address, t.port) for t in targets]
+        return [Address(t.transport, t.address, t.port, name=uri.host) for t in targets]  # name: TLS SNI
 
     # --- for the API and the metrics -----------------------------------------------------
     def statuses(self) -> list[dict[str, Any]]:

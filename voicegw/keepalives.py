@@ -168,7 +168,7 @@ class Keepalives:
         except DnsError:
             return None
         first = targets[0]
-        return Address(first.transport, first.address, first.port)
+        return Address(first.transport, first.address, first.port, name=uri.host)  # name: TLS SNI
 
 
 __all__ = ["Keepalives"]

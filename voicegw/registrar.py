@@ -228,7 +228,7 @@ class Registrations:
             log.warning("register.dns_failed", trunk=entry.config.trunk, reason=error.reason)
             return None
         first = targets[0]
-        return Address(first.transport, first.address, first.port)
+        return Address(first.transport, first.address, first.port, name=uri.host)  # name: TLS SNI
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)

@@ -22,6 +22,7 @@ from ..sip.gateway_health import Health
 from ..sip.locate import DEFAULT_PORTS
 from ..sip.uri import SipUri, parse_uri
 from ..transport.dns import Resolver
+from ..transport.udp import is_ip_literal
 
 #: failures after which the next located target is tried (RFC 3263 4.3)
 FAILOVER = frozenset({408, 503, "timeout"})
@@ -42,13 +43,16 @@ async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
         proxy = parse_uri(policy.outbound_proxy)
         assert isinstance(proxy, SipUri)
         where = proxy
+    # the name TLS sends as SNI and checks the certificate against: the domain of the URI
+    # located (RFC 5922 4), not the SRV target's host; none for an IP literal
+    name = None if is_ip_literal(where.host.strip("[]")) else where.host
     if transport is not None and where.transport is None and where.scheme == "sip":
         # the profile's transport: only its SRV records, and the host itself over it
         targets = [Address(transport, t.address, t.port if t.transport == transport
-                           else where.port or DEFAULT_PORTS[transport])
+                           else where.port or DEFAULT_PORTS[transport], name=name)
                    for t in await resolver.locate(where, (transport,))]
     else:
-        targets = [Address(t.transport, t.address, t.port) for t in await resolver.locate(where)]
+        targets = [Address(t.transport, t.address, t.port, name=name) for t in await resolver.locate(where)]
     if policy is not None and policy.gateways is not None and gateways is not None:
         up = [a for a in targets if gateways.state(policy.gateways, a) is not Health.DOWN]
         if not up:

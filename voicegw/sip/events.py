@@ -6,7 +6,7 @@ vocabulary across the layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .message import Request, Response
 
@@ -20,6 +20,10 @@ class Address:
     host: str
     """IP address or host name, IPv6 without brackets."""
     port: int
+    name: str | None = field(default=None, compare=False)
+    """The host name this address was located from (RFC 3263), when there was one: TLS
+    sends it as SNI and checks the peer's certificate against it (RFC 5922 4). Not part
+    of the address's identity: a connection is still keyed by (host, port)."""
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

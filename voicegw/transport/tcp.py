@@ -263,7 +263,7 @@ class TcpTransport:
             if not self._register(connection):
                 self.stats.dropped_out += 1
                 return
-            task = self.loop.create_task(self._connect(connection))
+            task = self.loop.create_task(self._connect(connection, destination.name))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
         if connection.write(data):
@@ -293,15 +293,16 @@ class TcpTransport:
             connection.abort()
 
     # --- internals ---------------------------------------------------------------------
-    async def _connect(self, connection: TcpConnection) -> None:
+    async def _connect(self, connection: TcpConnection, name: str | None = None) -> None:
         assert connection.key is not None
         host, port = connection.key
         try:
             async with asyncio.timeout(self.limits.tcp_connect_timeout):
                 await self.loop.create_connection(
-                    lambda: connection, host, port, **self._connect_options(host)
+                    lambda: connection, host, port, **self._connect_options(host, name)
                 )
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as error:
+            self._connect_failed(host, port, name, error)
             self.stats.connect_failures += 1
             connection.abort()
             if self.on_unreachable is not None:
@@ -314,9 +315,13 @@ class TcpTransport:
         """Extra ``create_server`` arguments (TLS: the server SSL context)."""
         return {}
 
-    def _connect_options(self, host: str) -> dict[str, Any]:
-        """Extra ``create_connection`` arguments for ``host`` (TLS: context, SNI)."""
+    def _connect_options(self, host: str, name: str | None) -> dict[str, Any]:
+        """Extra ``create_connection`` arguments for ``host``, located from ``name``
+        (TLS: context, SNI)."""
         return {}
+
+    def _connect_failed(self, host: str, port: int, name: str | None, error: BaseException) -> None:
+        """Told why an outbound connection failed (TLS logs a failed handshake's reason)."""
 
     def _register(self, connection: TcpConnection) -> bool:
         assert connection.key is not None

@@ -17,9 +17,10 @@ Policy (docs/security.md, "TLS and SRTP"):
   of a server), "optional" (checked when presented) or "required" (mutual TLS);
   checked against ``ca_file``.
 - outbound connections verify the peer's certificate (``verify_server``, default on)
-  against ``ca_file`` or the system store. voicegw dials IP literals (no RFC 3263
-  yet), and RFC 6066 3 forbids IP literals in SNI: ``server_names`` maps a peer
-  address to the host name sent as SNI and checked against its certificate. A peer
+  against ``ca_file`` or the system store. A target located from a name (RFC 3263)
+  carries it (``Address.name``): it is sent as SNI and checked against the peer's
+  certificate (RFC 5922 4). RFC 6066 3 forbids IP literals in SNI: for targets dialled
+  as an IP, ``server_names`` maps the address to the name to send and check; an IP
   with no entry gets no SNI and its certificate must name the IP address.
 - the handshake must finish within ``handshake_timeout`` seconds; a failed handshake
   closes the socket before any SIP is read.
@@ -39,12 +40,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from .limits import TransportLimits
 from .tcp import InvalidHandler, MessageHandler, TcpTransport
 
 VERIFY_CLIENT = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
                  "required": ssl.CERT_REQUIRED}
 MIN_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+log = structlog.get_logger("voicegw.transport.tls")
 
 
 class TlsConfigError(ValueError):
@@ -186,9 +191,19 @@ class TlsTransport(TcpTransport):
         return {"ssl": self.server_context,
                 "ssl_handshake_timeout": self.config.handshake_timeout}
 
-    def _connect_options(self, host: str) -> dict[str, Any]:
-        # An IP literal as server_hostname sends no SNI (RFC 6066 3) but is still
-        # what the certificate is checked against; a configured name is both.
-        return {"ssl": self.client_context,
-                "server_hostname": self.config.server_names.get(host, host),
+    def _connect_options(self, host: str, name: str | None) -> dict[str, Any]:
+        return {"ssl": self.client_context, "server_hostname": self.server_hostname(host, name),
                 "ssl_handshake_timeout": self.config.handshake_timeout}
+
+    def server_hostname(self, host: str, name: str | None) -> str:
+        """The name sent as SNI and checked against the peer's certificate: the name the
+        target was located from (RFC 5922 4: the URI's domain), else ``server_names``'
+        entry for an IP literal; else the IP itself, which sends no SNI (RFC 6066 3)
+        but is still what the certificate must name."""
+        return name or self.config.server_names.get(host, host)
+
+    def _connect_failed(self, host: str, port: int, name: str | None, error: BaseException) -> None:
+        if isinstance(error, ssl.SSLError):  # the verify reason (a name mismatch, an unknown CA)
+            log.warning("tls.handshake_failed", peer=f"{host}:{port}",
+                        server_name=self.server_hostname(host, name),
+                        reason=getattr(error, "verify_message", None) or error.reason or str(error))
