@@ -39,6 +39,7 @@ Limits, a defence against hostile bodies (each breach is a 488):
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
@@ -261,6 +262,18 @@ class MediaDescription(_Attributes):
         return "\r\n".join(out) + "\r\n"
 
 
+def _with_session_defaults(media: MediaDescription, conn: Connection | None,
+                           direction: Direction | None) -> MediaDescription:
+    """``replace(media, session_connection=..., session_direction=...)`` without its
+    cost (it re-runs __init__ through keyword arguments: the costliest step of parsing
+    an SDP); MediaDescription has no __post_init__ and caches nothing, so a shallow
+    copy with the two defaults set is the same value."""
+    new = copy.copy(media)
+    object.__setattr__(new, "session_connection", conn)
+    object.__setattr__(new, "session_direction", direction)
+    return new
+
+
 @dataclass(frozen=True)
 class SessionDescription(_Attributes):
     """A whole SDP body: v=0, o=, s=, the other session-level lines in order, media."""
@@ -275,7 +288,7 @@ class SessionDescription(_Attributes):
         conn = self.connection
         direction = _single_direction(self.lines)
         media = tuple(
-            replace(m, session_connection=conn, session_direction=direction)
+            _with_session_defaults(m, conn, direction)
             if m.session_connection is not conn or m.session_direction is not direction
             else m
             for m in self.media

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .errors import ParseError, ProtocolViolation
 from .grammar import CALLID_RE
-from .headers import NameAddr
 from .message import Request
 from .uri import AbsoluteUri, parse_uri
 
@@ -33,8 +32,9 @@ def check_request(request: Request) -> None:
         raise ParseError("missing Via")
 
     request.vias  # noqa: B018 - parses every Via element, raising on a bad one
-    NameAddr.parse(headers.get("from") or "")
-    NameAddr.parse(headers.get("to") or "")
+    # parsed once here and kept in the message's cache for the core and dialog layers
+    request.from_  # noqa: B018
+    request.to  # noqa: B018
     if not CALLID_RE.match(request.call_id):
         raise ParseError("bad Call-ID")
     cseq = request.cseq
