@@ -39,7 +39,6 @@ Limits, a defence against hostile bodies (each breach is a 488):
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
@@ -268,7 +267,8 @@ def _with_session_defaults(media: MediaDescription, conn: Connection | None,
     cost (it re-runs __init__ through keyword arguments: the costliest step of parsing
     an SDP); MediaDescription has no __post_init__ and caches nothing, so a shallow
     copy with the two defaults set is the same value."""
-    new = copy.copy(media)
+    new = object.__new__(MediaDescription)
+    new.__dict__.update(media.__dict__)
     object.__setattr__(new, "session_connection", conn)
     object.__setattr__(new, "session_direction", direction)
     return new
