@@ -1,5 +1,6 @@
 """The call controller (engine/controller.py) alone, with no loop: a dial attempt's
-inputs in, commands out, and the forget timer after the end. Hypothesis over input
+inputs in, commands out, and the forget at the end (at once, when the last session
+is over, or by the 64*T1 backstop). Hypothesis over input
 orders: whatever comes in whatever order, the dialler hears one outcome at most, a
 ring timer started is stopped or fires, and nothing is told after the decision."""
 
@@ -49,12 +50,28 @@ def test_a_dropped_attempt_is_cancelled_without_telling_anyone() -> None:
         io.CancelTimer(io.Timer.NO_ANSWER, "a"), io.Decide("a", answered=False), io.Cancel("a"))
 
 
-def test_the_end_arms_the_forget_timer_once_and_it_forgets() -> None:
+def test_an_ended_call_whose_sessions_are_over_is_forgotten_at_once() -> None:
     controller = CallController(32.0)
-    assert controller.feed(io.CallEnded(100.0)) == (io.StartTimer(io.Timer.FORGET, 132.0),)
+    assert controller.feed(io.LegsSettled()) == ()  # before the end: means nothing
+    assert controller.feed(io.CallEnded(100.0)) == (io.Forget(),)
     assert controller.feed(io.CallEnded(101.0)) == ()
+    assert controller.feed(io.LegsSettled()) == ()  # forgotten once
     assert controller.feed(io.LegDialled("late", 200.0)) == ()  # nothing is dialled for an ended call
+
+
+def test_a_session_outliving_the_end_holds_the_call_until_it_is_over() -> None:
+    controller = CallController(32.0)
+    assert controller.feed(io.CallEnded(100.0, settled=False)) == (io.StartTimer(io.Timer.FORGET, 132.0),)
+    assert controller.feed(io.CallEnded(101.0)) == ()
+    assert controller.feed(io.LegsSettled()) == (io.CancelTimer(io.Timer.FORGET), io.Forget())
+    assert controller.feed(io.TimerFired(io.Timer.FORGET, 132.0)) == ()
+
+
+def test_the_forget_timer_is_the_backstop_of_a_session_that_never_ends() -> None:
+    controller = CallController(32.0)
+    assert controller.feed(io.CallEnded(100.0, settled=False)) == (io.StartTimer(io.Timer.FORGET, 132.0),)
     assert controller.feed(io.TimerFired(io.Timer.FORGET, 132.0)) == (io.Forget(),)
+    assert controller.feed(io.LegsSettled()) == ()
 
 
 def test_every_ringing_input_has_a_row() -> None:

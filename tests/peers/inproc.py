@@ -37,6 +37,7 @@ from structlog.testing import LogCapture
 
 from voicegw.engine.b2bua import Engine
 from voicegw.engine.call import Call, Leg
+from voicegw.engine.events import CallEnded
 from voicegw.engine.outbound import Dialing
 from voicegw.engine.transfer_state import Transfer
 from voicegw.media.endpoint import MediaEndpoint
@@ -55,7 +56,9 @@ __all__ = ["HOST", "HOSTS", "SIP_PORT", "Answer", "Lab", "MediaSink", "Peer", "P
 
 RTP_LOW, RTP_HIGH = 20000, 20099
 FORGET_AFTER = 32.0
-"""64*T1: an ended call stays indexed this long for late retransmissions."""
+"""64*T1: the UA core's last transactions and kept ACKs live this long after a call.
+The engine forgets an ended call at once; the lab keeps it this long (``calls()``,
+``call()``), so that a test can read the timeline of a call that just ended."""
 
 
 def engine_config(**overrides: Any) -> EngineConfig:
@@ -88,6 +91,8 @@ class Lab:
         self.engine: Engine = None  # type: ignore[assignment]
         self.peers = {role: Peer(self.loop, role) for role in HOSTS}
         self.ended_at: float | None = None
+        self._ended: dict[str, tuple[Any, float]] = {}
+        """Ended calls the engine has let go of, kept FORGET_AFTER for the tests' reads."""
         self.late_rtp: list[Datagram] = []
         """RTP voicegw sent after every call had ended (a player ticking on)."""
         self.loop.network.tap = self._watch
@@ -99,6 +104,7 @@ class Lab:
                                                       supported=SUPPORTED))
         self.engine = Engine(self.endpoint, self.config)
         self.engine.tts.command = "voicegw-harness-has-no-tts"
+        self.engine.listeners.append(self._keep_ended)
         self.endpoint.on_event = self.engine.handle_event
         for peer in self.peers.values():
             await peer.start()
@@ -147,12 +153,24 @@ class Lab:
         return True
 
     # -- what the engine holds ---------------------------------------------------------
+    def _keep_ended(self, call: Call, at: float, event: Any) -> None:
+        if isinstance(event, CallEnded):
+            self._ended[call.key] = (call, at)
+
+    def _drop_ended(self) -> None:
+        horizon = self.now() - FORGET_AFTER
+        for key in [key for key, (_, at) in self._ended.items() if at <= horizon]:
+            del self._ended[key]
+
     def calls(self) -> list[Any]:
-        return list(self.engine.calls.values())
+        """The engine's calls, and those that ended less than FORGET_AFTER ago."""
+        self._drop_ended()
+        live = self.engine.calls
+        return [call for key, (call, _) in self._ended.items() if key not in live] + list(live.values())
 
     def call(self) -> Any:
-        """The one call the engine holds."""
-        (call,) = self.engine.calls.values()
+        """The one call (held by the engine, or ended less than FORGET_AFTER ago)."""
+        (call,) = self.calls()
         return call
 
     def events(self) -> list[str]:
@@ -185,6 +203,7 @@ class Lab:
         assert self.run_until(lambda: not self.engine.active_calls(), within=120.0), self.describe()
         self.ended_at = self.now()
         self.run_for(FORGET_AFTER + 10.0)
+        self._drop_ended()
 
     def leftovers(self, *, instances: bool = False) -> dict[str, Any]:
         """Everything still held that should not be, by name (empty: nothing left).
@@ -218,6 +237,7 @@ class Lab:
         if self.errors():
             left["exceptions"] = [error.strip().splitlines()[-1] for error in self.errors()]
         if instances:
+            self._ended.clear()  # the lab's own references to ended calls do not count
             # the peers' own transactions are the peers' business (a peer told to
             # stay silent keeps its server transaction): not counted
             peers = [peer.core.statistics() for peer in self.peers.values()]

@@ -9,5 +9,6 @@ ENGINE_KEYS = ("calls", "legs", "dialogs", "transaction_handlers", "media_endpoi
                "timers", "tasks", "transfers_in_flight")
 """``engine`` (Engine.statistics()): the calls it keeps and all they hold."""
 CORE_KEYS = ("server_transactions", "client_transactions", "pending_transactions", "dialogs", "accepted",
-             "timer_entries")
-"""``core`` (UserAgentCore.statistics()): transactions, dialogs, ACK matching, timers."""
+             "timer_entries", "acks_kept")
+"""``core`` (UserAgentCore.statistics()): transactions, dialogs, ACK matching, timers, the
+ACKs kept to answer a 2xx's copies (64*T1, as the transactions)."""

@@ -5,8 +5,9 @@ full garbage collection finds no cycle per call.
 
 Six daemons (each its own config, API port and token, RTP range), started together
 and loaded at once so the module takes about a minute on a quiet machine: the calls
-(``CALLS`` per path, 400 in all), then the 64*T1 (32 s) an ended call and its
-transactions stay for late retransmissions. A leak of one object per call shows with
+(``CALLS`` per path, 400 in all), then the 64*T1 (32 s) the UA core keeps a call's
+transactions and the ACKs of its 2xx for late retransmissions (the engine forgets an
+ended call at once). A leak of one object per call shows with
 any number of calls; a few dozen per path are enough and keep the module short. The paths
 are those of scripts/bench/soak.py (which measures RSS; no RSS is asserted here): one
 daemon with a sipp bot runs, one after the other, the caller <-> bot bridge, the

@@ -67,7 +67,7 @@ from ..sip.uri import SipUri, parse_uri
 from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
-from .control_io import CallEnded
+from .control_io import CallEnded, LegsSettled
 from .desk_leg import AgentDesk
 from .dial import LegInvite, NotDialled, dial_leg
 from .event_log import EventLog
@@ -122,8 +122,10 @@ def caller_status(bot_status: FailureStatus) -> int:
 
 class Engine:
     FORGET_AFTER = 64 * T1
-    """Seconds an ended call stays indexed (its dialogs, its INVITEs' handlers): a 2xx
-    retransmitted until then is ACKed again (RFC 3261 13.2.2.4, 64*T1)."""
+    """Seconds, at most, an ended call stays indexed when a leg's INVITE session is not
+    over at the end (a CANCEL awaiting its 487, our BYE held for an ACK, RFC 3261 15);
+    one whose sessions are all over is forgotten at once (copies of a 2xx are the UA
+    core's to ACK again, 13.2.2.4)."""
 
     def __init__(self, sip: SipSender, config: EngineConfig | None = None) -> None:
         self.sip = sip
@@ -148,6 +150,7 @@ class Engine:
             register=self.register, track=self._track, respond=self.respond,
             dialog_events=self._session_event,
             feed=lambda call, event: self.executor.feed(call, event), now=self.now,
+            settled=self._leg_settled,
         )
         self.executor = Executor(lambda: self.loop, self.outbound, self._forget, self.FORGET_AFTER)
         """Feeds each call's controller (engine/controller.py) and carries out its commands."""
@@ -752,11 +755,22 @@ class Engine:
         # keeps a while, must not keep the task
         call.flow_task = None
         call.lighten()
-        self.executor.feed(call, CallEnded(self.now()))  # forgotten 64*T1 later: late retransmissions still match
+        # forgotten at once when every leg's session is over, else when the last one is
+        self.executor.feed(call, CallEnded(self.now(), settled=_sessions_over(call)))
+
+    def _leg_settled(self, call: Call) -> None:
+        """A leg's INVITE session is over: an ended call whose sessions are all over is
+        forgotten now (the controller ignores this before the end)."""
+        if call.state is CallState.ENDED and _sessions_over(call):
+            self.executor.feed(call, LegsSettled())
 
     def _forget(self, call: Call) -> None:
         """Drop every index entry of an ended call: its dialogs (legs replaced or
-        dropped during the call included) and its transaction handlers."""
+        dropped during the call included) and its transaction handlers. Late requests
+        in its dialogs get 481 from the UA core (12.2.2); copies of a 2xx we ACKed are
+        ACKed again by the core (13.2.2.4)."""
+        for name in list(call.timers):  # the forget backstop, if it was armed
+            call.cancel_timer(name)
         for transaction_id in (*call.transaction_ids, *(leg.transaction_id for leg in call.legs())):
             self._by_transaction.pop(transaction_id, None)
             self._by_server_transaction.pop(transaction_id, None)
@@ -821,6 +835,11 @@ def remote_target_problem(invite: Request) -> str | None:
     if not isinstance(contacts[0].uri, SipUri):
         return "Contact is not a SIP or SIPS URI"
     return None
+
+
+def _sessions_over(call: Call) -> bool:
+    """No leg of ``call`` has an INVITE session still running."""
+    return all(leg.session is None or leg.session.terminated for leg in call.legs())
 
 
 def _user(uri: Any) -> str:

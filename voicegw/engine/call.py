@@ -143,8 +143,8 @@ class Call:
     """Every dialog registered for the call, legs since replaced or dropped included:
     the engine forgets them all with the call."""
     transaction_ids: list[str] = field(default_factory=list)
-    """Client transactions whose handlers the engine keeps for the call (an INVITE's
-    handler stays after its 2xx, to ACK retransmissions): forgotten with the call."""
+    """Client transactions whose handlers the engine keeps for the call (their
+    responses reach the leg's session): forgotten with the call."""
 
     listener: EventListener | None = None
     """Called with (call, time, event) for every timeline entry: the store records
@@ -177,10 +177,10 @@ class Call:
         return True
 
     def lighten(self) -> None:
-        """Once ended, the call stays a while: 64*T1 for late retransmissions, then
-        among the API's last ended calls. Neither needs the parsed INVITEs' structured
-        values, our SDP as a parsed description, or the closed bridges and players:
-        let them go (issue 16: at 100 calls/s some 3,000 ended calls are held at once)."""
+        """Once ended, the call stays among the API's last ended calls (and in the
+        engine while a leg's INVITE session outlives the end: 64*T1 at most). Neither
+        needs the parsed INVITEs' structured values, our SDP as a parsed description,
+        or the closed bridges and players: let them go (issue 16)."""
         for leg in self.legs():
             if leg.invite is not None:
                 leg.invite.headers.forget_parsed()

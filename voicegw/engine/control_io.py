@@ -29,8 +29,10 @@ class Timer(enum.Enum):
     NO_ANSWER = "no answer"
     """An outgoing leg's ring timeout: no final answer by then, CANCEL (RFC 3261 9.1)."""
     FORGET = "forget"
-    """64*T1 after the end: the ended call's dialogs and handlers are dropped; until
-    then a retransmitted 2xx is ACKed again (RFC 3261 13.2.2.4)."""
+    """A backstop, armed only when a leg's INVITE session outlives the end (a CANCEL
+    awaiting the INVITE's final response, our BYE held until the ACK of our 2xx, 15):
+    64*T1 after the end the call is dropped even if a session is still not over. The
+    copies of a 2xx are the UA core's to ACK again (sip/ack_store.py), not the call's."""
 
 
 # ---------------------------------------------------------------------- inputs
@@ -84,9 +86,16 @@ class TimerFired:
 @dataclass(frozen=True, slots=True)
 class CallEnded:
     now: float
+    settled: bool = True
+    """Every leg's INVITE session is over: nothing can reach the call any more."""
 
 
-Input = LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded
+@dataclass(frozen=True, slots=True)
+class LegsSettled:
+    """The last INVITE session of an ended call is over."""
+
+
+Input = LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
 
 
 # ---------------------------------------------------------------------- commands
@@ -150,6 +159,6 @@ Command = StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer
 
 __all__ = [
     "Attempt", "CallEnded", "Cancel", "CancelTimer", "Command", "Decide", "FailureStatus", "Forget", "Input",
-    "LegAnswered", "LegDialled", "LegDropped", "LegFailed", "LegProgressed", "StartTimer", "TellAnswer",
+    "LegAnswered", "LegDialled", "LegDropped", "LegFailed", "LegProgressed", "LegsSettled", "StartTimer", "TellAnswer",
     "TellFailure", "TellProgress", "Timer", "TimerFired",
 ]

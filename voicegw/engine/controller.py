@@ -8,7 +8,11 @@ commands out against the SIP endpoint, the media layer and the store.
 
 It holds, so far, each outgoing leg's dial attempt (one ``Phase`` enum and one
 ``TABLE`` of ``(phase, what happened) -> (steps, next phase)``) and the call's
-end (the forget timer)::
+end: an ended call is forgotten at once when its legs' INVITE sessions are over, else
+as soon as the last one is (``LegsSettled``) or, at the latest, 64*T1 after the end
+(the forget timer). Nothing else needs an ended call: the UA core absorbs
+retransmitted requests and final responses in its transactions, re-ACKs copies of a
+2xx (RFC 3261 13.2.2.4) and answers 481 for a forgotten dialog (12.2.2)::
 
     RINGING --progress--> RINGING (told)
        |--answered--> ANSWERED   (ring timer stopped, told)
@@ -33,6 +37,7 @@ from .control_io import (
     Decide,
     Forget,
     Input,
+    LegsSettled,
     LegAnswered,
     LegDialled,
     LegDropped,
@@ -85,16 +90,17 @@ TABLE: dict[tuple[Phase, Happened], tuple[tuple[Step, ...], Phase]] = {
 
 
 class CallController:
-    """One call's controller. ``forget_after``: how long an ended call stays indexed
-    (64*T1, RFC 3261 13.2.2.4)."""
+    """One call's controller. ``forget_after``: how long, at most, an ended call whose
+    legs' sessions are not all over stays indexed (64*T1)."""
 
-    __slots__ = ("_ringing", "_forget_after", "ended")
+    __slots__ = ("_ringing", "_forget_after", "ended", "forgotten")
 
     def __init__(self, forget_after: float) -> None:
         self._ringing: dict[Attempt, Phase] = {}
         """Attempts not decided yet (a decided one is forgotten at once)."""
         self._forget_after = forget_after
         self.ended = False
+        self.forgotten = False
 
     def ringing(self, attempt: Attempt) -> bool:
         return attempt in self._ringing
@@ -109,10 +115,16 @@ class CallController:
             if self.ended:
                 return ()
             self.ended = True
+            if event.settled:
+                return self._forget()
             return (StartTimer(Timer.FORGET, event.now + self._forget_after),)
+        if isinstance(event, LegsSettled):
+            if not self.ended or self.forgotten:
+                return ()
+            return (CancelTimer(Timer.FORGET), *self._forget())
         if isinstance(event, TimerFired):
             if event.timer is Timer.FORGET:
-                return (Forget(),)
+                return self._forget()
             return self._attempt(event.attempt, H.RING_TIMEOUT, event)
         if isinstance(event, LegProgressed):
             return self._attempt(event.attempt, H.PROGRESS, event)
@@ -121,6 +133,12 @@ class CallController:
         if isinstance(event, LegFailed):
             return self._attempt(event.attempt, H.FAILED, event)
         return self._attempt(event.attempt, H.DROPPED, event)
+
+    def _forget(self) -> tuple[Command, ...]:
+        if self.forgotten:
+            return ()
+        self.forgotten = True
+        return (Forget(),)
 
     def _attempt(self, attempt: Attempt | None, happened: Happened, event: Input) -> tuple[Command, ...]:
         current = self._ringing.get(attempt)

@@ -9,8 +9,8 @@ timers (a warm transfer's confirm timeout, a REFER's subscription) are armed thr
 the same :class:`CallTimers`.
 
 Why a timer handle is kept on the call: ``Engine.end`` cancels every timer a call
-still holds. The forget timer is the exception, armed after the end on purpose: the
-loop alone holds it, and it drops the call.
+still holds. The forget timer (a backstop, when a leg's session outlives the end) is
+armed after the end on purpose, and cancelled when the last session is over.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from .control_io import (
     TellAnswer,
     TellFailure,
     TellProgress,
-    Timer,
     TimerFired,
 )
 from .controller import CallController
@@ -64,7 +63,7 @@ class CallTimers:
 
 class Executor:
     """``forget`` drops an ended call from the engine's indexes; ``forget_after`` is
-    how long it stays (64*T1)."""
+    how long, at most, it stays when a leg's session outlives the end (64*T1)."""
 
     def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop], outbound: OutboundLegs,
                  forget: Callable[[Call], None], forget_after: float) -> None:
@@ -105,14 +104,8 @@ class Executor:
 
     def _start_timer(self, call: Call, command: StartTimer) -> None:
         timer, attempt = command.timer, command.attempt
-        if timer is Timer.FORGET:
-            self._loop().call_at(command.due, self._fired, call, timer, attempt)
-        else:
-            self.timers.arm(call, (timer, attempt), command.due,
-                            lambda now: self.feed(call, TimerFired(timer, now, attempt)))
-
-    def _fired(self, call: Call, timer: Timer, attempt: object) -> None:
-        self.feed(call, TimerFired(timer, self._loop().time(), attempt))
+        self.timers.arm(call, (timer, attempt), command.due,
+                        lambda now: self.feed(call, TimerFired(timer, now, attempt)))
 
 
 def _dialing(attempt: object) -> Dialing:

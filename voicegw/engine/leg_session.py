@@ -21,7 +21,8 @@ direction" (RFC 3261 14.1), so an offer made while one is out (or while our 2xx 
 ACKed, or the peer's re-INVITE is unanswered) goes out once the session is idle.
 
 Once the session has ended the glue lets go of the leg and of its callbacks (no
-reference cycle per call); it keeps only what ACKs a late 2xx again (13.2.2.4).
+reference cycle per call) and tells the engine (``Wire.settled``); copies of a 2xx
+are the UA core's to ACK again (13.2.2.4, sip/ack_store.py).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Wire:
     respond: Callable[[str, Response], None]
     track: Callable[[str, Callable[[Event], None], Call], None]
     register: Callable[[Call, Leg], None]
+    settled: Callable[[Call], None] = lambda call: None
+    """Told when a leg's session is over (an ended call is forgotten once all are)."""
 
 
 _WIRE = (SendRequest, SendResponse, RetransmitResponse)
@@ -207,7 +210,9 @@ class LegSession:
         self._reoffers.clear()
         self._answered = None
         self.on_event = None
-        self._call = self._leg = None
+        call, self._call, self._leg = self._call, None, None
+        if call is not None:
+            self._wire.settled(call)
 
     def __repr__(self) -> str:
         return f"<LegSession {self.session!r}>"

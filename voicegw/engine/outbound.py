@@ -96,12 +96,14 @@ class OutboundLegs:
                  dialog_events: DialogEvents | None = None,
                  feed: Callable[[Call, Input], None] | None = None,
                  now: Callable[[], float] | None = None,
-                 tls_port: int = 5061) -> None:
+                 tls_port: int = 5061,
+                 settled: Callable[[Call], None] | None = None) -> None:
         self.addresses = addresses
         """Which of our addresses each peer is told (NAT: sip/advertise.py)."""
         self.sip_port = sip_port
         self.tls_port = tls_port
-        self._wire = Wire(send=send, respond=respond or _no_response, track=track, register=register)
+        self._wire = Wire(send=send, respond=respond or _no_response, track=track, register=register,
+                          settled=settled or _no_settled)
         self.dialog_events: DialogEvents = dialog_events or _no_events
         self.feed: Callable[[Call, Input], None] = feed or _no_feed
         self._now = now or _no_clock
@@ -319,6 +321,10 @@ def _no_response(transaction_id: str, response: Response) -> None:
 
 
 def _no_events(call: Call, leg: Leg, output: Output) -> None:
+    return None
+
+
+def _no_settled(call: Call) -> None:
     return None
 
 
