@@ -91,6 +91,9 @@ class LegPolicy:
     """Our offers: ``off`` RTP/AVP; ``required`` RTP/SAVP with an SDES key (RFC 4568),
     a plain answer fails the leg (488); ``optional`` RTP/AVP with an ``a=crypto`` line
     (best-effort SRTP): SRTP if the answer keys it, else plain RTP."""
+    delayed_offer: bool = False
+    """Send the INVITE without SDP (RFC 3261 13.2.1): the peer offers in its 2xx (or a
+    reliable 1xx) and voicegw answers in the ACK (or the PRACK)."""
 
     def __post_init__(self) -> None:
         if self.srtp not in ("off", "optional", "required"):

@@ -986,3 +986,71 @@ def test_uas_prack_for_no_pending_1xx_gets_481_and_a_second_1xx_waits() -> None:
     pair.do("b", Accept(answer_to(pair.b, "b")))
     pair.run()
     assert pair.a.state is State.CONFIRMED and pair.b.state is State.CONFIRMED
+
+
+# ------------------------------------------------- UAC delayed offer (13.2.1)
+def _answerer(answers: list[SessionDescription]):
+    def answer(offered: SessionDescription) -> SessionDescription:
+        builder = BUILDERS["a"]
+        made = make_answer(offered, origin=builder.origin, address=builder.address, port=40000).sdp
+        answers.append(made)
+        return made
+    return answer
+
+
+def test_uac_delayed_offer_answers_the_2xx_offer_in_the_ack() -> None:
+    """13.2.1: our INVITE has no SDP; the 2xx carries the peer's offer, our ACK the
+    answer, and both sides settle the media from that exchange."""
+    pair = Pair()
+    answers: list[SessionDescription] = []
+    pair.do("a", Invite(new_invite(body=False), _answerer(answers)))
+    pair.run()
+    (invite,) = pair.requests("a", "INVITE")
+    assert not invite.body
+    pair.do("b", Accept(offer("b")))  # B's offer, in its 2xx
+    pair.run()
+    (ack,) = pair.requests("a", "ACK")
+    assert answers and ack.body == bytes(answers[0]) and ack.content_type == "application/sdp"
+    assert pair.a.state is State.CONFIRMED and pair.b.state is State.CONFIRMED
+    (ours,) = pair.events("a", MediaUpdated)
+    assert ours.media.remote_port == 50000
+    (theirs,) = pair.events("b", MediaUpdated)
+    assert theirs.media.remote_port == 40000  # B took the answer in the ACK
+
+
+def test_uac_delayed_offer_unusable_offer_is_acked_then_byed() -> None:
+    pair = Pair()
+    pair.do("a", Invite(new_invite(body=False), lambda offered: None))
+    pair.run()
+    pair.do("b", Accept(offer("b")))
+    pair.run()
+    assert pair.requests("a", "ACK") and pair.requests("a", "BYE")
+    (end,) = pair.events("a", Terminated)
+    assert end.cause is Cause.FAILED and end.status == 488
+
+
+def test_uac_delayed_offer_answers_a_reliable_183_offer_in_the_prack() -> None:
+    """RFC 3262 5: an offer in a reliable 1xx to our INVITE without SDP is answered in
+    the PRACK; the 2xx then carries no SDP and the ACK none either."""
+    pair = Pair()
+    answers: list[SessionDescription] = []
+    pair.do("a", Invite(new_invite(body=False), _answerer(answers)))
+    pair.run()
+    (invite,) = pair.requests("a", "INVITE")
+    pair.do("a", IncomingResponse(_reliable(invite, 183, 5, offer("b"))))
+    (prack,) = pair.requests("a", "PRACK")
+    assert answers and prack.body == bytes(answers[0]) and prack.headers.get("rack") == "5 1 INVITE"
+    (progress,) = pair.events("a", ProgressReceived)
+    assert progress.early_media is not None and progress.early_media.remote_port == 50000
+    ok = make_response(invite, 200, to_tag="btag", headers=Headers([("Contact", "<sip:bot@10.0.0.2:5060>")]))
+    pair.do("a", IncomingResponse(wire(ok)))
+    (ack,) = pair.requests("a", "ACK")
+    assert not ack.body and pair.a.state is State.CONFIRMED
+    (media,) = pair.events("a", MediaUpdated)
+    assert media.media.remote_port == 50000
+
+
+def test_an_invite_without_offer_needs_an_answerer() -> None:
+    session = InviteSession(DialogRole.UAC, CFG_A, randint=low)
+    with pytest.raises(InviteSessionError):
+        session.handle(Invite(new_invite(body=False)), 0.0)

@@ -593,6 +593,9 @@ class ProfileBase(Strict):
     srtp: Literal["off", "optional", "required"] = "off"
     """voicegw's offers on legs to this profile: plain RTP, best-effort SRTP (RTP/AVP
     with a=crypto) or SRTP only (RTP/SAVP, SDES; a plain answer fails the leg, 488)."""
+    delayed_offer: bool = False
+    """voicegw's INVITEs to this profile carry no SDP (RFC 3261 13.2.1): the peer offers
+    in its 200 (or a reliable 183) and voicegw answers in the ACK (or the PRACK)."""
     context_headers: dict[HeaderName, ContextKey] = {}
     """Header -> context key sent to the agent (X-headers, User-to-User)."""
     transfer_allow: list[Pattern] = []

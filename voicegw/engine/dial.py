@@ -144,6 +144,7 @@ class _Targets:
             self.call, leg, self.uri, caller_user=invite.caller_user, from_=invite.from_,
             max_forwards=invite.max_forwards, answer_timeout=invite.answer_timeout,
             extra_headers=list(invite.headers), srtp=invite.policy.srtp,
+            delayed_offer=invite.policy.delayed_offer,
             on_progress=self.on_progress, on_answer=self.on_answer,
             on_failure=self.failed, account=policy.account if policy else None,  # type: ignore[attr-defined]
             route=policy.route() if policy else None)  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ from ..sip.build import new_call_id, new_tag
 from ..sip.core import ALLOWED_METHODS
 from ..sip.dialog_table import DialogRole
 from ..sip.digest_client import Account, Authorized, DigestClient
+from ..sip.errors import SipError
 from ..sip.events import Address, Event
 from ..sip.invite_session_actions import SessionConfig
 from ..sip.invite_session_io import (
@@ -45,7 +46,7 @@ from ..sip.invite_session_io import (
 )
 from ..sip.invite_session_table import Cause, State
 from ..sip.message import Headers, Request, Response
-from ..sip.offer_answer import NegotiatedMedia
+from ..sip.offer_answer import NegotiatedMedia, make_answer
 from ..sip.sdes import DEFAULT_SUITE, CryptoAttribute
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
@@ -171,12 +172,15 @@ class OutboundLegs:
         srtp: str = "off",
         account: Account | None = None,
         route: str | None = None,
+        delayed_offer: bool = False,
     ) -> Dialing:
         """``from_``: the From value without tag (a profile's caller ID,
         sip/caller_id.py); None: the caller's user at our address. ``srtp``: the
         profile's SRTP offer (off, optional, required; see offer_on). ``account``: the
         target profile's digest credentials (RFC 3261 22.2); ``route``: a pre-loaded
-        Route (the profile's outbound proxy, 8.1.2). ``leg.peer`` is where it is sent."""
+        Route (the profile's outbound proxy, 8.1.2). ``leg.peer`` is where it is sent.
+        ``delayed_offer``: the INVITE has no SDP (13.2.1); the peer's offer in its 2xx
+        (or reliable 1xx) is answered from the leg's endpoint, in the ACK (or PRACK)."""
         assert leg.endpoint is not None
         ours = self.addresses.advertised(leg.peer.host)
         builder = SdpBuilder(session_id=random.getrandbits(48), address=ours.media_host)
@@ -196,7 +200,8 @@ class OutboundLegs:
             *extra_headers,
         ])
         invite = Request("INVITE", str(uri), headers)
-        invite.set_body(bytes(offer), "application/sdp")
+        if not delayed_offer:
+            invite.set_body(bytes(offer), "application/sdp")
         leg.invite = invite
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         if account is not None:
@@ -206,8 +211,20 @@ class OutboundLegs:
         dialing.session = leg.session = glue
         # the ring timer is armed before the INVITE leaves: a failure at once finds it
         self.feed(call, LegDialled(dialing, self._now() + answer_timeout))
-        glue.handle(Invite(invite))
+        glue.handle(Invite(invite, (lambda offered: self._answer(leg, offered)) if delayed_offer else None))
         return dialing
+
+    def _answer(self, leg: Leg, offer: SessionDescription) -> SessionDescription | None:
+        """Our answer to the offer in the 2xx (or reliable 1xx) to a delayed-offer INVITE:
+        the leg's endpoint, RTP/SAVP with our key when offered and the leg has one."""
+        assert leg.endpoint is not None and leg.sdp is not None
+        protos = ("RTP/AVP", "RTP/SAVP") if leg.srtp_key is not None else ("RTP/AVP",)
+        try:
+            answer = make_answer(offer, origin=leg.sdp.origin, address=self.addresses.advertised(leg.peer.host).media_host,
+                                 port=leg.endpoint.port, protos=protos, srtp_key=leg.srtp_key)
+        except SipError:
+            return None
+        return leg.sdp.stamp(answer.sdp)
 
     def reoffer(self, call: Call, leg: Leg, offer: SessionDescription,
                 answered: Answered | None = None) -> None:

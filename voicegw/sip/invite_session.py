@@ -131,9 +131,10 @@ class InviteSession(SessionActions):
         uac = self.role is DialogRole.UAC
         if isinstance(item, Invite):
             self._require(uac and item.request.method == "INVITE", "only a UAC sends the INVITE")
-            # An INVITE without offer wants ours in the 2xx and our answer in the ACK
-            # (13.2.1): the field-readiness issue's delayed offer; not handled yet.
-            self._require(bool(item.request.body), "an INVITE without offer is not supported yet")
+            # An INVITE without offer wants the peer's in the 2xx and our answer in the
+            # ACK (13.2.1): the answerer gives that answer
+            self._require(bool(item.request.body) or item.answerer is not None,
+                          "an INVITE without offer needs an answerer")
             ctx.request = item.request
             return I.INVITE, ctx
         if isinstance(item, (Progress, Accept, Reject)):
@@ -278,6 +279,18 @@ class InviteSession(SessionActions):
             if status < 300:
                 if not tag:
                     return I.RECV_FAILURE, ctx  # no dialog can come of it (12.1)
+                if self.state in (S.CALLING, S.EARLY) and self._awaits_offer():
+                    offer = _sdp(response.body)
+                    answer = self._answerer(offer) if offer is not None and self._answerer else None
+                    try:
+                        if offer is None or answer is None:
+                            raise SipError("no usable offer")
+                        media = negotiate(offer, answer, local_is_offerer=False)
+                    except SipError as error:
+                        ctx.status, ctx.reason = 488, f"unusable offer in the 2xx: {error.reason}"
+                        return I.RECV_2XX_BAD_SDP, ctx
+                    ctx.sdp, ctx.answer, ctx.media = offer, answer, media
+                    return I.RECV_2XX, ctx
                 if self.state in (S.CALLING, S.EARLY) and self.oa.state is OAState.LOCAL_OFFER_SENT:
                     fits = self._fits(response.body)
                     if fits is not None:

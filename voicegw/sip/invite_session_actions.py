@@ -67,6 +67,8 @@ class _Context:
     headers: HeaderList = ()
     sdp: SessionDescription | None = None
     media: NegotiatedMedia | None = None
+    answer: SessionDescription | None = None
+    """UAC, delayed offer: our answer to the offer in the 2xx, for the ACK."""
 
 
 def _sdp(body: bytes) -> SessionDescription | None:
@@ -137,6 +139,7 @@ class SessionActions:
         self._peer_allows_update = False
         self._rseq: int | None = None  # UAC: the last in-order reliable 1xx we PRACKed (RFC 3262 4)
         self._answer_in_1xx = False  # UAC: our offer was answered in a reliable 1xx
+        self._answerer: io.Answerer | None = None  # UAC, delayed offer: answers the peer's offer
         self._early_sdp: SessionDescription | None = None  # our last 1xx's SDP
         # UAS, RFC 3262: what the INVITE said of 100rel ("require", "supported" or ""),
         # our next RSeq, the reliable 1xx awaiting its PRACK (RSeq, response), a 1xx
@@ -196,6 +199,8 @@ class SessionActions:
         offer = _sdp(invite.body)
         if offer is not None:
             self.oa.local_offer(offer)
+        elif isinstance(ctx.item, io.Invite):
+            self._answerer = ctx.item.answerer  # delayed offer (13.2.1)
         self._invite = invite
         self._out.append(io.SendRequest(invite, None))
 
@@ -252,8 +257,15 @@ class SessionActions:
                 pass  # another fork's early dialog: we follow the first
         rseq = _reliable(response)
         if rseq is not None and self.config.reliable_provisional:
-            if not self._prack(response, rseq):
+            answered = self._answer_offer(response.body) if self._awaits_offer() else None
+            if not self._prack(response, rseq, answered):
                 return  # a retransmission, or out of order: "MUST NOT be processed further" (RFC 3262 4)
+            if answered is not None:
+                # RFC 3262 5: the offer in a reliable 1xx to our INVITE without SDP is
+                # answered in the PRACK; the media is settled now
+                self._answer_in_1xx = True
+                self._out.append(io.ProgressReceived(response, answered[1]))
+                return
             if response.body and self.oa.state is OAState.LOCAL_OFFER_SENT:
                 fits = self._fits(response.body)
                 if fits is not None:
@@ -266,7 +278,28 @@ class SessionActions:
         early = self._fits(response.body) if response.body else None
         self._out.append(io.ProgressReceived(response, None if early is None else early[1]))
 
-    def _prack(self, response: Response, rseq: int) -> bool:
+    def _awaits_offer(self) -> bool:
+        """UAC: our INVITE had no SDP and no offer has come yet (13.2.1)."""
+        return self._answerer is not None and self.oa.state is OAState.NO_OFFER
+
+    def _answer_offer(self, body: bytes) -> tuple[SessionDescription, NegotiatedMedia] | None:
+        """The peer's offer in ``body`` answered through the answerer, the offer/answer
+        state moved on; None (nothing changed) when there is no usable offer."""
+        offer = _sdp(body)
+        if offer is None or self._answerer is None:
+            return None
+        answer = self._answerer(offer)
+        if answer is None:
+            return None
+        try:
+            media = negotiate(offer, answer, local_is_offerer=False)
+        except SipError:
+            return None
+        self.oa.remote_offer(offer)
+        return answer, self.oa.local_answer(answer, media)
+
+    def _prack(self, response: Response, rseq: int,
+               answered: tuple[SessionDescription, NegotiatedMedia] | None = None) -> bool:
         """PRACK a reliable 1xx of our dialog: RAck is its RSeq, CSeq number and method
         (RFC 3262 7.2); only the first, then each one higher than the last (RFC 3262 4:
         a retransmission is not PRACKed again: our PRACK's own transaction retransmits).
@@ -277,14 +310,18 @@ class SessionActions:
         if self._rseq is not None and rseq != self._rseq + 1:
             return False
         self._rseq = rseq
+        body = bytes(answered[0]) if answered is not None else b""
         prack, hop = dialog.create_request(
-            "PRACK", extra_headers=[("RAck", f"{rseq} {response.cseq.seq} {response.cseq.method}")])
+            "PRACK", body=body, content_type=SDP if body else None,
+            extra_headers=[("RAck", f"{rseq} {response.cseq.seq} {response.cseq.method}")])
         self._out.append(io.SendRequest(prack, hop))
         return True
 
-    def _ack(self, dialog: Dialog, response: Response) -> None:
+    def _ack(self, dialog: Dialog, response: Response, answer: SessionDescription | None = None) -> None:
         seq = response.cseq.seq
         ack, hop = dialog.create_ack(seq)
+        if answer is not None:
+            ack.set_body(bytes(answer), SDP)  # the answer to the 2xx's offer (13.2.1)
         self._acks[(seq, response.to.tag or "")] = (ack, hop)
         self._out.append(io.SendRequest(ack, hop))
 
@@ -297,6 +334,15 @@ class SessionActions:
             if self.dialog is not None:
                 self.dialog.terminate()
             self.dialog = self._uac_dialog(response)
+        if ctx.answer is not None:
+            # delayed offer: the classifier answered the 2xx's offer; the ACK carries it
+            assert ctx.sdp is not None
+            self.oa.remote_offer(ctx.sdp)
+            self._ack(self.dialog, response, ctx.answer)
+            self._out.append(io.MediaUpdated(self.oa.local_answer(ctx.answer, ctx.media)))
+            self._peer_allows_update = _allows_update(response)
+            self._arm_session_timer(uac_negotiated(response), ctx.now)
+            return
         self._ack(self.dialog, response)
         self._peer_allows_update = _allows_update(response)
         if self.oa.state is OAState.LOCAL_OFFER_SENT:

@@ -33,9 +33,15 @@ class Invite:
     """UAC: send the dialog-creating INVITE (its body, if any, is our offer).
 
     The session adds a Via (with a fresh branch) when there is none, and the
-    session-timer header fields when its config asks for a timer (RFC 4028 7.1)."""
+    session-timer header fields when its config asks for a timer (RFC 4028 7.1).
+
+    An INVITE without a body is a delayed offer (RFC 3261 13.2.1): the peer's offer
+    comes in its 2xx (or a reliable 1xx, RFC 3262 5) and ``answerer`` gives our answer,
+    which goes in the ACK (or the PRACK) - None from it: the offer is unusable (the 2xx
+    is ACKed, then BYE, 488)."""
 
     request: Request
+    answerer: Answerer | None = None
 
 
 @dataclass(frozen=True)
@@ -244,8 +250,15 @@ class Authorizer(Protocol):
     def __call__(self, request: Request, challenge: Response) -> HeaderList | None: ...
 
 
+class Answerer(Protocol):
+    """The delayed-offer hook (RFC 3261 13.2.1): our answer to the offer the peer put
+    in the 2xx (or reliable 1xx) to our INVITE without SDP; None when we cannot use it."""
+
+    def __call__(self, offer: SessionDescription) -> SessionDescription | None: ...
+
+
 __all__ = [
-    "Accept", "Authorizer", "Bye", "Cancel", "Command", "HeaderList", "IncomingCancel",
+    "Accept", "Answerer", "Authorizer", "Bye", "Cancel", "Command", "HeaderList", "IncomingCancel",
     "IncomingRequest", "IncomingResponse", "Invite", "MediaUpdated", "Modify",
     "ModifyCompleted", "ModifyFailed", "ModifyReceived", "Output", "Progress",
     "ProgressReceived", "Received", "Reject", "RequestTimedOut", "RetransmitResponse",
