@@ -189,7 +189,8 @@ class Workers:
 class Dispatcher:
     """Kamailio running deploy/kamailio/kamailio.cfg in front of ``ports``."""
 
-    def __init__(self, workdir: Path, ports: list[int], *, ping_interval: int = 1, fr_timer_ms: int = 1500) -> None:
+    def __init__(self, workdir: Path, ports: list[int], *, ping_interval: int = 1, fr_timer_ms: int = 1500,
+                 children: int = 1) -> None:
         self.port = free_port(HOST)
         self.workdir = workdir
         self.list_file = workdir / "dispatcher.list"
@@ -198,9 +199,11 @@ class Dispatcher:
         self.pidfile = workdir / "kamailio.pid"
         self.defines = [f"LISTEN=udp:{HOST}:{self.port}", f'DISPATCHER_LIST="{self.list_file}"',
                         f"PING_INTERVAL={ping_interval}", f"FR_TIMER={fr_timer_ms}", "WITH_TRACE",
-                        # one receiver: with two, the 200 to a NOTIFY and the BYE voicegw sends
-                        # right after it can pass each other (sipp's carrier scenarios are strict)
-                        "CHILDREN=1"]
+                        # one receiver by default: with two, the 200 to a NOTIFY and the BYE
+                        # voicegw sends right after it can pass each other (sipp's carrier
+                        # scenarios are strict); a load test wants two (one busy receiver
+                        # delays the pings and the failover)
+                        f"CHILDREN={children}"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *extra: str) -> list[str]:
