@@ -68,10 +68,10 @@ from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .control_io import CallEnded, LegsSettled
+from .control_io import Input as ControlInput
 from .desk_leg import AgentDesk
 from .dial import LegInvite, NotDialled, dial_leg
 from .event_log import EventLog
-from .executor import Executor
 from .events import (
     CallEvent,
     CallStarted,
@@ -89,6 +89,7 @@ from .events import (
     SessionExpired,
     SessionRefreshed,
 )
+from .executor import Executor
 from .flow_exec import FlowExecutor
 from .media_watch import MediaWatch
 from .outbound import FailureStatus, OutboundLegs, apply_media, offer_on
@@ -159,6 +160,7 @@ class Engine:
         self.desk: AgentDesk | None = None
         """The agent desk (voicegw/desk/) when the daemon runs it: ``desk:`` targets."""
         self.transfers = Transfers(self)
+        self.executor.transfers = self.transfers
         self.flows = FlowExecutor(self, self.tts)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's
@@ -189,6 +191,10 @@ class Engine:
         # The engine may be built before the loop runs (the daemon's factory); events
         # only ever arrive from inside it.
         return asyncio.get_running_loop()
+
+    def control(self, call: Call, event: ControlInput) -> None:
+        """Feed the call's controller one input (engine/executor.py)."""
+        self.executor.feed(call, event)
 
     def now(self) -> float:
         return self.loop.time()

@@ -3,7 +3,8 @@
 Events in, commands out, as sip/invite_session_io.py is for the INVITE session: the
 engine feeds a call's controller what happened (an outgoing leg's INVITE left, got a
 provisional response, was answered or failed; a timer fired at ``now``; the call
-ended) and the executor (engine/executor.py) carries out the commands it answers.
+ended; something happened to a transfer attempt) and the executor
+(engine/executor.py) carries out the commands it answers.
 All are frozen: an input is a fact, a command an order; neither changes once made.
 
 A dial attempt is named by its ``Dialing`` (engine/outbound.py), opaque here: the
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 from ..sip.message import Response
 from ..sip.offer_answer import NegotiatedMedia
+from .transfer_machine import Input as TransferHappened
+from .transfer_machine import TransferMachine
 
 Attempt = object
 """A dial attempt's handle (its ``Dialing``): compared by identity, never read here."""
@@ -95,7 +98,26 @@ class LegsSettled:
     """The last INVITE session of an ended call is over."""
 
 
-Input = LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
+@dataclass(frozen=True, slots=True)
+class TransferFed:
+    """Something happened to a transfer attempt (engine/transfer_machine.py's
+    ``Input``). ``transfer`` is opaque here, like an ``Attempt``; ``machine`` is its
+    machine (kept on the attempt, read by the API). ``leg``: the agent leg it concerns
+    (opaque); ``headers``: the caller's BYE's headers for a hand-back; ``subscription``:
+    the carrier's 202's subscription state."""
+
+    transfer: object
+    machine: TransferMachine
+    happened: TransferHappened
+    status: FailureStatus | None = None
+    reason: str = ""
+    leg: object | None = None
+    headers: tuple[tuple[str, str], ...] | None = None
+    subscription: object = None
+
+
+Input = (LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
+         | TransferFed)
 
 
 # ---------------------------------------------------------------------- commands
@@ -154,11 +176,99 @@ class Forget:
     """Drop the ended call from the engine's indexes (its dialogs, its handlers)."""
 
 
-Command = StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
+# A transfer attempt's commands: one per action of its machine (engine/transfer_machine.py),
+# carried out by the executor through its TransferEffects port (engine/effects.py).
+@dataclass(frozen=True, slots=True)
+class RecordProgress:
+    """A provisional status of the attempt: kept and recorded (TransferProgress)."""
+
+    transfer: object
+    status: FailureStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAccepted:
+    """The carrier took our REFER (202): recorded with its subscription state."""
+
+    transfer: object
+    status: FailureStatus | None
+    subscription: object
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyBot:
+    """NOTIFY the bot that asked for the transfer by REFER of where it stands
+    (RFC 3515 2.4.5)."""
+
+    transfer: object
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlay:
+    """Stop the caller's ringback or hold audio (the bot's audio comes back)."""
+
+    transfer: object
+
+
+@dataclass(frozen=True, slots=True)
+class SwapBridge:
+    """Switch the caller's media to the agent's ``leg``; the bot's fate by BOT_TABLE."""
+
+    transfer: object
+    leg: object
+
+
+@dataclass(frozen=True, slots=True)
+class DropLeg:
+    """Close the failed agent ``leg`` (None: there was none)."""
+
+    transfer: object
+    leg: object | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandBack:
+    """End the call by a BYE to the caller carrying ``headers`` (the destination)."""
+
+    transfer: object
+    headers: tuple[tuple[str, str], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """The carrier has the caller (REFER): voicegw leaves, the bot's fate by BOT_TABLE."""
+
+    transfer: object
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseBot:
+    """The bot heard the outcome (its final NOTIFY answered): its fate by BOT_TABLE."""
+
+    transfer: object
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """The attempt is over: its outcome recorded, whoever waits for it told."""
+
+    transfer: object
+    succeeded: bool
+    status: FailureStatus
+    reason: str
+
+
+TransferCommand = (RecordProgress | RecordAccepted | NotifyBot | StopPlay | SwapBridge | DropLeg | HandBack
+                   | Leave | ReleaseBot | Settle)
+
+Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
+           | TransferCommand)
 
 
 __all__ = [
-    "Attempt", "CallEnded", "Cancel", "CancelTimer", "Command", "Decide", "FailureStatus", "Forget", "Input",
-    "LegAnswered", "LegDialled", "LegDropped", "LegFailed", "LegProgressed", "LegsSettled", "StartTimer", "TellAnswer",
-    "TellFailure", "TellProgress", "Timer", "TimerFired",
+    "Attempt", "CallEnded", "Cancel", "CancelTimer", "Command", "Decide", "DropLeg", "FailureStatus", "Forget",
+    "HandBack", "Input", "Leave", "LegAnswered", "LegDialled", "LegDropped", "LegFailed", "LegProgressed", "LegsSettled",
+    "NotifyBot", "RecordAccepted", "RecordProgress", "ReleaseBot", "Settle", "StartTimer", "StopPlay",
+    "SwapBridge", "TellAnswer", "TellFailure", "TellProgress", "Timer", "TimerFired", "TransferCommand",
+    "TransferFed",
 ]

@@ -22,11 +22,16 @@ retransmitted requests and final responses in its transactions, re-ACKs copies o
 
 A decided attempt is forgotten at once: late inputs for it (a 1xx after the ring
 timer, a second failure) find nothing and mean nothing.
+
+A transfer attempt's inputs (:class:`TransferFed`) go to its own machine
+(engine/transfer_machine.py, an enum and a table); each action it answers becomes
+one command (:data:`TRANSFER_COMMANDS`), carried out by the executor.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from .control_io import (
     Attempt,
@@ -35,21 +40,33 @@ from .control_io import (
     CancelTimer,
     Command,
     Decide,
+    DropLeg,
     Forget,
+    HandBack,
     Input,
+    Leave,
     LegsSettled,
     LegAnswered,
     LegDialled,
-    LegDropped,
     LegFailed,
     LegProgressed,
+    NotifyBot,
+    RecordAccepted,
+    RecordProgress,
+    ReleaseBot,
+    Settle,
     StartTimer,
+    StopPlay,
+    SwapBridge,
     TellAnswer,
     TellFailure,
     TellProgress,
     Timer,
     TimerFired,
+    TransferCommand,
+    TransferFed,
 )
+from .transfer_machine import Action
 
 
 class Phase(enum.Enum):
@@ -106,6 +123,8 @@ class CallController:
         return attempt in self._ringing
 
     def feed(self, event: Input) -> tuple[Command, ...]:
+        if isinstance(event, TransferFed):
+            return transfer_commands(event)
         if isinstance(event, LegDialled):
             if self.ended:
                 return ()
@@ -174,4 +193,34 @@ def _command(step: Step, attempt: Attempt, phase: Phase, event: Input) -> Comman
     return TellFailure(attempt, "no_answer", "no answer")  # the ring timeout (fallback_policy.py)
 
 
-__all__ = ["CallController", "Happened", "Phase", "Step", "TABLE"]
+#: A transfer machine's action -> the command that carries it out.
+TRANSFER_COMMANDS: dict[Action, Callable[[TransferFed], TransferCommand]] = {
+    Action.RECORD_PROGRESS: lambda e: RecordProgress(e.transfer, e.status),
+    Action.RECORD_ACCEPTED: lambda e: RecordAccepted(e.transfer, e.status, e.subscription),
+    Action.TELL_BOT: lambda e: NotifyBot(e.transfer),
+    Action.STOP_WAITING_AUDIO: lambda e: StopPlay(e.transfer),
+    Action.SWAP_TO_AGENT: lambda e: SwapBridge(e.transfer, e.leg),
+    Action.DROP_AGENT: lambda e: DropLeg(e.transfer, e.leg),
+    Action.HAND_BACK: lambda e: HandBack(e.transfer, e.headers),
+    Action.LEAVE: lambda e: Leave(e.transfer),
+    Action.RELEASE_BOT: lambda e: ReleaseBot(e.transfer),
+    Action.SUCCEEDED: lambda e: _settle(e, succeeded=True),
+    Action.FAILED: lambda e: _settle(e, succeeded=False),
+}
+
+
+def transfer_commands(event: TransferFed) -> tuple[TransferCommand, ...]:
+    """Feed the attempt's machine and turn what it answers into commands, in order.
+    The machine moves first: a command carried out may feed it again (a hand-back
+    ends the call, whose end finds the attempt decided)."""
+    actions = event.machine.feed(event.happened, event.status)
+    return tuple(TRANSFER_COMMANDS[action](event) for action in actions)
+
+
+def _settle(event: TransferFed, *, succeeded: bool) -> Settle:
+    status = event.machine.status
+    assert status is not None  # set by the row that decided the attempt
+    return Settle(event.transfer, succeeded, status, event.reason)
+
+
+__all__ = ["TABLE", "TRANSFER_COMMANDS", "CallController", "Happened", "Phase", "Step", "transfer_commands"]

@@ -4,7 +4,9 @@ The controller (engine/controller.py) is pure; this is the one engine module tha
 turns its commands into effects on the event loop: it arms and cancels the timers
 (the loop's clock is read here, at the edge, and comes back as ``TimerFired(now)``),
 ends an outgoing leg's INVITE on its session, tells whoever dialled a leg what became
-of it, and drops an ended call from the engine's indexes. The helpers' own named
+of it, carries out a transfer attempt's commands through its port
+(engine/effects.py: stop the waiting audio, swap the bridge, drop a leg, BYE, NOTIFY
+the bot, record, settle), and drops an ended call from the engine's indexes. The helpers' own named
 timers (a warm transfer's confirm timeout, a REFER's subscription) are armed through
 the same :class:`CallTimers`.
 
@@ -25,15 +27,26 @@ from .control_io import (
     CancelTimer,
     Command,
     Decide,
+    DropLeg,
     Forget,
+    HandBack,
     Input,
+    Leave,
+    NotifyBot,
+    RecordAccepted,
+    RecordProgress,
+    ReleaseBot,
+    Settle,
     StartTimer,
+    StopPlay,
+    SwapBridge,
     TellAnswer,
     TellFailure,
     TellProgress,
     TimerFired,
 )
 from .controller import CallController
+from .effects import TransferEffects
 from .outbound import Dialing, OutboundLegs
 
 TimerHandler = Callable[[float], None]
@@ -72,6 +85,9 @@ class Executor:
         self._outbound = outbound
         self._forget = forget
         self._forget_after = forget_after
+        self.transfers: TransferEffects | None = None
+        """Carries out a transfer attempt's commands (engine/transfer.py's Transfers,
+        set by the engine once it has them)."""
 
     def controller(self, call: Call) -> CallController:
         controller = call.controller
@@ -101,6 +117,33 @@ class Executor:
             _dialing(command.attempt).on_failure(command.status, command.reason)
         elif isinstance(command, Forget):
             self._forget(call)
+        else:
+            self._transfer(call, command)
+
+    def _transfer(self, call: Call, command: Command) -> None:
+        """A transfer attempt's command, through the port (engine/effects.py)."""
+        effects = self.transfers
+        assert effects is not None
+        if isinstance(command, RecordProgress):
+            effects.record_progress(call, command.transfer, command.status)
+        elif isinstance(command, RecordAccepted):
+            effects.record_accepted(call, command.transfer, command.status, command.subscription)
+        elif isinstance(command, NotifyBot):
+            effects.notify_bot(call, command.transfer)
+        elif isinstance(command, StopPlay):
+            effects.stop_play(call, command.transfer)
+        elif isinstance(command, SwapBridge):
+            effects.swap_bridge(call, command.transfer, command.leg)
+        elif isinstance(command, DropLeg):
+            effects.drop_leg(call, command.transfer, command.leg)
+        elif isinstance(command, HandBack):
+            effects.hand_back(call, command.transfer, command.headers)
+        elif isinstance(command, Leave):
+            effects.leave(call, command.transfer)
+        elif isinstance(command, ReleaseBot):
+            effects.release_bot(call, command.transfer)
+        elif isinstance(command, Settle):
+            effects.settle(call, command.transfer, command.succeeded, command.status, command.reason)
 
     def _start_timer(self, call: Call, command: StartTimer) -> None:
         timer, attempt = command.timer, command.attempt

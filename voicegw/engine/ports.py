@@ -28,9 +28,10 @@ from ..sip.message import Request, Response
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..transport.dns import Resolver
 from .call import Call, CallInput, Leg
+from .control_io import Input
 from .desk_leg import AgentDesk
-from .outbound import OutboundLegs
 from .executor import CallTimers
+from .outbound import OutboundLegs
 from .transfer_state import Transfer, TransferMethod, TransferOptions
 
 
@@ -99,6 +100,10 @@ class CallHost(Protocol):
 
     gateways: Any
     """The carrier gateways' health (voicegw/gateways.GatewayStates), or None."""
+
+    def control(self, call: Call, event: Input) -> None:
+        """Feed the call's controller one input; the executor carries out what it
+        answers (engine/executor.py)."""
 
     @property
     def timers(self) -> CallTimers:

@@ -8,9 +8,11 @@ Targets are resolved and checked before anything is sent: a target that matches 
 pattern of the allow-list fails with ``policy`` and never leaves the box (toll fraud).
 
 What each outcome means (and when the bot gets its BYE) is decided by the attempt's
-machine, engine/transfer_machine.py; :meth:`Transfers.feed` is where its actions are
-carried out, and the one path its outcome takes (the record, the bot's NOTIFY, the
-fallback runner waiting in :meth:`Transfers.settled`). Legs are dialled by
+machine, engine/transfer_machine.py, fed through the call's controller
+(:meth:`Transfers.feed`): its actions come back as commands that the executor carries
+out by this class's TransferEffects methods (engine/effects.py), the one path its
+outcome takes (the record, the bot's NOTIFY, the fallback runner waiting in
+:meth:`Transfers.settled`). Legs are dialled by
 engine/dial.py; timers go through engine/executor.py.
 """
 
@@ -49,6 +51,7 @@ from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, Leg
+from .control_io import TransferFed
 from .desk import DeskTransfers
 from .desk_leg import desk_name
 from .dial import LegInvite, NotDialled, dial_leg
@@ -66,7 +69,7 @@ from .events import (
 from .fallback_runner import bot_policy, transfer_with_fallback
 from .outbound import FailureStatus, apply_media, peer_of
 from .ports import CallHost
-from .transfer_machine import Action, How, Input, Moment, Step, TransferMachine, bot_steps
+from .transfer_machine import How, Input, Moment, Step, TransferMachine, bot_steps
 from .transfer_state import Transfer, TransferMethod, TransferOptions, TransferState
 from .warm import WarmTransfers
 
@@ -508,45 +511,56 @@ class Transfers:
     def feed(self, call: Call, transfer: Transfer, event: Input, status: FailureStatus | None = None,
              reason: str = "", *, leg: Leg | None = None, headers: list[tuple[str, str]] | None = None,
              subscription: Any = None) -> None:
-        """Feed the attempt's machine one input and carry out what it answers, in order."""
-        for action in transfer.machine.feed(event, status):
-            if action is Action.RECORD_PROGRESS:
-                assert isinstance(status, int)
-                transfer.progress.append(status)
-                call.record(self.engine.now(), TransferProgress(transfer.id, status))
-            elif action is Action.RECORD_ACCEPTED:
-                call.record(self.engine.now(), TransferAccepted(transfer.id, status, subscription))
-            elif action is Action.TELL_BOT:
-                bot, incoming = call.bot, call.bot_refer
-                if bot is not None and incoming is not None:
-                    self._report_to_bot(call, bot, incoming, transfer)
-            elif action is Action.STOP_WAITING_AUDIO:
-                if transfer.player is not None:
-                    transfer.player.stop()  # the bot's audio (or silence) comes back
-            elif action is Action.SWAP_TO_AGENT:
-                assert leg is not None
-                self.connect_agent(call, transfer, leg)
-            elif action is Action.DROP_AGENT:
-                if leg is not None:
-                    if leg.endpoint is not None:
-                        leg.endpoint.close()
-                    leg.ended = True
-                    if call.agent is leg:
-                        call.agent = None
-            elif action is Action.HAND_BACK:
-                self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE", caller_headers=headers)
-            elif action is Action.LEAVE:
-                # a bot that asked for it hears the outcome (its final NOTIFY answered)
-                # before its BYE, so it never sees a 481 (RFC 5589)
-                bot_refer = call.bot_refer
-                waiting = transfer.trigger == "bot" and bot_refer is not None and not bot_refer.subscription_over
-                self._bot_steps(call, bot_steps(How.LEFT, Moment.CONNECTED, waiting, False), "transferred by REFER")
-            elif action is Action.RELEASE_BOT:
-                listens = self.config.bot_listens and transfer.method is TransferMethod.INVITE
-                how = How.LEFT if transfer.method is TransferMethod.REFER else How.BRIDGED
-                self._bot_steps(call, bot_steps(how, Moment.BOT_TOLD, True, listens), "transferred by REFER")
-            else:
-                self._report(call, transfer, reason, succeeded=action is Action.SUCCEEDED)
+        """Feed the attempt's machine one input, through the call's controller: it
+        answers commands (engine/control_io.py) that the executor carries out by the
+        methods below (the TransferEffects port, engine/effects.py)."""
+        self.engine.control(call, TransferFed(transfer, transfer.machine, event, status, reason, leg,
+                                              None if headers is None else tuple(headers), subscription))
+
+    def record_progress(self, call: Call, transfer: Transfer, status: FailureStatus | None) -> None:
+        assert isinstance(status, int)
+        transfer.progress.append(status)
+        call.record(self.engine.now(), TransferProgress(transfer.id, status))
+
+    def record_accepted(self, call: Call, transfer: Transfer, status: FailureStatus | None, subscription: Any) -> None:
+        call.record(self.engine.now(), TransferAccepted(transfer.id, status, subscription))
+
+    def notify_bot(self, call: Call, transfer: Transfer) -> None:
+        bot, incoming = call.bot, call.bot_refer
+        if bot is not None and incoming is not None:
+            self._report_to_bot(call, bot, incoming, transfer)
+
+    def stop_play(self, call: Call, transfer: Transfer) -> None:
+        if transfer.player is not None:
+            transfer.player.stop()  # the bot's audio (or silence) comes back
+
+    def swap_bridge(self, call: Call, transfer: Transfer, leg: Leg) -> None:
+        self.connect_agent(call, transfer, leg)
+
+    def drop_leg(self, call: Call, transfer: Transfer, leg: Leg | None) -> None:
+        if leg is None:
+            return
+        if leg.endpoint is not None:
+            leg.endpoint.close()
+        leg.ended = True
+        if call.agent is leg:
+            call.agent = None
+
+    def hand_back(self, call: Call, transfer: Transfer, headers: tuple[tuple[str, str], ...] | None) -> None:
+        self.engine.end(call, CallInput.HUNG_UP, "transferred by BYE",
+                        caller_headers=None if headers is None else list(headers))
+
+    def leave(self, call: Call, transfer: Transfer) -> None:
+        # a bot that asked for it hears the outcome (its final NOTIFY answered)
+        # before its BYE, so it never sees a 481 (RFC 5589)
+        bot_refer = call.bot_refer
+        waiting = transfer.trigger == "bot" and bot_refer is not None and not bot_refer.subscription_over
+        self._bot_steps(call, bot_steps(How.LEFT, Moment.CONNECTED, waiting, False), "transferred by REFER")
+
+    def release_bot(self, call: Call, transfer: Transfer) -> None:
+        listens = self.config.bot_listens and transfer.method is TransferMethod.INVITE
+        how = How.LEFT if transfer.method is TransferMethod.REFER else How.BRIDGED
+        self._bot_steps(call, bot_steps(how, Moment.BOT_TOLD, True, listens), "transferred by REFER")
 
     def _bot_steps(self, call: Call, steps: tuple[Step, ...], reason: str) -> None:
         for step in steps:
@@ -558,9 +572,9 @@ class Transfers:
             elif step is Step.END_CALL:
                 self.engine.end(call, CallInput.HUNG_UP, reason)
 
-    def _report(self, call: Call, transfer: Transfer, reason: str, *, succeeded: bool) -> None:
-        status = transfer.machine.status
-        assert status is not None
+    def settle(self, call: Call, transfer: Transfer, succeeded: bool, status: FailureStatus, reason: str) -> None:
+        """The attempt is over: its outcome on the attempt and in the record, and
+        whoever awaits :meth:`settled` told."""
         transfer.status = status
         transfer.reason = reason
         transfer.ended = self.engine.now()

@@ -1,0 +1,62 @@
+"""A transfer attempt's inputs through the call controller (engine/controller.py), with
+no loop: the attempt's machine (engine/transfer_machine.py) answers actions, the
+controller turns each into one typed command (engine/control_io.py) for the executor,
+in the machine's order, with the attempt, the leg, the status and the reason handed on."""
+
+from __future__ import annotations
+
+from voicegw.engine import control_io as io
+from voicegw.engine.controller import TRANSFER_COMMANDS, CallController
+from voicegw.engine.transfer_machine import Action, Input, TransferMachine
+
+
+def fed(controller: CallController, machine: TransferMachine, happened: Input, status: io.FailureStatus | None = None,
+        reason: str = "", leg: object | None = None, headers: tuple[tuple[str, str], ...] | None = None,
+        subscription: object = None) -> tuple[io.Command, ...]:
+    return controller.feed(io.TransferFed("t", machine, happened, status, reason, leg, headers, subscription))
+
+
+def test_every_action_of_the_machine_has_a_command() -> None:
+    assert set(TRANSFER_COMMANDS) == set(Action)
+
+
+def test_an_invite_transfer_answered_stops_the_ringback_swaps_the_bridge_and_settles() -> None:
+    controller, machine = CallController(32.0), TransferMachine()
+    assert fed(controller, machine, Input.DIALLED) == ()
+    assert fed(controller, machine, Input.PROGRESS, 180) == (io.RecordProgress("t", 180),)
+    assert fed(controller, machine, Input.CONNECTED, 200, "agent answered", leg="agent") == (
+        io.StopPlay("t"), io.SwapBridge("t", "agent"), io.Settle("t", True, 200, "agent answered"))
+    assert fed(controller, machine, Input.FAILED, 500, "late", leg="agent") == ()  # decided: means nothing
+
+
+def test_a_failed_invite_transfer_drops_the_agent_leg_and_settles_failed() -> None:
+    controller, machine = CallController(32.0), TransferMachine()
+    fed(controller, machine, Input.DIALLED)
+    assert fed(controller, machine, Input.FAILED, 486, "busy", leg="agent") == (
+        io.StopPlay("t"), io.DropLeg("t", "agent"), io.Settle("t", False, 486, "busy"))
+
+
+def test_a_bot_asking_by_refer_is_told_and_released_after_its_notify() -> None:
+    controller, machine = CallController(32.0), TransferMachine(asked_by_bot=True)
+    fed(controller, machine, Input.REFERRED)
+    assert fed(controller, machine, Input.ACCEPTED, 202, subscription="active") == (
+        io.RecordAccepted("t", 202, "active"),)
+    assert fed(controller, machine, Input.PROGRESS, 180) == (io.RecordProgress("t", 180), io.NotifyBot("t"))
+    assert fed(controller, machine, Input.CONNECTED, 200, "connected") == (
+        io.Settle("t", True, 200, "connected"), io.Leave("t"))
+    assert fed(controller, machine, Input.BOT_TOLD) == (io.ReleaseBot("t"),)
+
+
+def test_a_bye_hand_back_settles_then_hands_the_caller_back_with_its_headers() -> None:
+    controller, machine = CallController(32.0), TransferMachine()
+    headers = (("X-Destination", "<sip:agent@example.com>"),)
+    assert fed(controller, machine, Input.CONNECTED, 200, "handed back by BYE", headers=headers) == (
+        io.Settle("t", True, 200, "handed back by BYE"), io.HandBack("t", headers))
+
+
+def test_the_caller_gone_settles_with_the_default_status() -> None:
+    controller, machine = CallController(32.0), TransferMachine()
+    fed(controller, machine, Input.DIALLED)
+    controller.feed(io.CallEnded(10.0))
+    assert fed(controller, machine, Input.CALLER_GONE, reason="the caller hung up") == (
+        io.StopPlay("t"), io.Settle("t", False, "call_ended", "the caller hung up"))

@@ -1,0 +1,43 @@
+"""What the executor needs to carry out a transfer attempt's commands, as a port.
+
+The controller (engine/controller.py) turns the transfer machine's actions into
+commands (engine/control_io.py); the executor (engine/executor.py) carries them out
+through a :class:`TransferEffects`, which engine/transfer.py's ``Transfers`` is. The
+port keeps the imports one way: transfer.py -> ports -> executor -> this, never the
+executor importing the transfers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .call import Call
+from .control_io import FailureStatus
+
+
+class TransferEffects(Protocol):
+    """One method per transfer command; ``transfer`` and ``leg`` are the command's
+    (a ``Transfer``, a ``Leg``)."""
+
+    def record_progress(self, call: Call, transfer: Any, status: FailureStatus | None) -> None: ...
+
+    def record_accepted(self, call: Call, transfer: Any, status: FailureStatus | None, subscription: Any) -> None: ...
+
+    def notify_bot(self, call: Call, transfer: Any) -> None: ...
+
+    def stop_play(self, call: Call, transfer: Any) -> None: ...
+
+    def swap_bridge(self, call: Call, transfer: Any, leg: Any) -> None: ...
+
+    def drop_leg(self, call: Call, transfer: Any, leg: Any) -> None: ...
+
+    def hand_back(self, call: Call, transfer: Any, headers: tuple[tuple[str, str], ...] | None) -> None: ...
+
+    def leave(self, call: Call, transfer: Any) -> None: ...
+
+    def release_bot(self, call: Call, transfer: Any) -> None: ...
+
+    def settle(self, call: Call, transfer: Any, succeeded: bool, status: FailureStatus, reason: str) -> None: ...
+
+
+__all__ = ["TransferEffects"]
