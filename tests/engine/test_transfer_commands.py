@@ -1,12 +1,19 @@
-"""A transfer attempt's inputs through the call controller (engine/controller.py), with
-no loop: the attempt's machine (engine/transfer_machine.py) answers actions, the
-controller turns each into one typed command (engine/control_io.py) for the executor,
-in the machine's order, with the attempt, the leg, the status and the reason handed on."""
+"""A transfer attempt's and a warm consult's inputs through the call controller
+(engine/controller.py), with no loop: the attempt's machine (engine/transfer_machine.py)
+or the consult machine (engine/consult.py) answers actions, the controller turns each
+into one typed command (engine/control_io.py) for the executor, in the machine's order,
+with the attempt, the leg, the status and the reason handed on."""
 
 from __future__ import annotations
 
+import pytest
+
 from voicegw.engine import control_io as io
-from voicegw.engine.controller import TRANSFER_COMMANDS, CallController
+from voicegw.engine.consult import Action as ConsultAction
+from voicegw.engine.consult import ConsultError, ConsultMachine
+from voicegw.engine.consult import Input as ConsultInput
+from voicegw.engine.consult import State as ConsultState
+from voicegw.engine.controller import CONSULT_COMMANDS, TRANSFER_COMMANDS, CallController
 from voicegw.engine.transfer_machine import Action, Input, TransferMachine
 
 
@@ -60,3 +67,40 @@ def test_the_caller_gone_settles_with_the_default_status() -> None:
     controller.feed(io.CallEnded(10.0))
     assert fed(controller, machine, Input.CALLER_GONE, reason="the caller hung up") == (
         io.StopPlay("t"), io.Settle("t", False, "call_ended", "the caller hung up"))
+
+
+def consulted(controller: CallController, machine: ConsultMachine, happened: ConsultInput,
+              status: io.FailureStatus | None = None, reason: str = "") -> tuple[io.Command, ...]:
+    return controller.feed(io.ConsultFed("w", machine, happened, status, reason))
+
+
+def test_every_action_of_the_consult_machine_has_a_command() -> None:
+    assert set(CONSULT_COMMANDS) == set(ConsultAction)
+
+
+def test_a_warm_transfer_records_each_move_briefs_connects_and_settles() -> None:
+    controller, machine = CallController(32.0), ConsultMachine()
+    assert consulted(controller, machine, ConsultInput.ANSWERED) == (
+        io.RecordConsult("w", ConsultState.BRIEFING, ConsultInput.ANSWERED), io.PlayBriefing("w"))
+    assert consulted(controller, machine, ConsultInput.BRIEFED_CONFIRM) == (
+        io.RecordConsult("w", ConsultState.CONFIRMING, ConsultInput.BRIEFED_CONFIRM), io.StartConfirmTimer("w"),
+        io.EndLiveBriefing("w"))
+    assert consulted(controller, machine, ConsultInput.ACCEPTED) == (
+        io.RecordConsult("w", ConsultState.COMPLETING, ConsultInput.ACCEPTED), io.Connect("w"), io.EndLiveBriefing("w"))
+    assert consulted(controller, machine, ConsultInput.COMPLETED_OK) == (
+        io.RecordConsult("w", ConsultState.COMPLETED, ConsultInput.COMPLETED_OK),
+        io.SettleConsult("w", False, 200, "agent connected after briefing"), io.EndLiveBriefing("w"))
+
+
+def test_a_declined_consult_hangs_up_the_agent_gives_the_caller_back_and_fails_declined() -> None:
+    controller, machine = CallController(32.0), ConsultMachine()
+    consulted(controller, machine, ConsultInput.ANSWERED)
+    assert consulted(controller, machine, ConsultInput.DECLINED, reason="the agent declined") == (
+        io.RecordConsult("w", ConsultState.FAILED, ConsultInput.DECLINED), io.HangUpAgent("w"), io.StopHold("w"),
+        io.SettleConsult("w", True, "declined", "the agent declined"), io.EndLiveBriefing("w"))
+
+
+def test_a_consult_input_its_state_refuses_raises_for_the_api() -> None:
+    controller, machine = CallController(32.0), ConsultMachine()
+    with pytest.raises(ConsultError):
+        consulted(controller, machine, ConsultInput.COMPLETE)

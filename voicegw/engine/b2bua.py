@@ -161,6 +161,7 @@ class Engine:
         """The agent desk (voicegw/desk/) when the daemon runs it: ``desk:`` targets."""
         self.transfers = Transfers(self)
         self.executor.transfers = self.transfers
+        self.executor.consults = self.transfers.warm
         self.flows = FlowExecutor(self, self.tts)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's

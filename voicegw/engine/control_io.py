@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 from ..sip.message import Response
 from ..sip.offer_answer import NegotiatedMedia
+from .consult import ConsultMachine
+from .consult import Input as ConsultHappened
+from .consult import State as ConsultState
 from .transfer_machine import Input as TransferHappened
 from .transfer_machine import TransferMachine
 
@@ -116,8 +119,20 @@ class TransferFed:
     subscription: object = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConsultFed:
+    """Something happened to a warm transfer's consult (engine/consult.py's ``Input``).
+    ``warm`` is opaque here (a ``WarmTransfer``); ``machine`` is its consult machine."""
+
+    warm: object
+    machine: ConsultMachine
+    happened: ConsultHappened
+    status: FailureStatus | None = None
+    reason: str = ""
+
+
 Input = (LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
-         | TransferFed)
+         | TransferFed | ConsultFed)
 
 
 # ---------------------------------------------------------------------- commands
@@ -258,17 +273,122 @@ class Settle:
     reason: str
 
 
+# A warm transfer's commands: one per action of its consult machine (engine/consult.py),
+# carried out by the executor through its ConsultEffects port (engine/effects.py).
+@dataclass(frozen=True, slots=True)
+class RecordConsult:
+    """The consult machine moved to ``state`` on ``happened`` (WarmTransferMoved)."""
+
+    warm: object
+    state: ConsultState
+    happened: ConsultHappened
+
+
+@dataclass(frozen=True, slots=True)
+class PlayBriefing:
+    """Brief the agent on the consult leg (the caller never hears it)."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class StartConfirmTimer:
+    """The agent has the warm settings' confirm timeout to press accept or decline."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Connect caller and agent: bridge, or REFER with Replaces (RFC 3891)."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class HangUpAgent:
+    """Let go of the consult leg: CANCEL while it rings, else BYE."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class StopHold:
+    """Give the caller back to the bot (its hold audio stops)."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class SettleConsult:
+    """The consult is over: the transfer attempt hears its outcome (a failed one
+    lets go of the agent leg first)."""
+
+    warm: object
+    failed: bool
+    status: FailureStatus
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndLiveBriefing:
+    """The consult left BRIEFING: a live briefing's wait ends."""
+
+    warm: object
+
+
+ConsultCommand = (RecordConsult | PlayBriefing | StartConfirmTimer | Connect | HangUpAgent | StopHold
+                  | SettleConsult | EndLiveBriefing)
+
 TransferCommand = (RecordProgress | RecordAccepted | NotifyBot | StopPlay | SwapBridge | DropLeg | HandBack
                    | Leave | ReleaseBot | Settle)
 
 Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
-           | TransferCommand)
+           | TransferCommand | ConsultCommand)
 
 
 __all__ = [
-    "Attempt", "CallEnded", "Cancel", "CancelTimer", "Command", "Decide", "DropLeg", "FailureStatus", "Forget",
-    "HandBack", "Input", "Leave", "LegAnswered", "LegDialled", "LegDropped", "LegFailed", "LegProgressed", "LegsSettled",
-    "NotifyBot", "RecordAccepted", "RecordProgress", "ReleaseBot", "Settle", "StartTimer", "StopPlay",
-    "SwapBridge", "TellAnswer", "TellFailure", "TellProgress", "Timer", "TimerFired", "TransferCommand",
+    "Attempt",
+    "CallEnded",
+    "Cancel",
+    "CancelTimer",
+    "Command",
+    "Connect",
+    "ConsultCommand",
+    "ConsultFed",
+    "Decide",
+    "DropLeg",
+    "EndLiveBriefing",
+    "FailureStatus",
+    "Forget",
+    "HandBack",
+    "HangUpAgent",
+    "Input",
+    "Leave",
+    "LegAnswered",
+    "LegDialled",
+    "LegDropped",
+    "LegFailed",
+    "LegProgressed",
+    "LegsSettled",
+    "NotifyBot",
+    "PlayBriefing",
+    "RecordAccepted",
+    "RecordConsult",
+    "RecordProgress",
+    "ReleaseBot",
+    "Settle",
+    "SettleConsult",
+    "StartConfirmTimer",
+    "StartTimer",
+    "StopHold",
+    "StopPlay",
+    "SwapBridge",
+    "TellAnswer",
+    "TellFailure",
+    "TellProgress",
+    "Timer",
+    "TimerFired",
+    "TransferCommand",
     "TransferFed",
 ]

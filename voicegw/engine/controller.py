@@ -25,7 +25,9 @@ timer, a second failure) find nothing and mean nothing.
 
 A transfer attempt's inputs (:class:`TransferFed`) go to its own machine
 (engine/transfer_machine.py, an enum and a table); each action it answers becomes
-one command (:data:`TRANSFER_COMMANDS`), carried out by the executor.
+one command (:data:`TRANSFER_COMMANDS`), carried out by the executor. A warm
+transfer's consult inputs (:class:`ConsultFed`) go to its consult machine
+(engine/consult.py) the same way (:data:`CONSULT_COMMANDS`).
 """
 
 from __future__ import annotations
@@ -33,16 +35,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from .consult import Action as ConsultAction
+from .consult import State as ConsultState
 from .control_io import (
     Attempt,
     CallEnded,
     Cancel,
     CancelTimer,
     Command,
+    Connect,
+    ConsultCommand,
+    ConsultFed,
     Decide,
     DropLeg,
+    EndLiveBriefing,
     Forget,
     HandBack,
+    HangUpAgent,
     Input,
     Leave,
     LegsSettled,
@@ -51,11 +60,16 @@ from .control_io import (
     LegFailed,
     LegProgressed,
     NotifyBot,
+    PlayBriefing,
     RecordAccepted,
+    RecordConsult,
     RecordProgress,
     ReleaseBot,
     Settle,
+    SettleConsult,
+    StartConfirmTimer,
     StartTimer,
+    StopHold,
     StopPlay,
     SwapBridge,
     TellAnswer,
@@ -125,6 +139,8 @@ class CallController:
     def feed(self, event: Input) -> tuple[Command, ...]:
         if isinstance(event, TransferFed):
             return transfer_commands(event)
+        if isinstance(event, ConsultFed):
+            return consult_commands(event)
         if isinstance(event, LegDialled):
             if self.ended:
                 return ()
@@ -223,4 +239,38 @@ def _settle(event: TransferFed, *, succeeded: bool) -> Settle:
     return Settle(event.transfer, succeeded, status, event.reason)
 
 
-__all__ = ["TABLE", "TRANSFER_COMMANDS", "CallController", "Happened", "Phase", "Step", "transfer_commands"]
+#: A consult machine's action -> the command that carries it out.
+CONSULT_COMMANDS: dict[ConsultAction, Callable[[ConsultFed], ConsultCommand]] = {
+    ConsultAction.PLAY_BRIEFING: lambda e: PlayBriefing(e.warm),
+    ConsultAction.START_CONFIRM_TIMER: lambda e: StartConfirmTimer(e.warm),
+    ConsultAction.CONNECT: lambda e: Connect(e.warm),
+    ConsultAction.HANG_UP_AGENT: lambda e: HangUpAgent(e.warm),
+    ConsultAction.STOP_HOLD: lambda e: StopHold(e.warm),
+    ConsultAction.SUCCEEDED: lambda e: SettleConsult(e.warm, False, 200, "agent connected after briefing"),
+    ConsultAction.FAILED: lambda e: SettleConsult(e.warm, True, e.machine.status or 500,
+                                                  e.reason or "warm transfer failed"),
+    ConsultAction.CANCELLED: lambda e: SettleConsult(e.warm, False, "cancelled", e.reason or "cancelled"),
+}
+
+
+def consult_commands(event: ConsultFed) -> tuple[ConsultCommand, ...]:
+    """Feed the consult machine: a move is recorded first, then its actions as
+    commands in order; once it is out of BRIEFING (accepted, declined, completed,
+    gone) a live briefing's wait ends, last. An input its state refuses raises
+    ConsultError (the API answers 409)."""
+    before = event.machine.state
+    actions = event.machine.feed(event.happened, event.status)
+    after = event.machine.state
+    commands: list[ConsultCommand] = []
+    if after is not before:
+        commands.append(RecordConsult(event.warm, after, event.happened))
+    commands.extend(CONSULT_COMMANDS[action](event) for action in actions)
+    if after is not ConsultState.BRIEFING:
+        commands.append(EndLiveBriefing(event.warm))
+    return tuple(commands)
+
+
+__all__ = [
+    "CONSULT_COMMANDS", "TABLE", "TRANSFER_COMMANDS", "CallController", "Happened", "Phase", "Step",
+    "consult_commands", "transfer_commands",
+]

@@ -1,8 +1,10 @@
 """What the executor needs to carry out a transfer attempt's commands, as a port.
 
-The controller (engine/controller.py) turns the transfer machine's actions into
+The controller (engine/controller.py) turns the transfer machine's (and the warm
+consult machine's) actions into
 commands (engine/control_io.py); the executor (engine/executor.py) carries them out
-through a :class:`TransferEffects`, which engine/transfer.py's ``Transfers`` is. The
+through a :class:`TransferEffects`, which engine/transfer.py's ``Transfers`` is (a
+:class:`ConsultEffects`: engine/warm.py's ``WarmTransfers``). The
 port keeps the imports one way: transfer.py -> ports -> executor -> this, never the
 executor importing the transfers.
 """
@@ -40,4 +42,25 @@ class TransferEffects(Protocol):
     def settle(self, call: Call, transfer: Any, succeeded: bool, status: FailureStatus, reason: str) -> None: ...
 
 
-__all__ = ["TransferEffects"]
+class ConsultEffects(Protocol):
+    """One method per consult command; ``warm`` is the command's ``WarmTransfer``
+    (engine/warm.py's ``WarmTransfers`` is this port)."""
+
+    def record_consult(self, call: Call, warm: Any, state: Any, happened: Any) -> None: ...
+
+    def play_briefing(self, call: Call, warm: Any) -> None: ...
+
+    def start_confirm_timer(self, call: Call, warm: Any) -> None: ...
+
+    def connect(self, call: Call, warm: Any) -> None: ...
+
+    def hang_up_agent(self, call: Call, warm: Any) -> None: ...
+
+    def stop_hold(self, call: Call, warm: Any) -> None: ...
+
+    def settle(self, call: Call, warm: Any, failed: bool, status: FailureStatus, reason: str) -> None: ...
+
+    def end_live_briefing(self, call: Call, warm: Any) -> None: ...
+
+
+__all__ = ["ConsultEffects", "TransferEffects"]

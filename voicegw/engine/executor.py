@@ -26,18 +26,26 @@ from .control_io import (
     Cancel,
     CancelTimer,
     Command,
+    Connect,
     Decide,
     DropLeg,
+    EndLiveBriefing,
     Forget,
     HandBack,
+    HangUpAgent,
     Input,
     Leave,
     NotifyBot,
+    PlayBriefing,
     RecordAccepted,
+    RecordConsult,
     RecordProgress,
     ReleaseBot,
     Settle,
+    SettleConsult,
+    StartConfirmTimer,
     StartTimer,
+    StopHold,
     StopPlay,
     SwapBridge,
     TellAnswer,
@@ -46,7 +54,7 @@ from .control_io import (
     TimerFired,
 )
 from .controller import CallController
-from .effects import TransferEffects
+from .effects import ConsultEffects, TransferEffects
 from .outbound import Dialing, OutboundLegs
 
 TimerHandler = Callable[[float], None]
@@ -88,6 +96,8 @@ class Executor:
         self.transfers: TransferEffects | None = None
         """Carries out a transfer attempt's commands (engine/transfer.py's Transfers,
         set by the engine once it has them)."""
+        self.consults: ConsultEffects | None = None
+        """Carries out a warm transfer's consult commands (engine/warm.py's WarmTransfers)."""
 
     def controller(self, call: Call) -> CallController:
         controller = call.controller
@@ -117,8 +127,32 @@ class Executor:
             _dialing(command.attempt).on_failure(command.status, command.reason)
         elif isinstance(command, Forget):
             self._forget(call)
+        elif isinstance(command, (RecordConsult, PlayBriefing, StartConfirmTimer, Connect, HangUpAgent, StopHold,
+                                  SettleConsult, EndLiveBriefing)):
+            self._consult(call, command)
         else:
             self._transfer(call, command)
+
+    def _consult(self, call: Call, command: Command) -> None:
+        """A warm transfer's consult command, through the port (engine/effects.py)."""
+        effects = self.consults
+        assert effects is not None
+        if isinstance(command, RecordConsult):
+            effects.record_consult(call, command.warm, command.state, command.happened)
+        elif isinstance(command, PlayBriefing):
+            effects.play_briefing(call, command.warm)
+        elif isinstance(command, StartConfirmTimer):
+            effects.start_confirm_timer(call, command.warm)
+        elif isinstance(command, Connect):
+            effects.connect(call, command.warm)
+        elif isinstance(command, HangUpAgent):
+            effects.hang_up_agent(call, command.warm)
+        elif isinstance(command, StopHold):
+            effects.stop_hold(call, command.warm)
+        elif isinstance(command, SettleConsult):
+            effects.settle(call, command.warm, command.failed, command.status, command.reason)
+        elif isinstance(command, EndLiveBriefing):
+            effects.end_live_briefing(call, command.warm)
 
     def _transfer(self, call: Call, command: Command) -> None:
         """A transfer attempt's command, through the port (engine/effects.py)."""

@@ -1,7 +1,8 @@
 """Warm (attended) transfers: brief the agent, then connect (issue: warm transfer).
 
-The consult machine (:mod:`voicegw.engine.consult`) decides; this module carries it
-out on a live call:
+The consult machine (:mod:`voicegw.engine.consult`) decides, fed through the call's
+controller, whose commands the executor carries out by this module's ConsultEffects
+methods (engine/effects.py), on a live call:
 
 - a consult leg C to the agent while the caller stays with the bot, or hears the
   configured hold audio (music file, TTS notice, silence);
@@ -33,7 +34,8 @@ from ..sip.locate import literal_hop
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
-from .consult import Action, ConsultError, ConsultMachine, Input, State
+from .consult import ConsultError, ConsultMachine, Input, State
+from .control_io import ConsultFed
 from .desk_leg import DeskLegEvents
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
@@ -181,46 +183,46 @@ class WarmTransfers:
 
     # ------------------------------------------------------------------ machine I/O
     def _feed(self, call: Call, warm: WarmTransfer, event: Input, status: Any = None, reason: str = "") -> None:
-        before = warm.machine.state
-        actions = warm.machine.feed(event, status)
-        if warm.machine.state is not before:
-            call.record(self.engine.now(), WarmTransferMoved(warm.transfer.id, warm.machine.state.value,
-                                                             event.value))
-        for action in actions:
-            self._do(call, warm, action, reason)
-        if warm.machine.state is not State.BRIEFING:
-            _resolve(warm.live_over)  # accepted, declined, completed, gone: the live briefing ends
+        """Feed the consult machine through the call's controller: it answers commands
+        (engine/control_io.py) that the executor carries out by the methods below (the
+        ConsultEffects port, engine/effects.py)."""
+        self.engine.control(call, ConsultFed(warm, warm.machine, event, status, reason))
 
-    def _do(self, call: Call, warm: WarmTransfer, action: Action, reason: str) -> None:
-        engine = self.engine
-        transfers = engine.transfers
-        if action is Action.PLAY_BRIEFING:
-            engine.spawn(self._brief(call, warm), call)
-        elif action is Action.START_CONFIRM_TIMER:
-            engine.timers.after(call, "confirm", warm.settings.confirm_timeout,
-                                lambda now: self._feed(call, warm, Input.CONFIRM_TIMEOUT, reason="no confirmation"))
-        elif action is Action.CONNECT:
-            call.cancel_timer("confirm")
-            if warm.briefing is not None:
-                warm.briefing.stop()
-            if warm.settings.complete_by == "refer" and warm.leg.dialog is not None:  # a desk leg has no dialog
-                self._refer_replaces(call, warm)
-            else:
-                self._bridge(call, warm)
-        elif action is Action.HANG_UP_AGENT:
-            call.cancel_timer("confirm")
-            engine.outbound.drop(warm.leg)
+    def record_consult(self, call: Call, warm: WarmTransfer, state: State, happened: Input) -> None:
+        call.record(self.engine.now(), WarmTransferMoved(warm.transfer.id, state.value, happened.value))
+
+    def play_briefing(self, call: Call, warm: WarmTransfer) -> None:
+        self.engine.spawn(self._brief(call, warm), call)
+
+    def start_confirm_timer(self, call: Call, warm: WarmTransfer) -> None:
+        self.engine.timers.after(call, "confirm", warm.settings.confirm_timeout,
+                                 lambda now: self._feed(call, warm, Input.CONFIRM_TIMEOUT, reason="no confirmation"))
+
+    def connect(self, call: Call, warm: WarmTransfer) -> None:
+        call.cancel_timer("confirm")
+        if warm.briefing is not None:
+            warm.briefing.stop()
+        if warm.settings.complete_by == "refer" and warm.leg.dialog is not None:  # a desk leg has no dialog
+            self._refer_replaces(call, warm)
+        else:
+            self._bridge(call, warm)
+
+    def hang_up_agent(self, call: Call, warm: WarmTransfer) -> None:
+        call.cancel_timer("confirm")
+        self.engine.outbound.drop(warm.leg)
+        self._drop_agent(call, warm)
+
+    def stop_hold(self, call: Call, warm: WarmTransfer) -> None:
+        if warm.hold is not None:
+            warm.hold.stop()  # the bridge gives the caller the bot's audio again
+
+    def settle(self, call: Call, warm: WarmTransfer, failed: bool, status: Any, reason: str) -> None:
+        if failed:
             self._drop_agent(call, warm)
-        elif action is Action.STOP_HOLD:
-            if warm.hold is not None:
-                warm.hold.stop()  # the bridge gives the caller the bot's audio again
-        elif action is Action.SUCCEEDED:
-            transfers.finish(call, warm.transfer, 200, "agent connected after briefing")
-        elif action is Action.FAILED:
-            self._drop_agent(call, warm)
-            transfers.finish(call, warm.transfer, warm.machine.status or 500, reason or "warm transfer failed")
-        elif action is Action.CANCELLED:
-            transfers.finish(call, warm.transfer, "cancelled", reason or "cancelled")
+        self.engine.transfers.finish(call, warm.transfer, status, reason)
+
+    def end_live_briefing(self, call: Call, warm: WarmTransfer) -> None:
+        _resolve(warm.live_over)  # accepted, declined, completed, gone: the live briefing ends
 
     # ------------------------------------------------------------------ steps
     async def _hold(self, call: Call, settings: WarmSettings) -> Player | None:
