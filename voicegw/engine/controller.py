@@ -54,11 +54,11 @@ from .control_io import (
     HangUpAgent,
     Input,
     Leave,
-    LegsSettled,
     LegAnswered,
     LegDialled,
     LegFailed,
     LegProgressed,
+    LegsSettled,
     NotifyBot,
     PlayBriefing,
     RecordAccepted,
@@ -124,7 +124,7 @@ class CallController:
     """One call's controller. ``forget_after``: how long, at most, an ended call whose
     legs' sessions are not all over stays indexed (64*T1)."""
 
-    __slots__ = ("_ringing", "_forget_after", "ended", "forgotten")
+    __slots__ = ("_forget_after", "_ringing", "ended", "forgotten")
 
     def __init__(self, forget_after: float) -> None:
         self._ringing: dict[Attempt, Phase] = {}
