@@ -67,7 +67,7 @@ from ..sip.uri import SipUri, parse_uri
 from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
-from .control_io import CallEnded, LegsSettled
+from .control_io import ByeReceived, CallEnded, LegsSettled, Who
 from .control_io import Input as ControlInput
 from .desk_leg import AgentDesk
 from .dial import LegInvite, NotDialled, dial_leg
@@ -162,6 +162,7 @@ class Engine:
         self.transfers = Transfers(self)
         self.executor.transfers = self.transfers
         self.executor.consults = self.transfers.warm
+        self.executor.byes = self
         self.flows = FlowExecutor(self, self.tts)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's
@@ -611,21 +612,35 @@ class Engine:
             self._hung_up(call, leg, None)
 
     def _hung_up(self, call: Call, leg: Leg, bye: Request | None) -> None:
-        """The leg's peer sent BYE (its session answered it 200)."""
+        """The leg's peer sent BYE (its session answered it 200): what it means is the
+        controller's (engine/controller.py bye_commands), told what the call knows."""
         call.record(self.now(), LegHungUp(leg.role))
         leg.ended = True
-        if leg is call.bot and call.agent is not None:
-            self.transfers.bot_left(call)
-            return  # the bot leaving after a transfer ends nothing else
-        if leg is call.bot and bye is not None:  # a bot may hand its context back on its BYE
-            call.context.update(context_from_bot(bye.headers, ()))
-        if leg is call.bot and self.flows.bot_hung_up(call):
-            return  # the flow that connected the bot goes on with the caller
-        if leg is call.agent and self.transfers.warm.agent_hung_up(call):
-            return  # a consult call ended: the warm transfer decides what follows
-        if leg is call.agent and self.flows.resume_after_agent(call):
-            return
-        self.end(call, CallInput.HUNG_UP, f"{leg.role} hung up")
+        who = Who.BOT if leg is call.bot else Who.AGENT if leg is call.agent else Who.OTHER
+        context = context_from_bot(bye.headers, ()) if who is Who.BOT and bye is not None else {}
+        self.control(call, ByeReceived(
+            leg, who, leg.role, agent_connected=call.agent is not None,
+            bot_node_waits=self.flows.bot_node_waits(call), consulting=self.transfers.warm.consulting(call),
+            post_agent=self.flows.can_resume_after_agent(call), context=tuple(context.items())))
+
+    # the ByeEffects port (engine/effects.py): what a BYE leads to
+    def let_bot_go(self, call: Call, leg: Leg) -> None:
+        self.transfers.bot_left(call)  # the bot leaving after a transfer ends nothing else
+
+    def take_context(self, call: Call, context: tuple[tuple[str, str], ...]) -> None:
+        call.context.update(context)  # a bot may hand its context back on its BYE
+
+    def bot_node_over(self, call: Call, leg: Leg) -> None:
+        self.flows.bot_hung_up(call)  # the flow that connected the bot goes on with the caller
+
+    def consult_agent_gone(self, call: Call, leg: Leg) -> None:
+        self.transfers.warm.agent_hung_up(call)  # the warm transfer decides what follows
+
+    def resume_after_agent(self, call: Call, leg: Leg) -> None:
+        self.flows.resume_after_agent(call)
+
+    def end_call(self, call: Call, reason: str) -> None:
+        self.end(call, CallInput.HUNG_UP, reason)
 
     def _session_event(self, call: Call, leg: Leg, output: Output) -> None:
         """What a leg's INVITE session reports once the leg is set up (or, for the

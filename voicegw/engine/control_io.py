@@ -131,8 +131,37 @@ class ConsultFed:
     reason: str = ""
 
 
+class Who(enum.Enum):
+    """Which of the call's legs a BYE came on."""
+
+    BOT = "the call's bot"
+    AGENT = "the call's agent"
+    OTHER = "the caller (or a leg the call no longer holds)"
+
+
+@dataclass(frozen=True, slots=True)
+class ByeReceived:
+    """A leg's peer sent BYE (its session answered it 200, RFC 3261 15.1.2), with what
+    the call knew of that leg then, read by the executor's host: the controller decides
+    what it means (:func:`~voicegw.engine.controller.bye_commands`)."""
+
+    leg: object
+    who: Who
+    role: str
+    agent_connected: bool
+    """An agent has the caller (the bot was replaced)."""
+    bot_node_waits: bool
+    """A flow's bot node waits for this bot to hang up."""
+    consulting: bool
+    """A warm transfer consults this agent (its machine is not finished)."""
+    post_agent: bool
+    """The call's flow still runs and names a post_agent node, the call connected."""
+    context: tuple[tuple[str, str], ...] = ()
+    """What the bot handed back on its BYE (its UUI and X- headers, as context keys)."""
+
+
 Input = (LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
-         | TransferFed | ConsultFed)
+         | TransferFed | ConsultFed | ByeReceived)
 
 
 # ---------------------------------------------------------------------- commands
@@ -337,6 +366,51 @@ class EndLiveBriefing:
     warm: object
 
 
+# What a BYE means: one command, carried out through the ByeEffects port (engine/effects.py).
+@dataclass(frozen=True, slots=True)
+class LetBotGo:
+    """A listening bot left after a transfer: stop feeding it; nothing else ends."""
+
+    leg: object
+
+
+@dataclass(frozen=True, slots=True)
+class TakeContext:
+    """The bot's context handed back on its BYE goes into the call's context."""
+
+    context: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BotNodeOver:
+    """The bot a flow's bot node connected left: the flow goes on with the caller."""
+
+    leg: object
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultAgentGone:
+    """The consult agent left: the warm transfer's consult machine decides."""
+
+    leg: object
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAfterAgent:
+    """The agent left: the flow's post_agent node takes the caller back."""
+
+    leg: object
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """The call ends (every leg still up gets BYE)."""
+
+    reason: str
+
+
+ByeCommand = LetBotGo | TakeContext | BotNodeOver | ConsultAgentGone | ResumeAfterAgent | EndCall
+
 ConsultCommand = (RecordConsult | PlayBriefing | StartConfirmTimer | Connect | HangUpAgent | StopHold
                   | SettleConsult | EndLiveBriefing)
 
@@ -344,20 +418,25 @@ TransferCommand = (RecordProgress | RecordAccepted | NotifyBot | StopPlay | Swap
                    | Leave | ReleaseBot | Settle)
 
 Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
-           | TransferCommand | ConsultCommand)
+           | TransferCommand | ConsultCommand | ByeCommand)
 
 
 __all__ = [
     "Attempt",
+    "BotNodeOver",
+    "ByeCommand",
+    "ByeReceived",
     "CallEnded",
     "Cancel",
     "CancelTimer",
     "Command",
     "Connect",
+    "ConsultAgentGone",
     "ConsultCommand",
     "ConsultFed",
     "Decide",
     "DropLeg",
+    "EndCall",
     "EndLiveBriefing",
     "FailureStatus",
     "Forget",
@@ -371,12 +450,14 @@ __all__ = [
     "LegFailed",
     "LegProgressed",
     "LegsSettled",
+    "LetBotGo",
     "NotifyBot",
     "PlayBriefing",
     "RecordAccepted",
     "RecordConsult",
     "RecordProgress",
     "ReleaseBot",
+    "ResumeAfterAgent",
     "Settle",
     "SettleConsult",
     "StartConfirmTimer",
@@ -384,6 +465,7 @@ __all__ = [
     "StopHold",
     "StopPlay",
     "SwapBridge",
+    "TakeContext",
     "TellAnswer",
     "TellFailure",
     "TellProgress",
@@ -391,4 +473,5 @@ __all__ = [
     "TimerFired",
     "TransferCommand",
     "TransferFed",
+    "Who",
 ]

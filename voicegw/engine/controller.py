@@ -27,7 +27,8 @@ A transfer attempt's inputs (:class:`TransferFed`) go to its own machine
 (engine/transfer_machine.py, an enum and a table); each action it answers becomes
 one command (:data:`TRANSFER_COMMANDS`), carried out by the executor. A warm
 transfer's consult inputs (:class:`ConsultFed`) go to its consult machine
-(engine/consult.py) the same way (:data:`CONSULT_COMMANDS`).
+(engine/consult.py) the same way (:data:`CONSULT_COMMANDS`). A leg's BYE
+(:class:`ByeReceived`) is decided by :func:`bye_commands`.
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ from .consult import Action as ConsultAction
 from .consult import State as ConsultState
 from .control_io import (
     Attempt,
+    BotNodeOver,
+    ByeCommand,
+    ByeReceived,
     CallEnded,
     Cancel,
     CancelTimer,
     Command,
     Connect,
+    ConsultAgentGone,
     ConsultCommand,
     ConsultFed,
     Decide,
     DropLeg,
+    EndCall,
     EndLiveBriefing,
     Forget,
     HandBack,
@@ -59,12 +65,14 @@ from .control_io import (
     LegFailed,
     LegProgressed,
     LegsSettled,
+    LetBotGo,
     NotifyBot,
     PlayBriefing,
     RecordAccepted,
     RecordConsult,
     RecordProgress,
     ReleaseBot,
+    ResumeAfterAgent,
     Settle,
     SettleConsult,
     StartConfirmTimer,
@@ -72,6 +80,7 @@ from .control_io import (
     StopHold,
     StopPlay,
     SwapBridge,
+    TakeContext,
     TellAnswer,
     TellFailure,
     TellProgress,
@@ -79,6 +88,7 @@ from .control_io import (
     TimerFired,
     TransferCommand,
     TransferFed,
+    Who,
 )
 from .transfer_machine import Action
 
@@ -141,6 +151,8 @@ class CallController:
             return transfer_commands(event)
         if isinstance(event, ConsultFed):
             return consult_commands(event)
+        if isinstance(event, ByeReceived):
+            return bye_commands(event)
         if isinstance(event, LegDialled):
             if self.ended:
                 return ()
@@ -270,7 +282,39 @@ def consult_commands(event: ConsultFed) -> tuple[ConsultCommand, ...]:
     return tuple(commands)
 
 
+def bye_commands(event: ByeReceived) -> tuple[ByeCommand, ...]:
+    """What a leg's BYE means, first match wins:
+
+    - the bot, while an agent has the caller: it was listening; only it goes;
+    - the bot otherwise: its context is taken, then the flow's bot node goes on with
+      the caller if it waits on this bot, else the call ends;
+    - the agent, while a warm transfer consults it: the consult machine decides;
+    - the agent, when the flow names a post_agent node: that node takes the caller;
+    - anyone else (the caller, the agent otherwise): the call ends.
+    """
+    ends = EndCall(f"{event.role} hung up")
+    if event.who is Who.BOT:
+        if event.agent_connected:
+            return (LetBotGo(event.leg),)
+        context: tuple[ByeCommand, ...] = (TakeContext(event.context),) if event.context else ()
+        return (*context, BotNodeOver(event.leg) if event.bot_node_waits else ends)
+    if event.who is Who.AGENT:
+        if event.consulting:
+            return (ConsultAgentGone(event.leg),)
+        if event.post_agent:
+            return (ResumeAfterAgent(event.leg),)
+    return (ends,)
+
+
 __all__ = [
-    "CONSULT_COMMANDS", "TABLE", "TRANSFER_COMMANDS", "CallController", "Happened", "Phase", "Step",
-    "consult_commands", "transfer_commands",
+    "CONSULT_COMMANDS",
+    "TABLE",
+    "TRANSFER_COMMANDS",
+    "CallController",
+    "Happened",
+    "Phase",
+    "Step",
+    "bye_commands",
+    "consult_commands",
+    "transfer_commands",
 ]

@@ -23,24 +23,29 @@ from typing import Any
 
 from .call import Call
 from .control_io import (
+    BotNodeOver,
     Cancel,
     CancelTimer,
     Command,
     Connect,
+    ConsultAgentGone,
     Decide,
     DropLeg,
+    EndCall,
     EndLiveBriefing,
     Forget,
     HandBack,
     HangUpAgent,
     Input,
     Leave,
+    LetBotGo,
     NotifyBot,
     PlayBriefing,
     RecordAccepted,
     RecordConsult,
     RecordProgress,
     ReleaseBot,
+    ResumeAfterAgent,
     Settle,
     SettleConsult,
     StartConfirmTimer,
@@ -48,13 +53,14 @@ from .control_io import (
     StopHold,
     StopPlay,
     SwapBridge,
+    TakeContext,
     TellAnswer,
     TellFailure,
     TellProgress,
     TimerFired,
 )
 from .controller import CallController
-from .effects import ConsultEffects, TransferEffects
+from .effects import ByeEffects, ConsultEffects, TransferEffects
 from .outbound import Dialing, OutboundLegs
 
 TimerHandler = Callable[[float], None]
@@ -98,6 +104,8 @@ class Executor:
         set by the engine once it has them)."""
         self.consults: ConsultEffects | None = None
         """Carries out a warm transfer's consult commands (engine/warm.py's WarmTransfers)."""
+        self.byes: ByeEffects | None = None
+        """Carries out what a leg's BYE means (the engine)."""
 
     def controller(self, call: Call) -> CallController:
         controller = call.controller
@@ -130,8 +138,27 @@ class Executor:
         elif isinstance(command, (RecordConsult, PlayBriefing, StartConfirmTimer, Connect, HangUpAgent, StopHold,
                                   SettleConsult, EndLiveBriefing)):
             self._consult(call, command)
+        elif isinstance(command, (LetBotGo, TakeContext, BotNodeOver, ConsultAgentGone, ResumeAfterAgent, EndCall)):
+            self._bye(call, command)
         else:
             self._transfer(call, command)
+
+    def _bye(self, call: Call, command: Command) -> None:
+        """What a leg's BYE means, through the port (engine/effects.py)."""
+        effects = self.byes
+        assert effects is not None
+        if isinstance(command, LetBotGo):
+            effects.let_bot_go(call, command.leg)
+        elif isinstance(command, TakeContext):
+            effects.take_context(call, command.context)
+        elif isinstance(command, BotNodeOver):
+            effects.bot_node_over(call, command.leg)
+        elif isinstance(command, ConsultAgentGone):
+            effects.consult_agent_gone(call, command.leg)
+        elif isinstance(command, ResumeAfterAgent):
+            effects.resume_after_agent(call, command.leg)
+        elif isinstance(command, EndCall):
+            effects.end_call(call, command.reason)
 
     def _consult(self, call: Call, command: Command) -> None:
         """A warm transfer's consult command, through the port (engine/effects.py)."""

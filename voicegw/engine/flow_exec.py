@@ -160,11 +160,16 @@ class FlowExecutor:
         finally:
             call.bot_done = None
 
-    def bot_hung_up(self, call: Call) -> bool:
+    @staticmethod
+    def bot_node_waits(call: Call) -> bool:
+        """A flow's bot node waits for its bot to hang up."""
+        return call.bot_done is not None and not call.bot_done.done()
+
+    def bot_hung_up(self, call: Call) -> None:
         """The bot a flow connected hung up: the flow goes on with the caller."""
         done = call.bot_done
         if done is None or done.done():
-            return False
+            return
         bridge = self.engine.bridge(call)
         if bridge is not None:
             bridge.close()
@@ -172,7 +177,6 @@ class FlowExecutor:
             call.bot.endpoint.close()
         call.bot = None
         done.set_result(None)
-        return True
 
     @staticmethod
     def _wav(path: str) -> np.ndarray | None:
@@ -189,13 +193,18 @@ class FlowExecutor:
             log.warning("tts.failed", error=str(error))
             return tones.ToneGenerator(tones.HOLD_BEEP).read(8000)
 
-    def resume_after_agent(self, call: Call) -> bool:
+    def can_resume_after_agent(self, call: Call) -> bool:
+        """The call runs a flow that names a post_agent node, and is connected."""
+        return (flow_of(call, self.engine).post_agent is not None and call.flow_task is not None
+                and call.state is CallState.CONNECTED)
+
+    def resume_after_agent(self, call: Call) -> None:
         """The agent hung up first: the flow's post_agent node takes the caller back
-        (a survey, a goodbye), when the call runs a flow and the flow names one."""
+        (a survey, a goodbye)."""
         engine = self.engine
         post_agent = flow_of(call, engine).post_agent
         if post_agent is None or call.flow_task is None or call.state is not CallState.CONNECTED:
-            return False
+            return
         bridge = engine.bridge(call)
         if bridge is not None:
             bridge.close()
@@ -205,4 +214,3 @@ class FlowExecutor:
         if call.flow_task is not None:
             call.flow_task.cancel()  # a flow still waiting on a bot that was replaced
         call.flow_task = engine.spawn(self.run(call, at=post_agent), call)
-        return True

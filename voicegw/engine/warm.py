@@ -160,13 +160,15 @@ class WarmTransfers:
         """Abandon the consult: the agent gets BYE/CANCEL, the caller goes back."""
         self._feed(call, self._get(call), Input.CANCEL, reason="cancelled")
 
-    def agent_hung_up(self, call: Call) -> bool:
-        """The consult leg got a BYE from the agent; True if a warm transfer took it."""
+    def consulting(self, call: Call) -> bool:
+        """A warm transfer of the call is under way (its consult machine not finished)."""
         warm = self.by_call.get(call.key)
-        if warm is None or warm.machine.finished:
-            return False
-        self._feed(call, warm, Input.AGENT_HUNG_UP, reason="the agent hung up")
-        return True
+        return warm is not None and not warm.machine.finished
+
+    def agent_hung_up(self, call: Call) -> None:
+        """The consult leg got a BYE from the agent: the consult machine decides."""
+        if self.consulting(call):
+            self._feed(call, self.by_call[call.key], Input.AGENT_HUNG_UP, reason="the agent hung up")
 
     def call_ended(self, call: Call) -> None:
         warm = self.by_call.pop(call.key, None)
