@@ -45,6 +45,7 @@ from .sip.events import (
 from .sip.refusal import Cause, refusal_response
 from .store import RecordStore, StoreError, open_store
 from .store.backend import where as store_where
+from .store.backend import worker_id as store_worker_id
 from .store.schema import SchemaError
 from .transport.endpoint import SipEndpoint
 from .transport.guard import Guard, uri_hosts
@@ -535,4 +536,6 @@ def engine_config(config: DaemonConfig) -> EngineConfig:
     and again for a reload."""
     from .config.convert import engine_config as build
 
-    return build(config)
+    built = build(config)
+    worker = store_worker_id(config)
+    return dataclasses.replace(built, transfer_id_prefix=f"{worker}-") if worker else built

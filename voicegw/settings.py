@@ -168,6 +168,9 @@ class EngineConfig:
     rtp_port_max: int = 21998
     trusted_sources: tuple[str, ...] = ("127.0.0.0/8",)
     """Carriers/SBCs allowed to place calls (CIDRs); others get 403."""
+    transfer_id_prefix: str = ""
+    """Put before every transfer id (``t1``, ``t2``...): a worker's name and a dash under
+    ``--workers``, so the ids the one control API routes by are unique across workers."""
     auth_realm: str = "voicegw"
     auth_users: dict[str, str] = field(default_factory=dict)
     """Digest credentials (user -> password) that let a source outside

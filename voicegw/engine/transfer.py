@@ -96,7 +96,7 @@ class Transfers:
               options: TransferOptions | None = None) -> Transfer:
         """Start a transfer; await ``settled(transfer)`` for its outcome.
         ``options`` are a flow node's own settings (headers, ring timeout...)."""
-        transfer = Transfer(f"t{next(_ids)}", call.key, TransferMethod(method), target,
+        transfer = Transfer(f"{self.engine.config.transfer_id_prefix}t{next(_ids)}", call.key, TransferMethod(method), target,
                             trigger=trigger, started=self.engine.now(), options=options or TransferOptions(),
                             machine=TransferMachine(asked_by_bot=trigger == "bot"))
         with bound_contextvars(call_id=call.id, transfer_id=transfer.id):  # tasks it spawns inherit
