@@ -94,10 +94,16 @@ class LegPolicy:
     delayed_offer: bool = False
     """Send the INVITE without SDP (RFC 3261 13.2.1): the peer offers in its 2xx (or a
     reliable 1xx) and voicegw answers in the ACK (or the PRACK)."""
+    early_media: str = "relay"
+    """``relay``: a 183 with SDP from an agent leg is relayed to the caller in place of
+    voicegw's ringback (a carrier's announcement, its ringback); ``ringback``: the
+    caller hears voicegw's waiting audio whatever the leg sends before it answers."""
 
     def __post_init__(self) -> None:
         if self.srtp not in ("off", "optional", "required"):
             raise ValueError(f"srtp {self.srtp!r}: off, optional or required")
+        if self.early_media not in ("relay", "ringback"):
+            raise ValueError(f"early_media {self.early_media!r}: relay or ringback")
 
 
 @dataclass

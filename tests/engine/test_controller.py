@@ -34,6 +34,14 @@ def test_an_answer_stops_the_ring_timer_decides_then_tells() -> None:
     assert controller.feed(io.LegFailed("a", 500, "late")) == ()  # decided: means nothing
 
 
+def test_a_183s_early_media_is_handed_to_the_dialler_with_it() -> None:
+    controller = CallController(32.0)
+    dialled(controller)
+    progress = Response(183, "Session Progress", Headers([("CSeq", "1 INVITE")]))
+    assert controller.feed(io.LegProgressed("a", progress, MEDIA)) == (io.TellProgress("a", progress, MEDIA),)
+    assert controller.ringing("a"), "early media is progress: the attempt still rings"
+
+
 def test_the_ring_timer_cancels_and_tells_no_answer() -> None:
     controller = CallController(32.0)
     dialled(controller)

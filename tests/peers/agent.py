@@ -2,7 +2,10 @@
 
 The counterpart of :mod:`peers.caller`: voicegw dials it as the transfer target.
 It answers an INVITE after an optional delay (``mode="answer"``), refuses it
-(``mode="busy"``: 486) or lets it ring until CANCEL (``mode="never"``); answers
+(``mode="busy"``: 486 at once; ``mode="fail"``: 486 after the delay) or lets it ring
+until CANCEL (``mode="never"``); rings with 180, or with 183 and early media
+(``early``: SDP of its RTP socket; a second fork's 183 with another tag and socket;
+no SDP), and may answer from another RTP socket than the 183's (``moved``); answers
 CANCEL (200 + 487), BYE (200) and other in-dialog requests; records every SIP
 message and RTP packet with the time it arrived; sends RTP and RFC 4733 DTMF to the
 media address voicegw offered, and can echo what it receives. Everything runs on one
@@ -74,7 +77,13 @@ class AgentCall:
 class Agent:
     port: int = 0
     mode: str = "answer"
-    """answer | busy | never"""
+    """answer | busy | fail | never"""
+    early: str = ""
+    """How it rings: "" 180; "sdp" 183 with SDP (early media from ``rtp``); "fork" that,
+    then a second fork's 183 (another To tag) with SDP of ``rtp2``; "nosdp" 183 without SDP."""
+    moved: bool = False
+    """The 200's SDP names ``rtp2``, which sends from then on (the answer's media differs
+    from the early media's)."""
     answer_delay: float = 0.0
     echo: bool = False
     """Send every received PCMU payload back (with our own RTP header)."""
@@ -92,6 +101,8 @@ class Agent:
         self.sip = bound_udp(self.host) if not self.port else _bind(self.host, self.port)
         self.port = self.sip.getsockname()[1]
         self.rtp = _even_rtp_socket(self.host)
+        self.rtp2 = _even_rtp_socket(self.host) if self.moved or self.early == "fork" else None
+        self.rtp2_in: list[tuple[float, bytes]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._seq = random.getrandbits(16)
@@ -117,6 +128,8 @@ class Agent:
         self._thread.join(5)
         self.sip.close()
         self.rtp.close()
+        if self.rtp2 is not None:
+            self.rtp2.close()
 
     def __enter__(self) -> Agent:
         return self
@@ -162,8 +175,11 @@ class Agent:
 
     # ------------------------------------------------------------------ actions
     def send_rtp(self, payload: bytes, pt: int = 0, marker: bool = False, advance: int = 160,
-                 timestamp: int | None = None) -> None:
+                 timestamp: int | None = None, sock: socket.socket | None = None) -> None:
+        """From ``sock``; default ``rtp``, or ``rtp2`` once a ``moved`` call is answered."""
         call = self.call
+        if sock is None:
+            sock = self.rtp2 if self.moved and call is not None and call.answered_at is not None else self.rtp
         assert call is not None and call.remote_media is not None, "no media address yet"
         with self._lock:
             ts = self._ts if timestamp is None else timestamp
@@ -171,7 +187,7 @@ class Agent:
                                  ts & 0xFFFFFFFF, self._ssrc)
             self._seq += 1
             self._ts += advance
-        self.rtp.sendto(header + payload, call.remote_media)
+        sock.sendto(header + payload, call.remote_media)  # type: ignore[union-attr]
 
     def send_dtmf(self, digit: str) -> float:
         """An RFC 4733 key press: updates every 20 ms, then the end packet three times.
@@ -218,7 +234,8 @@ class Agent:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([self.sip, self.rtp], [], [], 0.01)
+                socks = [self.sip, self.rtp] + ([self.rtp2] if self.rtp2 is not None else [])
+                ready, _, _ = select.select(socks, [], [], 0.01)
             except (OSError, ValueError):
                 return
             now = time.monotonic()
@@ -229,6 +246,8 @@ class Agent:
                     continue
                 if sock is self.rtp:
                     self._rtp(now, data)
+                elif sock is self.rtp2:
+                    self.rtp2_in.append((now, data))
                 else:
                     try:
                         self._sip(now, data, addr)
@@ -247,7 +266,11 @@ class Agent:
             return
         if self._answer_due is not None and now >= self._answer_due:
             self._answer_due = None
-            if not call.cancelled:
+            if not call.cancelled and self.mode == "fail":
+                call.final = _response(call.invite, 486, "Busy Here", tag=call.local_tag)
+                self._send(call.final, call.source)
+                self._retransmit = (now + T1, T1, 6)
+            elif not call.cancelled:
                 self._answer(call)
         if self._retransmit is not None and call.final is not None:
             due, interval, left = self._retransmit
@@ -287,7 +310,7 @@ class Agent:
             self._send(_response(message, 200, "OK", tag=call.local_tag), addr)
         elif method == "INVITE":  # re-INVITE: same media
             self._send(_response(message, 200, "OK", tag=call.local_tag, contact=self._contact(),
-                                 body=self._sdp()), addr)
+                                 body=self._sdp(self.rtp2 if self.moved else None)), addr)
         else:
             self._send(_response(message, 200, "OK", tag=call.local_tag), addr)
 
@@ -307,13 +330,26 @@ class Agent:
             call.final = _response(invite, 486, "Busy Here", tag=call.local_tag)
             self._send(call.final, addr)
             return
-        self._send(_response(invite, 180, "Ringing", tag=call.local_tag, contact=self._contact()), addr)
-        if self.mode == "answer":
+        self._ring(invite, call, addr)
+        if self.mode in ("answer", "fail"):
             self._answer_due = now + self.answer_delay
 
+    def _ring(self, invite: Request, call: AgentCall, addr: tuple[str, int]) -> None:
+        if not self.early:
+            self._send(_response(invite, 180, "Ringing", tag=call.local_tag, contact=self._contact()), addr)
+            return
+        body = b"" if self.early == "nosdp" else self._sdp()
+        self._send(_response(invite, 183, "Session Progress", tag=call.local_tag, contact=self._contact(),
+                             body=body), addr)
+        if self.early == "fork":
+            assert self.rtp2 is not None
+            self._send(_response(invite, 183, "Session Progress", tag=call.local_tag + "b",
+                                 contact=self._contact(), body=self._sdp(self.rtp2)), addr)
+
     def _answer(self, call: AgentCall) -> None:
+        media = self.rtp2 if self.moved else None
         call.final = _response(call.invite, 200, "OK", tag=call.local_tag, contact=self._contact(),
-                               body=self._sdp())
+                               body=self._sdp(media))
         call.answered_at = time.monotonic()
         self._send(call.final, call.source)
         self._retransmit = (call.answered_at + T1, T1, 6)
@@ -321,10 +357,11 @@ class Agent:
     def _contact(self) -> str:
         return f"<sip:{self.user}@{self.host}:{self.port}>"
 
-    def _sdp(self) -> bytes:
+    def _sdp(self, sock: socket.socket | None = None) -> bytes:
+        port = (sock or self.rtp).getsockname()[1]
         return (
             f"v=0\r\no=agent 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
-            f"m=audio {self.rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
             "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
         ).encode()
 

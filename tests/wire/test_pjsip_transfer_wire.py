@@ -1,6 +1,6 @@
 """voicegw's INVITE transfers with PJSIP (peers.pjsua) on both ends: the PJSIP caller
 is the transferee, a PJSIP agent the target, which answers, is busy, never answers,
-answers 183 with early media first, or hangs up.
+answers 183 with early media first (relayed to the caller), or hangs up.
 
 The caller presses 0 (RFC 4733) in the demo flow, or a bot asks by REFER; voicegw
 dials the agent by INVITE (leg C) and bridges the caller to it. Each PJSIP agent feeds
@@ -100,20 +100,21 @@ def test_sipp_bot_refers_the_pjsip_caller_to_a_pjsip_agent_by_invite(lab, pjsua)
     leg_c.wait_disconnected()
 
 
-def test_pjsip_agent_early_media_is_not_relayed_the_caller_hears_voicegws_ringback(lab, pjsua):
-    """The agent answers 183 with SDP and sends its tone: voicegw logs the progress but
-    keeps its own ringback towards the caller (440 + 480 Hz, 2 s on, 4 s off) until the
-    agent answers; then the caller hears the agent."""
+def test_pjsip_agent_early_media_reaches_the_caller_in_place_of_voicegws_ringback(lab, pjsua):
+    """The agent answers 183 with SDP and sends its tone: voicegw relays it to the caller
+    in place of its own ringback (``early_media: relay``, the default for a target without
+    a profile) until the agent answers; then the caller hears the agent."""
     _, call, agent = demo_call(lab, pjsua, {"incoming": "manual"})
     leg_c = agent.incoming(timeout=20)
     leg_c.answer(183)
     wait_event(lab, "transfer.progress", status=183)
-    heard: list = []
-    assert call.listen(lambda s: heard.append(s) or hears(s, 440.0), timeout=8), "voicegw's ringback"
-    assert not any(hears(s, AGENT_HZ) for s in heard), "the agent's early media stays out"
+    assert call.listen(lambda s: hears(s, AGENT_HZ), timeout=8), "the agent's early media, before its 200"
+    early = call.record(2.0)
+    assert hears(early, AGENT_HZ) and not hears(early, 440.0), "the agent's tone, not voicegw's ringback"
     assert b"m=audio" in agent.responses("INVITE", "out")[-1].body
     leg_c.answer(200)
     leg_c.wait_confirmed()
+    wait_event(lab, "transfer.succeeded", status=200)
     assert call.listen(lambda s: hears(s, AGENT_HZ)), "after the 200 the caller hears the agent"
     call.hangup()
     leg_c.wait_disconnected()

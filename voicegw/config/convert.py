@@ -608,9 +608,9 @@ def _agent_transfer(config: LoadedConfig, source: Source, node_name: str, node: 
 
 
 def leg_policy(profile: Any) -> LegPolicy:
-    """How voicegw places its legs to ``profile`` (transport, SRTP offer, delayed offer)."""
+    """How voicegw places its legs to ``profile`` (transport, SRTP offer, delayed offer, early media)."""
     return LegPolicy(transport=None if profile.transport == "udp" else profile.transport, srtp=profile.srtp,
-                     delayed_offer=profile.delayed_offer)
+                     delayed_offer=profile.delayed_offer, early_media=profile.early_media)
 
 
 def caller_id_policy(model: CallerId, auth: Any = None) -> CallerIdPolicy:

@@ -596,6 +596,10 @@ class ProfileBase(Strict):
     delayed_offer: bool = False
     """voicegw's INVITEs to this profile carry no SDP (RFC 3261 13.2.1): the peer offers
     in its 200 (or a reliable 183) and voicegw answers in the ACK (or the PRACK)."""
+    early_media: Literal["relay", "ringback"] = "relay"
+    """While a transfer's leg to this profile rings: ``relay`` its early media (a 183
+    with SDP: a carrier's announcement or ringback) to the caller instead of voicegw's
+    ringback; ``ringback``: voicegw's waiting audio whatever the leg sends."""
     context_headers: dict[HeaderName, ContextKey] = {}
     """Header -> context key sent to the agent (X-headers, User-to-User)."""
     transfer_allow: list[Pattern] = []

@@ -512,7 +512,7 @@ class Engine:
                 policy=self.config.transfer.legs.get(str(uri)) or LegPolicy()),
             while_in=CallState.SETUP,  # the caller may cancel while the port opens: end() has run
             dialling=LegDialing("bot", str(uri)),
-            on_progress=lambda response: self._bot_progress(call, response),
+            on_progress=lambda response, early: self._bot_progress(call, response),
             on_answer=lambda response, media: self._bot_answered(call, media),
             on_failure=lambda status, reason: self._bot_failed(call, status, reason),
         )

@@ -56,6 +56,8 @@ class LegProgressed:
 
     attempt: Attempt
     response: Response
+    early_media: NegotiatedMedia | None = None
+    """What its SDP settled (a 183's early answer), if it carried usable SDP."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +198,11 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class TellProgress:
-    """Hand a provisional response to whoever dialled the leg."""
+    """Hand a provisional response (and its early media, if any) to whoever dialled the leg."""
 
     attempt: Attempt
     response: Response
+    early_media: NegotiatedMedia | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,7 +211,7 @@ def _command(step: Step, attempt: Attempt, phase: Phase, event: Input) -> Comman
         return Cancel(attempt)
     if step is St.TELL_PROGRESS:
         assert isinstance(event, LegProgressed)
-        return TellProgress(attempt, event.response)
+        return TellProgress(attempt, event.response, event.early_media)
     if step is St.TELL_ANSWER:
         assert isinstance(event, LegAnswered)
         return TellAnswer(attempt, event.media)

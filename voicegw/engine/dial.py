@@ -64,7 +64,7 @@ class LegInvite:
 
 async def dial_leg(
     host: CallHost, call: Call, role: str, uri: SipUri, invite: LegInvite, *, while_in: CallState,
-    on_progress: Callable[[Response], None],
+    on_progress: Callable[[Response, NegotiatedMedia | None], None],
     on_answer: Callable[[Response, NegotiatedMedia], None],
     on_failure: Callable[[FailureStatus, str], None],
     dialling: CallEvent | None = None,
@@ -132,7 +132,7 @@ class _Targets:
     leg: Leg
     left: list
     policy: object
-    on_progress: Callable[[Response], None]
+    on_progress: Callable[[Response, NegotiatedMedia | None], None]
     on_answer: Callable[[Response, NegotiatedMedia], None]
     on_failure: Callable[[FailureStatus, str], None]
 

@@ -128,7 +128,7 @@ class Executor:
         elif isinstance(command, Cancel):
             _dialing(command.attempt).end()
         elif isinstance(command, TellProgress):
-            _dialing(command.attempt).on_progress(command.response)
+            _dialing(command.attempt).on_progress(command.response, command.early_media)
         elif isinstance(command, TellAnswer):
             _dialing(command.attempt).on_answer(None, command.media)
         elif isinstance(command, TellFailure):

@@ -147,7 +147,7 @@ class FlowExecutor:
             engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw",
                                                 policy=engine.config.transfer.legs.get(str(uri)) or LegPolicy()),
             while_in=CallState.CONNECTED, prepare=dialled.append, dialling=LegDialing("bot", str(uri)),
-            on_progress=lambda response: None,
+            on_progress=lambda response, early: None,
             on_answer=lambda response, media: answered(dialled[0], media),
             on_failure=lambda status, reason: failed(dialled[0], status, reason))
         if leg is NotDialled.NO_PORTS:

@@ -68,7 +68,8 @@ class Dialing:
     call: Call
     leg: Leg
     offer: SessionDescription
-    on_progress: Callable[[Response], None]
+    on_progress: Callable[[Response, NegotiatedMedia | None], None]
+    """Told each 1xx and what its SDP settled (early media), if anything."""
     on_answer: Callable[[Response | None, NegotiatedMedia], None]
     """Told the negotiated media of the 2xx (the response itself stays in the session)."""
     on_failure: Callable[[FailureStatus, str], None]
@@ -165,7 +166,7 @@ class OutboundLegs:
         max_forwards: int,
         answer_timeout: float,
         extra_headers: list[tuple[str, str]],
-        on_progress: Callable[[Response], None],
+        on_progress: Callable[[Response, NegotiatedMedia | None], None],
         on_answer: Callable[[Response | None, NegotiatedMedia], None],
         on_failure: Callable[[FailureStatus, str], None],
         from_: str | None = None,
@@ -273,7 +274,7 @@ class OutboundLegs:
         """A ringing leg's session event, as the controller's input (it ignores what
         comes after the attempt is decided)."""
         if isinstance(output, ProgressReceived):
-            self.feed(dialing.call, LegProgressed(dialing, output.response))
+            self.feed(dialing.call, LegProgressed(dialing, output.response, output.early_media))
         elif isinstance(output, MediaUpdated) and dialing.session is not None \
                 and dialing.session.state is State.CONFIRMED:
             self.feed(dialing.call, LegAnswered(dialing, output.media))
@@ -353,9 +354,10 @@ def _no_clock() -> float:
     raise RuntimeError("this OutboundLegs dials no leg")
 
 
-def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
+def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia, *, repoint: bool = False) -> None:
     """Point a leg's endpoint at what offer/answer settled on: payload types, SRTP
-    keys (or none), the far address."""
+    keys (or none), the far address. ``repoint``: the address moved since early media
+    latched one (MediaEndpoint.repoint), learn it again."""
     endpoint.payload_type = media.payload_type
     endpoint.dtmf_payload_type = media.telephone_event
     keys = media.srtp
@@ -363,7 +365,10 @@ def apply_media(endpoint: MediaEndpoint, media: NegotiatedMedia) -> None:
         endpoint.set_srtp(keys.remote_key, keys.local_key, keys.suite)
     else:
         endpoint.set_srtp(None)
-    endpoint.set_remote(media.remote_address, media.remote_port)
+    if repoint:
+        endpoint.repoint(media.remote_address, media.remote_port)
+    else:
+        endpoint.set_remote(media.remote_address, media.remote_port)
 
 
 def offer_on(leg: Leg, direction: Direction = Direction.SENDRECV) -> SessionDescription:

@@ -38,7 +38,8 @@ from ..sip.caller_id import outgoing_identity
 from ..sip.errors import SipError
 from ..sip.events import Address, RequestReceived, TransactionTimedOut
 from ..sip.locate import literal_hop
-from ..sip.message import Request
+from ..sip.message import Request, Response
+from ..sip.offer_answer import NegotiatedMedia
 from ..sip.refer import (
     ReferAccepted,
     ReferFailed,
@@ -58,6 +59,7 @@ from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     LegByeSent,
     LegDialing,
+    LegEarlyMedia,
     LegListening,
     TransferAccepted,
     TransferFailed,
@@ -225,7 +227,7 @@ class Transfers:
             LegInvite(answer_timeout=transfer.options.ring_timeout or self.config.ring_timeout,
                       from_=from_, headers=tuple(headers), policy=transfer.legs),
             while_in=CallState.CONNECTED, prepare=prepare, dialling=LegDialing("agent", str(uri), transfer.id),
-            on_progress=lambda response: self.progress(call, transfer, response.status),
+            on_progress=lambda response, early: self._agent_progress(call, transfer, dialled[0], response, early),
             on_answer=lambda response, media: self._agent_answered(call, transfer, dialled[0], media),
             on_failure=lambda status, reason: self._agent_failed(call, transfer, dialled[0], status, reason),
         )
@@ -261,9 +263,43 @@ class Transfers:
     def progress(self, call: Call, transfer: Transfer, status: int) -> None:
         self.feed(call, transfer, Input.PROGRESS, status)
 
+    def _agent_progress(self, call: Call, transfer: Transfer, leg: Leg, response: Response,
+                        early: NegotiatedMedia | None) -> None:
+        """A 1xx from the agent leg. With SDP (a 183's early answer) and the profile's
+        ``early_media: relay``, what the far side plays (a carrier's announcement, its
+        own ringback) reaches the caller instead of ours; a 1xx without SDP changes
+        nothing (RFC 3960 3: local ringback until early media comes)."""
+        if early is not None and transfer.legs.early_media == "relay":
+            self._early_media(call, transfer, leg, early)
+        self.progress(call, transfer, response.status)
+
+    def _early_media(self, call: Call, transfer: Transfer, leg: Leg, media: NegotiatedMedia) -> None:
+        caller, endpoint = call.caller.endpoint, leg.endpoint
+        if (transfer.done or call.state is not CallState.CONNECTED or caller is None or endpoint is None
+                or endpoint.closed or leg.ended):
+            return
+        address = (media.remote_address, media.remote_port)
+        if transfer.early is not None:
+            if address != transfer.early_address:
+                # another fork's 183 (or new SDP from the same one): the last one wins
+                apply_media(endpoint, media, repoint=True)
+                transfer.early_address = address
+            return
+        apply_media(endpoint, media)
+        early = self.engine.media.early_media(endpoint, caller)
+        if early is None:
+            return  # this media plane relays none: the caller keeps our ringback
+        transfer.early, transfer.early_address = early, address
+        if transfer.player is not None:
+            transfer.player.stop()  # already displaced by the relay as the caller's writer
+        call.record(self.engine.now(), LegEarlyMedia("agent"))
+
     def _agent_answered(self, call: Call, transfer: Transfer, leg: Leg, media: Any) -> None:
         assert leg.endpoint is not None
-        apply_media(leg.endpoint, media)
+        # the 2xx's SDP is the answer (RFC 3264 4; RFC 3960 3): a media address other
+        # than the early media's re-points the leg before the bridge takes it
+        moved = transfer.early_address is not None and (media.remote_address, media.remote_port) != transfer.early_address
+        apply_media(leg.endpoint, media, repoint=moved)
         self.feed(call, transfer, Input.CONNECTED, 200, "agent answered", leg=leg)
 
     def connect_agent(self, call: Call, transfer: Transfer, leg: Leg) -> None:
@@ -533,6 +569,7 @@ class Transfers:
     def stop_play(self, call: Call, transfer: Transfer) -> None:
         if transfer.player is not None:
             transfer.player.stop()  # the bot's audio (or silence) comes back
+        _end_early(transfer)
 
     def swap_bridge(self, call: Call, transfer: Transfer, leg: Leg) -> None:
         self.connect_agent(call, transfer, leg)
@@ -593,8 +630,19 @@ class Transfers:
         transfer = call.transfer
         if transfer is not None and transfer.player is not None:
             transfer.player.stop()  # ringback/hold for a caller who is gone: its endpoint closes next
+        if transfer is not None:
+            _end_early(transfer)
         if transfer is not None and not transfer.done:
             self.feed(call, transfer, Input.CALLER_GONE, "call_ended", "the caller hung up")
+
+
+def _end_early(transfer: Transfer) -> None:
+    """Stop relaying the agent's early media: answered (the bridge takes the leg),
+    failed (the caller's bridge, then the fallback's prompt, take the caller back) or
+    the call is over."""
+    early, transfer.early = transfer.early, None
+    if early is not None:
+        early.close()
 
 
 def _called(invite: Request | None) -> str:

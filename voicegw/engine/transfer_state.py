@@ -66,6 +66,12 @@ class Transfer:
     started: float = 0.0
     ended: float | None = None
     player: Player | None = None
+    early: Any = None
+    """The agent leg's early media relayed to the caller (media/relay.py EarlyMedia)
+    in place of ``player``'s ringback, while it rings."""
+    early_address: tuple[str, int] | None = None
+    """Where that early media was said to come from (the last 183's SDP): a 2xx
+    naming another address re-points the leg (MediaEndpoint.repoint)."""
     settled: Any = None
     """The executor's future, resolved once the attempt succeeded or failed (the
     fallback runner awaits it); None until someone waits."""

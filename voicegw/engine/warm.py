@@ -97,7 +97,9 @@ class WarmTransfers:
                       from_=from_, headers=tuple(headers), policy=transfer.legs),
             while_in=CallState.CONNECTED, prepare=prepare,
             dialling=LegConsulting("agent", str(uri), transfer.id),
-            on_progress=lambda response: engine.transfers.progress(call, transfer, response.status),
+            # the consult leg's early media is not the caller's: the caller is on hold (or
+            # with the bot) until the warm transfer completes, as in any attended transfer
+            on_progress=lambda response, early: engine.transfers.progress(call, transfer, response.status),
             on_answer=lambda response, media: self._answered(call, made[0], media),
             on_failure=lambda status, reason: self._feed(
                 call, made[0], Input.DIAL_FAILED, "no_answer" if status == "timeout" else status, reason),

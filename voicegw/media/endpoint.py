@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from voicegw.media.srtp import SrtpContext, SrtpStatistics
 
 Addr = tuple[str, int]
+_STALE_PACKETS = 25
+"""After a re-point, packets (0.5 s at 20 ms) from the old source dropped before it may latch again."""
 Receiver = Callable[[bytes, Addr], None]
 
 
@@ -105,6 +107,8 @@ class MediaEndpoint:
         self.remote_rtcp: Addr | None = None
         self.latched = False
         self._rtcp_latched = False
+        self._stale: Addr | None = None
+        self._stale_left = 0
         self.on_dtmf: Callable[[str], None] | None = None
         """Called with each digit the leg sends as RFC 4733 events."""
         self.dtmf = DtmfDetector()
@@ -145,11 +149,29 @@ class MediaEndpoint:
         self.latched = self._rtcp_latched = False
         self._changed()
 
+    def repoint(self, host: str, port: int, rtcp_port: int | None = None) -> None:
+        """The peer's media moved before it was settled: another fork's 183, or a 2xx
+        whose SDP differs from the 183's (RFC 3960 3: the 2xx's is the answer). Take the
+        new SDP address and learn again, but not from the old one (latched, or the
+        old SDP's), which may go on sending for a moment (the other fork, the
+        announcement server): its packets are dropped unlatched, and after
+        ``_STALE_PACKETS`` of them with no other source it is taken after all (a NAT
+        that kept the mapping)."""
+        old = self.remote_rtp
+        if self.latch and old is not None and old != (host, port):
+            self._stale, self._stale_left = old, _STALE_PACKETS
+        self.latched = self._rtcp_latched = False
+        self.set_remote(host, port, rtcp_port)
+
     def accept_rtp(self, addr: Addr) -> bool:
         """Whether a packet from ``addr`` belongs to this leg; latches on the first."""
         if addr == self.remote_rtp and self.latched:
             return True
         if self.latch and not self.latched:
+            if addr == self._stale and self._stale_left > 0:
+                self._stale_left -= 1
+                return False
+            self._stale = None
             self.remote_rtp = addr
             self.latched = True
             if not self._rtcp_latched:

@@ -35,7 +35,7 @@ from .backend import RemoteMedia
 from .endpoint import EndpointStatistics, MediaEndpoint, open_endpoint
 from .player import Player, hold_player, play_samples, ringback_player
 from .ports import PortPool
-from .relay import Bridge, BridgeStatistics, FlowStatistics
+from .relay import Bridge, BridgeStatistics, EarlyMedia, FlowStatistics
 from .rtpengine_backend import RtpengineBackend, RtpengineLeg
 from .rtpengine_ng import NgError
 from .wav import write_wav
@@ -66,6 +66,10 @@ class RelayPlane:
 
     def ringback(self, endpoint: Any) -> Player:
         return ringback_player(endpoint)
+
+    def early_media(self, src: Any, dst: Any) -> EarlyMedia | None:
+        """Relay a ringing leg's early media (``src``) to the caller (``dst``)."""
+        return EarlyMedia(src, dst)
 
     def hold(self, endpoint: Any, music: np.ndarray | None = None) -> Player:
         return hold_player(endpoint, music)
@@ -275,6 +279,10 @@ class RtpenginePlane:
 
     def ringback(self, endpoint: RtpengineEndpoint) -> RtpenginePlayer:
         return self.play(endpoint, tones.generate(tones.RINGBACK_US, 6.0), loop=True)
+
+    def early_media(self, src: RtpengineEndpoint, dst: RtpengineEndpoint) -> None:
+        """Not relayed on rtpengine: its bridge is both ways, and a ringing leg must not
+        take the caller from the bot before it answers. The caller keeps our ringback."""
 
     def hold(self, endpoint: RtpengineEndpoint, music: np.ndarray | None = None) -> RtpenginePlayer:
         return self.play(endpoint, music if music is not None

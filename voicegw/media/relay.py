@@ -27,7 +27,7 @@ from voicegw.media.endpoint import Addr, MediaEndpoint
 from voicegw.media.mixer import TapMixer
 from voicegw.media.rtp import RTCP_RR, RTCP_SR, RTP_HEADER_SIZE, RtpError, payload_bounds
 
-__all__ = ["Bridge", "BridgeStatistics", "FlowStatistics"]
+__all__ = ["Bridge", "BridgeStatistics", "EarlyMedia", "FlowStatistics"]
 
 _DROP = (-1, None)
 
@@ -331,3 +331,45 @@ class Bridge:
             # the context it was opened in, as long as the API keeps the ended call
             direction.sendto = direction.expect = None
 
+
+
+class EarlyMedia:
+    """One way, ``src`` -> ``dst``: a ringing leg's early media (its 183 with SDP,
+    RFC 3960 3) relayed to the caller in place of local ringback, which it displaces
+    as the leg's writer (a player yields at once). Only RTP, only towards ``dst``:
+    what the caller says keeps going where its bridge sends it (the bot), and its RTCP
+    too. It ends when ``close()``d, or when another writer takes ``dst`` (the bridge's
+    swap to the answered leg takes ``src``'s receive path over as well)."""
+
+    def __init__(self, src: MediaEndpoint, dst: MediaEndpoint) -> None:
+        self.src, self.dst = src, dst
+        self._direction = _Direction(src, dst, dst._loop.time)
+        self.closed = False
+        src._on_change = self.refresh
+        src.rtp.set_receiver(self._direction.forward)
+        dst.claim(self._direction)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """``src`` latched or was re-pointed: re-choose the direction's path, as long
+        as it still feeds ``dst`` (once displaced it does not claim it back)."""
+        if not self.closed and self.dst.writer is self._direction:
+            self._direction.refresh()
+
+    @property
+    def packets(self) -> int:
+        """RTP packets received from ``src`` while relaying."""
+        return self._direction.packets
+
+    def close(self) -> None:
+        """Stop relaying: ``src``'s packets are its own again (unless a bridge took it
+        over) and ``dst`` goes back to whoever waits for it (the caller's bridge)."""
+        if self.closed:
+            return
+        self.closed = True
+        src, direction = self.src, self._direction
+        if src._on_change == self.refresh:
+            src._on_change = None
+            src.rtp.set_receiver(None)
+        self.dst.release(direction)
+        direction.sendto = direction.expect = None
