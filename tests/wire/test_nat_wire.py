@@ -29,12 +29,12 @@ MEDIA_EXTERNAL = "203.0.113.11"
 MEDIA_HOST = "127.0.0.3"
 
 
-def start_agent(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+def start_agent(tmp_path: Path, host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     media = free_port()
     media -= media % 2
     proc = subprocess.Popen(
-        [SIPP, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
+        [SIPP, "-p", str(port), "-i", host, "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
          "-rtp_echo", "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -49,18 +49,20 @@ def invite_to_agent(log: str) -> str:
     return match.group(1)
 
 
-def run_call(tmp_path: Path, local_nets: list[str]) -> tuple[str, str, list[bytes], list[bytes]]:
-    """One call: caller -> demo flow, 0 -> transfer by INVITE to the echoing agent.
-    Returns the caller's 200 OK, the agent's log, the packets sent and echoed back."""
+def run_call(tmp_path: Path, local_nets: list[str],
+             agent_host: str = "127.0.0.1") -> tuple[str, str, list[bytes], list[bytes]]:
+    """One call: caller (127.0.0.1) -> demo flow, 0 -> transfer by INVITE to the echoing
+    agent at ``agent_host``. Returns the caller's 200 OK, the agent's log, the packets
+    sent and echoed back."""
     config = tmp_path / "nat.yaml"
     config.write_text(yaml.safe_dump({
         "sip": {"external_host": SIP_EXTERNAL},
         "media": {"host": MEDIA_HOST, "external_host": MEDIA_EXTERNAL},
         "local_nets": local_nets,
     }))
-    agent, agent_port = start_agent(tmp_path)
+    agent, agent_port = start_agent(tmp_path, agent_host)
     daemon = DaemonProcess("127.0.0.1", None, "--config", str(config),
-                           "--agent-uri", f"sip:agent@127.0.0.1:{agent_port}")
+                           "--agent-uri", f"sip:agent@{agent_host}:{agent_port}")
     caller = None
     try:
         daemon.start()
@@ -116,4 +118,21 @@ def test_peers_in_local_nets_are_told_the_bind_addresses(tmp_path: Path) -> None
     invite = invite_to_agent(log)
     assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;rport;branch=", invite), invite
     assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", invite) and f"c=IN IP4 {MEDIA_HOST}" in invite
+    assert [p for p in echoed if p in sent] == sent
+
+
+def test_in_one_call_each_peer_is_told_the_addresses_it_can_reach(tmp_path: Path) -> None:
+    """The usual deployment: the carrier outside, the agents' PBX on the private network
+    (``local_nets``). The caller at 127.0.0.1 is outside and gets the external
+    addresses; the agent at 127.0.0.2 is inside and gets the bind ones, in the same call."""
+    ok, log, sent, echoed = run_call(tmp_path, ["127.0.0.2/32"], agent_host="127.0.0.2")
+    assert re.search(rf"Contact: <sip:voicegw@{SIP_EXTERNAL}:\d+>", ok), ok
+    assert f"c=IN IP4 {MEDIA_EXTERNAL}" in ok and re.search(rf"o=\S+ \d+ \d+ IN IP4 {MEDIA_EXTERNAL}", ok), ok
+    assert SIP_EXTERNAL not in log and MEDIA_EXTERNAL not in log, "the agent sees no external address"
+    invite = invite_to_agent(log)
+    assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;rport;branch=", invite), invite
+    assert re.search(r"Contact: <sip:voicegw@127.0.0.1:\d+>", invite), invite
+    assert f"c=IN IP4 {MEDIA_HOST}" in invite and re.search(rf"o=\S+ \d+ \d+ IN IP4 {MEDIA_HOST}", invite), invite
+    bye = log[log.index("BYE sip:"):]
+    assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;rport;branch=", bye), bye
     assert [p for p in echoed if p in sent] == sent
