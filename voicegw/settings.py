@@ -7,6 +7,7 @@ reaches the core as plain dataclasses). Pure data: no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from .sip.caller_id import CallerIdPolicy
 from .sip.digest_client import Account
 from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsSettings
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,22 @@ class PeerPolicies:
     """Dialled URI host (lower case) and port (None: any port) -> policy."""
 
     by_host: Mapping[tuple[str, int | None], PeerPolicy] = field(default_factory=dict)
+    by_source: tuple[tuple[IPNetwork, Account], ...] = ()
+    """A carrier profile's ``addresses`` and ``auth``: the account that answers that
+    carrier's challenges to our requests on the calls it sends us (BYE, REFER...)."""
 
     def for_uri(self, uri: SipUri) -> PeerPolicy | None:
         host = uri.host.strip("[]").lower()
         return self.by_host.get((host, uri.port)) or self.by_host.get((host, None))
+
+    def for_source(self, host: str) -> Account | None:
+        """The account of the carrier a call came from: the first carrier profile with
+        ``auth`` whose ``addresses`` hold the call's source address."""
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        return next((account for network, account in self.by_source if address in network), None)
 
     @staticmethod
     def key(uri_text: str) -> tuple[str, int | None]:

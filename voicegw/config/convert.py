@@ -261,7 +261,12 @@ def peer_policies(config: LoadedConfig) -> PeerPolicies:
         found.setdefault(PeerPolicies.key(uri), PeerPolicy(
             account=account(config, name, model.auth), outbound_proxy=model.outbound_proxy,
             gateways=gateways))
-    return PeerPolicies(found)
+    by_source = []
+    for name, carrier_model in profiles_of(config, CarrierProfile).items():
+        credentials = account(config, name, carrier_model.auth)
+        if credentials is not None:
+            by_source += [(ipaddress.ip_network(c, strict=False), credentials) for c in carrier_model.addresses]
+    return PeerPolicies(found, tuple(by_source))
 
 
 def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:

@@ -45,6 +45,7 @@ from ..sip.events import (
 )
 from ..sip.invite_session_io import (
     Accept,
+    ByeFailed,
     IncomingCancel,
     IncomingRequest,
     MediaUpdated,
@@ -67,6 +68,7 @@ from ..sip.uri import SipUri, parse_uri
 from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
+from .challenged import Resent, send_on_leg
 from .control_io import ByeReceived, CallEnded, LegsSettled, Who
 from .control_io import Input as ControlInput
 from .desk_leg import AgentDesk
@@ -77,6 +79,7 @@ from .events import (
     CallStarted,
     LegAcked,
     LegAnswered,
+    LegByeFailed,
     LegByeSent,
     LegDialing,
     LegEarlyMedia,
@@ -307,12 +310,19 @@ class Engine:
             call.transaction_ids.append(transaction_id)
 
     def send_request(self, request: Request, destination: Address,
-                     on_event: Callable[[Event], None], call: Call | None = None) -> str:
+                     on_event: Callable[[Event], None], call: Call | None = None, *,
+                     leg: Leg | None = None, on_resent: Resent | None = None) -> str:
         """Send ``request``; its responses and time-out go to ``on_event`` (forgotten
-        with ``call``)."""
-        transaction_id = self.sip.send_request(request, destination)
-        self._track(transaction_id, on_event, call)
-        return transaction_id
+        with ``call``). On a ``leg`` whose peer's profile has ``auth``, its digest
+        challenges are answered first (engine/challenged.py; ``on_resent`` is told)."""
+        def send(message: Request, where: Address, handler: Callable[[Event], None]) -> str:
+            transaction_id = self.sip.send_request(message, where)
+            self._track(transaction_id, handler, call)
+            return transaction_id
+
+        if leg is not None:
+            return send_on_leg(send, request, destination, on_event, leg, on_resent)
+        return send(request, destination, on_event)
 
     def _call_by_server_transaction(self, transaction_id: str) -> Call | None:
         call = self._by_server_transaction.get(transaction_id)
@@ -335,7 +345,8 @@ class Engine:
                     created=now, local_tag=new_tag(), listener=self._emit)
         # the caller's INVITE session: it refuses a too brief Session-Expires itself
         # (422, RFC 4028 8.1), and then there is no call
-        if self.outbound.take(call, call.caller, event.transaction_id, call.local_tag).terminated:
+        account = self.config.peers.for_source(source.host)  # the carrier's auth, for our requests to it
+        if self.outbound.take(call, call.caller, event.transaction_id, call.local_tag, account).terminated:
             return
         self.calls[call.key] = call
         self._by_server_transaction[event.transaction_id] = call
@@ -653,6 +664,10 @@ class Engine:
             bridge = self.bridge(call)
             if bridge is not None:
                 bridge.refresh()
+        elif isinstance(output, ByeFailed):
+            # the call ended when the BYE left (15); the record says why the peer may not know
+            log.warning("leg.bye_failed", leg=leg.role, status=output.status, reason=output.reason)
+            call.record(self.now(), LegByeFailed(leg.role, output.status, output.reason))
         elif isinstance(output, SessionTimerStarted):
             if leg is call.caller and call.state is CallState.CONNECTED:
                 call.record(self.now(), SessionRefreshed())
@@ -861,7 +876,7 @@ def remote_target_problem(invite: Request) -> str | None:
 
 def _sessions_over(call: Call) -> bool:
     """No leg of ``call`` has an INVITE session still running."""
-    return all(leg.session is None or leg.session.terminated for leg in call.legs())
+    return all(leg.session is None or leg.session.settled for leg in call.legs())
 
 
 def _user(uri: Any) -> str:

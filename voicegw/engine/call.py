@@ -82,6 +82,9 @@ class Leg:
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""
     ended: bool = False
+    auth: Any = None
+    """The leg's digest answers (a ``sip.request_auth.RequestAuth``) when its peer's
+    profile has ``auth``: challenges to any request we send on it are answered."""
 
     @property
     def up(self) -> bool:

@@ -261,6 +261,18 @@ class LegByeSent(LegEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class LegByeFailed(LegEvent):
+    """Our BYE on the leg got no 2xx (a challenge not answered, an error, no response):
+    the call ended here all the same (RFC 3261 15), the peer may not know."""
+
+    WHAT = "bye_failed"
+    bye_status: int
+    """The BYE's final status (the last 401/407 for a challenge; 408: none came)."""
+    bye_reason: str
+    """Why, in words (``401 challenge not answered: ...``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LegReplaced(LegEvent):
     """An INVITE with Replaces (RFC 3891) took the leg's place."""
 
@@ -486,7 +498,7 @@ class TranscriptAttached(CallEvent):
 __all__ = [
     "AgentDtmfReceived", "BriefingStarted", "CallConnected", "CallDisposed", "CallEnded", "CallEvent", "CallStarted",
     "FallbackDecided", "FallbackPromptPlayed", "FlowDtmfReceived", "FlowEnded", "FlowPromptStarted",
-    "FlowResumed", "LegAcked", "LegAnswered", "LegByeSent", "LegConsulting", "LegDialing", "LegEarlyMedia",
+    "FlowResumed", "LegAcked", "LegAnswered", "LegByeFailed", "LegByeSent", "LegConsulting", "LegDialing", "LegEarlyMedia",
     "LegEvent", "LegFailed", "LegHungUp", "LegListening", "LegProgress", "LegReinvited", "LegReofferSent",
     "LegReplaced", "LegRequestReceived", "LiveBriefingStarted", "ReferReplacesSent", "SessionExpired",
     "SessionRefreshed", "TranscriptAttached", "TransferAccepted", "TransferEvent", "TransferFailed",

@@ -20,8 +20,9 @@ transaction within a dialog while another INVITE transaction is in progress in e
 direction" (RFC 3261 14.1), so an offer made while one is out (or while our 2xx is not
 ACKed, or the peer's re-INVITE is unanswered) goes out once the session is idle.
 
-Once the session has ended the glue lets go of the leg and of its callbacks (no
-reference cycle per call) and tells the engine (``Wire.settled``); copies of a 2xx
+Once the session has ended (and a BYE of ours that a challenge may hit has its final
+response: the session's ``settled``) the glue lets go of the leg and of its callbacks
+(no reference cycle per call) and tells the engine (``Wire.settled``); copies of a 2xx
 are the UA core's to ACK again (13.2.2.4, sip/ack_store.py).
 """
 
@@ -107,6 +108,11 @@ class LegSession:
     def terminated(self) -> bool:
         return self.session.terminated
 
+    @property
+    def settled(self) -> bool:
+        """Over, and no BYE of ours still followed for a challenge (the session's)."""
+        return self.session.settled
+
     # ------------------------------------------------------------------ inputs
     def handle(self, item: SessionInput) -> None:
         """One input, with the loop's time now; InviteSessionError if the state does
@@ -177,7 +183,7 @@ class LegSession:
                     answered(output.media)
             if self.on_event is not None:
                 self.on_event(output)
-        if self.terminated:
+        if self.settled:
             self._let_go()
             return
         self._next_reoffer()

@@ -31,7 +31,7 @@ from ..sip.advertise import AddressPolicy
 from ..sip.build import new_call_id, new_tag
 from ..sip.core import ALLOWED_METHODS
 from ..sip.dialog_table import DialogRole
-from ..sip.digest_client import Account, Authorized, DigestClient
+from ..sip.digest_client import Account, DigestClient
 from ..sip.errors import SipError
 from ..sip.events import Address, Event
 from ..sip.invite_session_actions import SessionConfig
@@ -47,6 +47,7 @@ from ..sip.invite_session_io import (
 from ..sip.invite_session_table import Cause, State
 from ..sip.message import Headers, Request, Response
 from ..sip.offer_answer import NegotiatedMedia, make_answer
+from ..sip.request_auth import RequestAuth
 from ..sip.sdes import DEFAULT_SUITE, CryptoAttribute
 from ..sip.sdp import SdpBuilder, SessionDescription
 from ..sip.sdp_fields import Direction
@@ -74,8 +75,9 @@ class Dialing:
     """Told the negotiated media of the 2xx (the response itself stays in the session)."""
     on_failure: Callable[[FailureStatus, str], None]
     session: LegSession | None = None
-    answering: Answering | None = None
-    """Answers the peer's digest challenges when its profile has ``auth``."""
+    answering: RequestAuth | None = None
+    """Answers the peer's digest challenges when its profile has ``auth`` (the leg's
+    ``auth``: the INVITE's, and every later request's on the leg)."""
 
     def end(self) -> None:
         """CANCEL the INVITE (held until a provisional response, 9.1), or end the
@@ -145,11 +147,16 @@ class OutboundLegs:
                              over_tls=peer.transport == "tls", allow=ALLOW)
 
     # ------------------------------------------------------------------ sessions
-    def take(self, call: Call, leg: Leg, transaction_id: str, local_tag: str) -> LegSession:
+    def take(self, call: Call, leg: Leg, transaction_id: str, local_tag: str,
+             account: Account | None = None) -> LegSession:
         """The session of an INVITE we received (``leg.invite``); its events go to the
-        engine. The session may refuse it at once (422, 488): see ``terminated``."""
+        engine. The session may refuse it at once (422, 488): see ``terminated``.
+        ``account``: the digest credentials of the peer's profile, for its challenges
+        to our requests on the leg (BYE, re-INVITE, REFER...; RFC 3261 22.2)."""
         assert leg.invite is not None
-        session = new_session(DialogRole.UAS, self.session_config(leg.peer), local_tag)
+        if account is not None:
+            leg.auth = RequestAuth(self._digest(account))
+        session = new_session(DialogRole.UAS, self.session_config(leg.peer), local_tag, authorizer=leg.auth)
         glue = LegSession(call, leg, session, self._wire,
                           lambda output: self.dialog_events(call, leg, output))
         leg.session = glue
@@ -206,7 +213,7 @@ class OutboundLegs:
         leg.invite = invite
         dialing = Dialing(call, leg, offer, on_progress, on_answer, on_failure)
         if account is not None:
-            dialing.answering = Answering(self._digest(account))
+            dialing.answering = leg.auth = RequestAuth(self._digest(account))
         session = new_session(DialogRole.UAC, self.session_config(leg.peer), authorizer=dialing.answering)
         glue = LegSession(call, leg, session, self._wire, lambda output: self._event(dialing, output))
         dialing.session = leg.session = glue
@@ -298,26 +305,7 @@ ALLOW = ", ".join(ALLOWED_METHODS)
 UPDATE there gets our refreshes as UPDATE)."""
 
 
-class Answering:
-    """The session's Authorizer (sip/invite_session_io.py) for one INVITE: the digest
-    client's answer, and why it could not answer (for the failure's reason). Neither
-    the password nor the credentials are kept or logged."""
-
-    def __init__(self, client: DigestClient) -> None:
-        self.client = client
-        self.refused = ""
-        self.answered = 0
-
-    def __call__(self, request: Request, challenge: Response) -> list[tuple[str, str]] | None:
-        result = self.client.answer(request, challenge)
-        if isinstance(result, Authorized):
-            self.answered += 1
-            return result.headers
-        self.refused = result.reason
-        return None
-
-
-def _failure(end: Terminated, answering: Answering | None = None) -> tuple[FailureStatus, str]:
+def _failure(end: Terminated, answering: RequestAuth | None = None) -> tuple[FailureStatus, str]:
     """The attempt's failure status: a 401/407 we could not (or may no longer) answer
     is ``auth`` (RFC 3261 22.2: no loop on refused credentials; issue 12: at most two
     challenges per request), which fallback rules match."""

@@ -120,9 +120,12 @@ class CallHost(Protocol):
         ...
 
     def send_request(self, request: Request, destination: Address,
-                     on_event: Callable[[Event], None], call: Call | None = None) -> str:
+                     on_event: Callable[[Event], None], call: Call | None = None, *,
+                     leg: Leg | None = None,
+                     on_resent: Callable[[Request, Request], None] | None = None) -> str:
         """Send ``request``; its responses and time-out go to ``on_event`` (the
-        handler is forgotten with ``call``)."""
+        handler is forgotten with ``call``). On a ``leg`` whose peer has ``auth``, its
+        digest challenges are answered first; ``on_resent`` is told of each retry."""
         ...
 
     def respond(self, transaction_id: str, response: Response) -> None: ...

@@ -52,6 +52,7 @@ from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, Leg
+from .challenged import challenge_reason
 from .control_io import TransferFed
 from .desk import DeskTransfers
 from .desk_leg import desk_name
@@ -374,7 +375,15 @@ class Transfers:
                                                 embedded_headers=embedded,
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
-        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_response(call, event), call)
+
+        def resent(old: Request, again: Request) -> None:  # a challenge answered (22.2)
+            if call.refers is not None:
+                call.refers.resent(old.cseq.seq, again.cseq.seq)
+            if transfer.refer_id == old.cseq.seq:
+                transfer.refer_id = again.cseq.seq
+
+        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_response(call, event), call,
+                            leg=leg, on_resent=resent)
         self.feed(call, transfer, Input.REFERRED)
         self.pump_refers(call)
 
@@ -409,7 +418,10 @@ class Transfers:
                 self.feed(call, transfer, Input.CONNECTED, event.status or 202, "the carrier connected the caller"
                           if isinstance(event, ReferSucceeded) else "accepted without progress reports")
             elif isinstance(event, ReferFailed):
-                self.feed(call, transfer, Input.FAILED, event.status, event.reason)
+                status, reason = event.status, event.reason
+                if status in (401, 407):  # a challenge we could not (or may no longer) answer
+                    status, reason = "auth", challenge_reason(call.caller, status)
+                self.feed(call, transfer, Input.FAILED, status, reason)
         call.cancel_timer("refer")
         due = refers.get_timer()
         if due is not None and call.state is not CallState.ENDED:
@@ -503,7 +515,8 @@ class Transfers:
                 incoming.receive_notify_response(event.response)
             self._bot_refer_settled(call, leg, incoming)
 
-        self.engine.send_request(request, literal_hop(hop, leg.peer), answered, call)
+        self.engine.send_request(request, literal_hop(hop, leg.peer), answered, call, leg=leg,
+                                 on_resent=lambda old, again: incoming.resent(old.cseq.seq, again.cseq.seq))
 
     def _bot_refer_settled(self, call: Call, leg: Leg, incoming: IncomingRefer) -> None:
         """After the final NOTIFY is answered, a successful transfer lets the bot go."""

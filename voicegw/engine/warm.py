@@ -31,6 +31,7 @@ from ..media.wav import WavError
 from ..settings import WarmSettings
 from ..sip.events import TransactionTimedOut
 from ..sip.locate import literal_hop
+from ..sip.message import Request
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
@@ -342,7 +343,15 @@ class WarmTransfers:
         target = consult.remote_target
         request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
         warm.refer_id = refer.refer_id
-        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call)
+
+        def resent(old: Request, again: Request) -> None:  # a challenge answered (22.2)
+            if call.refers is not None:
+                call.refers.resent(old.cseq.seq, again.cseq.seq)
+            if warm.refer_id == old.cseq.seq:
+                warm.refer_id = again.cseq.seq
+
+        engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call,
+                            leg=leg, on_resent=resent)
         engine.transfers.pump_refers(call)
         call.record(engine.now(), ReferReplacesSent(warm.transfer.id, refer.refer_id))
 

@@ -22,7 +22,7 @@ reason, not in a repr.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from .digest import Challenge, Credentials, authorize
@@ -49,6 +49,9 @@ class Account:
 class Authorized:
     headers: HeaderList
     """``Authorization`` / ``Proxy-Authorization`` fields to resend the request with."""
+    challenges: tuple[Challenge, ...] = ()
+    """The challenges answered, in the order of ``headers`` (kept by
+    :class:`~voicegw.sip.request_auth.RequestAuth` to answer later requests of the dialog)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,10 @@ class DigestClient:
         self._cnonce = cnonce
         self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()  # (realm, nonce) -> nc
 
-    def answer(self, request: Request, response: Response) -> Authorized | Refused:
+    def answer(self, request: Request, response: Response, *,
+               guessed: Collection[str] = ()) -> Authorized | Refused:
+        """``guessed``: credentials values the request carried unasked (sent ahead for a
+        nonce of an earlier challenge): a challenge to them is answered like a first one."""
         if response.status == 401:
             asked, answer_name = "www-authenticate", "Authorization"
         elif response.status == 407:
@@ -76,21 +82,22 @@ class DigestClient:
             challenges = [c for c in challenges if c.realm == self.account.realm]
         if not challenges:
             return Refused(unusable or f"no challenge for realm {self.account.realm!r}")
-        sent = _sent_realms(request.headers.get_all(answer_name.lower()))
+        sent = _sent_realms(v for v in request.headers.get_all(answer_name.lower()) if v not in guessed)
         headers: HeaderList = []
         for challenge in challenges:
             previous = sent.get(challenge.realm)
             if previous is not None and not (challenge.stale and previous != challenge.nonce):
                 return Refused(f"credentials refused by realm {challenge.realm!r}")
-            headers.append((answer_name, str(self._credentials(request, challenge))))
-        return Authorized(headers)
+            headers.append((answer_name, str(self.credentials(request, challenge))))
+        return Authorized(headers, tuple(challenges))
 
     def __call__(self, request: Request, challenge: Response) -> HeaderList | None:
         """The INVITE session's Authorizer hook (sip/invite_session_io.Authorizer)."""
         result = self.answer(request, challenge)
         return result.headers if isinstance(result, Authorized) else None
 
-    def _credentials(self, request: Request, challenge: Challenge) -> Credentials:
+    def credentials(self, request: Request, challenge: Challenge) -> Credentials:
+        """The answer to ``challenge`` for ``request``: the nonce's next ``nc``."""
         key = (challenge.realm, challenge.nonce)
         nc = self._counts.pop(key, 0) + 1
         self._counts[key] = nc
@@ -124,7 +131,7 @@ def _challenges(values: list[str]) -> tuple[list[Challenge], str]:
     return list(usable.values()), reason
 
 
-def _sent_realms(values: list[str]) -> dict[str, str]:
+def _sent_realms(values: Iterable[str]) -> dict[str, str]:
     """realm -> nonce of the credentials the challenged request carried."""
     sent: dict[str, str] = {}
     for value in values:

@@ -5,8 +5,12 @@ and below the engine. It owns what RFC 3261 gives the "UA core" of one call: the
 offer/answer state (:class:`~voicegw.sip.offer_answer.OfferAnswer`), the 2xx
 retransmission and its ACK (13.2.2.4, 13.3.1.4), CANCEL (9.1, 9.2), re-INVITE and
 UPDATE with 491 glare and its randomised back-off (14.1, 14.2, RFC 3311), session
-timers (RFC 4028), BYE (15), and on the UAC side the place where a 401/407 is answered
-with credentials (22.2; an :class:`~voicegw.sip.invite_session_io.Authorizer`).
+timers (RFC 4028), BYE (15), and the place where a 401/407 to a request of the session
+(the INVITE, a re-INVITE or UPDATE, the BYE) is answered with credentials (22.2; an
+:class:`~voicegw.sip.invite_session_io.Authorizer`, in production a
+:class:`~voicegw.sip.request_auth.RequestAuth`). A BYE is followed to its final
+response when a challenge to it can be answered (``settled``); one that fails is
+reported (``ByeFailed``), the session having ended when it left (15).
 
 How to use it: ``handle(input, now)`` takes one typed input
 (:mod:`voicegw.sip.invite_session_io`) and returns the outputs it caused, in order:
@@ -115,6 +119,13 @@ class InviteSession(SessionActions):
     def terminated(self) -> bool:
         return self.state is S.DISCONNECTED
 
+    @property
+    def settled(self) -> bool:
+        """Over, and no request of ours waits for an answer we could still act on: a
+        BYE is followed to its final response when a challenge to it can be answered
+        (22.2); without an authorizer the session is settled once it is over."""
+        return self.terminated and (self._bye is None or self._authorizer is None)
+
     def statistics(self) -> InviteSessionStatistics:
         timer = self.session_timer
         return InviteSessionStatistics(
@@ -193,6 +204,9 @@ class InviteSession(SessionActions):
         if self._modify is not None and (item.method, item.seq) == (self._modify.method, self._modify.cseq.seq):
             # 12.2.1.2: no response at all ends the dialog; a transport failure is a 503
             return (I.MODIFY_GONE if timeout else I.MODIFY_FAILED), ctx
+        if self._bye is not None and (item.method, item.seq) == ("BYE", self._bye.cseq.seq):
+            ctx.reason = "no response to our BYE" if timeout else "transport failure on our BYE"
+            return I.BYE_FAILED, ctx
         return I.RECV_OTHER, ctx
 
     def _classify_request(self, request: Request, ctx: _Context) -> tuple[Input | None, _Context]:
@@ -321,8 +335,40 @@ class InviteSession(SessionActions):
                 return I.MODIFY_TOO_BRIEF, ctx
             if status in (408, 481):
                 return I.MODIFY_GONE, ctx  # 12.2.1.2
+            if self._challenge_answered(modify, response, ctx, self._modify_auth):
+                return I.MODIFY_CHALLENGE, ctx  # 22.2; the offer stays the same
             return I.MODIFY_FAILED, ctx
+        bye = self._bye
+        if bye is not None and (cseq.method, cseq.seq) == ("BYE", bye.cseq.seq):
+            if status < 200:
+                return I.RECV_OTHER, ctx
+            if status < 300:
+                return I.BYE_ANSWERED, ctx
+            ctx.reason = f"BYE answered {status} {response.reason}".rstrip()
+            if self._challenge_answered(bye, response, ctx, self._bye_auth):
+                return I.BYE_CHALLENGE, ctx
+            return I.BYE_FAILED, ctx
         return I.RECV_OTHER, ctx
+
+    def _challenge_answered(self, request: Request, response: Response, ctx: _Context, tries: int) -> bool:
+        """A 401/407 to ``request`` the authorizer answers (22.2), at most
+        MAX_AUTH_RETRIES times per request: the credentials go in ``ctx.headers``; a
+        refusal's reason in ``ctx.reason``."""
+        if response.status not in (401, 407):
+            return False
+        if self._authorizer is None:
+            ctx.reason = f"{response.status} challenge, and no credentials for this peer"
+            return False
+        if tries >= MAX_AUTH_RETRIES:
+            ctx.reason = f"{response.status} challenge after {tries} answered"
+            return False
+        credentials = self._authorizer(request, response)
+        if not credentials:
+            why = getattr(self._authorizer, "refused", "")
+            ctx.reason = f"{response.status} challenge not answered" + (f": {why}" if why else "")
+            return False
+        ctx.headers = credentials
+        return True
 
     def _longer(self, response: Response) -> bool:
         """RFC 4028 7.4: a 422 whose Min-SE is above what we asked can be met; remember it."""

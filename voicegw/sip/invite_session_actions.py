@@ -23,6 +23,7 @@ from .invite_session_io import Authorizer, HeaderList, Modify, Output, SessionIn
 from .invite_session_table import Input, InviteSessionError, State
 from .message import Headers, Request, Response
 from .offer_answer import NegotiatedMedia, OAState, OfferAnswer, negotiate
+from .request_auth import RequestAuth, resend
 from .sdp import SessionDescription
 from .session_expires import Negotiated, uac_headers, uac_negotiated, uas_negotiate
 from .transaction import T1, T2
@@ -154,6 +155,9 @@ class SessionActions:
         self._unacked: tuple[str, Response] | None = None  # our 2xx awaiting its ACK
         self._retransmit_interval = T1
         self._modify: Request | None = None  # our re-INVITE/UPDATE in flight
+        self._modify_auth = 0  # challenges answered for it (22.2)
+        self._bye: Request | None = None  # our BYE, until its final response
+        self._bye_auth = 0
         self._modify_spec: Modify | None = None
         self._modify_is_refresh = False
         self._remote: tuple[Request, str] | None = None  # the peer's, awaiting our answer
@@ -579,7 +583,37 @@ class SessionActions:
         assert self.dialog is not None
         headers = ctx.item.headers if isinstance(ctx.item, io.Bye) else ()
         bye, hop = self.dialog.create_request("BYE", extra_headers=headers)
+        self._preload(bye)
+        self._bye, self._bye_auth = bye, 0
         self._out.append(io.SendRequest(bye, hop))
+
+    def _preload(self, request: Request) -> None:
+        """Credentials ahead for a realm that challenged this dialog (RFC 7616 3.4)."""
+        if isinstance(self._authorizer, RequestAuth):
+            self._authorizer.preload(request)
+
+    def _resend(self, request: Request, credentials: HeaderList) -> Request:
+        """``request`` again with credentials, as the dialog's next request (12.2.1.1:
+        CSeq one above the last; a new branch), sent where the dialog sends (8.1.2)."""
+        assert self.dialog is not None
+        seq = max(self.dialog.local_seq or 0, request.cseq.seq) + 1
+        self.dialog.local_seq = seq
+        again = resend(request, credentials, seq)
+        self._out.append(io.SendRequest(again, self.dialog.next_hop()))
+        return again
+
+    def _do_retry_bye(self, ctx: _Context) -> None:
+        assert self._bye is not None
+        self._bye_auth += 1
+        self._bye = self._resend(self._bye, ctx.headers)
+
+    def _do_bye_done(self, ctx: _Context) -> None:
+        self._bye = None
+
+    def _do_bye_failed(self, ctx: _Context) -> None:
+        self._bye = None
+        status = ctx.status if ctx.status is not None else 500
+        self._out.append(io.ByeFailed(status, ctx.reason or f"BYE answered {status}"))
 
     def _do_answer_bye(self, ctx: _Context) -> None:
         request = ctx.request
@@ -626,12 +660,21 @@ class SessionActions:
         request, hop = self.dialog.create_request(spec.method, body=body,
                                                   content_type=SDP if body else None,
                                                   extra_headers=headers)
-        self._modify = request
+        self._preload(request)
+        self._modify, self._modify_auth = request, 0
         self._out.append(io.SendRequest(request, hop))
 
     def _do_resend_modify(self, ctx: _Context) -> None:
         assert self._modify_spec is not None
         self._send_modify(self._modify_spec)
+
+    def _do_retry_modify_authorized(self, ctx: _Context) -> None:
+        """22.2: the same re-INVITE/UPDATE (the offer unchanged, still pending) as a
+        new transaction with credentials; the 401/407 was ACKed by the transaction
+        (17.1.1.3)."""
+        assert self._modify is not None
+        self._modify_auth += 1
+        self._modify = self._resend(self._modify, ctx.headers)
 
     def _do_retry_modify_longer(self, ctx: _Context) -> None:
         self._rollback_offer()

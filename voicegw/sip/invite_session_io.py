@@ -211,6 +211,16 @@ class ModifyFailed:
 
 
 @dataclass(frozen=True)
+class ByeFailed:
+    """Our BYE got no 2xx: a final error, a challenge not answered (RFC 3261 22.2), or
+    no response. The session ended when the BYE left (15); this says why the peer
+    may not know."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class SessionRefreshed:
     """A session timer was (re)started by a 2xx (RFC 4028 10)."""
 
@@ -232,19 +242,19 @@ class Terminated:
 Output = (
     SendRequest | SendResponse | RetransmitResponse | StateChanged | ProgressReceived
     | MediaUpdated | ModifyReceived | ModifyCompleted | ModifyFailed | SessionRefreshed
-    | Terminated
+    | Terminated | ByeFailed
 )
 
 
 class Authorizer(Protocol):
-    """The challenge-retry hook (RFC 3261 22.2, 22.3): given our INVITE and the 401 or
-    407 it got, the Authorization / Proxy-Authorization header fields to send it again
-    with, or None to give up (the attempt then fails with that status).
-
-    voicegw has no credentials for outgoing calls yet: sessions are built without an
-    authorizer, so a challenge ends the attempt as a failure. The field-readiness issue
-    plugs the digest client (:func:`voicegw.sip.digest.authorize`) in here; the session
-    already resends (CSeq + 1, same Call-ID and tags, new branch) when it gets fields.
+    """The challenge-retry hook (RFC 3261 22.2, 22.3): given a request of ours (the
+    INVITE, a re-INVITE, an UPDATE, the BYE) and the 401 or 407 it got, the
+    Authorization / Proxy-Authorization header fields to send it again with, or None to
+    give up (the request then fails with that status). The session resends (a new CSeq,
+    same Call-ID and tags, new branch, the same body) when it gets fields, at most
+    ``MAX_AUTH_RETRIES`` times per request. Production sessions get a
+    :class:`~voicegw.sip.request_auth.RequestAuth`, which also sends credentials ahead
+    on the dialog's later requests; a session without one fails every challenge.
     """
 
     def __call__(self, request: Request, challenge: Response) -> HeaderList | None: ...
@@ -258,7 +268,7 @@ class Answerer(Protocol):
 
 
 __all__ = [
-    "Accept", "Answerer", "Authorizer", "Bye", "Cancel", "Command", "HeaderList", "IncomingCancel",
+    "Accept", "Answerer", "Authorizer", "Bye", "ByeFailed", "Cancel", "Command", "HeaderList", "IncomingCancel",
     "IncomingRequest", "IncomingResponse", "Invite", "MediaUpdated", "Modify",
     "ModifyCompleted", "ModifyFailed", "ModifyReceived", "Output", "Progress",
     "ProgressReceived", "Received", "Reject", "RequestTimedOut", "RetransmitResponse",

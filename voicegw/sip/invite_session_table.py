@@ -106,7 +106,12 @@ class Input(enum.Enum):
     MODIFY_TOO_BRIEF = "422 to our modify"
     MODIFY_FAILED = "other failure of our modify"
     MODIFY_GONE = "481/408 or no response to our modify"
-    RECV_OTHER = "any other response"  # to BYE, CANCEL, a stale request
+    MODIFY_CHALLENGE = "401/407 to our modify, with credentials to send"  # 22.2
+    # --- responses to our BYE -----------------------------------------------------------
+    BYE_ANSWERED = "2xx to our BYE"
+    BYE_CHALLENGE = "401/407 to our BYE, with credentials to send"  # 22.2
+    BYE_FAILED = "other final response to our BYE, or none"
+    RECV_OTHER = "any other response"  # to CANCEL, a stale request
     # --- timers -----------------------------------------------------------------------
     TIMER_2XX = "2xx retransmission timer"
     TIMER_NO_ACK = "no ACK in 64*T1"
@@ -140,6 +145,10 @@ class Action(enum.Enum):
     SEND_MODIFY = enum.auto()
     RESEND_MODIFY = enum.auto()  # after the glare back-off
     RETRY_MODIFY_LONGER = enum.auto()  # 422 to our refresh (RFC 4028 7.4)
+    RETRY_MODIFY_AUTHORIZED = enum.auto()  # the same offer again, a new CSeq, with credentials (22.2)
+    RETRY_BYE = enum.auto()  # the BYE again, a new CSeq, with credentials (22.2)
+    BYE_DONE = enum.auto()  # our BYE got its 2xx: nothing of the session waits any more
+    BYE_FAILED = enum.auto()  # our BYE failed: say why (the session is over anyway, 15)
     MODIFY_DONE = enum.auto()  # ACK a re-INVITE's 2xx, take the answer, refresh timers
     MODIFY_ROLLBACK = enum.auto()  # 14.1: a failed re-INVITE leaves the session as it was
     START_GLARE = enum.auto()  # draw the 14.1 back-off, start its timer
@@ -278,6 +287,7 @@ def _rows() -> dict[tuple[State, Input], Row]:
     t[(S.REINVITING, I.MODIFY_2XX)] = ((A.MODIFY_DONE,), S.CONFIRMED, None)
     t[(S.REINVITING, I.MODIFY_FAILED)] = ((A.MODIFY_ROLLBACK,), S.CONFIRMED, None)
     t[(S.REINVITING, I.MODIFY_TOO_BRIEF)] = ((A.RETRY_MODIFY_LONGER,), S.REINVITING, None)
+    t[(S.REINVITING, I.MODIFY_CHALLENGE)] = ((A.RETRY_MODIFY_AUTHORIZED,), S.REINVITING, None)
     t[(S.REINVITING, I.MODIFY_491)] = ((A.START_GLARE,), S.GLARE, None)
     t[(S.REINVITING, I.MODIFY_GONE)] = ((A.END_DIALOG,), D, C.DIALOG_GONE)
     t[(S.GLARE, I.TIMER_GLARE)] = ((A.RESEND_MODIFY,), S.REINVITING, None)
@@ -296,6 +306,11 @@ def _rows() -> dict[tuple[State, Input], Row]:
         t[(state, I.RECV_2XX_AGAIN)] = ((A.RESEND_ACK,), state, None)
     # 12.2.1.2: a 2xx to our re-INVITE after we hung up still gets its ACK
     t[(D, I.MODIFY_2XX)] = ((A.RESEND_ACK,), D, None)
+    # our BYE's outcome: the session ended when it left (15), but a challenge to it is
+    # answered (22.2) and a failure is reported, so the peer's side is known
+    t[(D, I.BYE_ANSWERED)] = ((A.BYE_DONE,), D, None)
+    t[(D, I.BYE_CHALLENGE)] = ((A.RETRY_BYE,), D, None)
+    t[(D, I.BYE_FAILED)] = ((A.BYE_FAILED,), D, None)
     return t
 
 

@@ -414,6 +414,16 @@ class ReferSubscriptions:
         self._refers[refer.refer_id] = refer
         return request, next_hop, refer
 
+    def resent(self, old_id: int, new_id: int) -> None:
+        """The REFER ``old_id`` went again as CSeq ``new_id`` (a digest challenge
+        answered, RFC 3261 22.2): its id is now the new CSeq, the one the accepted
+        REFER had, which its NOTIFYs name (RFC 3515 2.4.6)."""
+        refer = self._refers.get(old_id)
+        if refer is not None:
+            refer.refer_id = new_id
+            # in place: a NOTIFY without id is the first REFER's (RFC 3515 2.4.6)
+            self._refers = {new_id if k == old_id else k: r for k, r in self._refers.items()}
+
     def get(self, refer_id: int) -> OutgoingRefer | None:
         return self._refers.get(refer_id)
 

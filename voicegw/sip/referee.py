@@ -245,6 +245,12 @@ class IncomingRefer:
             self._apply(_NI.NOTIFY_ANSWERED, 0.0)
         # other errors to a progress NOTIFY: that NOTIFY is lost, the subscription stays
 
+    def resent(self, old_seq: int, new_seq: int) -> None:
+        """One of our NOTIFYs went again as ``new_seq`` (a digest challenge answered,
+        RFC 3261 22.2): its response is matched by the new CSeq."""
+        if self._final_seq == old_seq:
+            self._final_seq = new_seq
+
     def notify_timed_out(self) -> None:
         """One of our NOTIFYs got no response (Timer F, transport error)."""
         self._apply(_NI.NOTIFY_GONE, 0.0)
