@@ -145,10 +145,9 @@ TARGET = "sip:agent@192.0.2.10:5060"
 """Where the bot asks to go; the carrier only reports the outcome (TEST-NET-1)."""
 
 
-@pytest.mark.parametrize(("status", "header"), [("401 Unauthorized", "WWW-Authenticate"),
-                                                ("407 Proxy Authentication Required", "Proxy-Authenticate")])
-def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(lab, status: str,
-                                                                              header: str) -> None:
+def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(lab) -> None:
+    # 401: sipp's verifyauth reads Authorization only (407 and Proxy-Authorization: tests/sip)
+    status, header = "401 Unauthorized", "WWW-Authenticate"
     (lab.workdir / "profiles").mkdir()
     (lab.workdir / "profiles" / "carrier.yaml").write_text(yaml.safe_dump({
         "kind": "carrier", "addresses": ["127.0.0.0/8"], "auth": AUTH}))
@@ -161,7 +160,7 @@ def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(l
     first, again = requests(carrier.messages(), "REFER")
     same_dialog_retry(first, again)
     assert first.header("refer-to") == again.header("refer-to") == f"<{TARGET}>"
-    fields = answer(again, "proxy-authorization" if status.startswith("407") else "authorization")
+    fields = answer(again)
     assert fields["nonce"].startswith("f1-") and fields["nc"] == "00000001"
     # the carrier's NOTIFYs name the REFER it accepted (Event id = its CSeq), answered 200
     assert [m.status for m in responses(carrier.messages(), "NOTIFY")] == [200, 200, 200]
