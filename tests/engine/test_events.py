@@ -58,6 +58,8 @@ EXAMPLES: list[tuple[ev.CallEvent, str, dict[str, object]]] = [
     (ev.LegReinvited("caller", True), "leg.caller.reinvite", {"hold": True}),
     (ev.LegReofferSent("bot", "sendonly"), "leg.bot.reinvite_sent", {"direction": "sendonly"}),
     (ev.LegByeSent("bot"), "leg.bot.bye_sent", {}),
+    (ev.LegByeFailed("agent", 407, "407 challenge not answered: bad challenge"), "leg.agent.bye_failed",
+     {"bye_status": 407, "bye_reason": "407 challenge not answered: bad challenge"}),
     (ev.LegReplaced("caller", "udp:1.2.3.4:5060"), "leg.caller.replaced", {"source": "udp:1.2.3.4:5060"}),
     (ev.LegListening("bot"), "leg.bot.listening", {}),
     (ev.LegConsulting("agent", "sip:a@pbx", "t2"), "leg.agent.consulting", {"uri": "sip:a@pbx", "transfer_id": "t2"}),
