@@ -443,7 +443,7 @@ class Daemon:
 
             secure = api.host != "localhost" and not ipaddress.ip_address(api.host).is_loopback
             self.control.desk = engine.desk = DeskService(self.config.desk, engine.config.policy.rtp_host,
-                                                          secure=secure)
+                                                          secure=secure, records=self.store)
         server = ApiServer(self.control, api)
         try:
             await server.start()

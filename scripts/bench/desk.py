@@ -15,7 +15,15 @@ added through aiortc and the desk's relay, per direction. Both include one aiort
 receive jitter buffer (it holds 4 packets, 80 ms, before the first frame): towards the
 page the load's own (a browser has one too), towards the call voicegw's. Delivered
 frames per second per leg tell whether the server keeps up (50 expected). The
-server's CPU is its user+system time over the measured window, in % of one core.
+server's CPU is its user+system time over the measured window, in % of one core
+(``cpu_pct_per_leg``, ``legs_per_core``: 100 / that); ``load_cpu_pct`` is the load
+generator's own (near 100: it is the bottleneck, and the figures are not the server's)
+and ``loadavg_1m`` the box's at the end of the window.
+
+Both sides take the desk's G.711 short cuts (voicegw/desk/audio.py, fastpath.py): the
+server as voicegw does, the load so that one process can play 50 browsers;
+``--aiortc-path`` makes the server use aiortc's own decode/encode path (the before
+figures).
 
     .venv/bin/python scripts/bench/desk.py --legs 10 --codec pcmu --seconds 10   # smoke
     .venv/bin/python scripts/bench/desk.py --legs 10,25,50 --codec pcmu,opus     # the quiet run
@@ -42,11 +50,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from voicegw.desk.fastpath import tap
 from voicegw.media import g711
 
 RATE, FRAME = 8000, 160
 BURST = (16000 * np.sin(2 * np.pi * 1000 * np.arange(FRAME) / RATE)).astype(np.int16)
 SILENCE = np.zeros(FRAME, dtype=np.int16)
+BURST_U, SILENCE_U = g711.ulaw_encode(BURST), g711.ulaw_encode(SILENCE)
 EVERY = 50  # one burst per second
 
 
@@ -55,11 +65,12 @@ def loud(samples: np.ndarray) -> bool:
 
 
 # ------------------------------------------------------------------------------ server
-async def serve(path: str) -> None:
+async def serve(path: str, args: argparse.Namespace) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from voicegw.desk.audio import DeskAudio
     from voicegw.desk.ice import use_host_address
+    from voicegw.desk.service import sent_codec
 
     use_host_address("127.0.0.1")
 
@@ -69,12 +80,16 @@ async def serve(path: str) -> None:
         host, port = await audio.open("127.0.0.1", tuple(hello["rtp"]))
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         transceiver = pc.addTransceiver(audio.track, direction="sendrecv")
+        if not args.aiortc_path:
+            audio.attach(transceiver)
         codecs = [c for c in RTCRtpSender.getCapabilities("audio").codecs
                   if c.mimeType.lower() == f"audio/{hello['codec']}"]
         transceiver.setCodecPreferences(codecs)
         pc.on("track", audio.listen)
         await pc.setRemoteDescription(RTCSessionDescription(hello["sdp"], "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        if not args.aiortc_path:
+            audio.use_codec(sent_codec(pc.localDescription.sdp))
         writer.write((json.dumps({"sdp": pc.localDescription.sdp, "rtp": [host, port]}) + "\n").encode())
         await writer.drain()
         await reader.read()  # until the load closes the leg
@@ -104,8 +119,12 @@ class Clock:
         return out
 
 
-def tone_track(clock: Clock):
+def tone_track(clock: Clock, codec: str):
+    """The browser's microphone: pre-encoded packets (aiortc's pack path), PCMU or
+    Opus through voicegw's own encoder, as the server sends its side."""
     from aiortc.mediastreams import MediaStreamTrack
+
+    from voicegw.desk.audio import OpusEncoder
 
     class Tone(MediaStreamTrack):
         kind = "audio"
@@ -114,23 +133,33 @@ def tone_track(clock: Clock):
             super().__init__()
             self.n = 0
             self.start: float | None = None
+            self.opus = OpusEncoder() if codec == "opus" else None
 
-        async def recv(self) -> av.AudioFrame:
-            now = time.monotonic()
-            if self.start is None:
-                self.start = now
-            else:
-                self.n += 1
-                wait = self.start + self.n * FRAME / RATE - now
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            burst = self.n % EVERY == EVERY - 1
-            if burst:
-                clock.sent.append(time.monotonic())
-            frame = av.AudioFrame.from_ndarray((BURST if burst else SILENCE).reshape(1, -1), format="s16",
-                                               layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, self.n * FRAME, fractions.Fraction(1, RATE)
-            return frame
+        async def recv(self) -> av.AudioFrame | av.Packet:
+            while True:
+                now = time.monotonic()
+                if self.start is None:
+                    self.start = now
+                else:
+                    self.n += 1
+                    wait = self.start + self.n * FRAME / RATE - now
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                burst = self.n % EVERY == EVERY - 1
+                if burst:
+                    clock.sent.append(time.monotonic())
+                if codec == "pcmu":
+                    packet = av.Packet(BURST_U if burst else SILENCE_U)
+                    packet.pts, packet.time_base = self.n * FRAME, fractions.Fraction(1, RATE)
+                    return packet
+                frame = av.AudioFrame.from_ndarray((BURST if burst else SILENCE).reshape(1, -1), format="s16",
+                                                   layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = RATE, self.n * FRAME, fractions.Fraction(1, RATE)
+                if self.opus is None:
+                    return frame
+                packet = self.opus.encode(frame)
+                if packet is not None:
+                    return packet
 
     return Tone()
 
@@ -145,6 +174,8 @@ class Leg(asyncio.DatagramProtocol):
         self.seq = 0
         self.pc = None
         self.writer = None
+        self.decoder = None
+        self.resampler = None
 
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
         self.transport = transport
@@ -167,22 +198,27 @@ class Leg(asyncio.DatagramProtocol):
         self.transport.sendto(struct.pack("!BBHII", 0x80, 0, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0x1234) + payload,
                               self.remote)
 
-    async def consume(self, track) -> None:  # type: ignore[no-untyped-def]
-        from aiortc.mediastreams import MediaStreamError
+    def from_server(self, codec, frame) -> None:  # type: ignore[no-untyped-def]
+        """One complete frame from the server's aiortc, on the loop (voicegw.desk.fastpath)."""
+        arrived = time.monotonic()
+        self.page_frames += 1
+        if codec.name.lower() == "pcmu":
+            self._page(g711.ulaw_decode(frame.data), arrived)
+            return
+        if self.decoder is None:
+            from aiortc.codecs import get_decoder
 
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            arrived = time.monotonic()
-            self.page_frames += 1
-            for out in resampler.resample(frame):
-                now_loud = loud(out.to_ndarray().reshape(-1))
-                if now_loud and not self.was_loud_page:
-                    self.to_page.arrived.append(arrived)
-                self.was_loud_page = now_loud
+            self.decoder = get_decoder(codec)
+            self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        for decoded in self.decoder.decode(frame):
+            for out in self.resampler.resample(decoded):
+                self._page(out.to_ndarray().reshape(-1), arrived)
+
+    def _page(self, samples: np.ndarray, arrived: float) -> None:
+        now_loud = loud(samples)
+        if now_loud and not self.was_loud_page:
+            self.to_page.arrived.append(arrived)
+        self.was_loud_page = now_loud
 
 
 async def open_leg(path: str, codec: str, tasks: list) -> Leg:  # type: ignore[type-arg]
@@ -193,8 +229,8 @@ async def open_leg(path: str, codec: str, tasks: list) -> Leg:  # type: ignore[t
     await loop.create_datagram_endpoint(lambda: leg, local_addr=("127.0.0.1", 0))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     leg.pc = pc
-    pc.addTransceiver(tone_track(leg.to_call), direction="sendrecv")
-    pc.on("track", lambda track: tasks.append(loop.create_task(leg.consume(track))))
+    transceiver = pc.addTransceiver(tone_track(leg.to_call, codec), direction="sendrecv")
+    assert tap(transceiver.receiver, leg.from_server) is not None, "aiortc's receiver without the short cut"
     await pc.setLocalDescription(await pc.createOffer())
     reader, writer = await asyncio.open_unix_connection(path)
     leg.writer = writer
@@ -232,9 +268,10 @@ async def trial(path: str, server_pid: int, legs_n: int, codec: str, seconds: fl
     for leg in legs:
         leg.page_frames = leg.call_packets = 0
         leg.to_page.sent.clear(), leg.to_page.arrived.clear(), leg.to_call.sent.clear(), leg.to_call.arrived.clear()
-    cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+    cpu0, load0, t0 = cpu_seconds(server_pid), cpu_seconds(os.getpid()), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
+    cpu1, load1, t1 = cpu_seconds(server_pid), cpu_seconds(os.getpid()), time.monotonic()
+    loadavg = os.getloadavg()[0]
     stop = True
     await sender
     wall = t1 - t0
@@ -243,9 +280,14 @@ async def trial(path: str, server_pid: int, legs_n: int, codec: str, seconds: fl
     result = {
         "legs": legs_n, "codec": codec, "seconds": round(wall, 1),
         "server_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
+        "cpu_pct_per_leg": round(100 * (cpu1 - cpu0) / wall / legs_n, 2),
+        "legs_per_core": round(legs_n / ((cpu1 - cpu0) / wall), 1) if cpu1 > cpu0 else None,
+        "load_cpu_pct": round(100 * (load1 - load0) / wall, 1), "loadavg_1m": round(loadavg, 2),
         "to_page_fps_per_leg": round(sum(leg.page_frames for leg in legs) / wall / legs_n, 1),
         "to_call_pps_per_leg": round(sum(leg.call_packets for leg in legs) / wall / legs_n, 1),
         "to_page_latency_ms": _pct(page), "to_call_latency_ms": _pct(call),
+        "bursts_to_page": [sum(len(leg.to_page.sent) for leg in legs), sum(len(leg.to_page.arrived) for leg in legs)],
+        "bursts_to_call": [sum(len(leg.to_call.sent) for leg in legs), sum(len(leg.to_call.arrived) for leg in legs)],
     }
     for leg in legs:
         leg.writer.close()
@@ -268,7 +310,8 @@ def _pct(values: list[float]) -> dict:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "desk.sock")
-        server = subprocess.Popen([sys.executable, __file__, "--serve", path], stdout=subprocess.PIPE,  # noqa: ASYNC220
+        server = subprocess.Popen([sys.executable, __file__, "--serve", path,  # noqa: ASYNC220
+                                   *(["--aiortc-path"] if args.aiortc_path else [])], stdout=subprocess.PIPE,
                                   text=True)
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"
@@ -285,6 +328,8 @@ if __name__ == "__main__":
     parser.add_argument("--legs", default="10", help="comma-separated leg counts")
     parser.add_argument("--codec", default="pcmu", help="pcmu, pcma, opus (comma-separated)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--aiortc-path", action="store_true",
+                        help="the server leaves aiortc's own decode/encode path (the before figures)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
@@ -292,4 +337,4 @@ if __name__ == "__main__":
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(serve(args.serve) if args.serve else main(args))
+    runner(serve(args.serve, args) if args.serve else main(args))

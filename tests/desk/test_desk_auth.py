@@ -1,11 +1,16 @@
-"""The desk's pure parts: scrypt password hashes, sign-in sessions that expire, the
-sign-in rate limit, and which agent a desk:AGENT / desk:QUEUE target rings."""
+"""The desk's pure parts: scrypt password hashes, sign-in sessions that expire (and
+are kept, hashed, in a real SQLite records store), the sign-in rate limit, and which
+agent a desk:AGENT / desk:QUEUE target rings."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from voicegw.desk.passwords import hash_password, verify_password, well_formed
 from voicegw.desk.roster import Presence, Roster
-from voicegw.desk.sessions import Sessions, SignInLimit
+from voicegw.desk.sessions import Sessions, SignInLimit, token_hash
+from voicegw.store import Store
 
 
 def test_a_password_verifies_against_its_hash_and_nothing_else() -> None:
@@ -70,3 +75,29 @@ def test_a_shared_address_gets_four_times_an_agents_limit_by_default() -> None:
         limit.failed("nat", agent, i)
     assert not limit.allowed("nat", "e", 9), "8 failures from one address"
     assert not limit.allowed("elsewhere", "a", 9) and limit.allowed("elsewhere", "e", 9)
+
+
+def test_sessions_in_the_store_survive_a_new_process_and_a_sign_out_revokes_them(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "voicegw.db")
+    now = time.time()  # the store's clock: expired rows go as new ones are written
+    try:
+        before = Sessions(ttl=100, records=store)
+        kept, gone = before.open("alice", now=now), before.open("bob", now=now)
+        before.close(gone.token)
+        assert store.flush()
+        row = store.desk_session(token_hash(kept.token))
+        assert row is not None and row["agent"] == "alice" and row["expires_at"] == now + 100
+        assert row["revoked_at"] is None and store.desk_session(kept.token) is None, "the hash, not the token"
+
+        after = Sessions(ttl=100, records=store)  # a restarted process knows nothing yet
+        assert after.find(kept.token, now + 1) is None
+        digest = after.to_look_up(kept.token)
+        assert digest == token_hash(kept.token)
+        session = after.adopt(kept.token, store.desk_session(digest), now + 1)
+        assert session is not None and session.agent == "alice" and after.find(kept.token, now + 1) == session
+        assert after.to_look_up(kept.token) is None, "known now: no store read"
+        assert after.adopt(gone.token, store.desk_session(token_hash(gone.token)), now + 1) is None, "revoked"
+        assert after.adopt(kept.token, store.desk_session(digest), now + 100) is None, "expired"
+        assert after.to_look_up("") is None and after.to_look_up("x" * 200) is None
+    finally:
+        store.close()

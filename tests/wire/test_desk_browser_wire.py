@@ -10,7 +10,8 @@ chromium's fake device playing a 600 Hz WAV. Asserted on what crossed the wire: 
 caller hears 600 Hz (Goertzel on its PCMU), the page hears 1000 Hz (a WebAudio
 analyser on the remote track, read through the driver), the context panel shows the
 UUI, X-header values, summary and transcript link, mute silences the agent for the
-caller, a decline (603) and a ring not accepted within calls.ring_timeout (6 s,
+caller, hold from the page plays ``desk.hold_file`` (1700 Hz) to the caller and
+silences each side for the other until the agent takes the call back, a decline (603) and a ring not accepted within calls.ring_timeout (6 s,
 ``no_answer``) play the fallback's prompt to the caller, a warm transfer to a queue
 briefs the agent in the page (the caller never hears it) and connects on accept, and
 with nobody signed in the transfer fails with ``no_agent`` at once.
@@ -47,7 +48,7 @@ pytestmark = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
-AGENT_HZ, CALLER_HZ, APOLOGY_HZ, BRIEFING_HZ = 600, 1000, 1900, 1400
+AGENT_HZ, CALLER_HZ, APOLOGY_HZ, BRIEFING_HZ, HOLD_HZ = 600, 1000, 1900, 1400, 1700
 
 
 def _tone(freq: float, seconds: float, rate: int = 8000) -> np.ndarray:
@@ -76,7 +77,7 @@ def dominant(payload: bytes, freqs: tuple[float, ...]) -> float | None:
 
 def heard(caller: Carrier, since: float, freq: float) -> int:
     """How many 20 ms packets since ``since`` carried ``freq`` above all else."""
-    freqs = (AGENT_HZ, CALLER_HZ, APOLOGY_HZ)
+    freqs = (AGENT_HZ, CALLER_HZ, APOLOGY_HZ, HOLD_HZ)
     return sum(1 for when, data in list(caller.rtp_log)
                if when >= since and len(data) > 12 and data[1] & 0x7F == 0 and dominant(data[12:], freqs) == freq)
 
@@ -110,6 +111,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         },
     }
     (flows / "desk.yaml").write_text(yaml.safe_dump(flow, sort_keys=False))
+    hold = workdir / "hold.wav"  # desk.hold_file: the caller's music while the agent holds
+    write_wav(hold, _tone(HOLD_HZ, 1.0))
     briefing = workdir / "briefing.wav"
     write_wav(briefing, _tone(BRIEFING_HZ, 4.0))
     ops = OpsDaemon(workdir / "daemon", config={
@@ -117,7 +120,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                   "warm": {"hold": "silence", "briefing_text": "", "briefing_file": str(briefing),
                            "confirm": True, "confirm_timeout": 30}},
         "flows_dir": str(flows), "default_flow": "desk",
-        "desk": {"enabled": True, "agents": {"alice": hash_password(PASSWORD)}, "queues": {"sales": ["alice"]}},
+        "desk": {"enabled": True, "agents": {"alice": hash_password(PASSWORD)}, "queues": {"sales": ["alice"]},
+                 "hold_file": str(hold)},
     })
     with ops:
         yield Lab(ops, workdir, _agent_wav(workdir / "agent.wav"))
@@ -289,6 +293,72 @@ def test_nobody_at_the_desk_fails_with_no_agent_at_once(lab: Lab) -> None:
         assert failed["status"] == "no_agent", failed
         assert caller.listen(8, lambda: heard(caller, 0, APOLOGY_HZ) >= 20), "the fallback's prompt plays"
         assert caller.bye().status == 200
+    finally:
+        caller.hang_up_quietly()
+        caller.close()
+
+
+def talk(caller: Carrier, seconds: float, done: Any) -> bool:
+    """The caller sends its 1000 Hz tone every 20 ms for up to ``seconds``, until ``done()``."""
+    tone = g711.ulaw_encode(_tone(CALLER_HZ, 0.02))
+    for i in range(int(seconds / 0.02)):
+        caller.send_rtp(tone)
+        caller.listen(0.02)
+        if i % 10 == 9 and done():
+            return True
+    return bool(done())
+
+
+def page_hears_now(driver: Any, freq: float) -> bool:
+    page = driver.execute_script(f"return window.voicegwDesk.spectrum({freq})")
+    return bool(page and abs(page["peak"] - freq) < 30 and page["peakLevel"] > -60)
+
+
+def page_level(driver: Any, freq: float) -> float:
+    """The page's level (dB) at ``freq``; -inf for digital silence (JSON null)."""
+    page = driver.execute_script(f"return window.voicegwDesk.spectrum({freq})")
+    level = page.get("level") if page else None
+    return float("-inf") if level is None else float(level)
+
+
+def test_hold_from_the_page_plays_music_to_the_caller_and_silences_both_sides_until_taken_back(
+        lab: Lab, browser: Any) -> None:
+    sign_in(lab, browser)
+    caller = call_with_context(lab)
+    try:
+        incoming(browser)
+        browser.find_element(By.ID, "accept").click()
+        assert caller.listen(10, lambda: any(e == "transfer.succeeded" for e, _ in timeline(lab, caller)))
+        start = time.monotonic()
+        assert talk(caller, 8, lambda: heard(caller, start, AGENT_HZ) >= 25 and page_hears_now(browser, CALLER_HZ)), \
+            "connected: each side hears the other before the hold"
+
+        browser.find_element(By.ID, "hold").click()
+        held = time.monotonic()
+        assert talk(caller, 8, lambda: heard(caller, held, HOLD_HZ) >= 25), "on hold: the caller hears the music"
+        # the page's analyser keeps ~100 ms of the past: wait until the caller is gone from it
+        assert talk(caller, 5, lambda: page_level(browser, CALLER_HZ) < -80), "on hold: the page hears no caller"
+        quiet = time.monotonic()
+        levels: list[float] = []
+
+        def sample() -> bool:
+            levels.append(page_level(browser, CALLER_HZ))
+            return False
+
+        talk(caller, 1.5, sample)
+        assert levels and max(levels) < -80, ("the caller never reaches the page while held", levels)
+        assert heard(caller, quiet, AGENT_HZ) == 0, "on hold: the agent's microphone never reaches the caller"
+        assert heard(caller, quiet, HOLD_HZ) >= 40, "the music goes on while held"
+
+        browser.find_element(By.ID, "hold").click()
+        back = time.monotonic()
+        assert talk(caller, 8, lambda: heard(caller, back, AGENT_HZ) >= 25), "taken back: the caller hears the agent"
+        assert talk(caller, 8, lambda: page_hears_now(browser, CALLER_HZ)), "taken back: the page hears the caller"
+        after = time.monotonic()
+        talk(caller, 1.0, lambda: False)
+        assert heard(caller, after, HOLD_HZ) == 0, "the music stopped"
+        browser.find_element(By.ID, "hangup").click()
+        assert caller.listen(5, lambda: caller.got_request("BYE")), "the agent's hang-up ends the call"
     finally:
         caller.hang_up_quietly()
         caller.close()

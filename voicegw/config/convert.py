@@ -185,10 +185,10 @@ def daemon_config(config: LoadedConfig) -> DaemonConfig:
         built = replace(built, tls=replace(tls, **files))
     if "api" in fields and built.api.token_file:
         built = replace(built, api=replace(built.api, token_file=str(resolve(config, built.api.token_file))))
-    if "desk" in fields:  # queues as tuples; the certificate files relative to the config file
+    if "desk" in fields:  # queues as tuples; the files relative to the config file
         queues = {name: tuple(members) for name, members in built.desk.queues.items()}
         built = replace(built, desk=replace(built.desk, queues=queues))
-        files = {k: str(resolve(config, v)) for k in ("tls_cert_file", "tls_key_file")
+        files = {k: str(resolve(config, v)) for k in ("tls_cert_file", "tls_key_file", "hold_file")
                  if (v := getattr(built.desk, k))}
         built = replace(built, desk=replace(built.desk, **files))
     # hand-over for the daemon (see the module docstring of daemon.engine_config)

@@ -136,6 +136,9 @@ class DeskConfig:
     None: the media host (media.host)."""
     codecs: tuple[str, ...] = ("opus", "PCMU", "PCMA")
     """The browser leg's codecs in order of preference."""
+    hold_file: str | None = None
+    """Music on hold (a WAV, relative to voicegw.yaml) the caller hears while the agent
+    holds the call from the page; None: the periodic hold beep."""
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     """A certificate and key for the control API's server: required when the desk is

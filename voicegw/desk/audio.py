@@ -3,11 +3,18 @@
 The leg has an ordinary :class:`~voicegw.media.endpoint.MediaEndpoint` (so the bridge,
 ringback and hold players, swaps and taps treat a desk agent exactly like a SIP one);
 its far end is a :class:`DeskAudio` socket on the same host. What the bridge sends the
-agent arrives there as PCMU, is decoded and queued for :class:`CallerTrack`, which
-aiortc encodes for the browser in whatever codec the browser's offer and our
-preference settled on (Opus, PCMU or PCMA) and sends over DTLS-SRTP. What the browser
-sends is decoded by aiortc, resampled to 8 kHz mono (PyAV's resampler) and sent to the
-endpoint as 20 ms PCMU packets with our own SSRC, sequence and timestamps.
+agent arrives there as PCMU and is queued for :class:`CallerTrack`, which aiortc sends
+the browser over DTLS-SRTP in whatever codec the browser's offer and our preference
+settled on. What the browser sends reaches :meth:`DeskAudio.from_page` and is sent to
+the endpoint as PCMU packets with our own SSRC, sequence and timestamps.
+
+G.711 takes short cuts (the desk's cost per leg, issue 15): towards the browser the
+track hands aiortc the PCMU payload itself, or its A-law translation, as an
+``av.Packet`` (aiortc's pre-encoded path: no decode, no resampler, no encoder run in
+the loop's thread pool); from the browser, fastpath.py takes each complete frame
+off aiortc's receiver on the loop thread, and a G.711 payload goes to the call as it
+came (A-law translated). Only Opus is decoded and encoded (PyAV), 48 kHz <-> 8 kHz,
+on the loop thread, the encoder in mono at a voice bitrate (:class:`OpusEncoder`).
 """
 
 from __future__ import annotations
@@ -16,18 +23,22 @@ import asyncio
 import fractions
 import secrets
 from collections import deque
+from typing import Any
 
 import av
 import numpy as np
+from aiortc.codecs import get_decoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..media import g711
 from ..media.endpoint import Addr
 from ..media.rtp import RTP_HEADER_SIZE, RtpError, build_rtp, payload_bounds
+from .fastpath import tap
 
 RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz (RFC 3551 4.5.14: PCMU's default packetisation)
 _TIME_BASE = fractions.Fraction(1, RATE)
+_SILENCE = bytes([g711.ULAW_SILENCE]) * FRAME
 _QUEUE = 3
 """Frames of caller audio kept for the browser (60 ms of jitter): the track and the
 call both run at 50 frames/s, so whatever stands in this queue stays there as delay;
@@ -42,15 +53,40 @@ class CallerTrack(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[np.ndarray] = deque(maxlen=_QUEUE)
-        self._silence = np.zeros((1, FRAME), dtype=np.int16)
+        self._frames: deque[bytes] = deque(maxlen=_QUEUE)
         self._start: float | None = None
         self._pts = 0
+        self.codec = ""
+        """The codec aiortc sends the browser (``use_codec``): pcmu, pcma and opus go
+        as packets, anything else as frames for aiortc to encode."""
+        self._opus: OpusEncoder | None = None
 
-    def push(self, samples: np.ndarray) -> None:
-        self._frames.append(samples)
+    def push(self, ulaw: bytes) -> None:
+        self._frames.append(ulaw)
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:
+        while True:
+            ulaw = await self._next()
+            if self.codec in ("pcmu", "pcma"):
+                packet = av.Packet(ulaw if self.codec == "pcmu" else g711.ulaw_to_alaw(ulaw))
+                packet.pts = self._pts
+                packet.time_base = _TIME_BASE
+                return packet
+            frame = av.AudioFrame.from_ndarray(g711.ulaw_decode(ulaw).reshape(1, -1), format="s16",
+                                               layout="mono")
+            frame.sample_rate = RATE
+            frame.pts = self._pts
+            frame.time_base = _TIME_BASE
+            if self.codec != "opus":
+                return frame
+            if self._opus is None:
+                self._opus = OpusEncoder()
+            packet = self._opus.encode(frame)
+            if packet is not None:  # None: the resampler still fills (the first frame)
+                return packet
+
+    async def _next(self) -> bytes:
+        """The next 20 ms of the caller, on the track's clock."""
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -61,12 +97,40 @@ class CallerTrack(MediaStreamTrack):
             wait = self._start + self._pts / RATE - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        samples = self._frames.popleft().reshape(1, -1) if self._frames else self._silence
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = _TIME_BASE
-        return frame
+        return self._frames.popleft() if self._frames else _SILENCE
+
+
+class OpusEncoder:
+    """Opus on the loop thread, mono (RFC 7587 3.1: a receiver decodes mono or stereo
+    whatever the SDP's /2 says), at a voice bitrate: aiortc's own encoder runs every
+    frame through the loop's thread pool, in stereo at 96 kbit/s, for 8 kHz audio."""
+
+    RATE = 48000
+    BITRATE = 32000  # wideband voice (RFC 7587 3.1.1: 8-12 kbit/s narrowband, 16-20 wideband)
+
+    def __init__(self) -> None:
+        self.codec = av.CodecContext.create("libopus", "w")
+        self.codec.bit_rate = self.BITRATE
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.sample_rate = self.RATE
+        self.codec.time_base = fractions.Fraction(1, self.RATE)
+        self.codec.options = {"application": "voip"}
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=self.RATE, frame_size=960)
+        self.time_base = fractions.Fraction(1, self.RATE)
+        self.first: int | None = None
+
+    def encode(self, frame: av.AudioFrame) -> av.Packet | None:
+        """The packet of one 20 ms frame (None while the resampler fills: the first)."""
+        packets = [p for out in self.resampler.resample(frame) for p in self.codec.encode(out)]
+        if not packets:
+            return None
+        packet = packets[-1]
+        if self.first is None:
+            self.first = packet.pts or 0
+        packet.pts = (packet.pts or 0) - self.first
+        packet.time_base = self.time_base
+        return packet
 
 
 class DeskAudio(asyncio.DatagramProtocol):
@@ -85,6 +149,10 @@ class DeskAudio(asyncio.DatagramProtocol):
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._pump: asyncio.Task[None] | None = None
+        self._tapped = False
+        self._decoder: Any = None
+        self._resampler: av.AudioResampler | None = None
+        self._pending = np.empty(0, dtype=np.int16)
         self.frames_in = self.packets_out = 0
 
     async def open(self, host: str, leg: Addr) -> Addr:
@@ -94,6 +162,15 @@ class DeskAudio(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0))
         assert self.transport is not None
         return self.transport.get_extra_info("sockname")[:2]
+
+    def attach(self, transceiver: Any) -> None:
+        """Take the browser's frames off the transceiver's receiver (fastpath.py); call
+        it before the connection starts. Without the short cut, ``listen`` does."""
+        self._tapped = tap(transceiver.receiver, self.from_page) is not None
+
+    def use_codec(self, name: str) -> None:
+        """The codec the answer settled on (what aiortc sends the browser)."""
+        self.track.codec = name.lower()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -105,35 +182,56 @@ class DeskAudio(asyncio.DatagramProtocol):
             start, end = payload_bounds(data)
         except RtpError:
             return
-        self.track.push(g711.ulaw_decode(data[start:end]))
+        self.track.push(data[start:end])
+
+    # ------------------------------------------------------------------ from the page
+    def from_page(self, codec: Any, frame: Any) -> None:
+        """One complete frame from the browser (aiortc's codec and JitterFrame)."""
+        self.frames_in += 1
+        name = codec.name.lower()
+        if name == "pcmu":
+            self._send(frame.data)
+        elif name == "pcma":
+            self._send(g711.alaw_to_ulaw(frame.data))
+        else:
+            if self._decoder is None:
+                self._decoder = get_decoder(codec)
+            for decoded in self._decoder.decode(frame):
+                self._pcm(decoded)
 
     def listen(self, remote: MediaStreamTrack) -> None:
-        """Relay the browser's track (aiortc's decoded frames) into the call."""
-        self._pump = asyncio.get_running_loop().create_task(self._relay(remote))
+        """Relay the browser's track (aiortc's decoded frames) into the call, when the
+        short cut could not be taken."""
+        if not self._tapped:
+            self._pump = asyncio.get_running_loop().create_task(self._relay(remote))
 
     async def _relay(self, remote: MediaStreamTrack) -> None:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        pending = np.empty(0, dtype=np.int16)
         while True:
             try:
                 frame = await remote.recv()
             except MediaStreamError:
                 return
             self.frames_in += 1
-            for out in resampler.resample(frame):
-                pending = np.concatenate([pending, out.to_ndarray().reshape(-1)])
-            while len(pending) >= FRAME:
-                chunk, pending = pending[:FRAME], pending[FRAME:]
-                self._send(chunk)
+            self._pcm(frame)
 
-    def _send(self, chunk: np.ndarray) -> None:
+    def _pcm(self, frame: av.AudioFrame) -> None:
+        """Decoded audio (any rate, any layout) to 20 ms PCMU packets."""
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        for out in self._resampler.resample(frame):
+            self._pending = np.concatenate([self._pending, out.to_ndarray().reshape(-1)])
+        while len(self._pending) >= FRAME:
+            chunk, self._pending = self._pending[:FRAME], self._pending[FRAME:]
+            self._send(g711.ulaw_encode(chunk))
+
+    def _send(self, ulaw: bytes) -> None:
         if self.transport is None or self.leg is None or self.held:
             return
         if self.muted:
-            chunk = np.zeros(FRAME, dtype=np.int16)
-        packet = build_rtp(0, self._seq, self._ts, self._ssrc, g711.ulaw_encode(chunk))
+            ulaw = bytes([g711.ULAW_SILENCE]) * len(ulaw)
+        packet = build_rtp(0, self._seq, self._ts, self._ssrc, ulaw)
         self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (self._ts + FRAME) & 0xFFFFFFFF
+        self._ts = (self._ts + len(ulaw)) & 0xFFFFFFFF
         self.transport.sendto(packet, self.leg)
         self.packets_out += 1
 
@@ -147,4 +245,4 @@ class DeskAudio(asyncio.DatagramProtocol):
             self.transport = None
 
 
-__all__ = ["FRAME", "RATE", "CallerTrack", "DeskAudio"]
+__all__ = ["FRAME", "RATE", "CallerTrack", "DeskAudio", "OpusEncoder"]

@@ -23,15 +23,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import structlog
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 
 from ..config.defaults import DeskConfig
 from ..engine.desk_leg import DeskLegEvents
 from ..media.endpoint import MediaEndpoint
+from ..media.prompts import load_prompt
+from ..media.wav import WavError
 from .audio import DeskAudio
 from .ice import use_host_address
 from .roster import DeskAgent, Presence, Roster
+from .sessions import SessionRecords
 
 log = structlog.get_logger("voicegw.desk")
 _ids = itertools.count(1)
@@ -87,12 +91,17 @@ class Connection:
 
 
 class DeskService:
-    def __init__(self, config: DeskConfig, media_host: str, *, secure: bool = True) -> None:
+    def __init__(self, config: DeskConfig, media_host: str, *, secure: bool = True,
+                 records: SessionRecords | None = None) -> None:
         self.config = config
+        self.records = records
+        """Where sign-in sessions outlive the process (the records store), or None."""
         self.secure = secure
         """The session cookie is Secure (always, but on a loopback-only server)."""
         self.media_host = media_host
         """Where the leg's endpoint and our side of the relay socket live (loopback hop)."""
+        self.hold_music = _hold_music(config.hold_file)
+        """What the caller hears while the agent holds the call (None: the hold beep)."""
         self.roster = Roster(list(config.agents), {k: tuple(v) for k, v in config.queues.items()})
         self.connections: dict[str, list[Connection]] = {}
         self.offers: dict[str, Offer] = {}
@@ -209,6 +218,7 @@ class DeskService:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         offer.pc = pc
         transceiver = pc.addTransceiver(audio.track, direction="sendrecv")
+        audio.attach(transceiver)
         codecs = RTCRtpSender.getCapabilities("audio").codecs
         wanted = [c for name in self.config.codecs for c in codecs if c.mimeType.lower() == f"audio/{name.lower()}"]
         if wanted:
@@ -225,6 +235,7 @@ class DeskService:
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        audio.use_codec(sent_codec(pc.localDescription.sdp))
         return pc.localDescription.sdp
 
     def _end(self, offer: Offer, status: int | str | None, reason: str, *, hung_up: bool = False) -> None:
@@ -281,4 +292,22 @@ class DeskService:
                 "talking": sum(o.state is OfferState.TALKING for o in self.offers.values())}
 
 
-__all__ = ["DeskService", "Offer", "OfferInput", "OfferState"]
+def sent_codec(answer: str) -> str:
+    """The codec aiortc sends with: the first of the answer's audio m-line (RFC 3264 6.1)."""
+    for media in sdp.SessionDescription.parse(answer).media:
+        if media.kind == "audio" and media.rtp.codecs:
+            return str(media.rtp.codecs[0].name)
+    return ""
+
+
+def _hold_music(path: str | None) -> np.ndarray | None:
+    if not path:
+        return None
+    try:
+        return load_prompt(path)
+    except (OSError, WavError) as error:  # the beep instead: a missing file must not stop the desk
+        log.warning("desk.hold_unreadable", file=path, error=str(error))
+        return None
+
+
+__all__ = ["DeskService", "Offer", "OfferInput", "OfferState", "sent_codec"]

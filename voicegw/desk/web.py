@@ -3,6 +3,8 @@
 Security (docs/security.md):
 - sign-in with the agent's own password (never the API token), verified against its
   scrypt hash off the loop; failures rate-limited per source and per agent (429);
+- sessions are kept in the records store as SHA-256 hashes of their tokens (sessions.py),
+  so a restart keeps agents signed in; sign-out revokes the row;
 - the session cookie is HttpOnly, SameSite=Strict, Path=/desk, and Secure whenever the
   server is not on loopback (the config then requires TLS);
 - every state-changing request (sign-in, sign-out, the WebSocket handshake) must come
@@ -16,16 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from importlib import resources
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .passwords import verify_password
 from .service import DeskService
-from .sessions import Sessions, SignInLimit
+from .sessions import Session, Sessions, SignInLimit
 
+log = structlog.get_logger("voicegw.desk")
 COOKIE = "voicegw_desk"
 _FILES = {"desk.js": "text/javascript", "desk.css": "text/css"}
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -39,13 +44,28 @@ _SCRYPT_DUMMY = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
 
 def desk_router(desk: DeskService) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    sessions = Sessions(desk.config.session_ttl)
+    records = desk.records
+    sessions = Sessions(desk.config.session_ttl, records)
     limit = SignInLimit(desk.config.sign_in_limit, 60.0)
     static = {name: (resources.files(__package__) / "static" / name).read_bytes()
               for name in ("desk.html", *_FILES)}
 
     def now() -> float:
         return asyncio.get_running_loop().time()
+
+    async def session_of(token: str | None) -> Session | None:
+        """The cookie's session: known here, else from the store (signed in before a
+        restart, or revoked by a sign-out since); wall-clock expiry (it outlives us)."""
+        wall = time.time()
+        digest = sessions.to_look_up(token)
+        if digest is None or records is None or token is None:
+            return sessions.find(token, wall)
+        try:
+            row = await asyncio.to_thread(records.desk_session, digest)
+        except Exception as error:  # noqa: BLE001 - the store's (sqlite3, psycopg, closed): not signed in
+            log.warning("desk.session_lookup_failed", error=repr(error))
+            return None
+        return sessions.adopt(token, row, wall)
 
     def same_origin(headers: Any, scheme: str) -> bool:
         origin, host = headers.get("origin"), headers.get("host")
@@ -64,10 +84,10 @@ def desk_router(desk: DeskService) -> APIRouter:
 
     @router.get("/desk/me")
     async def me(request: Request) -> Response:
-        session = sessions.find(request.cookies.get(COOKIE), now())
+        session = await session_of(request.cookies.get(COOKIE))
         if session is None:
             return JSONResponse({"agent": None}, status_code=401, headers=_HEADERS)
-        return JSONResponse({"agent": session.agent, "expires_in": round(session.expires - now())},
+        return JSONResponse({"agent": session.agent, "expires_in": round(session.expires - time.time())},
                             headers=_HEADERS)
 
     @router.post("/desk/sign-in")
@@ -87,7 +107,9 @@ def desk_router(desk: DeskService) -> APIRouter:
         if not ok or stored is None:
             limit.failed(source, agent, now())
             raise HTTPException(401, "wrong agent or password")
-        session = sessions.open(agent, now())
+        session = sessions.open(agent, time.time())
+        if records is not None:
+            await records.durable()  # the row is committed before the cookie is handed out
         response = JSONResponse({"agent": agent}, headers=_HEADERS)
         response.set_cookie(COOKIE, session.token, max_age=int(desk.config.session_ttl), path="/desk",
                             httponly=True, samesite="strict", secure=desk.secure)
@@ -98,6 +120,8 @@ def desk_router(desk: DeskService) -> APIRouter:
         if not same_origin(request.headers, request.url.scheme):
             raise HTTPException(403, "cross-origin sign-out refused")
         sessions.close(request.cookies.get(COOKIE))
+        if records is not None:
+            await records.durable()
         response = JSONResponse({"agent": None}, headers=_HEADERS)
         response.delete_cookie(COOKIE, path="/desk")
         return response
@@ -105,7 +129,7 @@ def desk_router(desk: DeskService) -> APIRouter:
     @router.websocket("/desk/ws")
     async def signalling(websocket: WebSocket) -> None:
         scheme = "https" if websocket.url.scheme == "wss" else "http"
-        session = sessions.find(websocket.cookies.get(COOKIE), now())
+        session = await session_of(websocket.cookies.get(COOKIE))
         if not same_origin(websocket.headers, scheme) or session is None:
             await websocket.close(code=4403)  # before accept: the handshake gets 403
             return
@@ -114,7 +138,7 @@ def desk_router(desk: DeskService) -> APIRouter:
         try:
             while True:
                 text = await websocket.receive_text()
-                if sessions.find(session.token, now()) is None:
+                if await session_of(session.token) is None:
                     await websocket.close(code=4401, reason="session expired")
                     return
                 try:

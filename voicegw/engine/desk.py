@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..media.endpoint import open_endpoint
-from ..media.player import Player, hold_player
+from ..media.player import Player
 from ..media.ports import PortPoolExhausted
 from .call import Call, CallState, Leg
 from .desk_leg import DeskLegEvents, desk_name, desk_peer
@@ -127,7 +127,8 @@ class DeskTransfers:
             player.stop()
         endpoint = call.caller.endpoint
         if on and endpoint is not None and call.state is CallState.CONNECTED and not leg.ended:
-            self._holds[leg] = player = hold_player(endpoint)
+            music = getattr(self.engine.desk, "hold_music", None)
+            self._holds[leg] = player = self.engine.media.hold(endpoint, music)
             call.resources.append(player)
 
 

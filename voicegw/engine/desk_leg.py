@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from ..sip.events import Address
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..media.endpoint import MediaEndpoint
 
 PREFIX = "desk:"
@@ -43,6 +45,9 @@ class DeskLegEvents:
 
 
 class AgentDesk(Protocol):
+    hold_music: np.ndarray | None
+    """Looped to the caller while the agent holds the call; None: the hold beep."""
+
     def known(self, name: str) -> bool:
         """``desk:<name>`` names an agent or a queue of the config."""
 

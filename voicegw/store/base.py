@@ -24,7 +24,7 @@ import structlog
 from ..engine.events import CallEvent
 from . import report as _report
 from .dialect import Dialect, dialect_of
-from .records import Entry, Ladder, unpack_ladder
+from .records import DeskSessionOpened, DeskSessionRevoked, Entry, Ladder, unpack_ladder
 from .recovery import Recovery
 from .writer import Writer
 
@@ -66,6 +66,15 @@ class RecordStore(ABC):
     def save_ladder(self, call_key: str, call_id: str, messages: list[dict[str, Any]]) -> bool:
         """Queue an ended call's SIP ladder (bounded: records.LADDER_MAX_*)."""
         return self.writer.put(Entry(self._clock(), call_key, call_id, Ladder(tuple(messages))))
+
+    def open_desk_session(self, token_hash: str, agent: str, expires_at: float) -> bool:
+        """Queue a desk sign-in session's row (await ``durable`` before handing the cookie
+        out, so a restart right after the sign-in still knows it)."""
+        return self.writer.put(Entry(self._clock(), "", "", DeskSessionOpened(token_hash, agent, expires_at)))
+
+    def revoke_desk_session(self, token_hash: str) -> bool:
+        """Queue a sign-out: the session is refused from then on."""
+        return self.writer.put(Entry(self._clock(), "", "", DeskSessionRevoked(token_hash)))
 
     async def durable(self) -> None:
         """Return once everything recorded so far is committed: await it before acting
@@ -170,6 +179,13 @@ class RecordStore(ABC):
             "SELECT t.*, c.call_id AS call_id FROM transfers t LEFT JOIN calls c ON c.key = t.call_key"
             f" {_where(where)} ORDER BY t.started_at DESC, t.id DESC LIMIT ?", (*args, _limit(limit)))
         return [_transfer_row(row) for row in rows]
+
+    def desk_session(self, token_hash: str) -> dict[str, Any] | None:
+        """A desk session's row (agent, created_at, expires_at, revoked_at) by the hash of
+        its token, or None (desk/sessions.py decides whether it still holds)."""
+        rows = self._read("SELECT agent, created_at, expires_at, revoked_at FROM desk_sessions"
+                          " WHERE token_hash = ?", (token_hash,))
+        return dict(rows[0]) if rows else None
 
     def totals(self, since: TimeArg = None, until: TimeArg = None) -> dict[str, Any]:
         """Counts of calls and transfer attempts by outcome, SIP status and method."""

@@ -68,6 +68,25 @@ class Ladder:
     messages: tuple[dict[str, Any], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DeskSessionOpened:
+    """An agent signed in at the desk (desk/sessions.py): the session's row. Expired
+    rows, revoked or not, are deleted as the next one is written."""
+
+    name: ClassVar[str] = "desk.session_opened"
+    token_hash: str
+    agent: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeskSessionRevoked:
+    """The agent signed out: the session is refused from now on, by every process."""
+
+    name: ClassVar[str] = "desk.session_revoked"
+    token_hash: str
+
+
 #: A saved ladder keeps at most this many messages and bytes of them (the first ones:
 #: the set-up and the transfer are what an operator reads a ladder for); compressed
 #: with zlib, a typical call's ladder is a few KiB in the database.
@@ -80,7 +99,7 @@ class Entry(NamedTuple):
     """Wall-clock UTC, Unix seconds."""
     call_key: str
     call_id: str
-    event: CallEvent | Ladder
+    event: CallEvent | Ladder | DeskSessionOpened | DeskSessionRevoked
 
 
 #: Events that make up the records themselves (not only the timeline): kept in the
@@ -108,8 +127,8 @@ def unpack_ladder(blob: bytes) -> list[dict[str, Any]]:
     return json.loads(zlib.decompress(blob))
 
 
-def is_essential(event: CallEvent | Ladder) -> bool:
-    return isinstance(event, ESSENTIAL_EVENTS)
+def is_essential(event: CallEvent | Ladder | DeskSessionOpened | DeskSessionRevoked) -> bool:
+    return isinstance(event, (*ESSENTIAL_EVENTS, DeskSessionOpened, DeskSessionRevoked))
 
 
 def dumps(value: Any) -> str:
@@ -131,6 +150,15 @@ def apply_entry(conn: Any, run_id: int, entry: Entry, worker: str | None = None)
                      " ON CONFLICT (call_key) DO UPDATE SET call_id = excluded.call_id,"
                      " saved_at = excluded.saved_at, messages = excluded.messages",
                      (key, call_id, at, pack_ladder(event.messages)))
+        return
+    if isinstance(event, DeskSessionOpened):
+        conn.execute("DELETE FROM desk_sessions WHERE expires_at <= ?", (at,))
+        conn.execute("INSERT INTO desk_sessions (token_hash, agent, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                     (event.token_hash, event.agent, at, event.expires_at))
+        return
+    if isinstance(event, DeskSessionRevoked):
+        conn.execute("UPDATE desk_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                     (at, event.token_hash))
         return
     conn.execute(
         "INSERT INTO calls (key, call_id, run_id, worker, state, created_at, last_event_at, event_count)"

@@ -109,6 +109,17 @@ SOURCE: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN worker TEXT",  # store.worker_id; NULL: not named
         "ALTER TABLE calls ADD COLUMN worker TEXT",  # the worker that owns the call (its run's)
     ],
+    # 5: agent desk sign-in sessions (desk/sessions.py), so a restart keeps agents signed in
+    [
+        """CREATE TABLE desk_sessions (
+            token_hash TEXT PRIMARY KEY,  -- SHA-256 of the cookie's token (hex); never the token
+            agent TEXT NOT NULL,
+            created_at @REAL NOT NULL,
+            expires_at @REAL NOT NULL,
+            revoked_at @REAL              -- set by sign-out; the row goes once expired
+        )""",
+        "CREATE INDEX desk_sessions_expires ON desk_sessions (expires_at)",
+    ],
 ]
 
 
