@@ -7,7 +7,9 @@ the same dialog (CSeq one above, same Call-ID and tags, new branch, the same off
 ``uri`` is the Request-URI and the response is right (computed here); a later request
 carries the challenged nonce ahead with the next count; the NOTIFYs name the REFER
 that was accepted. A BYE challenge voicegw cannot answer: no second BYE, the call is
-over on voicegw's side and its record says why. The password is never logged."""
+over on voicegw's side and its record says why. Credentials refused on the REFER: no
+third REFER, the transfer fails with status ``auth`` and the caller stays. The
+password is never logged."""
 
 from __future__ import annotations
 
@@ -18,9 +20,19 @@ from pathlib import Path
 import pytest
 import yaml
 from peers.caller import Caller
-from peers.calls import SipMessage, SippPeer, render_scenario
+from peers.calls import SCENARIOS, SipMessage, SippPeer, render_scenario
 from peers.daemon import DaemonProcess, wait_until
-from peers.lab import bot, finish, peer, requests, responses, start_voicegw, wait_event
+from peers.lab import (
+    bot,
+    event,
+    finish,
+    peer,
+    requests,
+    responses,
+    sipfrags,
+    start_voicegw,
+    wait_event,
+)
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
@@ -145,17 +157,23 @@ TARGET = "sip:agent@192.0.2.10:5060"
 """Where the bot asks to go; the carrier only reports the outcome (TEST-NET-1)."""
 
 
-def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(lab) -> None:
-    # 401: sipp's verifyauth reads Authorization only (407 and Proxy-Authorization: tests/sip)
-    status, header = "401 Unauthorized", "WWW-Authenticate"
+def refer_call(lab, carrier_scenario: Path, bot_scenario: str, password: str = PASSWORD) -> tuple[SippPeer, SippPeer]:
+    """voicegw (transfers by REFER) with a carrier profile whose ``auth`` covers the
+    addresses calls come from; the bot that REFERs; the sipp carrier that calls in."""
     (lab.workdir / "profiles").mkdir()
     (lab.workdir / "profiles" / "carrier.yaml").write_text(yaml.safe_dump({
-        "kind": "carrier", "addresses": ["127.0.0.0/8"], "auth": AUTH}))
+        "kind": "carrier", "addresses": ["127.0.0.0/8"], "auth": {**AUTH, "password": password}}))
     start_voicegw(lab, transfer_allow=["sip:*@192.0.2.10:5060"], transfer_method="refer",
                   sections={"profiles_dir": str(lab.workdir / "profiles")})
-    b = bot(lab, "bot_refer.xml", TARGET)
-    scenario = render_scenario("carrier_refer_auth.xml", lab.workdir / "scenarios", status=status, header=header)
-    carrier = peer(lab, "carrier", scenario, remote=lab.daemon.address)
+    b = bot(lab, bot_scenario, TARGET)
+    return b, peer(lab, "carrier", carrier_scenario, remote=lab.daemon.address)
+
+
+def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(lab) -> None:
+    # 401: sipp's verifyauth reads Authorization only (407 and Proxy-Authorization: tests/sip)
+    scenario = render_scenario("carrier_refer_auth.xml", lab.workdir / "scenarios", status="401 Unauthorized",
+                               header="WWW-Authenticate")
+    b, carrier = refer_call(lab, scenario, "bot_refer.xml")
     finish(lab, carrier, b)
     first, again = requests(carrier.messages(), "REFER")
     same_dialog_retry(first, again)
@@ -167,3 +185,17 @@ def test_a_challenged_refer_is_answered_and_its_notifies_name_the_accepted_one(l
     done = wait_event(lab, "transfer.succeeded", status=200)
     assert wait_event(lab, "call.ended", call_id=done["call_id"])
     assert PASSWORD not in "\n".join(lab.daemon.lines)
+
+
+def test_refused_credentials_on_the_refer_fail_the_transfer_with_auth_and_the_caller_stays(lab) -> None:
+    b, carrier = refer_call(lab, SCENARIOS / "carrier_refer_auth_refused.xml", "bot_refer_stay.xml",
+                            password="not-the-password")
+    failed = wait_event(lab, "transfer.failed", status="auth")
+    assert "credentials refused" in failed["reason"], failed
+    # the carrier hangs up 2.5 s after its second challenge: no third REFER, no BYE came
+    finish(lab, carrier, b)
+    first, again = requests(carrier.messages(), "REFER")
+    same_dialog_retry(first, again)
+    assert again.header("authorization") and not requests(carrier.messages(), "BYE")
+    assert sipfrags(b.messages())[-1][1], "the bot heard the end of its REFER's subscription"
+    assert event(lab, "transfer.succeeded") is None

@@ -35,6 +35,7 @@ from ..sip.message import Request
 from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
 from ..sip.uri import SipUri
 from .call import Call, CallInput, CallState, Leg
+from .challenged import challenge_reason
 from .consult import ConsultError, ConsultMachine, Input, State
 from .control_io import ConsultFed
 from .desk_leg import DeskLegEvents
@@ -377,7 +378,10 @@ class WarmTransfers:
             # the carrier joined caller and agent: voicegw leaves the path
             self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER with Replaces")
         elif isinstance(event, ReferFailed):
-            self._feed(call, warm, Input.COMPLETION_FAILED, event.status, event.reason)
+            status, reason = event.status, event.reason
+            if status in (401, 407):  # a challenge we could not (or may no longer) answer
+                status, reason = "auth", challenge_reason(call.caller, status)
+            self._feed(call, warm, Input.COMPLETION_FAILED, status, reason)
         return True
 
     def _drop_agent(self, call: Call, warm: WarmTransfer) -> None:
