@@ -22,7 +22,8 @@ engine's calls, legs, dialogs, handlers, media endpoints, bridges, players, time
 tasks and transfers in flight; the UA core's transactions, dialogs, ACK-matching
 entries and timer heap; the guard's calls; asyncio tasks; and, walking the
 collector's objects, live transactions, outgoing-leg attempts, pending loop timers and
-tasks, and live calls other than those the API keeps on purpose (its last 500).
+tasks, and no live call, leg, media endpoint, RTP socket, player, bridge, transfer or
+dialog at all: the API keeps its last 500 ended calls as views, not engine objects.
 """
 
 from __future__ import annotations
@@ -323,8 +324,11 @@ def test_the_daemon_lets_go_of_every_call(soaked: dict[str, PathRun], group: str
     counted, was = after["instances"], before["instances"]
     for key in ("tasks", "pending_timers", "players_running", "ServerTransaction", "ClientTransaction", "Dialing"):
         assert counted[key] == was[key], (key, report(run))
-    # the only calls alive are those the API keeps on purpose (its last ended calls):
-    # none waits in a reference cycle for a full collection
-    assert counted["Call"] == after["api"]["calls_kept"], report(run)
+    # the API keeps every one of these ended calls (its last 500), as immutable views
+    # (api/views.py): no call, leg, media endpoint, socket, player, bridge, transfer or
+    # dialog of them is alive, through the API or a reference cycle awaiting a collection
+    assert after["api"]["calls_kept"] == after["api"]["ended_kept"] == run.calls, report(run)
+    for key in ("Call", "Leg", "MediaEndpoint", "RtpSocket", "Player", "Bridge", "Transfer", "Dialog"):
+        assert counted[key] == was[key] == 0, (key, report(run))
     # no reference cycle per call: a full collection finds fewer objects than there were calls
     assert after["gc"]["found_now"] < run.calls, report(run)

@@ -25,13 +25,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..config.types import check_context_key
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
-from ..engine.events import CallEnded, CallStarted, TranscriptAttached
-from ..engine.transfer_state import Transfer, TransferState
+from ..engine.events import TranscriptAttached
+from ..engine.transfer_state import Transfer
 from ..metrics import process_snapshot
 from ..store import StoreUnavailable
 from . import models as m
 from .control import Control
 from .transcripts import LinkGone
+from .views import CallView, TransferView, transfer_view
 
 _bearer = HTTPBearer(auto_error=False, description="The token from the config or var/api.token.")
 
@@ -60,10 +61,18 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     unauthorised = {401: {"model": m.Problem, "description": "Missing or wrong bearer token."}}
     not_found = {404: {"model": m.Problem, "description": "No such call."}, **unauthorised}
 
-    def call_or_404(call_id: str) -> Call:
+    def call_or_404(call_id: str) -> Call | CallView:
         call = control.find_call(call_id)
         if call is None:
             raise HTTPException(404, f"no call {call_id!r}")
+        return call
+
+    def live_call(call_id: str) -> Call:
+        """The engine's call, for the routes that act on it; one the engine has let go
+        of (only its view is kept) ended: 409."""
+        call = call_or_404(call_id)
+        if isinstance(call, CallView):
+            raise HTTPException(409, f"the call ended already ({call.end_reason})")
         return call
 
     desk = getattr(control, "desk", None)
@@ -145,7 +154,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
               })
     async def transfer(call_id: str, body: m.TransferRequest) -> m.TransferInfo:
         call = call_or_404(call_id)
-        if call.state is not CallState.CONNECTED:
+        if call.state is not CallState.CONNECTED or isinstance(call, CallView):  # (a view: ended)
             raise HTTPException(409, f"the call is {call.state.value}, not connected")
         if call.transfer is not None and not call.transfer.done:
             raise HTTPException(409, f"transfer {call.transfer.id} is under way")
@@ -164,7 +173,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     async def complete_transfer(call_id: str) -> m.TransferInfo:
         """Connect the caller to the consulted agent now (a warm transfer that is briefing,
         waiting for the agent's key or waiting for this explicit complete)."""
-        call = call_or_404(call_id)
+        call = live_call(call_id)
         try:
             control.engine.transfers.warm.complete(call)
         except ConsultError as error:
@@ -177,7 +186,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     async def cancel_transfer(call_id: str) -> m.TransferInfo:
         """Abandon a warm transfer: the agent's leg gets BYE (or CANCEL while it rings), the
         caller goes back to the bot or the flow node its fallback names."""
-        call = call_or_404(call_id)
+        call = live_call(call_id)
         warm = control.engine.transfers.warm.by_call.get(call.key)
         try:
             control.engine.transfers.warm.cancel(call)
@@ -198,7 +207,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
     @app.post("/calls/{call_id}/hangup", response_model=m.HangupResult, dependencies=auth, tags=["calls"],
               responses={**not_found, 409: {"model": m.Problem, "description": "The call has ended already."}})
     async def hangup(call_id: str, body: m.HangupRequest | None = None) -> m.HangupResult:
-        call = call_or_404(call_id)
+        call = live_call(call_id)
         if call.state is CallState.ENDED:
             raise HTTPException(409, f"the call ended already ({call.end_reason})")
         done = control.engine.hang_up(call, (body.reason if body else "operator") or "operator")
@@ -208,7 +217,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
                responses={**not_found, 422: {"model": m.Problem, "description": "An unknown context key."}})
     async def set_context(call_id: str, body: m.ContextRequest) -> m.CallContext:
         """Context for the call's next transfers, as the profiles' context_headers map it."""
-        call = call_or_404(call_id)
+        call = live_call(call_id)
         for key, value in body.context.items():
             try:
                 check_context_key(key)
@@ -227,7 +236,7 @@ def create_app(control: Control, token: str, public_url: str) -> FastAPI:
         link = control.transcripts.attach(call.key, call.id, body.transcript, body.summary,
                                           max_uses=body.max_uses, ttl=body.ttl_seconds)
         url = f"{public_url}/t/{link.token}"
-        call.record(control.engine_now(), TranscriptAttached(link.max_uses, round(link.expires - link.created)))
+        control.record(call, TranscriptAttached(link.max_uses, round(link.expires - link.created)))
         return m.TranscriptLink(call_id=call.id, url=url, expires_at=_dt(link.expires), max_uses=link.max_uses)
 
     @app.get("/t/{token}", response_class=PlainTextResponse, tags=["transcripts"], responses={
@@ -414,49 +423,41 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def _caller(call: Call) -> str:
-    invite = call.caller.invite
-    uri = invite.from_.uri if invite is not None else None
-    return getattr(uri, "user", None) or (str(uri) if uri is not None else "")
-
-
-def transfer_info(control: Control, transfer: Transfer) -> m.TransferInfo:
+def transfer_info(control: Control, transfer: Transfer | TransferView) -> m.TransferInfo:
+    view = transfer_view(transfer)
     return m.TransferInfo(
-        id=transfer.id, call_id=transfer.call_key.split(";", 1)[0], method=transfer.method.value,
-        target=transfer.target, uri=transfer.uri, trigger=transfer.trigger,
-        state=TransferState(transfer.state).value, status=transfer.status, reason=transfer.reason,
-        started_at=_dt(control.wall(transfer.started)),
-        ended_at=_dt(control.wall(transfer.ended)) if transfer.ended is not None else None,
-        progress=list(transfer.progress), context=control.transfer_context.get(transfer.id, {}),
+        id=view.id, call_id=view.call_key.split(";", 1)[0], method=view.method,
+        target=view.target, uri=view.uri, trigger=view.trigger,
+        state=view.state.value, status=view.status, reason=view.reason,
+        started_at=_dt(control.wall(view.started)),
+        ended_at=_dt(control.wall(view.ended)) if view.ended is not None else None,
+        progress=list(view.progress), context=control.transfer_context.get(view.id, {}),
     )
 
 
-def summary(control: Control, call: Call) -> m.CallSummary:
-    end = next((t for t, event in reversed(call.timeline) if isinstance(event, CallEnded)), None)
-    duration = (end if end is not None else control.engine_now()) - call.created
-    started = next((event for _, event in call.timeline if isinstance(event, CallStarted)), None)
+def summary(control: Control, call: Call | CallView) -> m.CallSummary:
+    view = control.view(call)
+    duration = (view.ended if view.ended is not None else control.engine_now()) - view.created
     return m.CallSummary(
-        id=call.id, key=call.key, state=call.state.value, caller=_caller(call),
-        created_at=_dt(control.wall(call.created)), duration_seconds=round(max(0.0, duration), 3),
-        legs=[leg.role for leg in call.legs()], end_reason=call.end_reason,
-        transfer=transfer_info(control, call.transfer) if call.transfer is not None else None,
-        flow=started.flow if started is not None else None,
-        channel=started.channel if started is not None else None,
+        id=view.id, key=view.key, state=view.state.value, caller=view.caller,
+        created_at=_dt(control.wall(view.created)), duration_seconds=round(max(0.0, duration), 3),
+        legs=[leg.role for leg in view.legs], end_reason=view.end_reason,
+        transfer=transfer_info(control, view.transfer) if view.transfer is not None else None,
+        flow=view.flow, channel=view.channel,
     )
 
 
-def detail(control: Control, call: Call, messages: bool) -> m.CallDetail:
-    base = summary(control, call)
-    legs = [m.LegInfo(role=leg.role, peer=f"{leg.peer.transport}:{leg.peer.host}:{leg.peer.port}",
-                      sip_call_id=(leg.dialog.id.call_id if leg.dialog is not None
-                                   else leg.invite.call_id if leg.invite is not None else None),
-                      ended=leg.ended) for leg in call.legs()]
-    timeline = [m.TimelineEntry(at=_dt(control.wall(t)), offset_seconds=round(t - call.created, 3),
-                                event=event.name, detail=_plain(event.detail())) for t, event in call.timeline]
-    trace = [m.TraceMessage(at=_dt(control.wall(e.time)), offset_seconds=round(e.time - call.created, 3),
+def detail(control: Control, call: Call | CallView, messages: bool) -> m.CallDetail:
+    view = control.view(call)
+    base = summary(control, view)
+    legs = [m.LegInfo(role=leg.role, peer=leg.peer, sip_call_id=leg.sip_call_id, ended=leg.ended)
+            for leg in view.legs]
+    timeline = [m.TimelineEntry(at=_dt(control.wall(t)), offset_seconds=round(t - view.created, 3),
+                                event=event.name, detail=_plain(event.detail())) for t, event in view.timeline]
+    trace = [m.TraceMessage(at=_dt(control.wall(e.time)), offset_seconds=round(e.time - view.created, 3),
                             direction=e.direction, peer=e.peer, sip_call_id=cid, first_line=e.first_line,  # type: ignore[arg-type]
                             message=e.data.decode("utf-8", "replace") if messages else None)
-             for cid, e in control.trace.messages_for(control.sip_call_ids(call))]
-    link = control.transcripts.for_call(call.key)
+             for cid, e in control.trace.messages_for(list(view.sip_call_ids))]
+    link = control.transcripts.for_call(view.key)
     return m.CallDetail(**base.model_dump(), legs_detail=legs, timeline=timeline, trace=trace,
                         transcript_url=None if link is None else f"{control.public_url}/t/{link.token}")

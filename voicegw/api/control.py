@@ -4,8 +4,11 @@ One :class:`Control` per daemon. It watches every call's timeline (the engine's
 ``listeners``) to keep
 
 - the calls of the last while (``keep_ended`` ended calls after the engine forgets
-  them, so ``voicegw call show`` works after a hang-up);
-- the transfers by id (for ``GET /transfers/{id}`` and the in-flight count);
+  them, so ``voicegw call show`` works after a hang-up): the engine's ``Call`` while
+  the engine holds it, then an immutable view of it (api/views.py), so that an ended
+  call keeps none of its engine objects (legs, media endpoints, players) alive;
+- the transfers by id (for ``GET /transfers/{id}`` and the in-flight count), views
+  of them too once their call is forgotten;
 - totals by outcome and by method, fallback actions, RTP counters of ended calls.
 
 The HTTP layer (:mod:`voicegw.api.app`) and the metrics collector
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -37,6 +40,7 @@ from ..engine.events import (
 from ..media.relay import Bridge
 from .trace import SipTrace
 from .transcripts import TranscriptLinks
+from .views import CallView, TransferView, call_ids, call_view, transfer_view
 
 if TYPE_CHECKING:
     from ..engine.b2bua import Engine
@@ -66,9 +70,13 @@ class Control:
         self.started_wall = time.time()
         self.started = time.monotonic()
         self.version = __version__
-        self.recent: OrderedDict[str, Call] = OrderedDict()
-        """Every call seen, by key; ended ones beyond ``keep_ended`` dropped oldest first."""
-        self.transfers: OrderedDict[str, Transfer] = OrderedDict()
+        self.recent: OrderedDict[str, Call | CallView] = OrderedDict()
+        """Every call seen, by key; ended ones beyond ``keep_ended`` dropped oldest first.
+        A call the engine has forgotten is kept as its view."""
+        self.transfers: OrderedDict[str, Transfer | TransferView] = OrderedDict()
+        """Transfers by id, the last ``4 * keep_ended``; views once their call is forgotten."""
+        self._call_transfers: dict[str, list[str]] = {}
+        """Call key -> its transfers' ids, until the call is forgotten (then they become views)."""
         self.outcomes: Counter[str] = Counter()
         """Ended calls by cause (hung up, failed, cancelled, media_timeout)."""
         self.transfer_outcomes: Counter[tuple[str, str]] = Counter()
@@ -89,9 +97,13 @@ class Control:
         self.leg_call_ids: dict[str, set[str]] = {}
         """Call key -> SIP Call-IDs of every leg it had (failed agent legs are dropped
         from the call, but their messages belong in its ladder)."""
-        self._ladders_due: dict[str, tuple[asyncio.TimerHandle, Call]] = {}
-        """Ended calls whose ladder is saved to the records in LADDER_DELAY seconds."""
+        self._ladders_due: dict[str, tuple[asyncio.TimerHandle, str, tuple[str, ...]]] = {}
+        """Ended calls whose ladder is saved to the records in LADDER_DELAY seconds:
+        key -> (timer, caller's Call-ID, the legs' Call-IDs)."""
         engine.listeners.append(self._on_timeline)
+        forgotten = getattr(engine, "forgotten", None)
+        if forgotten is not None:  # (tests build a Control on a stand-in engine)
+            forgotten.append(self._on_forgotten)
         engine.transfers.context_source = self.transcript_context
 
     def transcript_context(self, call: Call) -> dict[str, str]:
@@ -121,6 +133,7 @@ class Control:
                 transfer = call.transfer
                 if transfer is not None:
                     self.transfers[transfer.id] = transfer
+                    self._call_transfers.setdefault(call.key, []).append(transfer.id)
                     while len(self.transfers) > self.keep_ended * 4:
                         old, _ = self.transfers.popitem(last=False)
                         self.transfer_context.pop(old, None)
@@ -137,6 +150,33 @@ class Control:
             case FallbackPromptPlayed():
                 self.fallback_actions["prompt"] += 1
 
+    def _on_forgotten(self, call: Call) -> None:
+        """The engine let go of the call (engine/b2bua.py ``forgotten``): nothing happens
+        to it any more, so keep its view instead of the call, and views of its transfers."""
+        key = call.key
+        for transfer_id in self._call_transfers.pop(key, ()):
+            transfer = self.transfers.get(transfer_id)
+            if transfer is not None:
+                self.transfers[transfer_id] = transfer_view(transfer)
+        if self.recent.get(key) is call:
+            self.recent[key] = call_view(call, tuple(self.leg_call_ids.pop(key, ())))
+        else:
+            self.leg_call_ids.pop(key, None)
+
+    def record(self, call: Call | CallView, event: CallEvent) -> None:
+        """An event the API adds to a call's timeline (a transcript attached): through
+        the engine's listeners while the engine holds the call; on a forgotten call's
+        view and straight into the records (a bot posts the transcript after the hang-up)."""
+        now = self.engine_now()
+        if not isinstance(call, CallView):
+            call.record(now, event)
+            return
+        if self.recent.get(call.key) is call:
+            self.recent[call.key] = replace(call, timeline=(*call.timeline, (now, event)))
+        store = self.store
+        if store is not None:
+            store.record(call.key, call.id, event)
+
     def _trim(self) -> None:
         """Forget the oldest ended calls beyond ``keep_ended`` (O(1) per call: this runs
         on the signalling path for every call)."""
@@ -148,34 +188,41 @@ class Control:
     # ------------------------------------------------------------------ ladders
     def _save_ladder_later(self, call: Call) -> None:
         """The ladder goes to the records a little after the call ends: the 200 to our
-        BYE and the last ACKs cross the wire after CallEnded."""
+        BYE and the last ACKs cross the wire after CallEnded. Only the call's Call-IDs
+        wait for it, not the call."""
         if self.store is None or call.key in self._ladders_due:
             return
+        ids = tuple(self.sip_call_ids(call))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (the app built alone in tests): save now
-            self.save_ladder(call)
+            self._write_ladder(call.key, call.id, ids)
             return
-        self._ladders_due[call.key] = (loop.call_later(LADDER_DELAY, self.save_ladder, call), call)
+        self._ladders_due[call.key] = (loop.call_later(LADDER_DELAY, self.save_ladder, call.key), call.id, ids)
 
-    def save_ladder(self, call: Call) -> None:
+    def save_ladder(self, key: str) -> None:
         """Write the call's SIP messages (as the trace kept them) to the records."""
-        due = self._ladders_due.pop(call.key, None)
-        if due is not None:
-            due[0].cancel()
+        due = self._ladders_due.pop(key, None)
+        if due is None:
+            return
+        handle, call_id, ids = due
+        handle.cancel()
+        self._write_ladder(key, call_id, ids)
+
+    def _write_ladder(self, key: str, call_id: str, ids: tuple[str, ...]) -> None:
         store = self.store
         if store is None:
             return
         messages = [
             {"at": self.wall(e.time), "direction": e.direction, "peer": e.peer, "sip_call_id": cid,
              "first_line": e.first_line, "message": e.data.decode("utf-8", "replace")}
-            for cid, e in self.trace.messages_for(self.sip_call_ids(call))]
-        store.save_ladder(call.key, call.id, messages)
+            for cid, e in self.trace.messages_for(list(ids))]
+        store.save_ladder(key, call_id, messages)
 
     def save_pending_ladders(self) -> None:
         """At shutdown, before the records close: the ladders not yet saved."""
-        for _, call in list(self._ladders_due.values()):
-            self.save_ladder(call)
+        for key in list(self._ladders_due):
+            self.save_ladder(key)
 
     def _count_rtp(self, call: Call) -> None:
         relayed, dropped = rtp_counts(call)
@@ -183,8 +230,9 @@ class Control:
         self.rtp_ended.dropped += dropped
 
     # ------------------------------------------------------------------ queries
-    def find_call(self, call_id: str) -> Call | None:
-        """By key ("Call-ID;tag") or by the caller's Call-ID, the latest such call."""
+    def find_call(self, call_id: str) -> Call | CallView | None:
+        """By key ("Call-ID;tag") or by the caller's Call-ID, the latest such call: the
+        engine's while it holds it, else the view kept of it."""
         call = self.engine.find_call(call_id)
         if call is not None:
             return call
@@ -192,8 +240,8 @@ class Control:
             return self.recent[call_id]
         return next((c for c in reversed(self.recent.values()) if c.id == call_id), None)
 
-    def calls(self, state: str = "all") -> list[Call]:
-        seen: dict[str, Call] = dict(self.recent)
+    def calls(self, state: str = "all") -> list[Call | CallView]:
+        seen: dict[str, Call | CallView] = dict(self.recent)
         for call in self.engine.calls.values():
             seen.setdefault(call.key, call)
         found = sorted(seen.values(), key=lambda c: c.created)
@@ -227,16 +275,13 @@ class Control:
             totals.dropped += dropped
         return totals
 
-    def sip_call_ids(self, call: Call) -> list[str]:
+    def view(self, call: Call | CallView) -> CallView:
+        """The call as the routes show it (a live call's view is taken now)."""
+        return call_view(call, tuple(self.leg_call_ids.get(call.key, ())))
+
+    def sip_call_ids(self, call: Call | CallView) -> list[str]:
         """The SIP Call-IDs of the call's legs (a B2BUA: one per leg)."""
-        ids = [call.id]
-        for leg in call.legs():
-            if leg.dialog is not None:
-                ids.append(leg.dialog.id.call_id)
-            elif leg.invite is not None:
-                ids.append(leg.invite.call_id)
-        ids.extend(self.leg_call_ids.get(call.key, ()))
-        return list(dict.fromkeys(ids))
+        return list(call_ids(call, tuple(self.leg_call_ids.get(call.key, ()))))
 
     @property
     def store(self) -> Any:

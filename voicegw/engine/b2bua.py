@@ -182,6 +182,9 @@ class Engine:
         """Watchers of every call's timeline (the log; the daemon adds the records, the
         API and metrics), called with (call, time, typed event). A listener must not
         block: it runs on the signalling path."""
+        self.forgotten: list[Callable[[Call], None]] = []
+        """Called with each ended call the engine lets go of (after its last event):
+        the API keeps a view of it instead of the call (api/views.py)."""
 
     @property
     def resolver(self) -> Resolver:
@@ -815,6 +818,11 @@ class Engine:
             self._by_dialog.pop(dialog_id, None)
             self.sip.core.forget_dialog(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
         self.calls.pop(call.key, None)
+        for watcher in self.forgotten:
+            try:
+                watcher(call)
+            except Exception as error:  # noqa: BLE001 - a broken watcher never breaks the engine
+                log.error("engine.forgotten_watcher_failed", error=repr(error))
 
     # ------------------------------------------------------------------ helpers
     async def run_flow(self, call: Call, at: str | None = None) -> None:
