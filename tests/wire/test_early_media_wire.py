@@ -15,11 +15,14 @@ decoded PCMU, per 100 ms block (which resolves 440 from 480 Hz).
 Cases: early tone heard and no ringback, then the 200 names another RTP address than
 the 183 and the call's audio goes both ways there; the ringback profile keeps our
 ringback; a 183 without SDP keeps our ringback; 486 after the 183 plays the fallback
-prompt; two forks' 183s, the last one is heard.
+prompt; two forks' 183s, the last one is heard. And the bot leg at call setup (its own
+daemon): the bot's early media reaches the caller, and a 200 naming another RTP
+address than its 183 is followed.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from peers.pbx import tone_frame
 from voicegw.media import g711, tones
 from voicegw.media.tones import goertzel_power
 from voicegw.media.wav import write_wav
+from voicegw.sip.message import Response
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
 
@@ -239,3 +243,43 @@ def test_forked_183s_the_last_one_is_heard(lab: Lab) -> None:
             assert first == 0, f"the first fork's is not, once the second's 183 came ({first} blocks)"
         finally:
             done(caller)
+
+
+def test_the_bots_200_at_another_address_than_its_183_is_followed(tmp_path: Path) -> None:
+    with Agent(early="sdp", moved=True, answer_delay=3.0) as bot, \
+            OpsDaemon(tmp_path / "bot", config={"calls": {"bot_uri": bot.uri}}) as ops:
+        caller = Carrier(ops.address, user="alice")
+        finals: list[Response] = []
+        inviting = threading.Thread(target=lambda: finals.append(caller.invite(timeout=15)), daemon=True)
+        inviting.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not any(isinstance(m, Response) and m.status == 183 for m in list(caller.received)):
+                assert time.monotonic() < deadline, "voicegw relayed the bot's 183 to the caller"
+                time.sleep(0.02)
+            start = time.monotonic()
+            for i in range(40):
+                bot.send_rtp(tone_frame(EARLY_HZ, i), sock=bot.rtp)
+                time.sleep(0.02)
+            heard = blocks_with(caller, (EARLY_HZ,), start, time.monotonic() + 0.2)
+            inviting.join(15)
+            assert finals and finals[0].status == 200, finals
+            assert heard >= 4, f"the bot's early media reached the caller ({heard} blocks)"
+            to_bot, to_caller = _exchange_at_rtp2(caller, bot)
+            assert to_bot >= 15 and to_caller >= 15, (to_bot, to_caller)
+        finally:
+            inviting.join(15)
+            done(caller)
+
+
+def _exchange_at_rtp2(caller: Carrier, agent: Agent) -> tuple[int, int]:
+    """Both sides send marked audio, the agent from ``rtp2`` (the 200's address)."""
+    mark = time.monotonic()
+    for _ in range(25):
+        caller.send_rtp(CALLER_TONE)
+        agent.send_rtp(AGENT_TONE)
+        caller.listen(0.02)
+    caller.listen(0.4)
+    to_agent = sum(1 for t, p in list(agent.rtp2_in) if t >= mark and p[12:] == CALLER_TONE)
+    to_caller = sum(1 for p in caller.audio(mark) if p[12:] == AGENT_TONE)
+    return to_agent, to_caller

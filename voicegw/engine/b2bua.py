@@ -526,19 +526,26 @@ class Engine:
                 policy=self.config.transfer.legs.get(str(uri)) or LegPolicy()),
             while_in=CallState.SETUP,  # the caller may cancel while the port opens: end() has run
             dialling=LegDialing("bot", str(uri)),
-            on_progress=lambda response, early: self._bot_progress(call, response),
+            on_progress=lambda response, early: self._bot_progress(call, response, early),
             on_answer=lambda response, media: self._bot_answered(call, media),
             on_failure=lambda status, reason: self._bot_failed(call, status, reason),
         )
         if leg is NotDialled.NO_PORTS:
             self._refuse_setup(call, Cause.PORT_POOL)
 
-    def _bot_progress(self, call: Call, response: Response) -> None:
+    def _bot_progress(self, call: Call, response: Response, early: NegotiatedMedia | None = None) -> None:
         if call.state is not CallState.SETUP:
             return
         call.record(self.now(), LegProgress("bot", response.status))
+        bot = call.bot
         if response.body and response.content_type == "application/sdp" and self.bridge(call) is None:
             self._early_media(call, response)
+        elif early is not None and bot is not None and bot.endpoint is not None and bot.early_address is not None:
+            # another fork's 183 (or new SDP): its early media is the one heard now
+            address = (early.remote_address, early.remote_port)
+            if address != bot.early_address:
+                apply_media(bot.endpoint, early, repoint=True)
+                bot.early_address = address
         elif call.caller.dialog is None or response.status == 180:
             self._caller_progress(call, Progress(180))
 
@@ -558,6 +565,7 @@ class Engine:
         except SipError:
             return  # unusable early SDP: wait for the 2xx
         apply_media(leg.endpoint, media)
+        leg.early_address = (media.remote_address, media.remote_port)
         call.resources.append(self.media.bridge(call.caller.endpoint, leg.endpoint))
         # no SDP in an unreliable 183 when the caller sent no offer: ours belongs in the 2xx
         delayed = call.caller.invite is not None and not call.caller.invite.body
@@ -570,7 +578,10 @@ class Engine:
         if call.state is not CallState.SETUP:
             self.outbound.hang_up(leg)
             return
-        apply_media(leg.endpoint, media)
+        # the 2xx's SDP is the answer (RFC 3960 3): an address other than the early
+        # media's re-points the leg, which latched the early source
+        moved = leg.early_address is not None and (media.remote_address, media.remote_port) != leg.early_address
+        apply_media(leg.endpoint, media, repoint=moved)
         bridge = self.bridge(call)
         if bridge is None:
             call.resources.append(self.media.bridge(call.caller.endpoint, leg.endpoint))

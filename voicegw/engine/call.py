@@ -82,6 +82,9 @@ class Leg:
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""
     ended: bool = False
+    early_address: tuple[str, int] | None = None
+    """Where the leg's early media comes from (the SDP of the 183 relayed last): a 2xx
+    naming another address re-points the leg (RFC 3960 3, MediaEndpoint.repoint)."""
     auth: Any = None
     """The leg's digest answers (a ``sip.request_auth.RequestAuth``) when its peer's
     profile has ``auth``: challenges to any request we send on it are answered."""
