@@ -83,13 +83,34 @@ def test_a_warm_transfer_records_each_move_briefs_connects_and_settles() -> None
     assert consulted(controller, machine, ConsultInput.ANSWERED) == (
         io.RecordConsult("w", ConsultState.BRIEFING, ConsultInput.ANSWERED), io.PlayBriefing("w"))
     assert consulted(controller, machine, ConsultInput.BRIEFED_CONFIRM) == (
-        io.RecordConsult("w", ConsultState.CONFIRMING, ConsultInput.BRIEFED_CONFIRM), io.StartConfirmTimer("w"),
+        io.RecordConsult("w", ConsultState.CONFIRMING, ConsultInput.BRIEFED_CONFIRM),
+        io.StartTimer(io.Timer.CONFIRM, 0.0, "w"),
         io.EndLiveBriefing("w"))
     assert consulted(controller, machine, ConsultInput.ACCEPTED) == (
+        io.CancelTimer(io.Timer.CONFIRM, "w"),
         io.RecordConsult("w", ConsultState.COMPLETING, ConsultInput.ACCEPTED), io.Connect("w"), io.EndLiveBriefing("w"))
     assert consulted(controller, machine, ConsultInput.COMPLETED_OK) == (
         io.RecordConsult("w", ConsultState.COMPLETED, ConsultInput.COMPLETED_OK),
         io.SettleConsult("w", False, 200, "agent connected after briefing"), io.EndLiveBriefing("w"))
+
+
+def test_the_confirm_timer_is_the_controllers_and_comes_back_with_now() -> None:
+    controller, machine = CallController(32.0), ConsultMachine()
+    consulted(controller, machine, ConsultInput.ANSWERED)
+    armed = controller.feed(io.ConsultFed("w", machine, ConsultInput.BRIEFED_CONFIRM, now=100.0, confirm_after=10.0))
+    assert io.StartTimer(io.Timer.CONFIRM, 110.0, "w") in armed
+    assert controller.feed(io.TimerFired(io.Timer.CONFIRM, 110.0, "w")) == (
+        io.RecordConsult("w", ConsultState.FAILED, ConsultInput.CONFIRM_TIMEOUT), io.HangUpAgent("w"),
+        io.StopHold("w"), io.SettleConsult("w", True, "no_answer", "no confirmation"), io.EndLiveBriefing("w"))
+    assert controller.feed(io.TimerFired(io.Timer.CONFIRM, 111.0, "w")) == (), "fired once"
+
+
+def test_the_confirm_timer_stops_when_the_agent_hangs_up_while_asked() -> None:
+    controller, machine = CallController(32.0), ConsultMachine()
+    consulted(controller, machine, ConsultInput.ANSWERED)
+    consulted(controller, machine, ConsultInput.BRIEFED_CONFIRM)
+    assert consulted(controller, machine, ConsultInput.AGENT_HUNG_UP)[0] == io.CancelTimer(io.Timer.CONFIRM, "w")
+    assert controller.feed(io.TimerFired(io.Timer.CONFIRM, 30.0, "w")) == ()
 
 
 def test_a_declined_consult_hangs_up_the_agent_gives_the_caller_back_and_fails_declined() -> None:

@@ -510,7 +510,6 @@ class Engine:
         if session is not None and not session.terminated:
             # the final response ends the caller's (early) dialog: no BYE
             session.handle(Reject(response.status, response.reason, _extra_headers(response)))
-        call.caller.ended = True
         self.totals["failed"] += 1
         self.end(call, CallInput.FAILED, reason, status=response.status)
 
@@ -640,12 +639,11 @@ class Engine:
         """The leg's peer sent BYE (its session answered it 200): what it means is the
         controller's (engine/controller.py bye_commands), told what the call knows."""
         call.record(self.now(), LegHungUp(leg.role))
-        leg.ended = True
         who = Who.BOT if leg is call.bot else Who.AGENT if leg is call.agent else Who.OTHER
         context = context_from_bot(bye.headers, ()) if who is Who.BOT and bye is not None else {}
         self.control(call, ByeReceived(
             leg, who, leg.role, agent_connected=call.agent is not None,
-            bot_node_waits=self.flows.bot_node_waits(call), consulting=self.transfers.warm.consulting(call),
+            consulting=self.transfers.warm.consulting(call),
             post_agent=self.flows.can_resume_after_agent(call), context=tuple(context.items())))
 
     # the ByeEffects port (engine/effects.py): what a BYE leads to
@@ -655,8 +653,8 @@ class Engine:
     def take_context(self, call: Call, context: tuple[tuple[str, str], ...]) -> None:
         call.context.update(context)  # a bot may hand its context back on its BYE
 
-    def bot_node_over(self, call: Call, leg: Leg) -> None:
-        self.flows.bot_hung_up(call)  # the flow that connected the bot goes on with the caller
+    def bot_node_over(self, call: Call, leg: Leg, flow: Any, status: FailureStatus | None) -> None:
+        self.flows.bot_over(call, leg, flow, status)  # the flow that dialled the bot goes on with the caller
 
     def consult_agent_gone(self, call: Call, leg: Leg) -> None:
         self.transfers.warm.agent_hung_up(call)  # the warm transfer decides what follows
@@ -696,12 +694,10 @@ class Engine:
                 self.end(call, CallInput.HUNG_UP, f"{leg.role} never acknowledged the answer")
             elif output.cause is SessionCause.NO_PRACK and leg is call.caller:
                 # RFC 3262 3: the session already failed the INVITE with a 500
-                leg.ended = True
                 self.totals["failed"] += 1
                 self.end(call, CallInput.FAILED, "the caller never PRACKed our reliable 1xx", status=500)
-            elif output.cause is SessionCause.DIALOG_GONE and not leg.ended:
+            elif output.cause is SessionCause.DIALOG_GONE:
                 # 12.2.1.2: 481/408 to our re-INVITE: the peer's dialog is gone
-                leg.ended = True
                 self.end(call, CallInput.HUNG_UP, f"{leg.role} dialog gone")
 
     def _reinvite(self, call: Call, leg: Leg, received: ModifyReceived) -> None:

@@ -81,13 +81,23 @@ class Leg:
     srtp_key: bytes | None = None
     """Our SRTP master key || salt for this leg (RFC 4568), kept for its whole life so
     a re-INVITE keeps the running context; None: the leg cannot do SRTP."""
-    ended: bool = False
     early_address: tuple[str, int] | None = None
     """Where the leg's early media comes from (the SDP of the 183 relayed last): a 2xx
     naming another address re-points the leg (RFC 3960 3, MediaEndpoint.repoint)."""
     auth: Any = None
     """The leg's digest answers (a ``sip.request_auth.RequestAuth``) when its peer's
     profile has ``auth``: challenges to any request we send on it are answered."""
+
+    @property
+    def ended(self) -> bool:
+        """The leg is over or on its way out, as its INVITE session says: ended, or
+        ending (a CANCEL awaiting the INVITE's final response, RFC 3261 9.1; our BYE
+        held for the ACK of our 2xx, 15). A leg without a session (a desk agent, an
+        outgoing leg whose targets never resolved) once its media endpoint is closed,
+        which every end of such a leg does. Derived, never written, like :attr:`up`."""
+        if self.session is not None:
+            return self.session.state in _ENDING
+        return self.endpoint is not None and self.endpoint.closed
 
     @property
     def up(self) -> bool:
@@ -102,6 +112,9 @@ class Leg:
 #: a re-INVITE or UPDATE under way either way, or its 491 back-off (RFC 3261 14.1).
 _UP = frozenset({SessionState.CONNECTING, SessionState.CONFIRMED, SessionState.REINVITING,
                  SessionState.GLARE, SessionState.REINVITED})
+#: Session states of a leg that is over or on its way out.
+_ENDING = frozenset({SessionState.CANCEL_PENDING, SessionState.CANCELLING, SessionState.DISCONNECTING,
+                     SessionState.DISCONNECTED})
 
 
 @dataclass(eq=False)
@@ -117,8 +130,6 @@ class Call:
     """Our tag on the caller's dialog (To tag of our responses)."""
     caller_sdp: Any = None
     """The SDP we answer the caller with (a SessionDescription)."""
-    bot_done: Any = None
-    """While a flow's bot node has the caller: resolved when that bot hangs up."""
     flow_task: Any = None
     """The task running the call's flow, when voicegw itself is the bot."""
     channel: Any = None

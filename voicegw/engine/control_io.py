@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..sip.message import Response
 from ..sip.offer_answer import NegotiatedMedia
+from ..sip.refer import ReferEvent
 from .consult import ConsultMachine
 from .consult import Input as ConsultHappened
 from .consult import State as ConsultState
@@ -34,6 +35,12 @@ FailureStatus = int | str
 class Timer(enum.Enum):
     NO_ANSWER = "no answer"
     """An outgoing leg's ring timeout: no final answer by then, CANCEL (RFC 3261 9.1)."""
+    CONFIRM = "confirm"
+    """A warm transfer's agent has the warm settings' ``confirm_timeout`` to accept or
+    decline once briefed; it is cancelled as soon as the consult leaves CONFIRMING."""
+    REFER = "refer"
+    """Our REFER subscriptions' next timeout (sip/refer.py: no 202, no final NOTIFY
+    in time), handed to them as ``TickRefers(now)``."""
     FORGET = "forget"
     """A backstop, armed only when a leg's INVITE session outlives the end (a CANCEL
     awaiting the INVITE's final response, our BYE held until the ACK of our 2xx, 15):
@@ -41,47 +48,70 @@ class Timer(enum.Enum):
     copies of a 2xx are the UA core's to ACK again (sip/ack_store.py), not the call's."""
 
 
-# ---------------------------------------------------------------------- inputs
+# ---------------------------------------------------------------------- what they are about
 @dataclass(frozen=True, slots=True)
-class LegDialled:
-    """The leg's INVITE left; no final answer by ``due`` gives it up."""
+class OnAttempt:
+    """About one dial attempt (its ``Dialing``, opaque here)."""
 
     attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class OnTransfer:
+    """About one transfer attempt (a ``Transfer``, opaque here)."""
+
+    transfer: object
+
+
+@dataclass(frozen=True, slots=True)
+class OnWarm:
+    """About one warm transfer (a ``WarmTransfer``, opaque here)."""
+
+    warm: object
+
+
+@dataclass(frozen=True, slots=True)
+class OnLeg:
+    """About one leg of the call (a ``Leg``, opaque here)."""
+
+    leg: object
+
+
+# ---------------------------------------------------------------------- inputs
+@dataclass(frozen=True, slots=True)
+class LegDialled(OnAttempt):
+    """The leg's INVITE left; no final answer by ``due`` gives it up."""
+
     due: float
 
 
 @dataclass(frozen=True, slots=True)
-class LegProgressed:
+class LegProgressed(OnAttempt):
     """A provisional response to the leg's INVITE."""
 
-    attempt: Attempt
     response: Response
     early_media: NegotiatedMedia | None = None
     """What its SDP settled (a 183's early answer), if it carried usable SDP."""
 
 
 @dataclass(frozen=True, slots=True)
-class LegAnswered:
+class LegAnswered(OnAttempt):
     """The leg's session is confirmed (2xx ACKed): what offer/answer settled on."""
 
-    attempt: Attempt
     media: NegotiatedMedia
 
 
 @dataclass(frozen=True, slots=True)
-class LegFailed:
+class LegFailed(OnAttempt):
     """The leg's session ended before an answer, with ``status``."""
 
-    attempt: Attempt
     status: FailureStatus
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class LegDropped:
+class LegDropped(OnAttempt):
     """The call no longer wants the leg (it ended, a warm transfer was abandoned)."""
-
-    attempt: Attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +134,13 @@ class LegsSettled:
 
 
 @dataclass(frozen=True, slots=True)
-class TransferFed:
+class TransferFed(OnTransfer):
     """Something happened to a transfer attempt (engine/transfer_machine.py's
     ``Input``). ``transfer`` is opaque here, like an ``Attempt``; ``machine`` is its
     machine (kept on the attempt, read by the API). ``leg``: the agent leg it concerns
     (opaque); ``headers``: the caller's BYE's headers for a hand-back; ``subscription``:
     the carrier's 202's subscription state."""
 
-    transfer: object
     machine: TransferMachine
     happened: TransferHappened
     status: FailureStatus | None = None
@@ -122,15 +151,71 @@ class TransferFed:
 
 
 @dataclass(frozen=True, slots=True)
-class ConsultFed:
-    """Something happened to a warm transfer's consult (engine/consult.py's ``Input``).
-    ``warm`` is opaque here (a ``WarmTransfer``); ``machine`` is its consult machine."""
+class ConsultFed(OnWarm):
+    """Something happened to a warm transfer's consult (engine/consult.py's ``Input``)
+    at ``now``. ``warm`` is opaque here (a ``WarmTransfer``); ``machine`` is its consult
+    machine; ``confirm_after``: the agent's time to accept or decline once briefed."""
 
-    warm: object
     machine: ConsultMachine
     happened: ConsultHappened
     status: FailureStatus | None = None
     reason: str = ""
+    now: float = 0.0
+    confirm_after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BotNodeDialled(OnLeg):
+    """A flow's bot node dialled ``leg`` (opaque, a ``Leg``) and waits for that bot to
+    end; ``flow`` (opaque, the flow's runner) is where the flow goes on then."""
+
+    flow: object
+
+
+@dataclass(frozen=True, slots=True)
+class BotNodeFailed(OnLeg):
+    """The bot a flow's bot node dialled never answered: its final ``status``."""
+
+    status: FailureStatus
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStopped:
+    """The call's flow was stopped (an operator's transfer took the call, the caller
+    leg was replaced): no bot node waits on its bot any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferSent:
+    """Our REFER ``refer_id`` left on the caller's dialog, for ``owner`` (opaque): a
+    transfer attempt when ``machine`` is its TransferMachine, a warm transfer's
+    completion (REFER with Replaces) when it is its ConsultMachine. The events of
+    its subscription go to that machine."""
+
+    refer_id: int
+    owner: object
+    machine: TransferMachine | ConsultMachine
+
+
+@dataclass(frozen=True, slots=True)
+class ReferReported:
+    """An event of one of our REFERs' subscriptions at ``now`` (sip/refer.py: the
+    202, a NOTIFY's sipfrag, a final outcome, a timeout), as the caller's dialog's
+    ReferSubscriptions reported it (RFC 3515 2.4.4-2.4.7)."""
+
+    event: ReferEvent
+    now: float
+    challenge: str = ""
+    """A 401/407 that ended the REFER (RFC 3261 22.2): why it was not answered (the
+    caller leg's digest answers, read at the edge); the transfer attempt, or the warm
+    transfer's completion, then fails with status ``auth``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefersDue:
+    """Our REFER subscriptions' next timeout (``get_timer()``), None: no timer."""
+
+    due: float | None
 
 
 class Who(enum.Enum):
@@ -142,18 +227,15 @@ class Who(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class ByeReceived:
+class ByeReceived(OnLeg):
     """A leg's peer sent BYE (its session answered it 200, RFC 3261 15.1.2), with what
     the call knew of that leg then, read by the executor's host: the controller decides
     what it means (:func:`~voicegw.engine.controller.bye_commands`)."""
 
-    leg: object
     who: Who
     role: str
     agent_connected: bool
     """An agent has the caller (the bot was replaced)."""
-    bot_node_waits: bool
-    """A flow's bot node waits for this bot to hang up."""
     consulting: bool
     """A warm transfer consults this agent (its machine is not finished)."""
     post_agent: bool
@@ -163,7 +245,8 @@ class ByeReceived:
 
 
 Input = (LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
-         | TransferFed | ConsultFed | ByeReceived)
+         | TransferFed | ConsultFed | ByeReceived | BotNodeDialled | BotNodeFailed | FlowStopped | ReferSent
+         | ReferReported | RefersDue)
 
 
 # ---------------------------------------------------------------------- commands
@@ -181,39 +264,33 @@ class CancelTimer:
 
 
 @dataclass(frozen=True, slots=True)
-class Decide:
+class Decide(OnAttempt):
     """The attempt is over: its leg's later session events go to the engine when it
     was answered, nowhere otherwise; the leg lets go of its ``Dialing``."""
 
-    attempt: Attempt
     answered: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Cancel:
+class Cancel(OnAttempt):
     """End the leg's INVITE: CANCEL once it had a provisional response (9.1)."""
-
-    attempt: Attempt
 
 
 @dataclass(frozen=True, slots=True)
-class TellProgress:
+class TellProgress(OnAttempt):
     """Hand a provisional response (and its early media, if any) to whoever dialled the leg."""
 
-    attempt: Attempt
     response: Response
     early_media: NegotiatedMedia | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class TellAnswer:
-    attempt: Attempt
+class TellAnswer(OnAttempt):
     media: NegotiatedMedia
 
 
 @dataclass(frozen=True, slots=True)
-class TellFailure:
-    attempt: Attempt
+class TellFailure(OnAttempt):
     status: FailureStatus
     reason: str
 
@@ -226,80 +303,73 @@ class Forget:
 # A transfer attempt's commands: one per action of its machine (engine/transfer_machine.py),
 # carried out by the executor through its TransferEffects port (engine/effects.py).
 @dataclass(frozen=True, slots=True)
-class RecordProgress:
+class RecordProgress(OnTransfer):
     """A provisional status of the attempt: kept and recorded (TransferProgress)."""
 
-    transfer: object
     status: FailureStatus | None
 
 
 @dataclass(frozen=True, slots=True)
-class RecordAccepted:
+class RecordAccepted(OnTransfer):
     """The carrier took our REFER (202): recorded with its subscription state."""
 
-    transfer: object
     status: FailureStatus | None
     subscription: object
 
 
 @dataclass(frozen=True, slots=True)
-class NotifyBot:
+class NotifyBot(OnTransfer):
     """NOTIFY the bot that asked for the transfer by REFER of where it stands
     (RFC 3515 2.4.5)."""
 
-    transfer: object
-
 
 @dataclass(frozen=True, slots=True)
-class StopPlay:
+class StopPlay(OnTransfer):
     """Stop the caller's ringback or hold audio (the bot's audio comes back)."""
 
-    transfer: object
-
 
 @dataclass(frozen=True, slots=True)
-class SwapBridge:
+class SwapBridge(OnTransfer):
     """Switch the caller's media to the agent's ``leg``; the bot's fate by BOT_TABLE."""
 
-    transfer: object
     leg: object
 
 
 @dataclass(frozen=True, slots=True)
-class DropLeg:
+class DropLeg(OnTransfer):
     """Close the failed agent ``leg`` (None: there was none)."""
 
-    transfer: object
     leg: object | None
 
 
 @dataclass(frozen=True, slots=True)
-class HandBack:
+class HandBack(OnTransfer):
     """End the call by a BYE to the caller carrying ``headers`` (the destination)."""
 
-    transfer: object
     headers: tuple[tuple[str, str], ...] | None
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
+class Leave(OnTransfer):
     """The carrier has the caller (REFER): voicegw leaves, the bot's fate by BOT_TABLE."""
 
-    transfer: object
+
+@dataclass(frozen=True, slots=True)
+class TickRefers:
+    """Hand our REFER subscriptions the time their timer fired at (``handle_timer``)."""
+
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseBot:
+class ReleaseBot(OnTransfer):
     """The bot heard the outcome (its final NOTIFY answered): its fate by BOT_TABLE."""
 
-    transfer: object
-
 
 @dataclass(frozen=True, slots=True)
-class Settle:
+class Settle(OnTransfer):
     """The attempt is over: its outcome recorded, whoever waits for it told."""
 
-    transfer: object
     succeeded: bool
     status: FailureStatus
     reason: str
@@ -308,73 +378,52 @@ class Settle:
 # A warm transfer's commands: one per action of its consult machine (engine/consult.py),
 # carried out by the executor through its ConsultEffects port (engine/effects.py).
 @dataclass(frozen=True, slots=True)
-class RecordConsult:
+class RecordConsult(OnWarm):
     """The consult machine moved to ``state`` on ``happened`` (WarmTransferMoved)."""
 
-    warm: object
     state: ConsultState
     happened: ConsultHappened
 
 
 @dataclass(frozen=True, slots=True)
-class PlayBriefing:
+class PlayBriefing(OnWarm):
     """Brief the agent on the consult leg (the caller never hears it)."""
 
-    warm: object
-
 
 @dataclass(frozen=True, slots=True)
-class StartConfirmTimer:
-    """The agent has the warm settings' confirm timeout to press accept or decline."""
-
-    warm: object
-
-
-@dataclass(frozen=True, slots=True)
-class Connect:
+class Connect(OnWarm):
     """Connect caller and agent: bridge, or REFER with Replaces (RFC 3891)."""
 
-    warm: object
-
 
 @dataclass(frozen=True, slots=True)
-class HangUpAgent:
+class HangUpAgent(OnWarm):
     """Let go of the consult leg: CANCEL while it rings, else BYE."""
 
-    warm: object
-
 
 @dataclass(frozen=True, slots=True)
-class StopHold:
+class StopHold(OnWarm):
     """Give the caller back to the bot (its hold audio stops)."""
 
-    warm: object
-
 
 @dataclass(frozen=True, slots=True)
-class SettleConsult:
+class SettleConsult(OnWarm):
     """The consult is over: the transfer attempt hears its outcome (a failed one
     lets go of the agent leg first)."""
 
-    warm: object
     failed: bool
     status: FailureStatus
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class EndLiveBriefing:
+class EndLiveBriefing(OnWarm):
     """The consult left BRIEFING: a live briefing's wait ends."""
-
-    warm: object
 
 
 # What a BYE means: one command, carried out through the ByeEffects port (engine/effects.py).
 @dataclass(frozen=True, slots=True)
-class LetBotGo:
+class LetBotGo(OnLeg):
     """A listening bot left after a transfer: stop feeding it; nothing else ends."""
-
-    leg: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,24 +434,22 @@ class TakeContext:
 
 
 @dataclass(frozen=True, slots=True)
-class BotNodeOver:
-    """The bot a flow's bot node connected left: the flow goes on with the caller."""
+class BotNodeOver(OnLeg):
+    """The bot a flow's bot node dialled left (``status`` None: it hung up) or never
+    answered (its status): the flow goes on with the caller from ``flow``."""
 
-    leg: object
+    flow: object
+    status: FailureStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class ConsultAgentGone:
+class ConsultAgentGone(OnLeg):
     """The consult agent left: the warm transfer's consult machine decides."""
 
-    leg: object
-
 
 @dataclass(frozen=True, slots=True)
-class ResumeAfterAgent:
+class ResumeAfterAgent(OnLeg):
     """The agent left: the flow's post_agent node takes the caller back."""
-
-    leg: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,11 +461,11 @@ class EndCall:
 
 ByeCommand = LetBotGo | TakeContext | BotNodeOver | ConsultAgentGone | ResumeAfterAgent | EndCall
 
-ConsultCommand = (RecordConsult | PlayBriefing | StartConfirmTimer | Connect | HangUpAgent | StopHold
+ConsultCommand = (RecordConsult | PlayBriefing | StartTimer | Connect | HangUpAgent | StopHold
                   | SettleConsult | EndLiveBriefing)
 
 TransferCommand = (RecordProgress | RecordAccepted | NotifyBot | StopPlay | SwapBridge | DropLeg | HandBack
-                   | Leave | ReleaseBot | Settle)
+                   | Leave | ReleaseBot | Settle | TickRefers)
 
 Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
            | TransferCommand | ConsultCommand | ByeCommand)
@@ -426,6 +473,8 @@ Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswe
 
 __all__ = [
     "Attempt",
+    "BotNodeDialled",
+    "BotNodeFailed",
     "BotNodeOver",
     "ByeCommand",
     "ByeReceived",
@@ -442,6 +491,7 @@ __all__ = [
     "EndCall",
     "EndLiveBriefing",
     "FailureStatus",
+    "FlowStopped",
     "Forget",
     "HandBack",
     "HangUpAgent",
@@ -455,15 +505,21 @@ __all__ = [
     "LegsSettled",
     "LetBotGo",
     "NotifyBot",
+    "OnAttempt",
+    "OnLeg",
+    "OnTransfer",
+    "OnWarm",
     "PlayBriefing",
     "RecordAccepted",
     "RecordConsult",
     "RecordProgress",
+    "ReferReported",
+    "ReferSent",
+    "RefersDue",
     "ReleaseBot",
     "ResumeAfterAgent",
     "Settle",
     "SettleConsult",
-    "StartConfirmTimer",
     "StartTimer",
     "StopHold",
     "StopPlay",
@@ -472,6 +528,7 @@ __all__ = [
     "TellAnswer",
     "TellFailure",
     "TellProgress",
+    "TickRefers",
     "Timer",
     "TimerFired",
     "TransferCommand",

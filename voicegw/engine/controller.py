@@ -28,18 +28,34 @@ A transfer attempt's inputs (:class:`TransferFed`) go to its own machine
 one command (:data:`TRANSFER_COMMANDS`), carried out by the executor. A warm
 transfer's consult inputs (:class:`ConsultFed`) go to its consult machine
 (engine/consult.py) the same way (:data:`CONSULT_COMMANDS`). A leg's BYE
-(:class:`ByeReceived`) is decided by :func:`bye_commands`.
+(:class:`ByeReceived`) is decided by :func:`bye_commands`. A flow's bot node is held
+here too: ``BotNodeDialled`` names the bot it waits on, and that bot's BYE or failure
+(``BotNodeFailed``) answers ``BotNodeOver``, on which the flow goes on; no future is
+awaited across modules.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
+from ..sip.refer import (
+    ReferAccepted,
+    ReferFailed,
+    ReferProgressed,
+    ReferSucceeded,
+    ReferUnconfirmed,
+)
 from .consult import Action as ConsultAction
+from .consult import ConsultMachine
+from .consult import Input as ConsultHappened
 from .consult import State as ConsultState
 from .control_io import (
     Attempt,
+    BotNodeDialled,
+    BotNodeFailed,
     BotNodeOver,
     ByeCommand,
     ByeReceived,
@@ -55,6 +71,7 @@ from .control_io import (
     DropLeg,
     EndCall,
     EndLiveBriefing,
+    FlowStopped,
     Forget,
     HandBack,
     HangUpAgent,
@@ -62,6 +79,7 @@ from .control_io import (
     Leave,
     LegAnswered,
     LegDialled,
+    LegDropped,
     LegFailed,
     LegProgressed,
     LegsSettled,
@@ -71,11 +89,13 @@ from .control_io import (
     RecordAccepted,
     RecordConsult,
     RecordProgress,
+    ReferReported,
+    RefersDue,
+    ReferSent,
     ReleaseBot,
     ResumeAfterAgent,
     Settle,
     SettleConsult,
-    StartConfirmTimer,
     StartTimer,
     StopHold,
     StopPlay,
@@ -84,6 +104,7 @@ from .control_io import (
     TellAnswer,
     TellFailure,
     TellProgress,
+    TickRefers,
     Timer,
     TimerFired,
     TransferCommand,
@@ -91,6 +112,7 @@ from .control_io import (
     Who,
 )
 from .transfer_machine import Action
+from .transfer_machine import Input as TransferHappened
 
 
 class Phase(enum.Enum):
@@ -134,11 +156,17 @@ class CallController:
     """One call's controller. ``forget_after``: how long, at most, an ended call whose
     legs' sessions are not all over stays indexed (64*T1)."""
 
-    __slots__ = ("_forget_after", "_ringing", "ended", "forgotten")
+    __slots__ = ("_bot_node", "_confirming", "_forget_after", "_refers", "_ringing", "ended", "forgotten")
 
     def __init__(self, forget_after: float) -> None:
         self._ringing: dict[Attempt, Phase] = {}
         """Attempts not decided yet (a decided one is forgotten at once)."""
+        self._bot_node: BotNodeDialled | None = None
+        """The bot a flow's bot node dialled and waits on, until it ends."""
+        self._confirming: dict[object, ConsultFed] = {}
+        """Warm transfers whose confirm timer runs: the input that armed it."""
+        self._refers: dict[int, ReferSent] = {}
+        """Our REFERs by id: the machine each one's subscription events go to."""
         self._forget_after = forget_after
         self.ended = False
         self.forgotten = False
@@ -147,39 +175,93 @@ class CallController:
         return attempt in self._ringing
 
     def feed(self, event: Input) -> tuple[Command, ...]:
-        if isinstance(event, TransferFed):
-            return transfer_commands(event)
-        if isinstance(event, ConsultFed):
-            return consult_commands(event)
-        if isinstance(event, ByeReceived):
-            return bye_commands(event)
-        if isinstance(event, LegDialled):
-            if self.ended:
+        return _FEED[type(event)](self, event)
+
+    def _bot_node_dialled(self, event: BotNodeDialled) -> tuple[Command, ...]:
+        if not self.ended:
+            self._bot_node = event
+        return ()
+
+    def _bot_node_failed(self, event: BotNodeFailed) -> tuple[Command, ...]:
+        node = self._bot_node
+        if node is None or node.leg is not event.leg:
+            return ()  # the flow no longer waits on that bot
+        self._bot_node = None
+        return (BotNodeOver(node.leg, node.flow, event.status),)
+
+    def _flow_stopped(self, event: FlowStopped) -> tuple[Command, ...]:
+        self._bot_node = None
+        return ()
+
+    def _refer_sent(self, event: ReferSent) -> tuple[Command, ...]:
+        if not self.ended:
+            self._refers[event.refer_id] = event
+        return ()
+
+    def _refer_reported(self, event: ReferReported) -> tuple[Command, ...]:
+        sent = self._refers.get(event.event.refer_id)
+        return () if sent is None else refer_commands(sent, event)
+
+    def _refers_due(self, event: RefersDue) -> tuple[Command, ...]:
+        if self.ended:
+            return ()  # the end cancelled every timer
+        return (CancelTimer(Timer.REFER),) if event.due is None else (StartTimer(Timer.REFER, event.due),)
+
+    def _leg_dialled(self, event: LegDialled) -> tuple[Command, ...]:
+        if self.ended:
+            return ()
+        self._ringing[event.attempt] = P.RINGING
+        return (StartTimer(Timer.NO_ANSWER, event.due, event.attempt),)
+
+    def _call_ended(self, event: CallEnded) -> tuple[Command, ...]:
+        if self.ended:
+            return ()
+        self.ended = True
+        self._bot_node = None
+        self._confirming.clear()  # the end cancels every timer of the call
+        self._refers.clear()
+        if event.settled:
+            return self._forget()
+        return (StartTimer(Timer.FORGET, event.now + self._forget_after),)
+
+    def _legs_settled(self, event: LegsSettled) -> tuple[Command, ...]:
+        if not self.ended or self.forgotten:
+            return ()
+        return (CancelTimer(Timer.FORGET), *self._forget())
+
+    def _timer_fired(self, event: TimerFired) -> tuple[Command, ...]:
+        if event.timer is Timer.FORGET:
+            return self._forget()
+        if event.timer is Timer.REFER:
+            return (TickRefers(event.now),)
+        if event.timer is Timer.CONFIRM:
+            armed = self._confirming.pop(event.attempt, None)
+            if armed is None:
                 return ()
-            self._ringing[event.attempt] = P.RINGING
-            return (StartTimer(Timer.NO_ANSWER, event.due, event.attempt),)
-        if isinstance(event, CallEnded):
-            if self.ended:
-                return ()
-            self.ended = True
-            if event.settled:
-                return self._forget()
-            return (StartTimer(Timer.FORGET, event.now + self._forget_after),)
-        if isinstance(event, LegsSettled):
-            if not self.ended or self.forgotten:
-                return ()
-            return (CancelTimer(Timer.FORGET), *self._forget())
-        if isinstance(event, TimerFired):
-            if event.timer is Timer.FORGET:
-                return self._forget()
-            return self._attempt(event.attempt, H.RING_TIMEOUT, event)
-        if isinstance(event, LegProgressed):
-            return self._attempt(event.attempt, H.PROGRESS, event)
-        if isinstance(event, LegAnswered):
-            return self._attempt(event.attempt, H.ANSWERED, event)
-        if isinstance(event, LegFailed):
-            return self._attempt(event.attempt, H.FAILED, event)
-        return self._attempt(event.attempt, H.DROPPED, event)
+            return consult_commands(replace(armed, happened=ConsultHappened.CONFIRM_TIMEOUT, status=None,
+                                            reason="no confirmation", now=event.now))
+        return self._attempt(event.attempt, H.RING_TIMEOUT, event)
+
+    def _consult(self, event: ConsultFed) -> tuple[Command, ...]:
+        """The consult machine's commands; its confirm timer is this controller's: armed
+        on CONFIRMING, cancelled once the consult left it (accepted, declined, gone)."""
+        commands = consult_commands(event)
+        warm = event.warm
+        if any(isinstance(command, StartTimer) for command in commands):
+            self._confirming[warm] = event
+        elif warm in self._confirming and event.machine.state is not ConsultState.CONFIRMING:
+            del self._confirming[warm]
+            return (CancelTimer(Timer.CONFIRM, warm), *commands)
+        return commands
+
+    def _bye(self, event: ByeReceived) -> tuple[ByeCommand, ...]:
+        node = self._bot_node
+        waits = node if node is not None and node.leg is event.leg else None
+        commands = bye_commands(event, waits)
+        if waits is not None or any(isinstance(c, ResumeAfterAgent) for c in commands):
+            # that bot is gone, or the post_agent node takes the caller: nothing waits on it
+            self._bot_node = None
+        return commands
 
     def _forget(self) -> tuple[Command, ...]:
         if self.forgotten:
@@ -200,6 +282,28 @@ class CallController:
         else:
             del self._ringing[attempt]
         return tuple(_command(step, attempt, phase, event) for step in steps)
+
+
+#: Each input -> the controller's handler for it.
+_FEED: dict[type, Callable[[CallController, Any], tuple[Command, ...]]] = {
+    LegDialled: CallController._leg_dialled,
+    LegProgressed: lambda controller, event: controller._attempt(event.attempt, H.PROGRESS, event),
+    LegAnswered: lambda controller, event: controller._attempt(event.attempt, H.ANSWERED, event),
+    LegFailed: lambda controller, event: controller._attempt(event.attempt, H.FAILED, event),
+    LegDropped: lambda controller, event: controller._attempt(event.attempt, H.DROPPED, event),
+    TimerFired: CallController._timer_fired,
+    CallEnded: CallController._call_ended,
+    LegsSettled: CallController._legs_settled,
+    TransferFed: lambda controller, event: transfer_commands(event),
+    ConsultFed: CallController._consult,
+    ByeReceived: CallController._bye,
+    BotNodeDialled: CallController._bot_node_dialled,
+    BotNodeFailed: CallController._bot_node_failed,
+    FlowStopped: CallController._flow_stopped,
+    ReferSent: CallController._refer_sent,
+    ReferReported: CallController._refer_reported,
+    RefersDue: CallController._refers_due,
+}
 
 
 def _command(step: Step, attempt: Attempt, phase: Phase, event: Input) -> Command:
@@ -254,7 +358,7 @@ def _settle(event: TransferFed, *, succeeded: bool) -> Settle:
 #: A consult machine's action -> the command that carries it out.
 CONSULT_COMMANDS: dict[ConsultAction, Callable[[ConsultFed], ConsultCommand]] = {
     ConsultAction.PLAY_BRIEFING: lambda e: PlayBriefing(e.warm),
-    ConsultAction.START_CONFIRM_TIMER: lambda e: StartConfirmTimer(e.warm),
+    ConsultAction.START_CONFIRM_TIMER: lambda e: StartTimer(Timer.CONFIRM, e.now + e.confirm_after, e.warm),
     ConsultAction.CONNECT: lambda e: Connect(e.warm),
     ConsultAction.HANG_UP_AGENT: lambda e: HangUpAgent(e.warm),
     ConsultAction.STOP_HOLD: lambda e: StopHold(e.warm),
@@ -282,8 +386,47 @@ def consult_commands(event: ConsultFed) -> tuple[ConsultCommand, ...]:
     return tuple(commands)
 
 
-def bye_commands(event: ByeReceived) -> tuple[ByeCommand, ...]:
-    """What a leg's BYE means, first match wins:
+def refer_commands(sent: ReferSent, reported: ReferReported) -> tuple[Command, ...]:
+    """What an event of our REFER's subscription means to the machine it was sent for.
+
+    - a transfer attempt's REFER (RFC 3515): the 202 is ACCEPTED, a NOTIFY's 1xx
+      sipfrag PROGRESS, a 2xx sipfrag (or a subscription that ended without one after
+      the 202) CONNECTED, anything else FAILED with its status (``auth`` when a 401/407
+      could not be answered);
+    - a warm transfer's REFER with Replaces (RFC 5589 7): its success completes the
+      consult and voicegw leaves the path (the call ends), its failure is the consult's
+      COMPLETION_FAILED (``auth`` too); the 202 and the progress mean nothing to it.
+    """
+    event, owner, machine = reported.event, sent.owner, sent.machine
+    if isinstance(machine, ConsultMachine):
+        if isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
+            done = consult_commands(ConsultFed(owner, machine, ConsultHappened.COMPLETED_OK, now=reported.now))
+            return (*done, EndCall("transferred by REFER with Replaces"))
+        if isinstance(event, ReferFailed):
+            status, reason = ("auth", reported.challenge) if reported.challenge else (event.status, event.reason)
+            return consult_commands(ConsultFed(owner, machine, ConsultHappened.COMPLETION_FAILED, status, reason,
+                                               now=reported.now))
+        return ()
+    if isinstance(event, ReferAccepted):
+        fed = TransferFed(owner, machine, TransferHappened.ACCEPTED, event.status, subscription=event.subscription)
+    elif isinstance(event, ReferProgressed):
+        fed = TransferFed(owner, machine, TransferHappened.PROGRESS, event.status)
+    elif isinstance(event, ReferSucceeded):
+        fed = TransferFed(owner, machine, TransferHappened.CONNECTED, event.status or 202,
+                          "the carrier connected the caller")
+    elif isinstance(event, ReferUnconfirmed):
+        fed = TransferFed(owner, machine, TransferHappened.CONNECTED, event.status or 202,
+                          "accepted without progress reports")
+    elif reported.challenge:  # a challenge we could not (or may no longer) answer
+        fed = TransferFed(owner, machine, TransferHappened.FAILED, "auth", reported.challenge)
+    else:
+        fed = TransferFed(owner, machine, TransferHappened.FAILED, event.status, event.reason)
+    return transfer_commands(fed)
+
+
+def bye_commands(event: ByeReceived, bot_node: BotNodeDialled | None = None) -> tuple[ByeCommand, ...]:
+    """What a leg's BYE means, first match wins (``bot_node``: the flow's bot node
+    waiting on this leg, if one does):
 
     - the bot, while an agent has the caller: it was listening; only it goes;
     - the bot otherwise: its context is taken, then the flow's bot node goes on with
@@ -297,7 +440,7 @@ def bye_commands(event: ByeReceived) -> tuple[ByeCommand, ...]:
         if event.agent_connected:
             return (LetBotGo(event.leg),)
         context: tuple[ByeCommand, ...] = (TakeContext(event.context),) if event.context else ()
-        return (*context, BotNodeOver(event.leg) if event.bot_node_waits else ends)
+        return (*context, BotNodeOver(event.leg, bot_node.flow) if bot_node is not None else ends)
     if event.who is Who.AGENT:
         if event.consulting:
             return (ConsultAgentGone(event.leg),)
@@ -316,5 +459,6 @@ __all__ = [
     "Step",
     "bye_commands",
     "consult_commands",
+    "refer_commands",
     "transfer_commands",
 ]

@@ -99,17 +99,14 @@ async def dial_leg(
         targets = await locate(host.resolver, host.gateways, uri, policy, invite.policy.transport)
     except DnsError as error:
         log.warning("dial.dns_failed", call_id=call.id, role=role, host=error.host, reason=error.reason)
-        leg.ended = True
         on_failure("dns", f"DNS: {error}")
         return leg
     except GatewaysDown as error:
         log.warning("dial.gateways_down", call_id=call.id, role=role, reason=str(error))
-        leg.ended = True
         on_failure(503, str(error))
         return leg
     if call.state is not while_in:  # the call moved on during the lookup: send nothing
-        leg.ended = True
-        return leg
+        return leg  # its endpoint closed with the call's end
     _Targets(host, call, role, uri, invite, while_in, leg, list(targets), policy,
              on_progress, on_answer, on_failure).attempt()
     return leg
@@ -139,7 +136,7 @@ class _Targets:
     def attempt(self) -> None:
         leg, invite, policy = self.leg, self.invite, self.policy
         leg.peer = self.left.pop(0)
-        leg.ended, leg.session, leg.dialog = False, None, None
+        leg.session, leg.dialog = None, None
         leg.dialing = self.host.outbound.dial(
             self.call, leg, self.uri, caller_user=invite.caller_user, from_=invite.from_,
             max_forwards=invite.max_forwards, answer_timeout=invite.answer_timeout,
@@ -155,7 +152,7 @@ class _Targets:
             return
         log.info("dial.failover", call_id=self.call.id, role=self.role, target=str(self.leg.peer), status=status,
                  reason=reason, next=str(self.left[0]))
-        # after the failed session has let go of the leg (it marks it ended)
+        # after the failed session has let go of the leg
         asyncio.get_running_loop().call_soon(self.next_target, status, reason)
 
     def next_target(self, status: FailureStatus, reason: str) -> None:

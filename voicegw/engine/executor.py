@@ -4,11 +4,14 @@ The controller (engine/controller.py) is pure; this is the one engine module tha
 turns its commands into effects on the event loop: it arms and cancels the timers
 (the loop's clock is read here, at the edge, and comes back as ``TimerFired(now)``),
 ends an outgoing leg's INVITE on its session, tells whoever dialled a leg what became
-of it, carries out a transfer attempt's commands through its port
-(engine/effects.py: stop the waiting audio, swap the bridge, drop a leg, BYE, NOTIFY
-the bot, record, settle), and drops an ended call from the engine's indexes. The helpers' own named
-timers (a warm transfer's confirm timeout, a REFER's subscription) are armed through
-the same :class:`CallTimers`.
+of it, and drops an ended call from the engine's indexes; every other command goes
+to a port (engine/effects.py) by one table, :data:`THROUGH_PORTS`: a transfer
+attempt's (stop the waiting audio, swap the bridge, drop a leg, BYE, NOTIFY the bot,
+record, settle, tick the REFER subscriptions), a warm transfer's consult, what a
+leg's BYE means. The controller's timers include a warm transfer's confirm timeout
+and our REFER subscriptions' timer; the helpers' own named timers that are not the
+controller's yet (a live briefing's length, the RTP inactivity check) are armed
+through the same :class:`CallTimers`.
 
 Why a timer handle is kept on the call: ``Engine.end`` cancels every timer a call
 still holds. The forget timer (a backstop, when a leg's session outlives the end) is
@@ -19,49 +22,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
+from . import control_io as io
 from .call import Call
-from .control_io import (
-    BotNodeOver,
-    Cancel,
-    CancelTimer,
-    Command,
-    Connect,
-    ConsultAgentGone,
-    Decide,
-    DropLeg,
-    EndCall,
-    EndLiveBriefing,
-    Forget,
-    HandBack,
-    HangUpAgent,
-    Input,
-    Leave,
-    LetBotGo,
-    NotifyBot,
-    PlayBriefing,
-    RecordAccepted,
-    RecordConsult,
-    RecordProgress,
-    ReleaseBot,
-    ResumeAfterAgent,
-    Settle,
-    SettleConsult,
-    StartConfirmTimer,
-    StartTimer,
-    StopHold,
-    StopPlay,
-    SwapBridge,
-    TakeContext,
-    TellAnswer,
-    TellFailure,
-    TellProgress,
-    TimerFired,
-)
 from .controller import CallController
 from .effects import ByeEffects, ConsultEffects, TransferEffects
 from .outbound import Dialing, OutboundLegs
+
+#: The commands carried out through a port (engine/effects.py): the executor's
+#: attribute holding the port, and its method, called with the call and the command's
+#: fields in order (tests/engine/test_executor_table.py checks the names match).
+THROUGH_PORTS: dict[type, tuple[str, str]] = {
+    # a transfer attempt's machine (TransferEffects: engine/transfer.py's Transfers)
+    io.RecordProgress: ("transfers", "record_progress"),
+    io.RecordAccepted: ("transfers", "record_accepted"),
+    io.NotifyBot: ("transfers", "notify_bot"),
+    io.StopPlay: ("transfers", "stop_play"),
+    io.SwapBridge: ("transfers", "swap_bridge"),
+    io.DropLeg: ("transfers", "drop_leg"),
+    io.HandBack: ("transfers", "hand_back"),
+    io.Leave: ("transfers", "leave"),
+    io.ReleaseBot: ("transfers", "release_bot"),
+    io.Settle: ("transfers", "settle"),
+    io.TickRefers: ("transfers", "tick_refers"),
+    # a warm transfer's consult machine (ConsultEffects: engine/warm.py's WarmTransfers)
+    io.RecordConsult: ("consults", "record_consult"),
+    io.PlayBriefing: ("consults", "play_briefing"),
+    io.Connect: ("consults", "connect"),
+    io.HangUpAgent: ("consults", "hang_up_agent"),
+    io.StopHold: ("consults", "stop_hold"),
+    io.SettleConsult: ("consults", "settle"),
+    io.EndLiveBriefing: ("consults", "end_live_briefing"),
+    # what a leg's BYE means (ByeEffects: the engine)
+    io.LetBotGo: ("byes", "let_bot_go"),
+    io.TakeContext: ("byes", "take_context"),
+    io.BotNodeOver: ("byes", "bot_node_over"),
+    io.ConsultAgentGone: ("byes", "consult_agent_gone"),
+    io.ResumeAfterAgent: ("byes", "resume_after_agent"),
+    io.EndCall: ("byes", "end_call"),
+}
+
+_FIELDS: dict[type, tuple[str, ...]] = {kind: tuple(f.name for f in fields(kind)) for kind in THROUGH_PORTS}
 
 TimerHandler = Callable[[float], None]
 """Called with the loop time the timer fired at."""
@@ -113,103 +116,30 @@ class Executor:
             controller = call.controller = CallController(self._forget_after)
         return controller
 
-    def feed(self, call: Call, event: Input) -> None:
+    def feed(self, call: Call, event: io.Input) -> None:
         """Feed the call's controller one input and carry out its commands, in order."""
         for command in self.controller(call).feed(event):
-            self._carry_out(call, command)
+            own = _OWN.get(type(command))
+            if own is not None:
+                own(self, call, command)
+            else:
+                port, method = THROUGH_PORTS[type(command)]
+                getattr(getattr(self, port), method)(call, *(getattr(command, name) for name in _FIELDS[type(command)]))
 
-    def _carry_out(self, call: Call, command: Command) -> None:
-        if isinstance(command, StartTimer):
-            self._start_timer(call, command)
-        elif isinstance(command, CancelTimer):
-            call.cancel_timer((command.timer, command.attempt))
-        elif isinstance(command, Decide):
-            self._outbound.decide(_dialing(command.attempt), command.answered)
-        elif isinstance(command, Cancel):
-            _dialing(command.attempt).end()
-        elif isinstance(command, TellProgress):
-            _dialing(command.attempt).on_progress(command.response, command.early_media)
-        elif isinstance(command, TellAnswer):
-            _dialing(command.attempt).on_answer(None, command.media)
-        elif isinstance(command, TellFailure):
-            _dialing(command.attempt).on_failure(command.status, command.reason)
-        elif isinstance(command, Forget):
-            self._forget(call)
-        elif isinstance(command, (RecordConsult, PlayBriefing, StartConfirmTimer, Connect, HangUpAgent, StopHold,
-                                  SettleConsult, EndLiveBriefing)):
-            self._consult(call, command)
-        elif isinstance(command, (LetBotGo, TakeContext, BotNodeOver, ConsultAgentGone, ResumeAfterAgent, EndCall)):
-            self._bye(call, command)
-        else:
-            self._transfer(call, command)
-
-    def _bye(self, call: Call, command: Command) -> None:
-        """What a leg's BYE means, through the port (engine/effects.py)."""
-        effects = self.byes
-        assert effects is not None
-        if isinstance(command, LetBotGo):
-            effects.let_bot_go(call, command.leg)
-        elif isinstance(command, TakeContext):
-            effects.take_context(call, command.context)
-        elif isinstance(command, BotNodeOver):
-            effects.bot_node_over(call, command.leg)
-        elif isinstance(command, ConsultAgentGone):
-            effects.consult_agent_gone(call, command.leg)
-        elif isinstance(command, ResumeAfterAgent):
-            effects.resume_after_agent(call, command.leg)
-        elif isinstance(command, EndCall):
-            effects.end_call(call, command.reason)
-
-    def _consult(self, call: Call, command: Command) -> None:
-        """A warm transfer's consult command, through the port (engine/effects.py)."""
-        effects = self.consults
-        assert effects is not None
-        if isinstance(command, RecordConsult):
-            effects.record_consult(call, command.warm, command.state, command.happened)
-        elif isinstance(command, PlayBriefing):
-            effects.play_briefing(call, command.warm)
-        elif isinstance(command, StartConfirmTimer):
-            effects.start_confirm_timer(call, command.warm)
-        elif isinstance(command, Connect):
-            effects.connect(call, command.warm)
-        elif isinstance(command, HangUpAgent):
-            effects.hang_up_agent(call, command.warm)
-        elif isinstance(command, StopHold):
-            effects.stop_hold(call, command.warm)
-        elif isinstance(command, SettleConsult):
-            effects.settle(call, command.warm, command.failed, command.status, command.reason)
-        elif isinstance(command, EndLiveBriefing):
-            effects.end_live_briefing(call, command.warm)
-
-    def _transfer(self, call: Call, command: Command) -> None:
-        """A transfer attempt's command, through the port (engine/effects.py)."""
-        effects = self.transfers
-        assert effects is not None
-        if isinstance(command, RecordProgress):
-            effects.record_progress(call, command.transfer, command.status)
-        elif isinstance(command, RecordAccepted):
-            effects.record_accepted(call, command.transfer, command.status, command.subscription)
-        elif isinstance(command, NotifyBot):
-            effects.notify_bot(call, command.transfer)
-        elif isinstance(command, StopPlay):
-            effects.stop_play(call, command.transfer)
-        elif isinstance(command, SwapBridge):
-            effects.swap_bridge(call, command.transfer, command.leg)
-        elif isinstance(command, DropLeg):
-            effects.drop_leg(call, command.transfer, command.leg)
-        elif isinstance(command, HandBack):
-            effects.hand_back(call, command.transfer, command.headers)
-        elif isinstance(command, Leave):
-            effects.leave(call, command.transfer)
-        elif isinstance(command, ReleaseBot):
-            effects.release_bot(call, command.transfer)
-        elif isinstance(command, Settle):
-            effects.settle(call, command.transfer, command.succeeded, command.status, command.reason)
-
-    def _start_timer(self, call: Call, command: StartTimer) -> None:
+    # the commands the executor carries out itself: timers, a dial attempt, the end
+    def _start_timer(self, call: Call, command: io.StartTimer) -> None:
         timer, attempt = command.timer, command.attempt
         self.timers.arm(call, (timer, attempt), command.due,
-                        lambda now: self.feed(call, TimerFired(timer, now, attempt)))
+                        lambda now: self.feed(call, io.TimerFired(timer, now, attempt)))
+
+    def _cancel_timer(self, call: Call, command: io.CancelTimer) -> None:
+        call.cancel_timer((command.timer, command.attempt))
+
+    def _decide(self, call: Call, command: io.Decide) -> None:
+        self._outbound.decide(_dialing(command.attempt), command.answered)
+
+    def _forget_call(self, call: Call, command: io.Forget) -> None:
+        self._forget(call)
 
 
 def _dialing(attempt: object) -> Dialing:
@@ -217,4 +147,21 @@ def _dialing(attempt: object) -> Dialing:
     return attempt
 
 
-__all__ = ["CallTimers", "Executor", "TimerHandler"]
+
+
+_OWN: dict[type, Callable[[Executor, Call, Any], None]] = {
+    io.StartTimer: Executor._start_timer,
+    io.CancelTimer: Executor._cancel_timer,
+    io.Decide: Executor._decide,
+    io.Forget: Executor._forget_call,
+    # the dialler of an attempt hears what became of it
+    io.Cancel: lambda executor, call, command: _dialing(command.attempt).end(),
+    io.TellProgress: lambda executor, call, command: _dialing(command.attempt).on_progress(command.response,
+                                                                                           command.early_media),
+    io.TellAnswer: lambda executor, call, command: _dialing(command.attempt).on_answer(None, command.media),
+    io.TellFailure: lambda executor, call, command: _dialing(command.attempt).on_failure(command.status,
+                                                                                         command.reason),
+}
+
+
+__all__ = ["THROUGH_PORTS", "CallTimers", "Executor", "TimerHandler"]

@@ -8,11 +8,13 @@ fallback machine, and the post-agent resume when the agent hangs up first.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
 
 from ..flow.runner import (
+    Action,
     AgentTransferNode,
     ConnectBot,
     EndCall,
@@ -29,6 +31,7 @@ from ..media.wav import WavError
 from ..settings import LegPolicy
 from ..sip.uri import SipUri, parse_uri
 from .call import Call, CallInput, CallState, Leg
+from .control_io import BotNodeDialled, BotNodeFailed
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
     FlowDtmfReceived,
@@ -52,25 +55,40 @@ def flow_of(call: Call, engine: CallHost) -> Flow:
     return call.channel.flow if call.channel is not None else engine.config.flow
 
 
+@dataclass(eq=False)
+class FlowRun:
+    """One run of a call's flow: where it is (the pure runner) and the caller's digits
+    not read yet. A bot node's ``BotNodeDialled`` carries it to the controller, which
+    hands it back in ``BotNodeOver``: where the flow goes on."""
+
+    runner: FlowRunner
+    digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+
 class FlowExecutor:
     def __init__(self, engine: CallHost, tts: EspeakTts) -> None:
         self.engine = engine
         self.tts = tts
 
     async def run(self, call: Call, at: str | None = None) -> None:
+        flow = FlowRun(FlowRunner(flow_of(call, self.engine)))
+        await self._drive(call, flow, flow.runner.start(at))
+
+    async def _drive(self, call: Call, flow: FlowRun, action: Action) -> None:
+        """Carry out the flow's actions from ``action`` on, until it ends, hands the
+        caller to an agent, or a bot node dialled its bot: then this task ends, and the
+        bot's end (a controller input) starts the flow again where it left off."""
         engine = self.engine
         endpoint = call.caller.endpoint
         assert endpoint is not None
-        digits: asyncio.Queue[str] = asyncio.Queue()
+        runner, digits = flow.runner, flow.digits
 
         def on_digit(digit: str) -> None:
             digits.put_nowait(digit)
             call.record(engine.now(), FlowDtmfReceived(digit))
 
-        endpoint.on_dtmf = on_digit
+        endpoint.on_dtmf = on_digit  # the flow listens (again, after a bot node)
         endpoint._changed()
-        runner = FlowRunner(flow_of(call, engine))
-        action = runner.start(at)
         for _ in range(runner.max_steps):
             if call.state is not CallState.CONNECTED:
                 return
@@ -84,11 +102,10 @@ class FlowExecutor:
                 await player.wait()
                 action = runner.prompt_finished()
             elif isinstance(action, ConnectBot):
-                status = await self._connect_bot(call, action)
-                if call.state is not CallState.CONNECTED:
-                    return
-                endpoint.on_dtmf = on_digit  # the flow listens again
-                action = runner.bot_finished() if status is None else runner.bot_failed(status)
+                status = await self._connect_bot(call, flow, action)
+                if status is None or call.state is not CallState.CONNECTED:
+                    return  # the bot was dialled: its end goes on with the flow (bot_over)
+                action = runner.bot_failed(status)
             elif isinstance(action, WaitForDigit):
                 try:
                     digit = await asyncio.wait_for(digits.get(), action.timeout)
@@ -117,15 +134,17 @@ class FlowExecutor:
                 engine.end(call, CallInput.HUNG_UP, f"flow: {action.reason}")
                 return
 
-    async def _connect_bot(self, call: Call, action: ConnectBot) -> object | None:
-        """A flow's bot node: dial the bot, bridge the caller to it and wait until the
-        bot hangs up (None) or fails to answer (its status). The caller leg stays."""
+    async def _connect_bot(self, call: Call, flow: FlowRun, action: ConnectBot) -> object | None:
+        """A flow's bot node: dial the bot and bridge the caller to it once it answers.
+        None when the bot was dialled: the controller then holds the bot node
+        (``BotNodeDialled``) and answers ``BotNodeOver`` when the bot hangs up or never
+        answers, which :meth:`bot_over` carries out. Else the status it failed with
+        before any INVITE left. The caller leg stays."""
         engine = self.engine
         uri = parse_uri(action.uri)
         caller = call.caller
         if not isinstance(uri, SipUri) or caller.endpoint is None:
             return "policy"
-        outcome: asyncio.Future[object | None] = engine.loop.create_future()
 
         def answered(leg: Leg, media: object) -> None:
             assert leg.endpoint is not None
@@ -137,46 +156,46 @@ class FlowExecutor:
             call.record(engine.now(), LegFailed("bot", status, reason))
             assert leg.endpoint is not None
             leg.endpoint.close()
-            call.bot = None
-            if not outcome.done():
-                outcome.set_result(status)
+            if call.bot is leg:
+                call.bot = None
+            engine.control(call, BotNodeFailed(leg, status))
 
         user = caller.invite.from_.uri.user if caller.invite and isinstance(caller.invite.from_.uri, SipUri) else None
-        dialled: list[Leg] = []
+        legs: list[Leg] = []
+
+        def prepare(leg: Leg) -> None:
+            legs.append(leg)
+            # before the INVITE leaves: a failure at once (DNS) finds the node held
+            engine.control(call, BotNodeDialled(leg, flow))
+
         leg = await dial_leg(
             engine, call, "bot", uri, LegInvite(answer_timeout=action.answer_timeout, caller_user=user or "voicegw",
                                                 policy=engine.config.transfer.legs.get(str(uri)) or LegPolicy()),
-            while_in=CallState.CONNECTED, prepare=dialled.append, dialling=LegDialing("bot", str(uri)),
+            while_in=CallState.CONNECTED, prepare=prepare, dialling=LegDialing("bot", str(uri)),
             on_progress=lambda response, early: None,
-            on_answer=lambda response, media: answered(dialled[0], media),
-            on_failure=lambda status, reason: failed(dialled[0], status, reason))
+            on_answer=lambda response, media: answered(legs[0], media),
+            on_failure=lambda status, reason: failed(legs[0], status, reason))
         if leg is NotDialled.NO_PORTS:
             return 503
         if leg is NotDialled.CALL_MOVED_ON:
             return "call_ended"
-        call.bot_done = outcome
-        try:
-            return await outcome
-        finally:
-            call.bot_done = None
+        return None
 
-    @staticmethod
-    def bot_node_waits(call: Call) -> bool:
-        """A flow's bot node waits for its bot to hang up."""
-        return call.bot_done is not None and not call.bot_done.done()
-
-    def bot_hung_up(self, call: Call) -> None:
-        """The bot a flow connected hung up: the flow goes on with the caller."""
-        done = call.bot_done
-        if done is None or done.done():
-            return
+    def bot_over(self, call: Call, leg: Leg, flow: FlowRun, status: object | None) -> None:
+        """The bot a flow's bot node dialled hung up (``status`` None) or never
+        answered (its status): the flow goes on with the caller from ``flow``'s node,
+        in a task of its own."""
         bridge = self.engine.bridge(call)
-        if bridge is not None:
+        if bridge is not None and status is None:
             bridge.close()
-        if call.bot is not None and call.bot.endpoint is not None:
-            call.bot.endpoint.close()
-        call.bot = None
-        done.set_result(None)
+        if leg.endpoint is not None:
+            leg.endpoint.close()
+        if call.bot is leg:
+            call.bot = None
+        if call.state is not CallState.CONNECTED:
+            return
+        action = flow.runner.bot_finished() if status is None else flow.runner.bot_failed(status)
+        call.flow_task = self.engine.spawn(self._drive(call, flow, action), call)
 
     @staticmethod
     def _wav(path: str) -> np.ndarray | None:
@@ -212,5 +231,5 @@ class FlowExecutor:
             call.agent.endpoint.close()
         call.record(engine.now(), FlowResumed(post_agent))
         if call.flow_task is not None:
-            call.flow_task.cancel()  # a flow still waiting on a bot that was replaced
+            call.flow_task.cancel()
         call.flow_task = engine.spawn(self.run(call, at=post_agent), call)

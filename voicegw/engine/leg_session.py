@@ -211,8 +211,6 @@ class LegSession:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._due = None, None
-        if self._leg is not None:
-            self._leg.ended = True
         self._reoffers.clear()
         self._answered = None
         self.on_event = None

@@ -249,7 +249,6 @@ class OutboundLegs:
         """Stop an attempt that still rings: CANCEL (held until a provisional response,
         9.1). An attempt already decided is the engine's leg: ``hang_up`` it."""
         self.feed(dialing.call, LegDropped(dialing))
-        dialing.leg.ended = True
 
     def drop(self, leg: Leg) -> None:
         """Let go of an outgoing leg whatever became of it: CANCEL while its attempt
@@ -263,12 +262,10 @@ class OutboundLegs:
         """CANCEL the leg's INVITE (9.1), or end its session whatever its state."""
         if leg.session is not None:
             leg.session.end()
-        leg.ended = True
 
     def hang_up(self, leg: Leg, extra_headers: list[tuple[str, str]] | None = None) -> None:
         """BYE (15); a callee whose 2xx is not ACKed yet waits for the ACK first."""
         glue = leg.session
-        leg.ended = True
         if glue is None or glue.terminated:
             return
         if leg.up:

@@ -18,6 +18,7 @@ from ..sip.invite_session_io import Accept
 from ..sip.refusal import Cause, refusal_response
 from ..sip.sdp import SessionDescription
 from .call import Call, CallState, Leg
+from .control_io import FlowStopped
 from .events import LegReplaced
 from .outbound import apply_media
 from .ports import ReplacesHost
@@ -89,6 +90,7 @@ def swap_leg(engine: ReplacesHost, call: Call, old: Leg, new: Leg) -> None:
             bridge.close()
             call.resources.append(engine.media.bridge(new.endpoint, far))
         elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
+            engine.control(call, FlowStopped())
             call.flow_task.cancel()
             call.flow_task = engine.spawn(engine.run_flow(call), call)
     else:

@@ -40,20 +40,13 @@ from ..sip.events import Address, RequestReceived, TransactionTimedOut
 from ..sip.locate import literal_hop
 from ..sip.message import Request, Response
 from ..sip.offer_answer import NegotiatedMedia
-from ..sip.refer import (
-    ReferAccepted,
-    ReferFailed,
-    ReferProgressed,
-    ReferSubscriptions,
-    ReferSucceeded,
-    ReferUnconfirmed,
-)
+from ..sip.refer import ReferFailed, ReferSubscriptions
 from ..sip.referee import IncomingRefer
 from ..sip.uri import SipUri, parse_uri
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, Leg
 from .challenged import challenge_reason
-from .control_io import TransferFed
+from .control_io import FlowStopped, ReferReported, RefersDue, ReferSent, TransferFed
 from .desk import DeskTransfers
 from .desk_leg import desk_name
 from .dial import LegInvite, NotDialled, dial_leg
@@ -375,12 +368,14 @@ class Transfers:
                                                 embedded_headers=embedded,
                                                 refer_sub=self.config.refer_sub)
         transfer.refer_id = refer.refer_id
+        engine.control(call, ReferSent(refer.refer_id, transfer, transfer.machine))
 
         def resent(old: Request, again: Request) -> None:  # a challenge answered (22.2)
             if call.refers is not None:
                 call.refers.resent(old.cseq.seq, again.cseq.seq)
             if transfer.refer_id == old.cseq.seq:
                 transfer.refer_id = again.cseq.seq
+                engine.control(call, ReferSent(again.cseq.seq, transfer, transfer.machine))
 
         engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_response(call, event), call,
                             leg=leg, on_resent=resent)
@@ -400,34 +395,24 @@ class Transfers:
         self.pump_refers(call)
 
     def pump_refers(self, call: Call) -> None:
+        """What our REFER subscriptions (sip/refer.py) report, handed to the call's
+        controller as inputs (``ReferReported``, then their next timeout as
+        ``RefersDue``): it decides what each means to the transfer or warm transfer
+        that sent the REFER (engine/controller.py refer_commands)."""
         refers = call.refers
         if refers is None:
             return
+        now = self.engine.now()
         while (event := refers.next_event()) is not None:
-            if self.warm.on_refer_event(call, event):
-                continue
-            transfer = call.transfer
-            if transfer is None or getattr(transfer, "refer_id", None) != event.refer_id:
-                continue
-            if isinstance(event, ReferAccepted):
-                self.feed(call, transfer, Input.ACCEPTED, event.status, subscription=event.subscription)
-            elif isinstance(event, ReferProgressed):
-                self.progress(call, transfer, event.status)
-            elif isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
-                # the carrier's final NOTIFY was answered before we got here
-                self.feed(call, transfer, Input.CONNECTED, event.status or 202, "the carrier connected the caller"
-                          if isinstance(event, ReferSucceeded) else "accepted without progress reports")
-            elif isinstance(event, ReferFailed):
-                status, reason = event.status, event.reason
-                if status in (401, 407):  # a challenge we could not (or may no longer) answer
-                    status, reason = "auth", challenge_reason(call.caller, status)
-                self.feed(call, transfer, Input.FAILED, status, reason)
-        call.cancel_timer("refer")
-        due = refers.get_timer()
-        if due is not None and call.state is not CallState.ENDED:
-            self.engine.timers.arm(call, "refer", due, lambda now: self._refer_timer(call, now))
+            # a 401/407 that ended the REFER: why, from the caller leg's digest answers
+            challenge = (challenge_reason(call.caller, event.status)
+                         if isinstance(event, ReferFailed) and event.status in (401, 407) else "")
+            self.engine.control(call, ReferReported(event, now, challenge))
+        if call.state is not CallState.ENDED:  # the end cancelled every timer of the call
+            self.engine.control(call, RefersDue(refers.get_timer()))
 
-    def _refer_timer(self, call: Call, now: float) -> None:
+    def tick_refers(self, call: Call, now: float) -> None:
+        """The REFER timer the controller armed fired (``TickRefers``)."""
         if call.refers is not None:
             call.refers.handle_timer(now)
             self.pump_refers(call)
@@ -535,6 +520,7 @@ class Transfers:
         """An operator's transfer takes the call from the flow: its prompt stops and
         its task ends."""
         self._stop_prompts(call)
+        self.engine.control(call, FlowStopped())  # a bot node of it no longer waits
         if call.flow_task is not None and call.flow_task is not asyncio.current_task():
             call.flow_task.cancel()
 
@@ -591,8 +577,7 @@ class Transfers:
         if leg is None:
             return
         if leg.endpoint is not None:
-            leg.endpoint.close()
-        leg.ended = True
+            leg.endpoint.close()  # its session failed already; a desk leg ends with its media
         if call.agent is leg:
             call.agent = None
 

@@ -32,12 +32,11 @@ from ..settings import WarmSettings
 from ..sip.events import TransactionTimedOut
 from ..sip.locate import literal_hop
 from ..sip.message import Request
-from ..sip.refer import ReferFailed, ReferSubscriptions, ReferSucceeded, ReferUnconfirmed
+from ..sip.refer import ReferSubscriptions
 from ..sip.uri import SipUri
-from .call import Call, CallInput, CallState, Leg
-from .challenged import challenge_reason
+from .call import Call, CallState, Leg
 from .consult import ConsultError, ConsultMachine, Input, State
-from .control_io import ConsultFed
+from .control_io import ConsultFed, ReferSent
 from .desk_leg import DeskLegEvents
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
@@ -192,7 +191,8 @@ class WarmTransfers:
         """Feed the consult machine through the call's controller: it answers commands
         (engine/control_io.py) that the executor carries out by the methods below (the
         ConsultEffects port, engine/effects.py)."""
-        self.engine.control(call, ConsultFed(warm, warm.machine, event, status, reason))
+        self.engine.control(call, ConsultFed(warm, warm.machine, event, status, reason, now=self.engine.now(),
+                                             confirm_after=warm.settings.confirm_timeout))
 
     def record_consult(self, call: Call, warm: WarmTransfer, state: State, happened: Input) -> None:
         call.record(self.engine.now(), WarmTransferMoved(warm.transfer.id, state.value, happened.value))
@@ -200,12 +200,7 @@ class WarmTransfers:
     def play_briefing(self, call: Call, warm: WarmTransfer) -> None:
         self.engine.spawn(self._brief(call, warm), call)
 
-    def start_confirm_timer(self, call: Call, warm: WarmTransfer) -> None:
-        self.engine.timers.after(call, "confirm", warm.settings.confirm_timeout,
-                                 lambda now: self._feed(call, warm, Input.CONFIRM_TIMEOUT, reason="no confirmation"))
-
     def connect(self, call: Call, warm: WarmTransfer) -> None:
-        call.cancel_timer("confirm")
         if warm.briefing is not None:
             warm.briefing.stop()
         if warm.settings.complete_by == "refer" and warm.leg.dialog is not None:  # a desk leg has no dialog
@@ -214,7 +209,6 @@ class WarmTransfers:
             self._bridge(call, warm)
 
     def hang_up_agent(self, call: Call, warm: WarmTransfer) -> None:
-        call.cancel_timer("confirm")
         self.engine.outbound.drop(warm.leg)
         self._drop_agent(call, warm)
 
@@ -344,12 +338,14 @@ class WarmTransfers:
         target = consult.remote_target
         request, hop, refer = call.refers.refer(target, engine.now(), embedded_headers=[("Replaces", replaces)])
         warm.refer_id = refer.refer_id
+        engine.control(call, ReferSent(refer.refer_id, warm, warm.machine))
 
         def resent(old: Request, again: Request) -> None:  # a challenge answered (22.2)
             if call.refers is not None:
                 call.refers.resent(old.cseq.seq, again.cseq.seq)
             if warm.refer_id == old.cseq.seq:
                 warm.refer_id = again.cseq.seq
+                engine.control(call, ReferSent(again.cseq.seq, warm, warm.machine))
 
         engine.send_request(request, literal_hop(hop, leg.peer), lambda event: self._refer_event(call, warm, event), call,
                             leg=leg, on_resent=resent)
@@ -368,26 +364,9 @@ class WarmTransfers:
             refers.receive_response(event.response, self.engine.now())
         self.engine.transfers.pump_refers(call)
 
-    def on_refer_event(self, call: Call, event: Any) -> bool:
-        """A REFER event; True when it belongs to this call's warm transfer."""
-        warm = self.by_call.get(call.key)
-        if warm is None or warm.refer_id is None or event.refer_id != warm.refer_id:
-            return False
-        if isinstance(event, (ReferSucceeded, ReferUnconfirmed)):
-            self._feed(call, warm, Input.COMPLETED_OK)
-            # the carrier joined caller and agent: voicegw leaves the path
-            self.engine.end(call, CallInput.HUNG_UP, "transferred by REFER with Replaces")
-        elif isinstance(event, ReferFailed):
-            status, reason = event.status, event.reason
-            if status in (401, 407):  # a challenge we could not (or may no longer) answer
-                status, reason = "auth", challenge_reason(call.caller, status)
-            self._feed(call, warm, Input.COMPLETION_FAILED, status, reason)
-        return True
-
     def _drop_agent(self, call: Call, warm: WarmTransfer) -> None:
         self._end_live(call, warm)
         leg = warm.leg
-        leg.ended = True
         if warm.briefing is not None:
             warm.briefing.stop()  # a decline or hang-up mid-briefing: it must not outlive the leg
         if leg.endpoint is not None:
