@@ -13,7 +13,8 @@ the unreachable objects a full collection finds). Then one JSON line.
 Paths (``--path``):
 
 - ``bridge``: caller <-> bot (sipp UAC tests/peers/scenarios/b2bua_uac_bench.xml ->
-  ``--bot-uri`` -> sipp's built-in UAS);
+  ``--bot-uri`` -> soak_bot_answer.xml, which absorbs an INVITE sent again where sipp's
+  built-in UAS dropped the call);
 - ``demo``: the embedded default's demo flow, no bot: TTS greeting, the caller presses
   1 (RFC 4733, caller_dtmf_bench.xml with a pcap made here), the menu waits, the caller
   hangs up;
@@ -141,7 +142,8 @@ def plan_for(path: str, work: Path, agent_port: int, hold_ms: int | None) -> Pla
     refer_bot = ["-sf", str(SCENARIOS / "soak_bot_refer.xml"), "-key", "refer_to", agent_uri]
     bench = ["-sf", str(SCENARIOS / "b2bua_uac_bench.xml")]
     if path == "bridge":
-        return Plan({}, ["-sn", "uas"], None, [Phase(1.0, bench)], hold_ms or 1000)
+        # not sipp's built-in UAS (-sn uas): it drops a call on an INVITE sent again
+        return Plan({}, ["-sf", str(SCENARIOS / "soak_bot_answer.xml")], None, [Phase(1.0, bench)], hold_ms or 1000)
     if path in ("demo", "invite_transfer"):
         digit = "1" if path == "demo" else "0"
         scenario = render("caller_dtmf_bench.xml", work, pcap=dtmf_pcap(work / f"dtmf{digit}.pcap", digit))
