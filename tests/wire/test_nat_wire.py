@@ -2,6 +2,9 @@
 ``media.external_host`` set, what voicegw sends to a peer outside ``local_nets``
 carries the external addresses in Contact, Via and SDP o=/c=; a peer inside gets the
 bind addresses, and RTP is bound to ``media.host`` when it differs from ``sip.host``.
+Every kind of leg: the caller's (voicegw's 200 and BYE), an agent's (INVITE transfer:
+INVITE, BYE) and the bot's at call setup (INVITE, BYE); and a call with peers on both
+sides of ``local_nets`` at once.
 
 The external addresses are documentation addresses (RFC 5737) only ever written into
 headers: the caller sends its RTP to the bind address (as a NAT would deliver it), and
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from peers.agent import Agent
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
@@ -136,3 +140,44 @@ def test_in_one_call_each_peer_is_told_the_addresses_it_can_reach(tmp_path: Path
     bye = log[log.index("BYE sip:"):]
     assert re.search(r"Via: SIP/2.0/UDP 127.0.0.1:\d+;rport;branch=", bye), bye
     assert [p for p in echoed if p in sent] == sent
+
+
+@pytest.mark.parametrize(("bot_host", "local_nets", "sip_host", "media_host"), [
+    ("127.0.0.1", ["10.0.0.0/8"], SIP_EXTERNAL, MEDIA_EXTERNAL),
+    ("127.0.0.2", ["127.0.0.2/32"], "127.0.0.1", MEDIA_HOST),
+], ids=["outside", "in_local_nets"])
+def test_the_bot_leg_is_told_what_it_can_reach(tmp_path: Path, bot_host: str, local_nets: list[str],
+                                                sip_host: str, media_host: str) -> None:
+    """The bot's INVITE at call setup and its BYE at the end: the external addresses to
+    a bot outside ``local_nets``, the bind ones to a bot inside (the caller is outside
+    in both, and keeps getting the external ones). Media through a NAT: test_nat_netns_wire."""
+    config = tmp_path / "nat.yaml"
+    with Agent(host=bot_host, user="bot") as bot:
+        config.write_text(yaml.safe_dump({
+            "sip": {"external_host": SIP_EXTERNAL},
+            "media": {"host": MEDIA_HOST, "external_host": MEDIA_EXTERNAL},
+            "local_nets": local_nets,
+            "calls": {"bot_uri": bot.uri},
+        }))
+        with DaemonProcess("127.0.0.1", None, "--config", str(config)) as daemon:
+            caller = Caller(daemon.address)
+            try:
+                ok = caller.invite()
+                assert ok.status == 200, ok
+                text = bytes(ok).decode(errors="replace")
+                assert re.search(rf"Contact: <sip:voicegw@{SIP_EXTERNAL}:\d+>", text), text
+                assert f"c=IN IP4 {MEDIA_EXTERNAL}" in text
+                assert bot.call is not None
+                invite = bot.call.raw.decode(errors="replace")
+                assert re.search(rf"Via: SIP/2.0/UDP {re.escape(sip_host)}:\d+;", invite), invite
+                assert re.search(rf"Contact: <sip:voicegw@{re.escape(sip_host)}:\d+>", invite), invite
+                assert f"c=IN IP4 {media_host}" in invite, invite
+                assert re.search(rf"o=\S+ \d+ \d+ IN IP4 {re.escape(media_host)}", invite), invite
+                other = {SIP_EXTERNAL, MEDIA_EXTERNAL} if sip_host == "127.0.0.1" else {MEDIA_HOST}
+                assert not any(address in invite for address in other), invite
+                assert caller.bye().status == 200
+                assert bot.wait_for("BYE", 10), "voicegw's BYE reached the bot"
+                bye = bot.requests("BYE")[0][1]
+                assert re.search(rf"^SIP/2.0/UDP {re.escape(sip_host)}:\d+;", bye.headers.get("via")), bye.headers
+            finally:
+                caller.close()
