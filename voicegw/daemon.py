@@ -42,7 +42,7 @@ from .sip.events import (
     TransactionTerminated,
     TransactionTimedOut,
 )
-from .sip.refusal import Cause, refusal_response
+from .sip.refusal import Cause, Refused, refusal_response
 from .store import RecordStore, StoreError, open_store
 from .store.backend import where as store_where
 from .store.backend import worker_id as store_worker_id
@@ -177,6 +177,15 @@ class Daemon:
         """The call/transfer records (store/), open while serving when the application
         is an engine (has ``listeners``); the control API reads it."""
 
+    def _admit(self, request: Any, source: Any, now: float) -> Refused | None:
+        """Whether a new INVITE is taken on (the UA core asks): not while the records
+        store is backlogged (store/writer.py: Backlog: no record of the calls up is
+        dropped, new calls wait), else as the guard says (overload, call limits)."""
+        store = self.store
+        if store is not None and store.writer.backlogged():
+            return Refused(Cause.STORE_BACKLOG)
+        return self.guard.admit_call(request, source, now)
+
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MessageRejected) and event.cause is not None:
             # refused by the core before any transaction (guard, transaction limit):
@@ -225,7 +234,7 @@ class Daemon:
                 supported=("timer", "norefersub", "replaces", "100rel"),
             )
         )
-        self.endpoint.core.admission = self.guard.admit_call  # overload, calls per source
+        self.endpoint.core.admission = self._admit  # the store's backlog, the guard's limits
         if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
             self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
         collector = self.collector = PeriodicCollector(loop, self.config.lifecycle.gc_interval)

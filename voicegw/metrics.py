@@ -92,10 +92,26 @@ class VoicegwCollector(Collector):
         yield CounterMetricFamily("voicegw_rtp_packets_dropped", "RTP packets dropped (wrong source, "
                                   "malformed, nowhere to send)", value=rtp.dropped)
         yield from trunk_metrics(control.daemon)
+        yield from store_metrics(control.store)
         reloads = CounterMetricFamily("voicegw_reloads", "Config reloads by result", labels=["result"])
         for result, count in sorted(control.reloads.items()):
             reloads.add_metric([result], count)
         yield reloads
+
+
+def store_metrics(store: Any) -> Any:
+    """The records writer's queue (store/writer.py): its depth, and the backlogs that
+    made new calls wait (each also a ``store.backlog`` warning)."""
+    if store is None:
+        return
+    stats = store.writer.statistics()
+    yield GaugeMetricFamily("voicegw_store_queued", "Records entries queued, not yet committed", value=stats.queued)
+    yield GaugeMetricFamily("voicegw_store_backlogged", "1 while the records queue is past its mark (new calls "
+                            "refused, cause store_backlog)", value=1 if stats.backlogged else 0)
+    yield CounterMetricFamily("voicegw_store_backlogs", "Times the records queue passed its mark",
+                              value=stats.backlogs)
+    yield CounterMetricFamily("voicegw_store_dropped", "Records entries refused (only after the store closed)",
+                              value=stats.dropped)
 
 
 def trunk_metrics(daemon: Any) -> Any:

@@ -333,23 +333,54 @@ def test_listener_only_enqueues_and_the_writer_batches_what_piles_up(tmp_path: P
     assert writer.close(5)
 
 
-def test_full_queue_drops_timeline_entries_first_counts_and_logs_once_per_n(tmp_path: Path) -> None:
+def test_a_queue_past_its_mark_drops_nothing_and_is_backlogged_until_under_half(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     migrate(conn)
-    writer = Writer(conn, 1, max_queue=10, reserve=5, log_every=4)  # not started: nothing drains
+    writer = Writer(conn, 1, max_queue=10)  # not started: nothing drains
     leg = Entry(0.0, "k;1", "k", LegAcked("caller"))
-    essential = Entry(0.0, "k;1", "k", TransferStarted("t1", "invite", "sip:a@b", "api"))
     with capture_logs() as logs:
-        assert all(writer.put(leg) for _ in range(10))
-        assert not writer.put(leg)  # full for timeline entries
-        assert all(writer.put(essential) for _ in range(5))  # the reserve keeps records
-        results = [writer.put(essential) for _ in range(8)]
-    assert not any(results)
-    assert writer.dropped == 9 and writer.enqueued == 15
-    drops = [e for e in logs if e["event"] == "store.dropped"]
-    assert [d["dropped"] for d in drops] == [1, 4, 8]
+        assert all(writer.put(leg) for _ in range(9)) and not writer.backlogged()
+        assert all(writer.put(leg) for _ in range(16))  # a burst: every entry kept
+        assert writer.backlogged() and writer.backlogged()  # one episode, logged once
+    stats = writer.statistics()
+    assert (stats.enqueued, stats.dropped, stats.queued, stats.peak_queued, stats.backlogs) == (25, 0, 25, 25, 1)
+    assert [e["event"] for e in logs if e["event"].startswith("store.")] == ["store.backlog"]
     writer.start()
-    assert writer.close(5) and writer.written == 15
+    assert writer.flush(5) and writer.written == 25
+    with capture_logs() as logs:
+        assert not writer.backlogged()  # drained under half: new calls come in again
+    assert [e["event"] for e in logs] == ["store.backlog_cleared"]
+    assert conn.execute("SELECT count(*), max(event_count) FROM events, calls").fetchone() == (25, 25)
+    assert writer.close(5)
+
+
+def test_new_calls_are_refused_while_the_store_is_backlogged_and_taken_again_after(tmp_path: Path) -> None:
+    """The daemon's admission asks the writer first (store_backlog), then the guard."""
+    from types import SimpleNamespace
+
+    from voicegw.daemon import Daemon
+    from voicegw.sip.events import Address
+    from voicegw.sip.parser import parse_message
+    from voicegw.sip.refusal import Cause
+
+    conn = sqlite3.connect(tmp_path / "a.db", isolation_level=None, check_same_thread=False)
+    migrate(conn)
+    writer = Writer(conn, 1, max_queue=4)  # not started yet: the disk is "slow"
+    daemon = Daemon()
+    daemon.store = SimpleNamespace(writer=writer)  # what _admit reads of the store
+    invite = parse_message(b"INVITE sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n"
+                           b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:demo@127.0.0.1>\r\nCall-ID: n1\r\n"
+                           b"CSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5062>\r\nContent-Length: 0\r\n\r\n")
+    source = Address("udp", "127.0.0.1", 5062)
+    assert daemon._admit(invite, source, 0.0) is None
+    for n in range(4):
+        writer.put(Entry(0.0, "k;1", "k", LegAcked("caller")))
+    refused = daemon._admit(invite, source, 0.0)
+    assert refused is not None and refused.cause is Cause.STORE_BACKLOG and refused.status == 503
+    writer.start()
+    assert writer.flush(5)
+    assert daemon._admit(invite, source, 0.0) is None and writer.written == 4
+    assert writer.close(5)
 
 
 def test_a_bad_entry_costs_only_itself(tmp_path: Path) -> None:

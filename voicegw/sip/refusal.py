@@ -36,6 +36,9 @@ class Cause(enum.Enum):
     """``max_calls`` calls are up (the guard)."""
     SOURCE_LIMIT = "source_limit"
     """One non-whitelisted source already has ``max_calls_per_source`` calls up."""
+    STORE_BACKLOG = "store_backlog"
+    """The records store's queue passed its mark (``max_queue``, 10,000 entries): new calls wait
+    until it is under half, so that no record of the calls up is lost (store/writer.py)."""
     PORT_POOL = "port_pool"
     """No free RTP port left in ``calls.rtp_port_min``-``rtp_port_max``."""
     DRAINING = "draining"
@@ -68,6 +71,7 @@ REFUSALS: dict[Cause, Refusal] = {
     Cause.TRANSACTION_LIMIT: Refusal(503, "too many transactions", 5),
     Cause.CALL_LIMIT: Refusal(503, "too many calls", 5),
     Cause.SOURCE_LIMIT: Refusal(503, "too many calls from this source", 5),
+    Cause.STORE_BACKLOG: Refusal(503, "records store behind", 5),
     Cause.PORT_POOL: Refusal(503, "no free RTP port", 5),
     Cause.DRAINING: Refusal(503, "shutting down", 30),
     Cause.OPERATOR: Refusal(480, "hung up by an operator", None),

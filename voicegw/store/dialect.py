@@ -29,6 +29,10 @@ class Dialect:
     (a double), ``@BLOB`` (bytes)."""
     merge_leg: str
     """``legs[role]`` merged with a JSON object (params: role, role, fields JSON, call key)."""
+    merge_legs: str
+    """``legs`` merged with ``{role: fields}`` for each role of a JSON object, as
+    ``merge_leg`` does for one (params: the object's JSON, call key): one statement per
+    call of a writer's batch."""
     append_progress: str
     """``transfers.progress`` += [code] (params: code, call key, transfer id)."""
     append_fallback: str
@@ -46,6 +50,8 @@ SQLITE = Dialect(
     # RFC 7396 merge of the fields into legs[role]: the role's other fields stay
     merge_leg="UPDATE calls SET legs = json_set(legs, '$.' || ?, json_patch("
               "coalesce(json_extract(legs, '$.' || ?), '{}'), json(?))) WHERE key = ?",
+    # RFC 7396 is recursive: each role's fields merge into legs[role], the rest stays
+    merge_legs="UPDATE calls SET legs = json_patch(legs, ?) WHERE key = ?",
     append_progress="UPDATE transfers SET progress = json_insert(progress, '$[#]', ?)"
                     " WHERE call_key = ? AND transfer_id = ?",
     append_fallback="UPDATE transfers SET fallback = json_insert(fallback, '$[#]', json(?))"
@@ -62,6 +68,9 @@ POSTGRES = Dialect(
     # strip_nulls: a null field removes it, as RFC 7396 (json_patch) does
     merge_leg="UPDATE calls SET legs = jsonb_set(legs::jsonb, ARRAY[?::text], jsonb_strip_nulls("
               "coalesce(legs::jsonb -> ?::text, '{}'::jsonb) || ?::jsonb))::text WHERE key = ?",
+    merge_legs="UPDATE calls SET legs = (legs::jsonb || coalesce((SELECT jsonb_object_agg(p.key, jsonb_strip_nulls("
+               "coalesce(calls.legs::jsonb -> p.key, '{}'::jsonb) || p.value)) FROM jsonb_each(?::jsonb) p),"
+               " '{}'::jsonb))::text WHERE key = ?",
     append_progress="UPDATE transfers SET progress = (progress::jsonb || to_jsonb(?::bigint))::text"
                     " WHERE call_key = ? AND transfer_id = ?",
     append_fallback="UPDATE transfers SET fallback = (fallback::jsonb || jsonb_build_array(?::jsonb))::text"
@@ -85,6 +94,10 @@ class PgConnection:
     def execute(self, sql: str, args: Any = ()) -> Any:
         """The cursor, to fetch from at once (the next execute reuses it)."""
         return self._cursor.execute(_pg_sql(sql), tuple(args))
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        """One statement over many parameter rows (pipelined by psycopg)."""
+        self._cursor.executemany(_pg_sql(sql), rows)
 
     def batch(self) -> Any:
         """Pipeline mode for a batch's statements: sent without waiting for each

@@ -22,7 +22,7 @@ worker id (``store.worker_id``).
 
 Outage. A lost server never stops calls: the writer keeps the batch, reconnects and
 retries (writer.py: Outage) and takes the run's lock again; entries go on queueing
-meanwhile (bounded: ``max_queue``). Reads (API) fail while the server is down
+meanwhile, none dropped (past ``max_queue`` new calls are refused: writer.py, Backlog). Reads (API) fail while the server is down
 (:class:`StoreUnavailable`, after ``READ_TIMEOUT``). A worker that starts while
 another's connection is down sees that run's lock free and closes its open calls as
 ``restart``; those calls' later entries then find them ended (their end is kept as
@@ -41,7 +41,7 @@ import structlog
 
 from .base import RecordStore, register_run
 from .dialect import POSTGRES, PgConnection, _pg_sql
-from .records import apply_entry
+from .records import apply_batch
 from .recovery import RUN_LOCK, Recovery, pg_run_is_dead, recover
 from .schema import migrate
 from .writer import Writer
@@ -156,7 +156,7 @@ class PgStore(RecordStore):
             conn.close()
             raise
         writer = Writer(conn, run_id, max_queue=max_queue, batch_max=batch_max,
-                        apply=partial(apply_entry, worker=worker),
+                        apply_many=partial(apply_batch, worker=worker),
                         reconnect=partial(_reconnect, dsn, run_id, worker))
         writer.start()
         store = cls(dsn, writer, pool, recovery, version, clock, worker)

@@ -36,7 +36,7 @@ import structlog
 
 from .base import RecordStore, register_run
 from .dialect import SQLITE
-from .records import apply_entry
+from .records import apply_batch
 from .recovery import Recovery, RunLock, lock_directory, recover, run_is_dead
 from .schema import migrate
 from .writer import Writer
@@ -112,7 +112,7 @@ class Store(RecordStore):
         reader.row_factory = sqlite3.Row
         reader.execute("PRAGMA query_only = ON")
         writer = Writer(conn, run_id, max_queue=max_queue, batch_max=batch_max,
-                        apply=partial(apply_entry, worker=worker))
+                        apply_many=partial(apply_batch, worker=worker))
         writer.start()
         store = cls(db, writer, reader, lock, recovery, version, clock, worker)
         # quiet unless a crash left records to close: then the operator wants to know
