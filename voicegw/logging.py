@@ -7,8 +7,10 @@ fields, never formatted into the message. Tests read them with
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -33,10 +35,7 @@ def configure(level: str = "info", stream: TextIO | None = None,
         processors=[
             *((add_fields,) if fixed else ()),
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False),
+            render_line,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         # one write() per line (PrintLogger's print() writes the newline apart): the
@@ -45,6 +44,28 @@ def configure(level: str = "info", stream: TextIO | None = None,
         logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+_MAP_LEVEL = {"warn": "warning", "exception": "error"}
+_encode = json.JSONEncoder(default=lambda value: _plain(value)).encode
+"""One encoder for every line: ``json.dumps`` with any keyword builds a new one per call."""
+
+
+def _plain(value: object) -> object:
+    structlog_form = getattr(value, "__structlog__", None)  # as structlog's JSONRenderer
+    return structlog_form() if structlog_form is not None else repr(value)
+
+
+def render_line(_: object, method: str, event: dict[str, object]) -> str:
+    """The line: what structlog's add_log_level, TimeStamper(fmt="iso", utc=True),
+    format_exc_info and JSONRenderer made of ``event``, in one processor (one log line
+    per SIP request is on the signalling path: four processor calls and a JSON encoder
+    built per line were a third of its cost)."""
+    event["level"] = _MAP_LEVEL.get(method, method)
+    event["timestamp"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    if "exc_info" in event:
+        event = structlog.processors.format_exc_info(None, method, event)
+    return _encode(event)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
