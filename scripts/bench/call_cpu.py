@@ -36,6 +36,19 @@ import call_rate as cr
 CONFIG = "api:\n  enabled: false\nguard:\n  max_loop_lag: 0\n"
 
 
+def thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` (/proc/PID/task/TID/stat utime + stime)."""
+    out: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / cr.TICKS
+    return out
+
+
 def top(raw: Path, count: int) -> str:
     """The ``count`` functions with the most samples in py-spy's raw output."""
     own: collections.Counter[str] = collections.Counter()
@@ -83,16 +96,24 @@ def main() -> int:
             for run in range(args.runs):
                 run_dir = work / f"run{run}"
                 run_dir.mkdir()
-                before = cr.cpu_seconds([server.proc.pid])
+                pid = server.proc.pid
+                before, threads = cr.cpu_seconds([pid]), thread_seconds(pid)
                 step = cr.run_step(sipp, server, cr.scenario_for("sig", work), "sig", args.rate,
                                    args.seconds, 1000, run_dir)
-                cpu = cr.cpu_seconds([server.proc.pid]) - before
+                cpu = cr.cpu_seconds([pid]) - before
+                # the event loop's thread (the process's first) and the others (the
+                # records store's writer, asyncio.to_thread helpers): the second part
+                # is mostly the store
+                main = thread_seconds(pid).get(pid, 0.0) - threads.get(pid, 0.0)
                 per_1000 = round(1000 * cpu / step.attempted, 2) if step.attempted else None
+                main_1000 = round(1000 * main / step.attempted, 2) if step.attempted else None
                 results.append({"rate": args.rate, "attempted": step.attempted, "ok": step.successful,
                                 "failed": step.failed, "cpu_s_per_1000_calls": per_1000,
-                                "load_1min": step.load_1min})
+                                "loop_thread_cpu_s_per_1000_calls": main_1000, "load_1min": step.load_1min})
                 print(f"run {run + 1}: {step.successful}/{step.attempted} ok, {step.failed} failed, "
-                      f"{per_1000} CPU s per 1000 calls, load {step.load_1min}"
+                      f"{per_1000} CPU s per 1000 calls ({main_1000} in the loop's thread, "
+                      f"{round(per_1000 - main_1000, 2) if per_1000 is not None and main_1000 is not None else None}"
+                      f" in the others), load {step.load_1min}"
                       + ("" if step.clean else "  (failed calls: not a figure)"), flush=True)
             if spy is not None:
                 spy.send_signal(2)  # SIGINT: py-spy writes what it has
