@@ -14,7 +14,8 @@ WebRTC frame, or the PCMU packet DeskAudio sent), on one CLOCK_MONOTONIC: the la
 added through aiortc and the desk's relay, per direction. Both include one aiortc
 receive jitter buffer (it holds 4 packets, 80 ms, before the first frame): towards the
 page the load's own (a browser has one too), towards the call voicegw's. Delivered
-frames per second per leg tell whether the server keeps up (50 expected). The
+frames per second per leg tell whether the server keeps up (50 expected), and
+``legs_flowing`` how many legs had more than 40 a second both ways. The
 server's CPU is its user+system time over the measured window, in % of one core
 (``cpu_pct_per_leg``, ``legs_per_core``: 100 / that); ``load_cpu_pct`` is the load
 generator's own (near 100: it is the bottleneck, and the figures are not the server's)
@@ -264,7 +265,12 @@ async def trial(path: str, server_pid: int, legs_n: int, codec: str, seconds: fl
             await asyncio.sleep(max(wait, 0))
 
     sender = asyncio.get_running_loop().create_task(pace())
-    await asyncio.sleep(3)  # ICE, DTLS, first frames
+    # ICE, DTLS, first frames: every leg flowing both ways, or 30 s (a loaded box)
+    for _ in range(300):
+        await asyncio.sleep(0.1)
+        if all(leg.page_frames > 50 and leg.call_packets > 50 for leg in legs):
+            break
+    await asyncio.sleep(1)
     for leg in legs:
         leg.page_frames = leg.call_packets = 0
         leg.to_page.sent.clear(), leg.to_page.arrived.clear(), leg.to_call.sent.clear(), leg.to_call.arrived.clear()
@@ -283,6 +289,7 @@ async def trial(path: str, server_pid: int, legs_n: int, codec: str, seconds: fl
         "cpu_pct_per_leg": round(100 * (cpu1 - cpu0) / wall / legs_n, 2),
         "legs_per_core": round(legs_n / ((cpu1 - cpu0) / wall), 1) if cpu1 > cpu0 else None,
         "load_cpu_pct": round(100 * (load1 - load0) / wall, 1), "loadavg_1m": round(loadavg, 2),
+        "legs_flowing": sum(1 for leg in legs if leg.page_frames / wall > 40 and leg.call_packets / wall > 40),
         "to_page_fps_per_leg": round(sum(leg.page_frames for leg in legs) / wall / legs_n, 1),
         "to_call_pps_per_leg": round(sum(leg.call_packets for leg in legs) / wall / legs_n, 1),
         "to_page_latency_ms": _pct(page), "to_call_latency_ms": _pct(call),
