@@ -22,8 +22,7 @@ transaction, the WAL write and its fsync), and at a modest call rate the entries
 one by one: so once the thread has taken what is queued, it waits ``linger`` (20 ms)
 for more before it commits, unless someone waits for a commit (:meth:`durable`,
 :meth:`flush`, :meth:`close` cut the wait short). A crash may thus lose up to 20 ms
-more of what was queued, never anything a caller awaited (the barrier below); at 50
-calls/s this took the commits per call from ~10 to ~1.
+more of what was queued, never anything a caller awaited (the barrier below).
 
 Failed batch. The batch is rolled back and replayed one entry per transaction, so
 one bad entry costs only itself (counted in ``failed``).
