@@ -9,7 +9,7 @@ presses 1, sends a 1000 Hz tone and records what it gets. The browser's micropho
 chromium's fake device playing a 600 Hz WAV. Asserted on what crossed the wire: the
 caller hears 600 Hz (Goertzel on its PCMU), the page hears 1000 Hz (a WebAudio
 analyser on the remote track, read through the driver), the context panel shows the
-UUI, X-header values, summary and transcript link, mute silences the agent for the
+caller's and the called number, the UUI, X-header values, summary and transcript link, mute silences the agent for the
 caller, hold from the page plays ``desk.hold_file`` (1700 Hz) to the caller and
 silences each side for the other until the agent takes the call back, a decline (603) and a ring not accepted within calls.ring_timeout (6 s,
 ``no_answer``) play the fallback's prompt to the caller, a warm transfer to a queue
@@ -176,8 +176,10 @@ def test_agent_accepts_in_the_browser_and_both_sides_hear_each_other(lab: Lab, b
     caller = call_with_context(lab)
     try:
         incoming(browser)
-        text = {i: browser.find_element(By.ID, i).text for i in ("ctx-uui", "ctx-summary", "ctx-x", "ctx-flow")}
+        text = {i: browser.find_element(By.ID, i).text
+                for i in ("ctx-uui", "ctx-summary", "ctx-x", "ctx-flow", "ctx-caller", "ctx-called")}
         assert text["ctx-uui"] == "uui-7f3a" and text["ctx-summary"] == "wants to move a delivery", text
+        assert text["ctx-caller"] == caller.user and text["ctx-called"] == "demo", text
         assert text["ctx-x"] == "account=4711" and text["ctx-flow"] == "desk", text
         link = browser.find_element(By.CSS_SELECTOR, "#ctx-transcript a").get_attribute("href")
         assert link.startswith(f"{lab.ops.url}/t/"), link
