@@ -75,3 +75,20 @@ def test_check_refuses_a_desk_outside_loopback_without_tls_and_bad_desk_entries(
     result = voicegw("check", "--config", "voicegw.yaml", "--json", cwd=tmp_path)
     assert result.returncode == 1
     assert [e["message"] for e in json.loads(result.stdout)["errors"]] == ["queues.sales: 'bob' is not an agent"]
+
+
+def test_check_refuses_what_the_rtpengine_media_plane_cannot_carry(tmp_path: Path) -> None:
+    """``media.backend: rtpengine`` with the bot listening to transfers or the WebRTC desk:
+    refused at check time (and so by ``voicegw run``), each problem at its file and field."""
+    (tmp_path / "voicegw.yaml").write_text(
+        "media:\n  backend: rtpengine\ncalls:\n  bot_listens: true\ndesk:\n  enabled: true\n")
+    result = voicegw("check", "--config", "voicegw.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = {(e["file"], e["line"], e["field"]): e["message"] for e in json.loads(result.stdout)["errors"]}
+    assert set(errors) == {("voicegw.yaml", 4, "calls.bot_listens"), ("voicegw.yaml", 6, "desk.enabled")}, errors
+    assert "media.backend: relay" in errors[("voicegw.yaml", 4, "calls.bot_listens")]
+    run = voicegw("run", "--config", "voicegw.yaml", cwd=tmp_path)
+    assert run.returncode == 2 and "voicegw.yaml:4: calls.bot_listens: the bot cannot listen" in run.stderr
+    assert "Traceback" not in run.stderr
+    (tmp_path / "voicegw.yaml").write_text("media:\n  backend: relay\ncalls:\n  bot_listens: true\n")
+    assert voicegw("check", "--config", "voicegw.yaml", cwd=tmp_path).returncode == 0

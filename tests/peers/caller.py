@@ -18,6 +18,8 @@ import numpy as np
 
 from voicegw.media import g711
 from voicegw.media.dtmf import event_payloads
+from voicegw.media.srtp import SrtpContext, new_key
+from voicegw.sip.sdes import CryptoAttribute
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message
 
@@ -212,3 +214,60 @@ def _even_rtp_socket() -> socket.socket:
             return sock
         sock.close()
     raise RuntimeError("no even RTP port")
+
+
+SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+@dataclass
+class SrtpCaller(Caller):
+    """The caller offering RTP/SAVP with an inline SDES key (RFC 4568). ``keyed(body)``
+    takes the key of voicegw's answer; from then on ``send_rtp`` protects what it sends
+    and ``unprotect`` checks what came back (None for a packet that fails)."""
+
+    key: bytes = field(default_factory=lambda: new_key(SRTP_SUITE))
+    srtp: SrtpContext | None = None
+
+    def sdp(self, direction: str = "sendrecv") -> bytes:
+        return (
+            "v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {self.rtp_port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+            f"a=crypto:{CryptoAttribute(1, SRTP_SUITE, self.key)}\r\na=ptime:20\r\na={direction}\r\n"
+        ).encode()
+
+    def keyed(self, answer: bytes) -> CryptoAttribute:
+        """voicegw's a=crypto from its answer, now keying this caller's SRTP."""
+        found = re.search(rb"a=crypto:(.*)\r\n", answer)
+        assert found is not None, answer
+        ours = CryptoAttribute.parse(found.group(1).decode())
+        self.srtp = SrtpContext(ours.key_salt, self.key, ours.suite)  # in: voicegw's, out: ours
+        return ours
+
+    def send_rtp(self, payload: bytes, pt: int = 0, marker: bool = False) -> None:
+        if self.srtp is None:
+            return super().send_rtp(payload, pt, marker)
+        assert self.remote_media is not None
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, self.rtp_seq & 0xFFFF,
+                             self.rtp_ts & 0xFFFFFFFF, self.ssrc)
+        protected = self.srtp.protect_rtp(header + payload)
+        assert protected is not None
+        self.rtp.sendto(protected, self.remote_media)
+        self.rtp_seq += 1
+        return None
+
+    def unprotect(self, packets: list[bytes]) -> list[bytes | None]:
+        assert self.srtp is not None
+        return [self.srtp.unprotect_rtp(p) for p in packets]
+
+
+@dataclass
+class PcmaCaller(Caller):
+    """The caller offering PCMA only (G.711 A-law, RFC 3551 4.5.14)."""
+
+    def sdp(self, direction: str = "sendrecv") -> bytes:
+        return (
+            "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {self.rtp_port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+            f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n"
+        ).encode()

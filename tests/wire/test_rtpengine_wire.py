@@ -5,7 +5,10 @@ The SDP voicegw gives each peer carries a port of rtpengine's range (not voicegw
 what the peers hear is checked: a caller's tone comes back from a bot that echoes
 (Goertzel at the tone's frequency), the demo flow's greeting is a prompt rtpengine plays
 (``play media``), the caller's RFC 4733 "0" reaches the flow through rtpengine's DTMF
-log, and the INVITE transfer it starts swaps the bridge to an echoing agent.
+log, and the INVITE transfer it starts swaps the bridge to an echoing agent. A caller
+offering SDES-SRTP (RTP/SAVP) is answered RTP/SAVP with a key rtpengine protects with,
+towards a plain-RTP bot: its tone comes back protected (libsrtp checks every packet). A
+PCMA caller talks to a PCMU bot through rtpengine's transcoding.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from peers.caller import speech_energy
+from peers.caller import PcmaCaller, SrtpCaller, speech_energy
 from peers.calls import HOST, SIPP
 from peers.lab import NO_SHEDDING, agent_uri, caller, event, finish, peer, requests, start_voicegw, wait_event
 from voicegw.media import g711, tones
@@ -43,18 +46,20 @@ def sdp_port(body: bytes) -> int:
     return int(re.search(rb"m=audio (\d+)", body).group(1))  # type: ignore[union-attr]
 
 
-def send_tone(c, seconds: float) -> None:
+def send_tone(c, seconds: float, pt: int = 0) -> None:
     samples = tones.generate(tones.ToneSpec((TONE_HZ,), (), level_dbm0=-10.0), seconds)
+    encode = g711.alaw_encode if pt == 8 else g711.ulaw_encode
     for start in range(0, len(samples) - 159, 160):
-        c.send_rtp(g711.ulaw_encode(samples[start:start + 160]))
+        c.send_rtp(encode(samples[start:start + 160]), pt=pt)
         c.rtp_ts += 160  # a real stream's clock (rtpengine's DTMF detection reads it)
         time.sleep(0.02)
 
 
-def tone_power(packets: list[bytes]) -> tuple[float, float]:
-    """(power at the tone, power at 600 Hz) of the PCMU audio received."""
-    audio = b"".join(p[12:] for p in packets if len(p) > 12 and p[1] & 0x7F == 0)
-    x = g711.ulaw_decode(audio) if audio else np.zeros(0, np.int16)
+def tone_power(packets: list[bytes], pt: int = 0) -> tuple[float, float]:
+    """(power at the tone, power at 600 Hz) of the PCMU (or ``pt`` 8: PCMA) audio received."""
+    audio = b"".join(p[12:] for p in packets if len(p) > 12 and p[1] & 0x7F == pt)
+    decode = g711.alaw_decode if pt == 8 else g711.ulaw_decode
+    x = decode(audio) if audio else np.zeros(0, np.int16)
     return tones.goertzel_power(x, TONE_HZ), tones.goertzel_power(x, 600.0)
 
 
@@ -102,3 +107,55 @@ def test_demo_flow_prompt_dtmf_and_invite_transfer_through_rtpengine(lab, rtpeng
     assert event(lab, "call.ended") is None
     assert c.bye().status == 200
     finish(lab, agent)
+
+
+def test_an_srtp_caller_through_rtpengine_to_a_plain_bot(lab, rtpengine):
+    """rtpengine does the SRTP: the caller's RTP/SAVP offer is answered RTP/SAVP with
+    a=crypto (voicegw's key, the one rtpengine protects with), on rtpengine's port; the
+    bot's leg is plain RTP/AVP; the caller's protected tone reaches the echoing bot (it
+    was unprotected with the caller's key) and comes back protected: every packet passes
+    libsrtp's authentication with the answer's key, and carries the tone."""
+    start_voicegw(lab, sections=rtpengine_media(rtpengine, lab.workdir))
+    b = lab.bot("b2bua_bot_answer.xml", rtp_echo=True)
+    c = SrtpCaller(lab.daemon.address)
+    lab.callers.append(c)
+    answer = c.invite()
+    assert answer.status == 200
+    assert re.search(rb"m=audio \d+ RTP/SAVP 0", answer.body), answer.body
+    assert c.remote_media is not None and in_range(rtpengine, c.remote_media[1])
+    ours = c.keyed(answer.body)
+    assert ours.suite == "AES_CM_128_HMAC_SHA1_80" and ours.key_salt != c.key, "voicegw answers with its own key"
+    bot_offer = requests(b.messages(), "INVITE")[0].body
+    assert b"RTP/AVP" in bot_offer and b"a=crypto" not in bot_offer, "the bot leg stays plain RTP"
+    c.receive_rtp(0.2)
+    send_tone(c, 1.0)
+    echoed = c.receive_rtp(0.8)
+    clear = c.unprotect(echoed)
+    assert echoed and all(p is not None for p in clear), f"{clear.count(None)} of {len(echoed)} failed SRTP"
+    at_tone, off_tone = tone_power([p for p in clear if p is not None])
+    assert at_tone > 1e-4 and at_tone > 20 * off_tone, (at_tone, off_tone, len(echoed))
+    assert c.bye().status == 200
+    finish(lab, b)
+
+
+def test_a_pcma_caller_talks_to_a_pcmu_bot_through_rtpengine_transcoding(lab, rtpengine):
+    """The caller speaks PCMA, the bot PCMU: the caller's answer says PCMA, the bot's
+    offer PCMU; the caller's A-law tone reaches the bot as mu-law (its echo is the tone
+    again) and comes back as A-law (PT 8) carrying the tone."""
+    start_voicegw(lab, sections=rtpengine_media(rtpengine, lab.workdir))
+    b = lab.bot("b2bua_bot_answer.xml", rtp_echo=True)
+    c = PcmaCaller(lab.daemon.address)
+    lab.callers.append(c)
+    answer = c.invite()
+    assert answer.status == 200
+    assert re.search(rb"m=audio \d+ RTP/AVP 8", answer.body), answer.body
+    assert c.remote_media is not None and in_range(rtpengine, c.remote_media[1])
+    assert re.search(rb"m=audio \d+ RTP/AVP 0", requests(b.messages(), "INVITE")[0].body)
+    c.receive_rtp(0.2)
+    send_tone(c, 1.0, pt=8)
+    echoed = c.receive_rtp(0.8)
+    assert echoed and all(p[1] & 0x7F in (8, 101) for p in echoed), {p[1] & 0x7F for p in echoed}
+    at_tone, off_tone = tone_power(echoed, pt=8)
+    assert at_tone > 1e-4 and at_tone > 20 * off_tone, (at_tone, off_tone, len(echoed))
+    assert c.bye().status == 200
+    finish(lab, b)

@@ -61,6 +61,7 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
     if d.desk.enabled and not _loopback(d.api.host) and d.desk.tls_cert_file is None:
         problems.append(doc.problem(("desk", "tls_cert_file"), "the desk needs TLS when the API listens "
                                     f"outside loopback ({d.api.host}): tls_cert_file and tls_key_file"))
+    problems += _rtpengine(config)
     for name in PASS_THROUGH:  # a section's own check (tls: cert_file with key_file...)
         plain = _plain(getattr(DaemonConfig(), name), getattr(d, name))
         checker = getattr(plain, "check", None)
@@ -81,6 +82,24 @@ def _daemon(config: LoadedConfig) -> list[Problem]:
     if d.default_integration is not None and d.default_integration not in d.integrations:
         problems.append(doc.problem(("default_integration",),
                                     _unknown("integration", d.default_integration, list(d.integrations))))
+    return problems
+
+
+def _rtpengine(config: LoadedConfig) -> list[Problem]:
+    """What ``media.backend: rtpengine`` cannot carry (docs/scaling.md, Media plane): a
+    refusal now rather than calls that go wrong later."""
+    d = config.daemon
+    doc = config.settings.document
+    if d.media.backend != "rtpengine":
+        return []
+    problems: list[Problem] = []
+    if d.calls.bot_listens:
+        problems.append(doc.problem(("calls", "bot_listens"), "the bot cannot listen to a transfer with "
+                                    "media.backend: rtpengine (the mix of caller and agent is made in "
+                                    "voicegw's own relay): set it false, or media.backend: relay"))
+    if d.desk.enabled:
+        problems.append(doc.problem(("desk", "enabled"), "desk agents' WebRTC legs join through voicegw's "
+                                    "own relay: media.backend: relay for the desk"))
     return problems
 
 

@@ -34,6 +34,18 @@ DigitHandler = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
+class SdesKeys:
+    """A leg's SDES-SRTP keys (RFC 4568 6.1): each side encrypts with the key in its own SDP."""
+
+    suite: str
+    """The crypto-suite both SDPs name (``AES_CM_128_HMAC_SHA1_80`` or ``_32``)."""
+    theirs: bytes
+    """The peer's master key || salt (its ``a=crypto``): what the peer sends is protected with it."""
+    ours: bytes
+    """voicegw's (the ``a=crypto`` in our SDP to the peer): what the peer receives is protected with it."""
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteMedia:
     """A leg's peer as its SDP negotiated it (RFC 3264 section 5/6)."""
 
@@ -43,6 +55,8 @@ class RemoteMedia:
     """0 (PCMU) or 8 (PCMA)."""
     dtmf_payload_type: int | None = 101
     """The telephone-event payload type (RFC 4733), None when the peer has none."""
+    srtp: SdesKeys | None = None
+    """RTP/SAVP with these keys towards the peer; None: plain RTP/AVP."""
 
 
 class MediaLeg(Protocol):

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..sip.sdes import DEFAULT_SUITE
 from . import tones
-from .backend import RemoteMedia
+from .backend import RemoteMedia, SdesKeys
 from .endpoint import EndpointStatistics, MediaEndpoint, open_endpoint
 from .player import Player, hold_player, play_samples, ringback_player
 from .ports import PortPool
@@ -119,7 +120,8 @@ class RtpengineEndpoint:
         self.payload_type = 0
         self.dtmf_payload_type: int | None = 101
         self.remote_rtp: tuple[str, int] | None = None
-        self.srtp = None  # plain RTP/AVP only (set_srtp)
+        self.srtp: SdesKeys | None = None
+        """SDES keys when the peer's side is RTP/SAVP (set_srtp): rtpengine does the SRTP."""
         self.closed = False
         self._on_dtmf: Callable[[str], None] | None = None
 
@@ -134,14 +136,20 @@ class RtpengineEndpoint:
 
     def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         self.remote_rtp = (host, port)
-        remote = RemoteMedia(host, port, self.payload_type, self.dtmf_payload_type)
+        remote = RemoteMedia(host, port, self.payload_type, self.dtmf_payload_type, self.srtp)
         self.plane.chain.run(self.call_id, lambda: self.plane.backend.set_remote(self.leg, remote))
 
     def set_srtp(self, inbound_key: bytes | None, outbound_key: bytes | None = None,
                  suite: str | None = None) -> None:
-        if inbound_key is not None:
-            # the hop layout offers rtpengine RTP/AVP; SRTP legs stay on the relay backend
-            raise NotImplementedError("SRTP legs need media.backend: relay")
+        """As ``MediaEndpoint.set_srtp``: the keys take effect with the next
+        ``set_remote`` (the engine sets both from one offer/answer, keys first), where
+        rtpengine is told them (rtpengine_backend.py: SRTP on the peer's side)."""
+        if inbound_key is None:
+            self.srtp = None
+            return
+        if outbound_key is None:
+            raise ValueError("set_srtp: both keys are needed")
+        self.srtp = SdesKeys(suite or DEFAULT_SUITE, inbound_key, outbound_key)
 
     def _changed(self) -> None:
         pass
@@ -164,7 +172,6 @@ class RtpengineBridge:
         self.plane, self.a, self.b = plane, a, b
         self.swaps = 0
         self.closed = False
-        self.transcoding = False
         plane.chain.run(a.call_id, lambda: plane.backend.bridge(a.leg, b.leg))
 
     def refresh(self) -> None:
@@ -181,8 +188,13 @@ class RtpengineBridge:
         self.plane.chain.run(self.a.call_id, lambda: self.plane.backend.bridge(self.a.leg, new.leg))
         return old
 
+    @property
+    def transcoding(self) -> bool:
+        """The legs' codecs differ: rtpengine transcodes (rtpengine_backend.py, VG_CODEC)."""
+        return self.a.payload_type != self.b.payload_type
+
     def statistics(self) -> BridgeStatistics:
-        return BridgeStatistics(_NO_FLOW, _NO_FLOW, _NO_FLOW, _NO_FLOW, self.swaps, False)
+        return BridgeStatistics(_NO_FLOW, _NO_FLOW, _NO_FLOW, _NO_FLOW, self.swaps, self.transcoding)
 
     def close(self) -> None:
         if not self.closed:

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import DigitHandler, RemoteMedia
+from ..sip.sdes import CryptoAttribute, SdesError
+from .backend import DigitHandler, RemoteMedia, SdesKeys
 from .rtpengine_ng import AsyncNgClient, NgError
 
 __all__ = ["RtpengineBackend", "RtpengineLeg", "sdp_for"]
@@ -51,19 +52,40 @@ _DIGITS = "0123456789*#ABCD"  # RFC 4733 section 3.2, events 0-15
 _CODECS = {0: "PCMU/8000", 8: "PCMA/8000"}
 _PORT = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
 _ADDR = re.compile(r"^c=IN IP[46] (\S+)", re.MULTILINE)
+_CRYPTO = re.compile(r"^a=crypto:(.*?)\r?$", re.MULTILINE)
+VG_CODEC = 0
+"""Every leg's vg side speaks PCMU (a bridge joins two vg sides)."""
 
 
-def sdp_for(address: str, port: int, payload_type: int, dtmf: int | None, version: int) -> str:
-    """A one-stream audio SDP as rtpengine needs it for one side of a leg."""
+def sdp_for(address: str, port: int, payload_type: int, dtmf: int | None, version: int,
+            crypto: CryptoAttribute | None = None, offer_crypto: CryptoAttribute | None = None) -> str:
+    """A one-stream audio SDP as rtpengine needs it for one side of a leg: RTP/SAVP with
+    ``crypto`` (RFC 4568), else RTP/AVP (carrying ``offer_crypto``: the key rtpengine is
+    to offer the other side)."""
     family = "IP6" if ":" in address else "IP4"
     pts = f"{payload_type}" + (f" {dtmf}" if dtmf is not None else "")
+    proto = "RTP/SAVP" if crypto is not None else "RTP/AVP"
     lines = ["v=0", f"o=voicegw 1 {version} IN {family} {address}", "s=voicegw",
-             f"c=IN {family} {address}", "t=0 0", f"m=audio {port} RTP/AVP {pts}",
+             f"c=IN {family} {address}", "t=0 0", f"m=audio {port} {proto} {pts}",
              f"a=rtpmap:{payload_type} {_CODECS.get(payload_type, 'PCMU/8000')}"]
     if dtmf is not None:
         lines += [f"a=rtpmap:{dtmf} telephone-event/8000", f"a=fmtp:{dtmf} 0-16"]
+    if crypto is not None or offer_crypto is not None:
+        lines.append(f"a=crypto:{crypto or offer_crypto}")
     lines.append("a=sendrecv")
     return "\r\n".join(lines) + "\r\n"
+
+
+def _tag_of(sdp: str, keys: SdesKeys) -> int | None:
+    """The tag of the ``a=crypto`` line in rtpengine's SDP for the peer that carries our key."""
+    for match in _CRYPTO.finditer(sdp):
+        try:
+            line = CryptoAttribute.parse(match.group(1))
+        except SdesError:
+            continue
+        if line.suite == keys.suite and line.key_salt == keys.ours:
+            return line.tag
+    return None
 
 
 def _media_address(sdp: str) -> tuple[str, int]:
@@ -85,6 +107,10 @@ class RtpengineLeg:
     partner: RtpengineLeg | None = None
     version: int = 1
     playing: bool = False
+    srtp: bool = False
+    """The peer's side was last negotiated RTP/SAVP."""
+    sdes_key: bytes | None = None
+    """voicegw's SDES key as rtpengine holds it for the peer's side (offered once)."""
     on_digit: DigitHandler | None = None
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -134,22 +160,59 @@ class RtpengineBackend:
         return await self.client.request(message)
 
     async def _negotiate(self, leg: RtpengineLeg) -> None:
-        """(Re-)offer the vg side, answer with the peer's side: sets P and Q."""
+        """(Re-)offer the vg side, answer with the peer's side: sets P and Q.
+
+        The vg side is always PCMU, so any two legs' vg sides can be bridged; a peer that
+        speaks PCMA gets it through rtpengine's transcoding (``codec: transcode``), as the
+        relay does for it in process (relay.py).
+
+        SDES-SRTP (RFC 4568) is on the peer's side only, asked for with
+        ``transport-protocol: RTP/SAVP``. rtpengine offers the peer the keys it is
+        offered and keeps them on re-offers; so voicegw's key goes in once, in an offer
+        whose RTP/AVP stream carries it (rtpengine then protects what it sends the peer
+        with the key voicegw's SDP gave the peer: checked on every offer), and the next
+        offer, without it, turns the vg side back to plain RTP (an a=crypto there makes
+        rtpengine take the vg side for opportunistic SRTP, RFC 8643). The peer's answer
+        carries the peer's key, with which rtpengine unprotects what the peer sends."""
         target = leg.partner.vg_port if leg.partner is not None else DISCARD
         media = leg.remote or RemoteMedia(*DISCARD)
-        leg.version += 1
-        offered = await self._request(
-            "offer", leg, from_tag=VG, to_tag=PEER,
-            sdp=sdp_for(target[0], target[1], media.payload_type, media.dtmf_payload_type,
-                        leg.version),
-            replace=["origin", "session-connection"], flags=FLAGS)
+        keys = media.srtp
+        extra: dict[str, Any] = {}
+        if media.payload_type != VG_CODEC:
+            extra["codec"] = {"transcode": [_CODECS.get(media.payload_type, "PCMU/8000").split("/")[0]]}
+        if keys is not None or leg.srtp:
+            extra["transport_protocol"] = "RTP/SAVP" if keys is not None else "RTP/AVP"
+            extra["DTLS"] = "off"  # SDES only: rtpengine would offer DTLS-SRTP besides
+
+        async def offer(crypto: CryptoAttribute | None = None) -> dict[str, Any]:
+            leg.version += 1
+            return await self._request(
+                "offer", leg, from_tag=VG, to_tag=PEER,
+                sdp=sdp_for(target[0], target[1], VG_CODEC, media.dtmf_payload_type, leg.version,
+                            offer_crypto=crypto),
+                replace=["origin", "session-connection"], flags=FLAGS, **extra)
+
+        if keys is not None and leg.sdes_key != keys.ours:
+            await offer(CryptoAttribute(1, keys.suite, keys.ours))
+            leg.sdes_key = keys.ours
+        offered = await offer()
         leg.peer_port = _media_address(offered["sdp"])
+        leg.srtp = keys is not None
+        if keys is None:
+            leg.sdes_key = None
+        theirs = None
+        if keys is not None:
+            tag = _tag_of(offered["sdp"], keys)
+            if tag is None:  # rtpengine would protect with a key the peer does not know
+                leg.sdes_key = None  # offered again next time
+                raise NgError(f"rtpengine did not offer voicegw's SDES key ({keys.suite}) to the peer")
+            theirs = CryptoAttribute(tag, keys.suite, keys.theirs)
         if leg.remote is None:
             return
         answered = await self._request(
             "answer", leg, from_tag=VG, to_tag=PEER,
             sdp=sdp_for(media.address, media.port, media.payload_type,
-                        media.dtmf_payload_type, leg.version),
+                        media.dtmf_payload_type, leg.version, crypto=theirs),
             replace=["origin", "session-connection"], flags=FLAGS)
         leg.vg_port = _media_address(answered["sdp"])
 
