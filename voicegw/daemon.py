@@ -235,6 +235,9 @@ class Daemon:
             )
         )
         self.endpoint.core.admission = self._admit  # the store's backlog, the guard's limits
+        # OPTIONS pings get 503 until the API is up too: Kamailio's dispatcher (and the
+        # supervisor of --workers) must not send calls to a worker that is half started
+        self.endpoint.core.ready = False
         if (tls := self.endpoint.tls_address) is not None:  # Via of requests sent over TLS
             self.endpoint.core.config.tls_port = tls.port  # type: ignore[attr-defined]
         collector = self.collector = PeriodicCollector(loop, self.config.lifecycle.gc_interval)
@@ -248,6 +251,7 @@ class Daemon:
         # TLS contexts) blocks the loop for a few hundred ms on a busy machine, which
         # the guard would take for overload and refuse the first calls for
         self.endpoint.start_lag_probe()
+        self.endpoint.core.ready = True  # the API is up (or failed: calls matter more)
         log.info(
             "daemon.started",
             pid=os.getpid(),
@@ -390,6 +394,8 @@ class Daemon:
         engine = self._engine()
         if engine is not None:
             engine.draining = True  # from now on new INVITEs get 503 + Retry-After
+        if self.endpoint.core is not None:
+            self.endpoint.core.ready = False  # and OPTIONS pings 503: dispatchers look elsewhere
         self.stop()
 
     def _on_sighup(self) -> None:

@@ -88,7 +88,8 @@ def free_ports(count: int) -> int:
 
 class Workers:
     def __init__(self, workdir: Path, count: int = 2, *, calls: dict[str, Any] | None = None,
-                 sections: dict[str, Any] | None = None, args: tuple[str, ...] = (), rtp_ports: int = 80) -> None:
+                 sections: dict[str, Any] | None = None, args: tuple[str, ...] = (), rtp_ports: int = 80,
+                 profiles_dir: Path | None = None) -> None:
         self.workdir = workdir
         self.count = count
         self.base = free_ports(count)
@@ -97,7 +98,8 @@ class Workers:
         low = free_block(rtp_ports)
         data: dict[str, Any] = {**(sections or {}), "calls": calls or {},
                                 "api": {"port": self.api_port, "token_file": str(self.token_file)},
-                                "paths": {"tts_cache": str(TTS_CACHE)}, "profiles_dir": None, "flows_dir": None}
+                                "paths": {"tts_cache": str(TTS_CACHE)},
+                                "profiles_dir": str(profiles_dir) if profiles_dir else None, "flows_dir": None}
         data.setdefault("guard", {}).setdefault("max_loop_lag", 0)
         self.config = workdir / "voicegw-workers.yaml"
         self.config.write_text(yaml.safe_dump(data), encoding="utf-8")

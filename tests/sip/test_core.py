@@ -73,6 +73,21 @@ def test_options_answered_with_capabilities_and_via_stamped() -> None:
     assert events(core) == []
 
 
+def test_options_answered_503_while_not_ready_and_200_once_ready() -> None:
+    """A daemon starting (API not up) or draining: an out-of-dialog OPTIONS gets 503 with
+    Retry-After, so a dispatcher pinging it (2xx = up) sends no calls; INVITEs are not
+    refused for it (a call already on its way is still taken)."""
+    core = UserAgentCore()
+    core.ready = False
+    (resp,) = feed(core, req("OPTIONS"))
+    assert resp.status == 503 and resp.headers.get("retry-after") == "1" and "allow" not in resp.headers
+    (trying,) = feed(core, req("INVITE", branch="z9hG4bKinv"))
+    assert trying.status == 100
+    core.ready = True
+    (resp,) = feed(core, req("OPTIONS", branch="z9hG4bKo2"))
+    assert resp.status == 200 and "INVITE" in resp.headers.get("allow")
+
+
 def test_unknown_method_501_known_unsupported_405_with_allow() -> None:
     core = UserAgentCore()
     (r501,) = feed(core, req("FROBNICATE"))

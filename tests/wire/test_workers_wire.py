@@ -8,17 +8,27 @@ dialog - ACK, BYE, REFER, NOTIFY - reaches the worker that owns it (Kamailio's t
 where it loose-routed each one, and the workers' own logs, each line tagged with its
 worker); transfers by INVITE, REFER, BYE and warm started through the one control API
 (which must find the call on its worker), and the bot's REFER; the CLI lists the calls
-of both workers through that API.
+of both workers through that API. Apart from the farm (its own two workers, a carrier
+profile pinging a sipp gateway): ``/trunks`` and ``/debug/objects`` merge both workers,
+and a worker answers OPTIONS 503 while it drains and, restarted, until its control API
+is up (Kamailio's dispatcher takes a worker for up on a 2xx to its ping).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from peers.calls import HOST, SIPP, SippPeer
+import yaml
+from peers.caller import Caller
+from peers.calls import HOST, SCENARIOS, SIPP, SippPeer
 from peers.daemon import wait_until
 from peers.farm import KAMAILIO, Dispatcher, HeldPort, Workers
 
@@ -233,3 +243,115 @@ def test_status_and_metrics_merge_both_workers(farm: Farm) -> None:
     shown = farm.workers.cli("status")
     assert shown.returncode == 0 and "worker 0 " in shown.stdout and "worker 1 " in shown.stdout, shown.stdout
     assert farm.workers.http("GET", "/calls", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def options(port: int, local: int) -> bytes:
+    branch = os.urandom(6).hex()
+    return (f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{branch};rport\r\n"
+            f"From: <sip:probe@{HOST}>;tag={branch}\r\nTo: <sip:{HOST}:{port}>\r\n"
+            f"Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+def ping(port: int, until: Callable[[bytes], bool], timeout: float = 90.0) -> list[bytes]:
+    """OPTIONS to ``port`` every 20 ms (as Kamailio's pings, faster) until an answer
+    satisfies ``until``; every answer, in order."""
+    answers: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(0.02)
+        local = sock.getsockname()[1]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.sendto(options(port, local), (HOST, port))
+            try:
+                answers.append(sock.recv(65535))
+            except TimeoutError:
+                continue
+            if until(answers[-1]):
+                return answers
+    raise AssertionError(f"no such answer to OPTIONS within {timeout} s: {[a[:12] for a in answers[-20:]]}")
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.timeout(300)
+def test_trunks_and_objects_of_both_workers_and_pings_503_while_a_worker_drains_or_starts(
+        tmp_path: Path) -> None:
+    """Both workers ping the carrier's gateway (a sipp that answers OPTIONS): ``/trunks``
+    lists each worker's row, ``voicegw trunks`` shows them; ``/debug/objects`` sums the
+    workers' counts and keeps each one's. Worker 1, with a call up, gets SIGTERM: while
+    it drains it answers OPTIONS 503 with Retry-After (Kamailio takes it out); the call
+    ends, the worker exits and is restarted; pinged from its exit on, it answers 503 or
+    nothing until its first 200, and at that moment its control API already answers
+    (its objects are in the merged view)."""
+    gateway = SippPeer("gateway", SCENARIOS / "gateway_options.xml", tmp_path, calls=100_000, timeout=280).start()
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"], "trunk": f"sip:{{number}}@{HOST}:{gateway.port}",
+        "health": {"interval": 0.5, "timeout": 1.0, "down_after": 2, "up_after": 1}}))
+    workers = Workers(tmp_path, 2, profiles_dir=profiles)
+    caller: Caller | None = None
+    try:
+        workers.start()
+        rows: list[dict] = []
+
+        def both_up() -> bool:
+            rows[:] = workers.http("GET", "/trunks").json()["gateways"]
+            return sorted((r["worker"], r["state"]) for r in rows) == [(0, "up"), (1, "up")]
+
+        assert wait_until(both_up, 30.0, 0.3), rows
+        assert {r["gateway"] for r in rows} == {f"udp:{HOST}:{gateway.port}"}
+        assert workers.http("GET", "/trunks").json()["registrations"] == []
+        shown = workers.cli("trunks")
+        assert shown.returncode == 0, shown.stderr
+        assert [line.split()[:4] for line in shown.stdout.splitlines() if f":{gateway.port}" in line] == [
+            ["0", "carrier", f"udp:{HOST}:{gateway.port}", "up"], ["1", "carrier", f"udp:{HOST}:{gateway.port}", "up"]]
+
+        objects = workers.http("GET", "/debug/objects")
+        assert objects.status_code == 200, objects.text
+        merged = objects.json()
+        each = merged["workers"]
+        assert set(each) == {"0", "1"}
+        for part, key in (("core", "requests_received"), ("core", "responses_received"), ("asyncio", "tasks")):
+            assert merged[part][key] == each["0"][part][key] + each["1"][part][key], (part, key)
+        assert each["0"]["core"]["responses_received"] > 0 and each["1"]["core"]["responses_received"] > 0
+        assert len(merged["gc"]["counts"]) == 3
+
+        port = workers.ports[1]
+        assert status_of(ping(port, lambda a: True, 10.0)[-1]) == 200
+        caller = Caller((HOST, port))
+        assert caller.invite().status == 200  # the demo flow answers: worker 1 has a call up
+        pid = workers.worker_pid(1)
+        os.kill(pid, signal.SIGTERM)
+        assert wait_until(lambda: any(e.get("worker") == 1 for e in workers.events("daemon.stopping")), 20.0)
+        draining = ping(port, lambda a: True, 10.0)[-1]
+        assert status_of(draining) == 503 and b"\r\nRetry-After: 1\r\n" in draining, draining
+        assert caller.bye().status == 200  # the drain ends, the worker exits; the supervisor restarts it
+        assert wait_until(lambda: workers.events("worker.died", worker=1, pid=pid), 30.0), workers.lines[-20:]
+        seen: list[httpx.Response] = []
+
+        def up(answer: bytes) -> bool:
+            if status_of(answer) != 200:
+                return False
+            seen.append(workers.http("GET", "/debug/objects"))  # at once: is its API up?
+            return True
+
+        answers = ping(port, up)
+        assert {status_of(a) for a in answers[:-1]} <= {503}, [a[:12] for a in answers]
+        assert seen[0].status_code == 200 and set(seen[0].json()["workers"]) == {"0", "1"}, \
+            f"a 200 to OPTIONS before worker 1's API answered: {seen[0].text[:300]}\n" + "\n".join(workers.lines[-20:])
+        assert workers.worker_pid(1) != pid
+    finally:
+        if caller is not None:
+            caller.close()
+        gateway.stop()
+        if workers.running():
+            try:
+                workers.terminate()
+            finally:
+                workers.kill()

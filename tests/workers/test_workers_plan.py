@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from voicegw.workers.aggregate import merge_calls, merge_metrics, merge_status
+from voicegw.workers.aggregate import merge_calls, merge_metrics, merge_objects, merge_status, merge_trunks
 from voicegw.workers.plan import PlanError, plan
 
 
@@ -72,3 +72,23 @@ def test_metrics_label_every_sample_with_its_worker_and_name_each_family_once() 
     samples = {(s.name, s.labels["worker"]): s.value for f in families.values() for s in f.samples}
     assert samples == {("voicegw_calls_total", "0"): 3.0, ("voicegw_calls_total", "1"): 4.0,
                        ("voicegw_active_calls", "0"): 1.0, ("voicegw_active_calls", "1"): 1.0}
+
+
+def test_objects_sum_each_count_and_keep_each_workers_snapshot() -> None:
+    one = {"engine": {"calls": 2, "legs": 4}, "gc": {"counts": [10, 2, 1], "found_now": None},
+           "python": {"traced_kib": None}}
+    two = {"engine": {"calls": 1, "legs": 2}, "gc": {"counts": [5, 0, 3], "found_now": None},
+           "python": {"traced_kib": None}}
+    merged = merge_objects([(0, one), (1, two)])
+    assert merged["engine"] == {"calls": 3, "legs": 6}
+    assert merged["gc"] == {"counts": [15, 2, 4], "found_now": None} and merged["python"] == {"traced_kib": None}
+    assert merged["workers"] == {"0": one, "1": two}
+    assert merge_objects([(1, two)])["engine"] == {"calls": 1, "legs": 2}
+
+
+def test_trunks_keep_every_workers_rows_marked_with_it() -> None:
+    row = {"trunk": "carrier", "gateway": "udp:192.0.2.1:5060", "state": "up"}
+    merged = merge_trunks([(0, {"registrations": [], "gateways": [row]}),
+                           (1, {"registrations": [{"trunk": "carrier"}], "gateways": [{**row, "state": "down"}]})])
+    assert merged == {"registrations": [{"trunk": "carrier", "worker": 1}],
+                      "gateways": [{**row, "worker": 0}, {**row, "state": "down", "worker": 1}]}

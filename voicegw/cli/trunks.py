@@ -17,9 +17,20 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:g}s"
 
 
+def _workers(rows: list[dict[str, Any]]) -> bool:
+    """Rows of ``voicegw run --workers N`` (each worker registers and pings on its own)."""
+    return any("worker" in row for row in rows)
+
+
+def _lead(row: dict[str, Any], workers: bool) -> tuple[str, ...]:
+    return (str(row.get("worker", "")),) if workers else ()
+
+
 def registration_rows(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("trunk", "state", "aor", "registrar", "expires", "next", "last", "reason"):
+    workers = _workers(rows)
+    lead = ("worker",) if workers else ()
+    for column in lead + ("trunk", "state", "aor", "registrar", "expires", "next", "last", "reason"):
         table.add_column(column)
     for row in rows:
         if row["refresh_in"] is not None:
@@ -31,14 +42,16 @@ def registration_rows(rows: list[dict[str, Any]]) -> Table:
         last = "-" if row["last_status"] is None else str(row["last_status"])
         if row["last_rtt_ms"] is not None and isinstance(row["last_status"], int):
             last += f" ({row['last_rtt_ms']:g} ms)"
-        table.add_row(row["trunk"], row["state"], row["aor"], row["registrar"],
+        table.add_row(*_lead(row, workers), row["trunk"], row["state"], row["aor"], row["registrar"],
                       _seconds(row["expires"]), upcoming, last, row["reason"] or "")
     return table
 
 
 def gateway_rows(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("trunk", "gateway", "state", "last ping", "pings"):
+    workers = _workers(rows)
+    lead = ("worker",) if workers else ()
+    for column in lead + ("trunk", "gateway", "state", "last ping", "pings"):
         table.add_column(column)
     for row in rows:
         last = "-" if row["last_status"] is None else str(row["last_status"])
@@ -46,7 +59,8 @@ def gateway_rows(rows: list[dict[str, Any]]) -> Table:
             last += f" ({row['last_rtt_ms']:g} ms)"
         if row["dns_error"]:
             last += f"; DNS: {row['dns_error']}"
-        table.add_row(row["trunk"], row["gateway"] or row["target"], row["state"], last, str(row["pings"]))
+        table.add_row(*_lead(row, workers), row["trunk"], row["gateway"] or row["target"],
+                      row["state"], last, str(row["pings"]))
     return table
 
 

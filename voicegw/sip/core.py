@@ -141,6 +141,10 @@ class UserAgentCore:
         """Asked for each new INVITE outside a dialog (the transport guard's overload and
         per-source call limits); an error it returns is answered statelessly, before any
         transaction exists (a :class:`Refused` with its Reason and Retry-After)."""
+        self.ready = True
+        """Whether we take calls: False while the daemon starts (its control API is not up
+        yet) and once it drains. An out-of-dialog OPTIONS is then answered 503, so a
+        dispatcher that pings (Kamailio's, 2xx = up) sends its calls elsewhere."""
 
     # ------------------------------------------------------------------ entry points
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
@@ -376,6 +380,8 @@ class UserAgentCore:
                 return 481, None, None  # 12.2.2
             return 0, None, None
         if method == "OPTIONS":
+            if not self.ready:  # 21.5.4: temporarily unable; Retry-After (20.33) when to ask again
+                return 503, "not ready", Headers([("Retry-After", "1")])
             return 200, None, self._capabilities()
         if request.max_forwards == 0:
             return 483, None, None  # 8.2.2.1... a UAS that would route on; we are the target

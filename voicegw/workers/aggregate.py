@@ -3,7 +3,9 @@
 The records store is shared by every worker (one SQLite file with a run lock per
 worker, or PostgreSQL), so what comes from it (``records``, ``containment``) is the
 same in every worker's answer and taken once; what each worker counts in memory
-(calls, transfers, SIP responses, process figures) is summed.
+(calls, transfers, SIP responses, process figures, the objects it holds) is summed;
+what each worker runs on its own (its trunks' registrations and gateway pings) is
+listed row by row, each row marked with its ``worker``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ SHARED = ("records", "containment", "version")
 
 
 def add(a: Any, b: Any) -> Any:
-    """Numbers summed, mappings merged key by key (recursively); anything else: ``a``."""
+    """Numbers summed, mappings merged key by key (recursively), lists of numbers of one
+    length summed item by item (gc's per-generation counts); anything else: ``a``."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a or b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -29,6 +32,9 @@ def add(a: Any, b: Any) -> Any:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return {key: add(a[key], b[key]) if key in a and key in b else a.get(key, b.get(key))
                 for key in (*a, *(k for k in b if k not in a))}
+    if (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (*a, *b))):
+        return [x + y for x, y in zip(a, b)]
     return a if a is not None else b
 
 
@@ -56,6 +62,24 @@ def _merge_rows(rows: Iterable[Mapping[str, Any]], more: Iterable[Mapping[str, A
         by_key[row[key]] = add(by_key[row[key]], row) if row[key] in by_key else dict(row)
         by_key[row[key]][key] = row[key]
     return list(by_key.values())
+
+
+def merge_objects(answers: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[str, Any]:
+    """``/debug/objects`` of every worker: each count summed (after a load, every sum is
+    back to its value before when every worker's is), and each worker's own snapshot
+    under ``workers`` (which one holds what)."""
+    total: dict[str, Any] = {}
+    for _, snapshot in answers:
+        total = add(total, snapshot) if total else dict(snapshot)
+    total["workers"] = {str(index): snapshot for index, snapshot in answers}
+    return total
+
+
+def merge_trunks(answers: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``/trunks`` of every worker: each registers and pings on its own, so every row is
+    kept, marked with its ``worker``."""
+    return {part: [{**row, "worker": index} for index, answer in answers for row in answer.get(part, ())]
+            for part in ("registrations", "gateways")}
 
 
 def merge_calls(answers: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """The one control API in front of the workers: the same routes as a worker's
 (api/app.py), answered by asking the workers' own APIs on loopback.
 
-- ``/calls``, ``/status``, ``/metrics``: every worker's, merged (aggregate.py); a
-  worker that does not answer (dead, restarting) is left out and shown in ``workers``;
+- ``/calls``, ``/status``, ``/metrics``, ``/trunks``, ``/debug/objects``: every
+  worker's, merged (aggregate.py); a worker that does not answer (dead, restarting) is
+  left out and shown in ``workers``;
 - ``/reload``: every worker reloads; refused when one refuses;
-- ``/records``, ``/report``, ``/trunks``, ``/probes``...: the first live worker's
+- ``/records``, ``/report``, ``/probes``...: the first live worker's
   (the store is shared, so any worker tells the same);
 - anything about one call or transfer (``/calls/ID/...``, ``/transfers/ID``,
   transcript links ``/t/...``): asked of each worker in turn until one knows it (a
@@ -27,7 +28,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from .aggregate import merge_calls, merge_metrics, merge_status
+from .aggregate import merge_calls, merge_metrics, merge_objects, merge_status, merge_trunks
 
 
 class WorkerSet(Protocol):
@@ -114,6 +115,20 @@ def create_app(supervisor: WorkerSet) -> FastAPI:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(merge_metrics([(i, a.text) for i, a in answers]), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/trunks")
+    async def trunks(request: Request) -> Response:
+        answers = await ask_all(request, "/trunks")
+        if (problem := refused(answers)) is not None:
+            return problem
+        return JSONResponse(merge_trunks([(i, a.json()) for i, a in answers]))
+
+    @app.get("/debug/objects")
+    async def debug_objects(request: Request) -> Response:
+        answers = await ask_all(request, "/debug/objects")
+        if (problem := refused(answers)) is not None:
+            return problem
+        return JSONResponse(merge_objects([(i, a.json()) for i, a in answers]))
 
     @app.post("/reload")
     async def reload(request: Request) -> Response:

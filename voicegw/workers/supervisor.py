@@ -128,8 +128,9 @@ class Supervisor:
                  sip_port=worker.plan.sip_port, rtp_ports=worker.plan.rtp_ports, restarts=worker.restarts)
 
     async def _wait_ready(self, worker: Worker) -> bool:
-        """Until the worker answers an OPTIONS on its SIP port, then /health on its API
-        (when it has one): what Kamailio and the operator will ask of it."""
+        """Until the worker answers an OPTIONS on its SIP port with a 2xx (it answers 503
+        until its API is up), then /health on its API (when it has one): what Kamailio
+        and the operator will ask of it."""
         deadline = time.monotonic() + READY_TIMEOUT
         if not await self._sip_answers(worker, deadline):
             return False
@@ -152,14 +153,15 @@ class Supervisor:
         return False
 
     async def _sip_answers(self, worker: Worker, deadline: float) -> bool:
-        """An OPTIONS to the worker's UDP port (RFC 3261 section 11) until any answer."""
+        """An OPTIONS to the worker's UDP port (RFC 3261 section 11) until a 2xx answer:
+        what Kamailio's dispatcher takes for up (``ds_ping_reply_codes``)."""
         loop = asyncio.get_running_loop()
         host = "127.0.0.1" if self.sip_host in ("0.0.0.0", "::", "") else self.sip_host
         answered = asyncio.Event()
 
         class _Probe(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: Any) -> None:
-                if data.startswith(b"SIP/2.0 "):
+                if data.startswith(b"SIP/2.0 2"):
                     answered.set()
 
         transport, _ = await loop.create_datagram_endpoint(_Probe, remote_addr=(host, worker.plan.sip_port))
@@ -169,7 +171,7 @@ class Supervisor:
                     return False
                 transport.sendto(_options(host, worker.plan.sip_port, transport.get_extra_info("sockname")))
                 try:
-                    await asyncio.wait_for(answered.wait(), 0.5)
+                    await asyncio.wait_for(answered.wait(), 0.2)  # a 503 (starting): ask again soon
                     return True
                 except TimeoutError:
                     continue
