@@ -18,8 +18,10 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,7 +112,6 @@ class PgCluster:
         """A new empty database; its DSN."""
         self._databases += 1
         name = f"records{self._databases}"
-        import psycopg  # here, not at import: conftest imports this module for every test
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -127,3 +128,73 @@ class PgCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CommitCutter:
+    """A TCP relay in front of a cluster that cuts one connection right after the server
+    answered a COMMIT: once ``arm()`` ed, the first server reply carrying the COMMIT's
+    CommandComplete (tag ``COMMIT``) is not passed on and both sides are closed. The
+    client is left not knowing whether its transaction is in; the server has committed
+    it (it answers only after). ``dsn(dsn)`` points a DSN at the relay; ``close()``
+    stops it (its threads end with their sockets)."""
+
+    TAG = b"C\x00\x00\x00\x0bCOMMIT\x00"  # CommandComplete, length 4 + len("COMMIT\0")
+
+    def __init__(self, port: int) -> None:
+        self.upstream = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        self._armed = threading.Event()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def dsn(self, dsn: str) -> str:
+        parts = [p for p in dsn.split() if not p.startswith("port=")]
+        return " ".join([*parts, f"port={self.port}"])
+
+    def arm(self) -> None:
+        self._armed.set()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            server = socket.create_connection(self.upstream, timeout=10)
+            client.settimeout(None)
+            server.settimeout(None)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                if from_server and self._armed.is_set() and self.TAG in tail + data:
+                    self._armed.clear()
+                    self.cuts += 1
+                    break  # the answer is dropped: both sides closed below
+                sink.sendall(data)
+                tail = data[-len(self.TAG):]
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.listener.close()
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -1,7 +1,9 @@
 """The PostgreSQL store's own behaviour (the shared contract is test_store.py, run on
 both backends): a clear error at start for a bad DSN or a server that refuses, the
 writer riding out a server outage without losing what it had queued, the worker id on
-runs and calls, and the migrations run once when workers start together."""
+runs and calls, the migrations run once when workers start together, a worker starting
+while a live worker's connection is cut leaving that worker's calls alone, and a batch
+whose COMMIT answer was cut not written twice."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 import psycopg
 import pytest
 from peers.net import free_port
-from peers.postgres import PgCluster
+from peers.postgres import CommitCutter, PgCluster
 from structlog.testing import capture_logs
 
 from voicegw.engine.events import (
@@ -25,6 +27,7 @@ from voicegw.engine.events import (
     TransferSucceeded,
 )
 from voicegw.store import SCHEMA_VERSION, PgStore, StoreError, StoreUnavailable
+from voicegw.store.recovery import RUN_LOCK
 
 
 def test_a_refused_connection_is_one_line_naming_the_server_not_the_password() -> None:
@@ -145,3 +148,83 @@ def test_a_stop_during_an_outage_gives_up_after_its_timeout_and_says_what_was_lo
         assert (stats.written, stats.failed, stats.queued) == (1, 3, 0)
         names = [e["event"] for e in logs]
         assert "store.flush_timeout" in names and "store.outage_abandoned" in names
+
+
+def _run_locked(dsn: str, run_id: int) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return bool(conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
+            " AND objid::bigint = %s AND objsubid = 2", (RUN_LOCK, run_id)).fetchone()[0])
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_starting_while_a_live_workers_connection_is_cut_leaves_its_calls_open(pg_dsn: str) -> None:
+    """w1 lives with a call up, but its connection is cut (a network blip: its run's lock
+    goes with it); w2 starts meanwhile and recovers nothing (only a restarted w1 would);
+    w1 writes on, reconnects, takes its lock back, and its call ends as it did."""
+    live = PgStore.open(pg_dsn, worker="w1")
+    other = None
+    try:
+        live.record("live;1", "live", CallStarted("udp:127.0.0.1:5062", "sip:x@y", "a"), at=1000.0)
+        live.record("live;1", "live", CallConnected("answered", ""), at=1001.0)
+        assert live.flush(10)
+        run_id = live.writer.run_id
+        assert _run_locked(pg_dsn, run_id)
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            (cut,) = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                   " WHERE application_name = 'voicegw w1'").fetchall()
+            assert cut == (True,)
+        deadline = time.monotonic() + 30
+        while _run_locked(pg_dsn, run_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _run_locked(pg_dsn, run_id), "the cut connection's lock is gone"
+        other = PgStore.open(pg_dsn, worker="w2")
+        assert other.recovery.runs == ()
+        assert other.call("live")["state"] == "connected"
+        with capture_logs() as logs:
+            live.record("live;1", "live", CallEnded("hung up", "caller hung up"), at=1002.0)
+            assert live.flush(30)
+        assert "store.reconnected" in [e["event"] for e in logs]
+        assert _run_locked(pg_dsn, run_id), "the live run holds its lock again"
+        record = other.call("live")
+        assert (record["state"], record["outcome"], record["ended_at"]) == ("ended", "completed", 1002.0)
+        assert not [e for e in record["events"] if e["detail"].get("recovered")]
+    finally:
+        for s in (live, other):
+            if s is not None:
+                s.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_whose_commit_answer_was_cut_is_not_written_twice(pg_cluster: PgCluster, pg_dsn: str) -> None:
+    """The writer's connection drops right after the server committed a batch, before the
+    answer reached voicegw (a relay cuts it there); the writer reconnects, finds its
+    batch in (runs.committed) and does not apply it again: one row per event, the
+    counters and lists bumped once."""
+    cutter = CommitCutter(pg_cluster.port)
+    s = PgStore.open(cutter.dsn(pg_dsn), worker="w1")
+    try:
+        events = [CallStarted("udp:127.0.0.1:5062", "sip:x@y", "a"),
+                  TransferStarted("t1", "invite", "sip:agent@pbx", "api"), TransferProgress("t1", 180),
+                  LegAcked("caller")]
+        for n, event in enumerate(events[:2]):
+            s.record("cut;1", "cut", event, at=1000.0 + n)
+        assert s.flush(10)
+        cutter.arm()
+        with capture_logs() as logs:
+            for n, event in enumerate(events[2:], 2):  # the first batch now has its answer cut
+                s.record("cut;1", "cut", event, at=1000.0 + n)
+            assert s.flush(30)
+        assert cutter.cuts == 1
+        record = s.call("cut")
+        assert [e["event"] for e in record["events"]] == [e.name for e in events]
+        names = [e["event"] for e in logs]
+        assert "store.outage" in names and "store.commit_was_in" in names and "store.reconnected" in names
+        assert record["transfers"][0]["progress"] == [180]
+        stats = s.writer.statistics()
+        assert (stats.written, stats.failed, stats.outages) == (4, 0, 1)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT event_count FROM calls WHERE key = 'cut;1'").fetchone() == (4,)
+    finally:
+        s.close()
+        cutter.close()

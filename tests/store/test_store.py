@@ -459,7 +459,7 @@ def crash_child(path: Path | str) -> None:
 def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(where: str) -> None:
     path = where
     crash_child(path)
-    s = open_at(path, clock=lambda: 5000.0, worker="w2")
+    s = open_at(path, clock=lambda: 5000.0, worker="w1")  # the worker, restarted
     try:
         assert (s.recovery.runs, s.recovery.calls, s.recovery.transfers) == ((1,), 2, 1)
         up = s.call("up")
@@ -479,7 +479,7 @@ def test_recovery_closes_cut_calls_and_pending_transfers_of_a_killed_run(where: 
         assert s.totals()["transfers"]["by_status"] == {"restart": 1}
     finally:
         s.close()
-    assert rows(path, "SELECT id, worker, recovered_by FROM runs ORDER BY id") == [(1, "w1", 2), (2, "w2", None)]
+    assert rows(path, "SELECT id, worker, recovered_by FROM runs ORDER BY id") == [(1, "w1", 2), (2, "w1", None)]
     # the worker that owned each call
     assert rows(path, "SELECT key, worker FROM calls ORDER BY key") == [
         ("done;3", "w1"), ("ringing;2", "w1"), ("up;1", "w1")]

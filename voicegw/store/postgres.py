@@ -16,17 +16,17 @@ committed survives a crash of voicegw and of the database server.
 
 Runs and workers. The writer's connection holds the run's advisory lock
 ``(recovery.RUN_LOCK, run id)`` for as long as the run lives; the server drops it when
-the worker dies (its socket closes), so the next worker to start closes the dead run's
-open calls as ``restart`` (recovery.py). ``runs.worker``/``calls.worker`` carry the
-worker id (``store.worker_id``).
+the worker dies (its socket closes), so the worker that starts in its place (the same
+worker id) closes the dead run's open calls as ``restart`` (recovery.py). ``runs.worker``/
+``calls.worker`` carry the worker id (``store.worker_id``).
 
 Outage. A lost server never stops calls: the writer keeps the batch, reconnects and
 retries (writer.py: Outage) and takes the run's lock again; entries go on queueing
 meanwhile, none dropped (past ``max_queue`` new calls are refused: writer.py, Backlog). Reads (API) fail while the server is down
 (:class:`StoreUnavailable`, after ``READ_TIMEOUT``). A worker that starts while
-another's connection is down sees that run's lock free and closes its open calls as
-``restart``; those calls' later entries then find them ended (their end is kept as
-recovered, their timeline still grows).
+another's connection is down sees that run's lock free, but recovers only the runs of
+its own worker id: the live worker's calls stay open. A batch whose COMMIT was cut is
+not applied twice (writer.py: ``runs.committed``).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class PgStore(RecordStore):
         try:
             version = migrate(conn)
             run_id, _ = register_run(conn, clock(), worker, partial(_lock_run, conn))
-            recovery = recover(conn, run_id, pg_run_is_dead(conn))
+            recovery = recover(conn, run_id, pg_run_is_dead(conn), own_worker=True, worker=worker)
             pool = ConnectionPool(dsn, min_size=1, max_size=max(1, pool_size), open=True, timeout=READ_TIMEOUT,
                                   kwargs={"autocommit": True, "row_factory": dict_row,
                                           **_timeouts(dsn, worker)},

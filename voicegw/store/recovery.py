@@ -11,8 +11,14 @@ workers) sharing one database; a pid check would not (pids are reused, hosts dif
   The recovering run tests it with ``pg_try_advisory_xact_lock`` inside its recovery
   transaction, so a dead run stays "taken" until its records are closed.
 
-Whoever starts next (the dead worker restarted, or any other worker) recovers every dead
-run; ``runs.worker`` and ``calls.worker`` say which worker a run and a call belonged to.
+On SQLite whoever starts next (the dead worker restarted, or any other worker) recovers
+every dead run: a flock is dropped only with its process. On PostgreSQL a worker recovers
+only the runs of its own worker id (``runs.worker``; a daemon with none, those with none):
+an advisory lock is also dropped when a live worker's connection is cut (a database
+outage, a network partition), and a worker starting meanwhile must not close that live
+worker's calls. A worker id is the supervisor's slot (``voicegw run --workers``) or the
+operator's name for a process, so the run it recovers is the one it restarts.
+``calls.worker`` says which worker a call belonged to.
 
 Rules, applied in one transaction (all or nothing), to runs that are dead:
 
@@ -98,15 +104,18 @@ def pg_run_is_dead(conn: Any) -> Callable[[int], bool]:
     return dead
 
 
-def recover(conn: Any, run_id: int, is_dead: Callable[[int], bool]) -> Recovery:
-    """Close the records of dead runs (``conn`` in autocommit mode)."""
+def recover(conn: Any, run_id: int, is_dead: Callable[[int], bool], *, own_worker: bool = False,
+            worker: str | None = None) -> Recovery:
+    """Close the records of dead runs (``conn`` in autocommit mode); ``own_worker``: only
+    those of ``worker`` (PostgreSQL, see the module docstring)."""
     dialect = dialect_of(conn)
     conn.execute(dialect.begin)
     try:
+        scope = " AND coalesce(worker, '') = ?" if own_worker else ""
         candidates = [row[0] for row in conn.execute(
             "SELECT id FROM runs WHERE id != ? AND recovered_by IS NULL AND (stopped_at IS NULL"
             " OR EXISTS (SELECT 1 FROM calls WHERE calls.run_id = runs.id AND state != 'ended'))"
-            " ORDER BY id", (run_id,))]
+            f"{scope} ORDER BY id", (run_id, *((worker or "",) if own_worker else ())))]
         dead = [run for run in candidates if is_dead(run)]
         if not dead:
             conn.execute("COMMIT")

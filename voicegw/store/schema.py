@@ -120,6 +120,11 @@ SOURCE: list[list[str]] = [
         )""",
         "CREATE INDEX desk_sessions_expires ON desk_sessions (expires_at)",
     ],
+    # 6: the writer's transactions, numbered: a batch whose COMMIT was cut (PostgreSQL:
+    # the connection dropped before the answer came) is not applied twice (writer.py)
+    [
+        "ALTER TABLE runs ADD COLUMN committed INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 

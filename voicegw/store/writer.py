@@ -32,10 +32,16 @@ is lost: ``conn.lost()``), nothing is replayed or counted as failed: the batch i
 and the thread waits (0.2 s doubling to 5 s), reconnects (``reconnect``, which also
 takes the run's lock again) and retries the same batch until it commits. Meanwhile
 ``put`` goes on queueing, so calls never wait: past ``max_queue`` new calls are refused
-(Backlog, above), and everything queued is written when the server is back. A batch whose COMMIT was cut may be applied twice:
-the call and transfer rows are upserts and end the same, the timeline may show a
-duplicate event. :meth:`durable` waiters wait for the retry (the engine bounds its
-wait: b2bua.recorded); :meth:`close` gives up after its timeout.
+(Backlog, above), and everything queued is written when the server is back.
+:meth:`durable` waiters wait for the retry (the engine bounds its wait: b2bua.recorded);
+:meth:`close` gives up after its timeout.
+
+A COMMIT cut mid-way. The connection can drop after the server committed but before
+its answer arrived: the writer cannot tell from here whether the batch is in. Each of
+its transactions is numbered and sets ``runs.committed`` to its number inside the
+transaction, so after reconnecting the writer reads ``committed`` back: at the batch's
+number or past it, the batch is in and is not applied again (the timeline gets no
+duplicate event, no counter or list is bumped twice); below it, it is retried.
 
 Durability barrier. Entries are numbered as they are enqueued; :meth:`flush` (blocking)
 and :meth:`durable` (awaitable) return once everything enqueued before the call has
@@ -125,6 +131,7 @@ class Writer:
         self.backlogs = 0
         self.peak_queued = 0
         self._backlogged = False
+        self._number = 0  # the last transaction's number (runs.committed), with a reconnect
 
     def start(self) -> None:
         self._thread.start()
@@ -249,7 +256,7 @@ class Writer:
     def _write(self, batch: list[Entry]) -> None:
         started = time.perf_counter()
         try:
-            self._transaction(batch)
+            self._transaction(batch, self._next())
             self.written += len(batch)
         except Exception as error:
             if self._lost():
@@ -264,7 +271,7 @@ class Writer:
         log.error("store.batch_failed", error=repr(error), entries=len(batch))
         for entry in batch:  # one transaction per entry: a bad one costs only itself
             try:
-                self._transaction([entry])
+                self._transaction([entry], self._next())
                 self.written += 1
             except Exception as entry_error:
                 self.failed += 1
@@ -279,6 +286,7 @@ class Writer:
     def _outage(self, batch: list[Entry], error: Exception) -> None:
         """Reconnect and retry ``batch`` until it commits (module docstring: Outage)."""
         self.outages += 1
+        number = self._number  # the cut transaction's: the retry keeps it
         down = time.monotonic()
         log.error("store.outage", error=repr(error), entries=len(batch), queued=self._queue.qsize())
         delay = 0.2
@@ -289,7 +297,10 @@ class Writer:
                     self.conn.close()
                     assert self._reconnect is not None
                     self.conn = self._reconnect()
-                self._transaction(batch)
+                if self._committed() >= number:
+                    log.warning("store.commit_was_in", entries=len(batch), transaction=number)
+                else:
+                    self._transaction(batch, number)
             except Exception as retry_error:
                 if self._lost():
                     continue
@@ -303,13 +314,27 @@ class Writer:
         self.failed += len(batch)
         log.error("store.outage_abandoned", entries=len(batch), queued=self._queue.qsize())
 
-    def _transaction(self, entries: list[Entry]) -> None:
+    def _next(self) -> int | None:
+        """The next transaction's number; None where no COMMIT can be cut (SQLite: no
+        reconnect, a COMMIT either returns or the process is gone)."""
+        if self._reconnect is None:
+            return None
+        self._number += 1
+        return self._number
+
+    def _committed(self) -> int:
+        row = self.conn.execute("SELECT committed FROM runs WHERE id = ?", (self.run_id,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _transaction(self, entries: list[Entry], number: int | None = None) -> None:
         conn = self.conn
         batch = getattr(conn, "batch", None)  # PostgreSQL: pipeline mode (dialect.PgConnection)
         try:
             with batch() if batch is not None else nullcontext():
                 conn.execute(self._begin)
                 self._apply(conn, self.run_id, entries)
+                if number is not None:  # in the same transaction: in if and only if the batch is
+                    conn.execute("UPDATE runs SET committed = ? WHERE id = ?", (number, self.run_id))
                 conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
