@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 from peers.calls import CallLab
 from peers.pjsua import PjsuaLab
+from peers.ports import leases_of_test
 from peers.postgres import PgCluster
 
 # Hypothesis' per-example deadline (200 ms) measures the machine, not the code: on a
@@ -33,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and of the files otherwise, stays the collection's."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.path.parent.name != "wire")
+
+
+@pytest.fixture(autouse=True)
+def _port_leases():
+    """The ports a test leased (peers/ports.py) go back to the pool when it ends: its
+    peers are stopped by then (this fixture is set up first, so torn down last)."""
+    with leases_of_test():
+        yield
 
 
 @pytest.fixture

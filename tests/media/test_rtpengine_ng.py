@@ -17,6 +17,7 @@ import time
 
 import pytest
 from peers.net import free_port
+from peers.ports import free_block
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -303,7 +304,7 @@ def _media_port(sdp: str) -> int:
                     "scripts/bench/rtp_relay.py --rtpengine installs it)")
 def test_real_rtpengine_offer_answer_relay_delete(tmp_path):
     ng_port = free_port()
-    low = 50000 + 2 * (ng_port % 2000)
+    low = free_block(100)
     log = (tmp_path / "rtpengine.log").open("wb")
     proc = subprocess.Popen(
         [RTPENGINE, "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",

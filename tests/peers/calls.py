@@ -1,7 +1,7 @@
 """Call-level fixtures for the B2BUA wire tests: the daemon, sipp peers, a raw caller.
 
-Builds on tests/peers (DaemonProcess, free_port, the UDP helpers) without changing
-it. Everything here runs on 127.0.0.1, on ports picked free at the time; every process
+Builds on tests/peers (DaemonProcess, the leased ports of ports.py, the UDP helpers).
+Everything here runs on 127.0.0.1, on leased ports (peers/ports.py); every process
 started here is stopped by :class:`CallLab` (sipp peers first, then the daemon), and
 every wait has a deadline.
 
@@ -13,11 +13,8 @@ every wait has a deadline.
 
 from __future__ import annotations
 
-import os
-import random
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -27,84 +24,12 @@ from pathlib import Path
 import yaml
 
 from peers.daemon import DaemonProcess, wait_until
-from peers.net import free_port, recv_any, udp_socket
+from peers.net import recv_any, udp_socket
+from peers.ports import free_block, free_port, udp_free
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIPP = shutil.which("sipp")
 HOST = "127.0.0.1"
-
-
-# --------------------------------------------------------------------------- ports
-def _udp_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-_RESERVED: list[range] = []
-"""Blocks that long-lived peers own (a PBX started once per test module binds its RTP
-ports only when a call needs them): no later block is handed out over one, or a
-daemon's RTP range could take the ports the PBX needs for its next call. Kept for the
-test process's life (a few PBX instances, tens of ports each)."""
-
-
-def _worker_share(low: int, high: int, count: int) -> tuple[int, int]:
-    """This pytest-xdist worker's own slice of ``low``-``high`` (all of it without
-    xdist). A block is reserved only in the process that holds it and a PBX binds its
-    RTP ports only when a call needs them, so workers sharing the range could hand a
-    daemon the ports another worker's PBX is about to take: each gets its own part
-    (the whole range still, when a part is too small for ``count`` ports twice over)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    width = (high - low) // max(workers, 1) & ~1
-    if not worker.startswith("gw") or workers < 2 or width < 2 * count:
-        return low, high
-    start = low + int(worker[2:]) % workers * width
-    return start, start + width
-
-
-def free_block(count: int, low: int = 24000, high: int = 32000, *, reserve: bool = False) -> int:
-    """The first port of ``count`` consecutive free UDP ports (even), below the
-    kernel's ephemeral range so that no client socket lands inside it meanwhile, and
-    clear of every reserved block; ``reserve``: the block is kept for the caller (a
-    PBX's RTP range). Random tries first (parallel tests rarely meet); then, when
-    something holds ports all over the range (a PBX benchmark on the same box took
-    ~1900 of them), every even start in it, then in 10000-``low``. Under pytest-xdist
-    each worker draws from its own share of both ranges (:func:`_worker_share`)."""
-    spare = _worker_share(10000, low, count)
-    low, high = _worker_share(low, high, count)
-    for _ in range(200):
-        start = random.randrange(low, high - count) & ~1
-        if _block_free(start, count):
-            return _taken(start, count, reserve)
-    for first, last in ((low, high), spare):
-        start = first + (first & 1)
-        while start + count <= last:
-            taken = next((p for p in range(start, start + count) if _reserved(p) or not _udp_free(p)), None)
-            if taken is None:
-                return _taken(start, count, reserve)
-            start = taken + 1 + ((taken + 1) & 1)  # the next even port past the taken one
-    raise RuntimeError(f"no {count} consecutive free UDP ports in {low}-{high} or {spare[0]}-{spare[1]}")
-
-
-def _reserved(port: int) -> bool:
-    return any(port in block for block in _RESERVED)
-
-
-def _block_free(start: int, count: int) -> bool:
-    block = range(start, start + count)
-    if any(r.start < block.stop and block.start < r.stop for r in _RESERVED):
-        return False
-    return all(_udp_free(p) for p in block)
-
-
-def _taken(start: int, count: int, reserve: bool) -> int:
-    if reserve:
-        _RESERVED.append(range(start, start + count))
-    return start
 
 
 # --------------------------------------------------------------------------- messages
@@ -217,7 +142,7 @@ def render_scenario(name: str, dest: Path, **values: object) -> Path:
 class SippPeer:
     """One sipp process on 127.0.0.1, started by :meth:`start`, stopped by the lab."""
 
-    def __init__(self, name: str, scenario: Path, workdir: Path, *, port: int | None = None,
+    def __init__(self, name: str, scenario: Path | str, workdir: Path, *, port: int | None = None,
                  remote: tuple[str, int] | None = None, calls: int = 1,
                  media_port: int | None = None, rtp_echo: bool = False,
                  keys: dict[str, str] | None = None, timeout: float = 30.0,
@@ -234,7 +159,9 @@ class SippPeer:
         self.error_file = workdir / f"{name}_errors.log"
         self.cmd = [
             SIPP, *([f"{remote[0]}:{remote[1]}"] if remote else []),
-            "-sf", str(scenario), "-i", host, "-p", str(self.port),
+            # a file, or the name of one of sipp's built-in scenarios ("uas")
+            *(["-sf", str(scenario)] if isinstance(scenario, Path) else ["-sn", scenario]),
+            "-i", host, "-p", str(self.port),
             "-mp", str(self.media_port), "-m", str(calls), "-nostdin",
             "-timeout", f"{int(timeout)}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
@@ -254,7 +181,7 @@ class SippPeer:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         # listening once its SIP port is taken (or it died: wait() tells)
-        wait_until(lambda: not _udp_free(self.port, self.host) or self.proc.poll() is not None, 5.0, 0.01)
+        wait_until(lambda: not udp_free(self.port, self.host) or self.proc.poll() is not None, 5.0, 0.01)
         if self.proc.poll() is not None:  # e.g. a scenario sipp refuses
             self.output = self.proc.communicate(timeout=5)[0]
             raise RuntimeError(f"sipp {self.name} exited at start:\n{self.report()}")

@@ -1,4 +1,4 @@
-"""Loopback sockets for wire tests: free ports, raw SIP over UDP and TCP."""
+"""Loopback sockets for wire tests: raw SIP over UDP and TCP (and free ports, from ports.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-
-def free_port(host: str = "127.0.0.1", attempts: int = 20) -> int:
-    """A port free for both UDP and TCP on ``host`` right now (racy, but rarely)."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port found")
+from .ports import free_port as free_port  # where most tests import it from
 
 
 def options(

@@ -4,7 +4,6 @@ the ``voicegw`` CLI run as a user runs it, and sipp peers."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,22 +13,12 @@ from typing import Any
 import httpx
 import yaml
 
-from peers.calls import free_block
 from peers.daemon import ROOT, DaemonProcess, wait_until
-from peers.net import free_port
+from peers.ports import free_block, free_port, udp_free
 from peers.sipp import SIPP
 
 HOST = "127.0.0.1"
 SCENARIOS = Path(__file__).parent / "scenarios"
-
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 class OpsDaemon:
@@ -139,7 +128,7 @@ class Sipp:
     def start(self) -> Sipp:
         self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_until(lambda: not _udp_free(self.port) or self.proc.poll() is not None, 5.0, 0.01)
+        wait_until(lambda: not udp_free(self.port) or self.proc.poll() is not None, 5.0, 0.01)
         return self
 
     def wait(self, timeout: float = 30) -> int:

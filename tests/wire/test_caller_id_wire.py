@@ -19,6 +19,7 @@ import yaml
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
@@ -33,8 +34,7 @@ def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str =
     transport alone; ``carrier``: a carrier profile besides); the headers of the INVITE
     the agent got, its request line as ``request-line``."""
     port = free_port()
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     sipp_transport = ["-t", "t1"] if transport == "tcp" else []
     agent = subprocess.Popen(
         [SIPP, *sipp_transport, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin",

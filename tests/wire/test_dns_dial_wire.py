@@ -24,6 +24,7 @@ from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.dnsmasq import DNSMASQ, Dnsmasq
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None or DNSMASQ is None,
@@ -82,8 +83,7 @@ def one_call(daemon: DaemonProcess, wait: float = 20.0) -> tuple[dict, list[tupl
 def test_srv_failover_to_the_second_target_and_the_cache_the_second_time(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens there over TCP: the connection is refused
     live = free_port()
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     agent = subprocess.Popen(
         [SIPP, "-t", "t1", "-p", str(live), "-i", "127.0.0.1", "-mp", str(media), "-m", "2", "-nostdin",
          "-sn", "uas", "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "60s"],

@@ -17,6 +17,7 @@ from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.dnsmasq import DNSMASQ, Dnsmasq
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None or DNSMASQ is None,
@@ -33,8 +34,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         self.runs += 1
-        media = free_port()
-        media -= media % 2
+        media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
         self.proc = subprocess.Popen(
             [SIPP, "-p", str(self.port), "-i", "127.0.0.1", "-mp", str(media), "-nostdin", "-sn", "uas", "-aa",
              "-trace_msg", "-message_file", str(self.workdir / f"{self.name}-{self.runs}.log"),

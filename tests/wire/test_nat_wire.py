@@ -24,6 +24,7 @@ from peers.agent import Agent
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
@@ -35,8 +36,7 @@ MEDIA_HOST = "127.0.0.3"
 
 def start_agent(tmp_path: Path, host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     proc = subprocess.Popen(
         [SIPP, "-p", str(port), "-i", host, "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
          "-rtp_echo", "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s"],

@@ -19,6 +19,7 @@ import yaml
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
@@ -28,8 +29,7 @@ def transfer_to_plain_agent(tmp_path: Path, srtp: str) -> tuple[list[dict], str]
     """One call transferred to an agent profile with ``srtp``; the daemon's events and
     what the sipp agent received (its -trace_msg log)."""
     port = free_port()
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     agent = subprocess.Popen(
         [SIPP, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin", "-sn", "uas",
          "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s"],

@@ -4,7 +4,6 @@ bot and protected again on the way back. Checked on the wire with libsrtp."""
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 
 from peers.daemon import DaemonProcess
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 from peers.caller import Caller
 from voicegw.media.srtp import SrtpContext, new_key
@@ -41,13 +41,12 @@ class SrtpCaller(Caller):
 
 
 def test_srtp_caller_to_plain_rtp_bot_and_back(tmp_path: Path) -> None:
-    bot_port, media = free_port(), free_port()
-    media -= media % 2
+    bot_port, media = free_port(), free_block(4)
     bot = subprocess.Popen(
         [SIPP, "-sn", "uas", "-p", str(bot_port), "-i", "127.0.0.1", "-mp", str(media), "-rtp_echo",
          "-m", "1", "-nostdin", "-timeout", "30s", "-trace_msg", "-message_file", str(tmp_path / "bot.log")],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = 31000 + (os.getpid() % 200) * 40
+    base = free_block(40)
     daemon = DaemonProcess("127.0.0.1", None, "--bot-uri", f"sip:bot@127.0.0.1:{bot_port}",
                            "--rtp-ports", f"{base}-{base + 38}")
     caller = None

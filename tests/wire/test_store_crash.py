@@ -19,7 +19,6 @@ daemon is restarted on the same file. Then (issue 5):
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import time
@@ -30,6 +29,7 @@ import pytest
 
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 from peers.caller import Caller
 
@@ -113,15 +113,14 @@ Content-Length: 0
 
 
 def rtp_range() -> str:
-    base = 40000 + (os.getpid() % 100) * 200
+    base = free_block(200)
     return f"{base}-{base + 198}"
 
 
 def sipp(tmp_path: Path, name: str, scenario: str, *args: str) -> subprocess.Popen[str]:
     path = tmp_path / f"{name}.xml"
     path.write_text(scenario)
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     return subprocess.Popen(
         [SIPP, "-sf", str(path), "-i", "127.0.0.1", "-mp", str(media), "-nostdin",
          "-timeout", "150s", *args],

@@ -3,7 +3,6 @@ voicegw transfers it by INVITE to a sipp agent; what crossed the wire is checked
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 from peers.caller import Caller, speech_energy
 
@@ -20,14 +20,13 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "peers" / "scenarios"
 
 
 def rtp_range() -> str:
-    base = 30000 + (os.getpid() % 500) * 40
+    base = free_block(40)
     return f"{base}-{base + 38}"
 
 
 def start_agent(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    media = free_port()
-    media -= media % 2
+    media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
     proc = subprocess.Popen(
         [SIPP, "-p", str(port), "-i", "127.0.0.1", "-mp", str(media), "-m", "1", "-nostdin",
          "-trace_msg", "-message_file", str(tmp_path / "agent_msgs.log"), "-timeout", "30s", *args],

@@ -4,7 +4,6 @@ can speak the handover; the caller hears none of it; then caller <-> agent."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from peers.net import free_port
+from peers.ports import free_block
 from peers.sipp import SIPP
 from peers.agent import Agent, Carrier, WarmDaemon
 
@@ -22,9 +22,8 @@ CALLER_TONE = bytes([0x5A]) * 160
 
 
 def test_bot_and_agent_talk_during_the_briefing_the_caller_does_not_hear_it(tmp_path: Path) -> None:
-    bot_port, bot_media = free_port(), free_port()
-    bot_media -= bot_media % 2
-    base = 36000 + (os.getpid() % 100) * 40
+    bot_port, bot_media = free_port(), free_block(4)
+    base = free_block(40)
     with Agent(answer_delay=0.1) as agent:
         bot = subprocess.Popen(
             [SIPP, "-sf", str(SCENARIOS / "bot_refer.xml"), "-key", "refer_to", agent.uri,

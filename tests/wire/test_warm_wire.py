@@ -21,7 +21,6 @@ Benchmark of complete -> two-way media: scripts/bench/warm_complete.py.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from urllib.parse import unquote
@@ -30,6 +29,7 @@ import pytest
 
 from peers.daemon import wait_until
 from peers.net import free_port
+from peers.ports import free_block
 from peers.agent import (
     AUDIBLE,
     SILENT,
@@ -51,7 +51,7 @@ BRIEFING = "Incoming transfer from {caller}. Billing question."
 
 
 def _rtp(slot: int) -> tuple[int, int]:
-    base = 40000 + (os.getpid() % 300) * 60 + slot * 20
+    base = free_block(20, reserve=True)  # the module's daemon keeps it
     return base, base + 18
 
 

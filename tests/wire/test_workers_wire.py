@@ -30,7 +30,9 @@ import yaml
 from peers.caller import Caller
 from peers.calls import HOST, SCENARIOS, SIPP, SippPeer
 from peers.daemon import wait_until
-from peers.farm import KAMAILIO, Dispatcher, HeldPort, Workers
+from peers.farm import Dispatcher, Workers
+from peers.kamailio import KAMAILIO
+from peers.ports import free_port
 
 pytestmark = [
     pytest.mark.wire,
@@ -43,8 +45,9 @@ pytestmark = [
 class Farm:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.bot_hold = HeldPort()
-        self.bot_port = self.bot_hold.port
+        # the module's bot, which the workers' --bot-uri names, comes and goes between
+        # tests: its port stays leased for the module (peers/ports.py)
+        self.bot_port = free_port(HOST, keep=True)
         self.workers = Workers(workdir, 2, args=("--bot-uri", f"sip:bot@{HOST}:{self.bot_port}"), calls={
             "transfer_allow": [f"sip:*@{HOST}:*"], "transfer_method": "invite",
             "warm": {"hold": "silence", "briefing_text": "Transfer.", "confirm": False, "auto_complete": True},
@@ -65,7 +68,6 @@ class Farm:
         return self.sipp("carrier", scenario, remote=self.dispatcher.address, **kwargs)
 
     def bot(self, scenario: str, **kwargs: object) -> SippPeer:
-        self.bot_hold.release()
         return self.sipp("bot", scenario, port=self.bot_port, **kwargs)
 
     def finish(self, *peers: SippPeer, timeout: float = 40.0) -> None:
@@ -126,7 +128,6 @@ def farm(_farm: Farm, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
     yield _farm
     for peer in _farm.peers:
         peer.stop()
-    _farm.bot_hold.hold()
     errors = [line for line in _farm.workers.lines[since:] if '"level": "error"' in line]
     assert not errors, errors[:5]
     assert _farm.workers.running(), _farm.report()
