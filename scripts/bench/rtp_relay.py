@@ -49,8 +49,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # peers.rtpengine
 
 import numpy as np  # noqa: E402
+from peers.rtpengine import Rtpengine  # noqa: E402  (tests/peers: the one place that starts it)
 
 HOST = "127.0.0.1"
 PTIME = 0.020
@@ -287,71 +289,41 @@ def rtpengine_version(binary: str) -> str:
     return f"rtpengine {version}"
 
 
-class Rtpengine:
-    """rtpengine in userspace on loopback, one per trial, stopped by its PID."""
+def rtpengine_cpu(engine: Rtpengine) -> dict:
+    """User+system seconds of every thread (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{engine.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"cpu": (int(fields[11]) + int(fields[12])) / ticks, "t": time.monotonic()}
 
-    def __init__(self, binary: str, ng_port: int, port_low: int, port_high: int,
-                 threads: int) -> None:
-        self.log = tempfile.TemporaryFile()
-        self.ng = (HOST, ng_port)
-        self.proc = subprocess.Popen(
-            [binary, "--table=-1", f"--interface={HOST}", f"--listen-ng={HOST}:{ng_port}",
-             f"--port-min={port_low}", f"--port-max={port_high}", "--foreground",
-             "--log-stderr", "-L", "3", f"--num-threads={threads}"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        from voicegw.media.rtpengine_ng import NgClient, NgError
 
-        deadline = time.monotonic() + 10
-        with NgClient(self.ng, timeout=0.3, retransmit=0.1) as ng:
-            while True:
-                try:
-                    ng.ping()
-                    return
-                except (NgError, TimeoutError):
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        self.stop()
-                        self.log.seek(0)
-                        sys.exit("rtp_relay: rtpengine did not start:\n"
-                                 + self.log.read().decode(errors="replace")[-2000:])
+def rtpengine_stats(engine: Rtpengine, calls: int) -> dict:
+    """Packets rtpengine received for the calls (its own counters, via ng query)."""
+    from voicegw.media.rtpengine_ng import NgClient
 
-    def cpu(self) -> dict:
-        """User+system seconds of every thread (/proc/PID/stat fields 14 and 15)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return {"cpu": (int(fields[11]) + int(fields[12])) / ticks, "t": time.monotonic()}
-
-    def stats(self, calls: int) -> dict:
-        """Packets rtpengine received for the calls (its own counters, via ng query)."""
-        from voicegw.media.rtpengine_ng import NgClient
-
-        packets = errors = 0
-        with NgClient(self.ng, timeout=5.0) as ng:
-            for i in range(calls):
-                rtp = ng.query(f"bench-{i}")["totals"]["RTP"]
-                packets += rtp["packets"]
-                errors += rtp["errors"]
-        return {"rtpengine_rtp_in": packets, "rtpengine_errors": errors}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+    packets = errors = 0
+    with NgClient(engine.ng, timeout=5.0) as ng:
+        for i in range(calls):
+            rtp = ng.query(f"bench-{i}")["totals"]["RTP"]
+            packets += rtp["packets"]
+            errors += rtp["errors"]
+    return {"rtpengine_rtp_in": packets, "rtpengine_errors": errors}
 
 
 def rtpengine_trial(binary: str, calls: int, duration: float, port_low: int,
                     port_high: int, threads: int) -> dict:
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((HOST, 0))
-        ng_port = probe.getsockname()[1]
     # rtpengine picks its ports at random in the range and gives up after a few
     # collisions, so it gets a range much wider than the 4 ports a call needs.
-    engine = Rtpengine(binary, ng_port, port_low, port_high, threads)
+    with tempfile.TemporaryDirectory(prefix="rtp_relay-") as workdir:
+        try:
+            engine = Rtpengine(Path(workdir), port_range=(port_low, port_high), threads=threads,
+                               log_level=3, binary=binary)
+        except RuntimeError as error:
+            sys.exit(f"rtp_relay: {error}")
+        return _rtpengine_load(engine, calls, duration, threads)
+
+
+def _rtpengine_load(engine: Rtpengine, calls: int, duration: float, threads: int) -> dict:
+    ng_port = engine.ng[1]
     try:
         load = _spawn("--role", "load", "--calls", str(calls), "--duration", str(duration),
                       "--ng", f"{HOST}:{ng_port}")
@@ -359,16 +331,16 @@ def rtpengine_trial(binary: str, calls: int, duration: float, port_low: int,
             load.wait(timeout=30)
             sys.exit(f"rtp_relay: the load generator failed to set up {calls} calls in "
                      "rtpengine (its error is above)")
-        cpu0 = engine.cpu()
+        cpu0 = rtpengine_cpu(engine)
         assert load.stdout.readline().strip() == "stop"
-        cpu1 = engine.cpu()
+        cpu1 = rtpengine_cpu(engine)
         result = json.loads(load.stdout.readline())
         load.wait(timeout=30)
         result.update(calls=calls, mode="rtpeng", pps_in=round(100 * calls),
                       duration_s=duration, rtpengine_threads=threads)
         result["relay_cpu_pct"] = round(
             100 * (cpu1["cpu"] - cpu0["cpu"]) / (cpu1["t"] - cpu0["t"]), 1)
-        result.update(engine.stats(calls))
+        result.update(rtpengine_stats(engine, calls))
         return result
     finally:
         engine.stop()

@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,61 +27,12 @@ from typing import Any
 import httpx
 import yaml
 
-from .calls import HOST, _udp_free, free_block
-from .daemon import ROOT, TTS_CACHE, wait_until
-from .net import free_port
+from .calls import HOST
+from .daemon import ROOT, TTS_CACHE
+from .kamailio import Kamailio
+from .ports import free_block, free_port, free_ports
 
-KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 KAMAILIO_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
-
-
-def _tcp_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-class HeldPort:
-    """A UDP port kept bound between the peers that use it in turn (the module's bot,
-    which the workers' --bot-uri names): free_port() hands out ephemeral ports, and
-    another process's client socket could take this one between two tests."""
-
-    def __init__(self) -> None:
-        self._sock: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((HOST, 0))
-        self.port = self._sock.getsockname()[1]
-
-    def release(self) -> None:
-        """Just before the peer binds it."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def hold(self) -> None:
-        """Again, once the peer has exited (a few tries: its socket may linger a moment)."""
-        for _ in range(50):
-            if self._sock is not None:
-                return
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.bind((HOST, self.port))
-            except OSError:
-                sock.close()
-                wait_until(lambda: False, 0.1)
-                continue
-            self._sock = sock
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports free for UDP and TCP (the workers' SIP)."""
-    for _ in range(200):
-        base = free_port(HOST)
-        if base + count < 65000 and all(_udp_free(p) and _tcp_free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free SIP ports")
 
 
 class Workers:
@@ -188,60 +137,26 @@ class Workers:
             self._proc.wait(5)
 
 
-class Dispatcher:
+class Dispatcher(Kamailio):
     """Kamailio running deploy/kamailio/kamailio.cfg in front of ``ports``."""
 
     def __init__(self, workdir: Path, ports: list[int], *, ping_interval: int = 1, fr_timer_ms: int = 1500,
                  children: int = 1) -> None:
-        self.port = free_port(HOST)
-        self.workdir = workdir
         self.list_file = workdir / "dispatcher.list"
         self.list_file.write_text("".join(f"1 sip:{HOST}:{p}\n" for p in ports))
-        self.log = workdir / "kamailio.log"
-        self.pidfile = workdir / "kamailio.pid"
-        self.defines = [f"LISTEN=udp:{HOST}:{self.port}", f'DISPATCHER_LIST="{self.list_file}"',
+        super().__init__(workdir, cfg=KAMAILIO_CFG)
+        self.defines = (f"LISTEN=udp:{HOST}:{self.port}", f'DISPATCHER_LIST="{self.list_file}"',
                         f"PING_INTERVAL={ping_interval}", f"FR_TIMER={fr_timer_ms}", "WITH_TRACE",
                         # one receiver by default: with two, the 200 to a NOTIFY and the BYE
                         # voicegw sends right after it can pass each other (sipp's carrier
                         # scenarios are strict); a load test wants two (one busy receiver
                         # delays the pings and the failover)
-                        f"CHILDREN={children}"]
-        self.proc: subprocess.Popen[bytes] | None = None
+                        f"CHILDREN={children}")
 
-    def command(self, *extra: str) -> list[str]:
-        assert KAMAILIO is not None
-        return [KAMAILIO, "-f", str(KAMAILIO_CFG), *(x for d in self.defines for x in ("-A", d)), *extra]
-
-    def start(self) -> Dispatcher:
-        check = subprocess.run(self.command("-c"), capture_output=True, text=True, timeout=20, check=False)
-        assert check.returncode == 0, check.stdout + check.stderr
-        self.proc = subprocess.Popen(self.command("-P", str(self.pidfile), "-DD", "-E"), cwd=self.workdir,
-                                     stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        if not wait_until(lambda: not _udp_free(self.port) or self.proc.poll() is not None, 10.0):
-            raise AssertionError(f"kamailio did not listen:\n{self.text()}")
-        assert self.proc.poll() is None, self.text()
-        return self
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return HOST, self.port
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def lines(self, kind: str, method: str | None = None) -> list[str]:
+    def lines(self, kind: str, method: str | None = None) -> list[str]:  # type: ignore[override]
         """Its trace lines ``KAM <kind> <method> ...`` (kind: dispatch, loose_route, failover)."""
         prefix = f"KAM {kind} " + (f"{method} " if method else "")
         return [line[line.index(prefix):] for line in self.text().splitlines() if prefix in line]
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 _BLOCK = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)\n([^\n]*)\n\n([^\n]*)\n(.*?)(?=^-{20,} |\Z)",

@@ -4,6 +4,7 @@ scripted agent (peers.pbx.RegisteredAgent) that voicegw's INVITE transfer dials.
 
 from __future__ import annotations
 
+import abc
 import re
 import time
 
@@ -14,7 +15,7 @@ from peers.pbx import PbxLab, Phone, RegisteredAgent, Talker
 from voicegw.sip.message import Request
 
 
-class _PhoneCaller:
+class _PhoneCaller(abc.ABC):
     """The scripted phone (peers.pbx.Phone: SIP and RTP over its own sockets, tones sent
     by a thread and detected per packet) calling through a PBX upstream of voicegw."""
 
@@ -26,8 +27,9 @@ class _PhoneCaller:
         self.phone: Phone | None = None
         self.talker: Talker | None = None
 
+    @abc.abstractmethod
     def _dial(self) -> tuple[tuple[str, int], str]:
-        raise NotImplementedError
+        """The PBX's SIP address and the extension that reaches voicegw through it."""
 
     def call(self, voicegw: DaemonProcess) -> None:
         self.voicegw = voicegw

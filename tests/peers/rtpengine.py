@@ -1,8 +1,9 @@
-"""A real rtpengine (Debian's rtpengine-daemon) in userspace on loopback, for one test.
+"""A real rtpengine (Debian's rtpengine-daemon) in userspace on loopback, for one test
+or one benchmark trial (scripts/bench/rtp_relay.py imports this module: one place starts it).
 
 ``--table=-1``: no kernel module, every packet in userspace. Its own ng port, DTMF log
-destination and RTP port range (picked from free ports), ``--foreground``, its log in the
-test's directory; stopped by its PID.
+destination and RTP port range (leased, peers/ports.py; a bench may name its own range),
+``--foreground``, its log in the given directory; stopped by its PID.
 """
 
 from __future__ import annotations
@@ -14,26 +15,30 @@ from pathlib import Path
 
 from voicegw.media.rtpengine_ng import NgClient, NgError
 
-from .net import free_port
+from .ports import HOST, free_block, free_port
 
 RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
 
 
 class Rtpengine:
-    def __init__(self, workdir: Path, ports: int = 200) -> None:
-        self.ng = ("127.0.0.1", free_port())
-        self.dtmf = ("127.0.0.1", free_port())
-        # a range of its own, derived from the free ng port so parallel tests differ
-        self.port_min = 34000 + 2 * ports * (self.ng[1] % 40)
-        self.port_max = self.port_min + ports - 1
+    def __init__(self, workdir: Path, ports: int = 200, *,
+                 port_range: tuple[int, int] | None = None, threads: int = 1, log_level: int = 6,
+                 binary: str = RTPENGINE) -> None:
+        """``ports`` RTP ports leased for it, or ``port_range`` (first, last) as given."""
+        self.ng = (HOST, free_port())
+        self.dtmf = (HOST, free_port())
+        if port_range is None:
+            low = free_block(ports)
+            port_range = (low, low + ports - 1)
+        self.port_min, self.port_max = port_range
         self.log_path = workdir / "rtpengine.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [RTPENGINE, "--table=-1", "--interface=127.0.0.1",
+            [binary, "--table=-1", f"--interface={HOST}",
              f"--listen-ng={self.ng[0]}:{self.ng[1]}",
              f"--dtmf-log-dest={self.dtmf[0]}:{self.dtmf[1]}",
              f"--port-min={self.port_min}", f"--port-max={self.port_max}",
-             "--foreground", "--log-stderr", "-L", "6", "--num-threads=1",
+             "--foreground", "--log-stderr", "-L", str(log_level), f"--num-threads={threads}",
              f"--pidfile={workdir / 'rtpengine.pid'}"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()

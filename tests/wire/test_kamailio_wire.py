@@ -12,16 +12,9 @@ stopped by its PID.
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
-from pathlib import Path
-
 import pytest
-
-from peers.daemon import wait_until
-from peers.net import free_port
-from peers.calls import HOST, SIPP, _udp_free
+from peers.calls import HOST, SIPP
+from peers.kamailio import KAMAILIO, Kamailio
 from peers.lab import (
     agent_uri,
     bot,
@@ -32,9 +25,6 @@ from peers.lab import (
     start_voicegw,
     wait_event,
 )
-
-KAMAILIO = shutil.which("kamailio") or (
-    "/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 
 pytestmark = [
     pytest.mark.wire,
@@ -81,43 +71,9 @@ request_route {
 """
 
 
-class Kamailio:
-    def __init__(self, workdir: Path, voicegw_port: int) -> None:
-        self.port = free_port(HOST)
-        self.workdir = workdir
-        self.cfg = workdir / "kamailio.cfg"
-        self.cfg.write_text(CONFIG.replace("@PORT@", str(self.port)).replace("@VOICEGW@", str(voicegw_port)))
-        self.log = workdir / "kamailio.log"
-        self.pidfile = workdir / "kamailio.pid"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Kamailio:
-        check = subprocess.run([KAMAILIO, "-c", "-f", str(self.cfg)], capture_output=True, text=True, timeout=20)
-        assert check.returncode == 0, check.stdout + check.stderr
-        self.proc = subprocess.Popen(
-            [KAMAILIO, "-f", str(self.cfg), "-P", str(self.pidfile), "-DD", "-E"],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        if not wait_until(lambda: not _udp_free(self.port) or self.proc.poll() is not None, 10.0):
-            raise AssertionError(f"kamailio did not listen:\n{self.text()}")
-        assert self.proc.poll() is None, self.text()
-        return self
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def routed(self, method: str) -> list[str]:
-        """Kamailio's log lines for in-dialog ``method`` requests it loose-routed."""
-        return [line for line in self.text().splitlines() if f"KAM loose_route {method} " in line]
-
-    def stop(self) -> None:
-        # -DD keeps the main process in the foreground: SIGTERM to it stops its children
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+def routed(proxy: Kamailio, method: str) -> list[str]:
+    """Kamailio's log lines for in-dialog ``method`` requests it loose-routed."""
+    return proxy.lines(f"loose_route {method} ")
 
 
 @pytest.fixture
@@ -126,7 +82,7 @@ def kamailio(lab):
 
     def start() -> Kamailio:
         assert lab.daemon is not None
-        proxy = Kamailio(lab.workdir, lab.daemon.port).start()
+        proxy = Kamailio(lab.workdir, CONFIG, voicegw=lab.daemon.port).start()
         proxies.append(proxy)
         return proxy
 
@@ -164,8 +120,8 @@ def test_refer_transfer_through_kamailio(lab, kamailio):
     bye, = requests(msgs, "BYE")
     for message in (refer, bye):  # sent by voicegw to Kamailio, which added its Via
         assert len(vias(message)) == 2 and f"127.0.0.1:{proxy.port}" in vias(message)[0], message.headers
-    assert proxy.routed("REFER") and proxy.routed("BYE"), proxy.text()
-    assert len(proxy.routed("NOTIFY")) == 3, proxy.text()
+    assert routed(proxy, "REFER") and routed(proxy, "BYE"), proxy.text()
+    assert len(routed(proxy, "NOTIFY")) == 3, proxy.text()
     from_voicegw = f"from 127.0.0.1:{lab.daemon.port} "
     for method in ("REFER", "BYE"):  # voicegw sent them to Kamailio, with a Route header
         line = next(l for l in proxy.text().splitlines() if f"KAM {method} " in l)
@@ -186,6 +142,6 @@ def test_invite_transfer_through_kamailio(lab, kamailio):
     assert_record_routed(carrier, proxy)
     bye, = requests(carrier.messages(), "BYE")
     assert len(vias(bye)) == 2 and f"127.0.0.1:{proxy.port}" in vias(bye)[0], bye.headers
-    assert proxy.routed("ACK") and proxy.routed("BYE"), proxy.text()
+    assert routed(proxy, "ACK") and routed(proxy, "BYE"), proxy.text()
     assert sipfrags(b.messages())[-1] == (200, True)
     wait_event(lab, "call.ended")

@@ -10,16 +10,13 @@ nonce gets one more answer. The password never appears in the daemon's log."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from peers.caller import Caller
+from peers.auth_transfer import events, transfer_with_auth
 from peers.calls import SippPeer, render_scenario
-from peers.daemon import DaemonProcess, wait_until
+from peers.daemon import DaemonProcess
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
@@ -27,63 +24,20 @@ pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp mi
 PASSWORD = "s3cret-pw"  # what the scenarios check (verifyauth)
 
 
-def events(daemon: DaemonProcess, name: str) -> list[dict]:
-    return [e for e in daemon.events() if e.get("event") == name]
-
-
-def transfer(tmp_path: Path, scenario: str, password: str, **values: object) -> tuple[DaemonProcess, SippPeer, list[dict]]:
+def transfer(tmp_path: Path, scenario: str, password: str, **values: object) -> tuple[DaemonProcess, SippPeer, dict]:
     """One call transferred at once to a sipp agent running ``scenario``; the daemon
     (stopped), the agent (finished) and the transfer's final event."""
     agent = SippPeer("agent", render_scenario(scenario, tmp_path / "scenarios", **values), tmp_path / "agent",
                      timeout=20).start()
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({
-        "kind": "agent", "uri": f"sip:agent@127.0.0.1:{agent.port}",
-        "auth": {"username": "agent7", "password": password}}))
-    (tmp_path / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
-        "to_agent": {"type": "agent_transfer", "target": "agent-x", "fallback": {
-            "rules": [{"match": "auth", "action": "goto", "node": "wait"}],
-            "default": {"action": "end"}}},
-        "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 30, "on_timeout": "bye"},
-        "bye": {"type": "hangup"}}}))
-    config = tmp_path / "voicegw.yaml"
-    config.write_text(yaml.safe_dump({"profiles_dir": str(tmp_path / "profiles"),
-                                      "flows_dir": str(tmp_path / "flows"), "default_flow": "main"}))
-    daemon = DaemonProcess("127.0.0.1", None, "--config", str(config))
-    caller = None
-    try:
-        daemon.start()
-        caller = Caller(daemon.address)
-        assert caller.invite().status == 200
-        assert wait_until(lambda: events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed"), 20), \
-            "\n".join(daemon.lines[-30:])
-        done = events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed")
-        if done[0]["event"] == "transfer.failed":
-            assert wait_until(lambda: fallbacks(daemon, caller.call_id), 10), timeline(daemon, caller.call_id)
-            assert not caller.got_request("BYE"), "a failed transfer keeps the caller"
-            done[0]["fallbacks"] = fallbacks(daemon, caller.call_id)
-        assert caller.bye().status == 200
+
+    def finish_agent(done: dict) -> None:
         assert agent.wait() == 0, agent.report()
+
+    try:
+        daemon, done = transfer_with_auth(tmp_path, f"sip:agent@127.0.0.1:{agent.port}", password, finish_agent)
     finally:
-        if caller is not None:
-            caller.close()
         agent.stop()
-        daemon.terminate()
-    assert password not in "\n".join(daemon.lines), "the password is never logged"
     return daemon, agent, done
-
-
-def timeline(daemon: DaemonProcess, call_id: str) -> list[tuple[str, dict]]:
-    token = (daemon.workdir / "var" / "api.token").read_text().strip()
-    request = urllib.request.Request(f"http://127.0.0.1:{daemon.api_port}/calls/{call_id}",
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return [(entry["event"], entry["detail"]) for entry in json.load(answer)["timeline"]]
-
-
-def fallbacks(daemon: DaemonProcess, call_id: str) -> list[dict]:
-    return [detail for event, detail in timeline(daemon, call_id) if event == "transfer.fallback"]
 
 
 def invites(agent: SippPeer) -> list:
@@ -107,7 +61,7 @@ def check_retry(first, again, header: str = "authorization") -> dict[str, str]:
 
 
 def test_right_password_the_retry_is_authorised_and_the_call_bridged(tmp_path: Path) -> None:
-    daemon, agent, (done,) = transfer(tmp_path, "agent_auth.xml", PASSWORD, status="401 Unauthorized",
+    daemon, agent, done = transfer(tmp_path, "agent_auth.xml", PASSWORD, status="401 Unauthorized",
                                       header="WWW-Authenticate", algorithm="MD5")
     assert done["event"] == "transfer.succeeded"
     first, again = invites(agent)
@@ -119,7 +73,7 @@ def test_right_password_the_retry_is_authorised_and_the_call_bridged(tmp_path: P
 
 
 def test_wrong_password_fails_with_auth_and_the_fallback_keeps_the_caller(tmp_path: Path) -> None:
-    daemon, agent, (done,) = transfer(tmp_path, "agent_auth.xml", "not-the-password", status="401 Unauthorized",
+    daemon, agent, done = transfer(tmp_path, "agent_auth.xml", "not-the-password", status="401 Unauthorized",
                                       header="WWW-Authenticate", algorithm="MD5")
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     assert "credentials refused" in done["reason"], done
@@ -129,7 +83,7 @@ def test_wrong_password_fails_with_auth_and_the_fallback_keeps_the_caller(tmp_pa
 
 
 def test_stale_nonce_is_answered_once_more(tmp_path: Path) -> None:
-    daemon, agent, (done,) = transfer(tmp_path, "agent_auth_stale.xml", PASSWORD)
+    daemon, agent, done = transfer(tmp_path, "agent_auth_stale.xml", PASSWORD)
     assert done["event"] == "transfer.succeeded", done
     first, second, third = invites(agent)
     check_retry(first, second)
@@ -138,7 +92,7 @@ def test_stale_nonce_is_answered_once_more(tmp_path: Path) -> None:
 
 
 def test_endless_challenges_stop_at_two(tmp_path: Path) -> None:
-    daemon, agent, (done,) = transfer(tmp_path, "agent_auth_endless.xml", PASSWORD)
+    daemon, agent, done = transfer(tmp_path, "agent_auth_endless.xml", PASSWORD)
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     first, second, third = invites(agent)
     fields = check_retry(first, second, "proxy-authorization")
@@ -159,7 +113,7 @@ def test_endless_challenges_stop_at_two(tmp_path: Path) -> None:
     ('Digest realm="voicegw.test", nonce="n1", qop="auth-int", algorithm=MD5', "only qop=auth-int"),
 ])
 def test_a_challenge_voicegw_cannot_answer_fails_with_auth(tmp_path: Path, challenge: str, why: str) -> None:
-    daemon, agent, (done,) = transfer(tmp_path, "agent_auth_bad.xml", PASSWORD, challenge=challenge, why=why)
+    daemon, agent, done = transfer(tmp_path, "agent_auth_bad.xml", PASSWORD, challenge=challenge, why=why)
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     assert len(invites(agent)) == 1, "nothing is resent"
     assert not events(daemon, "transfer.succeeded")

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from peers.calls import HOST, SCENARIOS, SIPP, SippPeer
 from peers.daemon import wait_until
-from peers.farm import KAMAILIO, Dispatcher, Workers, call_outcomes
+from peers.farm import Dispatcher, Workers, call_outcomes
+from peers.kamailio import KAMAILIO
 from peers.net import free_port
 
 pytestmark = [

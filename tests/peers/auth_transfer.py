@@ -1,0 +1,85 @@
+"""One call that the flow transfers at once, by INVITE, to an agent profile with
+``auth`` (outbound digest auth, RFC 3261 22.2): the harness of the tests where the
+agent (a sipp UAS, tests/wire/test_outbound_auth_wire.py) or a proxy in front of it
+(Kamailio, tests/wire/test_kamailio_auth_wire.py) challenges voicegw.
+
+The flow: ``to_agent`` (agent_transfer to ``agent-x``; the fallback's ``auth`` rule
+goes to ``wait``, a collect that keeps the caller) and ``bye``. The caller is
+:class:`peers.caller.Caller`; the daemon runs with its control API (the fallbacks are
+read from the call's timeline) and is stopped before this returns; the password must
+not appear in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .caller import Caller
+from .daemon import DaemonProcess, wait_until
+
+
+def events(daemon: DaemonProcess, name: str) -> list[dict]:
+    return [e for e in daemon.events() if e.get("event") == name]
+
+
+def timeline(daemon: DaemonProcess, call_id: str) -> list[tuple[str, dict]]:
+    token = (daemon.workdir / "var" / "api.token").read_text().strip()
+    request = urllib.request.Request(f"http://127.0.0.1:{daemon.api_port}/calls/{call_id}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return [(entry["event"], entry["detail"]) for entry in json.load(answer)["timeline"]]
+
+
+def fallbacks(daemon: DaemonProcess, call_id: str) -> list[dict]:
+    return [detail for event, detail in timeline(daemon, call_id) if event == "transfer.fallback"]
+
+
+def transfer_with_auth(workdir: Path, agent_uri: str, password: str, finish_agent: Callable[[dict], None],
+                       **profile: Any) -> tuple[DaemonProcess, dict]:
+    """The call to ``agent_uri`` with ``auth: {agent7, password}`` (and any other
+    ``profile`` field, e.g. ``outbound_proxy``); the daemon (stopped) and the transfer's
+    final event, with ``fallbacks`` (the timeline's) when it failed. ``finish_agent``
+    gets that event once the caller has hung up, while the daemon still runs."""
+    (workdir / "profiles").mkdir()
+    (workdir / "flows").mkdir()
+    (workdir / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({
+        "kind": "agent", "uri": agent_uri, "auth": {"username": "agent7", "password": password}, **profile}))
+    (workdir / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
+        "to_agent": {"type": "agent_transfer", "target": "agent-x", "fallback": {
+            "rules": [{"match": "auth", "action": "goto", "node": "wait"}],
+            "default": {"action": "end"}}},
+        "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 30, "on_timeout": "bye"},
+        "bye": {"type": "hangup"}}}))
+    config = workdir / "voicegw.yaml"
+    config.write_text(yaml.safe_dump({"profiles_dir": str(workdir / "profiles"),
+                                      "flows_dir": str(workdir / "flows"), "default_flow": "main"}))
+    daemon = DaemonProcess("127.0.0.1", None, "--config", str(config))
+    caller = None
+    try:
+        daemon.start()
+        caller = Caller(daemon.address)
+        assert caller.invite().status == 200
+        assert wait_until(lambda: events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed"), 20), \
+            "\n".join(daemon.lines[-30:])
+        finals = events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed")
+        assert len(finals) == 1, finals
+        done = finals[0]
+        if done["event"] == "transfer.failed":
+            call_id = caller.call_id
+            assert wait_until(lambda: fallbacks(daemon, call_id), 10), timeline(daemon, call_id)
+            assert not caller.got_request("BYE"), "a failed transfer keeps the caller"
+            done["fallbacks"] = fallbacks(daemon, call_id)
+        assert caller.bye().status == 200
+        finish_agent(done)
+    finally:
+        if caller is not None:
+            caller.close()
+        daemon.terminate()
+    assert password not in "\n".join(daemon.lines), "the password is never logged"
+    return daemon, done
