@@ -3,9 +3,9 @@ the one place that knows which gateways are up (sip/gateway_health.py decides).
 
 For each carrier profile with ``health:`` a task locates the target every ``interval``
 seconds (RFC 3263, transport/dns.py: each address of the answer, in its order, is a
-gateway; an IP target is one gateway) and sends one OPTIONS to each gateway. A final
-answer within ``timeout`` is an answer, none is a miss (the pending transaction is
-left to the core's timer F; its late answer is ignored). The verdicts are read through
+gateway; an IP target is one gateway) and sends one OPTIONS to each gateway (pinger.py). A
+final answer within ``timeout`` is an answer, none is a miss (the pending transaction
+is left to the core's timer F; its late answer is ignored). The verdicts are read through
 :class:`GatewayStates`: the dial path may ask it which of a trunk's gateways are usable
 (not wired into dialing yet: docs/carriers.md).
 """
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
-from .sip.build import new_call_id, new_tag
-from .sip.events import Address, Event, ResponseReceived, TransactionTimedOut
+from .pinger import OptionsPinger, PingResult
+from .sip.events import Address, Event
 from .sip.gateway_health import GatewayHealth, Health, TrunkHealthConfig
-from .sip.message import Headers, Request
 from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsError, DnsSettings, Resolver
 
@@ -41,14 +39,6 @@ class GatewayStates(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _Pending:
-    trunk: str
-    address: Address
-    sent_at: float
-    deadline: asyncio.TimerHandle | None = None
-
-
 class Gateways:
     """See the module docstring; implements :class:`GatewayStates`."""
 
@@ -62,8 +52,7 @@ class Gateways:
         self.health: dict[str, dict[Address, GatewayHealth]] = {c.trunk: {} for c in configs}
         self.order: dict[str, list[Address]] = {c.trunk: [] for c in configs}
         self.dns_error: dict[str, str] = {}
-        self._pending: dict[str, _Pending] = {}
-        self._given_up: set[str] = set()  # pings we stopped waiting for: their late answers
+        self.pinger = OptionsPinger(endpoint, sip)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- GatewayStates -------------------------------------------------------------------
@@ -92,10 +81,7 @@ class Gateways:
                 await task
             except asyncio.CancelledError:
                 pass
-        for pending in self._pending.values():
-            if pending.deadline is not None:
-                pending.deadline.cancel()
-        self._pending.clear()
+        self.pinger.stop()
 
     async def _run(self, config: TrunkHealthConfig) -> None:
         while True:
@@ -110,55 +96,19 @@ class Gateways:
 
     # --- pings ---------------------------------------------------------------------------
     def _ping(self, config: TrunkHealthConfig, address: Address) -> None:
-        host = self.sip.addresses().advertised(address.host).sip_host
-        request = Request("OPTIONS", config.target, Headers([
-            ("From", f"<sip:voicegw@{host}>;tag={new_tag()}"),
-            ("To", f"<{config.target}>"),
-            ("Call-ID", new_call_id(host)),
-            ("CSeq", "1 OPTIONS"),
-            ("Max-Forwards", "70"),
-            ("Accept", "application/sdp"),
-        ]))
-        transaction = self.endpoint.send_request(request, address)
-        if not transaction:
-            self._missed(config.trunk, address, "transport")
-            return
-        pending = _Pending(config.trunk, address, self.loop.time())
-        pending.deadline = self.loop.call_later(config.settings.timeout, self._timed_out, transaction)
-        self._pending[transaction] = pending
+        def done(result: PingResult) -> None:
+            if result.status is None:
+                self._missed(config.trunk, address, result.reason)
+            else:
+                gateway = self.health[config.trunk][address]
+                self._log(config.trunk, address, gateway.answered(result.status, result.rtt_ms))
+
+        self.pinger.ping(config.target, address, config.settings.timeout, done,
+                         extra=(("Accept", "application/sdp"),))
 
     def tap(self, event: Event) -> bool:
         """Take the answers to our OPTIONS (the daemon asks before the engine)."""
-        if not isinstance(event, (ResponseReceived, TransactionTimedOut)):
-            return False
-        transaction = event.transaction_id
-        if isinstance(event, ResponseReceived) and event.response.status < 200:
-            return transaction in self._pending
-        pending = self._pending.pop(transaction, None)
-        if pending is None:
-            if transaction in self._given_up:
-                self._given_up.discard(transaction)
-                return True
-            return False
-        if pending.deadline is not None:
-            pending.deadline.cancel()
-        if isinstance(event, ResponseReceived):
-            rtt = round((self.loop.time() - pending.sent_at) * 1000, 1)
-            gateway = self.health[pending.trunk][pending.address]
-            self._log(pending.trunk, pending.address, gateway.answered(event.response.status, rtt))
-        else:
-            self._missed(pending.trunk, pending.address,
-                         "transport" if event.timer == "transport" else "timeout")
-        return True
-
-    def _timed_out(self, transaction: str) -> None:
-        pending = self._pending.pop(transaction, None)
-        if pending is None:
-            return
-        self._given_up.add(transaction)  # its late answer is ours to drop
-        if len(self._given_up) > 10_000:  # a bound: the oldest late answers reach the engine
-            self._given_up.clear()
-        self._missed(pending.trunk, pending.address, "timeout")
+        return self.pinger.tap(event)
 
     def _missed(self, trunk: str, address: Address, why: str) -> None:
         self._log(trunk, address, self.health[trunk][address].missed(why))

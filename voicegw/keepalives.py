@@ -3,7 +3,7 @@ daemon's SIP endpoint; what to send and what to log is sip/keepalive.py's.
 
 One task per profile: every ``interval`` it locates the target (an IP literal as it is,
 a name by RFC 3263 through transport/dns.py: the first address) and sends a CRLF ping
-on TCP/TLS or an OPTIONS on UDP. An OPTIONS answered (any final status: the peer is
+on TCP/TLS or an OPTIONS on UDP (pinger.py). An OPTIONS answered (any final status: the peer is
 there) within ``timeout`` is a success; none, or a transport error, is a failure; a
 CRLF ping whose connection is gone by ``timeout`` is a failure. A run of failures is
 logged once (``keepalive.failed``, a warning with the reason) and its end once
@@ -14,26 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from .sip.build import new_call_id, new_tag
-from .sip.events import Address, Event, ResponseReceived, TransactionTimedOut
+from .pinger import OptionsPinger
+from .sip.events import Address, Event
 from .sip.keepalive import CRLF_PING, KeepaliveConfig, KeepaliveState, Kind, Report, kind_for
-from .sip.message import Headers, Request
 from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsError, DnsSettings, Resolver
 
 log = structlog.get_logger("voicegw.keepalives")
-
-
-@dataclass(slots=True)
-class _Pending:
-    config: KeepaliveConfig
-    address: Address
-    deadline: asyncio.TimerHandle | None = None
 
 
 class Keepalives:
@@ -45,8 +36,7 @@ class Keepalives:
         self.loop = asyncio.get_running_loop()
         self.resolver = Resolver(dns or DnsSettings(), self.loop.time)
         self.states: dict[str, KeepaliveState] = {c.profile: KeepaliveState() for c in configs}
-        self._pending: dict[str, _Pending] = {}
-        self._given_up: set[str] = set()
+        self.pinger = OptionsPinger(endpoint, sip)
         self._tasks: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.TimerHandle] = set()
 
@@ -62,10 +52,10 @@ class Keepalives:
                 await task
             except asyncio.CancelledError:
                 pass
-        for handle in [*self._checks, *(p.deadline for p in self._pending.values() if p.deadline)]:
+        for handle in self._checks:
             handle.cancel()
         self._checks.clear()
-        self._pending.clear()
+        self.pinger.stop()
 
     async def _run(self, config: KeepaliveConfig) -> None:
         while True:
@@ -96,52 +86,12 @@ class Keepalives:
 
     # --- UDP: OPTIONS ----------------------------------------------------------------------
     def _options(self, config: KeepaliveConfig, address: Address) -> None:
-        host = self.sip.addresses().advertised(address.host).sip_host
-        request = Request("OPTIONS", config.target, Headers([
-            ("From", f"<sip:voicegw@{host}>;tag={new_tag()}"),
-            ("To", f"<{config.target}>"),
-            ("Call-ID", new_call_id(host)),
-            ("CSeq", "1 OPTIONS"),
-            ("Max-Forwards", "70"),
-        ]))
-        transaction = self.endpoint.send_request(request, address)
-        if not transaction:
-            self._outcome(config, address, False, "transport")
-            return
-        pending = _Pending(config, address)
-        pending.deadline = self.loop.call_later(config.timeout, self._timed_out, transaction)
-        self._pending[transaction] = pending
+        self.pinger.ping(config.target, address, config.timeout,
+                         lambda result: self._outcome(config, address, result.answered, result.reason))
 
     def tap(self, event: Event) -> bool:
         """Take the answers to our OPTIONS (the daemon asks before the engine)."""
-        if not isinstance(event, (ResponseReceived, TransactionTimedOut)):
-            return False
-        transaction = event.transaction_id
-        if isinstance(event, ResponseReceived) and event.response.status < 200:
-            return transaction in self._pending
-        pending = self._pending.pop(transaction, None)
-        if pending is None:
-            if transaction in self._given_up:
-                self._given_up.discard(transaction)
-                return True
-            return False
-        if pending.deadline is not None:
-            pending.deadline.cancel()
-        if isinstance(event, ResponseReceived):
-            self._outcome(pending.config, pending.address, True, "")
-        else:
-            self._outcome(pending.config, pending.address, False,
-                          "transport" if event.timer == "transport" else "timeout")
-        return True
-
-    def _timed_out(self, transaction: str) -> None:
-        pending = self._pending.pop(transaction, None)
-        if pending is None:
-            return
-        self._given_up.add(transaction)
-        if len(self._given_up) > 10_000:
-            self._given_up.clear()
-        self._outcome(pending.config, pending.address, False, "timeout")
+        return self.pinger.tap(event)
 
     def _outcome(self, config: KeepaliveConfig, address: Address | None, ok: bool, reason: str) -> None:
         state = self.states[config.profile]
