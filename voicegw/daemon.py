@@ -452,9 +452,9 @@ class Daemon:
         self.control.transcripts.ttl = api.transcript_ttl
         self.endpoint.trace = self.control.trace
         if self.config.desk.enabled:  # aiortc is imported only when the desk is on
-            from .desk.service import DeskService
-
             import ipaddress
+
+            from .desk.service import DeskService
 
             secure = api.host != "localhost" and not ipaddress.ip_address(api.host).is_loopback
             self.control.desk = engine.desk = DeskService(self.config.desk, engine.config.policy.rtp_host,
@@ -483,11 +483,11 @@ class Daemon:
             return refuse("this daemon was started without a config to reload")
         try:
             config = self.loader()
-        except Exception as error:  # the loader names the file and the field
+        except Exception as error:  # noqa: BLE001 - the loader names the file and the field
             return refuse(str(getattr(error, "message", None) or error))
         try:
             engine.reconfigure(engine_config(config))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a reload refused, the daemon goes on
             return refuse(str(error))
         fixed = ("sip", "api", "limits", "tls", "registrations", "health_checks", "keepalives")
         notes = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]

@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -396,14 +396,14 @@ def detail_from_record(record: dict[str, Any], messages: bool) -> m.CallDetail:
 
 
 def _dt(wall: float) -> datetime:
-    return datetime.fromtimestamp(wall, tz=timezone.utc)
+    return datetime.fromtimestamp(wall, tz=UTC)
 
 
 def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 

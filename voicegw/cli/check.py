@@ -22,7 +22,15 @@ from ..config.load import check as check_config
 from ..config.loader import LoadedConfig
 from ..flow.router import DEFAULT_CHANNEL
 from ..flow.runner import Flow, demo_flow
-from .simulate import SimulateError, parse_status, parse_target, render, simulate, statuses_for, transfer_node
+from .simulate import (
+    SimulateError,
+    parse_status,
+    parse_target,
+    render,
+    simulate,
+    statuses_for,
+    transfer_node,
+)
 
 
 @click.command("check")
@@ -40,7 +48,7 @@ def check(config_file: Path | None, as_json: bool, simulate_target: str | None) 
                 if Path(folder).is_dir()}
     try:
         config, problems = check_config(config_file, **dirs)
-    except Exception as error:  # a bug must not look like a traceback to an operator
+    except Exception as error:  # noqa: BLE001 - a bug must not look like a traceback to an operator
         click.echo(f"voicegw check: internal error: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
     if simulate_target is not None and not problems:

@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -68,7 +68,7 @@ def when(text: str | None) -> str:
     """An ISO time from the API as local HH:MM:SS (the date too when not today)."""
     if not text:
         return ""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone()
+    moment = datetime.fromisoformat(text).astimezone()
     today = datetime.now().astimezone().date()
     return moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M:%S")
 
@@ -351,11 +351,11 @@ def parse_when(text: str, option: str) -> str:
     match = _RELATIVE.match(text.strip())
     if match:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-        return (datetime.now(timezone.utc) - timedelta(**{unit: int(match.group(1))})).isoformat()
+        return (datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})).isoformat()
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise click.BadParameter("expected 30m, 2h, 7d or an ISO date/time", param_hint=option) from None
     if moment.tzinfo is None:
         moment = moment.astimezone()  # a local time, as the operator typed it
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()

@@ -111,24 +111,24 @@ def load_config(path: Path | None) -> DaemonConfig:
 
 
 # --- config check (voicegw/cli/check.py) ---------------------------------------------------
-from .check import check as _check_command  # noqa: E402
+from .check import check as _check_command
 
 cli.add_command(_check_command)
 
 # --- operator commands: status, calls, call show, transfer, hangup, cdr, reload -----------
-from .commands import register as _register_operator_commands  # noqa: E402
+from .commands import register as _register_operator_commands
 
 _register_operator_commands(cli)
 
-from .report import register as _register_report  # noqa: E402
+from .report import register as _register_report
 
 _register_report(cli)
 
-from .probe import register as _register_probe  # noqa: E402
+from .probe import register as _register_probe
 
 _register_probe(cli)
 
-from .trunks import register as _register_trunks  # noqa: E402
+from .trunks import register as _register_trunks
 
 _register_trunks(cli)
 

@@ -70,7 +70,7 @@ def check_sip_uri(value: str) -> str:
     except SipError as error:
         raise ValueError(f"{value!r} is not a SIP URI ({error.reason})") from None
     if not isinstance(uri, SipUri):
-        raise ValueError(f"{value!r} must be a sip: or sips: URI")
+        raise ValueError(f"{value!r} must be a sip: or sips: URI")  # noqa: TRY004 (pydantic reports ValueError)
     if uri.headers:
         raise ValueError(f"{value!r}: headers inside the URI ('?...') are not allowed")
     return value

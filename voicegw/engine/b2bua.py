@@ -254,7 +254,7 @@ class Engine:
         for listener in self.listeners:
             try:
                 listener(call, now, event)
-            except Exception as error:  # a broken watcher never breaks a call
+            except Exception as error:  # noqa: BLE001 - a broken watcher never breaks a call
                 log.error("engine.listener_failed", error=repr(error), event_name=event.name)
 
     def reconfigure(self, config: EngineConfig) -> None:
@@ -280,7 +280,7 @@ class Engine:
             return
         try:
             await asyncio.wait_for(self.durable(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("store.slow", waited=timeout)
 
     def find_call(self, call_id: str) -> Call | None:

@@ -12,15 +12,15 @@ Every change is recorded on the call's timeline as a typed event
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..sip.events import Address
 from ..sip.invite_session_table import State as SessionState
+from ..sip.message import Request
 from .disposition import disposition
 from .events import CallConnected, CallDisposed, CallEnded, CallEvent, CallStarted
-from ..sip.message import Request
 
 if TYPE_CHECKING:
     from ..media.endpoint import MediaEndpoint

@@ -170,7 +170,7 @@ class Act(enum.Enum):
     RUN_PENDING = enum.auto()  # feed the rule's action, held while its prompt played
 
 
-S, I = FallbackState, FallbackInput  # noqa: E741 - a table reads better with short names
+S, I = FallbackState, FallbackInput
 
 #: What a rule's action does, from FAILED (no prompt) or PROMPTING (prompt played).
 _ACTION_ROWS: dict[FallbackInput, tuple[tuple[Act, ...], FallbackState]] = {

@@ -109,7 +109,7 @@ class FlowExecutor:
             elif isinstance(action, WaitForDigit):
                 try:
                     digit = await asyncio.wait_for(digits.get(), action.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     action = runner.timed_out()
                 else:
                     action = runner.digit(digit) or action

@@ -190,6 +190,16 @@ def bot_steps(how: How, moment: Moment, hears_first: bool, listens: bool) -> tup
 
 
 __all__ = [
-    "Action", "BOT_TABLE", "How", "IGNORED", "Input", "Moment", "State", "Step", "TABLE",
-    "TransferMachine", "TransferMachineError", "bot_steps",
+    "BOT_TABLE",
+    "IGNORED",
+    "TABLE",
+    "Action",
+    "How",
+    "Input",
+    "Moment",
+    "State",
+    "Step",
+    "TransferMachine",
+    "TransferMachineError",
+    "bot_steps",
 ]

@@ -26,8 +26,19 @@ class StreamContinuity:
     """The rewrite state of one outgoing stream. Inactive (and never consulted on the
     relay's fast path) until the first change of source."""
 
-    __slots__ = ("ssrc", "clock_rate", "frame", "active", "_seq", "_ts", "_in_ssrc",
-                 "_seq_off", "_ts_off", "_switch_at", "_last_out_at")
+    __slots__ = (
+        "_in_ssrc",
+        "_last_out_at",
+        "_seq",
+        "_seq_off",
+        "_switch_at",
+        "_ts",
+        "_ts_off",
+        "active",
+        "clock_rate",
+        "frame",
+        "ssrc",
+    )
 
     def __init__(self, clock_rate: int = 8000, frame: int = 160) -> None:
         self.clock_rate = clock_rate

@@ -336,8 +336,8 @@ async def open_endpoint(host: str, pool: PortPool, **options: object) -> MediaEn
             port = pool.allocate()
             ep = MediaEndpoint(host, port, pool=pool, **options)  # type: ignore[arg-type]
             try:
-                await loop.create_datagram_endpoint(lambda: ep.rtp, local_addr=(host, port))
-                await loop.create_datagram_endpoint(lambda: ep.rtcp, local_addr=(host, port + 1))
+                await loop.create_datagram_endpoint(lambda ep=ep: ep.rtp, local_addr=(host, port))
+                await loop.create_datagram_endpoint(lambda ep=ep: ep.rtcp, local_addr=(host, port + 1))
             except OSError as exc:
                 _abandon(ep)
                 if not _in_use(exc):

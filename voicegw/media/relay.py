@@ -61,8 +61,22 @@ class _Direction:
     only this object. Packets out = packets in - dropped (one out per accepted in;
     transcoding and rewriting keep the size), so only three counters move."""
 
-    __slots__ = ("src", "dst", "expect", "sendto", "to", "last", "pt_map", "packets",
-                 "octets", "dropped", "dropped_octets", "clock", "srtp_failures", "tap")
+    __slots__ = (
+        "clock",
+        "dropped",
+        "dropped_octets",
+        "dst",
+        "expect",
+        "last",
+        "octets",
+        "packets",
+        "pt_map",
+        "sendto",
+        "src",
+        "srtp_failures",
+        "tap",
+        "to",
+    )
 
     def __init__(self, src: MediaEndpoint, dst: MediaEndpoint, clock) -> None:
         self.src, self.dst, self.clock = src, dst, clock
@@ -191,8 +205,15 @@ class _RtcpDirection:
     RFC 3550 6.2). After a swap, report senders' SSRC and SR timestamps are mapped
     onto the stable stream the receiver knows."""
 
-    __slots__ = ("src", "dst", "packets", "octets", "dropped", "dropped_octets",
-                 "srtp_failures")
+    __slots__ = (
+        "dropped",
+        "dropped_octets",
+        "dst",
+        "octets",
+        "packets",
+        "src",
+        "srtp_failures",
+    )
 
     def __init__(self, src: MediaEndpoint, dst: MediaEndpoint) -> None:
         self.src, self.dst = src, dst

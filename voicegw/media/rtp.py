@@ -198,12 +198,12 @@ class RtcpPacket:
             pos = end
         if not packets:
             raise RtpError("empty RTCP datagram")
-        if packets[0].packet_type not in (RTCP_SR, RTCP_RR):
-            # "The first RTCP packet in the compound packet MUST always be a report
-            # packet" (RFC 3550 6.1); reduced-size RTCP (RFC 5506) relaxes it, so a
-            # relay only checks the type range (RFC 5761 section 4: 192-223).
-            if not 192 <= packets[0].packet_type <= 223:
-                raise RtpError(f"RTCP packet type {packets[0].packet_type} out of range")
+        # "The first RTCP packet in the compound packet MUST always be a report
+        # packet" (RFC 3550 6.1); reduced-size RTCP (RFC 5506) relaxes it, so a
+        # relay only checks the type range (RFC 5761 section 4: 192-223).
+        first = packets[0].packet_type
+        if first not in (RTCP_SR, RTCP_RR) and not 192 <= first <= 223:
+            raise RtpError(f"RTCP packet type {first} out of range")
         return packets
 
     def __bytes__(self) -> bytes:

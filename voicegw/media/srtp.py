@@ -69,8 +69,16 @@ class SrtpStatistics:
 class SrtpContext:
     """One leg's SRTP sessions: ``inbound_key`` is the peer's, ``outbound_key`` ours."""
 
-    __slots__ = ("suite", "_keys", "_in", "_out", "protected", "unprotected", "auth_failures",
-                 "protect_failures")
+    __slots__ = (
+        "_in",
+        "_keys",
+        "_out",
+        "auth_failures",
+        "protect_failures",
+        "protected",
+        "suite",
+        "unprotected",
+    )
 
     def __init__(self, inbound_key: bytes, outbound_key: bytes,
                  suite: str = DEFAULT_SUITE) -> None:

@@ -84,7 +84,7 @@ class ToneGenerator:
 
 def generate(spec: ToneSpec, seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
     """``seconds`` of the tone from its start, as int16 (e.g. one ringback period)."""
-    return tone_samples(spec, int(round(seconds * rate)), 0, rate)
+    return tone_samples(spec, round(seconds * rate), 0, rate)
 
 
 def goertzel_power(samples: np.ndarray, freq: float, rate: int = SAMPLE_RATE) -> float:

@@ -77,7 +77,7 @@ class EspeakTts:
             stderr=asyncio.subprocess.PIPE)
         try:
             _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             tmp.unlink(missing_ok=True)

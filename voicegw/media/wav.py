@@ -55,7 +55,7 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int = TARGET_RATE) ->
         # Cut at 90% of the new Nyquist frequency so the filter's transition band
         # ends before aliasing starts.
         x = np.convolve(x, lowpass_taps(0.45 * dst_rate, src_rate), mode="same")
-    n_out = int(math.floor(len(x) * dst_rate / src_rate))
+    n_out = math.floor(len(x) * dst_rate / src_rate)
     pos = np.arange(n_out) * (src_rate / dst_rate)
     return np.interp(pos, np.arange(len(x)), x)
 

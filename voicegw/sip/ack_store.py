@@ -81,4 +81,4 @@ def _key(call_id: str, seq: int, from_tag: str | None, to_tag: str | None) -> Ac
     return (call_id, seq, from_tag or "", to_tag or "")
 
 
-__all__ = ["AckStore", "KEEP_FOR", "KeptAck"]
+__all__ = ["KEEP_FOR", "AckStore", "KeptAck"]

@@ -120,7 +120,7 @@ def make_response(
     return Response(status, reason or reason_phrase(status), copied)
 
 
-_TAG_RE = re.compile(r";\s*tag\s*=", re.I)
+_TAG_RE = re.compile(r";\s*tag\s*=", re.IGNORECASE)
 _QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 

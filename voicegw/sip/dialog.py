@@ -294,12 +294,11 @@ class Dialog:
         seq = request.cseq.seq
         # ACK (and CANCEL) carry the INVITE's CSeq number, so they are never "in order"
         # against later requests and do not move the remote sequence number.
-        if event is not DialogInput.ACK_RECEIVED:
-            # "If the remote sequence number was not empty, but the sequence number of
-            # the request is lower than the remote sequence number, the request is out
-            # of order and MUST be rejected with a 500 (Server Internal Error) response."
-            if self.remote_seq is not None and seq < self.remote_seq:
-                raise ProtocolViolation("CSeq lower than the dialog's remote sequence", status=500)
+        # "If the remote sequence number was not empty, but the sequence number of
+        # the request is lower than the remote sequence number, the request is out
+        # of order and MUST be rejected with a 500 (Server Internal Error) response."
+        if event is not DialogInput.ACK_RECEIVED and self.remote_seq is not None and seq < self.remote_seq:
+            raise ProtocolViolation("CSeq lower than the dialog's remote sequence", status=500)
         self.state = next_state
         if event is not DialogInput.ACK_RECEIVED:
             self.remote_seq = seq

@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from voicegw.sip.errors import ParseError, ProtocolViolation
 from voicegw.sip.grammar import TOKEN
@@ -428,7 +429,7 @@ class DigestServer:
         self.opaque = opaque
 
     def _mac(self, issued: int) -> str:
-        msg = f"{issued}:{self.realm}".encode("utf-8")
+        msg = f"{issued}:{self.realm}".encode()
         return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:32]
 
     def make_nonce(self, now: float) -> str:

@@ -223,9 +223,8 @@ def parse_params(text: str) -> dict[str, str | None]:
             value = value.strip()
             if not value:
                 raise ParseError("empty parameter value")
-            if value[0] == '"':
-                if len(value) < 2 or value[-1] != '"':
-                    raise ParseError("bad quoted parameter")
+            if value[0] == '"' and (len(value) < 2 or value[-1] != '"'):
+                raise ParseError("bad quoted parameter")
             params[name.lower()] = value
         else:
             params[name.lower()] = None

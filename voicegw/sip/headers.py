@@ -12,8 +12,8 @@ from .errors import ParseError
 from .grammar import (
     TOKEN_FULL_RE,
     check_host,
-    is_digits,
     format_params,
+    is_digits,
     parse_params,
     parse_port,
     quote,
@@ -125,7 +125,7 @@ def parse_name_addr_list(text: str) -> list[NameAddr]:
 _VIA_RE = re.compile(
     r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)"
     r"\s+(\[[^\]]*\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*(?:;(.*))?\Z",
-    re.S | re.A,
+    re.DOTALL | re.ASCII,
 )
 
 

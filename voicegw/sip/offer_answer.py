@@ -34,11 +34,12 @@ offer, or a local misuse, is treated as an internal error too).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Sequence
 
 from voicegw.sip.errors import ParseError, ProtocolViolation
+from voicegw.sip.sdes import CryptoAttribute, check_key, pick
 from voicegw.sip.sdp import MediaDescription, SessionDescription, audio_media
 from voicegw.sip.sdp_fields import (
     NOT_ACCEPTABLE_HERE,
@@ -51,7 +52,6 @@ from voicegw.sip.sdp_fields import (
     Origin,
     Timing,
 )
-from voicegw.sip.sdes import CryptoAttribute, check_key, pick
 
 DEFAULT_SUPPORTED: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 DEFAULT_PROTOS: tuple[str, ...] = ("RTP/AVP",)

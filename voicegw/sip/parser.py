@@ -26,9 +26,9 @@ MAX_MESSAGE_SIZE = 65_535
 MAX_HEADERS = 256
 
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT   (case-insensitive, 7.1)
-_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I | re.A)
+_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE | re.ASCII)
 # Status-Code = 3DIGIT ; Reason-Phrase = *(reserved / unreserved / escaped / UTF8 / SP / HTAB)
-_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) ([1-6]\d\d) ([^\r\n]*)\Z", re.I | re.A)
+_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) ([1-6]\d\d) ([^\r\n]*)\Z", re.IGNORECASE | re.ASCII)
 
 _name_keys: dict[str, str] = {}
 

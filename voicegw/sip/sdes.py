@@ -22,8 +22,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 #: suite -> (master key length, master salt length) in bytes (RFC 4568 6.2.1, 6.2.2)
 SUITES: dict[str, tuple[int, int]] = {

@@ -40,8 +40,8 @@ Limits, a defence against hostile bodies (each breach is a 488):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
 
 from voicegw.sip.sdes import CryptoAttribute, crypto_lines
 from voicegw.sip.sdp_fields import (
@@ -310,7 +310,7 @@ class SessionDescription(_Attributes):
         if data.count(b"\n") > MAX_LINES:
             raise _fail("too many SDP lines")
         text = data.decode("utf-8", "surrogateescape")
-        records = [r[:-1] if r.endswith("\r") else r for r in text.split("\n")]
+        records = [r.removesuffix("\r") for r in text.split("\n")]
         while records and records[-1] == "":
             records.pop()
         return _build(records)

@@ -18,7 +18,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from voicegw.sip.errors import ParseError
 
@@ -310,7 +310,7 @@ class Field:
         return self.value
 
 
-Line = Union[Connection, Timing, Attribute, Field]
+Line = Connection | Timing | Attribute | Field
 
 
 __all__ = [

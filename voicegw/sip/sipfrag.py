@@ -33,7 +33,7 @@ MAX_SIPFRAG_SIZE = MAX_MESSAGE_SIZE
 
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (25.1), loosened:
 # any run of SP/HTAB between the parts, and the reason phrase (with its SP) optional.
-_LOOSE_STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+(.*))?\Z", re.I | re.S | re.A)
+_LOOSE_STATUS_RE = re.compile(r"(SIP/\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+(.*))?\Z", re.IGNORECASE | re.DOTALL | re.ASCII)
 # message-header = field-name ":" ... ; field-name is a token
 _HEADER_START_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*:")
 _UNSAFE_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -97,7 +97,7 @@ class Action(enum.Enum):
 
 A = Action
 S = State
-I = Input  # noqa: E741 - a table reads better with one-letter aliases
+I = Input
 
 Table = dict[tuple[State, Input], tuple[tuple[Action, ...], State]]
 

@@ -23,7 +23,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from voicegw.sip.locate import Locator, LocateError, Naptr, Query, Record, Srv, Target
+from voicegw.sip.locate import LocateError, Locator, Naptr, Query, Record, Srv, Target
 from voicegw.sip.uri import SipUri
 
 # a negative answer (NXDOMAIN, no data) is kept this long when the zone's SOA gives none

@@ -123,7 +123,7 @@ class GuardStatistics:
 class _Source:
     """One source address: its token bucket and its ban."""
 
-    __slots__ = ("tokens", "last", "trusted", "banned_until")
+    __slots__ = ("banned_until", "last", "tokens", "trusted")
 
     def __init__(self, tokens: float, now: float, trusted: bool) -> None:
         self.tokens = tokens
@@ -212,10 +212,10 @@ class Guard:
         if config.max_calls and len(self._calls) >= config.max_calls:
             self.stats.rejected_max_calls += 1
             return Refused(Cause.CALL_LIMIT)
-        if config.max_calls_per_source and not self._trusted(source.host):
-            if self._calls_per_source.get(source.host, 0) >= config.max_calls_per_source:
-                self.stats.rejected_source_calls += 1
-                return Refused(Cause.SOURCE_LIMIT)
+        if (config.max_calls_per_source and not self._trusted(source.host)
+                and self._calls_per_source.get(source.host, 0) >= config.max_calls_per_source):
+            self.stats.rejected_source_calls += 1
+            return Refused(Cause.SOURCE_LIMIT)
         return None
 
     def on_call_event(self, call: Any, now: float, event: CallEvent) -> None:
@@ -238,8 +238,7 @@ class Guard:
 
     def note_loop_lag(self, lag: float, now: float) -> None:
         """How late the loop ran a timer (from :class:`LoopLagProbe`)."""
-        if lag > self.stats.max_loop_lag_seen:
-            self.stats.max_loop_lag_seen = lag
+        self.stats.max_loop_lag_seen = max(self.stats.max_loop_lag_seen, lag)
         limit = self.config.max_loop_lag
         if limit and lag > limit:
             if now >= self._overloaded_until:
@@ -308,7 +307,7 @@ def _scanner_pattern(fragments: tuple[str, ...]) -> re.Pattern[bytes] | None:
     if not fragments:
         return None
     names = b"|".join(re.escape(f.lower().encode()) for f in fragments)
-    return re.compile(rb"\nuser-agent[ \t]*:[^\r\n]*?(?:" + names + rb")", re.I)
+    return re.compile(rb"\nuser-agent[ \t]*:[^\r\n]*?(?:" + names + rb")", re.IGNORECASE)
 
 
 class LoopLagProbe:
