@@ -418,6 +418,9 @@ class Carrier(Caller):
     hung_up: bool = False
     refer_answer: str = "202 Accepted"
     """How REFERs are answered: e.g. "501 Not Implemented" for a carrier without REFER."""
+    unanswered: tuple[str, ...] = ()
+    """Requests of these methods are recorded but not answered (their retransmissions
+    are, once the test empties it): e.g. to send a BYE crossing voicegw's."""
 
     def invite(self, extra: str = "", timeout: float = 10.0) -> Response:
         """INVITE; a non-2xx final is ACKed too (RFC 3261 17.1.1.3), so voicegw stops
@@ -458,7 +461,7 @@ class Carrier(Caller):
         if isinstance(message, Request) and message.method == "REFER":
             self.refers.append(message)
             self.sip.sendto(_ok(data, message).replace(b"200 OK", self.refer_answer.encode(), 1), addr)
-        elif isinstance(message, Request) and message.method != "ACK":
+        elif isinstance(message, Request) and message.method not in ("ACK", *self.unanswered):
             self.sip.sendto(_ok(data, message), addr)
         return message
 

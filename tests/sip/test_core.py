@@ -106,6 +106,29 @@ def test_out_of_dialog_bye_and_unknown_dialog_get_481() -> None:
     assert isinstance(event, RequestReceived) and event.request.method == "INFO"
 
 
+def test_a_bye_crossing_ours_gets_200_until_ours_is_answered() -> None:
+    """RFC 5407's crossing BYEs: the application sent BYE and forgot the dialog; the
+    peer's BYE, sent before ours arrived, still names the dialog (it lasts until our
+    BYE's final response, 15.1.1) and gets 200 (15.1.2); after that final, 481 again."""
+    core = UserAgentCore()
+    core.register_dialog("core-test-1", "ours", "fa")
+    bye = Request("BYE", "sip:alice@127.0.0.2:5070", Headers([
+        ("From", "<sip:bot@127.0.0.1>;tag=ours"), ("To", "<sip:alice@example.com>;tag=fa"),
+        ("Call-ID", "core-test-1"), ("CSeq", "2 BYE")]))
+    tx = core.send_request(bye, SRC, 0.0)
+    (sent, _), = core.datagrams_to_send(0.0)
+    core.forget_dialog("core-test-1", "ours", "fa")
+    (crossing,) = feed(core, req("BYE", branch="z9hG4bKx1", to_tag="ours", cseq=5), 0.1)
+    assert crossing.status == 200 and crossing.to.tag == "ours"
+    assert events(core) == [], "the core answers it; the application has forgotten the call"
+    assert [r.status for r in feed(core, req("INFO", branch="z9hG4bKx2", to_tag="ours", cseq=6), 0.1)] == [481]
+    ours = parse_message(sent)
+    core.receive_datagram(bytes(make_response(ours, 200)), SRC, 0.2)
+    (answered,) = events(core)
+    assert isinstance(answered, ResponseReceived) and answered.transaction_id == tx
+    assert [r.status for r in feed(core, req("BYE", branch="z9hG4bKx3", to_tag="ours", cseq=7), 0.3)] == [481]
+
+
 def test_require_unknown_extension_gets_420_listing_it() -> None:
     core = UserAgentCore(CoreConfig(supported=("timer",)))
     (resp,) = feed(core, req("OPTIONS", extra="Require: timer, foo-bar\r\n"))

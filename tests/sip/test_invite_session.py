@@ -305,6 +305,7 @@ RULES = [
     (S.CONNECTING, I.BYE, (), S.DISCONNECTING, "15: the callee waits for the ACK"),
     (S.DISCONNECTING, I.RECV_ACK, (A.ACK_RECEIVED, A.SEND_BYE), S.DISCONNECTED, "15"),
     (S.EARLY, I.RECV_BYE, (A.ANSWER_BYE,), S.DISCONNECTED, "15, 15.1.2: BYE on an early dialog"),
+    (S.DISCONNECTED, I.RECV_BYE, (A.ANSWER_BYE,), S.DISCONNECTED, "RFC 5407: a BYE crossing ours, 200"),
     (S.REINVITING, I.MODIFY_491, (A.START_GLARE,), S.GLARE, "14.1: back off"),
     (S.GLARE, I.TIMER_GLARE, (A.RESEND_MODIFY,), S.REINVITING, "14.1: then resend"),
     (S.GLARE, I.RECV_REINVITE, (A.DROP_GLARE, A.TAKE_MODIFY), S.REINVITED, "14.1: theirs won"),
@@ -331,7 +332,7 @@ def test_invalid_requests_carry_the_rfc_status() -> None:
     assert INVALID[(State.REINVITING, Input.RECV_REINVITE)] == 491  # 14.2
     assert INVALID[(State.REINVITED, Input.RECV_REINVITE)] == 500  # 14.2
     assert INVALID[(State.REINVITED, Input.RECV_UPDATE_OFFER)] == 500  # RFC 3311 5.2
-    assert INVALID[(State.DISCONNECTED, Input.RECV_BYE)] == 481  # 12.2.2
+    assert INVALID[(State.DISCONNECTED, Input.RECV_REINVITE)] == 481  # 12.2.2
 
 
 # ------------------------------------------------------------------- UAC, 13.2.2.4
@@ -600,6 +601,20 @@ def test_bye_from_either_side() -> None:
         assert pair.events(side, Terminated)[0].cause is Cause.LOCAL_BYE
         assert pair.events(other, Terminated)[0].cause is Cause.REMOTE_BYE
         assert pair.responses(other, 200)[-1].cseq.method == "BYE"
+
+
+def test_crossing_byes_are_both_answered_200() -> None:
+    """RFC 5407's crossing BYEs: each side sent BYE before it got the other's; the
+    dialog lasts until a BYE's final response (15.1.1), so each BYE gets 200 (15.1.2);
+    each side ends once, by its own BYE."""
+    pair = Pair()
+    pair.connect()
+    pair.do("a", Bye())
+    pair.do("b", Bye())
+    pair.run()
+    for side in ("a", "b"):
+        assert [e.cause for e in pair.events(side, Terminated)] == [Cause.LOCAL_BYE]
+        assert [r.status for r in pair.responses(side) if r.cseq.method == "BYE"] == [200]
 
 
 def test_caller_byes_an_early_dialog_and_the_invite_gets_487() -> None:

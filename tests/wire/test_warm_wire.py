@@ -316,6 +316,30 @@ def test_complete_by_refer_with_replaces_names_the_consult_dialog_and_leaves_the
             caller.close()
 
 
+def test_the_carriers_bye_crossing_voicegws_after_refer_with_replaces_gets_200(refer) -> None:
+    """The carrier joined caller and agent (NOTIFY 200) and hangs up its dialog with
+    voicegw just as voicegw leaves it: its BYE crosses voicegw's (sent before voicegw's
+    BYE is answered). The dialog lasts until a BYE's final response (RFC 3261 15.1.1),
+    so the carrier's BYE is answered 200 (15.1.2, RFC 5407's crossing BYEs), not 481."""
+    daemon, port = refer
+    with Agent(port, answer_delay=0.1) as agent:
+        caller = press_zero(daemon)
+        try:
+            until_agent(caller, agent, "answered")
+            assert caller.listen(8, lambda: bool(caller.refers)), "no REFER on the caller's leg"
+            request = caller.refers[0]
+            caller.unanswered = ("BYE",)
+            assert caller.notify(request, 200, "OK", final=True).status == 200
+            assert caller.listen(3, lambda: caller.got_request("BYE")), "voicegw leaves the call: BYE on leg A"
+            crossing = caller.bye()  # voicegw's BYE is still unanswered
+            assert crossing.status == 200, crossing.status
+            caller.unanswered = ()  # voicegw's BYE, retransmitted (T1), gets its 200 now
+            assert caller.listen(4, lambda: len(caller.requests_at("BYE")) >= 2), "voicegw's BYE resent"
+            assert wait_until(lambda: bool(daemon.logged("transfer.succeeded", call_id=caller.call_id)), 3)
+        finally:
+            caller.close()
+
+
 @pytest.mark.parametrize("status,reason", [(481, "Call/Transaction Does Not Exist"), (503, "Service Unavailable")])
 def test_refer_with_replaces_refused_by_the_carrier_fails_and_the_caller_stays(refer, status: int,
                                                                                reason: str) -> None:

@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .ack_store import AckStore
+from .advertise import AddressPolicy
 from .build import make_response, new_branch, new_tag, reason_phrase
 from .errors import ParseError, SipError
 from .events import (
@@ -36,8 +38,6 @@ from .events import (
     TransactionTerminated,
 )
 from .grammar import split_quoted
-from .ack_store import AckStore
-from .advertise import AddressPolicy
 from .headers import MAGIC_COOKIE, Via
 from .message import Headers, Request, Response
 from .parser import is_keepalive, parse_message, salvage
@@ -129,6 +129,12 @@ class UserAgentCore:
         # ACKs for 2xx carry a new branch (17.1.1.3); find the INVITE by dialog instead.
         self._accepted: dict[tuple[str, int, str], str] = {}
         self._dialogs: set[DialogKey] = set()
+        # Dialogs we sent BYE in, until our BYE's final response: the peer's BYE
+        # crossing ours still names a dialog that exists (15.1.1: it ends with our BYE's
+        # final response) and gets 200 (15.1.2; RFC 5407's crossing BYEs), even when the
+        # application has forgotten the call meanwhile
+        self._closing: dict[DialogKey, str] = {}
+        self._closing_by_tx: dict[str, DialogKey] = {}
         # ACKs of 2xx to our INVITEs: the core re-ACKs a 2xx's copies itself (13.2.2.4),
         # so the application may forget an ended call at once (sip/ack_store.py)
         self._acks = AckStore()
@@ -255,6 +261,10 @@ class UserAgentCore:
             return ""
         tx_id = f"{branch}|{request.method}"
         tx = ClientTransaction(tx_id, request, destination, now, reliable=destination.transport != "udp")
+        if request.method == "BYE":
+            key = (request.call_id, request.from_.tag or "", request.to.tag or "")
+            self._closing[key] = tx_id
+            self._closing_by_tx[tx_id] = key
         self._client[tx_id] = tx
         self._pending.add(tx_id)
         self._collect(tx)
@@ -377,6 +387,8 @@ class UserAgentCore:
         if to_tag is not None:
             key = (request.call_id, to_tag, request.from_.tag or "")
             if key not in self._dialogs:
+                if method == "BYE" and key in self._closing:
+                    return 200, None, None  # a BYE crossing ours (see _closing)
                 return 481, None, None  # 12.2.2
             return 0, None, None
         if method == "OPTIONS":
@@ -459,7 +471,7 @@ class UserAgentCore:
         # RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it
         # (the To tag is left out so that the ACK, which has it, matches the INVITE).
         return "|".join(
-            ("2543", request.uri if method != "CANCEL" else request.uri, request.from_.tag or "",
+            ("2543", request.uri, request.from_.tag or "",
              request.call_id, str(request.cseq.seq), str(via), method)
         )
 
@@ -513,6 +525,10 @@ class UserAgentCore:
             tx.events.clear()
         if tx.state not in _PENDING_STATES:
             self._pending.discard(tx.id)
+            if tx.method == "BYE" and self._closing_by_tx:  # our BYE's final: the dialog is over
+                key = self._closing_by_tx.pop(tx.id, None)
+                if key is not None and self._closing.get(key) == tx.id:
+                    del self._closing[key]
         if tx.terminated:
             if isinstance(tx, ServerTransaction):
                 self._server.pop(tx.id, None)

@@ -107,6 +107,9 @@ TRANSITIONS: dict[tuple[DialogState, DialogInput], DialogState] = {
     (_S.TERMINATED, _I.FAILURE): _S.TERMINATED,
     (_S.TERMINATED, _I.ACK_SENT): _S.TERMINATED,
     (_S.TERMINATED, _I.ACK_RECEIVED): _S.TERMINATED,
+    # the peer's BYE crossing ours (RFC 5407's crossing BYEs): the dialog lasts until our
+    # BYE's final response (15.1.1), so theirs is in it and gets 200 (15.1.2)
+    (_S.TERMINATED, _I.BYE_RECEIVED): _S.TERMINATED,
 }
 
 

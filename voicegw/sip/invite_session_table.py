@@ -311,6 +311,9 @@ def _rows() -> dict[tuple[State, Input], Row]:
     t[(D, I.BYE_ANSWERED)] = ((A.BYE_DONE,), D, None)
     t[(D, I.BYE_CHALLENGE)] = ((A.RETRY_BYE,), D, None)
     t[(D, I.BYE_FAILED)] = ((A.BYE_FAILED,), D, None)
+    # the peer's BYE crossing ours (RFC 5407's crossing BYEs): 200, as the dialog is
+    # there until our BYE's final response (15.1.1, 15.1.2); the session is over already
+    t[(D, I.RECV_BYE)] = ((A.ANSWER_BYE,), D, None)
     return t
 
 
