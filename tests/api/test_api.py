@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from peers.daemon import wait_until
-from peers.sipp import SIPP
 from peers.ops import OpsDaemon, Sipp, active_call
+from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 

@@ -5,15 +5,13 @@ matches the schema's status codes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-
-from peers.sipp import SIPP
 from peers.ops import OpsDaemon
+from peers.sipp import SIPP
+from schemathesis.checks import not_a_server_error
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -111,7 +111,7 @@ def test_ladder_draws_legs_as_columns_and_messages_as_arrows() -> None:
 
 
 def test_cli_times_relative_and_absolute() -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert abs((before - datetime.fromisoformat(parse_when("2h", "--since"))).total_seconds() - 7200) < 5
     assert parse_when("2030-01-02T03:04:05+00:00", "--since").startswith("2030-01-02T03:04:05")
     with pytest.raises(click.BadParameter):

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from peers.net import free_port
-from peers.sipp import SIPP
 from peers.ops import OpsDaemon, Sipp, active_call
+from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 

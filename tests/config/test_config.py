@@ -154,18 +154,18 @@ CASES = {
     ),
     "bad cidr": (
         {"voicegw.yaml": "calls:\n  trusted_sources:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\n"},
-        ["voicegw.yaml:4: calls.trusted_sources.1: '10.0.0.1/8' is not a CIDR network "
-         "(10.0.0.1/8 has host bits set)"],
+        [("voicegw.yaml:4: calls.trusted_sources.1: '10.0.0.1/8' is not a CIDR network "
+         "(10.0.0.1/8 has host bits set)")],
     ),
     "bad external host": (
         {"voicegw.yaml": "sip:\n  external_host: nat.example.com\n"},
-        ["voicegw.yaml:2: sip.external_host: 'nat.example.com' is not an IP address "
-         "(voicegw binds to addresses, not names)"],
+        [("voicegw.yaml:2: sip.external_host: 'nat.example.com' is not an IP address "
+         "(voicegw binds to addresses, not names)")],
     ),
     "bad local net": (
         {"voicegw.yaml": "local_nets:\n  - 10.0.0.0/8\n  - 192.168.1.1/24\n"},
-        ["voicegw.yaml:3: local_nets.1: '192.168.1.1/24' is not a CIDR network "
-         "(192.168.1.1/24 has host bits set)"],
+        [("voicegw.yaml:3: local_nets.1: '192.168.1.1/24' is not a CIDR network "
+         "(192.168.1.1/24 has host bits set)")],
     ),
     "moved key": (
         {"voicegw.yaml": "calls:\n  rtp_port_min: 30000\n"},
@@ -173,8 +173,8 @@ CASES = {
     ),
     "rtp range": (
         {"voicegw.yaml": "media:\n  rtp_port_min: 30000\n  rtp_port_max: 20000\n"},
-        ["voicegw.yaml:1: media: rtp_port_min 30000 must be below rtp_port_max 20000 by 2 at least "
-         "(one RTP + RTCP pair)"],
+        [("voicegw.yaml:1: media: rtp_port_min 30000 must be below rtp_port_max 20000 by 2 at least "
+         "(one RTP + RTCP pair)")],
     ),
     "unknown default flow": (
         {"voicegw.yaml": "flows_dir: flows\ndefault_flow: main\n", "flows/other.yaml": "nodes: {h: {type: hangup}}\n"},
@@ -193,8 +193,8 @@ CASES = {
     ),
     "unknown node type": (
         {"flows/main.yaml": "nodes:\n  a:\n    type: mesage\n    text: hi\n"},
-        ["flows/main.yaml:2: nodes.a: unknown type 'mesage' (expected 'message', 'collect', 'bot', "
-         "'agent_transfer', 'goto', 'hangup')"],
+        [("flows/main.yaml:2: nodes.a: unknown type 'mesage' (expected 'message', 'collect', 'bot', "
+         "'agent_transfer', 'goto', 'hangup')")],
     ),
     "missing field": (
         {"flows/main.yaml": "nodes:\n  a:\n    type: goto\n"},
@@ -224,8 +224,8 @@ CASES = {
     ),
     "profile: caller_id number": (
         {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ncaller_id: {number: 'a b'}\n"},
-        ["sip_profiles/agent-x.yaml:3: caller_id.number: string should match pattern "
-         "'^[A-Za-z0-9+\\-_.!~*'()&=$,;?/]+$' (got 'a b')"],
+        [("sip_profiles/agent-x.yaml:3: caller_id.number: string should match pattern "
+         "'^[A-Za-z0-9+\\-_.!~*'()&=$,;?/]+$' (got 'a b')")],
     ),
     "profile: caller_id number auth without auth": (
         {"sip_profiles/agent-x.yaml": "kind: agent\nuri: sip:a@127.0.0.1\ncaller_id: {number: auth}\n"},
@@ -249,13 +249,13 @@ CASES = {
     ),
     "profile: pattern that allows everything": (
         {"sip_profiles/c.yaml": "kind: carrier\naddresses: [192.0.2.0/24]\ntransfer_allow:\n  - '+*'\n"},
-        ["sip_profiles/c.yaml:4: transfer_allow.0: '+*': a number pattern starts with '+' and at least "
-         "one digit (E.164, e.g. '+4930*')"],
+        [("sip_profiles/c.yaml:4: transfer_allow.0: '+*': a number pattern starts with '+' and at least "
+         "one digit (E.164, e.g. '+4930*')")],
     ),
     "profile: trunk template": (
         {"sip_profiles/c.yaml": "kind: carrier\naddresses: [192.0.2.0/24]\ntrunk: sip:{num}@192.0.2.1\n"},
-        ["sip_profiles/c.yaml:3: trunk: 'sip:{num}@192.0.2.1': a trunk template has exactly one "
-         "'{number}' and no other braces"],
+        [("sip_profiles/c.yaml:3: trunk: 'sip:{num}@192.0.2.1': a trunk template has exactly one "
+         "'{number}' and no other braces")],
     ),
     "profile: duplicate name": (
         {"sip_profiles/a.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n",
@@ -268,14 +268,14 @@ CASES = {
     ),
     "phone number without a trunk": (
         {"flows/main.yaml": "nodes:\n  a:\n    type: agent_transfer\n    target: '+49301234'\n"},
-        ["flows/main.yaml:4: nodes.a.target: '+49301234' is a phone number, and no carrier profile "
-         "(or calls.trunk) gives a trunk to dial it"],
+        [("flows/main.yaml:4: nodes.a.target: '+49301234' is a phone number, and no carrier profile "
+         "(or calls.trunk) gives a trunk to dial it")],
     ),
     "phone number that cannot be E.164": (
         {"sip_profiles/c.yaml": "kind: carrier\naddresses: [192.0.2.0/24]\ntrunk: sip:{number}@192.0.2.1\n",
          "flows/main.yaml": "nodes:\n  a:\n    type: agent_transfer\n    target: '+0301234'\n"},
-        ["flows/main.yaml:4: nodes.a.target: '+0301234' is not a valid phone number (E.164: a country "
-         "code not starting with 0, at most 15 digits)"],
+        [("flows/main.yaml:4: nodes.a.target: '+0301234' is not a valid phone number (E.164: a country "
+         "code not starting with 0, at most 15 digits)")],
     ),
     "fallback goto to an unknown node": (
         {"sip_profiles/ag.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n",
@@ -311,8 +311,8 @@ CASES = {
                 target: sip:a@127.0.0.1
                 on_failure: {busy: a}
             """},
-        ["flows/main.yaml:5: nodes.a.on_failure.busy: 'busy' is not a failure status (expected a SIP "
-         "code 300-699, 4xx/5xx/6xx, timeout, policy, no_final, declined, no_answer, cancelled, auth, dns, no_agent)"],
+        [("flows/main.yaml:5: nodes.a.on_failure.busy: 'busy' is not a failure status (expected a SIP "
+         "code 300-699, 4xx/5xx/6xx, timeout, policy, no_final, declined, no_answer, cancelled, auth, dns, no_agent)")],
     ),
     "fallback exhausted must end or goto": (
         {"sip_profiles/ag.yaml": "kind: agent\nuri: sip:a@127.0.0.1\n",
@@ -324,8 +324,8 @@ CASES = {
                 fallback:
                   default: {action: retry}
             """},
-        ["flows/main.yaml:6: nodes.a.fallback.default.action: what to do when attempts run out must be "
-         "goto or end (or set on_exhausted)"],
+        [("flows/main.yaml:6: nodes.a.fallback.default.action: what to do when attempts run out must be "
+         "goto or end (or set on_exhausted)")],
     ),
     "unknown integration": (
         {"flows/main.yaml": "integration: sales\nnodes:\n  a: {type: hangup}\n"},

@@ -33,7 +33,7 @@ def started(tid: str = "t1", method: str = "invite") -> TransferStarted:
     return TransferStarted(tid, method, "sip:agent@127.0.0.1", "flow")
 
 
-def of(*events):  # noqa: ANN001, ANN202
+def of(*events):
     return disposition([START, *events, END])
 
 
@@ -89,7 +89,7 @@ events_st = st.lists(st.sampled_from([
 
 
 @given(events_st)
-def test_any_sequence_has_one_disposition(events) -> None:  # noqa: ANN001
+def test_any_sequence_has_one_disposition(events) -> None:
     outcome = disposition([START, *events, END])
     connected = UP in events
     assert (outcome.disposition is Disposition.FAILED) == (not connected)

@@ -200,7 +200,7 @@ class FakeTransfer:
 
 def control_with_engine() -> tuple[Control, SimpleNamespace]:
     engine = SimpleNamespace(listeners=[], now=lambda: 130.0, calls={}, find_call=lambda _: None,
-                             active_calls=lambda: [], transfers=SimpleNamespace(context_source=None))
+                             active_calls=list, transfers=SimpleNamespace(context_source=None))
     return Control(engine), engine  # type: ignore[arg-type]
 
 

@@ -370,7 +370,7 @@ def test_an_operators_cancel_is_its_own_match_key_not_a_server_error() -> None:
     from voicegw.engine.fallback_runner import _fallback_status
 
     policy = FallbackPolicy(rules=(FallbackRule("5xx", "end"),), default=FallbackRule("default", "goto", node="menu"))
-    rule, how = policy.match(_fallback_status("cancelled"))
+    rule, _how = policy.match(_fallback_status("cancelled"))
     assert (rule.match, rule.action) == ("default", "goto")
     cancelled = FallbackPolicy(rules=(FallbackRule("cancelled", "goto", node="bot"),), default=FallbackRule("default", "end"))
     assert cancelled.match("cancelled")[0].node == "bot"

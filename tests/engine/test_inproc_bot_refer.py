@@ -7,7 +7,6 @@ tests/wire/test_bot_refer_wire.py."""
 
 from __future__ import annotations
 
-import pytest
 from peers.inproc import Answer, Lab, engine_config, peer_uri
 
 

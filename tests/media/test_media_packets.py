@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 
 from voicegw.media import g711
-from voicegw.media.rtp import (RTCP_BYE, RTCP_RR, RTCP_SR, HeaderExtension, RtcpPacket,
-                               RtpError, RtpPacket, build_rtp, payload_bounds)
+from voicegw.media.rtp import (
+    RTCP_BYE,
+    RTCP_RR,
+    RTCP_SR,
+    HeaderExtension,
+    RtcpPacket,
+    RtpError,
+    RtpPacket,
+    build_rtp,
+    payload_bounds,
+)
 
 MEDIA = Path(__file__).resolve().parents[2] / "voicegw" / "media"
 PURE = ["rtp.py", "g711.py", "dtmf.py", "tones.py", "wav.py", "continuity.py", "ports.py"]

@@ -16,10 +16,10 @@ import threading
 import time
 
 import pytest
-from peers.net import free_port
-from peers.ports import free_block
 from hypothesis import given
 from hypothesis import strategies as st
+from peers.net import free_port
+from peers.ports import free_block
 
 from voicegw.media import rtpengine_ng as ng
 from voicegw.media.rtpengine_ng import BencodeError, NgError, bdecode, bencode
@@ -251,9 +251,9 @@ def test_blocking_client_times_out():
 
 
 def test_blocking_client_nothing_listening():
-    with ng.NgClient(("127.0.0.1", free_port()), timeout=0.5, retransmit=0.1) as client:
-        with pytest.raises((NgError, TimeoutError)):
-            client.ping()
+    with ng.NgClient(("127.0.0.1", free_port()), timeout=0.5, retransmit=0.1) as client, \
+            pytest.raises((NgError, TimeoutError)):
+        client.ping()
 
 
 async def test_async_client_many_in_flight(fake):

@@ -32,14 +32,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from peers.caller import Caller, _ok, bound_udp, speech_energy
+from peers.daemon import DaemonProcess
 from voicegw.media.dtmf import event_payloads
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message
-
-from peers.daemon import DaemonProcess
-from peers.caller import Caller, _ok, bound_udp, speech_energy
 
 T1 = 0.5
 
@@ -131,7 +130,7 @@ class Agent:
         if self.rtp2 is not None:
             self.rtp2.close()
 
-    def __enter__(self) -> Agent:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -251,7 +250,7 @@ class Agent:
                 else:
                     try:
                         self._sip(now, data, addr)
-                    except Exception as error:  # a bad message must not kill the agent
+                    except Exception as error:  # noqa: BLE001 - a bad message must not kill the agent
                         self.sent.append((now, f"error: {error!r}"))
             self._timers(time.monotonic())
 
@@ -453,7 +452,7 @@ class Carrier(Caller):
         self.sip.settimeout(timeout)
         try:
             data, addr = self.sip.recvfrom(65535)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return None
         message = parse_message(data)
         self.received.append(message)

@@ -129,7 +129,7 @@ class Caller:
         self.sip.settimeout(timeout)
         try:
             data, addr = self.sip.recvfrom(65535)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return None
         message = parse_message(data)
         self.received.append(message)
@@ -174,7 +174,7 @@ class Caller:
             try:
                 data, _ = self.rtp.recvfrom(2048)
                 packets.append(data)
-            except socket.timeout:
+            except TimeoutError:
                 self.poll(0.001)
         return packets
 

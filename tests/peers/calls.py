@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -90,9 +91,9 @@ class SipMessage:
 def sdp_media(body: bytes) -> tuple[str, int, list[int], str]:
     """(connection address, audio port, payload types, direction) of an SDP body."""
     text = body.decode("utf-8", "replace")
-    host = re.search(r"^c=IN IP4 (\S+)", text, re.M)
-    media = re.search(r"^m=audio (\d+) RTP/AVP([ \d]*)", text, re.M)
-    direction = re.search(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", text, re.M)
+    host = re.search(r"^c=IN IP4 (\S+)", text, re.MULTILINE)
+    media = re.search(r"^m=audio (\d+) RTP/AVP([ \d]*)", text, re.MULTILINE)
+    direction = re.search(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", text, re.MULTILINE)
     if host is None or media is None:
         raise ValueError(f"no audio stream in SDP: {text!r}")
     return (host.group(1), int(media.group(1)), [int(p) for p in media.group(2).split()],
@@ -105,7 +106,7 @@ def read_sipp_messages(path: Path) -> list[SipMessage]:
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
     out = []
-    for block in re.split(r"^-{20,} [^\n]*\n", text, flags=re.M)[1:]:
+    for block in re.split(r"^-{20,} [^\n]*\n", text, flags=re.MULTILINE)[1:]:
         info, _, raw = block.partition("\n")
         if " message received " in info:
             direction = "in"
@@ -284,7 +285,7 @@ class CallLab:
             parts.append("--- voicegw log (last 30 lines)\n" + "\n".join(self.daemon.lines[-30:]))
         return "\n".join(parts)
 
-    def __enter__(self) -> CallLab:
+    def __enter__(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -139,7 +140,7 @@ class DaemonProcess:
             self._proc.kill()
             self._proc.wait(5)
 
-    def __enter__(self) -> DaemonProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

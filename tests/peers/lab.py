@@ -16,7 +16,6 @@ from peers.calls import HOST, SCENARIOS, CallLab, SipMessage, SippPeer, free_blo
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
 
-
 NO_SHEDDING: dict[str, object] = {"guard": {"max_loop_lag": 0}}
 """``sections`` for tests that are not about overload: no 503 "overloaded" when the
 daemon's loop lags more than 0.25 s, which a shared, loaded CI box causes at times."""
@@ -92,7 +91,7 @@ def wait_event(lab: CallLab, name: str, timeout: float = 10.0, **fields: object)
 
 def log_time(entry: dict) -> float:
     """A log line's timestamp (ISO, UTC) as seconds."""
-    return datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(entry["timestamp"]).timestamp()
 
 
 def sipfrags(messages: list[SipMessage], direction: str = "in") -> list[tuple[int, bool]]:

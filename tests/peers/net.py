@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from .ports import free_port as free_port  # where most tests import it from
+from .ports import free_port  # where most tests import it from (re-exported: __all__)
 
 
 def options(
@@ -123,3 +123,7 @@ class TcpReader:
             if not chunk:
                 return None
             self.buffer += chunk
+
+
+__all__ = ["TcpReader", "drain", "free_port", "header", "options", "recv_any", "status_line", "udp_request",
+           "udp_socket"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import yaml
@@ -88,13 +88,13 @@ class OpsDaemon:
         env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
         return subprocess.run([sys.executable, "-m", "voicegw", *args, *extra], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
     def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         return [e for e in self.daemon.events()
                 if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
 
-    def __enter__(self) -> OpsDaemon:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import psycopg
 
@@ -123,7 +124,7 @@ class PgCluster:
         except OSError:
             return ""
 
-    def __enter__(self) -> PgCluster:
+    def __enter__(self) -> Self:
         return self.init()
 
     def __exit__(self, *exc: object) -> None:

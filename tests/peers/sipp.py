@@ -67,7 +67,7 @@ def run_sipp(
     ]
     proc = subprocess.run(
         cmd, cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=timeout + 15,
+        timeout=timeout + 15, check=False
     )
     stats: dict[str, str] = {}
     if stat.exists():

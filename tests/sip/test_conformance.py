@@ -16,8 +16,8 @@ actual answers):
 from __future__ import annotations
 
 import pytest
-
 from peers.conformance import Case, load_cases, sha256_ok, status_matches
+
 from voicegw.sip.errors import SipError
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message

@@ -390,7 +390,7 @@ def test_uas_response_and_dialog_with_record_route() -> None:
 
 
 def test_uas_first_request_picks_the_initial_seq_and_routes_in_order() -> None:
-    invite, _, dialog = uas_dialog(200)
+    _invite, _, dialog = uas_dialog(200)
     assert dialog.state is DialogState.CONFIRMED
     bye, next_hop = dialog.create_request("BYE", branch="z9hG4bKgwbye")
     assert bytes(bye) == (
@@ -438,7 +438,7 @@ CSeq: {seq} {method}
 
 
 def test_reinvite_refreshes_the_remote_target_and_info_does_not() -> None:
-    invite, _, dialog = uas_dialog(200)
+    _invite, _, dialog = uas_dialog(200)
     dialog.receive_request(in_dialog("ACK", 314159))
     dialog.receive_request(
         in_dialog("INVITE", 314160, "Contact: <sip:+15551230000@203.0.113.9:5062>\n")

@@ -174,8 +174,8 @@ def test_bad_challenges(value: str) -> None:
     [
         'Digest username="u", realm="r", nonce="n", uri="sip:x"',  # no response
         'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth',
-        'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, '
-        'cnonce="c", nc=1',
+        ('Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, '
+        'cnonce="c", nc=1'),
         'Basic dXNlcjpwYXNz',
     ],
 )
@@ -216,10 +216,10 @@ SECRET = b"0123456789abcdef"
 
 
 def _answer(challenge: Challenge, password: str = "secret", **kw: object) -> Credentials:
-    args: dict[str, object] = dict(
-        method="INVITE", uri="sip:bob@example.com", username="alice", password=password,
-        cnonce="c0ffee",
-    )
+    args: dict[str, object] = {
+        'method': "INVITE", 'uri': "sip:bob@example.com", 'username': "alice", 'password': password,
+        'cnonce': "c0ffee",
+    }
     args.update(kw)
     return authorize(challenge, **args)  # type: ignore[arg-type]
 
@@ -231,7 +231,7 @@ def test_server_round_trip_and_staleness() -> None:
     assert sha.nonce == md5.nonce and sha.qop == ("auth",) and sha.opaque == "op"
     parsed = Challenge.parse(str(sha))  # over the wire and back
     creds = Credentials.parse(str(_answer(parsed)))
-    verify = dict(method="INVITE", password="secret")
+    verify = {'method': "INVITE", 'password': "secret"}
     assert server.verify(creds, now=1010.0, **verify) is Verdict.OK  # type: ignore[arg-type]
     assert server.verify(creds, now=1300.0, **verify) is Verdict.OK  # type: ignore[arg-type]
     assert server.verify(creds, now=1301.0, **verify) is Verdict.STALE  # type: ignore[arg-type]

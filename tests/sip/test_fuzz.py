@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "fuzz"))
-import targets  # noqa: E402
+import targets
 
 SCALE = int(os.environ.get("VOICEGW_FUZZ_SCALE", "1"))
 SETTINGS = settings(max_examples=500 * SCALE, deadline=None, database=None,

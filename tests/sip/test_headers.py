@@ -102,7 +102,7 @@ def test_addr_spec_with_uri_headers_or_spaces_rejected() -> None:
     "bad",
     ['"Mr. J. User <sip:j.user@example.com>', "Bell, Alexander <sip:a.g.bell@bell-tel.com>",
      '"Watson" < sip:t.watson@example.org >', "<sip:a@h", "<sip:a@h> junk", '"x" sip:a@h',
-     "<sip:a@h>;", "<sip:a@h>;tag"  "=", "<>"],
+     "<sip:a@h>;", ("<sip:a@h>;tag"  "="), "<>"],
 )
 def test_bad_name_addrs(bad: str) -> None:
     with pytest.raises(ParseError):

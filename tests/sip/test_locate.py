@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicegw.sip.locate import Locator, LocateError, Naptr, Query, QueryType, Srv, Target, order_srv
+from voicegw.sip.locate import LocateError, Locator, Naptr, Query, QueryType, Srv, Target, order_srv
 from voicegw.sip.uri import parse_uri
 
 A, AAAA, SRV, NAPTR = QueryType.A, QueryType.AAAA, QueryType.SRV, QueryType.NAPTR

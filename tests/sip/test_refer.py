@@ -15,7 +15,6 @@ from voicegw.sip.dialog_table import DialogState
 from voicegw.sip.errors import DialogError, ParseError, ProtocolViolation, SipError
 from voicegw.sip.message import Request, Response
 from voicegw.sip.parser import parse_message
-from voicegw.sip.referee import NOTIFIER_TABLE, IncomingRefer, NotifierInput, NotifierState, ReferRequest
 from voicegw.sip.refer import (
     REFER_TABLE,
     OutgoingRefer,
@@ -30,6 +29,13 @@ from voicegw.sip.refer import (
     ReferUnconfirmed,
 )
 from voicegw.sip.refer_headers import EventHeader, SubscriptionState, escape_header_part
+from voicegw.sip.referee import (
+    NOTIFIER_TABLE,
+    IncomingRefer,
+    NotifierInput,
+    NotifierState,
+    ReferRequest,
+)
 from voicegw.sip.uri import parse_uri
 from voicegw.sip.validate import check_request
 

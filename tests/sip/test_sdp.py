@@ -207,8 +207,8 @@ def test_null_connection_is_hold() -> None:
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 5004 RTP/AVP 0\r\na=fmtp:101\r\n",
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 5004 RTP/AVP 0\r\na=ptime:x\r\n",
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 5004 RTP/AVP 0\r\na=sendonly:1\r\n",
-        b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 5004 RTP/AVP 0\r\n"
-        b"a=sendonly\r\na=recvonly\r\n",
+        (b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 5004 RTP/AVP 0\r\n"
+        b"a=sendonly\r\na=recvonly\r\n"),
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\na=\r\n",
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\ni=a\rb\r\n",
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\ni=a\x00b\r\n",

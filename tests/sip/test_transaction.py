@@ -6,6 +6,8 @@ retransmission intervals and timeouts of the RFC are checked to the millisecond.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from voicegw.sip.events import Address, ResponseReceived, TransactionTerminated, TransactionTimedOut
@@ -160,7 +162,7 @@ def test_non_invite_client_proceeding_retransmits_every_t2() -> None:
     tx.receive_response(response(100, "BYE"), 0.1)
     assert tx.state is State.PROCEEDING
     sent = run_until(tx, 10.0)
-    assert sent[0] == 0.5 and all(b - a == pytest.approx(T2) for a, b in zip(sent[1:], sent[2:]))
+    assert sent[0] == 0.5 and all(b - a == pytest.approx(T2) for a, b in itertools.pairwise(sent))
 
 
 def test_non_invite_client_final_then_timer_k() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voicegw.sip.errors import ParseError
-from voicegw.sip.uri import AbsoluteUri, SipUri, TelUri, parse_sip_uri, parse_uri
+from voicegw.sip.uri import AbsoluteUri, TelUri, parse_sip_uri, parse_uri
 
 
 def test_full_sip_uri() -> None:

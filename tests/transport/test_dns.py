@@ -13,12 +13,11 @@ import time
 
 import dns.message
 import dns.rrset
-
 import pytest
-
 from peers.dnsmasq import DNSMASQ, Dnsmasq
-from voicegw.sip.uri import parse_uri
+
 from voicegw.sip.locate import Target
+from voicegw.sip.uri import parse_uri
 from voicegw.transport.dns import DnsError, DnsSettings, Resolver
 
 pytestmark = pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq not installed: run scripts/bootstrap")

@@ -11,9 +11,9 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from peers.net import options, status_line
 from structlog.testing import capture_logs
 
-from peers.net import options, status_line
 from voicegw.engine.events import CallConnected, CallEnded, CallStarted
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.events import Address
@@ -34,7 +34,7 @@ def request(ua: str | None = None, method: str = "OPTIONS", header: str = "User-
 
 
 def guard(**changes) -> Guard:
-    defaults = dict(rate_requests=10, rate_window=2.0, ban_seconds=30.0)
+    defaults = {"rate_requests": 10, "rate_window": 2.0, "ban_seconds": 30.0}
     defaults.update(changes)
     return Guard(GuardConfig(**defaults), whitelist=[f"{CARRIER}/32"])
 
@@ -367,7 +367,7 @@ def test_the_lag_probe_reports_a_stalled_loop():
         try:
             await asyncio.sleep(0.03)
             import time
-            time.sleep(0.12)  # a synchronous stall, as a CPU-bound burst would cause
+            time.sleep(0.12)  # noqa: ASYNC251 - a synchronous stall, as a CPU-bound burst would cause
             await asyncio.sleep(0.03)
         finally:
             probe.stop()

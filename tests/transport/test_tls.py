@@ -19,10 +19,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from peers.daemon import DaemonProcess
 from peers.net import free_port, header, options, status_line
 from peers.sipp import SIPP, run_sipp
+
 from voicegw.config.defaults import from_mapping
 from voicegw.config.errors import ConfigError
 from voicegw.sip.core import CoreConfig, UserAgentCore
@@ -128,7 +128,7 @@ def _read_message(sock: ssl.SSLSocket, buffer: bytearray, timeout: float = 3.0) 
                 return message
         try:
             chunk = sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return None
         if not chunk:
             return None
@@ -250,7 +250,7 @@ def test_openssl_s_client_tls_1_1_refused(daemon):
     proc = subprocess.run(
         [OPENSSL, "s_client", "-connect", f"{daemon.tls_address[0]}:{daemon.tls_address[1]}",
          "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"],
-        input=b"", capture_output=True, timeout=15,
+        input=b"", capture_output=True, timeout=15, check=False
     )
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     if "no protocols available" in out:
@@ -299,7 +299,7 @@ def _sipp_tls_missing() -> str | None:
         return "sipp not installed"
     probe = subprocess.run([SIPP, "127.0.0.1:9", "-sn", "uac", "-t", "l1", "-m", "1",
                             "-nostdin", "-timeout", "1s"], capture_output=True, text=True,
-                           timeout=15, cwd="/tmp")
+                           timeout=15, cwd="/tmp", check=False)
     if "compile SIPp with OpenSSL" in probe.stdout + probe.stderr:
         return "the installed sipp was built without TLS ('-t l1' needs SIPp with OpenSSL)"
     return None
@@ -398,7 +398,7 @@ async def test_outbound_tls_refuses_a_peer_certificate_not_from_the_ca(certs):
 
 
 async def test_outbound_tls_refuses_a_name_mismatch(certs):
-    peer, events, stats = await _outbound(certs, "server", {"127.0.0.1": "other.example"})
+    peer, _events, stats = await _outbound(certs, "server", {"127.0.0.1": "other.example"})
     assert peer.requests == [] and stats.tls.connect_failures == 1
 
 

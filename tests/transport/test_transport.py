@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from peers.net import header, options, status_line
+
 from voicegw.sip.build import make_response, new_tag
 from voicegw.sip.core import CoreConfig, UserAgentCore
 from voicegw.sip.events import (
@@ -122,7 +122,7 @@ async def read_message(reader: asyncio.StreamReader, timeout: float = 2.0) -> by
 
 
 async def _udp_options_round_trip():
-    ep, app = await start_endpoint()
+    ep, _app = await start_endpoint()
     peer = await udp_peer()
     try:
         target = (HOST, ep.udp_address.port)
@@ -193,7 +193,7 @@ async def _client_request_gets_its_response_event():
 
 
 async def _tcp_framing_across_split_writes():
-    ep, app = await start_endpoint()
+    ep, _app = await start_endpoint()
     reader, writer = await asyncio.open_connection(HOST, ep.tcp_address.port)
     try:
         local = writer.get_extra_info("sockname")[:2]
@@ -213,7 +213,7 @@ async def _tcp_framing_across_split_writes():
 
 
 async def _tcp_good_message_before_framing_error_is_not_lost():
-    ep, app = await start_endpoint()
+    ep, _app = await start_endpoint()
     reader, writer = await asyncio.open_connection(HOST, ep.tcp_address.port)
     try:
         local = writer.get_extra_info("sockname")[:2]

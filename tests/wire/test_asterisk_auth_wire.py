@@ -10,8 +10,6 @@ and the fallback keeps the caller. Checked on Asterisk's SIP trace and the audio
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from peers.asterisk import requests
 from peers.net import free_port

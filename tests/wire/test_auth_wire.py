@@ -8,9 +8,9 @@ import random
 import re
 
 import pytest
-
-from peers.daemon import DaemonProcess
 from peers.caller import Caller, bound_udp
+from peers.daemon import DaemonProcess
+
 from voicegw.sip.digest import Challenge, authorize
 from voicegw.sip.message import Response
 

@@ -10,14 +10,15 @@ receives.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
 import numpy as np
 import pytest
-
-from peers.daemon import wait_until
 from peers.calls import SIPP, CallLab, render_scenario, sdp_media
+from peers.daemon import wait_until
+
 from voicegw.media.dtmf import event_payloads
 from voicegw.media.g711 import ulaw_decode
 from voicegw.media.rtp import RtpPacket, build_rtp
@@ -217,7 +218,7 @@ def test_rtp_through_the_bridge_comes_back_unchanged(lab):
     assert [p.payload for p in back] == [p.payload for p in originals]
     assert [p.payload_type for p in back] == [0] * len(sent)
     # in order: the sequence numbers grow by one (the relay may renumber, not reorder)
-    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in zip(back, back[1:]))
+    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(back))
     assert caller.bye().status == 200
     finish(lab, bot)
     assert bot.flow()[-2:] == ["in BYE", "out 200 BYE"]
@@ -243,8 +244,8 @@ def test_demo_flow_plays_greeting_and_hears_dtmf(lab):
     assert {p.payload_type for p in packets} == {0}
     assert {len(p.payload) for p in packets} == {160}
     assert len({p.ssrc for p in packets}) == 1
-    assert all((b.timestamp - a.timestamp) % 2**32 == 160 for a, b in zip(packets, packets[1:]))
-    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in zip(packets, packets[1:]))
+    assert all((b.timestamp - a.timestamp) % 2**32 == 160 for a, b in itertools.pairwise(packets))
+    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(packets))
     span = arrivals[-1] - arrivals[0]
     assert 59 * 0.020 * 0.8 < span < 59 * 0.020 * 1.25, span  # paced, not a burst
     audio = ulaw_decode(b"".join(p.payload for p in packets)).astype(np.float64)

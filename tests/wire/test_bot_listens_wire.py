@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from peers.daemon import wait_until
 from peers.agent import Agent
 from peers.caller import Caller
+from peers.daemon import wait_until
 from peers.ops import OpsDaemon, active_call
+
 from voicegw.media import g711
 from voicegw.media.tones import goertzel_power
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from peers.daemon import wait_until
 from peers.agent import Carrier
 from peers.caller import speech_energy
 from peers.calls import HOST, SIPP
+from peers.daemon import wait_until
 from peers.lab import (
     agent_uri,
     bot,
@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 
-def test_refer_to_carrier_486_hold_prompt_then_invite_to_agent_succeeds(lab):  # noqa: F811
+def test_refer_to_carrier_486_hold_prompt_then_invite_to_agent_succeeds(lab):
     agent = peer(lab, "agent", "agent_answer.xml", rtp_echo=True)
     target = agent_uri(agent)
     start_voicegw(lab, transfer_allow=[f"sip:*@{HOST}:{agent.port}"], transfer_methods=["refer", "invite"],
@@ -105,7 +105,7 @@ def test_refer_to_carrier_486_hold_prompt_then_invite_to_agent_succeeds(lab):  #
     assert wait_until(lambda: event(lab, "call.ended", call_id=c.call_id) is not None, 5)
 
 
-def test_refer_answered_501_by_the_carrier_then_invite_to_agent_succeeds(lab):  # noqa: F811
+def test_refer_answered_501_by_the_carrier_then_invite_to_agent_succeeds(lab):
     agent = peer(lab, "agent", "agent_answer.xml", rtp_echo=True)
     target = agent_uri(agent)
     start_voicegw(lab, transfer_allow=[f"sip:*@{HOST}:{agent.port}"], transfer_methods=["refer", "invite"],

@@ -16,9 +16,22 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from peers.calls import HOST, SIPP
-from peers.lab import agent_uri, bot, caller, echo_check, event, finish, log_time, peer, requests, responses, sipfrags, start_voicegw, wait_event
+from peers.lab import (
+    agent_uri,
+    bot,
+    caller,
+    echo_check,
+    event,
+    finish,
+    log_time,
+    peer,
+    requests,
+    responses,
+    sipfrags,
+    start_voicegw,
+    wait_event,
+)
 
 pytestmark = [
     pytest.mark.wire,
@@ -105,7 +118,7 @@ def test_bot_refer_off_the_allow_list_is_refused_403_and_nothing_is_sent(lab, tm
         finish(lab, b)
         try:
             data = trap.recv(65535)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             data = b""
         assert data == b"", f"nothing may be sent to a refused target: {data[:200]!r}"
         assert event(lab, "transfer.started") is None

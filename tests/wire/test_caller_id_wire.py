@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
@@ -75,7 +74,7 @@ def agent_invite(tmp_path: Path, caller_id: dict | None, user: str, extra: str =
             caller.close()
         agent.kill()
         daemon.terminate()
-    invite = re.search(r"INVITE sip:.*?\n\n", log, re.S)
+    invite = re.search(r"INVITE sip:.*?\n\n", log, re.DOTALL)
     assert invite, log
     headers = {"request-line": invite.group(0).splitlines()[0]}
     for line in invite.group(0).splitlines()[1:]:

@@ -12,7 +12,6 @@ import socket
 import time
 
 import pytest
-
 from peers.conformance import load_cases
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import (
@@ -77,7 +76,7 @@ def torture_sockets():
 
 
 def _call_id(data: bytes) -> str | None:
-    match = re.search(rb"^(?:call-id|i)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", data, re.I | re.M)
+    match = re.search(rb"^(?:call-id|i)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", data, re.IGNORECASE | re.MULTILINE)
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
@@ -153,7 +152,7 @@ def test_body_shorter_than_content_length_gets_400(daemon):
     for length in (b"500", b"100000"):
         reply = udp_request(
             daemon.address,
-            lambda local: options(daemon.address, local).replace(
+            lambda local, length=length: options(daemon.address, local).replace(
                 b"Content-Length: 0", b"Content-Length: " + length),
         )
         assert reply is not None
@@ -173,11 +172,11 @@ def test_bad_cseq_gets_400_naming_the_problem(daemon):
 
 def test_stray_response_gets_no_answer(daemon):
     response = (
-        "SIP/2.0 200 OK\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKstray1;rport\r\n"
-        "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n"
-        "Call-ID: stray@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"SIP/2.0 200 OK\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKstray1;rport\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n"
+        b"Call-ID: stray@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
     assert udp_request(daemon.address, response, timeout=0.5) is None
     assert ping(daemon) == 200
 
@@ -310,7 +309,7 @@ def test_sipp_options_tcp(daemon, tmp_path):
 def test_sigterm_exits_0_quickly_and_logs_are_json():
     with DaemonProcess() as proc:
         assert ping(proc) == 200
-        bad = lambda local: options(proc.address, local, omit=("Call-ID",))  # noqa: E731
+        bad = lambda local: options(proc.address, local, omit=("Call-ID",))
         assert udp_request(proc.address, bad) is not None
         with socket.create_connection(proc.address, timeout=3):  # an open TCP connection
             start = time.monotonic()

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from peers.net import free_port
 from peers.agent import Carrier, _ok
 from peers.calls import SIPP, SippPeer
+from peers.net import free_port
 from peers.ops import OpsDaemon
 
 from voicegw.media import g711

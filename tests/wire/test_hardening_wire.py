@@ -25,6 +25,7 @@ of the loopback addresses.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import shutil
@@ -36,11 +37,10 @@ import time
 from pathlib import Path
 
 import pytest
-
+from peers.caller import Caller
+from peers.calls import SCENARIOS, SIPP, SippPeer, free_block
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port, recv_any, status_line, udp_socket
-from peers.caller import Caller
-from peers.calls import SIPP, SCENARIOS, SippPeer, free_block
 
 pytestmark = pytest.mark.wire
 
@@ -158,7 +158,7 @@ def test_an_untrusted_source_gets_the_same_answer_whatever_the_user(tmp_path):
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def findings(output: str) -> list[str]:
@@ -337,7 +337,7 @@ class RtpMeter(threading.Thread):
             try:
                 caller.rtp.recvfrom(2048)
                 self.arrivals.append(time.monotonic())
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 pass
 
     def finish(self) -> None:
@@ -347,7 +347,7 @@ class RtpMeter(threading.Thread):
     def gaps(self, start: float, end: float) -> float:
         """The longest stretch with no packet between ``start`` and ``end``."""
         times = [start] + [t for t in self.arrivals if start <= t <= end] + [end]
-        return max(b - a for a, b in zip(times, times[1:]))
+        return max(b - a for a, b in itertools.pairwise(times))
 
 
 @needs_sipp

@@ -90,7 +90,7 @@ def through_kamailio(tmp_path: Path, password: str) -> tuple[DaemonProcess, Kama
 
 
 def test_kamailio_challenges_and_relays_the_authenticated_invite_to_the_agent(tmp_path: Path) -> None:
-    daemon, proxy, agent, done = through_kamailio(tmp_path, PASSWORD)
+    _daemon, proxy, agent, done = through_kamailio(tmp_path, PASSWORD)
     assert done["event"] == "transfer.succeeded", (done, proxy.text()[-3000:])
     invites = proxy.lines("INVITE from")
     assert len(invites) == 2, proxy.text()
@@ -105,7 +105,7 @@ def test_kamailio_challenges_and_relays_the_authenticated_invite_to_the_agent(tm
 
 
 def test_a_wrong_password_is_refused_by_kamailio_and_fails_with_auth(tmp_path: Path) -> None:
-    daemon, proxy, agent, done = through_kamailio(tmp_path, "not-the-password")
+    _daemon, proxy, agent, done = through_kamailio(tmp_path, "not-the-password")
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     assert len(proxy.lines("challenge INVITE")) == 2, proxy.text()
     assert not proxy.lines("authenticated"), proxy.text()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from peers.caller import Caller
 from peers.daemon import wait_until
 from peers.ops import OpsDaemon
@@ -38,7 +37,7 @@ def test_call_show_after_a_restart_has_the_ladder_and_the_timeline(tmp_path, mon
         data = json.loads(result.stdout)
         assert data["id"] == call_id and data["state"] == "ended"
         ladder = [(t["direction"], t["first_line"].split(" SIP/2.0")[0]) for t in data["trace"]]
-        assert ("in", "INVITE sip:voicegw@127.0.0.1:%d" % first.address[1]) in ladder or any(
+        assert ("in", f"INVITE sip:voicegw@127.0.0.1:{first.address[1]}") in ladder or any(
             d == "in" and line.startswith("INVITE ") for d, line in ladder)
         assert ("out", "SIP/2.0 200 OK") in [(t["direction"], t["first_line"]) for t in data["trace"]]
         assert any(d == "in" and line.startswith("BYE ") for d, line in ladder)

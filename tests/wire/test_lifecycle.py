@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from peers.daemon import wait_until
 from peers.net import header, options, recv_any, status_line, udp_socket
-from peers.sipp import SIPP
 from peers.ops import HOST, OpsDaemon, Sipp, active_call
+from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from peers.caller import Caller
 from peers.calls import CallLab
 from peers.daemon import DaemonProcess

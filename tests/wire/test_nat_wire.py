@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from peers.agent import Agent
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
@@ -48,7 +47,7 @@ def start_agent(tmp_path: Path, host: str = "127.0.0.1") -> tuple[subprocess.Pop
 
 def invite_to_agent(log: str) -> str:
     """The INVITE voicegw sent to the agent, as sipp logged it."""
-    match = re.search(r"(INVITE sip:.*?)(?:\n-{5,}|\Z)", log, re.S)
+    match = re.search(r"(INVITE sip:.*?)(?:\n-{5,}|\Z)", log, re.DOTALL)
     assert match, log
     return match.group(1)
 

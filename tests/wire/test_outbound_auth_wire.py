@@ -61,7 +61,7 @@ def check_retry(first, again, header: str = "authorization") -> dict[str, str]:
 
 
 def test_right_password_the_retry_is_authorised_and_the_call_bridged(tmp_path: Path) -> None:
-    daemon, agent, done = transfer(tmp_path, "agent_auth.xml", PASSWORD, status="401 Unauthorized",
+    _daemon, agent, done = transfer(tmp_path, "agent_auth.xml", PASSWORD, status="401 Unauthorized",
                                       header="WWW-Authenticate", algorithm="MD5")
     assert done["event"] == "transfer.succeeded"
     first, again = invites(agent)
@@ -73,7 +73,7 @@ def test_right_password_the_retry_is_authorised_and_the_call_bridged(tmp_path: P
 
 
 def test_wrong_password_fails_with_auth_and_the_fallback_keeps_the_caller(tmp_path: Path) -> None:
-    daemon, agent, done = transfer(tmp_path, "agent_auth.xml", "not-the-password", status="401 Unauthorized",
+    _daemon, agent, done = transfer(tmp_path, "agent_auth.xml", "not-the-password", status="401 Unauthorized",
                                       header="WWW-Authenticate", algorithm="MD5")
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     assert "credentials refused" in done["reason"], done
@@ -83,7 +83,7 @@ def test_wrong_password_fails_with_auth_and_the_fallback_keeps_the_caller(tmp_pa
 
 
 def test_stale_nonce_is_answered_once_more(tmp_path: Path) -> None:
-    daemon, agent, done = transfer(tmp_path, "agent_auth_stale.xml", PASSWORD)
+    _daemon, agent, done = transfer(tmp_path, "agent_auth_stale.xml", PASSWORD)
     assert done["event"] == "transfer.succeeded", done
     first, second, third = invites(agent)
     check_retry(first, second)
@@ -92,7 +92,7 @@ def test_stale_nonce_is_answered_once_more(tmp_path: Path) -> None:
 
 
 def test_endless_challenges_stop_at_two(tmp_path: Path) -> None:
-    daemon, agent, done = transfer(tmp_path, "agent_auth_endless.xml", PASSWORD)
+    _daemon, agent, done = transfer(tmp_path, "agent_auth_endless.xml", PASSWORD)
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
     first, second, third = invites(agent)
     fields = check_retry(first, second, "proxy-authorization")

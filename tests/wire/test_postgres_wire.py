@@ -69,7 +69,7 @@ def test_a_call_is_recorded_with_its_status_and_worker(tmp_path: Path, pg_dsn: s
         assert wait_until(lambda: (call_row(pg_dsn, caller.call_id) or ("",))[0] == "connected", timeout=10)
         assert caller.bye().status == 200
         assert wait_until(lambda: (call_row(pg_dsn, caller.call_id) or ("",))[0] == "ended", timeout=10)
-        state, status, outcome, worker, run_id, reason = call_row(pg_dsn, caller.call_id)
+        state, status, outcome, worker, run_id, _reason = call_row(pg_dsn, caller.call_id)
         assert (state, status, outcome, worker) == ("ended", 200, "completed", "w1")
         assert row(pg_dsn, "SELECT worker, stopped_at FROM runs WHERE id = %s", run_id) == ("w1", None)
         assert d.terminate() == 0

@@ -8,7 +8,6 @@ import sqlite3
 
 import pytest
 import yaml
-
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 

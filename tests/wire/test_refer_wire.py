@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from peers.daemon import wait_until
 from peers.caller import Caller, speech_energy
 from peers.calls import SIPP, render_scenario
+from peers.daemon import wait_until
 from peers.lab import (
     bot,
     event,
@@ -34,6 +33,7 @@ from peers.lab import (
     start_voicegw,
     wait_event,
 )
+
 from voicegw.sip.message import Request
 from voicegw.sip.parser import parse_message
 

@@ -18,10 +18,20 @@ import time
 
 import numpy as np
 import pytest
-
 from peers.caller import PcmaCaller, SrtpCaller, speech_energy
-from peers.calls import HOST, SIPP
-from peers.lab import NO_SHEDDING, agent_uri, caller, event, finish, peer, requests, start_voicegw, wait_event
+from peers.calls import SIPP
+from peers.lab import (
+    NO_SHEDDING,
+    agent_uri,
+    caller,
+    event,
+    finish,
+    peer,
+    requests,
+    start_voicegw,
+    wait_event,
+)
+
 from voicegw.media import g711, tones
 
 pytestmark = [

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
+from peers.caller import Caller
 from peers.daemon import DaemonProcess
 from peers.net import free_port
 from peers.ports import free_block
 from peers.sipp import SIPP
-from peers.caller import Caller
+
 from voicegw.media.srtp import SrtpContext, new_key
 from voicegw.sip.sdes import CryptoAttribute
 

@@ -26,12 +26,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
+from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
 from peers.ports import free_block
 from peers.sipp import SIPP
-from peers.caller import Caller
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 
@@ -135,7 +134,7 @@ def stop(proc: subprocess.Popen[str] | None) -> None:
 
 
 def log_time(entry: dict) -> float:
-    return datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(entry["timestamp"]).timestamp()
 
 
 def acked_call_ids(daemon: DaemonProcess, before: float) -> set[str]:
@@ -204,7 +203,7 @@ def test_kill_9_with_calls_in_flight_loses_no_record(tmp_path: Path, monkeypatch
             assert caller.invite().status == 200
             caller.receive_rtp(0.8)
             caller.send_dtmf("0")
-            assert wait_until(lambda: '"transfer.started"' in "\n".join(daemon.lines), timeout=10)
+            assert wait_until(lambda daemon=daemon: '"transfer.started"' in "\n".join(daemon.lines), timeout=10)
             # long calls in flight
             uac = sipp(tmp_path, f"uac{iteration}", UAC_LONG_CALL, f"127.0.0.1:{daemon.port}",
                        "-m", str(CALLS_PER_RUN), "-r", str(RATE), "-l", str(CALLS_PER_RUN), "-p", "0")

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-
+from peers.caller import Caller, speech_energy
 from peers.daemon import DaemonProcess, wait_until
 from peers.net import free_port
 from peers.ports import free_block
 from peers.sipp import SIPP
-from peers.caller import Caller, speech_energy
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 SCENARIOS = Path(__file__).resolve().parents[1] / "peers" / "scenarios"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from peers.daemon import DaemonProcess
 from peers.caller import Caller
+from peers.daemon import DaemonProcess
 
 
 @pytest.mark.wire

@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from peers.net import free_port
 from peers.agent import AUDIBLE, SILENT, Agent, Carrier, done, exchange, press_zero, until_agent
-from peers.ops import OpsDaemon
 from peers.caller import speech_energy
+from peers.net import free_port
+from peers.ops import OpsDaemon
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
 

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
+from peers.agent import Agent, Carrier, WarmDaemon
 from peers.net import free_port
 from peers.ports import free_block
 from peers.sipp import SIPP
-from peers.agent import Agent, Carrier, WarmDaemon
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 SCENARIOS = Path(__file__).resolve().parents[1] / "peers" / "scenarios"

@@ -26,10 +26,6 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 
 import pytest
-
-from peers.daemon import wait_until
-from peers.net import free_port
-from peers.ports import free_block
 from peers.agent import (
     AUDIBLE,
     SILENT,
@@ -43,6 +39,10 @@ from peers.agent import (
     until_quiet,
 )
 from peers.caller import speech_energy
+from peers.daemon import wait_until
+from peers.net import free_port
+from peers.ports import free_block
+
 from voicegw.sip.message import Response
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
