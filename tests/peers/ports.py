@@ -40,10 +40,14 @@ def _ephemeral_low() -> int:
 
 
 EPHEMERAL_LOW = _ephemeral_low()
-SINGLE = (10000, min(24000, EPHEMERAL_LOW))
-"""Where single ports (SIP, control API, ng) come from."""
-BLOCKS = (min(24000, EPHEMERAL_LOW), min(32000, EPHEMERAL_LOW))
-"""Where blocks (RTP ranges) come from first; then from :data:`SINGLE` when full."""
+_TOP = EPHEMERAL_LOW if EPHEMERAL_LOW >= 16384 else 32768
+"""Where the pool ends: the ephemeral range's start (on a box whose range starts too
+low to leave room below it, the leases alone keep the test processes apart)."""
+_SPLIT = 10000 + (_TOP - 10000) * 3 // 5
+SINGLE = (10000, _SPLIT)
+"""Where single ports (SIP, control API, ng) come from first."""
+BLOCKS = (_SPLIT, _TOP)
+"""Where blocks (RTP ranges) come from first; each kind takes the other's when full."""
 
 _held: dict[int, int] = {}
 """Leased port -> the file descriptor holding its lock."""
