@@ -381,6 +381,9 @@ class Engine:
         if channel.bot_uri:
             await self._dial_bot(call, invite)
         else:
+            # a key pressed once our 2xx is out, before the flow's task takes its first
+            # step, is kept for the flow (under load that can be more than one loop pass)
+            leg.endpoint.on_dtmf = call.hold_digit
             self._answer_caller(call)
             call.flow_task = self.spawn(self.run_flow(call), call)
 

@@ -117,6 +117,11 @@ _ENDING = frozenset({SessionState.CANCEL_PENDING, SessionState.CANCELLING, Sessi
                      SessionState.DISCONNECTED})
 
 
+#: Keys kept for a flow that does not listen yet (our 2xx is out before the flow's task
+#: takes its first step; a flow starting over): a number typed ahead fits, a flood does not.
+EARLY_DIGITS = 32
+
+
 @dataclass(eq=False)
 class Call:
     id: str
@@ -162,10 +167,25 @@ class Call:
     transaction_ids: list[str] = field(default_factory=list)
     """Client transactions whose handlers the engine keeps for the call (their
     responses reach the leg's session): forgotten with the call."""
+    early_digits: list[str] | None = None
+    """Keys the caller pressed while no flow listened (:meth:`hold_digit`), for the flow."""
 
     listener: EventListener | None = None
     """Called with (call, time, event) for every timeline entry: the store records
     them, the API and metrics watch them."""
+
+    def hold_digit(self, digit: str) -> None:
+        """The caller's DTMF handler until the flow listens: the key is kept for it (the
+        first EARLY_DIGITS of them)."""
+        held = self.early_digits if self.early_digits is not None else []
+        if len(held) < EARLY_DIGITS:
+            held.append(digit)
+        self.early_digits = held
+
+    def take_digits(self) -> list[str]:
+        """The keys held for the flow, oldest first; none are kept after."""
+        held, self.early_digits = self.early_digits or [], None
+        return held
 
     def record(self, now: float, event: CallEvent) -> None:
         self.timeline.append((now, event))

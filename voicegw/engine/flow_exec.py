@@ -89,6 +89,8 @@ class FlowExecutor:
 
         endpoint.on_dtmf = on_digit  # the flow listens (again, after a bot node)
         endpoint._changed()
+        for digit in call.take_digits():  # pressed before the flow listened
+            on_digit(digit)
         for _ in range(runner.max_steps):
             if call.state is not CallState.CONNECTED:
                 return
@@ -232,4 +234,6 @@ class FlowExecutor:
         call.record(engine.now(), FlowResumed(post_agent))
         if call.flow_task is not None:
             call.flow_task.cancel()
+        if call.caller.endpoint is not None:
+            call.caller.endpoint.on_dtmf = call.hold_digit  # until the resumed flow listens
         call.flow_task = engine.spawn(self.run(call, at=post_agent), call)

@@ -92,6 +92,7 @@ def swap_leg(engine: ReplacesHost, call: Call, old: Leg, new: Leg) -> None:
         elif call.flow_task is not None:  # voicegw is the bot: the flow starts over
             engine.control(call, FlowStopped())
             call.flow_task.cancel()
+            new.endpoint.on_dtmf = call.hold_digit  # until the flow listens again
             call.flow_task = engine.spawn(engine.run_flow(call), call)
     else:
         setattr(call, old.role, new)
