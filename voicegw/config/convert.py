@@ -31,7 +31,7 @@ from typing import Any
 from ..flow import runner
 from ..flow.fallback_policy import DEFAULT_MATCH, FallbackConfigError, FallbackPolicy, FallbackRule
 from ..flow.fallback_policy import Prompt as PlainPrompt
-from ..flow.router import DEFAULT_CHANNEL, Channel, Route, Router, compile_pattern
+from ..flow.router import DEFAULT_CHANNEL, Channel, ChannelTransfer, Route, Router, compile_pattern
 from ..numbers import is_number, normalise_number
 from ..settings import (
     EngineConfig,
@@ -436,13 +436,14 @@ def router(config: LoadedConfig, default_flow: runner.Flow, default_bot_uri: str
         integration = route.integration
         if route.flow is None and integration is None:
             return Channel(route.channel, default_flow, default_bot_uri)
+        transfer = channel_transfer(config, integration)
         name = route.flow or config.daemon.default_flow
         if name is None:  # the demo flow: it takes no integration
-            return Channel(route.channel, default_flow, default_bot_uri, integration)
+            return Channel(route.channel, default_flow, default_bot_uri, integration, transfer)
         if (name, integration) not in built:
             built[name, integration] = build_flow(config, name, channel_integration=integration)
         bot_uri = _flow_bot_uri(config, name) if route.flow is not None else default_bot_uri
-        return Channel(route.channel, built[name, integration], bot_uri, integration)
+        return Channel(route.channel, built[name, integration], bot_uri, integration, transfer)
 
     carriers = profiles_of(config, CarrierProfile)
     routes: list[Route] = []
@@ -461,6 +462,18 @@ def router(config: LoadedConfig, default_flow: runner.Flow, default_bot_uri: str
             return Router(route.channel, tuple(routes))
         routes.append(route)
     return Router(Channel(DEFAULT_CHANNEL, default_flow, default_bot_uri), tuple(routes))
+
+
+def channel_transfer(config: LoadedConfig, integration: str | None) -> ChannelTransfer | None:
+    """What a channel's integration says about the transfers no flow node describes (a
+    bot's REFER, an API transfer): its methods, headers and destination; its target
+    and fallback are a flow node's business (a rule's goto names a node of the flow)."""
+    model = config.daemon.integrations.get(integration) if integration is not None else None
+    if model is None:
+        return None
+    methods = tuple(a.method for a in model.attempts) if model.attempts else (
+        (model.method,) if model.method else ())
+    return ChannelTransfer(methods, tuple((model.headers or {}).items()), model.destination)
 
 
 # ------------------------------------------------------------------------------ flows

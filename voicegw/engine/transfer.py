@@ -91,7 +91,10 @@ class Transfers:
               trigger: str = "api", context: dict[str, str] | None = None,
               options: TransferOptions | None = None) -> Transfer:
         """Start a transfer; await ``settled(transfer)`` for its outcome.
-        ``options`` are a flow node's own settings (headers, ring timeout...)."""
+        ``options`` are a flow node's own settings (headers, ring timeout...); a bot's
+        REFER and an API transfer, which have none, take the call's channel's."""
+        if options is None:
+            options = channel_options(call)
         transfer = Transfer(f"{self.engine.config.transfer_id_prefix}t{next(_ids)}", call.key, TransferMethod(method), target,
                             trigger=trigger, started=self.engine.now(), options=options or TransferOptions(),
                             machine=TransferMachine(asked_by_bot=trigger == "bot"))
@@ -462,7 +465,9 @@ class Transfers:
         """Carry out the bot's REFER with the configured methods in order (e.g. REFER to
         the carrier, then INVITE if that fails), each failure through the fallback
         machine; the bot hears the progress of each attempt and the final outcome."""
-        methods = self.config.bot_refer_methods or (self.config.bot_refer_method,)
+        channel = call.channel.transfer if call.channel is not None else None
+        methods = (channel.methods if channel is not None else ()) or self.config.bot_refer_methods or (
+            self.config.bot_refer_method,)
         policy = self.config.bot_fallback or bot_policy(len(methods), self.config.retry_prompt)
         # each attempt's progress reaches the bot as it comes (the machine's TELL_BOT);
         # a final at once only when the call is ending (the bot must hear it before its
@@ -659,3 +664,12 @@ def _called(invite: Request | None) -> str:
 
 def _header_safe(value: str) -> str:
     return re.sub(r"[\r\n\x00]", " ", value)[:256]
+
+
+def channel_options(call: Call) -> TransferOptions:
+    """The call's channel integration's headers and destination (flow/router.py
+    ChannelTransfer), for a transfer no flow node describes."""
+    channel = call.channel.transfer if call.channel is not None else None
+    if channel is None:
+        return TransferOptions()
+    return TransferOptions(headers=channel.headers, destination=channel.destination)

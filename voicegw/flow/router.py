@@ -43,6 +43,22 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
+class ChannelTransfer:
+    """A channel integration's settings for the transfers no flow node describes: a
+    bot's REFER and an operator's (API) transfer. The target is theirs; the rest is
+    the integration's (a flow's agent_transfer nodes have it built in already)."""
+
+    methods: tuple[str, ...] = ()
+    """The integration's ``method``, or its ``attempts``' methods in order: what a bot's
+    REFER tries, each with the bot's target; empty: the engine's
+    (``calls.bot_refer_methods``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed headers for the transfer request, besides the context headers."""
+    destination: str | None = None
+    """For a hand-back by BYE: the destination header's value."""
+
+
+@dataclass(frozen=True)
 class Channel:
     """Where a call goes: its flow, or straight to a bot."""
 
@@ -56,6 +72,8 @@ class Channel:
     or ``calls.bot_uri``) and the engine bridges it before answering the caller."""
     integration: str | None = None
     """The channel's agent-transfer integration (for display; already in ``flow``)."""
+    transfer: ChannelTransfer | None = None
+    """The integration's settings for a bot's REFER and API transfers; None: none."""
 
 
 @dataclass(frozen=True)
