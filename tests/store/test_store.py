@@ -551,9 +551,10 @@ def test_reads_do_not_wait_for_a_slow_writer(where: str) -> None:
             blocker = sqlite3.connect(path, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
         blocker.execute("INSERT INTO runs (pid, host, started_at) VALUES (0, 'x', 0)")
-        started = time.perf_counter()
+        # the blocker holds its lock until after the read: a read that waited for it
+        # could only fail (SQLite: "database is locked" after READ_BUSY_MS; PostgreSQL:
+        # the readers' statement_timeout), so an answer is the proof (no timing asserted)
         assert [c["call_id"] for c in s.calls()] == ["a"]
-        assert time.perf_counter() - started < 0.1
         blocker.execute("ROLLBACK")
     finally:
         s.close()
