@@ -1,19 +1,19 @@
 """Carrier gateway health: OPTIONS pings (RFC 3261 11) on the daemon's SIP endpoint, and
 the one place that knows which gateways are up (sip/gateway_health.py decides).
 
-For each carrier profile with ``health:`` a task locates the target every ``interval``
-seconds (RFC 3263, transport/dns.py: each address of the answer, in its order, is a
-gateway; an IP target is one gateway) and sends one OPTIONS to each gateway (pinger.py). A
-final answer within ``timeout`` is an answer, none is a miss (the pending transaction
-is left to the core's timer F; its late answer is ignored). The verdicts are read through
-:class:`GatewayStates`: the dial path may ask it which of a trunk's gateways are usable
-(not wired into dialing yet: docs/carriers.md).
+For each carrier profile with ``health:`` a task locates its gateways every ``interval``
+seconds and sends one OPTIONS to each (pinger.py): the entries of its ``gateways:``
+list, each located on its own and pinged with its own URI, else the addresses of the
+health target (RFC 3263 through transport/dns.py: each address of the answer, in its
+order, is a gateway; an IP target is one gateway). A final answer within ``timeout`` is
+an answer, none is a miss (the pending transaction is left to the core's timer F; its
+late answer is ignored). The dial path reads the verdicts through
+:class:`GatewayStates` and skips the gateways marked down (engine/destinations.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from typing import Any, Protocol
 
 import structlog
@@ -51,6 +51,8 @@ class Gateways:
         self.resolver = Resolver(dns or DnsSettings(), self.loop.time)
         self.health: dict[str, dict[Address, GatewayHealth]] = {c.trunk: {} for c in configs}
         self.order: dict[str, list[Address]] = {c.trunk: [] for c in configs}
+        self.uris: dict[tuple[str, Address], str] = {}
+        """The OPTIONS Request-URI of each gateway (a listed gateway's own)."""
         self.dns_error: dict[str, str] = {}
         self.pinger = OptionsPinger(endpoint, sip)
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,17 +87,18 @@ class Gateways:
 
     async def _run(self, config: TrunkHealthConfig) -> None:
         while True:
-            addresses = await self._locate(config)
-            if addresses is not None:
-                self.order[config.trunk] = addresses
+            found = await self._locate(config)
+            if found is not None:
+                self.order[config.trunk] = [address for address, _ in found]
                 gateways = self.health[config.trunk]
-                for address in addresses:
+                for address, target in found:
                     gateways.setdefault(address, GatewayHealth(config.settings))
-                    self._ping(config, address)
+                    self.uris[config.trunk, address] = target
+                    self._ping(config, address, target)
             await asyncio.sleep(config.settings.interval)
 
     # --- pings ---------------------------------------------------------------------------
-    def _ping(self, config: TrunkHealthConfig, address: Address) -> None:
+    def _ping(self, config: TrunkHealthConfig, address: Address, target: str) -> None:
         def done(result: PingResult) -> None:
             if result.status is None:
                 self._missed(config.trunk, address, result.reason)
@@ -103,7 +106,7 @@ class Gateways:
                 gateway = self.health[config.trunk][address]
                 self._log(config.trunk, address, gateway.answered(result.status, result.rtt_ms))
 
-        self.pinger.ping(config.target, address, config.settings.timeout, done,
+        self.pinger.ping(target, address, config.settings.timeout, done,
                          extra=(("Accept", "application/sdp"),))
 
     def tap(self, event: Event) -> bool:
@@ -121,25 +124,39 @@ class Gateways:
                  gateway=str(address), was=changed.before.value, last_status=gateway.last_status)
 
     # --- locating ------------------------------------------------------------------------
-    async def _locate(self, config: TrunkHealthConfig) -> list[Address] | None:
+    async def _locate(self, config: TrunkHealthConfig) -> list[tuple[Address, str]] | None:
+        """Each gateway with the Request-URI of its OPTIONS: the listed gateways' own
+        (each located on its own), else every address of ``target``. None when nothing
+        resolves (logged once per reason)."""
+        if config.gateways:
+            found: list[tuple[Address, str]] = []
+            failed: list[str] = []
+            for spec in config.gateways:
+                try:
+                    addresses = await self.resolver.addresses(spec.sip_uri, spec.transport)
+                except DnsError as error:
+                    failed.append(str(error))
+                    continue
+                found += [(a, spec.uri) for a in addresses if a not in (f for f, _ in found)]
+            self._dns_failed(config.trunk, "; ".join(failed))
+            return found or None
         uri = parse_uri(config.target)
         assert isinstance(uri, SipUri)
-        host = uri.host.strip("[]")
         try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return [Address(config.transport, host, uri.port or 5060)]
-        try:
-            targets = await self.resolver.locate(uri, (config.transport,))
+            targets = await self.resolver.addresses(uri, config.transport)
         except DnsError as error:
-            if self.dns_error.get(config.trunk) != error.reason:
-                log.warning("gateway.dns_failed", trunk=config.trunk, reason=error.reason)
-            self.dns_error[config.trunk] = error.reason
+            self._dns_failed(config.trunk, error.reason)
             return None
-        self.dns_error.pop(config.trunk, None)
-        return [Address(t.transport, t.address, t.port, name=uri.host) for t in targets]  # name: TLS SNI
+        self._dns_failed(config.trunk, "")
+        return [(a, config.target) for a in targets]
+
+    def _dns_failed(self, trunk: str, reason: str) -> None:
+        if not reason:
+            self.dns_error.pop(trunk, None)
+            return
+        if self.dns_error.get(trunk) != reason:
+            log.warning("gateway.dns_failed", trunk=trunk, reason=reason)
+        self.dns_error[trunk] = reason
 
     # --- for the API and the metrics -----------------------------------------------------
     def statuses(self) -> list[dict[str, Any]]:
@@ -150,7 +167,8 @@ class Gateways:
                 gateway = gateways.get(address)
                 if gateway is None:
                     continue
-                rows.append({"trunk": config.trunk, "target": config.target, "gateway": str(address),
+                rows.append({"trunk": config.trunk, "target": self.uris.get((config.trunk, address), config.target),
+                             "gateway": str(address),
                              "state": gateway.state.value, "last_status": gateway.last_status,
                              "last_rtt_ms": gateway.last_rtt_ms, "pings": gateway.pings,
                              "dns_error": self.dns_error.get(config.trunk, "")})

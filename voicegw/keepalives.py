@@ -13,7 +13,6 @@ logged once (``keepalive.failed``, a warning with the reason) and its end once
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from typing import Any
 
 import structlog
@@ -105,20 +104,10 @@ class Keepalives:
     async def _locate(self, config: KeepaliveConfig) -> Address | None:
         uri = parse_uri(config.target)
         assert isinstance(uri, SipUri)
-        host = uri.host.strip("[]")
-        default_port = 5061 if config.transport == "tls" else 5060
         try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return Address(config.transport, host, uri.port or default_port)
-        try:
-            targets = await self.resolver.locate(uri, (config.transport,))
+            return (await self.resolver.addresses(uri, config.transport))[0]
         except DnsError:
             return None
-        first = targets[0]
-        return Address(first.transport, first.address, first.port, name=uri.host)  # name: TLS SNI
 
 
 __all__ = ["Keepalives"]

@@ -17,6 +17,7 @@ from .flow.runner import DEMO_FLOW, Flow
 from .sip.advertise import AddressPolicy
 from .sip.caller_id import CallerIdPolicy
 from .sip.digest_client import Account
+from .sip.gateway_list import GatewaySpec
 from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsSettings
 
@@ -33,6 +34,8 @@ class PeerPolicy:
     """A SIP URI: pre-loaded as ``Route: <proxy;lr>`` and where the INVITE is sent."""
     gateways: str | None = None
     """The carrier profile whose gateway health filters the targets (``health:``)."""
+    gateway_list: tuple[GatewaySpec, ...] = ()
+    """The carrier's ``gateways:``: where its INVITEs go instead of the located URI."""
 
     def route(self) -> str | None:
         """The pre-loaded Route value (RFC 3261 8.1.2; ``lr``: loose routing, 16.12)."""

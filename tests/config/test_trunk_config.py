@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from voicegw.config.convert import peer_policies
 from voicegw.config.errors import ConfigError
 from voicegw.config.load import load_config, load_runtime
+from voicegw.sip.uri import parse_uri
 
 
 def write(tmp_path: Path, profile: dict) -> Path:
@@ -78,3 +80,44 @@ def test_health_checks_need_a_target_without_a_trunk(tmp_path: Path) -> None:
     assert "health.target" in str(caught.value)
     config = write(tmp_path, {"health": {"target": "sip:gw.carrier.example", "down_after": 1}})
     assert load_runtime(config).health_checks[0].target == "sip:gw.carrier.example"
+
+
+def test_gateways_load_in_place_of_locating_the_trunk(tmp_path: Path) -> None:
+    config = write(tmp_path, {
+        "trunk": "sip:{number}@carrier.example", "transport": "tcp", "health": {"interval": 5},
+        "gateways": ["203.0.113.10:5080",
+                     {"address": "gw2.carrier.example", "priority": 20, "weight": 5, "transport": "udp"},
+                     {"address": "sips:gw3.carrier.example", "priority": 20, "weight": 0}]})
+    runtime = load_runtime(config)
+    policy = peer_policies(load_config(config)).for_uri(parse_uri("sip:+4930555@carrier.example"))
+    assert policy is not None and policy.gateways == "pbx"
+    assert [(g.uri, g.transport, g.priority, g.weight) for g in policy.gateway_list] == [
+        ("sip:203.0.113.10:5080", "tcp", 10, 10), ("sip:gw2.carrier.example", "udp", 20, 5),
+        ("sips:gw3.carrier.example", "tls", 20, 0)]
+    (check,) = runtime.health_checks
+    assert check.gateways == policy.gateway_list
+
+
+@pytest.mark.parametrize(("profile", "field", "message"), [
+    ({"gateways": ["192.0.2.1"]}, "gateways", "gateways need a trunk"),
+    ({"trunk": "sip:{number}@c.example", "gateways": ["192.0.2.1"], "outbound_proxy": "sip:p.example"},
+     "outbound_proxy", "drop outbound_proxy"),
+    ({"trunk": "sip:{number}@c.example", "gateways": ["192.0.2.1"], "health": {"target": "sip:c.example"}},
+     "health.target", "drop health.target"),
+    ({"trunk": "sip:{number}@c.example", "gateways": ["192.0.2.1:5060", "sip:192.0.2.1:5060"]},
+     "gateways.1.address", "the same gateway as gateways[0]"),
+    ({"trunk": "sip:{number}@c.example", "gateways": [{"address": "sips:gw.c.example", "transport": "udp"}]},
+     "gateways.0", "reached over tls, the entry says udp"),
+    ({"trunk": "sip:{number}@c.example", "gateways": [{"address": "gw;maddr=x"}]},
+     "gateways.0.address", "no user, parameters or headers"),
+    ({"trunk": "sip:{number}@c.example", "gateways": [{"address": "gw", "priority": 70000}]},
+     "gateways.0.priority", ""),
+    ({"trunk": "sip:{number}@c.example", "gateways": [{"address": "gw", "wieght": 1}]},
+     "gateways.0.wieght", ""),
+])
+def test_bad_gateways_are_located(tmp_path: Path, profile: dict, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_runtime(write(tmp_path, profile))
+    (problem,) = caught.value.problems
+    assert problem.file.endswith("pbx.yaml") and problem.field == field and problem.line, problem
+    assert message in problem.message

@@ -265,7 +265,8 @@ class TrunkRegistration(BaseModel):
 
 
 class TrunkGateway(BaseModel):
-    """One gateway of a carrier profile's ``health:`` checks (an address of its target)."""
+    """One gateway of a carrier profile's ``health:`` checks (an address of a listed
+    gateway, or of the health target)."""
 
     trunk: str
     target: str = Field(description="The OPTIONS Request-URI.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .convert import _plain, build_flow, resolve
+from .convert import _plain, build_flow, default_carrier, gateway_specs, resolve
 from .defaults import DaemonConfig
 from .errors import Problem
 from .loader import LoadedConfig, Source
@@ -29,6 +29,7 @@ def check_all(config: LoadedConfig) -> list[Problem]:
     problems = _daemon(config)
     for source in config.profiles.values():
         problems += _profile(source)
+        problems += _gateways(config, source)
     broken: set[str] = set()
     for source in config.flows.values():
         found = _flow(config, source)
@@ -158,6 +159,34 @@ def _profile(source: Source) -> list[Problem]:
             if getattr(model.numbers, key) != default:
                 problems.append(source.document.problem(
                     ("numbers", key), f"only {default!r} is supported by the engine for now"))
+    return problems
+
+
+def _gateways(config: LoadedConfig, source: Source) -> list[Problem]:
+    """A carrier's ``gateways:`` replace locating its trunk's host: they need the trunk
+    (its URI is the Request-URI) and exclude the other ways of saying where calls go."""
+    model = source.model
+    if not isinstance(model, CarrierProfile) or not model.gateways:
+        return []
+    doc = source.document
+    problems: list[Problem] = []
+    trunk = model.trunk or (config.daemon.calls.trunk if default_carrier(config) is model else None)
+    if trunk is None:
+        problems.append(doc.problem(("gateways",), "gateways need a trunk (sip:{number}@HOST): its URI is "
+                                    "the Request-URI of the calls sent to them"))
+    if model.outbound_proxy is not None:
+        problems.append(doc.problem(("outbound_proxy",), "a carrier with gateways sends its calls to them: "
+                                    "drop outbound_proxy, or list the proxy as the gateway"))
+    if model.health is not None and model.health.target is not None:
+        problems.append(doc.problem(("health", "target"), "the listed gateways are pinged, each at its "
+                                    "own address: drop health.target"))
+    seen: dict[tuple[str, str], int] = {}
+    for index, spec in enumerate(gateway_specs(model)):
+        key = (spec.uri.lower(), spec.transport)
+        if key in seen:
+            problems.append(doc.problem(("gateways", index, "address"),
+                                        f"the same gateway as gateways[{seen[key]}]"))
+        seen.setdefault(key, index)
     return problems
 
 

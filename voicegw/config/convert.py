@@ -44,6 +44,7 @@ from ..settings import (
 from ..sip.caller_id import CallerIdPolicy
 from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
+from ..sip.gateway_list import GatewaySpec, parse_gateway
 from ..sip.keepalive import KeepaliveConfig
 from ..sip.registration import RegistrationConfig
 from ..sip.uri import parse_uri
@@ -251,22 +252,31 @@ def peer_policies(config: LoadedConfig) -> PeerPolicies:
     carrier = default_carrier(config)
     for name, profile in config.profiles.items():
         model = profile.model
+        listed: tuple[GatewaySpec, ...] = ()
         if isinstance(model, CarrierProfile):
             uri = model.trunk or (config.daemon.calls.trunk if model is carrier else None)
             gateways = name if model.health is not None else None
+            listed = gateway_specs(model)
         else:
             uri, gateways = model.uri, None
-        if uri is None or (model.auth is None and model.outbound_proxy is None and gateways is None):
+        if uri is None or (model.auth is None and model.outbound_proxy is None and gateways is None
+                           and not listed):
             continue
         found.setdefault(PeerPolicies.key(uri), PeerPolicy(
             account=account(config, name, model.auth), outbound_proxy=model.outbound_proxy,
-            gateways=gateways))
+            gateways=gateways, gateway_list=listed))
     by_source = []
     for name, carrier_model in profiles_of(config, CarrierProfile).items():
         credentials = account(config, name, carrier_model.auth)
         if credentials is not None:
             by_source += [(ipaddress.ip_network(c, strict=False), credentials) for c in carrier_model.addresses]
     return PeerPolicies(found, tuple(by_source))
+
+
+def gateway_specs(carrier: CarrierProfile) -> tuple[GatewaySpec, ...]:
+    """A carrier's ``gateways:``, plain: each over its own transport, else the profile's."""
+    return tuple(replace(parse_gateway(g.address, g.transport or carrier.transport),
+                         priority=g.priority, weight=g.weight) for g in carrier.gateways)
 
 
 def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:
@@ -293,6 +303,8 @@ def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:
 
 
 def _carrier_target(carrier: CarrierProfile) -> str | None:
+    if carrier.gateways:  # where its calls go: the first listed gateway
+        return gateway_specs(carrier)[0].uri
     if carrier.trunk is not None:
         uri = parse_uri(str(carrier.trunk).replace("{number}", "x"))
         port = f":{uri.port}" if getattr(uri, "port", None) else ""
@@ -312,7 +324,10 @@ def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:
         if health is None:
             continue
         target = health.target
-        if target is None:
+        listed = gateway_specs(carrier)
+        if listed:
+            target = listed[0].uri  # for display; each listed gateway is pinged at its own
+        elif target is None:
             trunk = carrier.trunk or config.daemon.calls.trunk
             if trunk is None:
                 raise ConfigError([Problem(str(config.profiles[name].document.path), None, "health.target",
@@ -321,7 +336,7 @@ def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:
             port = f":{uri.port}" if getattr(uri, "port", None) else ""
             target = f"{getattr(uri, 'scheme', 'sip')}:{uri.host}{port}"  # type: ignore[union-attr]
         found.append(TrunkHealthConfig(
-            trunk=name, target=target, transport=carrier.transport,
+            trunk=name, target=target, transport=carrier.transport, gateways=listed,
             settings=HealthSettings(interval=health.interval, timeout=health.timeout,
                                     down_after=health.down_after, up_after=health.up_after)))
     return tuple(found)

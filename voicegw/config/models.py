@@ -568,6 +568,43 @@ class HealthCheck(Strict):
     """Answers in a row that mark it up again."""
 
 
+def _gateway_address(value: str) -> str:
+    from ..sip.gateway_list import typed_uri
+
+    typed_uri(value)
+    return value
+
+
+class Gateway(Strict):
+    """One of a carrier's gateways (``gateways:``): where its INVITEs go, in SRV's
+    order (RFC 2782)."""
+
+    address: Annotated[str, AfterValidator(_gateway_address)]
+    """As typed: ``203.0.113.10``, ``gw1.carrier.example:5080``, ``[2001:db8::1]``, or a
+    URI ``sip:gw1.carrier.example;transport=tcp`` / ``sips:...``; a name is located by
+    RFC 3263 (each of its addresses in DNS order)."""
+    transport: Literal["udp", "tcp", "tls"] | None = None
+    """Default: the address's own (``;transport=``, ``sips:``), else the profile's."""
+    priority: Annotated[int, Field(ge=0, le=65535)] = 10
+    """Lower first; a higher one only when every lower one failed or is down."""
+    weight: Annotated[int, Field(ge=0, le=65535)] = 10
+    """The share of calls among the gateways of one priority."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"address": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Gateway:
+        from ..sip.gateway_list import named_transport, typed_uri
+
+        named = named_transport(typed_uri(self.address)) if self.transport is not None else None
+        if named is not None and named != self.transport:
+            raise ValueError(f"{self.address!r} is reached over {named}, the entry says {self.transport}")
+        return self
+
+
 def _caller_id_auth(caller_id: CallerId | None, auth: Any) -> None:
     if caller_id is not None and caller_id.number == "auth" and auth is None:
         raise ValueError("caller_id.number auth needs the profile's auth: (its username is the From user)")
@@ -632,6 +669,10 @@ class CarrierProfile(ProfileBase):
     caller_id: CallerId = CallerId()
     """Caller ID of transfers to numbers through this carrier (and to agents whose
     profile has none)."""
+    gateways: Annotated[list[Gateway], Field(max_length=32)] = []
+    """Where calls through the ``trunk`` go, instead of locating its host: several
+    gateways with SRV priority and weight (RFC 2782); the trunk's URI stays the
+    Request-URI."""
     health: HealthCheck | None = None
     """Ping the carrier's gateways; their state is in ``voicegw trunks`` and /metrics."""
     registration: Register | None = Field(default=None, alias="register")

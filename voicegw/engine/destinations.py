@@ -6,8 +6,9 @@ transport addresses to try (RFC 3263).
   dialled URI's host (and port) to the ``PeerPolicy`` of the profile that names it;
   the dial path asks it per INVITE.
 - :func:`locate` resolves the URI (or the outbound proxy, RFC 3261 8.1.2: the request
-  goes to the first Route) with transport/dns.py; a carrier whose gateways are pinged
-  (``health:``) has the gateways marked down skipped (voicegw/gateways.py).
+  goes to the first Route; or the carrier's ``gateways:`` list) with transport/dns.py;
+  a carrier whose gateways are pinged (``health:``) has the gateways marked down
+  skipped (voicegw/gateways.py).
 - :data:`FAILOVER` is when the next target is tried (RFC 3263 4.3): 408, 503 (a
   transport error is a 503, RFC 3261 8.1.3.1) and a timeout; nothing else.
 """
@@ -19,10 +20,9 @@ from typing import Any
 from ..settings import PeerPolicy
 from ..sip.events import Address
 from ..sip.gateway_health import Health
-from ..sip.locate import DEFAULT_PORTS
+from ..sip.gateway_list import GatewaySpec, order
 from ..sip.uri import SipUri, parse_uri
-from ..transport.dns import Resolver
-from ..transport.udp import is_ip_literal
+from ..transport.dns import DnsError, Resolver
 
 #: failures after which the next located target is tried (RFC 3263 4.3)
 FAILOVER = frozenset({408, 503, "timeout"})
@@ -37,27 +37,40 @@ async def locate(resolver: Resolver, gateways: Any, uri: SipUri,
     """The transport addresses to try for ``uri`` (over ``transport``, the profile's,
     when the URI names none), in order; DnsError when there is
     none (no record, NXDOMAIN, a timeout, a CNAME loop); GatewaysDown when the
-    health checks marked every one down (the attempt fails with 503)."""
-    where = uri
-    if policy is not None and policy.outbound_proxy is not None:
-        proxy = parse_uri(policy.outbound_proxy)
-        assert isinstance(proxy, SipUri)
-        where = proxy
-    # the name TLS sends as SNI and checks the certificate against: the domain of the URI
-    # located (RFC 5922 4), not the SRV target's host; none for an IP literal
-    name = None if is_ip_literal(where.host.strip("[]")) else where.host
-    if transport is not None and where.transport is None and where.scheme == "sip":
-        # the profile's transport: only its SRV records, and the host itself over it
-        targets = [Address(transport, t.address, t.port if t.transport == transport
-                           else where.port or DEFAULT_PORTS[transport], name=name)
-                   for t in await resolver.locate(where, (transport,))]
+    health checks marked every one down (the attempt fails with 503).
+
+    A carrier with a ``gateways:`` list is reached through it instead: the entries in
+    RFC 2782 order (sip/gateway_list.py), each located on its own (a name that does not
+    resolve is skipped; DnsError only when none does)."""
+    if policy is not None and policy.gateway_list:
+        targets = await _listed(resolver, policy.gateway_list)
     else:
-        targets = [Address(t.transport, t.address, t.port, name=name) for t in await resolver.locate(where)]
+        where = uri
+        if policy is not None and policy.outbound_proxy is not None:
+            proxy = parse_uri(policy.outbound_proxy)
+            assert isinstance(proxy, SipUri)
+            where = proxy
+        targets = await resolver.addresses(where, transport)
     if policy is not None and policy.gateways is not None and gateways is not None:
         up = [a for a in targets if gateways.state(policy.gateways, a) is not Health.DOWN]
         if not up:
             raise GatewaysDown(f"every gateway of {policy.gateways} is down")
         targets = up
+    return targets
+
+
+async def _listed(resolver: Resolver, listed: tuple[GatewaySpec, ...]) -> list[Address]:
+    targets: list[Address] = []
+    failed: DnsError | None = None
+    for spec in order(listed, resolver.draw):
+        try:
+            found = await resolver.addresses(spec.sip_uri, spec.transport)
+        except DnsError as error:
+            failed = error
+            continue
+        targets += [a for a in found if a not in targets]
+    if not targets and failed is not None:
+        raise failed
     return targets
 
 

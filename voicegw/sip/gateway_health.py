@@ -21,6 +21,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .gateway_list import GatewaySpec
+
 
 class Health(enum.Enum):
     UNKNOWN = "unknown"
@@ -108,8 +110,6 @@ class GatewayHealth:
         return self.state is not Health.DOWN
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class TrunkHealthConfig:
     """Which trunk to ping where: a carrier profile's ``health:`` with its target."""
@@ -120,6 +120,9 @@ class TrunkHealthConfig:
     is a gateway of its own."""
     transport: str = "udp"
     settings: HealthSettings = HealthSettings()
+    gateways: tuple[GatewaySpec, ...] = ()
+    """The carrier's ``gateways:`` list: each entry is pinged (its addresses, located
+    on their own) instead of ``target``'s."""
 
 
 __all__ = ["TABLE", "Changed", "GatewayHealth", "Health", "HealthSettings", "Ping", "TrunkHealthConfig"]

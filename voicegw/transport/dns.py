@@ -13,6 +13,7 @@ status ``dns``.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,17 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from voicegw.sip.locate import LocateError, Locator, Naptr, Query, Record, Srv, Target
+from voicegw.sip.events import Address
+from voicegw.sip.locate import (
+    DEFAULT_PORTS,
+    LocateError,
+    Locator,
+    Naptr,
+    Query,
+    Record,
+    Srv,
+    Target,
+)
 from voicegw.sip.uri import SipUri
 
 # a negative answer (NXDOMAIN, no data) is kept this long when the zone's SOA gives none
@@ -66,19 +77,34 @@ class Resolver:
         self._resolver.lifetime = settings.timeout
         self._resolver.cache = None  # ours below: it also keeps negative answers
         self._clock = clock
-        self._draw = draw or (lambda n: random.randint(0, n))
+        self.draw = draw or (lambda n: random.randint(0, n))
+        """RFC 2782's weighted draw: a random integer in 0..n (injected by tests)."""
         self._cache: dict[Query, tuple[float, list[Record]]] = {}
         self.queries = 0  # questions actually sent (the bench checks 0 per call when warm)
 
     async def locate(self, uri: SipUri, transports: Sequence[str] = ("udp", "tcp", "tls")) -> list[Target]:
         """The servers to try for ``uri``, in order; DnsError when there is none."""
         try:
-            locator = Locator(uri, transports, self._draw)
+            locator = Locator(uri, transports, self.draw)
             while (query := locator.next_query()) is not None:
                 locator.answer(query, await self._ask(query))
         except LocateError as error:
             raise DnsError(uri.host, str(error)) from None
         return locator.targets
+
+    async def addresses(self, uri: SipUri, transport: str | None = None) -> list[Address]:
+        """Where to send to reach ``uri``, in order: what the dial path, the gateway
+        pings and the keep-alives all ask. ``transport`` (a profile's, a gateway's)
+        applies when the URI names none (no ``;transport=``, not ``sips:``): only its
+        SRV records are asked, and the host itself is reached over it. Each address
+        keeps the name it was located from (TLS SNI and the certificate check, RFC 5922
+        4); an IP literal asks no DNS. DnsError when there is none."""
+        name = None if _is_literal(uri.host.strip("[]")) else uri.host
+        if transport is not None and uri.transport is None and uri.scheme == "sip":
+            return [Address(transport, t.address, t.port if t.transport == transport
+                            else uri.port or DEFAULT_PORTS[transport], name=name)
+                    for t in await self.locate(uri, (transport,))]
+        return [Address(t.transport, t.address, t.port, name=name) for t in await self.locate(uri)]
 
     async def _ask(self, query: Query) -> list[Record]:
         now = self._clock()
@@ -107,6 +133,14 @@ class Resolver:
             if len(self._cache) >= MAX_CACHE:
                 self._cache.clear()
         self._cache[query] = (now + min(ttl, MAX_TTL), records)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _record(rdata: object) -> Record:

@@ -1,0 +1,141 @@
+"""A carrier profile's own ``gateways:`` list over the wire (issue 12 item 5): three sipp
+gateways on their own loopback addresses, gw1 (127.0.0.2, priority 10) before gw2 and
+gw3 (127.0.0.3 and .4, priority 20, equal weights); the trunk's host is a name nobody
+resolves (the list replaces locating it; it stays the Request-URI). ``health:`` pings
+each listed gateway. Calls to a number go to gw1 while it is up (priority); once gw1
+is stopped and its pings mark it down, calls go to gw2 and gw3, both of them (weight:
+24 calls, each gets at least one unless one of 2**23 draws in a row misses it, about
+1e-7), gw1 skipped and not tried; when gw1 answers again and is marked up, the next
+call goes to gw1. Asserted on the INVITEs each gateway logged, GET /trunks, the
+metrics and the daemon's gateway lines."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from peers.caller import Caller
+from peers.daemon import wait_until
+from peers.net import free_port
+from peers.ops import OpsDaemon
+from peers.ports import free_block
+from peers.sipp import SIPP
+
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(300),
+              pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
+
+REQUEST_LINE = "INVITE sip:+4930555@carrier.voicegw.test SIP/2.0"
+
+
+class Gateway:
+    """A sipp UAS on one loopback address that answers INVITEs and (``-aa``) OPTIONS."""
+
+    def __init__(self, workdir: Path, name: str, host: str) -> None:
+        self.workdir, self.name, self.host, self.port = workdir, name, host, free_port()
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"udp:{self.host}:{self.port}"
+
+    def start(self) -> Gateway:
+        self.runs += 1
+        media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
+        self.proc = subprocess.Popen(
+            [SIPP, "-p", str(self.port), "-i", self.host, "-mp", str(media), "-nostdin", "-sn", "uas", "-aa",
+             "-trace_msg", "-message_file", str(self.workdir / f"{self.name}-{self.runs}.log"),
+             "-timeout", "280s"],
+            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def invites(self) -> int:
+        return sum(log.read_text(errors="replace").count(REQUEST_LINE)
+                   for log in self.workdir.glob(f"{self.name}-*.log"))
+
+
+def call(ops: OpsDaemon) -> None:
+    """One call whose flow transfers it to +4930555 through the carrier; it succeeds."""
+    caller = Caller(ops.address, request_user="+4930111")
+    try:
+        assert caller.invite().status == 200
+        assert wait_until(lambda: [e for e in ops.daemon.events() if e.get("call_id") == caller.call_id
+                                   and e.get("event") in ("transfer.succeeded", "transfer.failed")], 20), \
+            "\n".join(ops.daemon.lines[-20:])
+        assert ops.logged("transfer.succeeded", call_id=caller.call_id), "\n".join(ops.daemon.lines[-20:])
+        assert caller.bye().status == 200
+    finally:
+        caller.close()
+
+
+def marked(ops: OpsDaemon, event: str, gateway: Gateway) -> int:
+    return len(ops.logged(event, trunk="carrier", gateway=gateway.address))
+
+
+def test_gateways_by_priority_and_weight_a_down_one_skipped_and_used_again_when_back(tmp_path: Path) -> None:
+    gw1 = Gateway(tmp_path, "gw1", "127.0.0.2").start()
+    gw2 = Gateway(tmp_path, "gw2", "127.0.0.3").start()
+    gw3 = Gateway(tmp_path, "gw3", "127.0.0.4").start()
+    profiles, flows = tmp_path / "profiles", tmp_path / "flows"
+    profiles.mkdir()
+    flows.mkdir()
+    (profiles / "carrier.yaml").write_text(yaml.safe_dump({
+        "kind": "carrier", "addresses": ["127.0.0.0/8"], "trunk": "sip:{number}@carrier.voicegw.test",
+        "transfer_allow": ["+4930*"],
+        "gateways": [{"address": f"{gw1.host}:{gw1.port}", "priority": 10},
+                     {"address": f"sip:{gw2.host}:{gw2.port};transport=udp", "priority": 20, "weight": 10},
+                     {"address": f"{gw3.host}:{gw3.port}", "priority": 20, "weight": 10}],
+        "health": {"interval": 0.5, "timeout": 1.0, "down_after": 2, "up_after": 2}}))
+    (flows / "main.yaml").write_text(yaml.safe_dump({"start": "out", "nodes": {
+        "out": {"type": "agent_transfer", "target": "+4930555", "fallback": {"default": {"action": "end"}}}}}))
+    ops = OpsDaemon(tmp_path / "daemon", config={
+        "profiles_dir": str(profiles), "flows_dir": str(flows), "default_flow": "main"})
+    try:
+        ops.start()
+        assert wait_until(lambda: all(marked(ops, "gateway.up", g) for g in (gw1, gw2, gw3)), 20), \
+            "\n".join(ops.daemon.lines[-20:])
+        rows = {row["gateway"]: row for row in ops.http("GET", "/trunks").json()["gateways"]}
+        assert {a: (r["state"], r["last_status"]) for a, r in rows.items()} == {
+            g.address: ("up", 200) for g in (gw1, gw2, gw3)}
+        assert rows[gw2.address]["target"] == f"sip:{gw2.host}:{gw2.port}"
+        metrics = ops.http("GET", "/metrics").text
+        for g in (gw1, gw2, gw3):
+            assert f'voicegw_gateway_up{{gateway="{g.address}",trunk="carrier"}} 1.0' in metrics, metrics
+
+        for _ in range(2):
+            call(ops)
+        assert (gw1.invites(), gw2.invites(), gw3.invites()) == (2, 0, 0), "gw1 first: priority 10"
+
+        gw1.stop()
+        assert wait_until(lambda: marked(ops, "gateway.down", gw1), 15), "\n".join(ops.daemon.lines[-20:])
+        assert wait_until(lambda: re.search(
+            rf'voicegw_gateway_up{{gateway="{gw1.address}",trunk="carrier"}} 0.0',
+            ops.http("GET", "/metrics").text), 5)
+        for _ in range(24):
+            call(ops)
+        assert gw1.invites() == 2, "gw1 is skipped while down"
+        assert gw2.invites() + gw3.invites() == 24
+        assert gw2.invites() >= 1 and gw3.invites() >= 1, ("equal weights share the calls",
+                                                             gw2.invites(), gw3.invites())
+        assert not ops.logged("dial.failover"), "a gateway marked down is not tried"
+
+        gw1.start()
+        assert wait_until(lambda: marked(ops, "gateway.up", gw1) >= 2, 15), "\n".join(ops.daemon.lines[-20:])
+        before = (gw2.invites(), gw3.invites())
+        call(ops)
+        assert gw1.invites() == 3 and (gw2.invites(), gw3.invites()) == before, "gw1 again once it is up"
+        trunks = ops.cli("trunks")
+        assert trunks.returncode == 0, trunks.stderr
+        assert all(f"{g.host}:{g.port}" in trunks.stdout for g in (gw1, gw2, gw3)), trunks.stdout
+    finally:
+        for g in (gw1, gw2, gw3):
+            g.stop()
+        ops.daemon.terminate()
