@@ -341,6 +341,7 @@ def test_a_challenged_reinvite_keeps_its_offer_and_later_requests_carry_credenti
     out = dialog.to_a(ok)
     [ack] = sent(out, "ACK")
     assert ack.cseq.seq == again.cseq.seq and [type(o) for o in out if isinstance(o, ModifyCompleted)]
+    assert ack.headers.get_all("authorization") == again.headers.get_all("authorization")  # 13.2.2.4
     # the BYE goes with the same nonce, its next count (RFC 7616 3.4), and a higher CSeq
     [bye] = sent(dialog.a.handle(Bye(), 2.0), "BYE")
     ahead = credentials(bye)
@@ -360,3 +361,86 @@ def test_a_reinvite_challenged_forever_fails_and_the_session_stays_as_it_was() -
     [failed] = [o for o in out if isinstance(o, ModifyFailed)]
     assert failed.status == 407 and "after 2 answered" in failed.reason
     assert dialog.a.state.name == "CONFIRMED"
+
+
+# ---------------------------------------------------------------------------- PRACK and ACK
+def calling(authorizer: RequestAuth | None) -> tuple[InviteSession, Request]:
+    """A UAC session whose INVITE is out (Supported: 100rel); no answer yet."""
+    session = InviteSession(DialogRole.UAC, CFG_A, randint=low, authorizer=authorizer)
+    invite = Request("INVITE", URI, Headers([
+        ("From", "<sip:gw@10.0.0.1>;tag=atag"), ("To", f"<{URI}>"), ("Call-ID", "call-1@10.0.0.1"),
+        ("CSeq", "1 INVITE"), ("Contact", "<sip:gw@10.0.0.1:5060>"), ("Max-Forwards", "70")]))
+    invite.set_body(bytes(SDP_A.offer(port=40000)), "application/sdp")
+    [sent_invite] = sent(session.handle(Invite(invite), 0.0))
+    return session, sent_invite
+
+
+def reliable_183(invite: Request, rseq: int = 1) -> Response:
+    response = make_response(invite, 183, to_tag="btag", headers=Headers([
+        ("Contact", "<sip:agent@10.0.0.2:5060>"), ("Require", "100rel"), ("RSeq", str(rseq))]))
+    return wire(response)  # type: ignore[return-value]
+
+
+def test_a_challenged_prack_is_sent_again_with_its_rack_and_credentials() -> None:
+    """RFC 3262 7.2 and RFC 3261 22.2: a proxy's 407 to our PRACK gets the same PRACK
+    (RAck unchanged) as the dialog's next request, with the answer."""
+    session, invite = calling(auth())
+    [prack] = sent(session.handle(IncomingResponse(reliable_183(invite)), 0.1), "PRACK")
+    assert "proxy-authorization" not in prack.headers
+    [again] = sent(session.handle(IncomingResponse(wire(challenged(prack, 407))), 0.2), "PRACK")  # type: ignore[arg-type]
+    assert again.headers.get("rack") == prack.headers.get("rack") == "1 1 INVITE"
+    assert again.cseq.seq == prack.cseq.seq + 1 and again.top_via.branch != prack.top_via.branch
+    assert (again.call_id, again.from_.tag, again.to.tag, again.uri) == (prack.call_id, "atag", "btag", prack.uri)
+    fields = credentials(again, "proxy-authorization")
+    assert (fields.uri, fields.nc) == (str(again.uri), "00000001")
+    assert fields.response == expected_response("PRACK", fields)
+    assert session.state.name == "EARLY"
+    # the next reliable 1xx's PRACK carries the credentials ahead (the nonce's next count)
+    [ahead] = sent(session.handle(IncomingResponse(reliable_183(invite, 2)), 0.3), "PRACK")
+    fields = credentials(ahead, "proxy-authorization")
+    assert (fields.nonce, fields.nc) == ("n1", "00000002") and ahead.cseq.seq == again.cseq.seq + 1
+    assert fields.response == expected_response("PRACK", fields)
+
+
+def test_a_prack_challenged_forever_stops_after_two_answers() -> None:
+    session, invite = calling(auth())
+    [prack] = sent(session.handle(IncomingResponse(reliable_183(invite)), 0.1), "PRACK")
+    pracks = [prack]
+    for nonce in ("n1", "n2", "n3"):
+        out = session.handle(IncomingResponse(wire(challenged(pracks[-1], 401, nonce, stale=True))), 0.2)  # type: ignore[arg-type]
+        pracks += sent(out, "PRACK")
+    assert len(pracks) == 3 and session.state.name == "EARLY"  # the UAS ends it (RFC 3262 3)
+
+
+def test_without_an_authorizer_a_challenged_prack_is_not_sent_again() -> None:
+    session, invite = calling(None)
+    [prack] = sent(session.handle(IncomingResponse(reliable_183(invite)), 0.1), "PRACK")
+    assert sent(session.handle(IncomingResponse(wire(challenged(prack, 407))), 0.2)) == []  # type: ignore[arg-type]
+
+
+def test_the_ack_of_a_2xx_carries_the_credentials_of_the_invite() -> None:
+    """RFC 3261 13.2.2.4: "The ACK MUST contain the same credentials as the INVITE"."""
+    session, invite = calling(auth())
+    [again] = sent(session.handle(IncomingResponse(wire(challenged(invite, 407))), 0.1), "INVITE")  # type: ignore[arg-type]
+    [value] = again.headers.get_all("proxy-authorization")
+    ok = make_response(again, 200, to_tag="btag", headers=Headers([("Contact", "<sip:agent@10.0.0.2:5060>")]))
+    assert again.body
+    ok.set_body(bytes(make_answer(SdpBuilder(session_id=1, address="10.0.0.1").offer(port=40000),
+                                  origin=SDP_B.origin, address="10.0.0.2", port=50000).sdp), "application/sdp")
+    [ack] = sent(session.handle(IncomingResponse(wire(ok)), 0.2), "ACK")  # type: ignore[arg-type]
+    assert ack.headers.get_all("proxy-authorization") == [value] and ack.cseq.seq == again.cseq.seq
+    # a retransmitted 2xx gets the same ACK again
+    [ack_again] = sent(session.handle(IncomingResponse(wire(ok)), 0.3), "ACK")  # type: ignore[arg-type]
+    assert ack_again.headers.get_all("proxy-authorization") == [value]
+
+
+def test_an_unchallenged_invite_is_acked_without_credentials() -> None:
+    dialog = Dialog(auth())
+    [reinvite] = sent(dialog.a.handle(Modify(SDP_A.offer(port=40000)), 1.0), "INVITE")
+    received = dialog.b.handle(IncomingRequest(reinvite, "re"), 1.0)
+    [offer] = [o.offer for o in received if isinstance(o, ModifyReceived)]
+    assert offer is not None
+    answer = make_answer(offer, origin=SDP_B.origin, address="10.0.0.2", port=50000).sdp
+    ok = next(o.response for o in dialog.b.handle(Accept(answer), 1.0) if hasattr(o, "response"))
+    [ack] = sent(dialog.to_a(ok), "ACK")
+    assert "authorization" not in ack.headers and "proxy-authorization" not in ack.headers

@@ -1,6 +1,6 @@
 """Digest challenges inside a dialog, over the wire (issue 12 item 1; RFC 3261 22.2,
 RFC 7616): sipp peers challenge voicegw's re-INVITE (the caller's hold relayed to an
-agent), its BYE (a new nonce) and its REFER on the caller's leg (a carrier profile
+agent), its BYE (a new nonce), its PRACK (RFC 3262) and its REFER on the caller's leg (a carrier profile
 with ``auth`` for the addresses the call came from), and check the answers
 (verifyauth). Asserted on what crossed the wire: each retry is a new transaction of
 the same dialog (CSeq one above, same Call-ID and tags, new branch, the same offer),
@@ -134,6 +134,26 @@ def test_a_challenged_reinvite_and_bye_are_answered_in_the_dialog(tmp_path: Path
     same_dialog_retry(first_bye, second_bye)
     fields = answer(second_bye)
     assert fields["nonce"].startswith("b1-") and fields["nc"] == "00000001", "the new nonce, answered afresh"
+    assert not events(daemon, "leg.bye_failed")
+
+
+def test_a_challenged_prack_is_answered_and_the_bye_carries_credentials_ahead(tmp_path: Path) -> None:
+    """RFC 3262 7.2 with 22.2: the agent's reliable 183 is PRACKed, the PRACK challenged
+    and sent again with the answer (RAck unchanged); the BYE goes with that nonce's next
+    count and is taken unchallenged (agent_auth_prack.xml verifies both answers)."""
+    daemon, agent = agent_call(tmp_path, render_scenario("agent_auth_prack.xml", tmp_path / "s"),
+                               lambda caller, agent: None)
+    first, again = incoming(agent, "PRACK")
+    assert first.header("authorization") is None
+    same_dialog_retry(first, again)
+    assert again.header("rack") == first.header("rack")
+    fields = answer(again)
+    assert fields["nonce"].startswith("p1-") and fields["nc"] == "00000001"
+    [bye] = incoming(agent, "BYE")
+    ahead = answer(bye)
+    assert (ahead["nonce"], ahead["nc"]) == (fields["nonce"], "00000002") and cseq(bye) > cseq(again)
+    [ack] = incoming(agent, "ACK")
+    assert ack.header("authorization") is None, "the INVITE was not challenged: its ACK has no credentials"
     assert not events(daemon, "leg.bye_failed")
 
 

@@ -6,9 +6,10 @@ offer/answer state (:class:`~voicegw.sip.offer_answer.OfferAnswer`), the 2xx
 retransmission and its ACK (13.2.2.4, 13.3.1.4), CANCEL (9.1, 9.2), re-INVITE and
 UPDATE with 491 glare and its randomised back-off (14.1, 14.2, RFC 3311), session
 timers (RFC 4028), BYE (15), and the place where a 401/407 to a request of the session
-(the INVITE, a re-INVITE or UPDATE, the BYE) is answered with credentials (22.2; an
-:class:`~voicegw.sip.invite_session_io.Authorizer`, in production a
-:class:`~voicegw.sip.request_auth.RequestAuth`). A BYE is followed to its final
+(the INVITE, a re-INVITE or UPDATE, a PRACK, the BYE) is answered with credentials
+(22.2; an :class:`~voicegw.sip.invite_session_io.Authorizer`, in production a
+:class:`~voicegw.sip.request_auth.RequestAuth`); the ACK of a 2xx carries the
+credentials of the INVITE it acknowledges (13.2.2.4). A BYE is followed to its final
 response when a challenge to it can be answered (``settled``); one that fails is
 reported (``ByeFailed``), the session having ended when it left (15).
 
@@ -348,6 +349,12 @@ class InviteSession(SessionActions):
             if self._challenge_answered(bye, response, ctx, self._bye_auth):
                 return I.BYE_CHALLENGE, ctx
             return I.BYE_FAILED, ctx
+        prack = self._prack_out
+        if (prack is not None and (cseq.method, cseq.seq) == ("PRACK", prack.cseq.seq)
+                and self._challenge_answered(prack, response, ctx, self._prack_auth)):
+            return I.PRACK_CHALLENGE, ctx
+        # any other answer to our PRACK is not acted on: a UAS that did not get it
+        # retransmits its 1xx and ends the INVITE with a 5xx (RFC 3262 3)
         return I.RECV_OTHER, ctx
 
     def _challenge_answered(self, request: Request, response: Response, ctx: _Context, tries: int) -> bool:

@@ -158,6 +158,8 @@ class SessionActions:
         self._modify_auth = 0  # challenges answered for it (22.2)
         self._bye: Request | None = None  # our BYE, until its final response
         self._bye_auth = 0
+        self._prack_out: Request | None = None  # UAC: our last PRACK (RFC 3262 7.2)
+        self._prack_auth = 0
         self._modify_spec: Modify | None = None
         self._modify_is_refresh = False
         self._remote: tuple[Request, str] | None = None  # the peer's, awaiting our answer
@@ -230,6 +232,7 @@ class SessionActions:
             self.dialog.terminate()
             self.dialog = None
         self._rseq = None  # RSeq counts per dialog (RFC 3262 3)
+        self._prack_out = None
         self._invite = invite
         self._out.append(io.SendRequest(invite, None))
 
@@ -318,12 +321,21 @@ class SessionActions:
         prack, hop = dialog.create_request(
             "PRACK", body=body, content_type=SDP if body else None,
             extra_headers=[("RAck", f"{rseq} {response.cseq.seq} {response.cseq.method}")])
+        self._preload(prack)  # the PRACK is a request of the INVITE's dialog usage
+        self._prack_out, self._prack_auth = prack, 0
         self._out.append(io.SendRequest(prack, hop))
         return True
 
+    def _do_retry_prack(self, ctx: _Context) -> None:
+        """22.2: the same PRACK (RAck, and any answer in its body) as the dialog's next
+        request with credentials; a proxy on the route may challenge it like any other."""
+        assert self._prack_out is not None
+        self._prack_auth += 1
+        self._prack_out = self._resend(self._prack_out, ctx.headers)
+
     def _ack(self, dialog: Dialog, response: Response, answer: SessionDescription | None = None) -> None:
         seq = response.cseq.seq
-        ack, hop = dialog.create_ack(seq)
+        ack, hop = dialog.create_ack(seq, extra_headers=self._credentials_of(seq))
         if answer is not None:
             ack.set_body(bytes(answer), SDP)  # the answer to the 2xx's offer (13.2.1)
         self._acks[(seq, response.to.tag or "")] = (ack, hop)
@@ -365,6 +377,15 @@ class SessionActions:
         bye, hop = dialog.create_request("BYE")
         self._out.append(io.SendRequest(bye, hop))
 
+    def _credentials_of(self, seq: int) -> HeaderList:
+        """13.2.2.4: "The ACK MUST contain the same credentials as the INVITE": those of
+        our INVITE or re-INVITE with CSeq number ``seq``."""
+        for request in (self._invite, self._modify):
+            if request is not None and request.method == "INVITE" and request.cseq.seq == seq:
+                return [(name, value) for name, value in request.headers
+                        if name.lower() in ("authorization", "proxy-authorization")]
+        return []
+
     def _do_resend_ack(self, ctx: _Context) -> None:
         response = ctx.response
         assert response is not None
@@ -372,7 +393,8 @@ class SessionActions:
         if key not in self._acks:  # a re-INVITE's first 2xx after we hung up (13.2.2.4)
             if self.dialog is None:
                 return
-            self._acks[key] = self.dialog.create_ack(response.cseq.seq)
+            self._acks[key] = self.dialog.create_ack(response.cseq.seq,
+                                                     extra_headers=self._credentials_of(response.cseq.seq))
         ack, hop = self._acks[key]
         self._out.append(io.SendRequest(ack, hop))
 

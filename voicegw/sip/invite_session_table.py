@@ -111,6 +111,7 @@ class Input(enum.Enum):
     BYE_ANSWERED = "2xx to our BYE"
     BYE_CHALLENGE = "401/407 to our BYE, with credentials to send"  # 22.2
     BYE_FAILED = "other final response to our BYE, or none"
+    PRACK_CHALLENGE = "401/407 to our PRACK, with credentials to send"  # 22.2, RFC 3262
     RECV_OTHER = "any other response"  # to CANCEL, a stale request
     # --- timers -----------------------------------------------------------------------
     TIMER_2XX = "2xx retransmission timer"
@@ -149,6 +150,7 @@ class Action(enum.Enum):
     RETRY_BYE = enum.auto()  # the BYE again, a new CSeq, with credentials (22.2)
     BYE_DONE = enum.auto()  # our BYE got its 2xx: nothing of the session waits any more
     BYE_FAILED = enum.auto()  # our BYE failed: say why (the session is over anyway, 15)
+    RETRY_PRACK = enum.auto()  # our PRACK again with credentials, CSeq+1 (22.2)
     MODIFY_DONE = enum.auto()  # ACK a re-INVITE's 2xx, take the answer, refresh timers
     MODIFY_ROLLBACK = enum.auto()  # 14.1: a failed re-INVITE leaves the session as it was
     START_GLARE = enum.auto()  # draw the 14.1 back-off, start its timer
@@ -248,6 +250,10 @@ def _rows() -> dict[tuple[State, Input], Row]:
     t[(S.EARLY, I.RECV_PRACK)] = ((A.ANSWER_PRACK,), S.EARLY, None)
     t[(S.EARLY, I.ACCEPT_HELD)] = ((A.HOLD_2XX,), S.EARLY, None)
     t[(S.EARLY, I.RECV_PRACK_RELEASE)] = ((A.ANSWER_PRACK, A.SEND_2XX), S.CONNECTING, None)
+    # UAC: a proxy (or the UAS) challenges our PRACK: sent again with credentials (22.2);
+    # the UAS holds its 2xx for it (3), but a 2xx that did not wait may be in already
+    for state in (S.EARLY, *_CONFIRMED_LIKE):
+        t[(state, I.PRACK_CHALLENGE)] = ((A.RETRY_PRACK,), state, None)
     for state in (S.EARLY, *_DIALOG_UP):
         t[(state, I.RECV_PRACK_UNMATCHED)] = ((A.REFUSE,), state, None)  # 481 (RFC 3262 3)
     # 15: "the caller's UA MAY send a BYE for either confirmed or early dialogs"; the
