@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from .pinger import OptionsPinger, PingResult
+from .pinger import OptionsPinger, PingResult, ping_auth
 from .sip.events import Address, Event
 from .sip.gateway_health import GatewayHealth, Health, TrunkHealthConfig
+from .sip.request_auth import RequestAuth
 from .sip.uri import SipUri, parse_uri
 from .transport.dns import DnsError, DnsSettings, Resolver
 
@@ -55,6 +56,8 @@ class Gateways:
         """The OPTIONS Request-URI of each gateway (a listed gateway's own)."""
         self.dns_error: dict[str, str] = {}
         self.pinger = OptionsPinger(endpoint, sip)
+        self.auths: dict[tuple[str, Address], RequestAuth | None] = {}
+        """Each gateway's challenge answers (its own nonce to answer ahead)."""
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- GatewayStates -------------------------------------------------------------------
@@ -107,7 +110,13 @@ class Gateways:
                 self._log(config.trunk, address, gateway.answered(result.status, result.rtt_ms))
 
         self.pinger.ping(target, address, config.settings.timeout, done,
-                         extra=(("Accept", "application/sdp"),))
+                         extra=(("Accept", "application/sdp"),), auth=self._auth(config, address))
+
+    def _auth(self, config: TrunkHealthConfig, address: Address) -> RequestAuth | None:
+        key = (config.trunk, address)
+        if key not in self.auths:
+            self.auths[key] = ping_auth(config.account)
+        return self.auths[key]
 
     def tap(self, event: Event) -> bool:
         """Take the answers to our OPTIONS (the daemon asks before the engine)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from .pinger import OptionsPinger
+from .pinger import OptionsPinger, ping_auth
 from .sip.events import Address, Event
 from .sip.keepalive import CRLF_PING, KeepaliveConfig, KeepaliveState, Kind, Report, kind_for
 from .sip.uri import SipUri, parse_uri
@@ -36,6 +36,7 @@ class Keepalives:
         self.resolver = Resolver(dns or DnsSettings(), self.loop.time)
         self.states: dict[str, KeepaliveState] = {c.profile: KeepaliveState() for c in configs}
         self.pinger = OptionsPinger(endpoint, sip)
+        self.auths = {c.profile: ping_auth(c.account) for c in configs}
         self._tasks: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.TimerHandle] = set()
 
@@ -86,7 +87,8 @@ class Keepalives:
     # --- UDP: OPTIONS ----------------------------------------------------------------------
     def _options(self, config: KeepaliveConfig, address: Address) -> None:
         self.pinger.ping(config.target, address, config.timeout,
-                         lambda result: self._outcome(config, address, result.answered, result.reason))
+                         lambda result: self._outcome(config, address, result.answered, result.reason),
+                         auth=self.auths[config.profile])
 
     def tap(self, event: Event) -> bool:
         """Take the answers to our OPTIONS (the daemon asks before the engine)."""

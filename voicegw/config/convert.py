@@ -298,7 +298,8 @@ def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:
         transport = "tls" if getattr(uri, "scheme", "sip") == "sips" else (
             getattr(uri, "transport", None) or profile.transport)
         found.append(KeepaliveConfig(profile=name, target=target, transport=transport,
-                                     interval=profile.keepalive.interval, timeout=profile.keepalive.timeout))
+                                     interval=profile.keepalive.interval, timeout=profile.keepalive.timeout,
+                                     account=account(config, name, profile.auth)))
     return tuple(found)
 
 
@@ -338,7 +339,8 @@ def health_checks(config: LoadedConfig) -> tuple[TrunkHealthConfig, ...]:
         found.append(TrunkHealthConfig(
             trunk=name, target=target, transport=carrier.transport, gateways=listed,
             settings=HealthSettings(interval=health.interval, timeout=health.timeout,
-                                    down_after=health.down_after, up_after=health.up_after)))
+                                    down_after=health.down_after, up_after=health.up_after),
+            account=account(config, name, carrier.auth)))
     return tuple(found)
 
 

@@ -645,8 +645,9 @@ class ProfileBase(Strict):
     """Default fallback for transfers to this profile."""
     auth: Auth | None = None
     """Digest credentials for this peer's challenges (RFC 3261 22.2): its 401/407 to our
-    INVITEs (and, for a carrier, its REGISTER); at most two challenges per request,
-    then the attempt fails with status ``auth``."""
+    INVITEs and the requests of their dialogs, to our keep-alive and health OPTIONS
+    (and, for a carrier, its REGISTER); at most two challenges per request, then the
+    attempt fails with status ``auth``."""
     outbound_proxy: RegistrarUri | None = None
     """Send every INVITE to this peer through this proxy: a pre-loaded Route
     ``<proxy;lr>`` (RFC 3261 8.1.2, loose routing); the proxy's name is resolved by

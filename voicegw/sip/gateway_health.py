@@ -19,8 +19,9 @@ Pure: the adapter (voicegw/gateways.py) sends the pings on the loop's clock.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .digest_client import Account
 from .gateway_list import GatewaySpec
 
 
@@ -123,6 +124,8 @@ class TrunkHealthConfig:
     gateways: tuple[GatewaySpec, ...] = ()
     """The carrier's ``gateways:`` list: each entry is pinged (its addresses, located
     on their own) instead of ``target``'s."""
+    account: Account | None = field(default=None, repr=False)
+    """The carrier's ``auth``: a challenged ping is sent again with credentials."""
 
 
 __all__ = ["TABLE", "Changed", "GatewayHealth", "Health", "HealthSettings", "Ping", "TrunkHealthConfig"]

@@ -18,7 +18,9 @@ per ping: voicegw/keepalives.py does the I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .digest_client import Account
 
 CRLF_PING = b"\r\n\r\n"
 """RFC 5626 3.5.1: the client's ping on a connection-oriented flow."""
@@ -44,6 +46,8 @@ class KeepaliveConfig:
     transport: str = "udp"
     interval: float = 30.0
     timeout: float = 5.0
+    account: Account | None = field(default=None, repr=False)
+    """The profile's ``auth``: a challenged OPTIONS is sent again with credentials."""
 
 
 class Report(enum.Enum):
