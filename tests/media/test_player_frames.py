@@ -10,8 +10,8 @@ import asyncio
 import gc
 
 import numpy as np
-
 from peers.ports import free_block
+
 from voicegw.media import g711
 from voicegw.media.endpoint import open_endpoint
 from voicegw.media.player import _ENCODED, FRAME, ArraySource, Player, play_samples
