@@ -288,6 +288,30 @@ def slope_kb_per_1000(samples: list[Sample]) -> float | None:
     return round(sxy / sxx * 1000 * 1.024, 1)  # KiB -> KB
 
 
+def sipp_duration_s(value: str | None) -> float | None:
+    """sipp's ``HH:MM:SS:uuuuuu`` (a stat.csv duration column) in seconds."""
+    if not value:
+        return None
+    try:
+        hours, minutes, seconds, micros = (int(part) for part in value.split(":"))
+    except ValueError:
+        return None
+    return round(hours * 3600 + minutes * 60 + seconds + micros / 1e6, 3)
+
+
+def store_figures(samples: list[Sample], final: dict) -> dict:
+    """The records writer's figures over the run: the worst commit a sample saw, the
+    peak queue, the backlog episodes (new calls refused), batches (largest), and the
+    writer thread's time applying vs committing (writer.WriterStatistics)."""
+    seen = [s.objects.get("store") or {} for s in samples] + [final.get("store") or {}]
+    last = seen[-1]
+    return {
+        "last_commit_ms_max_sampled": max((s.get("last_commit_ms") or 0 for s in seen), default=None),
+        **{key: last.get(key) for key in ("max_commit_ms", "peak_queued", "backlogs", "batches", "largest_batch",
+                                          "written", "dropped", "failed", "apply_s", "commit_s")},
+    }
+
+
 def pick(sample: Sample, section: str, key: str) -> object:
     return sample.objects.get(section, {}).get(key, "-")
 
@@ -417,6 +441,8 @@ def main() -> int:
         "slope_kb_per_1000_calls": slope_kb_per_1000(during),
         "fds_start": samples[0].fds, "fds_after": after.fds,
         "refused": refused, "transfers": transfers, "outcomes": outcomes,
+        "store": store_figures(samples, final),
+        "call_length_s": sipp_duration_s(stats[-1].get("CallLength(C)")) if stats else None,
         "load_avg_min_max": [min(s.load for s in samples), max(s.load for s in samples)],
         "objects_before": {k: baseline.get(k) for k in ("engine", "core", "asyncio", "instances")},
         "objects_after": {k: final.get(k) for k in ("engine", "core", "guard", "api", "asyncio", "instances")},
@@ -436,6 +462,7 @@ def main() -> int:
     print(f"\nsipp: {successful} successful, {failed} failed; load {result['load_seconds']} s; "
           f"refused by voicegw: {json.dumps(refused)}; load average {result['load_avg_min_max']}")
     print(f"transfers: {json.dumps(transfers)}; outcomes: {json.dumps(outcomes)}")
+    print(f"records writer: {json.dumps(result['store'])}; mean call length (sipp) {result['call_length_s']} s")
     print(f"RSS slope over calls {args.warm}+ while loaded: {slope} KB per 1,000 calls")
     if at_warm:
         print(f"RSS after {at_warm.calls} calls {at_warm.rss_kib / 1024:.1f} MiB, at the end of the load "

@@ -143,13 +143,72 @@ def test_open_creates_directory_wal_and_schema_version(tmp_path: Path) -> None:
         versions = [r[0] for r in db.execute("SELECT version FROM schema_version ORDER BY version")]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
         assert s.schema_version == SCHEMA_VERSION
-        assert s.writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert s.writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (WAL: crash-safe)
+        # checkpoints are the Checkpointer thread's, never a commit's
+        assert s.writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     finally:
         s.close()
     # reopening applies nothing twice
     Store.open(path).close()
     assert [r[0] for r in raw(path).execute("SELECT version FROM schema_version")] == list(
         range(1, SCHEMA_VERSION + 1))
+
+
+def test_store_synchronous_comes_from_the_config_and_is_sqlite_only(tmp_path: Path) -> None:
+    from voicegw.config.errors import ConfigError
+    from voicegw.config.load import load_runtime
+    from voicegw.store import open_store
+
+    config = tmp_path / "voicegw.yaml"
+    config.write_text(f"store:\n  path: {tmp_path / 'full.db'}\n  synchronous: full\n", encoding="utf-8")
+    s = open_store(load_runtime(config))
+    try:
+        assert s.writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        s.close()
+    config.write_text("store:\n  synchronous: sometimes\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="synchronous"):
+        load_runtime(config)
+    config.write_text("store:\n  backend: postgres\n  dsn: host=db1 dbname=v\n  synchronous: full\n",
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match="synchronous is for backend: sqlite"):
+        load_runtime(config)
+
+
+def test_checkpoints_run_on_their_own_thread_and_keep_the_wal_short(tmp_path: Path) -> None:
+    """The writer never checkpoints (wal_autocheckpoint 0); after commits the
+    Checkpointer copies the WAL into the database, so its frames are reused."""
+    path = tmp_path / "voicegw.db"
+    s = Store.open(path)
+    try:
+        assert s.checkpointer is not None
+        s.checkpointer.every = 0.05
+        for n in range(200):
+            s.record(f"k{n};t", f"k{n}", CallStarted("udp:127.0.0.1:5062", "sip:demo@127.0.0.1", f"c{n}"))
+        assert s.flush(10)
+
+        def in_the_file() -> int:  # what a reader of the database file alone sees
+            copy = tmp_path / "copy.db"
+            copy.write_bytes(path.read_bytes())
+            db = sqlite3.connect(copy)
+            try:
+                return int(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+            except sqlite3.OperationalError:  # no table yet: the schema is still in the WAL only
+                return 0
+            finally:
+                db.close()
+                copy.unlink()
+
+        deadline = time.monotonic() + 10
+        while in_the_file() < 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert in_the_file() == 200  # the WAL was copied into the database by a checkpoint
+        stats = s.statistics()["checkpoint"]
+        assert stats["checkpoints"] >= 1 and stats["failed"] == 0 and stats["wal_frames"] > 0
+        assert any(t.name == "voicegw-store-checkpoint" for t in threading.enumerate())
+    finally:
+        s.close()
+    assert not any(t.name == "voicegw-store-checkpoint" for t in threading.enumerate())
 
 
 def test_migrations_apply_in_order_and_a_failing_one_leaves_the_previous_version(tmp_path: Path) -> None:

@@ -183,6 +183,9 @@ class StoreConfig:
     """``sqlite`` (embedded, one file) or ``postgres`` (workers sharing one database)."""
     path: str | None = None
     """sqlite: the database file; None: ``voicegw.db`` in ``paths.records_dir``."""
+    synchronous: str | None = None
+    """sqlite: ``normal`` (None: the default) or ``full``: whether each commit also
+    fsyncs (store/sqlite.py: Durability; docs/configuration.md says the trade-off)."""
     dsn: str | None = field(default=None, repr=False)
     """postgres: a libpq connection string or URI (may hold a password: prefer ``dsn_file``)."""
     dsn_file: str | None = None

@@ -268,6 +268,7 @@ class StoreSection(Strict):
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: NonEmpty | None = None
+    synchronous: Literal["normal", "full"] | None = None
     dsn: NonEmpty | None = Field(default=None, repr=False)
     dsn_file: NonEmpty | None = None
     pool_size: Annotated[int, Field(ge=1, le=100)] = 4
@@ -281,6 +282,8 @@ class StoreSection(Strict):
             return self
         if self.path is not None:
             raise ValueError("path is for backend: sqlite (postgres uses dsn or dsn_file)")
+        if self.synchronous is not None:
+            raise ValueError("synchronous is for backend: sqlite (postgres: the server's synchronous_commit)")
         if (self.dsn is None) == (self.dsn_file is None):
             raise ValueError("backend postgres needs one of dsn or dsn_file")
         if self.dsn is not None:

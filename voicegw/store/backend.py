@@ -1,6 +1,7 @@
 """Which records store the daemon opens: ``store.backend`` (config/defaults.StoreConfig).
 
-``sqlite`` (the default): the file at store_path(). ``postgres``: the server at
+``sqlite`` (the default): the file at store_path(), ``store.synchronous`` (normal or
+full: store/sqlite.py, Durability). ``postgres``: the server at
 ``store.dsn`` or the first line of ``store.dsn_file`` (a secret kept out of the YAML).
 The worker id is ``$VOICEGW_WORKER_ID``, else ``store.worker_id`` (a process manager
 starting N workers from one file names each by the environment).
@@ -43,6 +44,8 @@ def open_store(config: Any = None, **options: Any) -> RecordStore:
     worker = worker_id(config)
     if section is not None and section.backend == "postgres":
         return PgStore.open(read_dsn(section), pool_size=section.pool_size, worker=worker, **options)
+    if section is not None and section.synchronous:
+        options.setdefault("synchronous", section.synchronous)
     return Store.open(store_path(config), worker=worker, **options)
 
 

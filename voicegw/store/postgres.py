@@ -11,8 +11,9 @@ psycopg2.
 
 Durability. Each batch is one transaction committed with ``synchronous_commit`` as the
 server has it (``on`` by default: COMMIT returns once the WAL is flushed on the
-primary), the same promise as SQLite's ``synchronous=FULL``: a record the writer
-committed survives a crash of voicegw and of the database server.
+primary), the promise of SQLite's ``store.synchronous: full``: a record the writer
+committed survives a crash of voicegw and of the database server. (``store.synchronous``
+is SQLite's; PostgreSQL's is the server's ``synchronous_commit``.)
 
 Runs and workers. The writer's connection holds the run's advisory lock
 ``(recovery.RUN_LOCK, run id)`` for as long as the run lives; the server drops it when

@@ -86,6 +86,12 @@ class WriterStatistics:
     peak_queued: int = 0
     """The longest the queue has been (as seen by put())."""
     backlogged: bool = False
+    max_commit_ms: float = 0.0
+    """The longest batch (BEGIN to COMMIT) so far."""
+    apply_s: float = 0.0
+    """Seconds spent applying batches (the statements, on the writer thread)."""
+    commit_s: float = 0.0
+    """Seconds spent in COMMIT (SQLite: the WAL write, its fsync, an automatic checkpoint)."""
 
 
 class Writer:
@@ -93,11 +99,14 @@ class Writer:
                  log_every: int = 1000, linger: float = 0.02,
                  apply: Callable[[Any, int, Entry], None] | None = None,
                  apply_many: Callable[[Any, int, list[Entry]], None] = apply_batch,
-                 reconnect: Callable[[], Any] | None = None) -> None:
+                 reconnect: Callable[[], Any] | None = None,
+                 on_commit: Callable[[], None] | None = None) -> None:
         """``apply_many`` applies a batch's entries (records.apply_batch); ``apply``, when
-        given, one entry at a time instead (tests)."""
+        given, one entry at a time instead (tests); ``on_commit`` is called on the
+        writer thread after each committed batch (SQLite: checkpoint.Checkpointer)."""
         self.conn = conn
         self._reconnect = reconnect
+        self._on_commit = on_commit
         self._begin = dialect_of(conn).begin
         self._abandon = threading.Event()
         self.run_id = run_id
@@ -127,6 +136,9 @@ class Writer:
         self.batches = 0
         self.largest_batch = 0
         self.last_commit_ms = 0.0
+        self.max_commit_ms = 0.0
+        self.apply_s = 0.0
+        self.commit_s = 0.0
         self.outages = 0
         self.backlogs = 0
         self.peak_queued = 0
@@ -206,7 +218,8 @@ class Writer:
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(self._queue.qsize(), self.enqueued, self.written, self.dropped,
                                 self.failed, self.batches, self.largest_batch, round(self.last_commit_ms, 3),
-                                self.outages, self.backlogs, self.peak_queued, self._backlogged)
+                                self.outages, self.backlogs, self.peak_queued, self._backlogged,
+                                round(self.max_commit_ms, 3), round(self.apply_s, 3), round(self.commit_s, 3))
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
@@ -258,6 +271,8 @@ class Writer:
         try:
             self._transaction(batch, self._next())
             self.written += len(batch)
+            if self._on_commit is not None:
+                self._on_commit()
         except Exception as error:
             if self._lost():
                 self._outage(batch, error)
@@ -266,6 +281,8 @@ class Writer:
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         self.last_commit_ms = (time.perf_counter() - started) * 1000
+        if self.last_commit_ms > self.max_commit_ms:  # noqa: PLR1730
+            self.max_commit_ms = self.last_commit_ms
 
     def _replay(self, batch: list[Entry], error: Exception) -> None:
         log.error("store.batch_failed", error=repr(error), entries=len(batch))
@@ -331,11 +348,15 @@ class Writer:
         batch = getattr(conn, "batch", None)  # PostgreSQL: pipeline mode (dialect.PgConnection)
         try:
             with batch() if batch is not None else nullcontext():
+                started = time.perf_counter()
                 conn.execute(self._begin)
                 self._apply(conn, self.run_id, entries)
                 if number is not None:  # in the same transaction: in if and only if the batch is
                     conn.execute("UPDATE runs SET committed = ? WHERE id = ?", (number, self.run_id))
+                applied = time.perf_counter()
                 conn.execute("COMMIT")
+                self.commit_s += time.perf_counter() - applied
+                self.apply_s += applied - started
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
