@@ -2,7 +2,8 @@
 not once per packet: the packets that reach a peer over UDP on 127.0.0.1 carry the
 same payloads as encoding each 20 ms of the samples (the last frame padded with
 silence, a loop wrapping to its start); a shared prompt's payload is encoded once for
-every player and forgotten with the array."""
+every player and forgotten with the array; a writable one (made for one call) is not
+copied."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import gc
 
 import numpy as np
+import pytest
 from peers.ports import free_block
 
 from voicegw.media import g711
@@ -71,14 +73,17 @@ async def test_a_prompt_with_a_partial_last_frame_arrives_as_encoded_per_frame()
     endpoint.close()
 
 
-async def test_a_loop_shorter_than_a_frame_wraps_as_encoded_per_frame() -> None:
-    samples = np.arange(-3000, 3000, 60, dtype=np.int16)  # 100 samples, writable: not cached
+@pytest.mark.parametrize("shared", [True, False], ids=["read-only", "writable"])
+async def test_a_loop_shorter_than_a_frame_wraps_as_encoded_per_frame(shared: bool) -> None:
+    samples = np.arange(-3000, 3000, 60, dtype=np.int16)  # 100 samples
+    samples.setflags(write=not shared)
     endpoint, transport, receiver = await endpoint_to_receiver(g711.PCMU)
     player = Player(endpoint, ArraySource(samples, loop=True)).start()
     got = await receiver.packets(7)
     player.stop()
     assert [p.payload for p in got] == expected_frames(samples, 7, g711.ulaw_encode, loop=True)
-    assert not any(key[0] == id(samples) for key in _ENCODED)
+    # a writable array (one call's hold audio) is not copied as payload for each player
+    assert ((id(samples), g711.PCMU, True) in _ENCODED) is shared
     transport.close()
     endpoint.close()
 

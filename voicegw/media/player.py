@@ -59,8 +59,10 @@ class EncodedFrames:
     the look-up table, ``tobytes``: ~13 us, ~35 us looped with ``np.arange`` and a
     modulo): with 500 callers hearing a greeting, a third of a core spent encoding the
     same prompt again for each of them. A read-only array (a cached prompt,
-    media/prompts.py) is encoded once per payload type and kept while the array lives;
-    another is encoded once per player. The frames are the bytes the per-packet path
+    media/prompts.py) is encoded once per payload type and kept while the array lives.
+    A writable one (made for one call, like warm transfer's notice and 20 s of silence)
+    is still encoded a frame at a time: a copy per player would hold 1 byte per sample
+    for as long as the call is on hold. The frames are the bytes the per-packet path
     sends: the last one padded with encoded silence, a loop wrapping to its start.
     """
 
@@ -85,21 +87,23 @@ _ENCODED: dict[tuple[int, int, bool], bytes] = {}
 
 
 def encoded_frames(source: ArraySource, payload_type: int,
-                   encode: Callable[[np.ndarray], bytes]) -> EncodedFrames:
+                   encode: Callable[[np.ndarray], bytes]) -> EncodedFrames | None:
+    """The source's frames from its array's shared payload; None for a writable array
+    (nobody may change samples under a cached payload) or one already being read."""
     samples = source.samples
-    shared = not samples.flags.writeable  # nobody may change it under the cached payload
+    if samples.flags.writeable or source.position or not len(samples):
+        return None
     key = (id(samples), payload_type, source.loop)
-    payload = _ENCODED.get(key) if shared else None
+    payload = _ENCODED.get(key)
     if payload is None:
         if source.loop:  # a frame's worth of the start again after the end: no frame wraps
             framed = np.resize(samples, len(samples) + FRAME)  # repeats it cyclically
         else:  # padded with silence to whole frames
             framed = np.concatenate([samples, np.zeros(-len(samples) % FRAME, np.int16)])
         payload = encode(framed)
-        if shared:
-            if not any(k[0] == key[0] for k in _ENCODED):  # the array dies: its payloads go
-                weakref.finalize(samples, _forget, key[0])
-            _ENCODED[key] = payload
+        if not any(k[0] == key[0] for k in _ENCODED):  # the array dies: its payloads go
+            weakref.finalize(samples, _forget, key[0])
+        _ENCODED[key] = payload
     return EncodedFrames(payload, len(samples) if source.loop else len(payload), source.loop)
 
 
@@ -128,8 +132,7 @@ class Player:
         self._start = 0.0
         self._k = 0
         self._frames = (encoded_frames(source, self.payload_type, self._encode)
-                        if isinstance(source, ArraySource) and source.position == 0 and len(source.samples)
-                        else None)
+                        if isinstance(source, ArraySource) else None)
 
     def start(self) -> Player:
         self.endpoint.claim(self)  # any relayed audio to this leg pauses meanwhile
