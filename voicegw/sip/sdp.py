@@ -78,6 +78,12 @@ _MEDIA_RE = re.compile(
     rf"({_TOKEN}) ([0-9]+)(?:/([0-9]+))? ({_TOKEN}(?:/{_TOKEN})*)((?: {_TOKEN})*)"
 )
 
+_RECENT_SIZE = 64
+_recent: dict[bytes, SessionDescription] = {}
+"""The last bodies parsed and their descriptions. One offer is read several times on a
+call's way in (the admission check, the engine, the INVITE session: ~200 us each) and the
+descriptions are frozen, so the same bytes share one. Failures are not kept (they raise)."""
+
 _SESSION_ONLY = frozenset("vosuepztr")
 _MEDIA_LEVEL = frozenset("icbka")
 _KNOWN_TYPES = frozenset("vosiuepcbtrzkam")
@@ -309,11 +315,18 @@ class SessionDescription(_Attributes):
             raise _fail("NUL in SDP")
         if data.count(b"\n") > MAX_LINES:
             raise _fail("too many SDP lines")
+        parsed = _recent.get(data)
+        if parsed is not None:
+            return parsed
         text = data.decode("utf-8", "surrogateescape")
         records = [r.removesuffix("\r") for r in text.split("\n")]
         while records and records[-1] == "":
             records.pop()
-        return _build(records)
+        parsed = _build(records)
+        if len(_recent) >= _RECENT_SIZE:
+            del _recent[next(iter(_recent))]  # the oldest: dicts keep insertion order
+        _recent[data] = parsed
+        return parsed
 
     @property
     def connection(self) -> Connection | None:

@@ -212,6 +212,9 @@ class Transaction:
     events: list[Event] = field(default_factory=list)
     timers: dict[str, float] = field(default_factory=dict)
     _interval: float = T1
+    _request_data: bytes | None = None
+    """The request as first sent: Timers A and E send these same bytes again (17.1.1.2
+    retransmits the request, not a new rendering of it; encoding once is also cheaper)."""
     _last_response: bytes | None = None
     to_tag: str | None = None
     """Server INVITE: the To tag of the responses sent (a CANCEL's 200 reuses it)."""
@@ -267,6 +270,7 @@ class Transaction:
         self.state = next_state
         if next_state not in _REQUEST_NEEDED:
             self.request = None  # only retransmissions are left to absorb
+            self._request_data = None
         if next_state is State.TERMINATED:
             self.events.append(TransactionTerminated(self.id))
         return True
@@ -276,8 +280,8 @@ class Transaction:
             assert message is not None
             self.events.append(ResponseReceived(message, self.id))
         elif action is A.RETRANSMIT_REQUEST:
-            assert self.request is not None
-            self.outbox.append(bytes(self.request))
+            assert self._request_data is not None
+            self.outbox.append(self._request_data)
             self._interval = self._interval * 2 if self.is_invite else min(self._interval * 2, T2)
             self.timers["A" if self.is_invite else "E"] = now + self._interval
         elif action is A.E_TO_T2:
@@ -346,7 +350,8 @@ class ClientTransaction(Transaction):
             state=State.CALLING if invite else State.TRYING,
             reliable=reliable,
         )
-        self.outbox.append(bytes(request))
+        self._request_data = bytes(request)
+        self.outbox.append(self._request_data)
         if not reliable:
             self.timers["A" if invite else "E"] = now + T1
         self.timers["B" if invite else "F"] = now + 64 * T1

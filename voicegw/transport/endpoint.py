@@ -34,6 +34,9 @@ from .udp import UdpEndpoint, UdpStatistics, open_udp
 
 log = structlog.get_logger("voicegw.transport")
 
+DRAIN_LIMIT = 256
+"""Datagrams read before a timer is handled (bounded: a flood must not starve the timers)."""
+
 EventHandler = Callable[[Event], None]
 TraceHook = Callable[[str, bytes, Address, float], None]
 """Called with ("in" | "out", the message's bytes, the peer's address, loop time)."""
@@ -282,9 +285,16 @@ class SipEndpoint:
         if self._closed or self.core is None:
             return
         self._counts["timer_fires"] += 1
+        due = self._timer_at or 0.0
+        if self._udp is not None:
+            # what has arrived first: a response waiting in the socket stops Timer A/E
+            # before it resends the request (udp.py: uvloop runs timers before input)
+            self._udp.drain(DRAIN_LIMIT)
+            if self.core is None or self._closed:
+                return
         # call_at may run a callback up to the clock resolution early; never hand the
         # core a time before the deadline it asked for, or it would ask again at once
-        now = max(self._now(), self._timer_at or 0.0)
+        now = max(self._now(), due)
         try:
             self.core.handle_timer(now)
         except Exception:

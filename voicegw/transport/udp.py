@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ Linux's default (~208 KiB, some 100 datagrams as it counts them) overflows while
 loop is held up for a second (a full garbage collection over a big heap, a loaded
 box): the lost responses turned into retransmissions peers do not expect (a REFER
 resent after its 202 was dropped made sipp's carrier abort its call; issue 16)."""
+
+
+RECEIVE_SIZE = 65_535
+"""The largest datagram read by :meth:`UdpEndpoint.drain` (larger ones are cut and
+then dropped as oversized: the size limit is below this)."""
 
 
 @dataclass(slots=True)
@@ -44,11 +50,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._on_datagram = on_datagram
         self._max_size = max_size
         self._transport: asyncio.DatagramTransport | None = None
+        self._reader: socket.socket | None = None
         self.stats = UdpStatistics()
 
     # --- asyncio.DatagramProtocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # our own handle on the same socket, for drain(): uvloop hands out a
+            # pseudo-socket that cannot receive
+            self._reader = socket.socket(sock.family, socket.SOCK_DGRAM, fileno=os.dup(sock.fileno()))
+            self._reader.setblocking(False)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         if len(data) > self._max_size:
@@ -63,6 +76,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     # --- used by the driver ---------------------------------------------------------------
     def send(self, data: bytes, destination: Address) -> None:
@@ -78,6 +97,25 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         self.stats.datagrams_out += 1
 
+    def drain(self, limit: int) -> int:
+        """Hand on the datagrams already waiting in the socket (at most ``limit``), now;
+        returns how many. The driver calls it before acting on a timer: libuv (uvloop)
+        runs due timers before it polls for input, so after a stall of the loop
+        Timer A/E would resend requests whose answers are already here (asyncio's own
+        loop runs the input first)."""
+        count = 0
+        while count < limit and self._reader is not None:
+            try:
+                data, addr = self._reader.recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an ICMP error queued for an earlier sendto
+                self.stats.send_errors += 1
+                break
+            count += 1
+            self.datagram_received(data, addr)
+        return count
+
     @property
     def local_address(self) -> Address | None:
         if self._transport is None:
@@ -86,6 +124,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         return Address("udp", host, port)
 
     def close(self) -> None:
+        self._close_reader()
         if self._transport is not None:
             self._transport.close()
 
