@@ -488,7 +488,11 @@ class UserAgentCore:
                 via.params["rport"] = str(addr.port)
                 via.params.setdefault("received", addr.host)
             parts[0] = str(via)
-            request.headers._fields[index] = (key, name, ",".join(parts))
+            stamped = ",".join(parts)
+            request.headers._fields[index] = (key, name, stamped)
+            if len(parts) == 1:
+                # check_request parses every Via next: this one is parsed (and valid)
+                request.headers._parsed[("vias", stamped)] = [via]
             return via
         raise ParseError("missing Via")
 

@@ -171,7 +171,7 @@ class Headers:
         return Headers._from_parsed(list(self._fields))
 
     def encode(self) -> bytes:
-        return "".join(f"{name}: {value}\r\n" for _, name, value in self._fields).encode(
+        return "".join([f"{name}: {value}\r\n" for _, name, value in self._fields]).encode(
             "utf-8", "surrogateescape"
         )
 
