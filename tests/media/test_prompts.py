@@ -1,5 +1,6 @@
 """The decoded-prompt cache (media/prompts.py): one shared read-only array per file,
-decoded again when the file changes, bounded by bytes."""
+decoded again when the file changes, bounded by bytes; a shared prompt followed by
+silence (warm transfer's TTS hold) is one read-only array too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from voicegw.media.prompts import PromptCache
+from voicegw.media import tones
+from voicegw.media.prompts import PromptCache, followed_by_silence
 from voicegw.media.wav import write_wav
 
 
@@ -58,3 +60,15 @@ def test_the_cache_keeps_at_most_its_bytes_oldest_out_first(tmp_path):
 def test_a_missing_file_raises_oserror(tmp_path):
     with pytest.raises(OSError):
         PromptCache().load(tmp_path / "nope.wav")
+
+
+def test_a_shared_prompt_followed_by_silence_is_one_read_only_array(tmp_path):
+    path = tmp_path / "notice.wav"
+    write_wav(path, tones.generate(tones.BEEP, 0.5))
+    notice = PromptCache().load(path)
+    held = followed_by_silence(notice, 2.0)
+    assert followed_by_silence(notice, 2.0) is held  # the next call on hold shares it
+    assert not held.flags.writeable
+    assert np.array_equal(held, np.concatenate([notice, np.zeros(16000, np.int16)]))
+    writable = np.ones(80, np.int16)  # may change between calls: made each time
+    assert followed_by_silence(writable, 1.0) is not followed_by_silence(writable, 1.0)

@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from ..media.player import Player
-from ..media.prompts import load_prompt
+from ..media.prompts import followed_by_silence, load_prompt
 from ..media.wav import WavError
 from ..settings import WarmSettings
 from ..sip.events import TransactionTimedOut
@@ -238,7 +238,7 @@ class WarmTransfers:
             return self.engine.media.hold(endpoint)
         if settings.hold == "tts":
             notice = await self.engine.render(settings.hold_text)
-            return self.engine.media.hold(endpoint, np.concatenate([notice, np.zeros(8000 * 20, dtype=np.int16)]))
+            return self.engine.media.hold(endpoint, followed_by_silence(notice, 20.0))
         if settings.hold == "silence":
             return self.engine.media.hold(endpoint, np.zeros(8000, dtype=np.int16))
         return None  # "bot": the caller keeps talking to the bot
@@ -266,7 +266,9 @@ class WarmTransfers:
                 log.warning("warm.briefing_unreadable", file=settings.briefing_file, error=str(error))
         if parts and warm.machine.state is State.BRIEFING:
             call.record(self.engine.now(), BriefingStarted(warm.transfer.id))
-            warm.briefing = self.engine.media.play(endpoint, np.concatenate(parts))
+            # one prompt stays the shared (read-only) array: encoded once for every call
+            briefing = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            warm.briefing = self.engine.media.play(endpoint, briefing)
             call.resources.append(warm.briefing)
             await warm.briefing.wait()
         if settings.bot_briefing_seconds > 0 and warm.machine.state is State.BRIEFING:

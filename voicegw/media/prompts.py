@@ -13,6 +13,7 @@ out. Nothing here is specific to the loop: ``load`` is a plain blocking call.
 from __future__ import annotations
 
 import os
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -62,3 +63,26 @@ PROMPTS = PromptCache()
 def load_prompt(path: str | Path) -> np.ndarray:
     """A prompt file's samples through the process-wide cache."""
     return PROMPTS.load(path)
+
+
+_FOLLOWED: OrderedDict[tuple[int, int], tuple[weakref.ref[np.ndarray], np.ndarray]] = OrderedDict()
+_FOLLOWED_MAX = 16
+
+
+def followed_by_silence(samples: np.ndarray, seconds: float) -> np.ndarray:
+    """``samples`` then ``seconds`` of silence, read-only. For a shared prompt (read-only,
+    from this cache) one array for every call: warm transfer's TTS hold (its notice then
+    20 s of silence, looped) was made again for each call on hold, 360 KB apiece, and a
+    writable array is encoded 20 ms at a time (media/player.py)."""
+    key = (id(samples), round(seconds * 8000))
+    found = _FOLLOWED.get(key)
+    if found is not None and found[0]() is samples:  # not another array at a reused id
+        _FOLLOWED.move_to_end(key)
+        return found[1]
+    followed = np.concatenate([samples, np.zeros(key[1], dtype=np.int16)])
+    followed.setflags(write=False)
+    if not samples.flags.writeable:  # a writable one may change: made each time
+        _FOLLOWED[key] = (weakref.ref(samples), followed)
+        while len(_FOLLOWED) > _FOLLOWED_MAX:
+            _FOLLOWED.popitem(last=False)
+    return followed
