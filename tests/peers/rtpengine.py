@@ -16,6 +16,7 @@ from pathlib import Path
 from voicegw.media.rtpengine_ng import NgClient, NgError
 
 from .ports import HOST, free_block, free_port
+from .procs import stop
 
 RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
 
@@ -61,11 +62,5 @@ class Rtpengine:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
         self._log.close()
