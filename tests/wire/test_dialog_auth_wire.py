@@ -193,7 +193,7 @@ def test_refused_credentials_on_the_refer_fail_the_transfer_with_auth_and_the_ca
                             password="not-the-password")
     failed = wait_event(lab, "transfer.failed", status="auth")
     assert "credentials refused" in failed["reason"], failed
-    # the carrier hangs up 2.5 s after its second challenge: no third REFER, no BYE came
+    # the carrier hangs up 6 s after its second challenge: no third REFER, no BYE came
     finish(lab, carrier, b)
     first, again = requests(carrier.messages(), "REFER")
     same_dialog_retry(first, again)
