@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,9 +40,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))  # the shared netutil
 from netutil import free_port, udp_taken, wait_for  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # peers.procs
-from peers.procs import stop  # tests/peers: how every peer is stopped
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "tests" / "peers" / "scenarios"
@@ -113,7 +111,13 @@ class Daemon:
         return out
 
     def stop(self) -> None:
-        stop(self.proc)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 @dataclass
@@ -152,7 +156,13 @@ class Peer:
             return -1
 
     def stop(self) -> None:
-        stop(self.proc, 5.0)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 # --------------------------------------------------------------------------- the call

@@ -75,7 +75,8 @@ class Registrations:
         bound = {"tcp": self.endpoint.tcp_address, "tls": self.endpoint.tls_address}.get(
             transport, self.endpoint.udp_address)
         port = bound.port if bound is not None else 5060
-        entry.machine = Registration(entry.config, f"sip:{entry.config.contact_user}@{host}:{port}", host)
+        line = f";line={entry.config.line}" if entry.config.line else ""  # calls to it are this trunk's
+        entry.machine = Registration(entry.config, f"sip:{entry.config.contact_user}@{host}:{port}{line}", host)
         log.info("register.start", trunk=entry.config.trunk, registrar=entry.config.registrar,
                  aor=entry.config.aor, expires=entry.config.expires)
         await self._send(entry, entry.machine.start(self.loop.time()))

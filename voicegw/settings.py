@@ -54,6 +54,33 @@ class PeerPolicies:
     """A carrier profile's ``addresses`` and ``auth``: the account that answers that
     carrier's challenges to our requests on the calls it sends us (BYE, REFER...)."""
 
+    lines: Mapping[str, str] = field(default_factory=dict)
+    """The ``line`` of each registration's Contact -> its carrier profile's name: a call
+    whose Request-URI carries it arrived on that registered binding."""
+    carriers: tuple[tuple[IPNetwork, str], ...] = ()
+    """Each carrier profile's ``addresses`` -> its name, in profile order."""
+    accounts: Mapping[str, Account] = field(default_factory=dict)
+    """Carrier profile name -> its ``auth``."""
+
+    def line_of(self, uri: object) -> str | None:
+        """The carrier a Request-URI's ``line`` parameter names (a call to the binding
+        it registered), or None."""
+        params = getattr(uri, "params", None)
+        token = params.get("line") if params else None
+        return self.lines.get(token) if token else None
+
+    def carrier_of(self, uri: object, host: str) -> str | None:
+        """The carrier a new call belongs to: the one whose registered binding it was
+        sent to, else the first whose ``addresses`` hold its source address."""
+        by_line = self.line_of(uri)
+        if by_line is not None:
+            return by_line
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        return next((name for network, name in self.carriers if address in network), None)
+
     def for_uri(self, uri: SipUri) -> PeerPolicy | None:
         host = uri.host.strip("[]").lower()
         return self.by_host.get((host, uri.port)) or self.by_host.get((host, None))

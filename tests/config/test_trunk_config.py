@@ -121,3 +121,21 @@ def test_bad_gateways_are_located(tmp_path: Path, profile: dict, field: str, mes
     (problem,) = caught.value.problems
     assert problem.file.endswith("pbx.yaml") and problem.field == field and problem.line, problem
     assert message in problem.message
+
+
+def test_a_registration_has_a_line_and_calls_carrying_it_are_the_trunks(tmp_path: Path) -> None:
+    config = write(tmp_path, {"auth": {"username": "u", "password": "secret-1"},
+                              "register": {"registrar": "sip:192.0.2.1"}})
+    (registration,) = load_runtime(config).registrations
+    assert len(registration.line) == 20 and registration.line == load_runtime(config).registrations[0].line
+    peers = peer_policies(load_config(config))
+    assert peers.line_of(parse_uri(f"sip:u@198.51.100.7:5060;line={registration.line}")) == "pbx"
+    assert peers.line_of(parse_uri("sip:u@198.51.100.7:5060;line=0000")) is None
+    assert peers.line_of(parse_uri("sip:u@198.51.100.7:5060")) is None
+    assert peers.carrier_of(parse_uri(f"sip:u@h;line={registration.line}"), "198.51.100.7") == "pbx"
+    assert peers.carrier_of(parse_uri("sip:u@h"), "192.0.2.9") == "pbx"  # by its addresses
+    assert peers.carrier_of(parse_uri("sip:u@h"), "198.51.100.7") is None
+    assert peers.accounts["pbx"].username == "u"
+    other = write(tmp_path, {"auth": {"username": "u", "password": "secret-2"},
+                             "register": {"registrar": "sip:192.0.2.1"}})
+    assert load_runtime(other).registrations[0].line != registration.line  # not guessable without it

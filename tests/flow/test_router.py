@@ -58,6 +58,14 @@ def test_the_carrier_is_the_source_address_in_its_networks() -> None:
     assert ROUTER.route(facts("sip:9@gw", source="not-an-address")) is MAIN
 
 
+def test_a_call_to_a_carriers_registered_binding_is_that_carriers_whatever_its_source() -> None:
+    lined = CallFacts.of(invite("sip:agent@gw;line=abc"), "198.51.100.1", "partner")
+    assert ROUTER.route(lined) is PARTNER
+    # another carrier's line: not the partner's, even from the partner's addresses
+    other = CallFacts.of(invite("sip:agent@gw;line=def"), "192.0.2.3", "pbx")
+    assert ROUTER.route(other) is MAIN
+
+
 def test_every_condition_of_a_route_must_match_and_the_first_route_wins() -> None:
     assert ROUTER.route(facts("sip:2001@gw", "sip:help@gw")) is SUPPORT
     assert ROUTER.route(facts("sip:2001@gw", "sip:sales@gw")) is MAIN  # To does not match

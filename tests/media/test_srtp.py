@@ -7,7 +7,6 @@ import asyncio
 import base64
 
 import pytest
-from peers.udp import UdpPeer
 
 from voicegw.media.endpoint import open_endpoint
 from voicegw.media.ports import PortPool
@@ -269,6 +268,34 @@ def test_best_effort_offer_keyed_or_plain() -> None:
 
 
 # --- the relay: SRTP leg <-> RTP leg over loopback ---------------------------------------
+class Peer(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    @classmethod
+    async def open(cls) -> Peer:
+        _, peer = await asyncio.get_running_loop().create_datagram_endpoint(
+            cls, local_addr=(HOST, 0))
+        return peer
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.queue.put_nowait(data)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return self.transport.get_extra_info("sockname")[:2]
+
+    async def recv(self, timeout: float = 2.0) -> bytes:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def nothing(self, wait: float = 0.1) -> bool:
+        await asyncio.sleep(wait)
+        return self.queue.empty()
+
+
 @pytest.fixture
 def pool() -> PortPool:
     return PortPool(43000, 43999)
@@ -277,7 +304,7 @@ def pool() -> PortPool:
 async def _srtp_bridge(pool: PortPool):
     """Caller leg ``a`` speaks SRTP (keys as SDES settles them), bot leg ``b`` RTP."""
     a, b = await open_endpoint(HOST, pool), await open_endpoint(HOST, pool)
-    caller, bot = await UdpPeer.open(), await UdpPeer.open()
+    caller, bot = await Peer.open(), await Peer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     carrier_key, our_key = new_key(), new_key()
@@ -335,7 +362,7 @@ async def test_relay_drops_and_counts_tampered_srtp(pool: PortPool) -> None:
 async def test_forged_packet_does_not_latch(pool: PortPool) -> None:
     a, b, caller, bot, phone, bridge = await _srtp_bridge(pool)
     a.relatch()
-    attacker = await UdpPeer.open()
+    attacker = await Peer.open()
     try:
         attacker.transport.sendto(build_rtp(0, 1, 0, 0x666, b"x" * 160), (HOST, a.port))
         await asyncio.sleep(0.05)
@@ -351,7 +378,7 @@ async def test_forged_packet_does_not_latch(pool: PortPool) -> None:
 
 async def test_srtcp_relayed_both_ways(pool: PortPool) -> None:
     a, b, caller, bot, phone, bridge = await _srtp_bridge(pool)
-    callerc, botc = await UdpPeer.open(), await UdpPeer.open()
+    callerc, botc = await Peer.open(), await Peer.open()
     a.set_remote(caller.addr[0], caller.addr[1], rtcp_port=callerc.addr[1])
     b.set_remote(bot.addr[0], bot.addr[1], rtcp_port=botc.addr[1])
     try:
@@ -369,7 +396,7 @@ async def test_srtcp_relayed_both_ways(pool: PortPool) -> None:
 
 async def test_plain_bridge_keeps_its_fast_path(pool: PortPool) -> None:
     a, b = await open_endpoint(HOST, pool), await open_endpoint(HOST, pool)
-    caller, bot = await UdpPeer.open(), await UdpPeer.open()
+    caller, bot = await Peer.open(), await Peer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     bridge = Bridge(a, b)
@@ -388,7 +415,7 @@ async def test_plain_bridge_keeps_its_fast_path(pool: PortPool) -> None:
 
 async def test_player_output_protected(pool: PortPool) -> None:
     a = await open_endpoint(HOST, pool)
-    caller = await UdpPeer.open()
+    caller = await Peer.open()
     a.set_remote(*caller.addr)
     carrier_key, our_key = new_key(), new_key()
     a.set_srtp(carrier_key, our_key)

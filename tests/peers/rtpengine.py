@@ -16,7 +16,6 @@ from pathlib import Path
 from voicegw.media.rtpengine_ng import NgClient, NgError
 
 from .ports import HOST, free_block, free_port
-from .procs import stop
 
 RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
 
@@ -44,8 +43,7 @@ class Rtpengine:
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
-    def _wait_ready(self, seconds: float = 30.0) -> None:
-        # bounded generously: on a loaded box (load 12 on 2 cores) it once took over 10 s
+    def _wait_ready(self, seconds: float = 10.0) -> None:
         with NgClient(self.ng, timeout=0.5, retransmit=0.1) as client:
             deadline = time.monotonic() + seconds
             while True:
@@ -59,10 +57,15 @@ class Rtpengine:
                     time.sleep(0.1)
 
     def log(self) -> str:
-        if not self._log.closed:  # stopped: the file has it all
-            self._log.flush()
+        self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        stop(self.proc)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         self._log.close()

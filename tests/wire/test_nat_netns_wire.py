@@ -32,7 +32,6 @@ import yaml
 from peers.agent import Agent, Carrier, exchange
 from peers.daemon import ROOT, TTS_CACHE
 from peers.netns import AGENT, CALLER, PRIVATE_NET, ROUTER_PUBLIC, VOICEGW, NatNet, unavailable
-from peers.procs import stop
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(120)]
 
@@ -106,7 +105,13 @@ class NetnsDaemon:
                 "daemon did not start:\n" + "\n".join(self.lines[-20:])
 
     def stop(self) -> None:
-        stop(self.proc)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         self.reader.join(5)
 
 

@@ -95,7 +95,7 @@ def test_challenged_registration_refreshes_before_expiry_and_is_removed_at_shutd
         assert auth.startswith("Digest ") and 'username="trunk1"' in auth and 'realm="voicegw.test"' in auth
         assert f'uri="sip:127.0.0.1:{registrar.port}"' in auth and "qop=auth" in auth and "nc=00000001" in auth
     assert all(f["to"] == "<sip:trunk1@voicegw.test>" for _, f in sent)
-    assert re.fullmatch(r"<sip:trunk1@127\.0\.0\.1:\d+>", sent[0][1]["contact"]), sent[0][1]["contact"]
+    assert re.fullmatch(r"<sip:trunk1@127\.0\.0\.1:\d+;line=[0-9a-f]{20}>", sent[0][1]["contact"]), sent[0][1]["contact"]
     # the grant was 6 s: the refresh came half way, before it expired
     granted_at, refreshed_at = sent[1][0], sent[2][0]
     assert 2.5 <= (refreshed_at - granted_at).total_seconds() < 6, (granted_at, refreshed_at)

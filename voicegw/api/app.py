@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..config.types import check_context_key
 from ..engine.call import Call, CallState
 from ..engine.consult import ConsultError
-from ..engine.events import TranscriptAttached
+from ..engine.events import CallStarted, TranscriptAttached
 from ..engine.transfer_state import Transfer
 from ..metrics import process_snapshot
 from ..store import StoreUnavailable
@@ -383,7 +383,7 @@ def detail_from_record(record: dict[str, Any], messages: bool) -> m.CallDetail:
         id=record["call_id"], key=record["key"], state=record["state"], caller=record["caller"] or "",
         created_at=_dt(created), duration_seconds=round(max(0.0, end - created), 3), legs=list(legs),
         end_reason=record["end_reason"] or "", transfer=transfer,
-        flow=record.get("flow"), channel=record.get("channel"),
+        flow=record.get("flow"), channel=record.get("channel"), carrier=_carrier(record),
         legs_detail=[m.LegInfo(role=role, peer=str((leg or {}).get("uri") or ""), sip_call_id=None,
                                ended=record["state"] == "ended") for role, leg in legs.items()],
         timeline=[m.TimelineEntry(at=_dt(e["at"]), offset_seconds=round(e["at"] - created, 3),
@@ -435,6 +435,13 @@ def transfer_info(control: Control, transfer: Transfer | TransferView) -> m.Tran
     )
 
 
+def _carrier(record: dict[str, Any]) -> str | None:
+    """A recorded call's carrier: its ``call.incoming`` event says it."""
+    incoming = next((e for e in record.get("events", []) if e["event"] == CallStarted.NAME), None)
+    detail = incoming["detail"] if incoming is not None else None
+    return detail.get("carrier") if isinstance(detail, dict) else None
+
+
 def summary(control: Control, call: Call | CallView) -> m.CallSummary:
     view = control.view(call)
     duration = (view.ended if view.ended is not None else control.engine_now()) - view.created
@@ -443,7 +450,7 @@ def summary(control: Control, call: Call | CallView) -> m.CallSummary:
         created_at=_dt(control.wall(view.created)), duration_seconds=round(max(0.0, duration), 3),
         legs=[leg.role for leg in view.legs], end_reason=view.end_reason,
         transfer=transfer_info(control, view.transfer) if view.transfer is not None else None,
-        flow=view.flow, channel=view.channel,
+        flow=view.flow, channel=view.channel, carrier=view.carrier,
     )
 
 

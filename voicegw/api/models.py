@@ -107,6 +107,8 @@ class CallSummary(BaseModel):
     transfer: TransferInfo | None
     flow: str | None = Field(None, description="The flow the call runs; null when it went straight to a bot.")
     channel: str | None = Field(None, description="The channel the call came in on (``routes:``).")
+    carrier: str | None = Field(None, description="The carrier profile the call came from: the one whose "
+                                "registered binding it was sent to, else the one whose addresses hold its source.")
 
 
 class TimelineEntry(BaseModel):

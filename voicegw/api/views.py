@@ -72,6 +72,8 @@ class CallView:
     """The transfer in progress or last done."""
     flow: str | None
     channel: str | None
+    carrier: str | None
+    """The carrier profile the call came from (CallStarted.carrier)."""
     timeline: tuple[tuple[float, CallEvent], ...]
     sip_call_ids: tuple[str, ...]
     """The SIP Call-IDs of every leg it had (a B2BUA: one per leg): its ladder."""
@@ -102,6 +104,7 @@ def call_view(call: Call | CallView, sip_call_ids: tuple[str, ...] = ()) -> Call
         transfer=transfer_view(call.transfer) if call.transfer is not None else None,
         flow=started.flow if started is not None else None,
         channel=started.channel if started is not None else None,
+        carrier=started.carrier if started is not None else None,
         timeline=timeline, sip_call_ids=call_ids(call, sip_call_ids))
 
 

@@ -46,7 +46,7 @@ from ..sip.digest_client import Account
 from ..sip.gateway_health import HealthSettings, TrunkHealthConfig
 from ..sip.gateway_list import GatewaySpec, parse_gateway
 from ..sip.keepalive import KeepaliveConfig
-from ..sip.registration import RegistrationConfig
+from ..sip.registration import RegistrationConfig, line_token
 from ..sip.uri import parse_uri
 from .defaults import CallConfig, DaemonConfig, MediaPlaneConfig, SipConfig, StoreConfig
 from .errors import ConfigError, Problem
@@ -240,7 +240,8 @@ def registrations(config: LoadedConfig) -> tuple[RegistrationConfig, ...]:
             trunk=name, registrar=register.registrar, aor=aor, contact_user=user,
             expires=register.expires, refresh_margin=register.refresh_margin,
             retry_min=register.retry_min, retry_max=register.retry_max,
-            timeout=register.timeout, transport=carrier.transport, account=credentials))
+            timeout=register.timeout, transport=carrier.transport, account=credentials,
+            line=line_token(name, aor, register.registrar, credentials.password if credentials else "")))
     return tuple(found)
 
 
@@ -266,11 +267,16 @@ def peer_policies(config: LoadedConfig) -> PeerPolicies:
             account=account(config, name, model.auth), outbound_proxy=model.outbound_proxy,
             gateways=gateways, gateway_list=listed))
     by_source = []
+    carriers = []
+    accounts = {}
     for name, carrier_model in profiles_of(config, CarrierProfile).items():
         credentials = account(config, name, carrier_model.auth)
+        carriers += [(ipaddress.ip_network(c, strict=False), name) for c in carrier_model.addresses]
         if credentials is not None:
+            accounts[name] = credentials
             by_source += [(ipaddress.ip_network(c, strict=False), credentials) for c in carrier_model.addresses]
-    return PeerPolicies(found, tuple(by_source))
+    lines = {r.line: r.trunk for r in registrations(config) if r.line}
+    return PeerPolicies(found, tuple(by_source), lines=lines, carriers=tuple(carriers), accounts=accounts)
 
 
 def gateway_specs(carrier: CarrierProfile) -> tuple[GatewaySpec, ...]:

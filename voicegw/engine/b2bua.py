@@ -338,7 +338,11 @@ class Engine:
         # this task's context, copied into every task the call spawns: each log line
         # of the call carries its Call-ID
         bind_contextvars(call_id=invite.call_id)
-        reject = self.admission(invite, source)
+        try:  # a call to the binding a carrier registered is that carrier's (its line)
+            line = self.config.peers.line_of(invite.request_uri())
+        except SipError:
+            line = None
+        reject = self.admission(invite, source, line)
         if reject is not None:
             self.respond(event.transaction_id, reject)
             return
@@ -348,16 +352,19 @@ class Engine:
                     created=now, local_tag=new_tag(), listener=self._emit)
         # the caller's INVITE session: it refuses a too brief Session-Expires itself
         # (422, RFC 4028 8.1), and then there is no call
-        account = self.config.peers.for_source(source.host)  # the carrier's auth, for our requests to it
+        # the carrier's auth, for our requests to it
+        account = self.config.peers.accounts.get(line) if line else self.config.peers.for_source(source.host)
         if self.outbound.take(call, call.caller, event.transaction_id, call.local_tag, account).terminated:
             return
         self.calls[call.key] = call
         self._by_server_transaction[event.transaction_id] = call
         call.transaction_ids.append(event.transaction_id)  # forgotten with the call, even once replaced
         self.totals["calls"] += 1
-        call.channel = channel = self.config.channel_for(CallFacts.of(invite, source.host))
+        call.channel = channel = self.config.channel_for(CallFacts.of(invite, source.host, line))
+        call.carrier = line or self.config.peers.carrier_of(None, source.host)
         flow = None if channel.bot_uri else channel.flow.name
-        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow, channel.name))
+        call.record(now, CallStarted(str(source), str(invite.uri), _user(invite.from_.uri), flow, channel.name,
+                                     call.carrier))
         leg = call.caller
         try:
             leg.endpoint = await self.media.open_endpoint(call.id, "caller")
@@ -387,12 +394,14 @@ class Engine:
             self._answer_caller(call)
             call.flow_task = self.spawn(self.run_flow(call), call)
 
-    def admission(self, invite: Request, source: Address) -> Response | None:
-        """Who may call and with what: a response refusing the INVITE, or None."""
+    def admission(self, invite: Request, source: Address, line: str | None = None) -> Response | None:
+        """Who may call and with what: a response refusing the INVITE, or None. A call
+        to a carrier's registered binding (``line``: that carrier) is trusted as that
+        carrier's, whatever its source address (a registrar forwards it)."""
         if self.draining:
             self.refusals.note(Cause.DRAINING, 503, call_id=invite.call_id, source=str(source))
             return refusal_response(invite, Cause.DRAINING, to_tag=new_tag())
-        if not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
+        if line is None and not any(ipaddress.ip_address(source.host) in net for net in self._trusted):
             refusal = self._authenticate(invite)  # a stranger learns nothing else first
             if refusal is not None:
                 return refusal

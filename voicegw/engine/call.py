@@ -137,6 +137,9 @@ class Call:
     """The SDP we answer the caller with (a SessionDescription)."""
     flow_task: Any = None
     """The task running the call's flow, when voicegw itself is the bot."""
+    carrier: str | None = None
+    """The carrier profile the call came from: the one whose registered binding it was
+    sent to, else the first whose ``addresses`` hold its source; None for neither."""
     channel: Any = None
     """The channel the call came in on (a flow.router.Channel): its flow, or the bot
     it goes straight to; set when the INVITE is taken on."""

@@ -69,7 +69,7 @@ class CallStarted(CallEvent):
     """A new INVITE from a caller was taken on (before any answer)."""
 
     NAME = "call.incoming"
-    OMIT_IF_NONE = frozenset({"flow", "channel"})
+    OMIT_IF_NONE = frozenset({"flow", "channel", "carrier"})
     source: str
     """Where the INVITE came from, ``transport:host:port``."""
     uri: str
@@ -81,6 +81,9 @@ class CallStarted(CallEvent):
     channel: str | None = None
     """The channel the call came in on: its route's (``routes:``, flow/router.py), or
     ``default``; None for events made before channels existed."""
+    carrier: str | None = None
+    """The carrier profile the call came from: the one whose registered binding its
+    Request-URI names (``line``), else the first whose ``addresses`` hold the source."""
 
 
 @dataclass(frozen=True, slots=True)

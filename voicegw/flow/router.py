@@ -18,7 +18,8 @@ Conditions, each a Python regular expression matched against the *whole* value
 - ``headers``: header name -> pattern; any line of that header matching counts,
   a missing header never matches;
 - ``carrier``: not a pattern but a carrier profile's name; the call matches when
-  its source address is in that profile's ``addresses``.
+  it was sent to the binding that profile registered (its Request-URI's ``line``,
+  sip/registration.py), else when its source address is in the profile's ``addresses``.
 
 No I/O and no clock: the config builds the routes once (config/convert.py), the
 engine asks for each new call (engine/b2bua.py).
@@ -88,14 +89,17 @@ class CallFacts:
     """The IP address the INVITE came from."""
     header: Callable[[str], list[str]] = field(default=lambda name: [])
     """Every line of the named header (case-insensitive; compact forms too)."""
+    line: str | None = None
+    """The carrier whose registered binding the INVITE was sent to (its Request-URI's
+    ``line``); None for a call matched by its source address."""
 
     @classmethod
-    def of(cls, invite: Request, source_host: str) -> CallFacts:
+    def of(cls, invite: Request, source_host: str, line: str | None = None) -> CallFacts:
         try:
             called = _user(invite.request_uri())
         except SipError:  # the UA core checked it; a URI we cannot read routes as ""
             called = ""
-        return cls(called, _user(invite.to.uri), source_host, invite.headers.get_all)
+        return cls(called, _user(invite.to.uri), source_host, invite.headers.get_all, line)
 
 
 def _user(uri: Any) -> str:
@@ -130,7 +134,11 @@ class Route:
         for name, pattern in self.headers:
             if not any(pattern.fullmatch(value) for value in facts.header(name)):
                 return False
-        return self.carrier is None or _within(facts.source, self.networks)
+        if self.carrier is None:
+            return True
+        if facts.line is not None:  # sent to a carrier's registered binding: that carrier's
+            return facts.line == self.carrier
+        return _within(facts.source, self.networks)
 
 
 def _within(host: str, networks: Sequence[Network]) -> bool:

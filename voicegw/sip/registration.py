@@ -37,6 +37,7 @@ Passwords stay in :mod:`.digest_client`; nothing here logs or exposes one.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,19 @@ class RegistrationConfig:
     """No final answer by then: a failure (the adapter's wait; 64*T1 as timer F)."""
     transport: str = "udp"
     account: Account | None = field(default=None, repr=False)
+    line: str = ""
+    """The ``line`` parameter of our Contact (:func:`line_token`): the registrar calls
+    the binding with it in the Request-URI, which is how such a call is known to
+    belong to this trunk whatever address it comes from. Empty: none."""
+
+
+def line_token(trunk: str, aor: str, registrar: str, secret: str = "") -> str:
+    """The Contact's ``line`` value for one registration, as Asterisk's ``line=yes``
+    puts one there: the same on every start (a restart refreshes the binding instead of
+    adding a second Contact, RFC 3261 10.2.1.1 compares URIs), one trunk's different
+    from another's, and not guessable without the profile's password (``secret``)."""
+    material = f"voicegw-line\0{trunk}\0{aor}\0{registrar}\0{secret}".encode()
+    return hashlib.sha256(material).hexdigest()[:20]
 
 
 class RegState(enum.Enum):
@@ -358,4 +372,5 @@ __all__ = [
     "Registration",
     "RegistrationConfig",
     "RegistrationStatus",
+    "line_token",
 ]
