@@ -48,3 +48,22 @@ def test_a_line_carries_event_fields_context_level_and_utc_time() -> None:
     assert (warned["event"], warned["level"], warned["queued"]) == ("store.backlog", "warning", 3)
     assert failed["level"] == "error" and "ValueError: boom" in failed["exception"]
     assert "\\u00e9" in stream.getvalue().splitlines()[0]  # ASCII lines, as before
+
+
+def test_the_timestamp_is_the_time_of_the_line_in_utc_with_microseconds() -> None:
+    """The date and time of day are formatted once a second (logging._timestamp): each
+    line still carries its own time, across a second's boundary too."""
+    import re
+    import time
+
+    stamps = []
+    for _ in range(3):
+        before = time.time()
+        stamp = vlogging._timestamp()
+        after = time.time()
+        stamps.append(stamp)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        assert before - 1e-6 <= when <= after
+        vlogging._second[0] = None  # the next one formats its second again
+    assert stamps == sorted(stamps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+import time
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -56,13 +56,27 @@ def _plain(value: object) -> object:
     return structlog_form() if structlog_form is not None else repr(value)
 
 
+_second: list[object] = [None, ""]  # (the last whole second formatted, its text)
+
+
+def _timestamp() -> str:
+    """Now as ISO 8601 in UTC with microseconds and "Z" (what TimeStamper(fmt="iso",
+    utc=True) wrote), the date and time of day formatted once a second: a third of
+    the cost of ``datetime.now(timezone.utc).isoformat()``."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
 def render_line(_: object, method: str, event: dict[str, object]) -> str:
     """The line: what structlog's add_log_level, TimeStamper(fmt="iso", utc=True),
     format_exc_info and JSONRenderer made of ``event``, in one processor (one log line
     per SIP request is on the signalling path: four processor calls and a JSON encoder
     built per line were a third of its cost)."""
     event["level"] = _MAP_LEVEL.get(method, method)
-    event["timestamp"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    event["timestamp"] = _timestamp()
     if "exc_info" in event:
         event = structlog.processors.format_exc_info(None, method, event)
     return _encode(event)

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from peers.udp import TIMEOUT, UdpPeer
 
 from voicegw.media import dtmf, g711, tones
 from voicegw.media.endpoint import MediaEndpoint, open_endpoint
@@ -18,44 +19,6 @@ from voicegw.media.rtp import RTCP_RR, RtcpPacket, RtpPacket, build_rtp
 from voicegw.media.tts import EspeakTts, TtsError
 
 HOST = "127.0.0.1"
-TIMEOUT = 2.0
-
-
-class Peer(asyncio.DatagramProtocol):
-    """A plain UDP socket standing for a phone, bot or agent."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport
-
-    @classmethod
-    async def open(cls) -> Peer:
-        loop = asyncio.get_running_loop()
-        _, peer = await loop.create_datagram_endpoint(cls, local_addr=(HOST, 0))
-        return peer
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.queue.put_nowait((data, addr))
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return self.transport.get_extra_info("sockname")[:2]
-
-    def send(self, data: bytes, port: int) -> None:
-        self.transport.sendto(data, (HOST, port))
-
-    async def recv(self, timeout: float = TIMEOUT) -> bytes:
-        return (await asyncio.wait_for(self.queue.get(), timeout))[0]
-
-    async def recv_n(self, n: int) -> list[RtpPacket]:
-        return [RtpPacket.parse(await self.recv()) for _ in range(n)]
-
-    async def nothing(self, wait: float = 0.05) -> bool:
-        await asyncio.sleep(wait)
-        return self.queue.empty()
 
 
 @pytest.fixture
@@ -69,10 +32,10 @@ def frames(ssrc: int, seq0: int, ts0: int, n: int, pt: int = 0, tag: int = 0) ->
             for i in range(n)]
 
 
-async def legs(pool: PortPool, **options) -> tuple[MediaEndpoint, MediaEndpoint, Peer, Peer]:
+async def legs(pool: PortPool, **options) -> tuple[MediaEndpoint, MediaEndpoint, UdpPeer, UdpPeer]:
     a = await open_endpoint(HOST, pool, **options)
     b = await open_endpoint(HOST, pool, **options)
-    caller, bot = await Peer.open(), await Peer.open()
+    caller, bot = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     return a, b, caller, bot
@@ -104,16 +67,16 @@ async def test_latching_overrides_sdp_address_and_drops_strangers(pool: PortPool
     a.set_remote(HOST, 9)  # the SDP says discard port; the real caller is elsewhere (NAT)
     bridge = Bridge(a, b)
     bot.send(frames(5, 0, 0, 1)[0], b.port)
-    assert await caller.nothing()  # nowhere to send before the caller has spoken
+    assert await caller.nothing(0.05)  # nowhere to send before the caller has spoken
     caller.send(frames(1, 0, 0, 1)[0], a.port)
     await bot.recv()
     assert a.remote_rtp == caller.addr and a.latched
     for f in frames(5, 1, 160, 3):
         bot.send(f, b.port)
     assert len(await caller.recv_n(3)) == 3
-    stranger = await Peer.open()
+    stranger = await UdpPeer.open()
     stranger.send(frames(666, 0, 0, 1)[0], a.port)
-    assert await bot.nothing()
+    assert await bot.nothing(0.05)
     assert bridge.statistics().a_to_b.dropped == 1
     # Without latching, the SDP address is used as is.
     c = await open_endpoint(HOST, pool, latch=False)
@@ -136,7 +99,7 @@ async def test_swap_keeps_ssrc_sequence_and_timestamp_continuous(pool: PortPool)
     ring = ringback_player(a)
     during = await caller.recv_n(5)
     c = await open_endpoint(HOST, pool)
-    agent = await Peer.open()
+    agent = await UdpPeer.open()
     c.set_remote(*agent.addr)
     old = bridge.replace_b(c)
     assert old is b and not ring.running  # the agent's audio replaced the ringback
@@ -154,7 +117,7 @@ async def test_swap_keeps_ssrc_sequence_and_timestamp_continuous(pool: PortPool)
     # The caller's audio reaches the agent, and the old bot gets nothing any more.
     caller.send(frames(1, 1, 160, 1)[0], a.port)
     assert (await agent.recv_n(1))[0].sequence == 1
-    assert await bot.nothing()
+    assert await bot.nothing(0.05)
     assert bridge.statistics().swaps == 1
     for ep in (a, b, c):
         ep.close()
@@ -182,7 +145,7 @@ async def test_prompt_pauses_relayed_audio_then_bridge_resumes(pool: PortPool) -
 async def test_transcoding_pcmu_to_pcma_and_back(pool: PortPool) -> None:
     a = await open_endpoint(HOST, pool, payload_type=g711.PCMU)
     b = await open_endpoint(HOST, pool, payload_type=g711.PCMA, dtmf_payload_type=96)
-    caller, bot = await Peer.open(), await Peer.open()
+    caller, bot = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     bridge = Bridge(a, b)
@@ -232,7 +195,7 @@ async def test_dtmf_detected_once_per_press_while_relayed(pool: PortPool) -> Non
 
 async def test_rtcp_relayed_on_odd_ports(pool: PortPool) -> None:
     a, b, caller, bot = await legs(pool)
-    caller_rtcp, bot_rtcp = await Peer.open(), await Peer.open()
+    caller_rtcp, bot_rtcp = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(caller.addr[0], caller.addr[1], rtcp_port=caller_rtcp.addr[1])
     b.set_remote(bot.addr[0], bot.addr[1], rtcp_port=bot_rtcp.addr[1])
     bridge = Bridge(a, b)
@@ -247,7 +210,7 @@ async def test_rtcp_relayed_on_odd_ports(pool: PortPool) -> None:
 
 async def test_player_paces_20ms_packets_with_the_tone(pool: PortPool) -> None:
     ep = await open_endpoint(HOST, pool, payload_type=g711.PCMA)
-    rx = await Peer.open()
+    rx = await UdpPeer.open()
     ep.set_remote(*rx.addr)
     loop = asyncio.get_running_loop()
     samples = tones.generate(tones.ToneSpec((1000.0,), level_dbm0=-10), 0.5)  # 25 frames
@@ -273,7 +236,7 @@ async def test_player_paces_20ms_packets_with_the_tone(pool: PortPool) -> None:
 
 async def test_player_loop_and_stop(pool: PortPool) -> None:
     ep = await open_endpoint(HOST, pool)
-    rx = await Peer.open()
+    rx = await UdpPeer.open()
     ep.set_remote(*rx.addr)
     player = Player(ep, ArraySource(np.arange(200, dtype=np.int16), loop=True)).start()
     got = await rx.recv_n(4)  # 4 x 160 samples from a 200-sample loop

@@ -7,6 +7,7 @@ import asyncio
 import base64
 
 import pytest
+from peers.udp import UdpPeer
 
 from voicegw.media.endpoint import open_endpoint
 from voicegw.media.ports import PortPool
@@ -268,34 +269,6 @@ def test_best_effort_offer_keyed_or_plain() -> None:
 
 
 # --- the relay: SRTP leg <-> RTP leg over loopback ---------------------------------------
-class Peer(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    @classmethod
-    async def open(cls) -> Peer:
-        _, peer = await asyncio.get_running_loop().create_datagram_endpoint(
-            cls, local_addr=(HOST, 0))
-        return peer
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.queue.put_nowait(data)
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return self.transport.get_extra_info("sockname")[:2]
-
-    async def recv(self, timeout: float = 2.0) -> bytes:
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-    async def nothing(self, wait: float = 0.1) -> bool:
-        await asyncio.sleep(wait)
-        return self.queue.empty()
-
-
 @pytest.fixture
 def pool() -> PortPool:
     return PortPool(43000, 43999)
@@ -304,7 +277,7 @@ def pool() -> PortPool:
 async def _srtp_bridge(pool: PortPool):
     """Caller leg ``a`` speaks SRTP (keys as SDES settles them), bot leg ``b`` RTP."""
     a, b = await open_endpoint(HOST, pool), await open_endpoint(HOST, pool)
-    caller, bot = await Peer.open(), await Peer.open()
+    caller, bot = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     carrier_key, our_key = new_key(), new_key()
@@ -362,7 +335,7 @@ async def test_relay_drops_and_counts_tampered_srtp(pool: PortPool) -> None:
 async def test_forged_packet_does_not_latch(pool: PortPool) -> None:
     a, b, caller, bot, phone, bridge = await _srtp_bridge(pool)
     a.relatch()
-    attacker = await Peer.open()
+    attacker = await UdpPeer.open()
     try:
         attacker.transport.sendto(build_rtp(0, 1, 0, 0x666, b"x" * 160), (HOST, a.port))
         await asyncio.sleep(0.05)
@@ -378,7 +351,7 @@ async def test_forged_packet_does_not_latch(pool: PortPool) -> None:
 
 async def test_srtcp_relayed_both_ways(pool: PortPool) -> None:
     a, b, caller, bot, phone, bridge = await _srtp_bridge(pool)
-    callerc, botc = await Peer.open(), await Peer.open()
+    callerc, botc = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(caller.addr[0], caller.addr[1], rtcp_port=callerc.addr[1])
     b.set_remote(bot.addr[0], bot.addr[1], rtcp_port=botc.addr[1])
     try:
@@ -396,7 +369,7 @@ async def test_srtcp_relayed_both_ways(pool: PortPool) -> None:
 
 async def test_plain_bridge_keeps_its_fast_path(pool: PortPool) -> None:
     a, b = await open_endpoint(HOST, pool), await open_endpoint(HOST, pool)
-    caller, bot = await Peer.open(), await Peer.open()
+    caller, bot = await UdpPeer.open(), await UdpPeer.open()
     a.set_remote(*caller.addr)
     b.set_remote(*bot.addr)
     bridge = Bridge(a, b)
@@ -415,7 +388,7 @@ async def test_plain_bridge_keeps_its_fast_path(pool: PortPool) -> None:
 
 async def test_player_output_protected(pool: PortPool) -> None:
     a = await open_endpoint(HOST, pool)
-    caller = await Peer.open()
+    caller = await UdpPeer.open()
     a.set_remote(*caller.addr)
     carrier_key, our_key = new_key(), new_key()
     a.set_srtp(carrier_key, our_key)

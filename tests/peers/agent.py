@@ -573,6 +573,19 @@ def press_zero(daemon: WarmDaemon, user: str = "alice") -> Carrier:
     return caller
 
 
+def dial(address: tuple[str, int], key: str, *, cls: type[Carrier] = Carrier,
+         before: Callable[[Carrier], None] | None = None, **fields: Any) -> Carrier:
+    """A connected call (a ``cls`` caller with ``fields``) that pressed ``key`` in the
+    flow's menu, a moment after the answer (``before`` that, ``before(caller)``)."""
+    caller = cls(address, **fields)
+    assert caller.invite().status == 200
+    caller.listen(0.2)
+    if before is not None:
+        before(caller)
+    caller.send_dtmf(key)
+    return caller
+
+
 def until_agent(caller: Carrier, agent: Agent, what: str, timeout: float = 12.0) -> None:
     checks = {
         "invited": lambda: agent.call is not None,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .net import free_port
+from .procs import stop
 
 DNSMASQ = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if Path("/usr/sbin/dnsmasq").exists() else None)
 DOMAIN = "voicegw.test"
@@ -52,13 +53,7 @@ class Dnsmasq:
         return [line.split("query[", 1)[1] for line in self.log.read_text().splitlines() if "query[" in line]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc, 5.0)
 
 
 def _answers(port: int) -> bool:

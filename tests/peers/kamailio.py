@@ -7,12 +7,12 @@ its PID."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from .daemon import wait_until
 from .ports import HOST, free_port, udp_free
+from .procs import stop
 
 KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 
@@ -65,10 +65,4 @@ class Kamailio:
 
     def stop(self) -> None:
         # -DD keeps the main process in the foreground: SIGTERM to it stops its children
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -165,3 +167,16 @@ def sleep_until(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return predicate()
+
+
+@contextmanager
+def nothing_broke(ops: OpsDaemon, *, json_only: bool = False) -> Iterator[None]:
+    """Around a test of a module's daemon: its log lines meanwhile hold no error and no
+    failed engine task (nor, ``json_only``, a line that is not JSON: a traceback, a
+    library's warning)."""
+    since = len(ops.daemon.lines)
+    yield
+    lines = ops.daemon.lines[since:]
+    noise = [line for line in lines if not line.startswith("{")] if json_only else []
+    errors = [line for line in lines if '"level": "error"' in line or '"engine.task_failed"' in line]
+    assert not noise and not errors, (noise[:5], errors[:5])

@@ -6,7 +6,11 @@ port 0 lies in the kernel's ephemeral range (``ip_local_port_range``), where eve
 client socket of every process on the machine lands too: in CI a sipp bot lost its port
 that way (errno 98, EADDRINUSE). So every port handed out here is
 
-- below the ephemeral range, where the kernel gives out no port by itself;
+- outside the ephemeral range, where the kernel gives out no port by itself: below it,
+  and, for blocks (RTP ranges), first above it, where no benchmark's or soak's daemon
+  has its RTP range either (scripts/bench: 10000-32000; such a daemon binds the ports of
+  its range as calls come, with no lease, and a test daemon whose block lay inside that
+  range found every pair taken while one ran: 503 "no free RTP port");
 - leased: an ``flock`` on ``<tmp>/voicegw-test-ports/<port>``, so that no other test
   process (pytest-xdist workers, other checkouts' runs) hands it out meanwhile. The
   lock's file descriptor is not inherited by subprocesses and dies with this process;
@@ -32,14 +36,15 @@ HOST = "127.0.0.1"
 LOCK_DIR = Path(tempfile.gettempdir()) / "voicegw-test-ports"
 
 
-def _ephemeral_low() -> int:
+def _ephemeral() -> tuple[int, int]:
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
-EPHEMERAL_LOW = _ephemeral_low()
+EPHEMERAL_LOW, EPHEMERAL_HIGH = _ephemeral()
 _TOP = EPHEMERAL_LOW if EPHEMERAL_LOW >= 16384 else 32768
 """Where the pool ends: the ephemeral range's start (on a box whose range starts too
 low to leave room below it, the leases alone keep the test processes apart)."""
@@ -47,7 +52,11 @@ _SPLIT = 10000 + (_TOP - 10000) * 3 // 5
 SINGLE = (10000, _SPLIT)
 """Where single ports (SIP, control API, ng) come from first."""
 BLOCKS = (_SPLIT, _TOP)
-"""Where blocks (RTP ranges) come from first; each kind takes the other's when full."""
+"""Where blocks (RTP ranges) come from when ``HIGH`` is full; each kind takes the
+other's when full."""
+HIGH = (EPHEMERAL_HIGH + 1, 65536) if EPHEMERAL_HIGH <= 64535 else (_SPLIT, _TOP)
+"""Above the ephemeral range (61000-65535 with Linux's default): where blocks come from
+first (a box whose range leaves less than 1000 ports above it: ``BLOCKS``)."""
 
 _held: dict[int, int] = {}
 """Leased port -> the file descriptor holding its lock."""
@@ -144,7 +153,7 @@ def free_block(count: int, *, reserve: bool = False) -> int:
     """The first (even, as RTP wants) of ``count`` consecutive leased UDP ports;
     ``reserve``: kept for the process's life (a PBX's RTP range, bound only when a call
     needs it)."""
-    return lease_block(count, (BLOCKS, SINGLE), even=True, keep=reserve)
+    return lease_block(count, (HIGH, BLOCKS, SINGLE), even=True, keep=reserve)
 
 
 @contextmanager

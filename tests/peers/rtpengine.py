@@ -16,6 +16,7 @@ from pathlib import Path
 from voicegw.media.rtpengine_ng import NgClient, NgError
 
 from .ports import HOST, free_block, free_port
+from .procs import stop
 
 RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
 
@@ -43,7 +44,8 @@ class Rtpengine:
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
-    def _wait_ready(self, seconds: float = 10.0) -> None:
+    def _wait_ready(self, seconds: float = 30.0) -> None:
+        # bounded generously: on a loaded box (load 12 on 2 cores) it once took over 10 s
         with NgClient(self.ng, timeout=0.5, retransmit=0.1) as client:
             deadline = time.monotonic() + seconds
             while True:
@@ -57,15 +59,10 @@ class Rtpengine:
                     time.sleep(0.1)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # stopped: the file has it all
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
         self._log.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from peers.auth_transfer import events, received, transfer_with_auth
 from peers.caller import Caller
 from peers.calls import SCENARIOS, SipMessage, SippPeer, render_scenario
 from peers.daemon import DaemonProcess, wait_until
@@ -73,44 +74,24 @@ def cseq(message: SipMessage) -> int:
 
 
 def incoming(agent: SippPeer, method: str) -> list[SipMessage]:
-    return requests(agent.messages(), method)
+    return received(agent, method)
 
 
 def agent_call(tmp_path: Path, scenario: Path, during) -> tuple[DaemonProcess, SippPeer]:
-    """One call transferred at once to a sipp agent (profile with ``auth``); once it is
-    bridged, ``during(caller, agent)``, then the caller hangs up. The daemon (stopped)
-    and the agent (finished)."""
-    agent = SippPeer("agent", scenario, tmp_path / "agent", timeout=20).start()
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({
-        "kind": "agent", "uri": f"sip:agent@127.0.0.1:{agent.port}", "auth": AUTH}))
-    (tmp_path / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
-        "to_agent": {"type": "agent_transfer", "target": "agent-x", "fallback": {"default": {"action": "end"}}}}}))
-    config = tmp_path / "voicegw.yaml"
-    config.write_text(yaml.safe_dump({"profiles_dir": str(tmp_path / "profiles"),
-                                      "flows_dir": str(tmp_path / "flows"), "default_flow": "main"}))
-    daemon = DaemonProcess("127.0.0.1", None, "--config", str(config))
-    caller = None
-    try:
-        daemon.start()
-        caller = Caller(daemon.address)
-        assert caller.invite().status == 200
-        assert wait_until(lambda: events(daemon, "transfer.succeeded"), 20), "\n".join(daemon.lines[-30:])
+    """One call transferred at once to a sipp agent (profile with ``auth``,
+    peers/auth_transfer.py); once it is bridged, ``during(caller, agent)``, then the
+    caller hangs up. The daemon (stopped) and the agent (finished)."""
+    agent = SippPeer("agent", scenario, tmp_path / "agent", timeout=20)
+
+    def bridged(caller: Caller, done: dict) -> None:
+        assert done["event"] == "transfer.succeeded", done
         during(caller, agent)
-        assert caller.bye().status == 200
+
+    def finish_agent(_done: dict) -> None:
         assert agent.wait() == 0, agent.report()
-    finally:
-        if caller is not None:
-            caller.close()
-        agent.stop()
-        daemon.terminate()
-    assert PASSWORD not in "\n".join(daemon.lines), "the password is never logged"
+
+    daemon, _done = transfer_with_auth(tmp_path, agent, PASSWORD, finish_agent, bridged)
     return daemon, agent
-
-
-def events(daemon: DaemonProcess, name: str) -> list[dict]:
-    return [e for e in daemon.events() if e.get("event") == name]
 
 
 def test_a_challenged_reinvite_and_bye_are_answered_in_the_dialog(tmp_path: Path) -> None:
@@ -212,7 +193,7 @@ def test_refused_credentials_on_the_refer_fail_the_transfer_with_auth_and_the_ca
                             password="not-the-password")
     failed = wait_event(lab, "transfer.failed", status="auth")
     assert "credentials refused" in failed["reason"], failed
-    # the carrier hangs up 2.5 s after its second challenge: no third REFER, no BYE came
+    # the carrier hangs up 6 s after its second challenge: no third REFER, no BYE came
     finish(lab, carrier, b)
     first, again = requests(carrier.messages(), "REFER")
     same_dialog_retry(first, again)

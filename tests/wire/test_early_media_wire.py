@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from peers.agent import AGENT_TONE, CALLER_TONE, Agent, Carrier
+from peers.agent import AGENT_TONE, CALLER_TONE, Agent, Carrier, dial, done
 from peers.net import free_port
-from peers.ops import OpsDaemon
+from peers.ops import OpsDaemon, nothing_broke
 from peers.pbx import tone_frame
 
 from voicegw.media import g711, tones
@@ -114,20 +114,14 @@ def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab(_lab: Lab) -> Iterator[Lab]:
-    since = len(_lab.ops.daemon.lines)
-    yield _lab
-    lines = _lab.ops.daemon.lines[since:]
-    errors = [line for line in lines if '"level": "error"' in line or '"engine.task_failed"' in line]
-    assert not errors, errors[:5]
+    with nothing_broke(_lab.ops):
+        yield _lab
 
 
 def call(lab: Lab, key: str, agent: Agent, rang: int = 1) -> Carrier:
     """A connected call that pressed ``key``, once voicegw took ``rang`` 183s of
     ``agent`` (its ``transfer.progress`` lines: what a 183 changes is done by then)."""
-    caller = Carrier(lab.ops.address, user="alice")
-    assert caller.invite().status == 200
-    caller.listen(0.2)
-    caller.send_dtmf(key)
+    caller = dial(lab.ops.address, key, user="alice")
     assert caller.listen(10, lambda: len(lab.ops.logged("transfer.progress", call_id=caller.call_id,
                                                          status=183)) >= rang), "the agent rang with 183"
     return caller
@@ -150,11 +144,6 @@ def play_early(caller: Carrier, agent: Agent, frames: int = 50, *, fork: bool = 
     end = time.monotonic()
     caller.listen(0.2)
     return start, end + 0.2
-
-
-def done(caller: Carrier) -> None:
-    caller.hang_up_quietly()
-    caller.close()
 
 
 # ------------------------------------------------------------------------------ tests

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from peers.agent import Carrier, _ok
+from peers.agent import Carrier, _ok, dial
 from peers.calls import SIPP, SippPeer
 from peers.net import free_port
-from peers.ops import OpsDaemon
+from peers.ops import OpsDaemon, nothing_broke
 
 from voicegw.media import g711
 from voicegw.media.tones import goertzel_power
@@ -183,12 +183,8 @@ def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab(_lab: Lab, tmp_path: Path) -> Iterator[Lab]:
-    since = len(_lab.ops.daemon.lines)
-    yield Lab(_lab.ops, _lab.agent_port, tmp_path, _lab.agent_uri)
-    lines = _lab.ops.daemon.lines[since:]
-    noise = [line for line in lines if not line.startswith("{")]
-    errors = [line for line in lines if '"level": "error"' in line or '"engine.task_failed"' in line]
-    assert not noise and not errors, (noise[:5], errors[:5])
+    with nothing_broke(_lab.ops, json_only=True):
+        yield Lab(_lab.ops, _lab.agent_port, tmp_path, _lab.agent_uri)
 
 
 def agent(lab: Lab, scenario: str, *, calls: int = 1, rtp_echo: bool = False) -> SippPeer:
@@ -198,11 +194,7 @@ def agent(lab: Lab, scenario: str, *, calls: int = 1, rtp_echo: bool = False) ->
 
 def call(lab: Lab, key: str, cls: type[Carrier] = Carrier) -> tuple[Carrier, float]:
     """A connected call that pressed ``key`` in the menu; the time of the key."""
-    caller = cls(lab.ops.address)
-    assert caller.invite().status == 200
-    caller.listen(0.2)
-    caller.send_dtmf(key)
-    return caller, time.monotonic()
+    return dial(lab.ops.address, key, cls=cls), time.monotonic()
 
 
 def timeline(lab: Lab, caller: Carrier) -> list[tuple[str, dict[str, Any]]]:

@@ -30,9 +30,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from peers.agent import Agent, Carrier
+from peers.agent import Agent, Carrier, dial, done
 from peers.net import free_port
-from peers.ops import OpsDaemon
+from peers.ops import OpsDaemon, nothing_broke
 
 from voicegw.media import g711, tones
 from voicegw.media.tones import goertzel_power
@@ -121,33 +121,19 @@ def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab(_lab: Lab) -> Iterator[Lab]:
-    since = len(_lab.ops.daemon.lines)
-    yield _lab
-    lines = _lab.ops.daemon.lines[since:]
-    errors = [line for line in lines if '"level": "error"' in line or '"engine.task_failed"' in line]
-    assert not errors, errors[:5]
+    with nothing_broke(_lab.ops):
+        yield _lab
 
 
 def call(lab: Lab, key: str, before: Callable[[Carrier], None] | None = None) -> tuple[Carrier, float]:
     """A connected call that pressed ``key`` in the menu (``before`` it, ``before(caller)``)."""
-    caller = Carrier(lab.ops.address, user="alice")
-    assert caller.invite().status == 200
-    caller.listen(0.2)
-    if before is not None:
-        before(caller)
-    caller.send_dtmf(key)
-    return caller, time.monotonic()
+    return dial(lab.ops.address, key, before=before, user="alice"), time.monotonic()
 
 
 def timeline(lab: Lab, caller: Carrier) -> list[tuple[str, Any]]:
     """(event, node) of the call's timeline (control API)."""
     data = lab.ops.http("GET", f"/calls/{caller.call_id}").json()
     return [(entry["event"], entry["detail"].get("node")) for entry in data["timeline"]]
-
-
-def done(caller: Carrier) -> None:
-    caller.hang_up_quietly()
-    caller.close()
 
 
 # ------------------------------------------------------------------------------ tests

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from peers.auth_transfer import transfer_with_auth
+from peers.auth_transfer import received, transfer_with_auth
 from peers.calls import SippPeer
 from peers.daemon import DaemonProcess
 from peers.kamailio import KAMAILIO, Kamailio
@@ -47,7 +47,7 @@ loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "auth.so"
 request_route {
-    xlog("L_NOTICE", "KAM $rm from $si:$sp ruri=$ru route=[$hdr(Route)] auth=[$hdr(Proxy-Authorization)]\\n");
+    xlog("L_NOTICE", "KAM $rm from $si:$sp cseq=$cs ruri=$ru route=[$hdr(Route)] auth=[$hdr(Proxy-Authorization)]\\n");
     if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
     if (has_totag()) {
         if (loose_route()) { t_relay(); exit; }
@@ -74,39 +74,45 @@ request_route {
 def through_kamailio(tmp_path: Path, password: str) -> tuple[DaemonProcess, Kamailio, SippPeer, dict]:
     """One call transferred at once to a sipp agent behind Kamailio; the transfer's outcome."""
     proxy = Kamailio(tmp_path, CONFIG, password=PASSWORD).start()
-    agent = SippPeer("agent", "uas", tmp_path / "agent", timeout=30).start()
+    agent = SippPeer("agent", "uas", tmp_path / "agent", timeout=30)
 
     def finish_agent(done: dict) -> None:
         if done["event"] == "transfer.succeeded":  # else it got nothing and is stopped
             assert agent.wait(20) == 0, agent.report()
 
     try:
-        daemon, done = transfer_with_auth(tmp_path, f"sip:agent@127.0.0.1:{agent.port}", password, finish_agent,
+        daemon, done = transfer_with_auth(tmp_path, agent, password, finish_agent,
                                           outbound_proxy=f"sip:127.0.0.1:{proxy.port}")
     finally:
-        agent.stop()
         proxy.stop()
     return daemon, proxy, agent, done
+
+
+def once(lines: list[str]) -> list[str]:
+    """Kamailio's lines without repeats: a copy of voicegw's INVITE (Timer A, when a
+    loaded Kamailio answers late) runs the script again and logs the same line."""
+    return list(dict.fromkeys(lines))
 
 
 def test_kamailio_challenges_and_relays_the_authenticated_invite_to_the_agent(tmp_path: Path) -> None:
     _daemon, proxy, agent, done = through_kamailio(tmp_path, PASSWORD)
     assert done["event"] == "transfer.succeeded", (done, proxy.text()[-3000:])
-    invites = proxy.lines("INVITE from")
+    invites = once(proxy.lines("INVITE from"))
     assert len(invites) == 2, proxy.text()
+    assert "cseq=1 " in invites[0] and "cseq=2 " in invites[1], invites
     assert f"route=[<sip:127.0.0.1:{proxy.port};lr>]" in invites[0], invites[0]  # the pre-loaded Route
     assert "auth=[<null>]" in invites[0], invites[0]
     assert 'username="agent7"' in invites[1] and 'realm="voicegw.test"' in invites[1], invites[1]
-    (challenged,) = proxy.lines("challenge INVITE")
-    (authenticated,) = proxy.lines("authenticated INVITE")
+    (challenged,) = once(proxy.lines("challenge INVITE"))
+    (authenticated,) = once(proxy.lines("authenticated INVITE"))
     assert "cseq=1" in challenged and "user=agent7 cseq=2" in authenticated, (challenged, authenticated)
-    got = [m for m in agent.messages() if m.direction == "in" and m.method == "INVITE"]
+    got = received(agent, "INVITE")
     assert len(got) == 1 and got[0].header("proxy-authorization") is None, "Kamailio consumed the credentials"
 
 
 def test_a_wrong_password_is_refused_by_kamailio_and_fails_with_auth(tmp_path: Path) -> None:
     _daemon, proxy, agent, done = through_kamailio(tmp_path, "not-the-password")
     assert (done["event"], done["status"]) == ("transfer.failed", "auth"), done
-    assert len(proxy.lines("challenge INVITE")) == 2, proxy.text()
+    assert len(once(proxy.lines("challenge INVITE"))) == 2, proxy.text()
     assert not proxy.lines("authenticated"), proxy.text()
     assert not [m for m in agent.messages() if m.method == "INVITE"], "nothing reached the agent"

@@ -32,6 +32,7 @@ import yaml
 from peers.agent import Agent, Carrier, exchange
 from peers.daemon import ROOT, TTS_CACHE
 from peers.netns import AGENT, CALLER, PRIVATE_NET, ROUTER_PUBLIC, VOICEGW, NatNet, unavailable
+from peers.procs import stop
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(120)]
 
@@ -105,13 +106,7 @@ class NetnsDaemon:
                 "daemon did not start:\n" + "\n".join(self.lines[-20:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
         self.reader.join(5)
 
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from peers.auth_transfer import events, transfer_with_auth
+from peers.auth_transfer import events, received, transfer_with_auth
 from peers.calls import SippPeer, render_scenario
 from peers.daemon import DaemonProcess
 from peers.sipp import SIPP
@@ -28,20 +28,17 @@ def transfer(tmp_path: Path, scenario: str, password: str, **values: object) -> 
     """One call transferred at once to a sipp agent running ``scenario``; the daemon
     (stopped), the agent (finished) and the transfer's final event."""
     agent = SippPeer("agent", render_scenario(scenario, tmp_path / "scenarios", **values), tmp_path / "agent",
-                     timeout=20).start()
+                     timeout=20)
 
     def finish_agent(done: dict) -> None:
         assert agent.wait() == 0, agent.report()
 
-    try:
-        daemon, done = transfer_with_auth(tmp_path, f"sip:agent@127.0.0.1:{agent.port}", password, finish_agent)
-    finally:
-        agent.stop()
+    daemon, done = transfer_with_auth(tmp_path, agent, password, finish_agent)
     return daemon, agent, done
 
 
 def invites(agent: SippPeer) -> list:
-    return [m for m in agent.messages() if m.direction == "in" and m.method == "INVITE"]
+    return received(agent, "INVITE")
 
 
 def check_retry(first, again, header: str = "authorization") -> dict[str, str]:
@@ -67,7 +64,7 @@ def test_right_password_the_retry_is_authorised_and_the_call_bridged(tmp_path: P
     first, again = invites(agent)
     fields = check_retry(first, again)
     assert fields["qop"] == "auth" and fields["nc"] == "00000001" and fields["algorithm"] == "MD5"
-    acks = [m for m in agent.messages() if m.direction == "in" and m.method == "ACK"]
+    acks = received(agent, "ACK")
     assert acks[0].header("cseq") == first.header("cseq").replace("INVITE", "ACK"), "the 401 is ACKed (17.1.1.3)"
     assert acks[0].branch == first.branch
 
@@ -103,7 +100,7 @@ def test_endless_challenges_stop_at_two(tmp_path: Path) -> None:
     ha2 = md5(f"INVITE:{fields['uri']}")
     assert fields["response"] == md5(f"{ha1}:{fields['nonce']}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
     assert 'nonce="n2-' in (third.header("proxy-authorization") or ""), "the stale nonce is answered"
-    acks = [m for m in agent.messages() if m.direction == "in" and m.method == "ACK"]
+    acks = received(agent, "ACK")
     assert len(acks) == 3, "every challenge is ACKed, the third is not answered"
 
 

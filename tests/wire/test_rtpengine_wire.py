@@ -73,6 +73,21 @@ def tone_power(packets: list[bytes], pt: int = 0) -> tuple[float, float]:
     return tones.goertzel_power(x, TONE_HZ), tones.goertzel_power(x, 600.0)
 
 
+def echo_of_tone(c) -> list[bytes]:
+    """The caller sends 1 s of its tone; what comes back, from the first packet that
+    carries the tone on. What came before it is the tail of the prompt or ringback
+    rtpengine played to the caller: after the swap its ``stop media`` may come late
+    on a loaded box (a stray packet of it once failed the check); from the echo's first
+    packet on, everything is checked."""
+    send_tone(c, 1.0)
+    echoed = c.receive_rtp(0.8)
+    for i, packet in enumerate(echoed):
+        at_tone, off_tone = tone_power([packet])
+        if at_tone > 1e-4 and at_tone > 20 * off_tone:
+            return echoed[i:]
+    return []
+
+
 def test_caller_and_bot_through_rtpengine(lab, rtpengine):
     start_voicegw(lab, sections=rtpengine_media(rtpengine, lab.workdir))
     b = lab.bot("b2bua_bot_answer.xml", rtp_echo=True)
@@ -110,10 +125,10 @@ def test_demo_flow_prompt_dtmf_and_invite_transfer_through_rtpengine(lab, rtpeng
     invite = requests(agent.messages(), "INVITE")[0]
     assert in_range(rtpengine, sdp_port(invite.body)), "the agent is offered rtpengine's port"
     c.receive_rtp(0.5)  # ringback and prompt leftovers
-    send_tone(c, 1.0)
-    echoed = c.receive_rtp(0.8)
+    echoed = echo_of_tone(c)
     at_tone, off_tone = tone_power(echoed)
-    assert at_tone > 1e-4 and at_tone > 20 * off_tone, "the caller hears the agent's echo of its tone"
+    assert at_tone > 1e-4 and at_tone > 20 * off_tone, \
+        f"the caller hears the agent's echo of its tone: {(at_tone, off_tone, len(echoed))}"
     assert event(lab, "call.ended") is None
     assert c.bye().status == 200
     finish(lab, agent)

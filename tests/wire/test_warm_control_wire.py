@@ -21,7 +21,7 @@ import pytest
 from peers.agent import AUDIBLE, SILENT, Agent, Carrier, done, exchange, press_zero, until_agent
 from peers.caller import speech_energy
 from peers.net import free_port
-from peers.ops import OpsDaemon
+from peers.ops import OpsDaemon, nothing_broke
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(60)]
 
@@ -41,13 +41,9 @@ def _ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OpsDaemon, 
 
 @pytest.fixture
 def ops(_ops: tuple[OpsDaemon, int]) -> Iterator[tuple[OpsDaemon, int]]:
-    since = len(_ops[0].daemon.lines)
-    yield _ops
-    time.sleep(0.3)  # a player left on a closed endpoint shows within a few packet times
-    lines = _ops[0].daemon.lines[since:]
-    noise = [line for line in lines if not line.startswith("{")]
-    errors = [line for line in lines if '"level": "error"' in line or '"engine.task_failed"' in line]
-    assert not noise and not errors, (noise[:5], errors[:5])
+    with nothing_broke(_ops[0], json_only=True):
+        yield _ops
+        time.sleep(0.3)  # a player left on a closed endpoint shows within a few packet times
 
 
 def briefed(caller: Carrier, agent: Agent) -> float:
