@@ -641,3 +641,33 @@ def test_a_saved_ladder_comes_back_with_the_call_bounded_and_compressed(store: R
     assert len(unpack_ladder(pack_ladder(tuple(big)))) == LADDER_MAX_BYTES // 4096 - 1
     assert len(pack_ladder(tuple(messages))) < len(invite) * 20  # repetitive SIP compresses well
     assert store.call("nope") is None
+
+
+def test_ladders_are_packed_off_the_writer_thread_and_a_close_writes_those_queued(where: str) -> None:
+    """save_ladder hands the ladder to the packer's thread (zlib off the writer's,
+    store/packer.py); the writer is given it packed; close() writes every ladder queued
+    before it, even those not packed yet."""
+    s = open_at(where)
+    seen: list[tuple[str, bytes | None]] = []
+    put = s.writer.put
+
+    def spy(entry: Entry) -> bool:
+        if isinstance(entry.event, Ladder):
+            seen.append((threading.current_thread().name, entry.event.packed))
+        return put(entry)
+
+    s.writer.put = spy  # type: ignore[method-assign]
+    s._packer._put = spy
+    message = {"at": 1.0, "direction": "in", "peer": "udp:127.0.0.1:5062", "sip_call_id": "c",
+               "first_line": "BYE sip:x@h SIP/2.0", "message": "BYE sip:x@h SIP/2.0\r\n\r\n"}
+    for n in range(50):
+        s.record(f"c{n};t", f"c{n}", CallStarted(source="udp:127.0.0.1:5062", uri="sip:x@h", caller="a"))
+        assert s.save_ladder(f"c{n};t", f"c{n}", [message])
+    assert s.close()
+    assert len(seen) == 50
+    assert all(thread == "voicegw-store-packer" and packed for thread, packed in seen)
+    again = open_at(where)
+    try:
+        assert all(again.call(f"c{n}")["ladder"] == [message] for n in range(50))  # type: ignore[index]
+    finally:
+        again.close()

@@ -24,6 +24,7 @@ import structlog
 from ..engine.events import CallEvent
 from . import report as _report
 from .dialect import Dialect, dialect_of
+from .packer import LadderPacker
 from .records import DeskSessionOpened, DeskSessionRevoked, Entry, Ladder, unpack_ladder
 from .recovery import Recovery
 from .writer import Writer
@@ -51,6 +52,8 @@ class RecordStore(ABC):
         self.worker = worker
         self._clock = clock
         self.closed = False
+        self._packer = LadderPacker(writer.put)
+        self._packer.start()
 
     # ------------------------------------------------------------------ recording
     def listener(self, call: Any, now: float, event: CallEvent) -> bool:
@@ -64,8 +67,9 @@ class RecordStore(ABC):
         return self.writer.put(Entry(self._clock() if at is None else at, call_key, call_id, event))
 
     def save_ladder(self, call_key: str, call_id: str, messages: list[dict[str, Any]]) -> bool:
-        """Queue an ended call's SIP ladder (bounded: records.LADDER_MAX_*)."""
-        return self.writer.put(Entry(self._clock(), call_key, call_id, Ladder(tuple(messages))))
+        """Queue an ended call's SIP ladder (bounded: records.LADDER_MAX_*), packed on
+        its own thread before the writer has it (packer.py)."""
+        return self._packer.put(Entry(self._clock(), call_key, call_id, Ladder(tuple(messages))))
 
     def open_desk_session(self, token_hash: str, agent: str, expires_at: float) -> bool:
         """Queue a desk sign-in session's row (await ``durable`` before handing the cookie
@@ -78,12 +82,12 @@ class RecordStore(ABC):
 
     async def durable(self) -> None:
         """Return once everything recorded so far is committed: await it before acting
-        when the record must exist first."""
+        when the record must exist first (ladders still being packed excepted: packer.py)."""
         await self.writer.durable()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until everything recorded so far is committed (tests, shutdown)."""
-        return self.writer.flush(timeout)
+        return self._packer.drain(timeout) and self.writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Write what is queued, close anything still open as ``shutdown``, mark the run
@@ -92,6 +96,7 @@ class RecordStore(ABC):
         if self.closed:
             return True
         self.closed = True
+        self._packer.close(timeout)  # its last ladders go to the writer, which writes them
         finished = self.writer.close(timeout)
         if finished:
             try:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -73,6 +72,8 @@ class Ladder:
     name: ClassVar[str] = "ladder"
     """What the writer's log lines call it (a call event's name, for a CallEvent)."""
     messages: tuple[dict[str, Any], ...]
+    packed: bytes | None = None
+    """The messages already packed (:func:`pack_ladder`, by packer.py): stored as is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,10 @@ def pack_ladder(messages: tuple[dict[str, Any], ...]) -> bytes:
             break
         kept.append(message)
     return zlib.compress(dumps(kept).encode())
+
+
+def _packed(ladder: Ladder) -> bytes:
+    return ladder.packed if ladder.packed is not None else pack_ladder(ladder.messages)
 
 
 def unpack_ladder(blob: bytes) -> list[dict[str, Any]]:
@@ -189,12 +194,14 @@ def apply_batch(conn: Any, run_id: int, entries: list[Entry], worker: str | None
     disposed: list[tuple[Any, ...]] = []
     legs: dict[str, dict[str, dict[str, Any]]] = {}
     ladders: list[tuple[str, str, float, bytes]] = []
-    for n, entry in enumerate(entries, 1):
-        if not n % 64:
-            time.sleep(0)  # let the event loop's thread have the GIL: this loop is pure Python
+    # No yield to the loop in here (a time.sleep(0) every 64 entries was): the
+    # interpreter already makes this thread drop the GIL after sys.getswitchinterval()
+    # (5 ms) when the loop asks for it, and every voluntary drop made the writer wait up
+    # to that long for the GIL back while the loop was busy (packer.py says the same of zlib).
+    for entry in entries:
         at, key, call_id, event = entry
         if isinstance(event, Ladder):
-            ladders.append((key, call_id, at, pack_ladder(event.messages)))
+            ladders.append((key, call_id, at, _packed(event)))
             continue
         if isinstance(event, (DeskSessionOpened, DeskSessionRevoked)):  # no call: its own table, in order
             apply_entry(conn, run_id, entry, worker)
@@ -284,7 +291,7 @@ def apply_entry(conn: Any, run_id: int, entry: Entry, worker: str | None = None)
         conn.execute("INSERT INTO ladders (call_key, call_id, saved_at, messages) VALUES (?, ?, ?, ?)"
                      " ON CONFLICT (call_key) DO UPDATE SET call_id = excluded.call_id,"
                      " saved_at = excluded.saved_at, messages = excluded.messages",
-                     (key, call_id, at, pack_ladder(event.messages)))
+                     (key, call_id, at, _packed(event)))
         return
     if isinstance(event, DeskSessionOpened):
         conn.execute("DELETE FROM desk_sessions WHERE expires_at <= ?", (at,))
