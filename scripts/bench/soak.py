@@ -308,7 +308,8 @@ def store_figures(samples: list[Sample], final: dict) -> dict:
     return {
         "last_commit_ms_max_sampled": max((s.get("last_commit_ms") or 0 for s in seen), default=None),
         **{key: last.get(key) for key in ("max_commit_ms", "peak_queued", "backlogs", "batches", "largest_batch",
-                                          "written", "dropped", "failed", "apply_s", "commit_s")},
+                                          "written", "dropped", "failed", "apply_s", "commit_s",
+                                          "durable_waits", "durable_ms_mean", "durable_ms_max")},
     }
 
 

@@ -12,12 +12,17 @@ last one (``flush``): the writer's throughput with batches as large as it makes 
 queues one call at a time and waits for it to be durable: the commit latency a
 transfer waits for (b2bua.recorded).
 
-SQLite: a file in a temp dir (WAL, synchronous=FULL: one fsync per batch). PostgreSQL:
+SQLite: a file in a temp dir (WAL, ``--synchronous normal``, the default: no fsync in
+a commit; ``full``: one per batch; checkpoints on their own thread). ``--busy``
+runs a thread of pure Python beside the writer for the whole run, as the daemon's
+event loop is at 100 calls/s: the writer then gets the GIL only when that thread
+lets it go (sys.getswitchinterval()), which is what the daemon's writer sees. PostgreSQL:
 ``--dsn`` (an existing server: it writes into that database, use an empty one), else a
 throwaway cluster on loopback (tests/peers/postgres.py: fsync=off, so the figure is the
 writer's and the server's CPU, not a disk's; say which when quoting it).
 
     .venv/bin/python scripts/bench/store_writer.py                      # both, 2,000 calls
+    .venv/bin/python scripts/bench/store_writer.py --backend sqlite --synchronous full --busy
     .venv/bin/python scripts/bench/store_writer.py --backend postgres --calls 10000
     .venv/bin/python scripts/bench/store_writer.py --dsn 'host=db1 dbname=bench user=vg'
 """
@@ -30,6 +35,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -95,6 +101,7 @@ def run(store: RecordStore, calls: int, trickle: int) -> dict:
             "seconds": round(elapsed, 3), "entries_per_s": round(calls * PER_CALL / elapsed),
             "calls_per_s": round(calls / elapsed), "enqueue_us_per_entry": round(queued / (calls * PER_CALL) * 1e6, 2),
             "batches": stats.batches, "largest_batch": stats.largest_batch,
+            "apply_s": stats.apply_s, "commit_s": stats.commit_s, "max_commit_ms": stats.max_commit_ms,
             "durable_ms_median": round(statistics.median(waits), 2) if waits else None,
             "durable_ms_max": round(max(waits), 2) if waits else None}
 
@@ -105,13 +112,23 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--trickle", type=int, default=50, help="calls of the durable-latency phase")
     parser.add_argument("--dsn", help="an existing PostgreSQL server (default: a throwaway cluster)")
+    parser.add_argument("--synchronous", choices=("normal", "full"), default="normal", help="SQLite's")
+    parser.add_argument("--busy", action="store_true", help="a thread of pure Python beside the writer (the loop)")
     args = parser.parse_args()
+    halt = threading.Event()
+    if args.busy:
+        def spin() -> None:
+            while not halt.is_set():
+                sum(range(1000))
+
+        threading.Thread(target=spin, name="busy-loop", daemon=True).start()
     size = args.calls * PER_CALL + args.trickle * PER_CALL + 1
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp:
-            store = Store.open(Path(tmp) / "voicegw.db", max_queue=size)
+            store = Store.open(Path(tmp) / "voicegw.db", max_queue=size, synchronous=args.synchronous)
             try:
-                print(json.dumps(run(store, args.calls, args.trickle)), flush=True)
+                print(json.dumps({**run(store, args.calls, args.trickle), "synchronous": args.synchronous,
+                                  "busy": args.busy}), flush=True)
             finally:
                 store.close()
     if args.backend in ("postgres", "both"):
@@ -133,6 +150,7 @@ def main() -> None:
         finally:
             if cluster is not None:
                 cluster.close()
+    halt.set()
 
 
 if __name__ == "__main__":

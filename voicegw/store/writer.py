@@ -91,7 +91,11 @@ class WriterStatistics:
     apply_s: float = 0.0
     """Seconds spent applying batches (the statements, on the writer thread)."""
     commit_s: float = 0.0
-    """Seconds spent in COMMIT (SQLite: the WAL write, its fsync, an automatic checkpoint)."""
+    """Seconds spent in COMMIT (SQLite: the WAL write, and its fsync with synchronous=full)."""
+    durable_waits: int = 0
+    """Awaits of :meth:`Writer.durable` that had to wait (a transfer's, b2bua.recorded)."""
+    durable_ms_mean: float = 0.0
+    durable_ms_max: float = 0.0
 
 
 class Writer:
@@ -139,6 +143,9 @@ class Writer:
         self.max_commit_ms = 0.0
         self.apply_s = 0.0
         self.commit_s = 0.0
+        self.durable_waits = 0
+        self.durable_s = 0.0
+        self.durable_ms_max = 0.0
         self.outages = 0
         self.backlogs = 0
         self.peak_queued = 0
@@ -194,7 +201,15 @@ class Writer:
                 return
             self._waiters.append((target, loop, future))
         self._hurry.set()
-        await future
+        started = loop.time()
+        try:
+            await future
+        finally:  # (a caller's timeout cancels the await: counted too, as long as it lasted)
+            waited = loop.time() - started
+            self.durable_waits += 1
+            self.durable_s += waited
+            if waited * 1000 > self.durable_ms_max:
+                self.durable_ms_max = waited * 1000
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every entry enqueued so far is committed; False on timeout."""
@@ -219,7 +234,10 @@ class Writer:
         return WriterStatistics(self._queue.qsize(), self.enqueued, self.written, self.dropped,
                                 self.failed, self.batches, self.largest_batch, round(self.last_commit_ms, 3),
                                 self.outages, self.backlogs, self.peak_queued, self._backlogged,
-                                round(self.max_commit_ms, 3), round(self.apply_s, 3), round(self.commit_s, 3))
+                                round(self.max_commit_ms, 3), round(self.apply_s, 3), round(self.commit_s, 3),
+                                self.durable_waits,
+                                round(self.durable_s * 1000 / self.durable_waits, 3) if self.durable_waits else 0.0,
+                                round(self.durable_ms_max, 3))
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
