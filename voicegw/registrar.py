@@ -220,16 +220,11 @@ class Registrations:
     async def _locate(self, entry: _Entry) -> Address | None:
         uri = parse_uri(entry.config.registrar)
         assert isinstance(uri, SipUri)
-        transport = entry.config.transport
-        if self._is_ip(entry):
-            return Address(transport, uri.host.strip("[]"), uri.port or (5061 if transport == "tls" else 5060))
-        try:
-            targets = await self.resolver.locate(uri, (transport,))
+        try:  # the first target (RFC 3263; an IP literal as it is), its name kept for TLS SNI
+            return (await self.resolver.addresses(uri, entry.config.transport))[0]
         except DnsError as error:
             log.warning("register.dns_failed", trunk=entry.config.trunk, reason=error.reason)
             return None
-        first = targets[0]
-        return Address(first.transport, first.address, first.port, name=uri.host)  # name: TLS SNI
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
