@@ -58,15 +58,28 @@ def received(peer: SippPeer, method: str) -> list[SipMessage]:
     return first
 
 
-def write_config(workdir: Path, agent_uri: str, password: str, **profile: Any) -> Path:
+CARRIER_NUMBER = "+4930555"
+"""The number the flow dials through a carrier's ``trunk`` (``write_config(trunk=...)``)."""
+
+
+def write_config(workdir: Path, agent_uri: str, password: str, *, trunk: str | None = None,
+                 **profile: Any) -> Path:
     """The agent profile (``auth: {agent7, password}`` and any other ``profile`` field),
-    the flow and voicegw.yaml; the latter's path."""
+    the flow and voicegw.yaml; the latter's path. ``trunk`` (``sip:{number}@host:port``;
+    ``agent_uri`` unused): the profile is a carrier with that trunk instead, and the
+    flow dials :data:`CARRIER_NUMBER` through it."""
     (workdir / "profiles").mkdir()
     (workdir / "flows").mkdir()
+    if trunk is None:
+        peer, target = {"kind": "agent", "uri": agent_uri}, "agent-x"
+    else:  # callers come from 127.0.0.1: the carrier's addresses are elsewhere (TEST-NET-1)
+        peer = {"kind": "carrier", "addresses": ["192.0.2.0/24"], "trunk": trunk,
+                "transfer_allow": [f"{CARRIER_NUMBER}*"]}
+        target = CARRIER_NUMBER
     (workdir / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({
-        "kind": "agent", "uri": agent_uri, "auth": {"username": "agent7", "password": password}, **profile}))
+        **peer, "auth": {"username": "agent7", "password": password}, **profile}))
     (workdir / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
-        "to_agent": {"type": "agent_transfer", "target": "agent-x", "fallback": {
+        "to_agent": {"type": "agent_transfer", "target": target, "fallback": {
             "rules": [{"match": "auth", "action": "goto", "node": "wait"}],
             "default": {"action": "end"}}},
         "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 30, "on_timeout": "bye"},
@@ -93,7 +106,8 @@ def transfer_with_auth(workdir: Path, agent: SippPeer, password: str, finish_age
         daemon.start()
         agent.start()
         caller = Caller(daemon.address)
-        assert caller.invite().status == 200
+        answer = caller.invite()
+        assert answer.status == 200, (answer.status, answer.reason, "\n".join(daemon.lines[-30:]))
         assert wait_until(lambda: events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed"), 20), \
             "\n".join(daemon.lines[-30:])
         finals = events(daemon, "transfer.succeeded") or events(daemon, "transfer.failed")
