@@ -139,3 +139,11 @@ def test_a_registration_has_a_line_and_calls_carrying_it_are_the_trunks(tmp_path
     other = write(tmp_path, {"auth": {"username": "u", "password": "secret-2"},
                              "register": {"registrar": "sip:192.0.2.1"}})
     assert load_runtime(other).registrations[0].line != registration.line  # not guessable without it
+
+
+def test_keepalives_of_a_carrier_with_gateways_go_to_the_first_listed(tmp_path: Path) -> None:
+    config = write(tmp_path, {"trunk": "sip:{number}@carrier.example", "keepalive": {"interval": 20},
+                              "gateways": [{"address": "gw1.carrier.example:5080", "transport": "tcp"},
+                                           "203.0.113.11"]})
+    (keepalive,) = load_runtime(config).keepalives
+    assert (keepalive.target, keepalive.transport) == ("sip:gw1.carrier.example:5080;transport=tcp", "tcp")

@@ -310,8 +310,10 @@ def keepalives(config: LoadedConfig) -> tuple[KeepaliveConfig, ...]:
 
 
 def _carrier_target(carrier: CarrierProfile) -> str | None:
-    if carrier.gateways:  # where its calls go: the first listed gateway
-        return gateway_specs(carrier)[0].uri
+    if carrier.gateways:  # where its calls go: the first listed gateway, over its transport
+        first = gateway_specs(carrier)[0]
+        plain = first.uri.startswith("sips:") or first.transport == "udp"
+        return first.uri if plain else f"{first.uri};transport={first.transport}"
     if carrier.trunk is not None:
         uri = parse_uri(str(carrier.trunk).replace("{number}", "x"))
         port = f":{uri.port}" if getattr(uri, "port", None) else ""
