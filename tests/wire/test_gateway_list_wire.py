@@ -93,7 +93,8 @@ def test_gateways_by_priority_and_weight_a_down_one_skipped_and_used_again_when_
         "gateways": [{"address": f"{gw1.host}:{gw1.port}", "priority": 10},
                      {"address": f"sip:{gw2.host}:{gw2.port};transport=udp", "priority": 20, "weight": 10},
                      {"address": f"{gw3.host}:{gw3.port}", "priority": 20, "weight": 10}],
-        "health": {"interval": 0.5, "timeout": 1.0, "down_after": 2, "up_after": 2}}))
+        # a loaded machine may answer a ping late: 2 s each, three misses in a row for down
+        "health": {"interval": 0.5, "timeout": 2.0, "down_after": 3, "up_after": 2}}))
     (flows / "main.yaml").write_text(yaml.safe_dump({"start": "out", "nodes": {
         "out": {"type": "agent_transfer", "target": "+4930555", "fallback": {"default": {"action": "end"}}}}}))
     ops = OpsDaemon(tmp_path / "daemon", config={
@@ -103,8 +104,8 @@ def test_gateways_by_priority_and_weight_a_down_one_skipped_and_used_again_when_
         assert wait_until(lambda: all(marked(ops, "gateway.up", g) for g in (gw1, gw2, gw3)), 20), \
             "\n".join(ops.daemon.lines[-20:])
         rows = {row["gateway"]: row for row in ops.http("GET", "/trunks").json()["gateways"]}
-        assert {a: (r["state"], r["last_status"]) for a, r in rows.items()} == {
-            g.address: ("up", 200) for g in (gw1, gw2, gw3)}
+        assert {a: r["state"] for a, r in rows.items()} == {g.address: "up" for g in (gw1, gw2, gw3)}
+        assert all(r["pings"] >= 2 and r["last_rtt_ms"] is not None for r in rows.values()), rows
         assert rows[gw2.address]["target"] == f"sip:{gw2.host}:{gw2.port}"
         metrics = ops.http("GET", "/metrics").text
         for g in (gw1, gw2, gw3):
