@@ -3,15 +3,13 @@ one another; shared code lives in the ``peers`` package beside this file)."""
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from peers.calls import CallLab
-from peers.pjsua import PjsuaLab
 from peers.ports import leases_of_test
-from peers.postgres import PgCluster
 
 # Hypothesis' per-example deadline (200 ms) measures the machine, not the code: on a
 # loaded CI box (two xdist workers beside sipp, PBXs and daemons) a pure test failed on
@@ -25,6 +23,18 @@ settings.load_profile("voicegw")
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection loaded (pytest, hypothesis, voicegw, the test modules: some
+    150,000 objects) moves out of the garbage collector's sight, as the daemon does at
+    start-up (voicegw/memory.py ``tune_gc``): every later full collection walks only
+    what the tests made. Without this, each automatic one in a test, and each of the
+    in-process harness's leak checks (peers/inproc.py ``instances=True``: a collection
+    and a walk of every object), took 0.1-0.2 s. Nothing a test makes is frozen, so the
+    leak checks still see every engine object left behind."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,6 +58,8 @@ def _port_leases():
 def lab(tmp_path, monkeypatch, request):
     # the daemon's records go to this test's own file, not the shared var/voicegw.db
     monkeypatch.setenv("VOICEGW_DB", str(tmp_path / "voicegw.db"))
+    from peers.calls import CallLab  # the peers' modules load when a test needs them
+
     with CallLab(tmp_path) as lab:
         yield lab
         if _failed(request):  # the daemon's side of a failure (its log, the sipp peers')
@@ -64,6 +76,8 @@ def lab(tmp_path, monkeypatch, request):
 def pg_cluster():
     """One throwaway cluster per test process (peers/postgres.py); each test that needs
     a database gets a new one (``pg_dsn``)."""
+    from peers.postgres import PgCluster  # psycopg: 0.3 s of every run's start otherwise
+
     with PgCluster() as cluster:
         yield cluster
 
@@ -166,6 +180,8 @@ def pjsua(tmp_path, request):
     """PJSIP user agents for one test (peers.pjsua: one process each, their PJSIP logs
     and recordings in tmp_path), all hung up and stopped after it; what each saw is
     printed when the test failed."""
+    from peers.pjsua import PjsuaLab
+
     with PjsuaLab(tmp_path) as agents:
         yield agents
         if _failed(request):
