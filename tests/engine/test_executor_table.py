@@ -14,10 +14,10 @@ import pytest
 
 from voicegw.engine import control_io as io
 from voicegw.engine.controller import _FEED
-from voicegw.engine.effects import ByeEffects, ConsultEffects, TransferEffects
+from voicegw.engine.effects import ByeEffects, ConsultEffects, MediaEffects, TransferEffects
 from voicegw.engine.executor import _OWN, THROUGH_PORTS
 
-PORTS = {"transfers": TransferEffects, "consults": ConsultEffects, "byes": ByeEffects}
+PORTS = {"transfers": TransferEffects, "consults": ConsultEffects, "byes": ByeEffects, "media": MediaEffects}
 
 
 def test_every_input_has_its_handler() -> None:

@@ -69,7 +69,7 @@ from ..transport.dns import Resolver
 from .bot_context import context_from_bot
 from .call import Call, CallInput, CallState, EventListener, Leg
 from .challenged import Resent, send_on_leg
-from .control_io import ByeReceived, CallEnded, LegsSettled, Who
+from .control_io import ByeReceived, CallEnded, LegsSettled, MediaCheckDue, Who
 from .control_io import Input as ControlInput
 from .desk_leg import AgentDesk
 from .dial import LegInvite, NotDialled, dial_leg
@@ -158,14 +158,13 @@ class Engine:
         )
         self.executor = Executor(lambda: self.loop, self.outbound, self._forget, self.FORGET_AFTER)
         """Feeds each call's controller (engine/controller.py) and carries out its commands."""
-        self.timers = self.executor.timers
-        """Where the helpers arm their per-call timers; a handler gets ``now``."""
         self.desk: AgentDesk | None = None
         """The agent desk (voicegw/desk/) when the daemon runs it: ``desk:`` targets."""
         self.transfers = Transfers(self)
         self.executor.transfers = self.transfers
         self.executor.consults = self.transfers.warm
         self.executor.byes = self
+        self.executor.media = self
         self.flows = FlowExecutor(self, self.tts)
         self.durable: Callable[[], Any] | None = None
         """Awaitable that returns once every record so far is committed (the store's
@@ -478,15 +477,17 @@ class Engine:
             return  # rtpengine counts the packets, not voicegw (docs/scaling.md)
         call.media_watch = MediaWatch.of(self.config.media_inactivity_timeout, self.config.media_hold_timeout)
         if call.media_watch is not None:
-            self.timers.after(call, "media", call.media_watch.interval, lambda now: self._check_media(call, now))
+            self.control(call, MediaCheckDue(self.now() + call.media_watch.interval))
 
-    def _check_media(self, call: Call, now: float) -> None:
+    def check_media(self, call: Call, now: float) -> None:
+        """The controller's media timer fired (``CheckMedia``): a silent leg ends the
+        call, else the next check is due an interval later."""
         watch = call.media_watch
         if call.state is not CallState.CONNECTED or watch is None:
             return
         silence = watch.check(call, (r for r in call.resources if isinstance(r, BRIDGES)), now)
         if silence is None:
-            self.timers.after(call, "media", watch.interval, lambda now: self._check_media(call, now))
+            self.control(call, MediaCheckDue(now + watch.interval))
             return
         log.warning("call.media_timeout", call_id=call.id, leg=silence.role, silent_for=round(silence.seconds, 1),
                     held=silence.held)

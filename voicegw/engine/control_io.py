@@ -41,6 +41,12 @@ class Timer(enum.Enum):
     REFER = "refer"
     """Our REFER subscriptions' next timeout (sip/refer.py: no 202, no final NOTIFY
     in time), handed to them as ``TickRefers(now)``."""
+    LIVE_BRIEFING = "live briefing"
+    """A warm transfer's live briefing (the bot and the agent bridged) lasts the warm
+    settings' ``bot_briefing_seconds``; cancelled as soon as the consult leaves BRIEFING."""
+    MEDIA = "media"
+    """The RTP inactivity check's next run (engine/media_watch.py), every check
+    interval while the call is connected; handed to the engine as ``CheckMedia(now)``."""
     FORGET = "forget"
     """A backstop, armed only when a leg's INVITE session outlives the end (a CANCEL
     awaiting the INVITE's final response, our BYE held until the ACK of our 2xx, 15):
@@ -218,6 +224,22 @@ class RefersDue:
     due: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class LiveBriefingDue(OnWarm):
+    """A warm transfer's live briefing began: it ends at ``due`` unless the consult
+    leaves BRIEFING first."""
+
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCheckDue:
+    """The RTP inactivity check runs next at ``due`` (the call answered, or the last
+    check found every watched leg sending)."""
+
+    due: float
+
+
 class Who(enum.Enum):
     """Which of the call's legs a BYE came on."""
 
@@ -246,7 +268,7 @@ class ByeReceived(OnLeg):
 
 Input = (LegDialled | LegProgressed | LegAnswered | LegFailed | LegDropped | TimerFired | CallEnded | LegsSettled
          | TransferFed | ConsultFed | ByeReceived | BotNodeDialled | BotNodeFailed | FlowStopped | ReferSent
-         | ReferReported | RefersDue)
+         | ReferReported | RefersDue | LiveBriefingDue | MediaCheckDue)
 
 
 # ---------------------------------------------------------------------- commands
@@ -420,6 +442,14 @@ class EndLiveBriefing(OnWarm):
     """The consult left BRIEFING: a live briefing's wait ends."""
 
 
+@dataclass(frozen=True, slots=True)
+class CheckMedia:
+    """Run the RTP inactivity check at ``now`` (the MediaEffects port: the engine); it
+    ends the call, or answers the next ``MediaCheckDue``."""
+
+    now: float
+
+
 # What a BYE means: one command, carried out through the ByeEffects port (engine/effects.py).
 @dataclass(frozen=True, slots=True)
 class LetBotGo(OnLeg):
@@ -468,7 +498,7 @@ TransferCommand = (RecordProgress | RecordAccepted | NotifyBot | StopPlay | Swap
                    | Leave | ReleaseBot | Settle | TickRefers)
 
 Command = (StartTimer | CancelTimer | Decide | Cancel | TellProgress | TellAnswer | TellFailure | Forget
-           | TransferCommand | ConsultCommand | ByeCommand)
+           | CheckMedia | TransferCommand | ConsultCommand | ByeCommand)
 
 
 __all__ = [
@@ -481,6 +511,7 @@ __all__ = [
     "CallEnded",
     "Cancel",
     "CancelTimer",
+    "CheckMedia",
     "Command",
     "Connect",
     "ConsultAgentGone",
@@ -504,6 +535,8 @@ __all__ = [
     "LegProgressed",
     "LegsSettled",
     "LetBotGo",
+    "LiveBriefingDue",
+    "MediaCheckDue",
     "NotifyBot",
     "OnAttempt",
     "OnLeg",

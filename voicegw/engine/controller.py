@@ -62,6 +62,7 @@ from .control_io import (
     CallEnded,
     Cancel,
     CancelTimer,
+    CheckMedia,
     Command,
     Connect,
     ConsultAgentGone,
@@ -84,6 +85,8 @@ from .control_io import (
     LegProgressed,
     LegsSettled,
     LetBotGo,
+    LiveBriefingDue,
+    MediaCheckDue,
     NotifyBot,
     PlayBriefing,
     RecordAccepted,
@@ -156,7 +159,7 @@ class CallController:
     """One call's controller. ``forget_after``: how long, at most, an ended call whose
     legs' sessions are not all over stays indexed (64*T1)."""
 
-    __slots__ = ("_bot_node", "_confirming", "_forget_after", "_refers", "_ringing", "ended", "forgotten")
+    __slots__ = ("_bot_node", "_confirming", "_forget_after", "_live", "_refers", "_ringing", "ended", "forgotten")
 
     def __init__(self, forget_after: float) -> None:
         self._ringing: dict[Attempt, Phase] = {}
@@ -165,6 +168,8 @@ class CallController:
         """The bot a flow's bot node dialled and waits on, until it ends."""
         self._confirming: dict[object, ConsultFed] = {}
         """Warm transfers whose confirm timer runs: the input that armed it."""
+        self._live: set[object] = set()
+        """Warm transfers whose live briefing's timer runs."""
         self._refers: dict[int, ReferSent] = {}
         """Our REFERs by id: the machine each one's subscription events go to."""
         self._forget_after = forget_after
@@ -207,6 +212,15 @@ class CallController:
             return ()  # the end cancelled every timer
         return (CancelTimer(Timer.REFER),) if event.due is None else (StartTimer(Timer.REFER, event.due),)
 
+    def _live_briefing_due(self, event: LiveBriefingDue) -> tuple[Command, ...]:
+        if self.ended:
+            return ()  # the end cancelled every timer
+        self._live.add(event.warm)
+        return (StartTimer(Timer.LIVE_BRIEFING, event.due, event.warm),)
+
+    def _media_check_due(self, event: MediaCheckDue) -> tuple[Command, ...]:
+        return () if self.ended else (StartTimer(Timer.MEDIA, event.due),)
+
     def _leg_dialled(self, event: LegDialled) -> tuple[Command, ...]:
         if self.ended:
             return ()
@@ -219,6 +233,7 @@ class CallController:
         self.ended = True
         self._bot_node = None
         self._confirming.clear()  # the end cancels every timer of the call
+        self._live.clear()
         self._refers.clear()
         if event.settled:
             return self._forget()
@@ -234,6 +249,13 @@ class CallController:
             return self._forget()
         if event.timer is Timer.REFER:
             return (TickRefers(event.now),)
+        if event.timer is Timer.MEDIA:
+            return () if self.ended else (CheckMedia(event.now),)
+        if event.timer is Timer.LIVE_BRIEFING:
+            if event.attempt not in self._live:
+                return ()
+            self._live.discard(event.attempt)
+            return (EndLiveBriefing(event.attempt),)
         if event.timer is Timer.CONFIRM:
             armed = self._confirming.pop(event.attempt, None)
             if armed is None:
@@ -244,9 +266,13 @@ class CallController:
 
     def _consult(self, event: ConsultFed) -> tuple[Command, ...]:
         """The consult machine's commands; its confirm timer is this controller's: armed
-        on CONFIRMING, cancelled once the consult left it (accepted, declined, gone)."""
+        on CONFIRMING, cancelled once the consult left it (accepted, declined, gone); so
+        is a live briefing's, cancelled once the consult left BRIEFING."""
         commands = consult_commands(event)
         warm = event.warm
+        if warm in self._live and event.machine.state is not ConsultState.BRIEFING:
+            self._live.discard(warm)
+            commands = (CancelTimer(Timer.LIVE_BRIEFING, warm), *commands)
         if any(isinstance(command, StartTimer) for command in commands):
             self._confirming[warm] = event
         elif warm in self._confirming and event.machine.state is not ConsultState.CONFIRMING:
@@ -303,6 +329,8 @@ _FEED: dict[type, Callable[[CallController, Any], tuple[Command, ...]]] = {
     ReferSent: CallController._refer_sent,
     ReferReported: CallController._refer_reported,
     RefersDue: CallController._refers_due,
+    LiveBriefingDue: CallController._live_briefing_due,
+    MediaCheckDue: CallController._media_check_due,
 }
 
 

@@ -79,4 +79,10 @@ class ByeEffects(Protocol):
     def end_call(self, call: Call, reason: str) -> None: ...
 
 
-__all__ = ["ByeEffects", "ConsultEffects", "TransferEffects"]
+class MediaEffects(Protocol):
+    """The RTP inactivity check (engine/media_watch.py; the engine is this port)."""
+
+    def check_media(self, call: Call, now: float) -> None: ...
+
+
+__all__ = ["ByeEffects", "ConsultEffects", "MediaEffects", "TransferEffects"]

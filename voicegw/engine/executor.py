@@ -8,10 +8,10 @@ of it, and drops an ended call from the engine's indexes; every other command go
 to a port (engine/effects.py) by one table, :data:`THROUGH_PORTS`: a transfer
 attempt's (stop the waiting audio, swap the bridge, drop a leg, BYE, NOTIFY the bot,
 record, settle, tick the REFER subscriptions), a warm transfer's consult, what a
-leg's BYE means. The controller's timers include a warm transfer's confirm timeout
-and our REFER subscriptions' timer; the helpers' own named timers that are not the
-controller's yet (a live briefing's length, the RTP inactivity check) are armed
-through the same :class:`CallTimers`.
+leg's BYE means, the RTP inactivity check. Every timer of a call is the controller's
+(a ring timeout, a warm transfer's confirm timeout and live briefing, our REFER
+subscriptions' timer, the RTP inactivity check, the forget backstop), armed here
+through :class:`CallTimers`.
 
 Why a timer handle is kept on the call: ``Engine.end`` cancels every timer a call
 still holds. The forget timer (a backstop, when a leg's session outlives the end) is
@@ -28,7 +28,7 @@ from typing import Any
 from . import control_io as io
 from .call import Call
 from .controller import CallController
-from .effects import ByeEffects, ConsultEffects, TransferEffects
+from .effects import ByeEffects, ConsultEffects, MediaEffects, TransferEffects
 from .outbound import Dialing, OutboundLegs
 
 #: The commands carried out through a port (engine/effects.py): the executor's
@@ -62,6 +62,8 @@ THROUGH_PORTS: dict[type, tuple[str, str]] = {
     io.ConsultAgentGone: ("byes", "consult_agent_gone"),
     io.ResumeAfterAgent: ("byes", "resume_after_agent"),
     io.EndCall: ("byes", "end_call"),
+    # the RTP inactivity check (MediaEffects: the engine)
+    io.CheckMedia: ("media", "check_media"),
 }
 
 _FIELDS: dict[type, tuple[str, ...]] = {kind: tuple(f.name for f in fields(kind)) for kind in THROUGH_PORTS}
@@ -81,10 +83,6 @@ class CallTimers:
         """Fire ``fire(now)`` at loop time ``due`` (at once if it is past)."""
         call.cancel_timer(name)
         call.timers[name] = self._loop().call_at(due, self._fire, call, name, fire)
-
-    def after(self, call: Call, name: Any, delay: float, fire: TimerHandler) -> None:
-        """Fire ``fire(now)`` ``delay`` seconds from now."""
-        self.arm(call, name, self._loop().time() + delay, fire)
 
     def _fire(self, call: Call, name: Any, fire: TimerHandler) -> None:
         call.timers.pop(name, None)
@@ -109,6 +107,8 @@ class Executor:
         """Carries out a warm transfer's consult commands (engine/warm.py's WarmTransfers)."""
         self.byes: ByeEffects | None = None
         """Carries out what a leg's BYE means (the engine)."""
+        self.media: MediaEffects | None = None
+        """Runs the RTP inactivity check (the engine)."""
 
     def controller(self, call: Call) -> CallController:
         controller = call.controller

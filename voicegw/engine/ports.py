@@ -30,7 +30,6 @@ from ..transport.dns import Resolver
 from .call import Call, CallInput, Leg
 from .control_io import Input
 from .desk_leg import AgentDesk
-from .executor import CallTimers
 from .outbound import OutboundLegs
 from .transfer_state import Transfer, TransferMethod, TransferOptions
 
@@ -104,11 +103,6 @@ class CallHost(Protocol):
     def control(self, call: Call, event: Input) -> None:
         """Feed the call's controller one input; the executor carries out what it
         answers (engine/executor.py)."""
-
-    @property
-    def timers(self) -> CallTimers:
-        """Per-call named timers whose handlers are told ``now`` (engine/executor.py)."""
-        ...
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

@@ -36,7 +36,7 @@ from ..sip.refer import ReferSubscriptions
 from ..sip.uri import SipUri
 from .call import Call, CallState, Leg
 from .consult import ConsultError, ConsultMachine, Input, State
-from .control_io import ConsultFed, ReferSent
+from .control_io import ConsultFed, LiveBriefingDue, ReferSent
 from .desk_leg import DeskLegEvents
 from .dial import LegInvite, NotDialled, dial_leg
 from .events import (
@@ -288,12 +288,13 @@ class WarmTransfers:
         caller_bridge.close()
         warm.live = self.engine.media.bridge(bot.endpoint, agent.endpoint)
         call.record(self.engine.now(), LiveBriefingStarted(warm.transfer.id, seconds))
-        over = warm.live_over = self.engine.loop.create_future()
-        self.engine.timers.after(call, "live", seconds, lambda now: _resolve(over))
+        # the controller's timer (or the consult leaving BRIEFING) answers EndLiveBriefing,
+        # which resolves the future; the call's end cancels the timer and this task
+        warm.live_over = self.engine.loop.create_future()
+        self.engine.control(call, LiveBriefingDue(warm, self.engine.now() + seconds))
         try:
-            await over
+            await warm.live_over
         finally:
-            call.cancel_timer("live")
             warm.live_over = None
         self._end_live(call, warm)
 
