@@ -206,18 +206,21 @@ def rtp_ranges_in_use() -> list[tuple[int, int]]:
     return ranges
 
 
-def free_rtp_range(ports: int, first: int = 20000, last: int = 32000) -> int:
-    """The first RTP range of ``ports`` from ``first`` (below the kernel's ephemeral
-    range) that no running daemon's overlaps: a soak beside another (a colleague's
-    bench on the same default range) had 1,367 calls refused with 503 ``port_pool``."""
+def free_rtp_range(ports: int, areas: tuple[tuple[int, int], ...] = ((20000, 32000), (40000, 56000))) -> int:
+    """The first RTP range of ``ports`` that no running daemon's overlaps: a soak beside
+    another (a colleague's bench on the same default range) had 1,367 calls refused
+    with 503 ``port_pool``. First below the kernel's ephemeral range, then inside it
+    (the kernel hands its clients other ports than those a daemon bound; a port a
+    client holds is skipped by the pool)."""
     taken = rtp_ranges_in_use()
-    low = first
-    while low + ports - 1 <= last:
-        clash = [high for a, high in taken if a <= low + ports - 1 and low <= high]
-        if not clash:
-            return low
-        low = (max(clash) + 1000) // 1000 * 1000
-    raise SystemExit(f"no RTP range of {ports} ports free in {first}-{last}: pass --rtp-low")
+    for first, last in areas:
+        low = first
+        while low + ports - 1 <= last:
+            clash = [high for a, high in taken if a <= low + ports - 1 and low <= high]
+            if not clash:
+                return low
+            low = (max(clash) + 1000) // 1000 * 1000
+    raise SystemExit(f"no RTP range of {ports} ports free in {areas}: pass --rtp-low")
 
 
 def sipp_deadline(calls: int, rate: float, hold_ms: int) -> float:
@@ -360,8 +363,9 @@ def main() -> int:
                              "kept FORGET_AFTER s)")
     parser.add_argument("--keep", type=Path, help="keep the logs in this directory")
     parser.add_argument("--rtp-low", type=int,
-                        help="first RTP port (default: the first range from 20000 on that no other voicegw "
-                             "daemon's --rtp-ports overlaps: two soaks on one range refuse calls 'port_pool')")
+                        help="first RTP port (default: the first range in 20000-32000, else 40000-56000, that no "
+                             "other voicegw daemon's --rtp-ports overlaps: two soaks on one range refuse calls "
+                             "'port_pool')")
     parser.add_argument("--rtp-ports", type=int, help="RTP ports (default: by rate and call length, at most 12,000)")
     parser.add_argument("--trace-peers", action="store_true",
                         help="sipp peers write their message logs (<name>_messages.log, with --keep): short runs only")
