@@ -24,11 +24,10 @@ import time
 
 sys.path.insert(0, os.getcwd())
 
-from voicegw.sip.build import make_response, new_tag  # noqa: E402
-from voicegw.sip.core import CoreConfig, UserAgentCore  # noqa: E402
-from voicegw.sip.events import Address, RequestReceived  # noqa: E402
-from voicegw.sip.sdp import SessionDescription  # noqa: E402
-
+from voicegw.sip.build import make_response, new_tag
+from voicegw.sip.core import CoreConfig, UserAgentCore
+from voicegw.sip.events import Address, RequestReceived
+from voicegw.sip.sdp import SessionDescription
 
 
 def sdp(i: int) -> str:
