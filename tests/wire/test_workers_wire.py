@@ -346,7 +346,8 @@ def test_trunks_and_objects_of_both_workers_and_pings_503_while_a_worker_drains_
         assert {status_of(a) for a in answers[:-1]} <= {503}, [a[:12] for a in answers]
         assert seen[0].status_code == 200 and set(seen[0].json()["workers"]) == {"0", "1"}, \
             f"a 200 to OPTIONS before worker 1's API answered: {seen[0].text[:300]}\n" + "\n".join(workers.lines[-20:])
-        assert workers.worker_pid(1) != pid
+        # the supervisor's worker.started line is read from its pipe by a thread: a bounded wait
+        assert wait_until(lambda: workers.worker_pid(1) != pid, 10.0), workers.lines[-20:]
     finally:
         if caller is not None:
             caller.close()
