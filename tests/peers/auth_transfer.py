@@ -4,9 +4,9 @@ agent (a sipp UAS: tests/wire/test_outbound_auth_wire.py, test_dialog_auth_wire.
 or a proxy in front of it (Kamailio, tests/wire/test_kamailio_auth_wire.py)
 challenges voicegw.
 
-The flow: ``to_agent`` (agent_transfer to ``agent-x``; the fallback's ``auth`` rule
-goes to ``wait``, a collect that keeps the caller) and ``bye``. The caller is
-:class:`peers.caller.Caller`; the daemon runs with its control API (the fallbacks are
+The flow (peers/flow_transfer.py): ``to_agent`` (agent_transfer to ``agent-x``; the
+fallback's ``auth`` rule goes to ``wait``, a collect that keeps the caller) and ``bye``.
+The caller is :class:`peers.caller.Caller`; the daemon runs with its control API (the fallbacks are
 read from the call's timeline) and is stopped before this returns; the password must
 not appear in its log. The agent is started only once the daemon is up: its sipp
 ``-timeout`` bounds the call, not a loaded machine's daemon start (which took 34 s
@@ -15,33 +15,15 @@ once, and the agent timed out before the INVITE came).
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .caller import Caller
 from .calls import SipMessage, SippPeer
 from .daemon import DaemonProcess, wait_until
-
-
-def events(daemon: DaemonProcess, name: str) -> list[dict]:
-    return [e for e in daemon.events() if e.get("event") == name]
-
-
-def timeline(daemon: DaemonProcess, call_id: str) -> list[tuple[str, dict]]:
-    token = (daemon.workdir / "var" / "api.token").read_text().strip()
-    request = urllib.request.Request(f"http://127.0.0.1:{daemon.api_port}/calls/{call_id}",
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return [(entry["event"], entry["detail"]) for entry in json.load(answer)["timeline"]]
-
-
-def fallbacks(daemon: DaemonProcess, call_id: str) -> list[dict]:
-    return [detail for event, detail in timeline(daemon, call_id) if event == "transfer.fallback"]
+from .flow_transfer import events, fallbacks, timeline
+from .flow_transfer import write_config as write_flow_config
 
 
 def received(peer: SippPeer, method: str) -> list[SipMessage]:
@@ -68,26 +50,14 @@ def write_config(workdir: Path, agent_uri: str, password: str, *, trunk: str | N
     the flow and voicegw.yaml; the latter's path. ``trunk`` (``sip:{number}@host:port``;
     ``agent_uri`` unused): the profile is a carrier with that trunk instead, and the
     flow dials :data:`CARRIER_NUMBER` through it."""
-    (workdir / "profiles").mkdir()
-    (workdir / "flows").mkdir()
     if trunk is None:
         peer, target = {"kind": "agent", "uri": agent_uri}, "agent-x"
     else:  # callers come from 127.0.0.1: the carrier's addresses are elsewhere (TEST-NET-1)
         peer = {"kind": "carrier", "addresses": ["192.0.2.0/24"], "trunk": trunk,
                 "transfer_allow": [f"{CARRIER_NUMBER}*"]}
         target = CARRIER_NUMBER
-    (workdir / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({
-        **peer, "auth": {"username": "agent7", "password": password}, **profile}))
-    (workdir / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
-        "to_agent": {"type": "agent_transfer", "target": target, "fallback": {
-            "rules": [{"match": "auth", "action": "goto", "node": "wait"}],
-            "default": {"action": "end"}}},
-        "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 30, "on_timeout": "bye"},
-        "bye": {"type": "hangup"}}}))
-    config = workdir / "voicegw.yaml"
-    config.write_text(yaml.safe_dump({"profiles_dir": str(workdir / "profiles"),
-                                      "flows_dir": str(workdir / "flows"), "default_flow": "main"}))
-    return config
+    return write_flow_config(workdir, {**peer, "auth": {"username": "agent7", "password": password}, **profile},
+                             "auth", target=target)
 
 
 def transfer_with_auth(workdir: Path, agent: SippPeer, password: str, finish_agent: Callable[[dict], None],

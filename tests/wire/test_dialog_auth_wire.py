@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from peers.auth_transfer import events, received, transfer_with_auth
+from peers.auth_transfer import received, transfer_with_auth
 from peers.caller import Caller
 from peers.calls import SCENARIOS, SipMessage, SippPeer, render_scenario
 from peers.daemon import DaemonProcess, wait_until
+from peers.flow_transfer import events
 from peers.lab import (
     bot,
     event,

@@ -12,17 +12,15 @@ flow transfers each call by INVITE to an agent profile whose URI is a name.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.dnsmasq import DNSMASQ, Dnsmasq
+from peers.flow_transfer import events, timeline, write_config
 from peers.net import free_port
 from peers.ports import free_block
 from peers.sipp import SIPP
@@ -31,32 +29,9 @@ pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None or DNSMASQ is No
                                                    reason="sipp or dnsmasq missing: run scripts/bootstrap")]
 
 
-def events(daemon: DaemonProcess, name: str) -> list[dict]:
-    return [e for e in daemon.events() if e.get("event") == name]
-
-
-def timeline(daemon: DaemonProcess, call_id: str) -> list[tuple[str, dict]]:
-    token = (daemon.workdir / "var" / "api.token").read_text().strip()
-    request = urllib.request.Request(f"http://127.0.0.1:{daemon.api_port}/calls/{call_id}",
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return [(entry["event"], entry["detail"]) for entry in json.load(answer)["timeline"]]
-
-
 def daemon_for(tmp_path: Path, agent_uri: str, dns_port: int, timeout: float = 2.0) -> DaemonProcess:
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "profiles" / "agent-x.yaml").write_text(yaml.safe_dump({"kind": "agent", "uri": agent_uri}))
-    (tmp_path / "flows" / "main.yaml").write_text(yaml.safe_dump({"start": "to_agent", "nodes": {
-        "to_agent": {"type": "agent_transfer", "target": "agent-x", "fallback": {
-            "rules": [{"match": "dns", "action": "goto", "node": "wait"}],
-            "default": {"action": "end"}}},
-        "wait": {"type": "collect", "routes": {"9": "bye"}, "timeout": 30, "on_timeout": "bye"},
-        "bye": {"type": "hangup"}}}))
-    config = tmp_path / "voicegw.yaml"
-    config.write_text(yaml.safe_dump({
-        "profiles_dir": str(tmp_path / "profiles"), "flows_dir": str(tmp_path / "flows"),
-        "default_flow": "main", "dns": {"servers": ["127.0.0.1"], "port": dns_port, "timeout": timeout}}))
+    config = write_config(tmp_path, {"kind": "agent", "uri": agent_uri}, "dns",
+                          dns={"servers": ["127.0.0.1"], "port": dns_port, "timeout": timeout})
     return DaemonProcess("127.0.0.1", None, "--config", str(config))
 
 

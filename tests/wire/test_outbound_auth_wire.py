@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 
 import pytest
-from peers.auth_transfer import events, received, transfer_with_auth
+from peers.auth_transfer import received, transfer_with_auth
 from peers.calls import SippPeer, render_scenario
 from peers.daemon import DaemonProcess
+from peers.flow_transfer import events
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
