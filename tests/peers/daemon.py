@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TTS_CACHE = ROOT / "var" / "tts"
 
 
+_PORT_TAKEN = "address already in use"
+_PORT_TAKEN_UVLOOP = '"could not bind to local_addr'
+"""How daemon.failed says its SIP port was taken: asyncio's errno text, or uvloop's
+message (its OSError carries the errno only as its cause)."""
+
+
 class DaemonProcess:
     """Starts the daemon, waits for ``daemon.started``, collects its JSON log lines."""
 
@@ -48,7 +54,7 @@ class DaemonProcess:
         for attempt in range(self.PORT_RETRIES + 1):
             if self._launch(timeout):
                 return self
-            lost_race = any("address already in use" in line for line in self.lines[-20:])
+            lost_race = any(_PORT_TAKEN in line or _PORT_TAKEN_UVLOOP in line for line in self.lines[-20:])
             if not (lost_race and self._own_port and attempt < self.PORT_RETRIES):
                 break
             self.port = free_port(self.host)

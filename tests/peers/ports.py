@@ -6,11 +6,12 @@ port 0 lies in the kernel's ephemeral range (``ip_local_port_range``), where eve
 client socket of every process on the machine lands too: in CI a sipp bot lost its port
 that way (errno 98, EADDRINUSE). So every port handed out here is
 
-- outside the ephemeral range, where the kernel gives out no port by itself: below it,
-  and, for blocks (RTP ranges), first above it, where no benchmark's or soak's daemon
-  has its RTP range either (scripts/bench: 10000-32000; such a daemon binds the ports of
-  its range as calls come, with no lease, and a test daemon whose block lay inside that
-  range found every pair taken while one ran: 503 "no free RTP port");
+- outside the ephemeral range, where the kernel gives out no port by itself: first
+  above it, where no benchmark's or soak's daemon has its RTP range either
+  (scripts/bench: 10000-32000; such a daemon binds the ports of its range as calls
+  come, with no lease: a test daemon whose RTP block lay inside that range found every
+  pair taken while one ran, 503 "no free RTP port", and another's SIP port was taken
+  before it bound it), then below it;
 - leased: an ``flock`` on ``<tmp>/voicegw-test-ports/<port>``, so that no other test
   process (pytest-xdist workers, other checkouts' runs) hands it out meanwhile. The
   lock's file descriptor is not inherited by subprocesses and dies with this process;
@@ -50,13 +51,17 @@ _TOP = EPHEMERAL_LOW if EPHEMERAL_LOW >= 16384 else 32768
 low to leave room below it, the leases alone keep the test processes apart)."""
 _SPLIT = 10000 + (_TOP - 10000) * 3 // 5
 SINGLE = (10000, _SPLIT)
-"""Where single ports (SIP, control API, ng) come from first."""
+"""Where single ports (SIP, control API, ng) come from when ``HIGH_SINGLE`` is full."""
 BLOCKS = (_SPLIT, _TOP)
-"""Where blocks (RTP ranges) come from when ``HIGH`` is full; each kind takes the
+"""Where blocks (RTP ranges) come from when ``HIGH_BLOCKS`` is full; each kind takes the
 other's when full."""
-HIGH = (EPHEMERAL_HIGH + 1, 65536) if EPHEMERAL_HIGH <= 64535 else (_SPLIT, _TOP)
-"""Above the ephemeral range (61000-65535 with Linux's default): where blocks come from
-first (a box whose range leaves less than 1000 ports above it: ``BLOCKS``)."""
+_ABOVE = EPHEMERAL_HIGH + 1 if EPHEMERAL_HIGH <= 64535 else None
+_HIGH_SPLIT = _ABOVE + (65536 - _ABOVE) * 2 // 3 if _ABOVE is not None else 0
+HIGH_BLOCKS = (_ABOVE, _HIGH_SPLIT) if _ABOVE is not None else BLOCKS
+HIGH_SINGLE = (_HIGH_SPLIT, 65536) if _ABOVE is not None else SINGLE
+"""Above the ephemeral range (61000-65535 with Linux's default, two thirds for blocks):
+where every lease comes from first (a box whose range leaves less than 1000 ports
+above it: ``BLOCKS`` and ``SINGLE``)."""
 
 _held: dict[int, int] = {}
 """Leased port -> the file descriptor holding its lock."""
@@ -141,19 +146,19 @@ def lease_block(count: int, ranges: tuple[tuple[int, int], ...], *, host: str = 
 
 def free_port(host: str = HOST, *, keep: bool = False) -> int:
     """A leased port free for both UDP and TCP on ``host`` (SIP listens on both)."""
-    return lease_block(1, (SINGLE, BLOCKS), host=host, tcp=True, keep=keep)
+    return lease_block(1, (HIGH_SINGLE, SINGLE, HIGH_BLOCKS, BLOCKS), host=host, tcp=True, keep=keep)
 
 
 def free_ports(count: int, host: str = HOST) -> int:
     """The first of ``count`` consecutive leased ports, each free for UDP and TCP."""
-    return lease_block(count, (SINGLE, BLOCKS), host=host, tcp=True)
+    return lease_block(count, (HIGH_SINGLE, SINGLE, HIGH_BLOCKS, BLOCKS), host=host, tcp=True)
 
 
 def free_block(count: int, *, reserve: bool = False) -> int:
     """The first (even, as RTP wants) of ``count`` consecutive leased UDP ports;
     ``reserve``: kept for the process's life (a PBX's RTP range, bound only when a call
     needs it)."""
-    return lease_block(count, (HIGH, BLOCKS, SINGLE), even=True, keep=reserve)
+    return lease_block(count, (HIGH_BLOCKS, BLOCKS, HIGH_SINGLE, SINGLE), even=True, keep=reserve)
 
 
 @contextmanager
