@@ -113,6 +113,8 @@ class Plan:
     """The agent's URI goes to ``--agent-uri`` (the demo flow's agent node)."""
     calls_up: float = 2.0
     """Seconds a call lasts, roughly (for the concurrency limit and the guard's cap)."""
+    legs: int = 2
+    """Media endpoints a call holds at once at most (each an RTP/RTCP pair of ports)."""
 
 
 def dtmf_pcap(path: Path, digit: str) -> Path:
@@ -160,7 +162,7 @@ def plan_for(path: str, work: Path, agent_port: int, hold_ms: int | None) -> Pla
                     hold_ms or 12000, agent_flag=True, calls_up=8)
     if path == "bot_refer":
         return Plan({"calls": {"transfer_method": "invite", **allow}}, refer_bot, agent, [Phase(1.0, bench)],
-                    hold_ms or 2000, calls_up=3)
+                    hold_ms or 2000, calls_up=3, legs=3)
     if path == "refer_transfer":
         carrier = ["-sf", str(SCENARIOS / "soak_carrier_refer.xml"), *tolerant]
         return Plan({"calls": {"transfer_method": "refer", **allow}}, refer_bot, None, [Phase(1.0, carrier)],
@@ -171,7 +173,7 @@ def plan_for(path: str, work: Path, agent_port: int, hold_ms: int | None) -> Pla
         # 100/s was cancelled by the caller's BYE during a briefing stretched by the load
         warm = {"hold": "tts", "briefing_text": "Incoming transfer from the soak test."}
         return Plan({"calls": {"transfer_method": "warm", "warm": warm, **allow}}, refer_bot, agent,
-                    [Phase(1.0, bench)], hold_ms or 10000, calls_up=6)
+                    [Phase(1.0, bench)], hold_ms or 10000, calls_up=6, legs=3)
     if path == "cancel":
         return Plan({}, ["-sf", str(SCENARIOS / "b2bua_bot_ring.xml")], None,
                     [Phase(1.0, ["-sf", str(SCENARIOS / "b2bua_uac_cancel.xml")])], hold_ms or 0, calls_up=1)
@@ -384,7 +386,9 @@ def main() -> int:
     agent_port = free_port()
     plan = plan_for(args.path, work, agent_port, args.hold_ms)
     concurrent = int(args.rate * (plan.hold_ms / 1000 + plan.calls_up)) + 200
-    ports = (args.rtp_ports or min(4 * concurrent + 400, 12000)) // 2 * 2
+    # a warm or bot_refer call holds three legs (caller, bot, agent): sized for two,
+    # the 30,000-call warm soak had 946 calls refused 503 port_pool
+    ports = (args.rtp_ports or min(2 * plan.legs * concurrent + 400, 12000)) // 2 * 2
     ports_low = args.rtp_low if args.rtp_low is not None else free_rtp_range(ports)
     token = secrets.token_hex(16)
     api_port = free_port()
