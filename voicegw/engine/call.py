@@ -53,7 +53,7 @@ TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
 }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a few per call, held while it is up
 class Leg:
     """One SIP dialog of the call plus its media endpoint."""
 
@@ -122,7 +122,7 @@ _ENDING = frozenset({SessionState.CANCEL_PENDING, SessionState.CANCELLING, Sessi
 EARLY_DIGITS = 32
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     id: str
     caller: Leg

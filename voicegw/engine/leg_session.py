@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -86,6 +85,9 @@ _WIRE = (SendRequest, SendResponse, RetransmitResponse)
 class LegSession:
     """Runs ``session`` for ``leg`` of ``call``; events go to ``on_event``."""
 
+    __slots__ = ("_answered", "_call", "_due", "_leg", "_peer", "_registered", "_reoffers", "_timer", "_wire",
+                 "on_event", "session")  # one per leg
+
     def __init__(self, call: Call, leg: Leg, session: InviteSession, wire: Wire,
                  on_event: SessionEvent) -> None:
         self.session = session
@@ -94,10 +96,12 @@ class LegSession:
         self._leg: Leg | None = leg
         self._peer = leg.peer
         self._wire = wire
-        self._registered: set[DialogId] = set()
+        self._registered: tuple[DialogId, ...] = ()  # usually one dialog (more: forked 2xx)
         self._timer: asyncio.TimerHandle | None = None
         self._due: float | None = None
-        self._reoffers: deque[tuple[SessionDescription, Answered | None]] = deque()
+        # our re-INVITEs waiting their turn: a list, made at the first (an empty deque
+        # is ~600 bytes, and most legs never re-offer)
+        self._reoffers: list[tuple[SessionDescription, Answered | None]] | None = None
         self._answered: Answered | None = None  # the waiter of our re-INVITE in flight
 
     @property
@@ -122,7 +126,7 @@ class LegSession:
 
     def end(self, status: int = 480) -> None:
         """Whatever ends the session from where it is: CANCEL, a final response, BYE."""
-        self._reoffers.clear()
+        self._reoffers = None
         now = asyncio.get_running_loop().time()
         self._carry_out(self.session.end(now, status))
 
@@ -130,6 +134,8 @@ class LegSession:
         """A re-INVITE with our ``offer``, now or once the session is idle (14.1)."""
         if self.terminated:
             return
+        if self._reoffers is None:
+            self._reoffers = []
         self._reoffers.append((offer, answered))
         self._next_reoffer()
 
@@ -140,7 +146,7 @@ class LegSession:
                 outputs = self.session.handle(Modify(offer), asyncio.get_running_loop().time())
             except InviteSessionError:
                 return  # our 2xx is not ACKed yet: try again after the next input
-            self._reoffers.popleft()
+            del self._reoffers[0]
             self._answered = answered or _ignore
             self._carry_out(outputs)
 
@@ -172,7 +178,7 @@ class LegSession:
             if leg.dialog is not dialog:
                 leg.dialog = dialog
             if dialog.id not in self._registered:
-                self._registered.add(dialog.id)
+                self._registered += (dialog.id,)
                 self._wire.register(call, leg)
         for output in outputs:
             if isinstance(output, _WIRE):
@@ -211,7 +217,7 @@ class LegSession:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._due = None, None
-        self._reoffers.clear()
+        self._reoffers = None
         self._answered = None
         self.on_event = None
         call, self._call, self._leg = self._call, None, None

@@ -85,6 +85,8 @@ class DtmfDetector:
     ``flush()`` (which the adapter calls after a silence timeout).
     """
 
+    __slots__ = ("_current", "_done", "_memory")  # one per media endpoint
+
     def __init__(self, memory: int = 16) -> None:
         # Timestamps of presses already reported: late duplicates or reordered
         # packets of a finished event must not report it again. A deque is created
