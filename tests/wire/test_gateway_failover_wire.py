@@ -8,7 +8,6 @@ Asserted on the INVITEs each gateway logged and on the daemon's gateway lines.""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,40 +15,13 @@ import yaml
 from peers.caller import Caller
 from peers.daemon import DaemonProcess, wait_until
 from peers.dnsmasq import DNSMASQ, Dnsmasq
-from peers.net import free_port
-from peers.ports import free_block
+from peers.gateway import SippGateway
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.skipif(SIPP is None or DNSMASQ is None,
                                                    reason="sipp or dnsmasq missing: run scripts/bootstrap")]
 
-
-class Gateway:
-    """A sipp UAS on one UDP port that answers INVITEs and (``-aa``) OPTIONS."""
-
-    def __init__(self, workdir: Path, name: str, port: int) -> None:
-        self.workdir, self.name, self.port = workdir, name, port
-        self.runs = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Gateway:
-        self.runs += 1
-        media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
-        self.proc = subprocess.Popen(
-            [SIPP, "-p", str(self.port), "-i", "127.0.0.1", "-mp", str(media), "-nostdin", "-sn", "uas", "-aa",
-             "-trace_msg", "-message_file", str(self.workdir / f"{self.name}-{self.runs}.log"),
-             "-timeout", "120s"],
-            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def invites(self) -> int:
-        return sum(log.read_text(errors="replace").count("INVITE sip:+4930555@gw.voicegw.test SIP/2.0")
-                   for log in self.workdir.glob(f"{self.name}-*.log"))
+REQUEST_LINE = "INVITE sip:+4930555@gw.voicegw.test SIP/2.0"
 
 
 def events(daemon: DaemonProcess, name: str) -> list[dict]:
@@ -72,8 +44,8 @@ def call(daemon: DaemonProcess) -> dict:
 
 
 def test_a_gateway_marked_down_is_skipped_and_used_again_when_it_is_back(tmp_path: Path) -> None:
-    gw1 = Gateway(tmp_path, "gw1", free_port()).start()
-    gw2 = Gateway(tmp_path, "gw2", free_port()).start()
+    gw1 = SippGateway(tmp_path, "gw1", REQUEST_LINE, timeout="120s").start()
+    gw2 = SippGateway(tmp_path, "gw2", REQUEST_LINE, timeout="120s").start()
     dns = Dnsmasq(tmp_path, [
         f"srv-host=_sip._udp.gw.voicegw.test,gw1.voicegw.test,{gw1.port},10,50",
         f"srv-host=_sip._udp.gw.voicegw.test,gw2.voicegw.test,{gw2.port},20,50",

@@ -12,54 +12,20 @@ metrics and the daemon's gateway lines."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from peers.caller import Caller
 from peers.daemon import wait_until
-from peers.net import free_port
+from peers.gateway import SippGateway
 from peers.ops import OpsDaemon
-from peers.ports import free_block
 from peers.sipp import SIPP
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(300),
               pytest.mark.skipif(SIPP is None, reason="sipp missing: run scripts/bootstrap")]
 
 REQUEST_LINE = "INVITE sip:+4930555@carrier.voicegw.test SIP/2.0"
-
-
-class Gateway:
-    """A sipp UAS on one loopback address that answers INVITEs and (``-aa``) OPTIONS."""
-
-    def __init__(self, workdir: Path, name: str, host: str) -> None:
-        self.workdir, self.name, self.host, self.port = workdir, name, host, free_port()
-        self.runs = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"udp:{self.host}:{self.port}"
-
-    def start(self) -> Gateway:
-        self.runs += 1
-        media = free_block(4)  # sipp's -mp: RTP and RTCP, leased (peers/ports.py)
-        self.proc = subprocess.Popen(
-            [SIPP, "-p", str(self.port), "-i", self.host, "-mp", str(media), "-nostdin", "-sn", "uas", "-aa",
-             "-trace_msg", "-message_file", str(self.workdir / f"{self.name}-{self.runs}.log"),
-             "-timeout", "280s"],
-            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def invites(self) -> int:
-        return sum(log.read_text(errors="replace").count(REQUEST_LINE)
-                   for log in self.workdir.glob(f"{self.name}-*.log"))
 
 
 def call(ops: OpsDaemon) -> None:
@@ -76,14 +42,14 @@ def call(ops: OpsDaemon) -> None:
         caller.close()
 
 
-def marked(ops: OpsDaemon, event: str, gateway: Gateway) -> int:
+def marked(ops: OpsDaemon, event: str, gateway: SippGateway) -> int:
     return len(ops.logged(event, trunk="carrier", gateway=gateway.address))
 
 
 def test_gateways_by_priority_and_weight_a_down_one_skipped_and_used_again_when_back(tmp_path: Path) -> None:
-    gw1 = Gateway(tmp_path, "gw1", "127.0.0.2").start()
-    gw2 = Gateway(tmp_path, "gw2", "127.0.0.3").start()
-    gw3 = Gateway(tmp_path, "gw3", "127.0.0.4").start()
+    gw1 = SippGateway(tmp_path, "gw1", REQUEST_LINE, host="127.0.0.2").start()
+    gw2 = SippGateway(tmp_path, "gw2", REQUEST_LINE, host="127.0.0.3").start()
+    gw3 = SippGateway(tmp_path, "gw3", REQUEST_LINE, host="127.0.0.4").start()
     profiles, flows = tmp_path / "profiles", tmp_path / "flows"
     profiles.mkdir()
     flows.mkdir()
