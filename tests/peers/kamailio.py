@@ -16,16 +16,36 @@ from .procs import stop
 
 KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 
+CORE = """debug=2
+log_stderror=yes
+fork=yes
+children=1
+auto_aliases=no
+listen=udp:127.0.0.1:@PORT@
+alias="127.0.0.1:@PORT@"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so\""""
+"""What a test's config shares, put where it says ``@CORE@``: one process in the
+foreground's settings, the loopback listener, and the modules a stateful proxy that
+record-routes and logs needs (a config loads what else it uses after it)."""
+
 
 class Kamailio:
     def __init__(self, workdir: Path, template: str | None = None, *, cfg: Path | None = None,
                  defines: tuple[str, ...] = (), **values: object) -> None:
-        """``template``: a config written to ``workdir/kamailio.cfg`` with ``@PORT@`` (the
-        port it listens on) and each ``@KEY@`` of ``values`` filled in; else ``cfg``."""
+        """``template``: a config written to ``workdir/kamailio.cfg`` with ``@CORE@`` (the
+        shared settings and modules above), ``@PORT@`` (the port it listens on) and each
+        ``@KEY@`` of ``values`` filled in; else ``cfg``."""
         self.port = free_port(HOST)
         self.workdir = workdir
         if template is not None:
-            text = template.replace("@PORT@", str(self.port))
+            text = template.replace("@CORE@", CORE).replace("@PORT@", str(self.port))
             for key, value in values.items():
                 text = text.replace(f"@{key.upper()}@", str(value))
             cfg = workdir / "kamailio.cfg"

@@ -40,21 +40,7 @@ PASSWORD = "k4m-secret"
 
 CONFIG = """#!KAMAILIO
 # An outbound proxy that authenticates initial INVITEs (407), then relays by R-URI.
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:@PORT@
-alias="127.0.0.1:@PORT@"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
+@CORE@
 loadmodule "auth.so"
 request_route {
     xlog("L_NOTICE", "KAM $rm from $si:$sp cseq=$cs ruri=$ru route=[$hdr(Route)] auth=[$hdr(Proxy-Authorization)]\\n");
@@ -132,21 +118,7 @@ def test_a_wrong_password_is_refused_by_kamailio_and_fails_with_auth(tmp_path: P
 CARRIER_CONFIG = """#!KAMAILIO
 # A carrier's SBC: authenticates every INVITE and every in-dialog request but the ACK
 # (407, qop=auth, nc checked), record-routes, and relays initial INVITEs to its agent.
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:@PORT@
-alias="127.0.0.1:@PORT@"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
+@CORE@
 loadmodule "auth.so"
 modparam("auth", "nonce_count", 1)
 request_route {

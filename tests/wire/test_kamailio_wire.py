@@ -34,21 +34,7 @@ pytestmark = [
 
 CONFIG = """#!KAMAILIO
 # A transaction-stateful, record-routing proxy: carrier <-> voicegw.
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:@PORT@
-alias="127.0.0.1:@PORT@"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
+@CORE@
 request_route {
     xlog("L_NOTICE", "KAM $rm from $si:$sp ruri=$ru route=[$hdr(Route)]\\n");
     if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
