@@ -13,8 +13,6 @@ password is never logged."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from peers.auth_transfer import received, transfer_with_auth
 from peers.caller import Caller
 from peers.calls import SCENARIOS, SipMessage, SippPeer, render_scenario
 from peers.daemon import DaemonProcess, wait_until
+from peers.digest import checked_credentials
 from peers.flow_transfer import events
 from peers.lab import (
     bot,
@@ -43,22 +42,10 @@ PASSWORD = "s3cret-pw"  # what the scenarios check (verifyauth)
 AUTH = {"username": "agent7", "password": PASSWORD}
 
 
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
 def answer(message: SipMessage, header: str = "authorization") -> dict[str, str]:
     """The credentials a request carried, checked: ``uri`` is its Request-URI and the
     response is right for its method (RFC 7616 3.4.1, MD5, qop=auth)."""
-    value = message.header(header) or ""
-    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', value))
-    method, request_uri = message.first_line.split(" ")[:2]
-    assert fields.get("uri") == request_uri, (fields, request_uri)
-    assert (fields["username"], fields["realm"], fields["qop"]) == ("agent7", "voicegw.test", "auth")
-    ha1 = md5(f"agent7:voicegw.test:{PASSWORD}")
-    ha2 = md5(f"{method}:{fields['uri']}")
-    assert fields["response"] == md5(f"{ha1}:{fields['nonce']}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
-    return fields
+    return checked_credentials(message, "agent7", PASSWORD, header=header)
 
 
 def same_dialog_retry(first: SipMessage, again: SipMessage) -> None:
