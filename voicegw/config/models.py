@@ -26,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from ..sip.errors import SipError
+from ..sip.gateway_list import named_transport, typed_uri
+from ..sip.uri import SipUri, parse_uri
 from ..transport.limits import TransportLimits
 from ..transport.tls import TlsConfig, TlsConfigError
 from .defaults import CallConfig, DaemonConfig
@@ -501,9 +504,6 @@ class CallerId(Strict):
 
 def _registrar_uri(value: str) -> str:
     """A sip:/sips: URI whose host may be a name (resolved by RFC 3263, transport/dns.py)."""
-    from ..sip.errors import SipError
-    from ..sip.uri import SipUri, parse_uri
-
     try:
         uri = parse_uri(value)
     except SipError as error:
@@ -572,8 +572,6 @@ class HealthCheck(Strict):
 
 
 def _gateway_address(value: str) -> str:
-    from ..sip.gateway_list import typed_uri
-
     typed_uri(value)
     return value
 
@@ -600,8 +598,6 @@ class Gateway(Strict):
 
     @model_validator(mode="after")
     def _one_transport(self) -> Gateway:
-        from ..sip.gateway_list import named_transport, typed_uri
-
         named = named_transport(typed_uri(self.address)) if self.transport is not None else None
         if named is not None and named != self.transport:
             raise ValueError(f"{self.address!r} is reached over {named}, the entry says {self.transport}")
