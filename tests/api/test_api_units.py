@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +83,17 @@ def test_token_file_is_created_0600_once_and_read_back(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("")
     with pytest.raises(tokens.TokenError, match="empty"):
         tokens.read(tmp_path / "empty")
+
+
+def test_token_file_started_at_once_by_many_is_never_read_empty(tmp_path: Path) -> None:
+    # Workers of one farm create the token file together: the file must appear with
+    # its token in it (a worker once read it between its creation and its write).
+    path = tmp_path / "api.token"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda _: tokens.load_or_create(path), range(64)))
+    assert len(set(got)) == 1 and got[0] == tokens.read(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["api.token"], "no draft left behind"
 
 
 def test_ladder_draws_legs_as_columns_and_messages_as_arrows() -> None:
